@@ -1,0 +1,36 @@
+//! The one table of model architectures the inference engine runs.
+//!
+//! `runtime_compatible` everywhere (list, show, the server's model list, the app) comes from
+//! here. The engine fills the table as it gains architectures; until then nothing is runnable.
+
+use crate::classify::{Framework, ModelType};
+
+/// `model_type` values (from `config.json`) that `mlxk-engine` can load and run.
+pub const SUPPORTED_ARCHITECTURES: &[&str] = &[];
+
+/// Whether the engine can run a model, and if not, why not (a sentence for people).
+pub fn runtime_compatibility(
+    healthy: bool,
+    framework: Framework,
+    model_type: ModelType,
+    architecture: Option<&str>,
+    declares_remote_code: bool,
+) -> Result<(), String> {
+    if !healthy {
+        return Err("the model is not healthy".into());
+    }
+    if framework != Framework::Mlx {
+        return Err(format!("incompatible framework: {} (MLX is required)", framework.label()));
+    }
+    if declares_remote_code {
+        return Err("config.json asks to run custom model code, which is never executed".into());
+    }
+    if !matches!(model_type, ModelType::Chat | ModelType::Base) {
+        return Err(format!("{} models are not supported by the engine", model_type.label()));
+    }
+    match architecture {
+        None => Err("config.json does not name an architecture (model_type)".into()),
+        Some(arch) if SUPPORTED_ARCHITECTURES.contains(&arch) => Ok(()),
+        Some(arch) => Err(format!("architecture '{arch}' is not supported by the engine yet")),
+    }
+}

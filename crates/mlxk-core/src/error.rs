@@ -1,0 +1,93 @@
+//! One error type for every shell: each variant has a stable machine-readable [`ErrorKind`]
+//! (used as `error.type` in JSON) and a message written for a person.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    #[error("invalid model name '{name}': {why}")]
+    InvalidName { name: String, why: String },
+
+    #[error("no model matches '{0}' in the cache")]
+    ModelNotFound(String),
+
+    #[error("'{pattern}' matches {} models: {}; use the full name", matches.len(), matches.join(", "))]
+    AmbiguousMatch {
+        pattern: String,
+        matches: Vec<String>,
+    },
+
+    #[error("{model} has no snapshot or ref '{revision}' (available: {})", available.join(", "))]
+    RevisionNotFound {
+        model: String,
+        revision: String,
+        available: Vec<String>,
+    },
+
+    #[error("a download of {model} is running (lock held: {}); wait for it or use --force", lock.display())]
+    LocksPresent { model: String, lock: PathBuf },
+
+    #[error("refusing to delete: {0}")]
+    UnsafeDeletion(String),
+
+    #[error("{action} failed for {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The stable, machine-readable kind of a [`CoreError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    InvalidName,
+    ModelNotFound,
+    AmbiguousMatch,
+    HashNotFound,
+    LocksPresent,
+    UnsafeDeletion,
+    IoError,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidName => "invalid_name",
+            ErrorKind::ModelNotFound => "model_not_found",
+            ErrorKind::AmbiguousMatch => "ambiguous_match",
+            ErrorKind::HashNotFound => "hash_not_found",
+            ErrorKind::LocksPresent => "locks_present",
+            ErrorKind::UnsafeDeletion => "unsafe_deletion",
+            ErrorKind::IoError => "io_error",
+        }
+    }
+}
+
+impl CoreError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            CoreError::InvalidName { .. } => ErrorKind::InvalidName,
+            CoreError::ModelNotFound(_) => ErrorKind::ModelNotFound,
+            CoreError::AmbiguousMatch { .. } => ErrorKind::AmbiguousMatch,
+            CoreError::RevisionNotFound { .. } => ErrorKind::HashNotFound,
+            CoreError::LocksPresent { .. } => ErrorKind::LocksPresent,
+            CoreError::UnsafeDeletion(_) => ErrorKind::UnsafeDeletion,
+            CoreError::Io { .. } => ErrorKind::IoError,
+        }
+    }
+
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        CoreError::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+pub type Result<T, E = CoreError> = std::result::Result<T, E>;

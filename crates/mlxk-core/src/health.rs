@@ -1,0 +1,235 @@
+//! Integrity of a model snapshot, with a precise reason for every problem.
+//!
+//! Every check reads metadata or the first bytes of a file only, so checking a whole cache is
+//! fast. Each problem names the file it concerns; `reason()` is the first, most serious one.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::snapshot::SnapshotFile;
+use crate::weights;
+
+const WEIGHT_EXTENSIONS: &[&str] = &[".safetensors", ".gguf", ".bin", ".pth", ".pt", ".npz"];
+const PARTIAL_SUFFIXES: &[&str] = &[".incomplete", ".part", ".partial", ".tmp", ".download"];
+const INDEX_FILES: &[&str] = &["model.safetensors.index.json", "pytorch_model.bin.index.json"];
+const TOKENIZER_FILES: &[&str] = &[
+    "tokenizer.json",
+    "tokenizer.model",
+    "vocab.json",
+    "vocab.txt",
+    "tiktoken.model",
+    "tekken.json",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemCode {
+    NoSnapshot,
+    SnapshotMissing,
+    IncompleteDownload,
+    BrokenSymlink,
+    ConfigMissing,
+    ConfigInvalid,
+    NoWeights,
+    IndexInvalid,
+    MissingShard,
+    EmptyFile,
+    LfsPointer,
+    SafetensorsInvalid,
+    GgufInvalid,
+    TokenizerMissing,
+    TokenizerInvalid,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthProblem {
+    pub code: ProblemCode,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthReport {
+    pub problems: Vec<HealthProblem>,
+}
+
+impl HealthReport {
+    pub fn is_healthy(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    /// One sentence: the first (most serious) problem, or that all checks passed.
+    pub fn reason(&self) -> String {
+        match self.problems.first() {
+            None => "all integrity checks passed".to_string(),
+            Some(first) if self.problems.len() == 1 => first.message.clone(),
+            Some(first) => format!("{} (and {} more)", first.message, self.problems.len() - 1),
+        }
+    }
+
+    pub fn single(code: ProblemCode, message: impl Into<String>) -> Self {
+        HealthReport {
+            problems: vec![HealthProblem {
+                code,
+                message: message.into(),
+            }],
+        }
+    }
+}
+
+/// Checks a snapshot's files. `incomplete_blobs` are the model's `blobs/*.incomplete` files:
+/// downloads that were interrupted or are still running.
+pub fn check_snapshot(
+    snapshot_dir: &Path,
+    files: &[SnapshotFile],
+    incomplete_blobs: &[String],
+) -> HealthReport {
+    let mut problems = Vec::new();
+    let mut add = |code, message: String| problems.push(HealthProblem { code, message });
+    let present: BTreeSet<&str> = files
+        .iter()
+        .filter(|f| !f.is_broken_link())
+        .map(|f| f.name.as_str())
+        .collect();
+
+    for blob in incomplete_blobs {
+        add(
+            ProblemCode::IncompleteDownload,
+            format!("partial download in blobs/{blob} (interrupted or still running)"),
+        );
+    }
+    for file in files {
+        if file.is_broken_link() {
+            add(
+                ProblemCode::BrokenSymlink,
+                format!("{} links to a blob that does not exist", file.name),
+            );
+        } else if PARTIAL_SUFFIXES.iter().any(|s| file.name.ends_with(s)) {
+            add(ProblemCode::IncompleteDownload, format!("partial file {}", file.name));
+        }
+    }
+
+    let weights: Vec<&SnapshotFile> = files
+        .iter()
+        .filter(|f| !f.is_broken_link() && is_weight_file(&f.name))
+        .collect();
+    let gguf_only = !weights.is_empty() && weights.iter().all(|f| f.name.ends_with(".gguf"));
+
+    match read_json(snapshot_dir, "config.json", &present) {
+        Ok(Some(Value::Object(map))) if !map.is_empty() => {}
+        Ok(Some(_)) => add(ProblemCode::ConfigInvalid, "config.json is not a JSON object with settings".into()),
+        Ok(None) if gguf_only => {}
+        Ok(None) => add(ProblemCode::ConfigMissing, "config.json is missing".into()),
+        Err(e) => add(ProblemCode::ConfigInvalid, format!("config.json is not valid JSON: {e}")),
+    }
+
+    if weights.is_empty() {
+        add(ProblemCode::NoWeights, "no model weights found (*.safetensors, *.gguf, *.bin)".into());
+    }
+
+    if let Some(index_name) = INDEX_FILES.iter().find(|name| present.contains(**name)) {
+        match read_json(snapshot_dir, index_name, &present) {
+            Ok(Some(index)) => match index.get("weight_map").and_then(Value::as_object) {
+                Some(map) => {
+                    let shards: BTreeSet<&str> = map.values().filter_map(Value::as_str).collect();
+                    let missing: Vec<&str> = shards
+                        .iter()
+                        .copied()
+                        .filter(|shard| !present.contains(shard))
+                        .collect();
+                    if !missing.is_empty() {
+                        add(
+                            ProblemCode::MissingShard,
+                            format!(
+                                "{} of {} weight shards missing: {}",
+                                missing.len(),
+                                shards.len(),
+                                missing.join(", ")
+                            ),
+                        );
+                    }
+                }
+                None => add(ProblemCode::IndexInvalid, format!("{index_name} has no weight_map")),
+            },
+            Ok(None) => {}
+            Err(e) => add(ProblemCode::IndexInvalid, format!("{index_name} is not valid JSON: {e}")),
+        }
+    }
+
+    for file in files.iter().filter(|f| !f.is_broken_link()) {
+        let size = file.size.unwrap_or(0);
+        let checked = is_weight_file(&file.name) || file.name.ends_with(".json");
+        if size == 0 {
+            if checked {
+                add(ProblemCode::EmptyFile, format!("{} is empty", file.name));
+            }
+            continue;
+        }
+        if weights::is_lfs_pointer(&file.path, size) {
+            add(
+                ProblemCode::LfsPointer,
+                format!("{} is a Git LFS pointer, not the real file", file.name),
+            );
+            continue;
+        }
+        if file.name.ends_with(".safetensors") {
+            if let Err(why) = weights::check_safetensors(&file.path, size) {
+                add(ProblemCode::SafetensorsInvalid, format!("{}: {why}", file.name));
+            }
+        } else if file.name.ends_with(".gguf") && !weights::is_gguf(&file.path).unwrap_or(false) {
+            add(ProblemCode::GgufInvalid, format!("{} does not start with the GGUF magic", file.name));
+        }
+    }
+
+    if present.contains("tokenizer_config.json") {
+        if let Err(e) = read_json(snapshot_dir, "tokenizer_config.json", &present) {
+            add(ProblemCode::TokenizerInvalid, format!("tokenizer_config.json is not valid JSON: {e}"));
+        }
+        if !TOKENIZER_FILES.iter().any(|name| present.contains(name)) {
+            add(
+                ProblemCode::TokenizerMissing,
+                "tokenizer_config.json exists but no tokenizer file (tokenizer.json, tokenizer.model...)".into(),
+            );
+        }
+    }
+    if present.contains("tokenizer.json") {
+        if let Err(e) = validate_json(&snapshot_dir.join("tokenizer.json")) {
+            add(ProblemCode::TokenizerInvalid, format!("tokenizer.json is not valid JSON: {e}"));
+        }
+    }
+
+    problems.sort_by_key(|p| p.code);
+    HealthReport { problems }
+}
+
+pub fn is_weight_file(name: &str) -> bool {
+    let base = name.rsplit('/').next().unwrap_or(name);
+    WEIGHT_EXTENSIONS.iter().any(|ext| base.ends_with(ext))
+        && base != "training_args.bin"
+        && !base.starts_with("optimizer")
+}
+
+/// Reads a small JSON file of the snapshot; `Ok(None)` when it is not there.
+pub(crate) fn read_json(
+    snapshot_dir: &Path,
+    name: &str,
+    present: &BTreeSet<&str>,
+) -> Result<Option<Value>, String> {
+    if !present.contains(name) {
+        return Ok(None);
+    }
+    let text = fs::read(snapshot_dir.join(name)).map_err(|e| e.to_string())?;
+    serde_json::from_slice(&text).map(Some).map_err(|e| e.to_string())
+}
+
+/// Checks that a (possibly large) file is well-formed JSON without building it in memory.
+fn validate_json(path: &Path) -> Result<(), String> {
+    let file = fs::File::open(path).map_err(|e| e.to_string())?;
+    let reader = std::io::BufReader::with_capacity(1 << 16, file);
+    serde_json::from_reader::<_, serde::de::IgnoredAny>(reader)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}

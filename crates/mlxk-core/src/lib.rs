@@ -1,0 +1,26 @@
+//! The model-cache core of MLX Knife.
+//!
+//! Reads the Hugging Face hub cache exactly as `huggingface_hub` writes it, resolves the model
+//! names people type, classifies what each model is, checks its integrity and removes it safely.
+//! It knows nothing of the CLI, HTTP or the menu-bar app: every shell calls the same functions and
+//! shows the same [`CoreError`]s. All public types are `serde` types so a GUI can use them as-is.
+
+pub mod architectures;
+pub mod cache;
+pub mod classify;
+pub mod error;
+pub mod health;
+pub mod library;
+pub mod model;
+pub mod remove;
+pub mod repo_id;
+pub mod resolve;
+pub mod snapshot;
+pub mod system;
+pub mod weights;
+
+pub use cache::HubCache;
+pub use error::{CoreError, ErrorKind};
+pub use library::Library;
+pub use model::ModelInfo;
+pub use repo_id::{ModelSpec, RepoId};

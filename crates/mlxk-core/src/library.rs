@@ -1,0 +1,107 @@
+//! The model library: the cache seen as a list of models, by the names people use.
+
+use crate::cache::{CachedRepo, HubCache};
+use crate::error::{CoreError, Result};
+use crate::model::{self, ModelInfo};
+use crate::repo_id::{validate_pattern, ModelSpec};
+use crate::resolve;
+use crate::snapshot::{RepoSnapshots, Selection};
+
+/// A resolved model name: which cached model, and which of its snapshots.
+#[derive(Debug, Clone)]
+pub struct ResolvedModel {
+    pub repo: CachedRepo,
+    pub snapshots: RepoSnapshots,
+    pub selection: Selection,
+    /// Whether the user named a revision (`name@rev`) rather than taking the default.
+    pub explicit_revision: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Library {
+    cache: HubCache,
+}
+
+impl Library {
+    pub fn new(cache: HubCache) -> Self {
+        Library { cache }
+    }
+
+    pub fn from_env() -> Self {
+        Library::new(HubCache::from_env())
+    }
+
+    pub fn cache(&self) -> &HubCache {
+        &self.cache
+    }
+
+    /// Every cached model at its default snapshot, sorted by name. A broken model is listed
+    /// as unhealthy; it never hides the others.
+    pub fn list(&self) -> Result<Vec<ModelInfo>> {
+        Ok(self.cache.repos()?.iter().map(describe_default).collect())
+    }
+
+    /// The cached models whose full name contains `pattern` (case-insensitive).
+    pub fn list_matching(&self, pattern: &str) -> Result<Vec<ModelInfo>> {
+        validate_pattern(pattern).map_err(|why| CoreError::InvalidName {
+            name: pattern.to_string(),
+            why,
+        })?;
+        let lower = pattern.to_lowercase();
+        Ok(self
+            .cache
+            .repos()?
+            .iter()
+            .filter(|r| r.repo_id.as_str().to_lowercase().contains(&lower))
+            .map(describe_default)
+            .collect())
+    }
+
+    /// Resolves what a person typed (`name`, `org/name`, `name@rev`) to one model and snapshot.
+    pub fn resolve(&self, text: &str) -> Result<ResolvedModel> {
+        let spec = ModelSpec::parse(text)?;
+        let repos = self.cache.repos()?;
+        let repo = resolve::resolve(&repos, &spec, |repo, revision| {
+            RepoSnapshots::read(&repo.dir).has_revision(revision)
+        })?
+        .clone();
+        let snapshots = RepoSnapshots::read(&repo.dir);
+        let selection = match &spec.revision {
+            None => snapshots.select_default(),
+            Some(revision) => match snapshots.select_revision(revision) {
+                Ok(Some(selection)) => selection,
+                Ok(None) => {
+                    return Err(CoreError::RevisionNotFound {
+                        model: repo.repo_id.to_string(),
+                        revision: revision.clone(),
+                        available: snapshots.available_revisions(),
+                    })
+                }
+                Err(candidates) => {
+                    return Err(CoreError::AmbiguousMatch {
+                        pattern: spec.to_string(),
+                        matches: candidates,
+                    })
+                }
+            },
+        };
+        Ok(ResolvedModel {
+            repo,
+            snapshots,
+            selection,
+            explicit_revision: spec.revision.is_some(),
+        })
+    }
+
+    /// Resolves and describes a model.
+    pub fn find(&self, text: &str) -> Result<ModelInfo> {
+        let resolved = self.resolve(text)?;
+        Ok(model::inspect(&resolved.repo, &resolved.snapshots, &resolved.selection))
+    }
+}
+
+fn describe_default(repo: &CachedRepo) -> ModelInfo {
+    let snapshots = RepoSnapshots::read(&repo.dir);
+    let selection = snapshots.select_default();
+    model::inspect(repo, &snapshots, &selection)
+}

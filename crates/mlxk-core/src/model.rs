@@ -1,0 +1,135 @@
+//! Everything known about one cached model: the type every shell shows.
+
+use std::fs;
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::architectures;
+use crate::cache::CachedRepo;
+use crate::classify::{self, Classification};
+use crate::health::{self, HealthReport, ProblemCode};
+use crate::snapshot::{self, RepoSnapshots, Selection, SnapshotEntry, SnapshotFile};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuntimeStatus {
+    pub compatible: bool,
+    /// Why the engine cannot run the model; `None` when it can.
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelInfo {
+    /// `org/name` as on the Hub.
+    pub name: String,
+    /// The commit of the snapshot described here (`None` when the model has no snapshot).
+    pub commit: Option<String>,
+    /// Refs (branches, tags) naming that commit.
+    pub refs: Vec<String>,
+    /// Every snapshot of the model in the cache.
+    pub snapshots: Vec<SnapshotEntry>,
+    /// The snapshot folder (what an engine loads).
+    pub path: Option<PathBuf>,
+    /// Bytes on disk of this snapshot, each blob counted once.
+    pub size_bytes: u64,
+    pub files: Vec<SnapshotFile>,
+    /// Newest modification of the snapshot's files, in UTC.
+    pub last_modified: DateTime<Utc>,
+    #[serde(flatten)]
+    pub classification: Classification,
+    pub health: HealthReport,
+    pub runtime: RuntimeStatus,
+    /// The parsed `config.json`, when valid.
+    #[serde(skip)]
+    pub config: Option<Value>,
+}
+
+impl ModelInfo {
+    pub fn is_healthy(&self) -> bool {
+        self.health.is_healthy()
+    }
+
+    /// The reason to show next to a model: its health problem, else why it cannot run.
+    pub fn reason(&self) -> Option<String> {
+        if !self.is_healthy() {
+            Some(self.health.reason())
+        } else {
+            self.runtime.reason.clone()
+        }
+    }
+}
+
+/// Builds the [`ModelInfo`] of `repo` at the snapshot `selection` names.
+pub fn inspect(repo: &CachedRepo, snapshots: &RepoSnapshots, selection: &Selection) -> ModelInfo {
+    let name = repo.repo_id.to_string();
+    let incomplete = incomplete_blobs(repo);
+    let (commit, entry, files, health) = match selection {
+        Selection::Found(entry) => {
+            let files = snapshot::snapshot_files(&entry.path);
+            let health = health::check_snapshot(&entry.path, &files, &incomplete);
+            (Some(entry.commit.clone()), Some(entry.clone()), files, health)
+        }
+        Selection::RefWithoutSnapshot { reference, commit } => {
+            let why = format!(
+                "refs/{reference} names commit {commit}, which has no snapshot (download interrupted?)"
+            );
+            (Some(commit.clone()), None, Vec::new(), HealthReport::single(ProblemCode::SnapshotMissing, why))
+        }
+        Selection::Empty => {
+            let why = "the model folder has no snapshot (download interrupted?)";
+            (None, None, Vec::new(), HealthReport::single(ProblemCode::NoSnapshot, why))
+        }
+    };
+    let config = entry.as_ref().and_then(|e| read_config(&e.path.join("config.json")));
+    let snapshot_dir = entry.as_ref().map(|e| e.path.clone()).unwrap_or_else(|| repo.dir.clone());
+    let classification = classify::classify(&name, config.as_ref(), &snapshot_dir, &files);
+    let runtime = match architectures::runtime_compatibility(
+        health.is_healthy(),
+        classification.framework,
+        classification.model_type,
+        classification.architecture.as_deref(),
+        config.as_ref().is_some_and(|c| c.get("model_file").is_some()),
+    ) {
+        Ok(()) => RuntimeStatus { compatible: true, reason: None },
+        Err(reason) => RuntimeStatus { compatible: false, reason: Some(reason) },
+    };
+    let modified = snapshot::newest_modification(&files)
+        .or_else(|| fs::metadata(&repo.dir).and_then(|m| m.modified()).ok())
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+
+    ModelInfo {
+        name,
+        refs: entry.as_ref().map(|e| e.refs.clone()).unwrap_or_default(),
+        snapshots: snapshots.snapshots.clone(),
+        path: entry.map(|e| e.path),
+        size_bytes: snapshot::unique_size(&files),
+        last_modified: DateTime::<Utc>::from(modified),
+        commit,
+        files,
+        classification,
+        health,
+        runtime,
+        config,
+    }
+}
+
+fn read_config(path: &std::path::Path) -> Option<Value> {
+    let bytes = fs::read(path).ok()?;
+    serde_json::from_slice::<Value>(&bytes).ok().filter(Value::is_object)
+}
+
+/// `blobs/*.incomplete`: files `huggingface_hub` is downloading or was interrupted downloading.
+fn incomplete_blobs(repo: &CachedRepo) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(repo.dir.join("blobs"))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|name| name.ends_with(".incomplete"))
+        .collect();
+    names.sort();
+    names
+}

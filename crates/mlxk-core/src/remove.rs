@@ -1,0 +1,238 @@
+//! Removing a model, or one snapshot of it, without ever touching anything else.
+//!
+//! A removal is planned first (what will go, how many bytes are freed, which downloads hold
+//! locks) so a shell can ask for confirmation, then executed. Every path is checked to lie
+//! inside the model's own folder in the cache root before it is deleted, and symlinks are
+//! removed as links, never followed.
+
+use std::collections::BTreeSet;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::cache::{HubCache, REQUIRE_TEST_SENTINEL_ENV, TEST_SENTINEL_FILE};
+use crate::error::{CoreError, Result};
+use crate::library::ResolvedModel;
+use crate::snapshot::{self, Selection};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RemovalScope {
+    /// The whole model folder and its lock folder.
+    WholeModel,
+    /// One snapshot, the refs naming it, and the blobs no other snapshot uses.
+    Snapshot { commit: String },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RemovalPlan {
+    pub model: String,
+    pub scope: RemovalScope,
+    /// Files and folders that will be deleted.
+    pub targets: Vec<PathBuf>,
+    pub freed_bytes: u64,
+    /// Lock files of the model's downloads (`.locks/models--…`).
+    pub lock_files: Vec<PathBuf>,
+    /// Lock files currently held by another process: a download is running.
+    pub held_locks: Vec<PathBuf>,
+    #[serde(skip)]
+    repo_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RemovalOutcome {
+    pub model: String,
+    pub scope: RemovalScope,
+    pub freed_bytes: u64,
+    pub removed: Vec<PathBuf>,
+    pub lock_files_cleaned: usize,
+}
+
+/// Works out what removing `resolved` deletes. A revision the user named (`name@rev`) removes
+/// only that snapshot, unless it is the model's only one; otherwise the whole model goes.
+pub fn plan_removal(cache: &HubCache, resolved: &ResolvedModel) -> Result<RemovalPlan> {
+    let repo_id = &resolved.repo.repo_id;
+    let repo_dir = resolved.repo.dir.clone();
+    let locks_dir = cache.locks_dir(repo_id);
+    let lock_files = find_lock_files(&locks_dir);
+    let held_locks = lock_files.iter().filter(|p| is_lock_held(p)).cloned().collect();
+
+    let snapshot_only = match &resolved.selection {
+        Selection::Found(entry) if resolved.explicit_revision && resolved.snapshots.snapshots.len() > 1 => {
+            Some(entry)
+        }
+        _ => None,
+    };
+    let (scope, targets, freed_bytes) = match snapshot_only {
+        Some(entry) => {
+            let blobs_dir = repo_dir.join("blobs");
+            let others: BTreeSet<PathBuf> = resolved
+                .snapshots
+                .snapshots
+                .iter()
+                .filter(|s| s.commit != entry.commit)
+                .flat_map(|s| blob_paths(&s.path, &blobs_dir))
+                .collect();
+            let own_blobs: Vec<PathBuf> = blob_paths(&entry.path, &blobs_dir)
+                .into_iter()
+                .filter(|b| !others.contains(b))
+                .collect();
+            let freed = own_blobs
+                .iter()
+                .filter_map(|b| fs::metadata(b).ok())
+                .map(|m| m.len())
+                .sum();
+            let mut targets = vec![entry.path.clone()];
+            targets.extend(entry.refs.iter().map(|r| repo_dir.join("refs").join(r)));
+            targets.extend(own_blobs);
+            (RemovalScope::Snapshot { commit: entry.commit.clone() }, targets, freed)
+        }
+        None => {
+            let mut targets = vec![repo_dir.clone()];
+            if locks_dir.exists() {
+                targets.push(locks_dir);
+            }
+            (RemovalScope::WholeModel, targets, dir_size(&repo_dir))
+        }
+    };
+    Ok(RemovalPlan {
+        model: repo_id.to_string(),
+        scope,
+        targets,
+        freed_bytes,
+        lock_files,
+        held_locks,
+        repo_dir,
+    })
+}
+
+/// Carries out a plan. Refuses while a download holds a lock, unless `force`.
+pub fn execute(cache: &HubCache, plan: &RemovalPlan, force: bool) -> Result<RemovalOutcome> {
+    if let Some(lock) = plan.held_locks.first().filter(|_| !force) {
+        return Err(CoreError::LocksPresent {
+            model: plan.model.clone(),
+            lock: lock.clone(),
+        });
+    }
+    let root = guard_cache_root(cache)?;
+    let repo_dir = canonical(&plan.repo_dir)?;
+    let locks_root = root.join(".locks");
+    let is_link = fs::symlink_metadata(&plan.repo_dir)
+        .map_err(|e| CoreError::io("checking", &plan.repo_dir, e))?
+        .is_symlink();
+    if repo_dir.parent() != Some(root.as_path()) || is_link {
+        return Err(CoreError::UnsafeDeletion(format!(
+            "{} is not a model folder directly inside the cache {}",
+            plan.repo_dir.display(),
+            root.display()
+        )));
+    }
+    let mut removed = Vec::new();
+    for target in &plan.targets {
+        let Ok(meta) = fs::symlink_metadata(target) else {
+            continue; // already gone
+        };
+        let resolved = canonical_parent(target)?;
+        if !(resolved.starts_with(&repo_dir) || resolved.starts_with(&locks_root))
+            || resolved == root
+            || resolved == locks_root
+        {
+            return Err(CoreError::UnsafeDeletion(format!(
+                "{} lies outside the model's folder in the cache",
+                target.display()
+            )));
+        }
+        let result = if meta.is_dir() {
+            fs::remove_dir_all(target)
+        } else {
+            fs::remove_file(target)
+        };
+        result.map_err(|e| CoreError::io("deleting", target, e))?;
+        removed.push(target.clone());
+    }
+    let lock_files_cleaned = match plan.scope {
+        RemovalScope::WholeModel => plan.lock_files.len(),
+        RemovalScope::Snapshot { .. } => 0,
+    };
+    Ok(RemovalOutcome {
+        model: plan.model.clone(),
+        scope: plan.scope.clone(),
+        freed_bytes: plan.freed_bytes,
+        removed,
+        lock_files_cleaned,
+    })
+}
+
+/// The canonical cache root, after the test-cache guard.
+fn guard_cache_root(cache: &HubCache) -> Result<PathBuf> {
+    if std::env::var_os(REQUIRE_TEST_SENTINEL_ENV).is_some_and(|v| !v.is_empty())
+        && !cache.has_test_sentinel()
+    {
+        return Err(CoreError::UnsafeDeletion(format!(
+            "{REQUIRE_TEST_SENTINEL_ENV} is set but {} has no {TEST_SENTINEL_FILE}",
+            cache.root().display()
+        )));
+    }
+    canonical(cache.root())
+}
+
+fn canonical(path: &Path) -> Result<PathBuf> {
+    fs::canonicalize(path).map_err(|e| CoreError::io("resolving", path, e))
+}
+
+/// The real location of `path` itself: its parent resolved, its own name kept (so a symlink
+/// is judged by where it sits, not where it points).
+fn canonical_parent(path: &Path) -> Result<PathBuf> {
+    let parent = path.parent().ok_or_else(|| CoreError::UnsafeDeletion(format!("{} has no parent", path.display())))?;
+    let name = path.file_name().ok_or_else(|| CoreError::UnsafeDeletion(format!("{} has no name", path.display())))?;
+    Ok(canonical(parent)?.join(name))
+}
+
+/// The blobs a snapshot's symlinks point to, limited to the model's own `blobs/` folder.
+fn blob_paths(snapshot_dir: &Path, blobs_dir: &Path) -> BTreeSet<PathBuf> {
+    let Ok(blobs_real) = fs::canonicalize(blobs_dir) else {
+        return BTreeSet::new();
+    };
+    snapshot::snapshot_files(snapshot_dir)
+        .iter()
+        .filter_map(|f| fs::canonicalize(&f.path).ok())
+        .filter(|real| real.parent() == Some(blobs_real.as_path()))
+        .filter_map(|real| real.file_name().map(|name| blobs_dir.join(name)))
+        .collect()
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    for entry in fs::read_dir(dir).into_iter().flatten().filter_map(|e| e.ok()) {
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => total += dir_size(&entry.path()),
+            Ok(t) if t.is_file() => total += entry.metadata().map(|m| m.len()).unwrap_or(0),
+            _ => {}
+        }
+    }
+    total
+}
+
+fn find_lock_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir(dir).into_iter().flatten().filter_map(|e| e.ok()) {
+        let path = entry.path();
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => found.extend(find_lock_files(&path)),
+            Ok(t) if t.is_file() && path.extension().is_some_and(|e| e == "lock") => found.push(path),
+            _ => {}
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Whether another process holds the lock (`huggingface_hub` takes an exclusive `flock` on it
+/// while downloading). Taking it ourselves for a moment tells.
+fn is_lock_held(path: &Path) -> bool {
+    match File::open(path) {
+        Ok(file) => matches!(file.try_lock(), Err(fs::TryLockError::WouldBlock)),
+        Err(_) => false,
+    }
+}

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Installs everything MLX Knife needs to build, run and test on a fresh Debian/Ubuntu
+# x86_64 machine (or macOS, where apt is skipped). Idempotent: run it as often as you like.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*" >&2; }
+
+# --- System packages (Linux only) -------------------------------------------------------
+APT_PACKAGES=(build-essential pkg-config python3-venv hyperfine)
+if command -v apt-get >/dev/null 2>&1; then
+  missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    log "apt: installing ${missing[*]}"
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  else
+    log "apt: all packages present"
+  fi
+fi
+
+# --- Rust components ----------------------------------------------------------------------
+if command -v rustup >/dev/null 2>&1; then
+  rustup component add rustfmt clippy >/dev/null 2>&1 || true
+fi
+command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup first" >&2; exit 1; }
+
+# --- Python test tools in a project-local virtualenv -----------------------------------------
+VENV="$ROOT/.venv"
+PY_REQUIREMENTS="$ROOT/scripts/requirements-test.txt"
+if [ ! -x "$VENV/bin/python" ]; then
+  log "python: creating $VENV"
+  python3 -m venv "$VENV"
+fi
+stamp="$VENV/.requirements.sha256"
+want="$(sha256sum "$PY_REQUIREMENTS" | cut -d' ' -f1)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  log "python: installing test tools"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$PY_REQUIREMENTS"
+  echo "$want" >"$stamp"
+else
+  log "python: test tools up to date"
+fi
+
+# --- Build -----------------------------------------------------------------------------------
+log "cargo: building the workspace"
+cargo build --workspace --quiet
+log "done"
