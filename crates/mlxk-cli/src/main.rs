@@ -1,1 +1,97 @@
-fn main() {}
+//! `mlxk`: a thin command-line shell over `mlxk-core`.
+
+mod api;
+mod commands;
+mod human;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::output::{CliError, Outcome, Output};
+
+/// Manage, run and serve local MLX models kept in the Hugging Face cache.
+#[derive(Debug, Parser)]
+#[command(name = "mlxk", disable_version_flag = true, arg_required_else_help = true)]
+struct Cli {
+    /// Print the version (with --json: the version envelope).
+    #[arg(short = 'V', long)]
+    version: bool,
+
+    /// Print one JSON envelope {status, command, data, error} on stdout instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List cached models (healthy MLX models unless --all).
+    #[command(alias = "ls")]
+    List(commands::list::ListArgs),
+    /// Show one model: what it is, its health, files or config.
+    Show(commands::show::ShowArgs),
+    /// Check the integrity of one model, or of every cached model.
+    Health(commands::health::HealthArgs),
+    /// Delete a model (or one snapshot with NAME@REVISION) from the cache.
+    Rm(commands::rm::RmArgs),
+}
+
+impl Command {
+    fn name(&self) -> &'static str {
+        match self {
+            Command::List(_) => "list",
+            Command::Show(_) => "show",
+            Command::Health(_) => "health",
+            Command::Rm(_) => "rm",
+        }
+    }
+}
+
+const COMMAND_NAMES: &[&str] = &["list", "ls", "show", "health", "rm"];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(err) => return usage_error(&args, err),
+    };
+    let output = Output::new(cli.json);
+    let (command, result) = match &cli.command {
+        _ if cli.version => ("version", commands::version::run(&output)),
+        Some(command) => (command.name(), dispatch(command, &output)),
+        None => ("version", Err(CliError::usage("no command given; see mlxk --help"))),
+    };
+    output.finish(command, result)
+}
+
+fn dispatch(command: &Command, output: &Output) -> Result<Outcome, CliError> {
+    match command {
+        Command::List(args) => commands::list::run(args, output),
+        Command::Show(args) => commands::show::run(args, output),
+        Command::Health(args) => commands::health::run(args, output),
+        Command::Rm(args) => commands::rm::run(args, output),
+    }
+}
+
+/// clap's own errors, as a JSON envelope when `--json` was asked for.
+fn usage_error(args: &[String], err: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let wants_json = args.iter().any(|a| a == "--json");
+    if !wants_json || matches!(err.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = err.print();
+        return ExitCode::from(if err.use_stderr() { output::EXIT_USAGE } else { output::EXIT_OK });
+    }
+    let command = args
+        .iter()
+        .skip(1)
+        .find(|a| COMMAND_NAMES.contains(&a.as_str()))
+        .map(|a| if a == "ls" { "list" } else { a.as_str() });
+    let message = err.render().to_string();
+    let message = message.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
+    output::print_usage_envelope(command, message);
+    ExitCode::from(output::EXIT_USAGE)
+}

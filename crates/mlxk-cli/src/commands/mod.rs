@@ -1,0 +1,7 @@
+//! One module per command; each parses nothing itself and calls the core.
+
+pub mod health;
+pub mod list;
+pub mod rm;
+pub mod show;
+pub mod version;

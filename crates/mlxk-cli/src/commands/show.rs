@@ -1,0 +1,171 @@
+use chrono::Utc;
+use clap::Args;
+use mlxk_core::health::is_weight_file;
+use mlxk_core::{Library, ModelInfo};
+use serde_json::{json, Value};
+
+use crate::api;
+use crate::human;
+use crate::output::{CliError, Outcome, Output};
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The model: name, org/name, substring, or NAME@REVISION (a ref or commit prefix).
+    pub model: String,
+    /// List the snapshot's files.
+    #[arg(long, conflicts_with = "config")]
+    pub files: bool,
+    /// Print config.json.
+    #[arg(long)]
+    pub config: bool,
+}
+
+pub fn run(args: &ShowArgs, output: &Output) -> Result<Outcome, CliError> {
+    let model = Library::from_env().find(&args.model)?;
+    let mut data = json!({
+        "model": api::model_object(&model, true),
+        "workspace_metadata": null,
+        "metadata": metadata(&model),
+        "path": model.path,
+        "refs": model.refs,
+        "snapshots": model.snapshots.iter().map(|s| json!({"hash": s.commit, "refs": s.refs})).collect::<Vec<_>>(),
+        "health_problems": model.health.problems,
+        "runtime": model.runtime,
+    });
+    if args.files {
+        data["files"] = json!(model
+            .files
+            .iter()
+            .map(|f| json!({
+                "name": f.name,
+                "size": f.size.map_or("missing".into(), human::size),
+                "type": file_kind(&f.name),
+            }))
+            .collect::<Vec<_>>());
+    }
+    if args.config {
+        data["config"] = model.config.clone().unwrap_or(Value::Null);
+    }
+    let text = if output.json { String::new() } else { render(args, &model) };
+    Ok(Outcome::new(data, text))
+}
+
+fn metadata(model: &ModelInfo) -> Value {
+    let c = &model.classification;
+    let config = model.config.as_ref();
+    let get = |key: &str| config.and_then(|c| c.get(key)).cloned().unwrap_or(Value::Null);
+    json!({
+        "model_type": c.architecture,
+        "architecture": config
+            .and_then(|c| c.get("architectures"))
+            .and_then(|a| a.get(0))
+            .cloned()
+            .unwrap_or(Value::Null),
+        "context_length": c.context_length,
+        "vocab_size": get("vocab_size"),
+        "hidden_size": get("hidden_size"),
+        "num_attention_heads": get("num_attention_heads"),
+        "num_hidden_layers": get("num_hidden_layers"),
+        "quantization": c.quantization.as_ref().map(api::quantization),
+    })
+}
+
+fn file_kind(name: &str) -> &'static str {
+    let base = name.rsplit('/').next().unwrap_or(name);
+    if base.ends_with(".index.json") {
+        "index"
+    } else if is_weight_file(base) {
+        "weights"
+    } else if base.starts_with("tokenizer") || base.starts_with("vocab") || base == "merges.txt"
+        || base.starts_with("special_tokens") || base.starts_with("added_tokens")
+        || base.starts_with("chat_template")
+    {
+        "tokenizer"
+    } else if base.ends_with(".json") {
+        "config"
+    } else if base.ends_with(".md") {
+        "docs"
+    } else {
+        "other"
+    }
+}
+
+fn render(args: &ShowArgs, model: &ModelInfo) -> String {
+    let c = &model.classification;
+    let commit = model.commit.as_deref().unwrap_or("-");
+    let refs = if model.refs.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", model.refs.join(", "))
+    };
+    let quantization = match &c.quantization {
+        Some(q) => match (q.bits, q.group_size) {
+            (Some(bits), Some(group)) => format!("{bits}-bit (group size {group})"),
+            (Some(bits), None) => format!("{bits}-bit"),
+            _ => "declared".to_string(),
+        },
+        None => "none".to_string(),
+    };
+    let health = match (model.is_healthy(), model.runtime.compatible) {
+        (true, true) => "healthy".to_string(),
+        (true, false) => "healthy (files OK, the engine cannot run it)".to_string(),
+        (false, _) => "unhealthy".to_string(),
+    };
+    let mut lines = vec![
+        format!("Model:         {}", model.name),
+        format!("Snapshot:      {commit}{refs}"),
+        format!("Framework:     {}", c.framework.label()),
+        format!("Type:          {}", c.model_type.label()),
+        format!(
+            "Capabilities:  {}",
+            c.capabilities.iter().map(|cap| cap.label()).collect::<Vec<_>>().join(", ")
+        ),
+        format!("Architecture:  {}", c.architecture.as_deref().unwrap_or("-")),
+        format!("Context:       {}", c.context_length.map_or("-".into(), |n| format!("{n} tokens"))),
+        format!("Quantization:  {quantization}"),
+        format!("Size:          {} in {} files", human::size(model.size_bytes), model.files.len()),
+        format!(
+            "Modified:      {} UTC ({})",
+            model.last_modified.format("%Y-%m-%d %H:%M:%S"),
+            human::age(model.last_modified, Utc::now())
+        ),
+        format!("Health:        {health}"),
+    ];
+    for problem in &model.health.problems {
+        lines.push(format!("               - {}", problem.message));
+    }
+    if let Some(reason) = model.runtime.reason.as_ref().filter(|_| model.is_healthy()) {
+        lines.push(format!("Runtime:       {reason}"));
+    }
+    if model.snapshots.len() > 1 {
+        lines.push("Snapshots:".into());
+        for s in &model.snapshots {
+            let marker = if Some(&s.commit) == model.commit.as_ref() { "*" } else { " " };
+            let refs = if s.refs.is_empty() { String::new() } else { format!(" ({})", s.refs.join(", ")) };
+            lines.push(format!("  {marker} {}{refs}", s.commit));
+        }
+    }
+    if args.files {
+        lines.push(String::new());
+        let rows = model
+            .files
+            .iter()
+            .map(|f| {
+                vec![
+                    f.name.clone(),
+                    f.size.map_or("missing".into(), human::size),
+                    file_kind(&f.name).to_string(),
+                ]
+            })
+            .collect();
+        lines.push(human::table(&["FILE", "SIZE", "TYPE"], rows, &["SIZE"]));
+    }
+    if args.config {
+        lines.push(String::new());
+        lines.push(match &model.config {
+            Some(config) => serde_json::to_string_pretty(config).expect("JSON values serialise"),
+            None => "(no valid config.json)".into(),
+        });
+    }
+    lines.join("\n")
+}
