@@ -124,11 +124,7 @@ fn render(args: &ShowArgs, model: &ModelInfo) -> String {
         format!("Context:       {}", c.context_length.map_or("-".into(), |n| format!("{n} tokens"))),
         format!("Quantization:  {quantization}"),
         format!("Size:          {} in {} files", human::size(model.size_bytes), model.files.len()),
-        format!(
-            "Modified:      {} UTC ({})",
-            model.last_modified.format("%Y-%m-%d %H:%M:%S"),
-            human::age(model.last_modified, Utc::now())
-        ),
+        format!("Modified:      {}", modified(model)),
         format!("Health:        {health}"),
     ];
     for problem in &model.health.problems {
@@ -168,4 +164,15 @@ fn render(args: &ShowArgs, model: &ModelInfo) -> String {
         });
     }
     lines.join("\n")
+}
+
+/// The UTC time, plus "(2h ago)" while that reads better than the date.
+fn modified(model: &ModelInfo) -> String {
+    let exact = model.last_modified.format("%Y-%m-%d %H:%M:%S UTC").to_string();
+    let age = human::age(model.last_modified, Utc::now());
+    if exact.starts_with(&age) {
+        exact
+    } else {
+        format!("{exact} ({age})")
+    }
 }

@@ -1,0 +1,344 @@
+//! `mlxk list / show / health / rm / --version` through the real binary on fixture caches.
+
+mod common;
+
+use std::fs;
+
+use common::{assert_schema_valid, tree, TestCache};
+use serde_json::Value;
+
+fn names(envelope: &Value) -> Vec<String> {
+    envelope["data"]["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn list_shows_healthy_mlx_models_by_default() {
+    let cache = TestCache::standard();
+    let run = cache.run(&["list", "--json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let envelope = run.json();
+    assert_schema_valid(&envelope);
+    assert_eq!(
+        names(&envelope),
+        [
+            "mlx-community/Llama-3.2-1B-Instruct-4bit",
+            "mlx-community/Llama-3.2-1B-Instruct-8bit",
+            "mlx-community/Qwen2.5-0.5B-Instruct-4bit",
+            "mlx-community/Qwen3-0.6B-sharded",
+            "mlx-community/no-refs-model",
+            "my_org.v2/Model_v1.5-beta.test",
+        ]
+    );
+    assert_eq!(envelope["data"]["count"], 6);
+}
+
+#[test]
+fn list_all_reports_every_model_and_broken_ones_as_broken() {
+    let cache = TestCache::standard();
+    let envelope = cache.run(&["list", "--all", "--json"]).json();
+    assert_schema_valid(&envelope);
+    let models = envelope["data"]["models"].as_array().unwrap();
+    assert_eq!(models.len(), 13);
+    let by_name = |name: &str| models.iter().find(|m| m["name"] == name).unwrap().clone();
+
+    let expected_unhealthy = [
+        ("mlx-community/Mistral-7B-Instruct-v0.3-missing-shard", "model-00002-of-00002.safetensors"),
+        ("mlx-community/phi-2-lfs-pointer", "Git LFS pointer"),
+        ("mlx-community/gemma-2-2b-truncated", "truncated"),
+        ("mlx-community/SmolLM2-135M-Instruct-downloading", ".incomplete"),
+        ("mlx-community/broken-symlink-model", "does not exist"),
+    ];
+    for (name, reason) in expected_unhealthy {
+        let model = by_name(name);
+        assert_eq!(model["health"], "unhealthy", "{name}");
+        let text = model["reason"].as_str().unwrap();
+        assert!(text.contains(reason), "{name}: reason {text:?} lacks {reason:?}");
+    }
+    let unhealthy = models.iter().filter(|m| m["health"] == "unhealthy").count();
+    assert_eq!(unhealthy, expected_unhealthy.len());
+
+    let gguf = by_name("TheBloke/TinyLlama-1.1B-Chat-GGUF");
+    assert_eq!((gguf["framework"].as_str(), gguf["health"].as_str()), (Some("GGUF"), Some("healthy")));
+    assert_eq!(by_name("openai-community/gpt2")["framework"], "PyTorch");
+    let odd = by_name("my_org.v2/Model_v1.5-beta.test");
+    assert_eq!((odd["framework"].as_str(), odd["model_type"].as_str()), (Some("MLX"), Some("base")));
+
+    let llama = by_name("mlx-community/Llama-3.2-1B-Instruct-4bit");
+    assert_eq!(llama["capabilities"], serde_json::json!(["text-generation", "chat"]));
+    assert_eq!(llama["runtime_compatible"], false, "the engine supports no architecture yet");
+    assert!(llama["reason"].as_str().unwrap().contains("'llama'"));
+    assert_eq!(llama["hash"].as_str().unwrap().len(), 40);
+    assert!(llama["last_modified"].as_str().unwrap().ends_with('Z'));
+
+    // refs/main decides the snapshot, not the newest folder; with no refs, the newest folder does.
+    let qwen = by_name("mlx-community/Qwen2.5-0.5B-Instruct-4bit");
+    assert_eq!(qwen["hash"], mlxk_fixtures::commit_id("qwen2.5-new"));
+    assert_eq!(by_name("mlx-community/no-refs-model")["hash"], mlxk_fixtures::commit_id("norefs-newer"));
+}
+
+#[test]
+fn list_filters_by_pattern_and_rejects_path_tricks() {
+    let cache = TestCache::standard();
+    let envelope = cache.run(&["list", "LLAMA-3.2", "--json"]).json();
+    assert_eq!(envelope["data"]["count"], 2);
+    let none = cache.run(&["list", "no-such-thing", "--json"]);
+    assert_eq!((none.code, none.json()["data"]["count"].as_u64()), (0, Some(0)));
+
+    for bad in ["../etc", "/etc/passwd", "a/b/c", "x y"] {
+        let run = cache.run(&["list", bad, "--json"]);
+        assert_eq!(run.code, 2, "{bad}");
+        let envelope = run.json();
+        assert_schema_valid(&envelope);
+        assert_eq!(envelope["error"]["type"], "invalid_name", "{bad}");
+    }
+}
+
+#[test]
+fn show_describes_a_model_with_files_and_config() {
+    let cache = TestCache::standard();
+    let envelope = cache.run(&["show", "Llama-3.2-1B-Instruct-4bit", "--json"]).json();
+    assert_schema_valid(&envelope);
+    let data = &envelope["data"];
+    assert_eq!(data["model"]["name"], "mlx-community/Llama-3.2-1B-Instruct-4bit");
+    assert_eq!(data["model"]["quantization"], serde_json::json!({"bits": 4, "group_size": 64}));
+    assert_eq!(data["metadata"]["model_type"], "llama");
+    assert_eq!(data["metadata"]["context_length"], 131072);
+
+    let files = cache.run(&["show", "qwen3", "--files", "--json"]).json();
+    assert_schema_valid(&files);
+    let file_names: Vec<&str> = files["data"]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert!(file_names.contains(&"model.safetensors.index.json"));
+    assert!(file_names.contains(&"model-00002-of-00002.safetensors"));
+
+    let config = cache.run(&["show", "gpt2", "--config", "--json"]).json();
+    assert_schema_valid(&config);
+    assert_eq!(config["data"]["config"]["n_positions"], 1024);
+    assert_eq!(config["data"]["model"]["framework"], "PyTorch");
+}
+
+#[test]
+fn names_resolve_by_revision_and_report_ambiguity() {
+    let cache = TestCache::standard();
+    let old = mlxk_fixtures::commit_id("qwen2.5-old");
+    for spec in ["qwen2.5@v1.0", &format!("qwen2.5@{}", &old[..7])] {
+        let envelope = cache.run(&["show", spec, "--json"]).json();
+        assert_eq!(envelope["data"]["model"]["hash"], old.as_str(), "{spec}");
+    }
+
+    let ambiguous = cache.run(&["show", "llama-3.2", "--json"]);
+    assert_eq!(ambiguous.code, 1);
+    let envelope = ambiguous.json();
+    assert_schema_valid(&envelope);
+    assert_eq!(envelope["error"]["type"], "ambiguous_match");
+    assert_eq!(envelope["error"]["matches"].as_array().unwrap().len(), 2);
+
+    let unknown_rev = cache.run(&["show", "qwen2.5@deadbeef", "--json"]).json();
+    assert_schema_valid(&unknown_rev);
+    assert_eq!(unknown_rev["error"]["type"], "hash_not_found");
+    assert!(unknown_rev["error"]["available_hashes"].as_array().unwrap().contains(&Value::from(old)));
+
+    let missing = cache.run(&["show", "mistral-large", "--json"]).json();
+    assert_eq!(missing["error"]["type"], "model_not_found");
+    let empty = cache.run(&["show", "", "--json"]);
+    assert_eq!((empty.code, empty.json()["error"]["type"].as_str()), (2, Some("invalid_name")));
+
+    let human = cache.run(&["show", "llama-3.2"]);
+    assert!(human.stderr.contains("mlx-community/Llama-3.2-1B-Instruct-8bit"), "{}", human.stderr);
+    assert!(human.stdout.is_empty());
+}
+
+#[test]
+fn health_checks_everything_or_one_model() {
+    let cache = TestCache::standard();
+    let run = cache.run(&["health", "--json"]);
+    assert_eq!(run.code, 3, "an unhealthy model gives exit code 3");
+    let envelope = run.json();
+    assert_schema_valid(&envelope);
+    assert_eq!(envelope["data"]["summary"], serde_json::json!({"total": 13, "healthy_count": 8, "unhealthy_count": 5}));
+
+    let one = cache.run(&["health", "qwen3", "--json"]);
+    assert_eq!(one.code, 0);
+    assert_eq!(one.json()["data"]["healthy"][0]["name"], "mlx-community/Qwen3-0.6B-sharded");
+
+    let truncated = cache.run(&["health", "gemma", "--json"]).json();
+    assert!(truncated["data"]["unhealthy"][0]["reason"].as_str().unwrap().contains("truncated"));
+}
+
+#[test]
+fn version_prints_text_and_envelope() {
+    let cache = TestCache::standard();
+    let text = cache.run(&["--version"]);
+    assert_eq!(text.stdout.trim(), format!("mlxk {}", env!("CARGO_PKG_VERSION")));
+    let envelope = cache.run(&["--version", "--json"]).json();
+    assert_schema_valid(&envelope);
+    assert_eq!(envelope["data"]["json_api_spec_version"], "0.2.4");
+    assert!(envelope["data"]["system"]["memory_total_bytes"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn usage_errors_are_json_when_asked() {
+    let cache = TestCache::standard();
+    let run = cache.run(&["list", "--no-such-flag", "--json"]);
+    assert_eq!(run.code, 2);
+    let envelope = run.json();
+    assert_schema_valid(&envelope);
+    assert_eq!(envelope["error"]["type"], "usage_error");
+    assert_eq!(cache.run(&["show"]).code, 2);
+}
+
+#[test]
+fn rm_refuses_without_confirmation_and_on_ambiguity() {
+    let cache = TestCache::standard();
+    let before = tree(&cache.home);
+
+    let run = cache.run(&["rm", "qwen3", "--json"]);
+    assert_eq!(run.code, 1);
+    let envelope = run.json();
+    assert_schema_valid(&envelope);
+    assert_eq!(envelope["error"]["type"], "confirmation_required");
+
+    let human = cache.run(&["rm", "qwen3"]);
+    assert_eq!(human.code, 1);
+    assert!(human.stderr.contains("--force"), "{}", human.stderr);
+
+    let ambiguous = cache.run(&["rm", "llama", "-f", "--json"]).json();
+    assert_eq!(ambiguous["error"]["type"], "ambiguous_match");
+    assert_eq!(tree(&cache.home), before, "nothing may be deleted");
+}
+
+#[test]
+fn rm_force_deletes_one_model_and_nothing_else() {
+    let cache = TestCache::standard();
+    let locks = cache.hub.join(".locks/models--mlx-community--Qwen3-0.6B-sharded");
+    fs::create_dir_all(&locks).unwrap();
+    fs::write(locks.join("stale.lock"), "").unwrap();
+    let before = tree(&cache.home);
+
+    let run = cache.run(&["rm", "Qwen3-0.6B-sharded", "-f", "--json"]);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    let envelope = run.json();
+    assert_schema_valid(&envelope);
+    assert_eq!(envelope["data"]["action"], "deleted");
+    assert_eq!(envelope["data"]["lock_files_cleaned"], 1);
+
+    let repo = cache.repo_dir("mlx-community/Qwen3-0.6B-sharded");
+    assert!(!repo.exists() && !locks.exists());
+    let expected: Vec<_> = before
+        .into_iter()
+        .filter(|p| !p.starts_with(&repo) && !p.starts_with(&locks))
+        .collect();
+    assert_eq!(tree(&cache.home), expected, "only that model went");
+}
+
+#[test]
+fn rm_at_revision_deletes_only_that_snapshot() {
+    let cache = TestCache::standard();
+    let repo = cache.repo_dir("mlx-community/Qwen2.5-0.5B-Instruct-4bit");
+    let old = mlxk_fixtures::commit_id("qwen2.5-old");
+    let new = mlxk_fixtures::commit_id("qwen2.5-new");
+
+    let run = cache.run(&["rm", "qwen2.5@v1.0", "-f", "--json"]);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(run.json()["data"]["action"], "snapshot_deleted");
+    assert!(!repo.join("snapshots").join(&old).exists());
+    assert!(!repo.join("refs/v1.0").exists());
+    assert!(repo.join("snapshots").join(&new).exists());
+
+    // The blobs the remaining snapshot uses are all still there: it is healthy.
+    let health = cache.run(&["health", "qwen2.5", "--json"]);
+    assert_eq!(health.code, 0, "{}", health.stdout);
+    // The old snapshot's own weights blob is gone; shared blobs stayed.
+    assert_eq!(fs::read_dir(repo.join("blobs")).unwrap().count(), 4);
+}
+
+#[test]
+fn rm_waits_for_a_running_download_unless_forced() {
+    let cache = TestCache::standard();
+    let locks = cache.hub.join(".locks/models--mlx-community--Qwen3-0.6B-sharded");
+    fs::create_dir_all(&locks).unwrap();
+    let lock = fs::File::create(locks.join("abc.lock")).unwrap();
+    lock.lock().unwrap(); // as huggingface_hub does while it downloads
+
+    let run = cache.run(&["rm", "Qwen3-0.6B-sharded", "--json"]);
+    assert_eq!(run.code, 1);
+    assert_eq!(run.json()["error"]["type"], "locks_present");
+    assert!(cache.repo_dir("mlx-community/Qwen3-0.6B-sharded").exists());
+
+    let run = cache.run(&["rm", "Qwen3-0.6B-sharded", "-f", "--json"]);
+    assert_eq!(run.code, 0, "--force deletes even during a download");
+    assert!(!cache.repo_dir("mlx-community/Qwen3-0.6B-sharded").exists());
+    drop(lock);
+}
+
+#[test]
+fn rm_refuses_a_test_cache_without_its_sentinel() {
+    let cache = TestCache::standard();
+    fs::remove_file(cache.home.join(mlxk_fixtures::TEST_SENTINEL_FILE)).unwrap();
+    let run = cache.run(&["rm", "qwen3", "-f", "--json"]);
+    assert_eq!(run.code, 1);
+    assert_eq!(run.json()["error"]["type"], "unsafe_deletion");
+    assert!(cache.repo_dir("mlx-community/Qwen3-0.6B-sharded").exists());
+}
+
+#[test]
+fn rm_never_follows_symlinks_out_of_the_cache() {
+    let cache = TestCache::standard();
+    let outside = cache.home.parent().unwrap().join("precious");
+    fs::create_dir_all(outside.join("snapshots/abc")).unwrap();
+    fs::write(outside.join("snapshots/abc/config.json"), "{}").unwrap();
+    fs::write(outside.join("keep.txt"), "keep").unwrap();
+
+    // A model folder that is a symlink to a folder outside the cache is not a model.
+    std::os::unix::fs::symlink(&outside, cache.hub.join("models--evil--outside")).unwrap();
+    let run = cache.run(&["rm", "evil/outside", "-f", "--json"]);
+    assert_eq!(run.json()["error"]["type"], "model_not_found");
+
+    // A snapshot file linking outside the cache: the link goes, the target stays.
+    let snapshot = cache
+        .repo_dir("mlx-community/Qwen3-0.6B-sharded")
+        .join("snapshots")
+        .join(mlxk_fixtures::commit_id("mlx-community/Qwen3-0.6B-sharded"));
+    std::os::unix::fs::symlink(outside.join("keep.txt"), snapshot.join("extra.txt")).unwrap();
+    std::os::unix::fs::symlink(&outside, snapshot.join("linked-dir")).unwrap();
+    let run = cache.run(&["rm", "Qwen3-0.6B-sharded", "-f", "--json"]);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(fs::read_to_string(outside.join("keep.txt")).unwrap(), "keep");
+    assert!(outside.join("snapshots/abc/config.json").exists());
+}
+
+#[test]
+fn hf_hub_cache_takes_precedence_over_hf_home() {
+    let cache = TestCache::standard();
+    let empty = tempfile::tempdir().unwrap();
+    let output = cache
+        .command(&["list", "--all", "--json"])
+        .env("HF_HUB_CACHE", empty.path())
+        .output()
+        .unwrap();
+    let envelope: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(envelope["data"]["count"], 0);
+}
+
+#[test]
+fn human_output_is_aligned_tables() {
+    let cache = TestCache::standard();
+    let list = cache.run(&["list"]);
+    insta::assert_snapshot!("list", list.stdout);
+    let all = cache.run(&["list", "--all", "--health", "--verbose"]);
+    insta::assert_snapshot!("list_all_health_verbose", all.stdout);
+    let health = cache.run(&["health"]);
+    let health_text = health.stdout.replace(&mlxk_fixtures::sha256_hex(b"partial"), "<sha>");
+    insta::assert_snapshot!("health", health_text);
+    let show = cache.run(&["show", "qwen2.5", "--files"]);
+    insta::assert_snapshot!("show_files", show.stdout);
+}
