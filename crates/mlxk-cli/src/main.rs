@@ -13,7 +13,11 @@ use crate::output::{CliError, Outcome, Output};
 
 /// Manage, run and serve local MLX models kept in the Hugging Face cache.
 #[derive(Debug, Parser)]
-#[command(name = "mlxk", disable_version_flag = true, arg_required_else_help = true)]
+#[command(
+    name = "mlxk",
+    disable_version_flag = true,
+    arg_required_else_help = true
+)]
 struct Cli {
     /// Print the version (with --json: the version envelope).
     #[arg(short = 'V', long)]
@@ -63,7 +67,10 @@ fn main() -> ExitCode {
     let (command, result) = match &cli.command {
         _ if cli.version => ("version", commands::version::run(&output)),
         Some(command) => (command.name(), dispatch(command, &output)),
-        None => ("version", Err(CliError::usage("no command given; see mlxk --help"))),
+        None => (
+            "version",
+            Err(CliError::usage("no command given; see mlxk --help")),
+        ),
     };
     output.finish(command, result)
 }
@@ -81,9 +88,18 @@ fn dispatch(command: &Command, output: &Output) -> Result<Outcome, CliError> {
 fn usage_error(args: &[String], err: clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
     let wants_json = args.iter().any(|a| a == "--json");
-    if !wants_json || matches!(err.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+    if !wants_json
+        || matches!(
+            err.kind(),
+            ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+        )
+    {
         let _ = err.print();
-        return ExitCode::from(if err.use_stderr() { output::EXIT_USAGE } else { output::EXIT_OK });
+        return ExitCode::from(if err.use_stderr() {
+            output::EXIT_USAGE
+        } else {
+            output::EXIT_OK
+        });
     }
     let command = args
         .iter()
@@ -91,7 +107,11 @@ fn usage_error(args: &[String], err: clap::Error) -> ExitCode {
         .find(|a| COMMAND_NAMES.contains(&a.as_str()))
         .map(|a| if a == "ls" { "list" } else { a.as_str() });
     let message = err.render().to_string();
-    let message = message.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
+    let message = message
+        .lines()
+        .next()
+        .unwrap_or("invalid arguments")
+        .trim_start_matches("error: ");
     output::print_usage_envelope(command, message);
     ExitCode::from(output::EXIT_USAGE)
 }

@@ -21,7 +21,11 @@ pub struct Outcome {
 
 impl Outcome {
     pub fn new(data: Value, text: String) -> Self {
-        Outcome { data, text, exit: EXIT_OK }
+        Outcome {
+            data,
+            text,
+            exit: EXIT_OK,
+        }
     }
 }
 
@@ -30,7 +34,7 @@ pub struct CliError {
     pub kind: String,
     pub message: String,
     /// Extra fields of the JSON error object (`matches`, `available_hashes`).
-    pub extra: Map<String, Value>,
+    pub extra: Vec<(&'static str, Value)>,
     /// Extra lines for people (hints).
     pub hint: Option<String>,
     pub exit: u8,
@@ -41,16 +45,18 @@ impl CliError {
         CliError {
             kind: kind.to_string(),
             message: message.into(),
-            extra: Map::new(),
+            extra: Vec::new(),
             hint: None,
             exit: EXIT_ERROR,
         }
     }
 
     pub fn usage(message: impl Into<String>) -> Self {
-        CliError { exit: EXIT_USAGE, ..CliError::new("usage_error", message) }
+        CliError {
+            exit: EXIT_USAGE,
+            ..CliError::new("usage_error", message)
+        }
     }
-
 }
 
 impl From<CoreError> for CliError {
@@ -58,11 +64,11 @@ impl From<CoreError> for CliError {
         let mut cli = CliError::new(err.kind().as_str(), err.to_string());
         match &err {
             CoreError::AmbiguousMatch { matches, .. } => {
-                cli.extra.insert("matches".into(), json!(matches));
+                cli.extra.push(("matches", json!(matches)));
                 cli.hint = Some(format!("matches:\n  {}", matches.join("\n  ")));
             }
             CoreError::RevisionNotFound { available, .. } => {
-                cli.extra.insert("available_hashes".into(), json!(available));
+                cli.extra.push(("available_hashes", json!(available)));
             }
             CoreError::ModelNotFound(_) => {
                 cli.hint = Some("see what is cached with: mlxk list --all".into());
@@ -100,7 +106,7 @@ impl Output {
                     let mut error = Map::new();
                     error.insert("type".into(), json!(err.kind));
                     error.insert("message".into(), json!(err.message));
-                    error.extend(err.extra);
+                    error.extend(err.extra.into_iter().map(|(k, v)| (k.to_string(), v)));
                     print_stdout(&envelope(command, None, Some(Value::Object(error))));
                 } else {
                     eprintln!("mlxk {command}: error: {}", err.message);

@@ -47,30 +47,51 @@ fn list_all_reports_every_model_and_broken_ones_as_broken() {
     let by_name = |name: &str| models.iter().find(|m| m["name"] == name).unwrap().clone();
 
     let expected_unhealthy = [
-        ("mlx-community/Mistral-7B-Instruct-v0.3-missing-shard", "model-00002-of-00002.safetensors"),
+        (
+            "mlx-community/Mistral-7B-Instruct-v0.3-missing-shard",
+            "model-00002-of-00002.safetensors",
+        ),
         ("mlx-community/phi-2-lfs-pointer", "Git LFS pointer"),
         ("mlx-community/gemma-2-2b-truncated", "truncated"),
-        ("mlx-community/SmolLM2-135M-Instruct-downloading", ".incomplete"),
+        (
+            "mlx-community/SmolLM2-135M-Instruct-downloading",
+            ".incomplete",
+        ),
         ("mlx-community/broken-symlink-model", "does not exist"),
     ];
     for (name, reason) in expected_unhealthy {
         let model = by_name(name);
         assert_eq!(model["health"], "unhealthy", "{name}");
         let text = model["reason"].as_str().unwrap();
-        assert!(text.contains(reason), "{name}: reason {text:?} lacks {reason:?}");
+        assert!(
+            text.contains(reason),
+            "{name}: reason {text:?} lacks {reason:?}"
+        );
     }
     let unhealthy = models.iter().filter(|m| m["health"] == "unhealthy").count();
     assert_eq!(unhealthy, expected_unhealthy.len());
 
     let gguf = by_name("TheBloke/TinyLlama-1.1B-Chat-GGUF");
-    assert_eq!((gguf["framework"].as_str(), gguf["health"].as_str()), (Some("GGUF"), Some("healthy")));
+    assert_eq!(
+        (gguf["framework"].as_str(), gguf["health"].as_str()),
+        (Some("GGUF"), Some("healthy"))
+    );
     assert_eq!(by_name("openai-community/gpt2")["framework"], "PyTorch");
     let odd = by_name("my_org.v2/Model_v1.5-beta.test");
-    assert_eq!((odd["framework"].as_str(), odd["model_type"].as_str()), (Some("MLX"), Some("base")));
+    assert_eq!(
+        (odd["framework"].as_str(), odd["model_type"].as_str()),
+        (Some("MLX"), Some("base"))
+    );
 
     let llama = by_name("mlx-community/Llama-3.2-1B-Instruct-4bit");
-    assert_eq!(llama["capabilities"], serde_json::json!(["text-generation", "chat"]));
-    assert_eq!(llama["runtime_compatible"], false, "the engine supports no architecture yet");
+    assert_eq!(
+        llama["capabilities"],
+        serde_json::json!(["text-generation", "chat"])
+    );
+    assert_eq!(
+        llama["runtime_compatible"], false,
+        "the engine supports no architecture yet"
+    );
     assert!(llama["reason"].as_str().unwrap().contains("'llama'"));
     assert_eq!(llama["hash"].as_str().unwrap().len(), 40);
     assert!(llama["last_modified"].as_str().unwrap().ends_with('Z'));
@@ -78,7 +99,10 @@ fn list_all_reports_every_model_and_broken_ones_as_broken() {
     // refs/main decides the snapshot, not the newest folder; with no refs, the newest folder does.
     let qwen = by_name("mlx-community/Qwen2.5-0.5B-Instruct-4bit");
     assert_eq!(qwen["hash"], mlxk_fixtures::commit_id("qwen2.5-new"));
-    assert_eq!(by_name("mlx-community/no-refs-model")["hash"], mlxk_fixtures::commit_id("norefs-newer"));
+    assert_eq!(
+        by_name("mlx-community/no-refs-model")["hash"],
+        mlxk_fixtures::commit_id("norefs-newer")
+    );
 }
 
 #[test]
@@ -87,7 +111,10 @@ fn list_filters_by_pattern_and_rejects_path_tricks() {
     let envelope = cache.run(&["list", "LLAMA-3.2", "--json"]).json();
     assert_eq!(envelope["data"]["count"], 2);
     let none = cache.run(&["list", "no-such-thing", "--json"]);
-    assert_eq!((none.code, none.json()["data"]["count"].as_u64()), (0, Some(0)));
+    assert_eq!(
+        (none.code, none.json()["data"]["count"].as_u64()),
+        (0, Some(0))
+    );
 
     for bad in ["../etc", "/etc/passwd", "a/b/c", "x y"] {
         let run = cache.run(&["list", bad, "--json"]);
@@ -101,11 +128,19 @@ fn list_filters_by_pattern_and_rejects_path_tricks() {
 #[test]
 fn show_describes_a_model_with_files_and_config() {
     let cache = TestCache::standard();
-    let envelope = cache.run(&["show", "Llama-3.2-1B-Instruct-4bit", "--json"]).json();
+    let envelope = cache
+        .run(&["show", "Llama-3.2-1B-Instruct-4bit", "--json"])
+        .json();
     assert_schema_valid(&envelope);
     let data = &envelope["data"];
-    assert_eq!(data["model"]["name"], "mlx-community/Llama-3.2-1B-Instruct-4bit");
-    assert_eq!(data["model"]["quantization"], serde_json::json!({"bits": 4, "group_size": 64}));
+    assert_eq!(
+        data["model"]["name"],
+        "mlx-community/Llama-3.2-1B-Instruct-4bit"
+    );
+    assert_eq!(
+        data["model"]["quantization"],
+        serde_json::json!({"bits": 4, "group_size": 64})
+    );
     assert_eq!(data["metadata"]["model_type"], "llama");
     assert_eq!(data["metadata"]["context_length"], 131072);
 
@@ -145,15 +180,27 @@ fn names_resolve_by_revision_and_report_ambiguity() {
     let unknown_rev = cache.run(&["show", "qwen2.5@deadbeef", "--json"]).json();
     assert_schema_valid(&unknown_rev);
     assert_eq!(unknown_rev["error"]["type"], "hash_not_found");
-    assert!(unknown_rev["error"]["available_hashes"].as_array().unwrap().contains(&Value::from(old)));
+    assert!(unknown_rev["error"]["available_hashes"]
+        .as_array()
+        .unwrap()
+        .contains(&Value::from(old)));
 
     let missing = cache.run(&["show", "mistral-large", "--json"]).json();
     assert_eq!(missing["error"]["type"], "model_not_found");
     let empty = cache.run(&["show", "", "--json"]);
-    assert_eq!((empty.code, empty.json()["error"]["type"].as_str()), (2, Some("invalid_name")));
+    assert_eq!(
+        (empty.code, empty.json()["error"]["type"].as_str()),
+        (2, Some("invalid_name"))
+    );
 
     let human = cache.run(&["show", "llama-3.2"]);
-    assert!(human.stderr.contains("mlx-community/Llama-3.2-1B-Instruct-8bit"), "{}", human.stderr);
+    assert!(
+        human
+            .stderr
+            .contains("mlx-community/Llama-3.2-1B-Instruct-8bit"),
+        "{}",
+        human.stderr
+    );
     assert!(human.stdout.is_empty());
 }
 
@@ -164,25 +211,42 @@ fn health_checks_everything_or_one_model() {
     assert_eq!(run.code, 3, "an unhealthy model gives exit code 3");
     let envelope = run.json();
     assert_schema_valid(&envelope);
-    assert_eq!(envelope["data"]["summary"], serde_json::json!({"total": 13, "healthy_count": 8, "unhealthy_count": 5}));
+    assert_eq!(
+        envelope["data"]["summary"],
+        serde_json::json!({"total": 13, "healthy_count": 8, "unhealthy_count": 5})
+    );
 
     let one = cache.run(&["health", "qwen3", "--json"]);
     assert_eq!(one.code, 0);
-    assert_eq!(one.json()["data"]["healthy"][0]["name"], "mlx-community/Qwen3-0.6B-sharded");
+    assert_eq!(
+        one.json()["data"]["healthy"][0]["name"],
+        "mlx-community/Qwen3-0.6B-sharded"
+    );
 
     let truncated = cache.run(&["health", "gemma", "--json"]).json();
-    assert!(truncated["data"]["unhealthy"][0]["reason"].as_str().unwrap().contains("truncated"));
+    assert!(truncated["data"]["unhealthy"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("truncated"));
 }
 
 #[test]
 fn version_prints_text_and_envelope() {
     let cache = TestCache::standard();
     let text = cache.run(&["--version"]);
-    assert_eq!(text.stdout.trim(), format!("mlxk {}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        text.stdout.trim(),
+        format!("mlxk {}", env!("CARGO_PKG_VERSION"))
+    );
     let envelope = cache.run(&["--version", "--json"]).json();
     assert_schema_valid(&envelope);
     assert_eq!(envelope["data"]["json_api_spec_version"], "0.2.4");
-    assert!(envelope["data"]["system"]["memory_total_bytes"].as_u64().unwrap() > 0);
+    assert!(
+        envelope["data"]["system"]["memory_total_bytes"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
 }
 
 #[test]
@@ -219,7 +283,9 @@ fn rm_refuses_without_confirmation_and_on_ambiguity() {
 #[test]
 fn rm_force_deletes_one_model_and_nothing_else() {
     let cache = TestCache::standard();
-    let locks = cache.hub.join(".locks/models--mlx-community--Qwen3-0.6B-sharded");
+    let locks = cache
+        .hub
+        .join(".locks/models--mlx-community--Qwen3-0.6B-sharded");
     fs::create_dir_all(&locks).unwrap();
     fs::write(locks.join("stale.lock"), "").unwrap();
     let before = tree(&cache.home);
@@ -264,7 +330,9 @@ fn rm_at_revision_deletes_only_that_snapshot() {
 #[test]
 fn rm_waits_for_a_running_download_unless_forced() {
     let cache = TestCache::standard();
-    let locks = cache.hub.join(".locks/models--mlx-community--Qwen3-0.6B-sharded");
+    let locks = cache
+        .hub
+        .join(".locks/models--mlx-community--Qwen3-0.6B-sharded");
     fs::create_dir_all(&locks).unwrap();
     let lock = fs::File::create(locks.join("abc.lock")).unwrap();
     lock.lock().unwrap(); // as huggingface_hub does while it downloads
@@ -312,7 +380,10 @@ fn rm_never_follows_symlinks_out_of_the_cache() {
     std::os::unix::fs::symlink(&outside, snapshot.join("linked-dir")).unwrap();
     let run = cache.run(&["rm", "Qwen3-0.6B-sharded", "-f", "--json"]);
     assert_eq!(run.code, 0, "{}", run.stdout);
-    assert_eq!(fs::read_to_string(outside.join("keep.txt")).unwrap(), "keep");
+    assert_eq!(
+        fs::read_to_string(outside.join("keep.txt")).unwrap(),
+        "keep"
+    );
     assert!(outside.join("snapshots/abc/config.json").exists());
 }
 
@@ -337,7 +408,9 @@ fn human_output_is_aligned_tables() {
     let all = cache.run(&["list", "--all", "--health", "--verbose"]);
     insta::assert_snapshot!("list_all_health_verbose", all.stdout);
     let health = cache.run(&["health"]);
-    let health_text = health.stdout.replace(&mlxk_fixtures::sha256_hex(b"partial"), "<sha>");
+    let health_text = health
+        .stdout
+        .replace(&mlxk_fixtures::sha256_hex(b"partial"), "<sha>");
     insta::assert_snapshot!("health", health_text);
     let show = cache.run(&["show", "qwen2.5", "--files"]);
     insta::assert_snapshot!("show_files", show.stdout);

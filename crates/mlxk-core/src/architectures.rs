@@ -20,17 +20,25 @@ pub fn runtime_compatibility(
         return Err("the model is not healthy".into());
     }
     if framework != Framework::Mlx {
-        return Err(format!("incompatible framework: {} (MLX is required)", framework.label()));
+        return Err(format!(
+            "incompatible framework: {} (MLX is required)",
+            framework.label()
+        ));
     }
     if declares_remote_code {
         return Err("config.json asks to run custom model code, which is never executed".into());
     }
     if !matches!(model_type, ModelType::Chat | ModelType::Base) {
-        return Err(format!("{} models are not supported by the engine", model_type.label()));
+        return Err(format!(
+            "{} models are not supported by the engine",
+            model_type.label()
+        ));
     }
     match architecture {
         None => Err("config.json does not name an architecture (model_type)".into()),
         Some(arch) if SUPPORTED_ARCHITECTURES.contains(&arch) => Ok(()),
-        Some(arch) => Err(format!("architecture '{arch}' is not supported by the engine yet")),
+        Some(arch) => Err(format!(
+            "architecture '{arch}' is not supported by the engine yet"
+        )),
     }
 }

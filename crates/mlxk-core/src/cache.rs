@@ -28,7 +28,11 @@ impl HubCache {
     /// The cache `huggingface_hub` would use: `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else
     /// `$XDG_CACHE_HOME/huggingface/hub`, else `~/.cache/huggingface/hub`.
     pub fn from_env() -> Self {
-        let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(expand_home);
+        let var = |name: &str| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(expand_home)
+        };
         let root = var("HF_HUB_CACHE")
             .or_else(|| var("HF_HOME").map(|home| home.join("hub")))
             .or_else(|| var("XDG_CACHE_HOME").map(|c| c.join("huggingface").join("hub")))
@@ -104,7 +108,13 @@ mod tests {
     #[test]
     fn lists_only_model_folders() {
         let dir = tempfile::tempdir().unwrap();
-        for name in ["models--org--a", "models--b", "datasets--org--c", ".locks", "models--x--y--z"] {
+        for name in [
+            "models--org--a",
+            "models--b",
+            "datasets--org--c",
+            ".locks",
+            "models--x--y--z",
+        ] {
             fs::create_dir(dir.path().join(name)).unwrap();
         }
         fs::write(dir.path().join("models--file--not-dir"), "").unwrap();
@@ -120,6 +130,9 @@ mod tests {
     #[test]
     fn missing_cache_is_empty() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(HubCache::at(dir.path().join("nope")).repos().unwrap().is_empty());
+        assert!(HubCache::at(dir.path().join("nope"))
+            .repos()
+            .unwrap()
+            .is_empty());
     }
 }

@@ -100,8 +100,19 @@ pub struct Classification {
 }
 
 const VISION_TYPES: &[&str] = &[
-    "llava", "llava_next", "pixtral", "qwen2_vl", "qwen2_5_vl", "phi3_v", "mllama", "paligemma",
-    "idefics", "idefics2", "idefics3", "smolvlm", "mistral3",
+    "llava",
+    "llava_next",
+    "pixtral",
+    "qwen2_vl",
+    "qwen2_5_vl",
+    "phi3_v",
+    "mllama",
+    "paligemma",
+    "idefics",
+    "idefics2",
+    "idefics3",
+    "smolvlm",
+    "mistral3",
 ];
 const ENCODER_EMBEDDING_TYPES: &[&str] = &["bert", "xlm-roberta", "modernbert", "nomic_bert"];
 const AUDIO_TYPE_MARKERS: &[&str] = &["whisper", "vibevoice", "voxtral"];
@@ -150,7 +161,8 @@ pub fn classify(
 
     let vision = config.is_some_and(|c| is_non_empty_object(c.get("vision_config")))
         || VISION_TYPES.contains(&arch.as_str())
-        || has_file("preprocessor_config.json") && !AUDIO_TYPE_MARKERS.iter().any(|m| arch.contains(m))
+        || has_file("preprocessor_config.json")
+            && !AUDIO_TYPE_MARKERS.iter().any(|m| arch.contains(m))
         || has_file("processor_config.json");
     let chat = has_chat_template(snapshot_dir, files)
         || lower_name.contains("instruct")
@@ -224,7 +236,9 @@ fn quantization(config: &Value) -> Option<Quantization> {
             method: None,
         });
     }
-    let q = config.get("quantization_config").filter(|q| q.is_object())?;
+    let q = config
+        .get("quantization_config")
+        .filter(|q| q.is_object())?;
     Some(Quantization {
         bits: number(q, "bits"),
         group_size: number(q, "group_size"),
@@ -353,18 +367,28 @@ mod tests {
         assert_eq!(vision.model_type, ModelType::Vision);
         assert!(vision.capabilities.contains(&Capability::Vision));
         let audio = classify_config("mlx-community/w", json!({"model_type": "whisper"}));
-        assert_eq!((audio.model_type, audio.capabilities), (ModelType::Audio, vec![Capability::Audio]));
+        assert_eq!(
+            (audio.model_type, audio.capabilities),
+            (ModelType::Audio, vec![Capability::Audio])
+        );
         let embed = classify_config("mlx-community/e", json!({"model_type": "bert"}));
         assert_eq!(embed.model_type, ModelType::Embedding);
         let base = classify_config("org/tiny", json!({"model_type": "llama"}));
-        assert_eq!((base.model_type, base.framework), (ModelType::Base, Framework::Unknown));
+        assert_eq!(
+            (base.model_type, base.framework),
+            (ModelType::Base, Framework::Unknown)
+        );
     }
 
     #[test]
     fn readme_front_matter_marks_mlx() {
         let dir = tempfile::tempdir().unwrap();
         let readme = dir.path().join("README.md");
-        fs::write(&readme, "---\nlicense: mit\ntags:\n- text\n- mlx\n---\n# Hi\n").unwrap();
+        fs::write(
+            &readme,
+            "---\nlicense: mit\ntags:\n- text\n- mlx\n---\n# Hi\n",
+        )
+        .unwrap();
         assert!(readme_declares_mlx(&readme));
         fs::write(&readme, "---\nlibrary_name: transformers\n---\nmlx\n").unwrap();
         assert!(!readme_declares_mlx(&readme));

@@ -15,7 +15,10 @@ use crate::weights;
 
 const WEIGHT_EXTENSIONS: &[&str] = &[".safetensors", ".gguf", ".bin", ".pth", ".pt", ".npz"];
 const PARTIAL_SUFFIXES: &[&str] = &[".incomplete", ".part", ".partial", ".tmp", ".download"];
-const INDEX_FILES: &[&str] = &["model.safetensors.index.json", "pytorch_model.bin.index.json"];
+const INDEX_FILES: &[&str] = &[
+    "model.safetensors.index.json",
+    "pytorch_model.bin.index.json",
+];
 const TOKENIZER_FILES: &[&str] = &[
     "tokenizer.json",
     "tokenizer.model",
@@ -108,7 +111,10 @@ pub fn check_snapshot(
                 format!("{} links to a blob that does not exist", file.name),
             );
         } else if PARTIAL_SUFFIXES.iter().any(|s| file.name.ends_with(s)) {
-            add(ProblemCode::IncompleteDownload, format!("partial file {}", file.name));
+            add(
+                ProblemCode::IncompleteDownload,
+                format!("partial file {}", file.name),
+            );
         }
     }
 
@@ -120,14 +126,23 @@ pub fn check_snapshot(
 
     match read_json(snapshot_dir, "config.json", &present) {
         Ok(Some(Value::Object(map))) if !map.is_empty() => {}
-        Ok(Some(_)) => add(ProblemCode::ConfigInvalid, "config.json is not a JSON object with settings".into()),
+        Ok(Some(_)) => add(
+            ProblemCode::ConfigInvalid,
+            "config.json is not a JSON object with settings".into(),
+        ),
         Ok(None) if gguf_only => {}
         Ok(None) => add(ProblemCode::ConfigMissing, "config.json is missing".into()),
-        Err(e) => add(ProblemCode::ConfigInvalid, format!("config.json is not valid JSON: {e}")),
+        Err(e) => add(
+            ProblemCode::ConfigInvalid,
+            format!("config.json is not valid JSON: {e}"),
+        ),
     }
 
     if weights.is_empty() {
-        add(ProblemCode::NoWeights, "no model weights found (*.safetensors, *.gguf, *.bin)".into());
+        add(
+            ProblemCode::NoWeights,
+            "no model weights found (*.safetensors, *.gguf, *.bin)".into(),
+        );
     }
 
     if let Some(index_name) = INDEX_FILES.iter().find(|name| present.contains(**name)) {
@@ -152,10 +167,16 @@ pub fn check_snapshot(
                         );
                     }
                 }
-                None => add(ProblemCode::IndexInvalid, format!("{index_name} has no weight_map")),
+                None => add(
+                    ProblemCode::IndexInvalid,
+                    format!("{index_name} has no weight_map"),
+                ),
             },
             Ok(None) => {}
-            Err(e) => add(ProblemCode::IndexInvalid, format!("{index_name} is not valid JSON: {e}")),
+            Err(e) => add(
+                ProblemCode::IndexInvalid,
+                format!("{index_name} is not valid JSON: {e}"),
+            ),
         }
     }
 
@@ -177,16 +198,25 @@ pub fn check_snapshot(
         }
         if file.name.ends_with(".safetensors") {
             if let Err(why) = weights::check_safetensors(&file.path, size) {
-                add(ProblemCode::SafetensorsInvalid, format!("{}: {why}", file.name));
+                add(
+                    ProblemCode::SafetensorsInvalid,
+                    format!("{}: {why}", file.name),
+                );
             }
         } else if file.name.ends_with(".gguf") && !weights::is_gguf(&file.path).unwrap_or(false) {
-            add(ProblemCode::GgufInvalid, format!("{} does not start with the GGUF magic", file.name));
+            add(
+                ProblemCode::GgufInvalid,
+                format!("{} does not start with the GGUF magic", file.name),
+            );
         }
     }
 
     if present.contains("tokenizer_config.json") {
         if let Err(e) = read_json(snapshot_dir, "tokenizer_config.json", &present) {
-            add(ProblemCode::TokenizerInvalid, format!("tokenizer_config.json is not valid JSON: {e}"));
+            add(
+                ProblemCode::TokenizerInvalid,
+                format!("tokenizer_config.json is not valid JSON: {e}"),
+            );
         }
         if !TOKENIZER_FILES.iter().any(|name| present.contains(name)) {
             add(
@@ -197,7 +227,10 @@ pub fn check_snapshot(
     }
     if present.contains("tokenizer.json") {
         if let Err(e) = validate_json(&snapshot_dir.join("tokenizer.json")) {
-            add(ProblemCode::TokenizerInvalid, format!("tokenizer.json is not valid JSON: {e}"));
+            add(
+                ProblemCode::TokenizerInvalid,
+                format!("tokenizer.json is not valid JSON: {e}"),
+            );
         }
     }
 
@@ -222,7 +255,9 @@ pub(crate) fn read_json(
         return Ok(None);
     }
     let text = fs::read(snapshot_dir.join(name)).map_err(|e| e.to_string())?;
-    serde_json::from_slice(&text).map(Some).map_err(|e| e.to_string())
+    serde_json::from_slice(&text)
+        .map(Some)
+        .map_err(|e| e.to_string())
 }
 
 /// Checks that a (possibly large) file is well-formed JSON without building it in memory.

@@ -96,7 +96,11 @@ impl Library {
     /// Resolves and describes a model.
     pub fn find(&self, text: &str) -> Result<ModelInfo> {
         let resolved = self.resolve(text)?;
-        Ok(model::inspect(&resolved.repo, &resolved.snapshots, &resolved.selection))
+        Ok(model::inspect(
+            &resolved.repo,
+            &resolved.snapshots,
+            &resolved.selection,
+        ))
     }
 }
 

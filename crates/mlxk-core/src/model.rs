@@ -70,31 +70,59 @@ pub fn inspect(repo: &CachedRepo, snapshots: &RepoSnapshots, selection: &Selecti
         Selection::Found(entry) => {
             let files = snapshot::snapshot_files(&entry.path);
             let health = health::check_snapshot(&entry.path, &files, &incomplete);
-            (Some(entry.commit.clone()), Some(entry.clone()), files, health)
+            (
+                Some(entry.commit.clone()),
+                Some(entry.clone()),
+                files,
+                health,
+            )
         }
         Selection::RefWithoutSnapshot { reference, commit } => {
             let why = format!(
                 "refs/{reference} names commit {commit}, which has no snapshot (download interrupted?)"
             );
-            (Some(commit.clone()), None, Vec::new(), HealthReport::single(ProblemCode::SnapshotMissing, why))
+            (
+                Some(commit.clone()),
+                None,
+                Vec::new(),
+                HealthReport::single(ProblemCode::SnapshotMissing, why),
+            )
         }
         Selection::Empty => {
             let why = "the model folder has no snapshot (download interrupted?)";
-            (None, None, Vec::new(), HealthReport::single(ProblemCode::NoSnapshot, why))
+            (
+                None,
+                None,
+                Vec::new(),
+                HealthReport::single(ProblemCode::NoSnapshot, why),
+            )
         }
     };
-    let config = entry.as_ref().and_then(|e| read_config(&e.path.join("config.json")));
-    let snapshot_dir = entry.as_ref().map(|e| e.path.clone()).unwrap_or_else(|| repo.dir.clone());
+    let config = entry
+        .as_ref()
+        .and_then(|e| read_config(&e.path.join("config.json")));
+    let snapshot_dir = entry
+        .as_ref()
+        .map(|e| e.path.clone())
+        .unwrap_or_else(|| repo.dir.clone());
     let classification = classify::classify(&name, config.as_ref(), &snapshot_dir, &files);
     let runtime = match architectures::runtime_compatibility(
         health.is_healthy(),
         classification.framework,
         classification.model_type,
         classification.architecture.as_deref(),
-        config.as_ref().is_some_and(|c| c.get("model_file").is_some()),
+        config
+            .as_ref()
+            .is_some_and(|c| c.get("model_file").is_some()),
     ) {
-        Ok(()) => RuntimeStatus { compatible: true, reason: None },
-        Err(reason) => RuntimeStatus { compatible: false, reason: Some(reason) },
+        Ok(()) => RuntimeStatus {
+            compatible: true,
+            reason: None,
+        },
+        Err(reason) => RuntimeStatus {
+            compatible: false,
+            reason: Some(reason),
+        },
     };
     let modified = snapshot::newest_modification(&files)
         .or_else(|| fs::metadata(&repo.dir).and_then(|m| m.modified()).ok())
@@ -118,7 +146,9 @@ pub fn inspect(repo: &CachedRepo, snapshots: &RepoSnapshots, selection: &Selecti
 
 fn read_config(path: &std::path::Path) -> Option<Value> {
     let bytes = fs::read(path).ok()?;
-    serde_json::from_slice::<Value>(&bytes).ok().filter(Value::is_object)
+    serde_json::from_slice::<Value>(&bytes)
+        .ok()
+        .filter(Value::is_object)
 }
 
 /// `blobs/*.incomplete`: files `huggingface_hub` is downloading or was interrupted downloading.

@@ -56,10 +56,16 @@ pub fn plan_removal(cache: &HubCache, resolved: &ResolvedModel) -> Result<Remova
     let repo_dir = resolved.repo.dir.clone();
     let locks_dir = cache.locks_dir(repo_id);
     let lock_files = find_lock_files(&locks_dir);
-    let held_locks = lock_files.iter().filter(|p| is_lock_held(p)).cloned().collect();
+    let held_locks = lock_files
+        .iter()
+        .filter(|p| is_lock_held(p))
+        .cloned()
+        .collect();
 
     let snapshot_only = match &resolved.selection {
-        Selection::Found(entry) if resolved.explicit_revision && resolved.snapshots.snapshots.len() > 1 => {
+        Selection::Found(entry)
+            if resolved.explicit_revision && resolved.snapshots.snapshots.len() > 1 =>
+        {
             Some(entry)
         }
         _ => None,
@@ -86,7 +92,13 @@ pub fn plan_removal(cache: &HubCache, resolved: &ResolvedModel) -> Result<Remova
             let mut targets = vec![entry.path.clone()];
             targets.extend(entry.refs.iter().map(|r| repo_dir.join("refs").join(r)));
             targets.extend(own_blobs);
-            (RemovalScope::Snapshot { commit: entry.commit.clone() }, targets, freed)
+            (
+                RemovalScope::Snapshot {
+                    commit: entry.commit.clone(),
+                },
+                targets,
+                freed,
+            )
         }
         None => {
             let mut targets = vec![repo_dir.clone()];
@@ -184,8 +196,12 @@ fn canonical(path: &Path) -> Result<PathBuf> {
 /// The real location of `path` itself: its parent resolved, its own name kept (so a symlink
 /// is judged by where it sits, not where it points).
 fn canonical_parent(path: &Path) -> Result<PathBuf> {
-    let parent = path.parent().ok_or_else(|| CoreError::UnsafeDeletion(format!("{} has no parent", path.display())))?;
-    let name = path.file_name().ok_or_else(|| CoreError::UnsafeDeletion(format!("{} has no name", path.display())))?;
+    let parent = path
+        .parent()
+        .ok_or_else(|| CoreError::UnsafeDeletion(format!("{} has no parent", path.display())))?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| CoreError::UnsafeDeletion(format!("{} has no name", path.display())))?;
     Ok(canonical(parent)?.join(name))
 }
 
@@ -204,7 +220,11 @@ fn blob_paths(snapshot_dir: &Path, blobs_dir: &Path) -> BTreeSet<PathBuf> {
 
 fn dir_size(dir: &Path) -> u64 {
     let mut total = 0;
-    for entry in fs::read_dir(dir).into_iter().flatten().filter_map(|e| e.ok()) {
+    for entry in fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+    {
         match entry.file_type() {
             Ok(t) if t.is_dir() => total += dir_size(&entry.path()),
             Ok(t) if t.is_file() => total += entry.metadata().map(|m| m.len()).unwrap_or(0),
@@ -216,11 +236,17 @@ fn dir_size(dir: &Path) -> u64 {
 
 fn find_lock_files(dir: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
-    for entry in fs::read_dir(dir).into_iter().flatten().filter_map(|e| e.ok()) {
+    for entry in fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+    {
         let path = entry.path();
         match entry.file_type() {
             Ok(t) if t.is_dir() => found.extend(find_lock_files(&path)),
-            Ok(t) if t.is_file() && path.extension().is_some_and(|e| e == "lock") => found.push(path),
+            Ok(t) if t.is_file() && path.extension().is_some_and(|e| e == "lock") => {
+                found.push(path)
+            }
             _ => {}
         }
     }

@@ -38,7 +38,9 @@ impl RepoId {
             if !first.is_ascii_alphanumeric() && first != '_'
                 || !last.is_ascii_alphanumeric() && last != '_'
             {
-                return Err(invalid("each part must start and end with a letter, digit or '_'"));
+                return Err(invalid(
+                    "each part must start and end with a letter, digit or '_'",
+                ));
             }
         }
         if text.contains("--") {
@@ -148,7 +150,9 @@ fn validate_revision(revision: &str) -> Result<(), String> {
         return Err("empty revision after '@'".into());
     }
     if revision.len() > MAX_REVISION_LEN {
-        return Err(format!("revision longer than {MAX_REVISION_LEN} characters"));
+        return Err(format!(
+            "revision longer than {MAX_REVISION_LEN} characters"
+        ));
     }
     if revision.starts_with('/') || revision.ends_with('/') || revision.contains("..") {
         return Err("revision must not contain '..' or start or end with '/'".into());
@@ -192,7 +196,11 @@ mod tests {
 
     #[test]
     fn accepts_hub_names() {
-        for name in ["gpt2", "mlx-community/Llama-3.2-1B-Instruct-4bit", "my_org.dev/M_v1.5"] {
+        for name in [
+            "gpt2",
+            "mlx-community/Llama-3.2-1B-Instruct-4bit",
+            "my_org.dev/M_v1.5",
+        ] {
             assert_eq!(RepoId::parse(name).unwrap().as_str(), name);
         }
     }
@@ -200,13 +208,36 @@ mod tests {
     #[test]
     fn rejects_path_tricks_and_bad_characters() {
         for name in [
-            "", "../etc", "/abs/path", "a/b/c", "org/..", "org/na me", "org/name\0", "org--x/y",
-            "org/-x", "x.git", "org/", "~/models", "org\\name",
+            "",
+            "../etc",
+            "/abs/path",
+            "a/b/c",
+            "org/..",
+            "org/na me",
+            "org/name\0",
+            "org--x/y",
+            "org/-x",
+            "x.git",
+            "org/",
+            "~/models",
+            "org\\name",
         ] {
             assert!(RepoId::parse(name).is_err(), "{name:?} should be rejected");
         }
-        for spec in ["", "../x", "/etc/passwd", "a/b/c", "x@", "x@../main", "x@/main", "a b"] {
-            assert!(ModelSpec::parse(spec).is_err(), "{spec:?} should be rejected");
+        for spec in [
+            "",
+            "../x",
+            "/etc/passwd",
+            "a/b/c",
+            "x@",
+            "x@../main",
+            "x@/main",
+            "a b",
+        ] {
+            assert!(
+                ModelSpec::parse(spec).is_err(),
+                "{spec:?} should be rejected"
+            );
         }
     }
 
@@ -214,8 +245,16 @@ mod tests {
     fn maps_cache_directory_names_both_ways() {
         let id = RepoId::parse("mlx-community/Qwen3-4B").unwrap();
         assert_eq!(id.cache_dir_name(), "models--mlx-community--Qwen3-4B");
-        assert_eq!(RepoId::from_cache_dir_name("models--mlx-community--Qwen3-4B"), Some(id));
-        assert_eq!(RepoId::from_cache_dir_name("models--gpt2").unwrap().as_str(), "gpt2");
+        assert_eq!(
+            RepoId::from_cache_dir_name("models--mlx-community--Qwen3-4B"),
+            Some(id)
+        );
+        assert_eq!(
+            RepoId::from_cache_dir_name("models--gpt2")
+                .unwrap()
+                .as_str(),
+            "gpt2"
+        );
         assert_eq!(RepoId::from_cache_dir_name("datasets--org--x"), None);
         assert_eq!(RepoId::from_cache_dir_name("models--a--b--c"), None);
     }
@@ -225,6 +264,12 @@ mod tests {
         let spec = ModelSpec::parse("Qwen3@abc123").unwrap();
         assert_eq!(spec.pattern, "Qwen3");
         assert_eq!(spec.revision.as_deref(), Some("abc123"));
-        assert_eq!(ModelSpec::parse("org/m@refs/pr/1").unwrap().revision.unwrap(), "refs/pr/1");
+        assert_eq!(
+            ModelSpec::parse("org/m@refs/pr/1")
+                .unwrap()
+                .revision
+                .unwrap(),
+            "refs/pr/1"
+        );
     }
 }

@@ -85,8 +85,10 @@ mod tests {
 
     fn find(repos: &[CachedRepo], text: &str) -> Result<String> {
         let spec = ModelSpec::parse(text)?;
-        resolve(repos, &spec, |r, rev| r.repo_id.as_str().ends_with("8bit") && rev == "abc")
-            .map(|r| r.repo_id.to_string())
+        resolve(repos, &spec, |r, rev| {
+            r.repo_id.as_str().ends_with("8bit") && rev == "abc"
+        })
+        .map(|r| r.repo_id.to_string())
     }
 
     #[test]
@@ -103,12 +105,18 @@ mod tests {
         assert_eq!(find(&all, "phi").unwrap(), "mlx-community/phi");
         assert_eq!(find(&all, "qwen").unwrap(), "TheBloke/Qwen-GGUF");
         assert_eq!(find(&all, "PHI-2").unwrap(), "other/phi-2");
-        assert_eq!(find(&all, "llama@abc").unwrap(), "mlx-community/Llama-3.2-1B-Instruct-8bit");
+        assert_eq!(
+            find(&all, "llama@abc").unwrap(),
+            "mlx-community/Llama-3.2-1B-Instruct-8bit"
+        );
         match find(&all, "llama-3.2") {
             Err(CoreError::AmbiguousMatch { matches, .. }) => assert_eq!(matches.len(), 2),
             other => panic!("expected ambiguity, got {other:?}"),
         }
-        assert!(matches!(find(&all, "mistral"), Err(CoreError::ModelNotFound(_))));
+        assert!(matches!(
+            find(&all, "mistral"),
+            Err(CoreError::ModelNotFound(_))
+        ));
         assert!(matches!(find(&all, ""), Err(CoreError::InvalidName { .. })));
     }
 }

@@ -37,7 +37,10 @@ pub struct RepoSnapshots {
 pub enum Selection {
     Found(SnapshotEntry),
     /// A ref names a commit whose snapshot folder does not exist (an interrupted download).
-    RefWithoutSnapshot { reference: String, commit: String },
+    RefWithoutSnapshot {
+        reference: String,
+        commit: String,
+    },
     /// The model folder has no snapshot at all.
     Empty,
 }
@@ -130,7 +133,11 @@ impl RepoSnapshots {
 }
 
 fn read_refs(dir: &Path, prefix: &str, refs: &mut BTreeMap<String, String>) {
-    for entry in fs::read_dir(dir).into_iter().flatten().filter_map(|e| e.ok()) {
+    for entry in fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+    {
         let Some(name) = entry.file_name().to_str().map(str::to_string) else {
             continue;
         };
@@ -180,7 +187,11 @@ pub fn snapshot_files(snapshot_dir: &Path) -> Vec<SnapshotFile> {
 }
 
 fn collect_files(base: &Path, dir: &Path, files: &mut Vec<SnapshotFile>) {
-    for entry in fs::read_dir(dir).into_iter().flatten().filter_map(|e| e.ok()) {
+    for entry in fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+    {
         let path = entry.path();
         let Ok(link_meta) = fs::symlink_metadata(&path) else {
             continue;

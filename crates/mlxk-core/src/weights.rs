@@ -51,7 +51,11 @@ pub fn check_safetensors(path: &Path, file_len: u64) -> Result<SafetensorsSummar
         serde_json::from_slice(&header).map_err(|e| format!("header does not parse: {e}"))?;
     let expected = 8 + header_len + metadata.data_len() as u64;
     if expected != file_len {
-        let what = if file_len < expected { "truncated" } else { "has trailing bytes" };
+        let what = if file_len < expected {
+            "truncated"
+        } else {
+            "has trailing bytes"
+        };
         return Err(format!(
             "{what}: the header describes {expected} bytes but the file is {file_len} bytes"
         ));

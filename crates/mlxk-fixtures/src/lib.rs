@@ -54,17 +54,28 @@ impl FixtureCache {
         if home.exists() {
             let is_empty = fs::read_dir(home)?.next().is_none();
             if !is_empty && !home.join(TEST_SENTINEL_FILE).exists() {
-                bail!("{} is not empty and not a fixture cache; refusing to write there", home.display());
+                bail!(
+                    "{} is not empty and not a fixture cache; refusing to write there",
+                    home.display()
+                );
             }
         }
         let hub = home.join("hub");
         fs::create_dir_all(&hub).with_context(|| format!("creating {}", hub.display()))?;
-        fs::write(home.join(TEST_SENTINEL_FILE), "MLX Knife test cache: safe to delete\n")?;
-        Ok(FixtureCache { home: home.to_path_buf(), hub })
+        fs::write(
+            home.join(TEST_SENTINEL_FILE),
+            "MLX Knife test cache: safe to delete\n",
+        )?;
+        Ok(FixtureCache {
+            home: home.to_path_buf(),
+            hub,
+        })
     }
 
     pub fn write(&self, model: &ModelSpec) -> Result<PathBuf> {
-        let repo_dir = self.hub.join(format!("models--{}", model.repo_id.replace('/', "--")));
+        let repo_dir = self
+            .hub
+            .join(format!("models--{}", model.repo_id.replace('/', "--")));
         let blobs = repo_dir.join("blobs");
         fs::create_dir_all(&blobs)?;
         let time = FileTime::from_system_time(model.modified);
@@ -121,7 +132,10 @@ fn symlink(target: &str, link: &Path) -> std::io::Result<()> {
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A deterministic 40-hex commit id derived from a label.
@@ -139,14 +153,17 @@ pub fn safetensors_file(tensors: &[(&str, Vec<usize>)]) -> Vec<u8> {
         .iter()
         .map(|(_, shape)| {
             let count: usize = shape.iter().product();
-            (0..count).flat_map(|i| (i as f32 * 0.001).to_le_bytes()).collect()
+            (0..count)
+                .flat_map(|i| (i as f32 * 0.001).to_le_bytes())
+                .collect()
         })
         .collect();
     let views: Vec<(String, TensorView)> = tensors
         .iter()
         .zip(&buffers)
         .map(|((name, shape), data)| {
-            let view = TensorView::new(Dtype::F32, shape.clone(), data).expect("shape matches data");
+            let view =
+                TensorView::new(Dtype::F32, shape.clone(), data).expect("shape matches data");
             (name.to_string(), view)
         })
         .collect();
@@ -191,16 +208,29 @@ pub fn tokenizer_config(chat: bool) -> Vec<u8> {
 }
 
 fn weights() -> Vec<u8> {
-    safetensors_file(&[("model.embed_tokens.weight", vec![128, 64]), ("lm_head.weight", vec![16, 64])])
+    safetensors_file(&[
+        ("model.embed_tokens.weight", vec![128, 64]),
+        ("lm_head.weight", vec![16, 64]),
+    ])
 }
 
 /// The files of a small healthy MLX model.
-pub fn healthy_model_files(model_type: &str, quant_bits: Option<u32>, chat: bool) -> Vec<(String, Content)> {
+pub fn healthy_model_files(
+    model_type: &str,
+    quant_bits: Option<u32>,
+    chat: bool,
+) -> Vec<(String, Content)> {
     vec![
-        ("config.json".into(), Content::Bytes(json_bytes(&llama_config(model_type, quant_bits)))),
+        (
+            "config.json".into(),
+            Content::Bytes(json_bytes(&llama_config(model_type, quant_bits))),
+        ),
         ("model.safetensors".into(), Content::Bytes(weights())),
         ("tokenizer.json".into(), Content::Bytes(tokenizer_json())),
-        ("tokenizer_config.json".into(), Content::Bytes(tokenizer_config(chat))),
+        (
+            "tokenizer_config.json".into(),
+            Content::Bytes(tokenizer_config(chat)),
+        ),
     ]
 }
 
@@ -208,14 +238,21 @@ fn single(repo_id: &str, files: Vec<(String, Content)>) -> ModelSpec {
     let commit = commit_id(repo_id);
     ModelSpec {
         repo_id: repo_id.to_string(),
-        snapshots: vec![SnapshotSpec { commit: commit.clone(), files }],
+        snapshots: vec![SnapshotSpec {
+            commit: commit.clone(),
+            files,
+        }],
         refs: vec![("main".into(), commit)],
         extra_blobs: Vec::new(),
         modified: fixed_time(),
     }
 }
 
-fn replace(mut files: Vec<(String, Content)>, name: &str, content: Content) -> Vec<(String, Content)> {
+fn replace(
+    mut files: Vec<(String, Content)>,
+    name: &str,
+    content: Content,
+) -> Vec<(String, Content)> {
     files.retain(|(n, _)| n != name);
     files.push((name.to_string(), content));
     files
@@ -233,10 +270,19 @@ fn sharded_files(model_type: &str, keep_second_shard: bool) -> Vec<(String, Cont
     });
     let mut files = healthy_model_files(model_type, Some(4), true);
     files.retain(|(n, _)| n != "model.safetensors");
-    files.push(("model.safetensors.index.json".into(), Content::Bytes(json_bytes(&index))));
-    files.push(("model-00001-of-00002.safetensors".into(), Content::Bytes(shard1)));
+    files.push((
+        "model.safetensors.index.json".into(),
+        Content::Bytes(json_bytes(&index)),
+    ));
+    files.push((
+        "model-00001-of-00002.safetensors".into(),
+        Content::Bytes(shard1),
+    ));
     if keep_second_shard {
-        files.push(("model-00002-of-00002.safetensors".into(), Content::Bytes(shard2)));
+        files.push((
+            "model-00002-of-00002.safetensors".into(),
+            Content::Bytes(shard2),
+        ));
     }
     files
 }
@@ -283,7 +329,7 @@ pub fn write_standard(cache: &FixtureCache) -> Result<Vec<String>> {
             "openai-community/gpt2",
             vec![
                 ("config.json".into(), Content::Bytes(json_bytes(&json!({"model_type": "gpt2", "n_positions": 1024, "vocab_size": 50257})))),
-                ("pytorch_model.bin".into(), Content::Bytes(vec![0x80, 0x02, 0x7d, 0x71].repeat(512))),
+                ("pytorch_model.bin".into(), Content::Bytes([0x80, 0x02, 0x7d, 0x71].repeat(512))),
                 ("tokenizer.json".into(), Content::Bytes(tokenizer_json())),
             ],
         ),
@@ -308,13 +354,22 @@ pub fn write_standard(cache: &FixtureCache) -> Result<Vec<String>> {
     old_files = replace(
         old_files,
         "model.safetensors",
-        Content::Bytes(safetensors_file(&[("model.embed_tokens.weight", vec![64, 64])])),
+        Content::Bytes(safetensors_file(&[(
+            "model.embed_tokens.weight",
+            vec![64, 64],
+        )])),
     );
     models.push(ModelSpec {
         repo_id: repo.into(),
         snapshots: vec![
-            SnapshotSpec { commit: old.clone(), files: old_files },
-            SnapshotSpec { commit: new.clone(), files: healthy_model_files("qwen2", Some(4), true) },
+            SnapshotSpec {
+                commit: old.clone(),
+                files: old_files,
+            },
+            SnapshotSpec {
+                commit: new.clone(),
+                files: healthy_model_files("qwen2", Some(4), true),
+            },
         ],
         refs: vec![("main".into(), new), ("v1.0".into(), old)],
         extra_blobs: Vec::new(),
@@ -333,8 +388,14 @@ pub fn write_standard(cache: &FixtureCache) -> Result<Vec<String>> {
     let no_refs = ModelSpec {
         repo_id: repo.into(),
         snapshots: vec![
-            SnapshotSpec { commit: older.clone(), files: healthy_model_files("llama", Some(4), false) },
-            SnapshotSpec { commit: newer.clone(), files },
+            SnapshotSpec {
+                commit: older.clone(),
+                files: healthy_model_files("llama", Some(4), false),
+            },
+            SnapshotSpec {
+                commit: newer.clone(),
+                files,
+            },
         ],
         refs: Vec::new(),
         extra_blobs: Vec::new(),
@@ -342,8 +403,14 @@ pub fn write_standard(cache: &FixtureCache) -> Result<Vec<String>> {
     };
     let dir = cache.write(&no_refs)?;
     let snapshots = dir.join("snapshots");
-    filetime::set_file_mtime(snapshots.join(&older), FileTime::from_unix_time(FIXED_TIME as i64 - 86_400, 0))?;
-    filetime::set_file_mtime(snapshots.join(&newer), FileTime::from_unix_time(FIXED_TIME as i64, 0))?;
+    filetime::set_file_mtime(
+        snapshots.join(&older),
+        FileTime::from_unix_time(FIXED_TIME as i64 - 86_400, 0),
+    )?;
+    filetime::set_file_mtime(
+        snapshots.join(&newer),
+        FileTime::from_unix_time(FIXED_TIME as i64, 0),
+    )?;
 
     let mut names: Vec<String> = models.into_iter().map(|m| m.repo_id).collect();
     names.push(repo.into());
@@ -354,8 +421,11 @@ pub fn write_standard(cache: &FixtureCache) -> Result<Vec<String>> {
 /// A synthetic cache of `count` models (for benchmarks): mostly healthy quantized MLX models,
 /// every tenth sharded, every twenty-fifth broken, with tokenizers of realistic size.
 pub fn write_synthetic(cache: &FixtureCache, count: usize) -> Result<()> {
-    let vocab: serde_json::Map<String, Value> = (0..20_000).map(|i| (format!("tok{i}"), json!(i))).collect();
-    let big_tokenizer = json_bytes(&json!({"version": "1.0", "model": {"type": "BPE", "vocab": vocab, "merges": []}}));
+    let vocab: serde_json::Map<String, Value> =
+        (0..20_000).map(|i| (format!("tok{i}"), json!(i))).collect();
+    let big_tokenizer = json_bytes(
+        &json!({"version": "1.0", "model": {"type": "BPE", "vocab": vocab, "merges": []}}),
+    );
     let archs = ["llama", "qwen2", "qwen3", "mistral", "phi3", "gemma2"];
     for i in 0..count {
         let arch = archs[i % archs.len()];
@@ -365,9 +435,19 @@ pub fn write_synthetic(cache: &FixtureCache, count: usize) -> Result<()> {
         } else {
             healthy_model_files(arch, Some(4), true)
         };
-        files = replace(files, "tokenizer.json", Content::Bytes(big_tokenizer.clone()));
+        files = replace(
+            files,
+            "tokenizer.json",
+            Content::Bytes(big_tokenizer.clone()),
+        );
         if i % 25 == 24 {
-            files = replace(files, "model.safetensors", Content::Bytes(b"version https://git-lfs.github.com/spec/v1\noid sha256:00\nsize 1\n".to_vec()));
+            files = replace(
+                files,
+                "model.safetensors",
+                Content::Bytes(
+                    b"version https://git-lfs.github.com/spec/v1\noid sha256:00\nsize 1\n".to_vec(),
+                ),
+            );
         }
         cache.write(&single(&repo_id, files))?;
     }

@@ -28,7 +28,11 @@ pub fn run(args: &HealthArgs, output: &Output) -> Result<Outcome, CliError> {
             "unhealthy_count": unhealthy.len(),
         },
     });
-    let text = if output.json { String::new() } else { render(&models) };
+    let text = if output.json {
+        String::new()
+    } else {
+        render(&models)
+    };
     let mut outcome = Outcome::new(data, text);
     if !unhealthy.is_empty() {
         outcome.exit = EXIT_UNHEALTHY;

@@ -79,11 +79,16 @@ fn render(args: &ListArgs, models: &[&ModelInfo], hidden: usize, root: &std::pat
             let name = if full_names {
                 m.name.clone()
             } else {
-                m.name.strip_prefix(DEFAULT_ORG_PREFIX).unwrap_or(&m.name).to_string()
+                m.name
+                    .strip_prefix(DEFAULT_ORG_PREFIX)
+                    .unwrap_or(&m.name)
+                    .to_string()
             };
             let mut row = vec![
                 name,
-                m.commit.as_deref().map_or("-".into(), |c| c.chars().take(7).collect()),
+                m.commit
+                    .as_deref()
+                    .map_or("-".into(), |c| c.chars().take(7).collect()),
                 human::size(m.size_bytes),
                 human::age(m.last_modified, now),
                 type_label(m),
@@ -107,7 +112,12 @@ fn render(args: &ListArgs, models: &[&ModelInfo], hidden: usize, root: &std::pat
         })
         .collect();
     let mut text = human::table(&header, rows, &["SIZE"]);
-    if args.health && !args.verbose && models.iter().any(|m| m.is_healthy() && !m.runtime.compatible) {
+    if args.health
+        && !args.verbose
+        && models
+            .iter()
+            .any(|m| m.is_healthy() && !m.runtime.compatible)
+    {
         text.push_str("\n* intact, but the engine cannot run it (see --verbose)");
     }
     if !hidden_note.is_empty() {
@@ -120,7 +130,10 @@ fn render(args: &ListArgs, models: &[&ModelInfo], hidden: usize, root: &std::pat
 fn type_label(model: &ModelInfo) -> String {
     let c = &model.classification;
     let mut label = c.model_type.label().to_string();
-    for (cap, suffix) in [(Capability::Vision, "+vision"), (Capability::Audio, "+audio")] {
+    for (cap, suffix) in [
+        (Capability::Vision, "+vision"),
+        (Capability::Audio, "+audio"),
+    ] {
         if c.capabilities.contains(&cap) && !label.starts_with(cap.label()) {
             label.push_str(suffix);
         }

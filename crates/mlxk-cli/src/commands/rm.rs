@@ -46,7 +46,11 @@ pub fn run(args: &RmArgs, output: &Output) -> Result<Outcome, CliError> {
         }
     }
     let outcome = remove::execute(library.cache(), &plan, args.force)?;
-    let message = format!("Deleted {}, freed {}", describe(&plan), human::size(outcome.freed_bytes));
+    let message = format!(
+        "Deleted {}, freed {}",
+        describe(&plan),
+        human::size(outcome.freed_bytes)
+    );
     let (action, snapshot) = match &outcome.scope {
         RemovalScope::WholeModel => ("deleted", None),
         RemovalScope::Snapshot { commit } => ("snapshot_deleted", Some(commit.clone())),
@@ -68,12 +72,20 @@ pub fn run(args: &RmArgs, output: &Output) -> Result<Outcome, CliError> {
 fn describe(plan: &RemovalPlan) -> String {
     match &plan.scope {
         RemovalScope::WholeModel => format!("{} (all snapshots)", plan.model),
-        RemovalScope::Snapshot { commit } => format!("{}@{} (this snapshot only)", plan.model, &commit[..commit.len().min(12)]),
+        RemovalScope::Snapshot { commit } => format!(
+            "{}@{} (this snapshot only)",
+            plan.model,
+            &commit[..commit.len().min(12)]
+        ),
     }
 }
 
 fn confirm(plan: &RemovalPlan) -> bool {
-    eprint!("Delete {}, {}? [y/N] ", describe(plan), human::size(plan.freed_bytes));
+    eprint!(
+        "Delete {}, {}? [y/N] ",
+        describe(plan),
+        human::size(plan.freed_bytes)
+    );
     let _ = io::stderr().flush();
     let mut answer = String::new();
     if io::stdin().lock().read_line(&mut answer).is_err() {

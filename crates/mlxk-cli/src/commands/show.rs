@@ -46,14 +46,23 @@ pub fn run(args: &ShowArgs, output: &Output) -> Result<Outcome, CliError> {
     if args.config {
         data["config"] = model.config.clone().unwrap_or(Value::Null);
     }
-    let text = if output.json { String::new() } else { render(args, &model) };
+    let text = if output.json {
+        String::new()
+    } else {
+        render(args, &model)
+    };
     Ok(Outcome::new(data, text))
 }
 
 fn metadata(model: &ModelInfo) -> Value {
     let c = &model.classification;
     let config = model.config.as_ref();
-    let get = |key: &str| config.and_then(|c| c.get(key)).cloned().unwrap_or(Value::Null);
+    let get = |key: &str| {
+        config
+            .and_then(|c| c.get(key))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
     json!({
         "model_type": c.architecture,
         "architecture": config
@@ -76,8 +85,11 @@ fn file_kind(name: &str) -> &'static str {
         "index"
     } else if is_weight_file(base) {
         "weights"
-    } else if base.starts_with("tokenizer") || base.starts_with("vocab") || base == "merges.txt"
-        || base.starts_with("special_tokens") || base.starts_with("added_tokens")
+    } else if base.starts_with("tokenizer")
+        || base.starts_with("vocab")
+        || base == "merges.txt"
+        || base.starts_with("special_tokens")
+        || base.starts_with("added_tokens")
         || base.starts_with("chat_template")
     {
         "tokenizer"
@@ -118,12 +130,27 @@ fn render(args: &ShowArgs, model: &ModelInfo) -> String {
         format!("Type:          {}", c.model_type.label()),
         format!(
             "Capabilities:  {}",
-            c.capabilities.iter().map(|cap| cap.label()).collect::<Vec<_>>().join(", ")
+            c.capabilities
+                .iter()
+                .map(|cap| cap.label())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
-        format!("Architecture:  {}", c.architecture.as_deref().unwrap_or("-")),
-        format!("Context:       {}", c.context_length.map_or("-".into(), |n| format!("{n} tokens"))),
+        format!(
+            "Architecture:  {}",
+            c.architecture.as_deref().unwrap_or("-")
+        ),
+        format!(
+            "Context:       {}",
+            c.context_length
+                .map_or("-".into(), |n| format!("{n} tokens"))
+        ),
         format!("Quantization:  {quantization}"),
-        format!("Size:          {} in {} files", human::size(model.size_bytes), model.files.len()),
+        format!(
+            "Size:          {} in {} files",
+            human::size(model.size_bytes),
+            model.files.len()
+        ),
         format!("Modified:      {}", modified(model)),
         format!("Health:        {health}"),
     ];
@@ -136,8 +163,16 @@ fn render(args: &ShowArgs, model: &ModelInfo) -> String {
     if model.snapshots.len() > 1 {
         lines.push("Snapshots:".into());
         for s in &model.snapshots {
-            let marker = if Some(&s.commit) == model.commit.as_ref() { "*" } else { " " };
-            let refs = if s.refs.is_empty() { String::new() } else { format!(" ({})", s.refs.join(", ")) };
+            let marker = if Some(&s.commit) == model.commit.as_ref() {
+                "*"
+            } else {
+                " "
+            };
+            let refs = if s.refs.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", s.refs.join(", "))
+            };
             lines.push(format!("  {marker} {}{refs}", s.commit));
         }
     }
@@ -168,7 +203,10 @@ fn render(args: &ShowArgs, model: &ModelInfo) -> String {
 
 /// The UTC time, plus "(2h ago)" while that reads better than the date.
 fn modified(model: &ModelInfo) -> String {
-    let exact = model.last_modified.format("%Y-%m-%d %H:%M:%S UTC").to_string();
+    let exact = model
+        .last_modified
+        .format("%Y-%m-%d %H:%M:%S UTC")
+        .to_string();
     let age = human::age(model.last_modified, Utc::now());
     if exact.starts_with(&age) {
         exact

@@ -23,22 +23,34 @@ pub struct Run {
 
 impl Run {
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
     }
 }
 
 impl TestCache {
     pub fn standard() -> Self {
-        let dir = tempfile::Builder::new().prefix("mlxk-test-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("mlxk-test-")
+            .tempdir()
+            .unwrap();
         let home = dir.path().join("hf_home");
         let cache = FixtureCache::create(&home).unwrap();
         write_standard(&cache).unwrap();
-        TestCache { hub: cache.hub, home, _dir: dir }
+        TestCache {
+            hub: cache.hub,
+            home,
+            _dir: dir,
+        }
     }
 
     pub fn repo_dir(&self, repo_id: &str) -> PathBuf {
-        self.hub.join(format!("models--{}", repo_id.replace('/', "--")))
+        self.hub
+            .join(format!("models--{}", repo_id.replace('/', "--")))
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
@@ -75,7 +87,10 @@ pub fn assert_schema_valid(envelope: &Value) {
         .iter_errors(envelope)
         .map(|e| format!("{} at {}", e, e.instance_path))
         .collect();
-    assert!(errors.is_empty(), "schema violations: {errors:#?}\nin {envelope:#}");
+    assert!(
+        errors.is_empty(),
+        "schema violations: {errors:#?}\nin {envelope:#}"
+    );
 }
 
 /// Every file (and symlink) below `dir`, for before/after comparisons.

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, Rust unit and CLI tests, and the Python interop
+# tests against huggingface_hub. Sets up what it needs first (idempotent).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+"$ROOT/scripts/setup.sh"
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== cargo test"
+cargo build --workspace --quiet
+cargo test --workspace --quiet 2>&1
+echo "== pytest (interop with huggingface_hub)"
+MLXK_BIN_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/debug" "$ROOT/.venv/bin/python" -m pytest tests/interop -q
