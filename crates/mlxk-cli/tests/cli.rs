@@ -415,3 +415,53 @@ fn human_output_is_aligned_tables() {
     let show = cache.run(&["show", "qwen2.5", "--files"]);
     insta::assert_snapshot!("show_files", show.stdout);
 }
+
+/// Runs `mlxk` on a pseudo-terminal (util-linux `script`), typing `answer` at its prompt.
+fn run_on_terminal(cache: &TestCache, args: &str, answer: &str) -> (i32, String) {
+    use std::io::Write;
+    let command = format!("{} {args}", env!("CARGO_BIN_EXE_mlxk"));
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("HF_HOME", &cache.home)
+        .env("HOME", cache.home.parent().unwrap())
+        .env_remove("HF_HUB_CACHE")
+        .env_remove("XDG_CACHE_HOME")
+        .env("MLXK_REQUIRE_TEST_SENTINEL", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("util-linux script runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(answer.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.code().unwrap(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn rm_asks_on_a_terminal() {
+    let cache = TestCache::standard();
+    let repo = cache.repo_dir("mlx-community/Qwen3-0.6B-sharded");
+
+    let (code, screen) = run_on_terminal(&cache, "rm qwen3", "n\n");
+    assert!(
+        screen.contains("Delete mlx-community/Qwen3-0.6B-sharded (all snapshots)"),
+        "{screen}"
+    );
+    assert_eq!(code, 1, "{screen}");
+    assert!(repo.exists(), "answering no deletes nothing");
+
+    let (code, screen) = run_on_terminal(&cache, "rm qwen3", "y\n");
+    assert_eq!(code, 0, "{screen}");
+    assert!(
+        screen.contains("Deleted mlx-community/Qwen3-0.6B-sharded"),
+        "{screen}"
+    );
+    assert!(!repo.exists());
+}
