@@ -31,7 +31,7 @@ ours_count=$("$OURS" list --all --json | python3 -c 'import json,sys; print(json
 theirs_count=$("$THEIRS" list --all --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["data"]["models"]))')
 echo "[bench] models listed: mlxk $ours_count, mlx-knife $theirs_count" >&2
 
-for cmd in "list --all --json" "health --json"; do
+for cmd in "list --json" "health --json"; do
   out="$WORK/$(echo "$cmd" | cut -d' ' -f1).json"
   hyperfine --style basic --warmup 2 --min-runs 10 -N -i \
     --export-json "$out" -n "mlxk (rust) $cmd" "$OURS $cmd" -n "mlx-knife 2.0.8 $cmd" "$THEIRS $cmd" >&2

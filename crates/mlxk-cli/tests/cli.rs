@@ -465,3 +465,54 @@ fn rm_asks_on_a_terminal() {
     );
     assert!(!repo.exists());
 }
+
+#[test]
+fn deep_health_checks_content_against_blob_hashes() {
+    let cache = TestCache::standard();
+    let repo = cache.repo_dir("mlx-community/Qwen3-0.6B-sharded");
+    let shard = repo
+        .join("snapshots")
+        .join(mlxk_fixtures::commit_id("mlx-community/Qwen3-0.6B-sharded"))
+        .join("model-00002-of-00002.safetensors");
+    // Flip bytes inside the tensor data: same size, header intact; only hashing can tell.
+    let mut bytes = fs::read(&shard).unwrap();
+    let end = bytes.len() - 1;
+    bytes[end] ^= 0xff;
+    fs::write(&shard, &bytes).unwrap();
+
+    assert_eq!(cache.run(&["health", "qwen3", "--json"]).code, 0);
+    let deep = cache.run(&["health", "qwen3", "--deep", "--json"]);
+    assert_eq!(deep.code, 3);
+    let reason = deep.json()["data"]["unhealthy"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        reason.contains("model-00002-of-00002.safetensors: content hash"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn quick_health_catches_a_truncated_tokenizer() {
+    let cache = TestCache::standard();
+    let tokenizer = cache
+        .repo_dir("mlx-community/Llama-3.2-1B-Instruct-8bit")
+        .join("snapshots")
+        .join(mlxk_fixtures::commit_id(
+            "mlx-community/Llama-3.2-1B-Instruct-8bit",
+        ))
+        .join("tokenizer.json");
+    let text = fs::read_to_string(&tokenizer).unwrap();
+    fs::write(&tokenizer, &text[..text.len() / 2]).unwrap();
+    let run = cache.run(&["health", "Instruct-8bit", "--json"]);
+    assert_eq!(run.code, 3);
+    let reason = run.json()["data"]["unhealthy"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        reason.contains("tokenizer.json is not valid JSON"),
+        "{reason}"
+    );
+}

@@ -28,6 +28,17 @@ const TOKENIZER_FILES: &[&str] = &[
     "tekken.json",
 ];
 
+/// How hard to look. `Quick` reads metadata and the first and last bytes of files (fast enough
+/// to run on every `list`); `Deep` also parses every JSON file in full and checks each blob's
+/// content against the hash it is named by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckDepth {
+    #[default]
+    Quick,
+    Deep,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProblemCode {
@@ -46,6 +57,7 @@ pub enum ProblemCode {
     GgufInvalid,
     TokenizerMissing,
     TokenizerInvalid,
+    ContentMismatch,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,6 +101,7 @@ pub fn check_snapshot(
     snapshot_dir: &Path,
     files: &[SnapshotFile],
     incomplete_blobs: &[String],
+    depth: CheckDepth,
 ) -> HealthReport {
     let mut problems = Vec::new();
     let mut add = |code, message: String| problems.push(HealthProblem { code, message });
@@ -226,11 +239,26 @@ pub fn check_snapshot(
         }
     }
     if present.contains("tokenizer.json") {
-        if let Err(e) = validate_json(&snapshot_dir.join("tokenizer.json")) {
+        let path = snapshot_dir.join("tokenizer.json");
+        let checked = match depth {
+            CheckDepth::Quick => weights::looks_like_json_object(&path),
+            CheckDepth::Deep => validate_json(&path),
+        };
+        if let Err(e) = checked {
             add(
                 ProblemCode::TokenizerInvalid,
                 format!("tokenizer.json is not valid JSON: {e}"),
             );
+        }
+    }
+    if depth == CheckDepth::Deep {
+        for file in files.iter().filter(|f| !f.is_broken_link()) {
+            if let Err(why) = weights::verify_blob_hash(&file.path) {
+                add(
+                    ProblemCode::ContentMismatch,
+                    format!("{}: {why}", file.name),
+                );
+            }
         }
     }
 

@@ -2,6 +2,7 @@
 
 use crate::cache::{CachedRepo, HubCache};
 use crate::error::{CoreError, Result};
+use crate::health::CheckDepth;
 use crate::model::{self, ModelInfo};
 use crate::repo_id::{validate_pattern, ModelSpec};
 use crate::resolve;
@@ -20,11 +21,21 @@ pub struct ResolvedModel {
 #[derive(Debug, Clone)]
 pub struct Library {
     cache: HubCache,
+    depth: CheckDepth,
 }
 
 impl Library {
     pub fn new(cache: HubCache) -> Self {
-        Library { cache }
+        Library {
+            cache,
+            depth: CheckDepth::Quick,
+        }
+    }
+
+    /// How thoroughly models are health-checked (quick by default).
+    pub fn with_depth(mut self, depth: CheckDepth) -> Self {
+        self.depth = depth;
+        self
     }
 
     pub fn from_env() -> Self {
@@ -38,7 +49,12 @@ impl Library {
     /// Every cached model at its default snapshot, sorted by name. A broken model is listed
     /// as unhealthy; it never hides the others.
     pub fn list(&self) -> Result<Vec<ModelInfo>> {
-        Ok(self.cache.repos()?.iter().map(describe_default).collect())
+        Ok(self
+            .cache
+            .repos()?
+            .iter()
+            .map(|r| self.describe_default(r))
+            .collect())
     }
 
     /// The cached models whose full name contains `pattern` (case-insensitive).
@@ -53,7 +69,7 @@ impl Library {
             .repos()?
             .iter()
             .filter(|r| r.repo_id.as_str().to_lowercase().contains(&lower))
-            .map(describe_default)
+            .map(|r| self.describe_default(r))
             .collect())
     }
 
@@ -100,12 +116,13 @@ impl Library {
             &resolved.repo,
             &resolved.snapshots,
             &resolved.selection,
+            self.depth,
         ))
     }
-}
 
-fn describe_default(repo: &CachedRepo) -> ModelInfo {
-    let snapshots = RepoSnapshots::read(&repo.dir);
-    let selection = snapshots.select_default();
-    model::inspect(repo, &snapshots, &selection)
+    fn describe_default(&self, repo: &CachedRepo) -> ModelInfo {
+        let snapshots = RepoSnapshots::read(&repo.dir);
+        let selection = snapshots.select_default();
+        model::inspect(repo, &snapshots, &selection, self.depth)
+    }
 }

@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::architectures;
 use crate::cache::CachedRepo;
 use crate::classify::{self, Classification};
-use crate::health::{self, HealthReport, ProblemCode};
+use crate::health::{self, CheckDepth, HealthReport, ProblemCode};
 use crate::snapshot::{self, RepoSnapshots, Selection, SnapshotEntry, SnapshotFile};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,13 +63,18 @@ impl ModelInfo {
 }
 
 /// Builds the [`ModelInfo`] of `repo` at the snapshot `selection` names.
-pub fn inspect(repo: &CachedRepo, snapshots: &RepoSnapshots, selection: &Selection) -> ModelInfo {
+pub fn inspect(
+    repo: &CachedRepo,
+    snapshots: &RepoSnapshots,
+    selection: &Selection,
+    depth: CheckDepth,
+) -> ModelInfo {
     let name = repo.repo_id.to_string();
     let incomplete = incomplete_blobs(repo);
     let (commit, entry, files, health) = match selection {
         Selection::Found(entry) => {
             let files = snapshot::snapshot_files(&entry.path);
-            let health = health::check_snapshot(&entry.path, &files, &incomplete);
+            let health = health::check_snapshot(&entry.path, &files, &incomplete, depth);
             (
                 Some(entry.commit.clone()),
                 Some(entry.clone()),

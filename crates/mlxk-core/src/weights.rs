@@ -1,8 +1,11 @@
 //! Cheap integrity checks on weight files that read only their first bytes.
 
-use std::fs::File;
-use std::io::{self, Read};
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
+
+use sha1::Sha1;
+use sha2::{Digest, Sha256};
 
 use safetensors::tensor::Metadata;
 
@@ -73,6 +76,80 @@ pub fn is_gguf(path: &Path) -> io::Result<bool> {
     Ok(&magic == b"GGUF")
 }
 
+/// A cheap check that a file holds one JSON object: its first and last non-blank bytes are
+/// `{` and `}`. Catches truncated downloads and error pages without parsing megabytes.
+pub fn looks_like_json_object(path: &Path) -> Result<(), String> {
+    let mut file = File::open(path).map_err(|e| e.to_string())?;
+    let len = file.metadata().map_err(|e| e.to_string())?.len();
+    let mut head = vec![0u8; len.min(256) as usize];
+    file.read_exact(&mut head).map_err(|e| e.to_string())?;
+    file.seek(SeekFrom::Start(len.saturating_sub(256)))
+        .map_err(|e| e.to_string())?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail).map_err(|e| e.to_string())?;
+    let first = head.iter().find(|b| !b.is_ascii_whitespace());
+    let last = tail.iter().rev().find(|b| !b.is_ascii_whitespace());
+    match (first, last) {
+        (Some(b'{'), Some(b'}')) => Ok(()),
+        (Some(b'{'), _) => Err("it ends before its closing '}' (truncated?)".into()),
+        _ => Err("it does not start with '{'".into()),
+    }
+}
+
+/// Checks a snapshot file's content against the name of the blob it links to: the cache names
+/// LFS blobs by their SHA-256 and regular files by their Git blob SHA-1. Files whose blob name
+/// is neither (or that are not links) have nothing to check against.
+pub fn verify_blob_hash(path: &Path) -> Result<(), String> {
+    let Ok(target) = fs::read_link(path) else {
+        return Ok(());
+    };
+    let Some(name) = target.file_name().and_then(|n| n.to_str()) else {
+        return Ok(());
+    };
+    if !name.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(());
+    }
+    let actual = match name.len() {
+        64 => hash_file(path, Sha256::new(), None)?,
+        40 => {
+            let len = fs::metadata(path).map_err(|e| e.to_string())?.len();
+            hash_file(path, Sha1::new(), Some(format!("blob {len}\0")))?
+        }
+        _ => return Ok(()),
+    };
+    if actual.eq_ignore_ascii_case(name) {
+        Ok(())
+    } else {
+        Err(format!(
+            "content hash {actual} does not match its blob name {name}"
+        ))
+    }
+}
+
+fn hash_file<D: Digest>(
+    path: &Path,
+    mut digest: D,
+    prefix: Option<String>,
+) -> Result<String, String> {
+    if let Some(prefix) = prefix {
+        digest.update(prefix.as_bytes());
+    }
+    let mut file = File::open(path).map_err(|e| e.to_string())?;
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let read = file.read(&mut buffer).map_err(|e| e.to_string())?;
+        if read == 0 {
+            break;
+        }
+        digest.update(&buffer[..read]);
+    }
+    Ok(digest
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,6 +194,35 @@ mod tests {
         bytes.extend([0u8; 16]);
         std::fs::write(&path, &bytes).unwrap();
         assert!(check_safetensors(&path, bytes.len() as u64).is_err());
+    }
+
+    #[test]
+    fn json_shape_check_catches_truncation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokenizer.json");
+        std::fs::write(&path, "  {\"a\": [1, 2]}\n").unwrap();
+        assert!(looks_like_json_object(&path).is_ok());
+        std::fs::write(&path, "{\"a\": [1, 2").unwrap();
+        assert!(looks_like_json_object(&path).is_err());
+        std::fs::write(&path, "<html></html>").unwrap();
+        assert!(looks_like_json_object(&path).is_err());
+    }
+
+    #[test]
+    fn blob_hashes_are_checked_against_their_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let content = b"hello world";
+        let sha256 = "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9";
+        // git hash-object of the same content
+        let git_sha1 = "95d09f2b10159347eece71399a7e2e907ea3df4f";
+        for name in [sha256, git_sha1] {
+            std::fs::write(dir.path().join(name), content).unwrap();
+            let link = dir.path().join(format!("link-{}", name.len()));
+            std::os::unix::fs::symlink(name, &link).unwrap();
+            assert_eq!(verify_blob_hash(&link), Ok(()), "{name}");
+            std::fs::write(dir.path().join(name), b"hello world!").unwrap();
+            assert!(verify_blob_hash(&link).is_err(), "{name}");
+        }
     }
 
     #[test]

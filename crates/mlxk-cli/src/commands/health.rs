@@ -1,4 +1,5 @@
 use clap::Args;
+use mlxk_core::health::CheckDepth;
 use mlxk_core::{Library, ModelInfo};
 use serde_json::json;
 
@@ -9,10 +10,19 @@ use crate::output::{CliError, Outcome, Output, EXIT_UNHEALTHY};
 pub struct HealthArgs {
     /// The model to check (name, org/name, substring, or NAME@REVISION); all models if omitted.
     pub model: Option<String>,
+    /// Also parse every JSON file in full and check each file's content against the hash its
+    /// blob is named by (reads every byte: slow on large models).
+    #[arg(long)]
+    pub deep: bool,
 }
 
 pub fn run(args: &HealthArgs, output: &Output) -> Result<Outcome, CliError> {
-    let library = Library::from_env();
+    let depth = if args.deep {
+        CheckDepth::Deep
+    } else {
+        CheckDepth::Quick
+    };
+    let library = Library::from_env().with_depth(depth);
     let models = match &args.model {
         Some(name) => vec![library.find(name)?],
         None => library.list()?,
