@@ -129,6 +129,7 @@ const MAX_METADATA_READ: u64 = 16 * 1024 * 1024;
 pub fn classify(
     repo_name: &str,
     config: Option<&Value>,
+    tokenizer_config: Option<&Value>,
     snapshot_dir: &Path,
     files: &[SnapshotFile],
 ) -> Classification {
@@ -143,7 +144,7 @@ pub fn classify(
 
     let framework = if lower_name.starts_with("mlx-community/")
         || config.is_some_and(|c| c.get("quantization").is_some())
-        || readme_declares_mlx(&snapshot_dir.join("README.md"))
+        || has_file("README.md") && readme_declares_mlx(&snapshot_dir.join("README.md"))
     {
         Framework::Mlx
     } else if has_ext(".gguf") {
@@ -164,7 +165,7 @@ pub fn classify(
         || has_file("preprocessor_config.json")
             && !AUDIO_TYPE_MARKERS.iter().any(|m| arch.contains(m))
         || has_file("processor_config.json");
-    let chat = has_chat_template(snapshot_dir, files)
+    let chat = has_chat_template(tokenizer_config, files)
         || lower_name.contains("instruct")
         || lower_name.contains("chat");
 
@@ -247,21 +248,13 @@ fn quantization(config: &Value) -> Option<Quantization> {
     })
 }
 
-fn has_chat_template(snapshot_dir: &Path, files: &[SnapshotFile]) -> bool {
-    if files
+fn has_chat_template(tokenizer_config: Option<&Value>, files: &[SnapshotFile]) -> bool {
+    files
         .iter()
         .any(|f| f.name == "chat_template.jinja" || f.name == "chat_template.json")
-    {
-        return true;
-    }
-    // Parse the tokenizer config only when it mentions a template at all: it can be large.
-    read_small(&snapshot_dir.join("tokenizer_config.json")).is_some_and(|raw| {
-        raw.contains("\"chat_template\"")
-            && serde_json::from_str::<Value>(&raw)
-                .ok()
-                .and_then(|v| v.get("chat_template").cloned())
-                .is_some_and(|t| !t.is_null())
-    })
+        || tokenizer_config
+            .and_then(|t| t.get("chat_template"))
+            .is_some_and(|t| !t.is_null())
 }
 
 /// README front matter with `library_name: mlx` or an `mlx` tag marks an MLX model.
@@ -337,7 +330,7 @@ mod tests {
 
     fn classify_config(name: &str, config: Value) -> Classification {
         let dir = tempfile::tempdir().unwrap();
-        classify(name, Some(&config), dir.path(), &[])
+        classify(name, Some(&config), None, dir.path(), &[])
     }
 
     #[test]

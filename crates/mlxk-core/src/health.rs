@@ -10,6 +10,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::metadata::{JsonFile, SnapshotMetadata};
 use crate::snapshot::SnapshotFile;
 use crate::weights;
 
@@ -100,6 +101,7 @@ impl HealthReport {
 pub fn check_snapshot(
     snapshot_dir: &Path,
     files: &[SnapshotFile],
+    metadata: &SnapshotMetadata,
     incomplete_blobs: &[String],
     depth: CheckDepth,
 ) -> HealthReport {
@@ -137,15 +139,15 @@ pub fn check_snapshot(
         .collect();
     let gguf_only = !weights.is_empty() && weights.iter().all(|f| f.name.ends_with(".gguf"));
 
-    match read_json(snapshot_dir, "config.json", &present) {
-        Ok(Some(Value::Object(map))) if !map.is_empty() => {}
-        Ok(Some(_)) => add(
+    match &metadata.config {
+        JsonFile::Valid(Value::Object(map)) if !map.is_empty() => {}
+        JsonFile::Valid(_) => add(
             ProblemCode::ConfigInvalid,
             "config.json is not a JSON object with settings".into(),
         ),
-        Ok(None) if gguf_only => {}
-        Ok(None) => add(ProblemCode::ConfigMissing, "config.json is missing".into()),
-        Err(e) => add(
+        JsonFile::Absent if gguf_only => {}
+        JsonFile::Absent => add(ProblemCode::ConfigMissing, "config.json is missing".into()),
+        JsonFile::Invalid(e) => add(
             ProblemCode::ConfigInvalid,
             format!("config.json is not valid JSON: {e}"),
         ),
@@ -202,7 +204,7 @@ pub fn check_snapshot(
             }
             continue;
         }
-        if weights::is_lfs_pointer(&file.path, size) {
+        if !metadata.parsed(&file.name) && weights::is_lfs_pointer(&file.path, size) {
             add(
                 ProblemCode::LfsPointer,
                 format!("{} is a Git LFS pointer, not the real file", file.name),
@@ -225,7 +227,7 @@ pub fn check_snapshot(
     }
 
     if present.contains("tokenizer_config.json") {
-        if let Err(e) = read_json(snapshot_dir, "tokenizer_config.json", &present) {
+        if let JsonFile::Invalid(e) = &metadata.tokenizer_config {
             add(
                 ProblemCode::TokenizerInvalid,
                 format!("tokenizer_config.json is not valid JSON: {e}"),

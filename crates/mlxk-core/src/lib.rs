@@ -11,6 +11,7 @@ pub mod classify;
 pub mod error;
 pub mod health;
 pub mod library;
+pub mod metadata;
 pub mod model;
 pub mod remove;
 pub mod repo_id;

@@ -49,12 +49,7 @@ impl Library {
     /// Every cached model at its default snapshot, sorted by name. A broken model is listed
     /// as unhealthy; it never hides the others.
     pub fn list(&self) -> Result<Vec<ModelInfo>> {
-        Ok(self
-            .cache
-            .repos()?
-            .iter()
-            .map(|r| self.describe_default(r))
-            .collect())
+        Ok(self.describe_all(&self.cache.repos()?))
     }
 
     /// The cached models whose full name contains `pattern` (case-insensitive).
@@ -64,13 +59,9 @@ impl Library {
             why,
         })?;
         let lower = pattern.to_lowercase();
-        Ok(self
-            .cache
-            .repos()?
-            .iter()
-            .filter(|r| r.repo_id.as_str().to_lowercase().contains(&lower))
-            .map(|r| self.describe_default(r))
-            .collect())
+        let mut repos = self.cache.repos()?;
+        repos.retain(|r| r.repo_id.as_str().to_lowercase().contains(&lower));
+        Ok(self.describe_all(&repos))
     }
 
     /// Resolves what a person typed (`name`, `org/name`, `name@rev`) to one model and snapshot.
@@ -118,6 +109,36 @@ impl Library {
             &resolved.selection,
             self.depth,
         ))
+    }
+
+    /// Describes many models, spread over the machine's cores (the work is mostly file-system
+    /// calls, which run in parallel well). The order of `repos` is kept.
+    fn describe_all(&self, repos: &[CachedRepo]) -> Vec<ModelInfo> {
+        const MIN_PER_THREAD: usize = 8;
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(repos.len() / MIN_PER_THREAD)
+            .max(1);
+        if threads == 1 {
+            return repos.iter().map(|r| self.describe_default(r)).collect();
+        }
+        let chunk = repos.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = repos
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .map(|r| self.describe_default(r))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().expect("describing a model does not panic"))
+                .collect()
+        })
     }
 
     fn describe_default(&self, repo: &CachedRepo) -> ModelInfo {

@@ -12,6 +12,7 @@ use crate::architectures;
 use crate::cache::CachedRepo;
 use crate::classify::{self, Classification};
 use crate::health::{self, CheckDepth, HealthReport, ProblemCode};
+use crate::metadata::SnapshotMetadata;
 use crate::snapshot::{self, RepoSnapshots, Selection, SnapshotEntry, SnapshotFile};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,14 +72,16 @@ pub fn inspect(
 ) -> ModelInfo {
     let name = repo.repo_id.to_string();
     let incomplete = incomplete_blobs(repo);
-    let (commit, entry, files, health) = match selection {
+    let (commit, entry, files, metadata, health) = match selection {
         Selection::Found(entry) => {
             let files = snapshot::snapshot_files(&entry.path);
-            let health = health::check_snapshot(&entry.path, &files, &incomplete, depth);
+            let metadata = SnapshotMetadata::read(&entry.path, &files);
+            let health = health::check_snapshot(&entry.path, &files, &metadata, &incomplete, depth);
             (
                 Some(entry.commit.clone()),
                 Some(entry.clone()),
                 files,
+                metadata,
                 health,
             )
         }
@@ -90,6 +93,7 @@ pub fn inspect(
                 Some(commit.clone()),
                 None,
                 Vec::new(),
+                SnapshotMetadata::absent(),
                 HealthReport::single(ProblemCode::SnapshotMissing, why),
             )
         }
@@ -99,18 +103,23 @@ pub fn inspect(
                 None,
                 None,
                 Vec::new(),
+                SnapshotMetadata::absent(),
                 HealthReport::single(ProblemCode::NoSnapshot, why),
             )
         }
     };
-    let config = entry
-        .as_ref()
-        .and_then(|e| read_config(&e.path.join("config.json")));
+    let config = metadata.config.value().filter(|c| c.is_object()).cloned();
     let snapshot_dir = entry
         .as_ref()
         .map(|e| e.path.clone())
         .unwrap_or_else(|| repo.dir.clone());
-    let classification = classify::classify(&name, config.as_ref(), &snapshot_dir, &files);
+    let classification = classify::classify(
+        &name,
+        config.as_ref(),
+        metadata.tokenizer_config.value(),
+        &snapshot_dir,
+        &files,
+    );
     let runtime = match architectures::runtime_compatibility(
         health.is_healthy(),
         classification.framework,
@@ -147,13 +156,6 @@ pub fn inspect(
         runtime,
         config,
     }
-}
-
-fn read_config(path: &std::path::Path) -> Option<Value> {
-    let bytes = fs::read(path).ok()?;
-    serde_json::from_slice::<Value>(&bytes)
-        .ok()
-        .filter(Value::is_object)
 }
 
 /// `blobs/*.incomplete`: files `huggingface_hub` is downloading or was interrupted downloading.
