@@ -420,17 +420,13 @@ fn human_output_is_aligned_tables() {
 fn run_on_terminal(cache: &TestCache, args: &str, answer: &str) -> (i32, String) {
     use std::io::Write;
     let command = format!("{} {args}", env!("CARGO_BIN_EXE_mlxk"));
-    let mut child = std::process::Command::new("script")
+    let mut script = std::process::Command::new("script");
+    script
         .args(["-qec", &command, "/dev/null"])
-        .env("HF_HOME", &cache.home)
-        .env("HOME", cache.home.parent().unwrap())
-        .env_remove("HF_HUB_CACHE")
-        .env_remove("XDG_CACHE_HOME")
-        .env("MLXK_REQUIRE_TEST_SENTINEL", "1")
         .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("util-linux script runs");
+        .stdout(std::process::Stdio::piped());
+    cache.isolate(&mut script);
+    let mut child = script.spawn().expect("util-linux script runs");
     child
         .stdin
         .take()

@@ -55,16 +55,20 @@ impl TestCache {
 
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_mlxk"));
+        command.args(args).stdin(Stdio::null());
+        self.isolate(&mut command);
         command
-            .args(args)
+    }
+
+    /// Points a command at this cache and nowhere else.
+    pub fn isolate(&self, command: &mut Command) {
+        command
             .env("HF_HOME", &self.home)
             .env("HOME", self.home.parent().unwrap())
             .env_remove("HF_HUB_CACHE")
             .env_remove("XDG_CACHE_HOME")
             .env_remove("HF_TOKEN")
-            .env("MLXK_REQUIRE_TEST_SENTINEL", "1")
-            .stdin(Stdio::null());
-        command
+            .env("MLXK_REQUIRE_TEST_SENTINEL", "1");
     }
 
     pub fn run(&self, args: &[&str]) -> Run {
