@@ -8,7 +8,8 @@ cd "$ROOT"
 log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*" >&2; }
 
 # --- System packages (Linux only) -------------------------------------------------------
-APT_PACKAGES=(build-essential pkg-config python3-venv hyperfine)
+# libclang-dev: bindgen (crates/mlx-sys); hyperfine: benchmarks.
+APT_PACKAGES=(build-essential pkg-config python3-venv libclang-dev hyperfine)
 if command -v apt-get >/dev/null 2>&1; then
   missing=()
   for p in "${APT_PACKAGES[@]}"; do
@@ -46,6 +47,10 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
 else
   log "python: test tools up to date"
 fi
+
+# --- mlx-c's sources: the unmodified mlx-sys 0.7.0 package, downloaded by cargo ---------------
+log "cargo: fetching the mlx-sys 0.7.0 package (mlx-c sources)"
+cargo fetch --quiet --manifest-path "$ROOT/crates/mlx-sys/upstream/Cargo.toml"
 
 # --- Build -----------------------------------------------------------------------------------
 log "cargo: building the workspace"

@@ -1,0 +1,25 @@
+//! Raw bindings to mlx-c (bindgen), built against the official MLX wheel.
+//!
+//! This crate stands in for crates.io `mlx-sys` 0.7.0 (wired in with `[patch.crates-io]`) and
+//! exposes the same items, so the unmodified `mlx-rs` builds on top of it on Linux and macOS.
+//! See `build.rs` for how mlx-c and MLX are found.
+#![allow(non_upper_case_globals)]
+#![allow(non_camel_case_types)]
+#![allow(non_snake_case)]
+#![allow(clippy::all)]
+
+include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
+
+/// mlx-rs seeds its random generator with macOS's `mach_approximate_time()` (through the
+/// `mach-sys` crate), which does not exist elsewhere. This is the same clock on other systems:
+/// a monotonic count of nanoseconds.
+#[cfg(not(target_os = "macos"))]
+#[no_mangle]
+pub extern "C" fn mach_approximate_time() -> u64 {
+    use std::sync::OnceLock;
+    use std::time::Instant;
+    static START: OnceLock<Instant> = OnceLock::new();
+    let start = *START.get_or_init(Instant::now);
+    // Never 0, and distinct per call site in time: good enough for a seed, which is all it is.
+    start.elapsed().as_nanos() as u64 + 1
+}
