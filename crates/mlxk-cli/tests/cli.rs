@@ -234,9 +234,18 @@ fn health_checks_everything_or_one_model() {
 fn version_prints_text_and_envelope() {
     let cache = TestCache::standard();
     let text = cache.run(&["--version"]);
+    assert_eq!(text.code, 0, "{}", text.stderr);
+    let expected_device = if cfg!(target_os = "macos") {
+        "gpu"
+    } else {
+        "cpu"
+    };
     assert_eq!(
         text.stdout.trim(),
-        format!("mlxk {}", env!("CARGO_PKG_VERSION"))
+        format!(
+            "mlxk {} (MLX 0.32.2, {expected_device})",
+            env!("CARGO_PKG_VERSION")
+        )
     );
     let envelope = cache.run(&["--version", "--json"]).json();
     assert_schema_valid(&envelope);

@@ -11,5 +11,11 @@ pub fn run(_output: &Output) -> Result<Outcome, CliError> {
         "json_api_spec_version": JSON_API_VERSION,
         "system": {"memory_total_bytes": SystemInfo::read().memory_total_bytes},
     });
-    Ok(Outcome::new(data, format!("mlxk {version}")))
+    let runtime = mlxk_engine::RuntimeInfo::detect();
+    let device = match runtime.default_device {
+        mlxk_engine::DeviceKind::Gpu => "gpu",
+        mlxk_engine::DeviceKind::Cpu => "cpu",
+    };
+    let text = format!("mlxk {version} (MLX {}, {device})", runtime.mlx_version);
+    Ok(Outcome::new(data, text))
 }

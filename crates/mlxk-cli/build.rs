@@ -1,0 +1,6 @@
+//! `mlxk` finds libmlx through an rpath, so it runs without `LD_LIBRARY_PATH`.
+fn main() {
+    if let Ok(dir) = std::env::var("DEP_MLX_LIB_DIR") {
+        println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
+    }
+}
