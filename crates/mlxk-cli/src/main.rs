@@ -42,6 +42,8 @@ enum Command {
     Health(commands::health::HealthArgs),
     /// Delete a model (or one snapshot with NAME@REVISION) from the cache.
     Rm(commands::rm::RmArgs),
+    /// Convert a GGUF file into an MLX model folder (or into the cache).
+    Convert(commands::convert::ConvertArgs),
 }
 
 impl Command {
@@ -51,11 +53,12 @@ impl Command {
             Command::Show(_) => "show",
             Command::Health(_) => "health",
             Command::Rm(_) => "rm",
+            Command::Convert(_) => "convert",
         }
     }
 }
 
-const COMMAND_NAMES: &[&str] = &["list", "ls", "show", "health", "rm"];
+const COMMAND_NAMES: &[&str] = &["list", "ls", "show", "health", "rm", "convert"];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -81,6 +84,7 @@ fn dispatch(command: &Command, output: &Output) -> Result<Outcome, CliError> {
         Command::Show(args) => commands::show::run(args, output),
         Command::Health(args) => commands::health::run(args, output),
         Command::Rm(args) => commands::rm::run(args, output),
+        Command::Convert(args) => commands::convert::run(args, output),
     }
 }
 

@@ -268,6 +268,13 @@ pub fn check_snapshot(
     HealthReport { problems }
 }
 
+/// Checks a model folder outside the cache (a conversion result, a workspace).
+pub fn check_folder(folder: &Path, depth: CheckDepth) -> HealthReport {
+    let files = crate::snapshot::snapshot_files(folder);
+    let metadata = SnapshotMetadata::read(folder, &files);
+    check_snapshot(folder, &files, &metadata, &[], depth)
+}
+
 pub fn is_weight_file(name: &str) -> bool {
     let base = name.rsplit('/').next().unwrap_or(name);
     WEIGHT_EXTENSIONS.iter().any(|ext| base.ends_with(ext))

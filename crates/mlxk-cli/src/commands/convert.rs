@@ -1,0 +1,136 @@
+use std::io::{self, IsTerminal, Write};
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use mlxk_convert::{convert_gguf, ConvertOptions, Progress, ScaleDtype};
+use mlxk_core::health::{self, CheckDepth};
+use mlxk_core::install::install_folder;
+use mlxk_core::{HubCache, RepoId};
+use serde_json::json;
+
+use crate::output::{CliError, Outcome, Output};
+
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// A GGUF file to convert (llama family; F32, F16, Q4_1 and Q8_0 tensors).
+    #[arg(long = "from-gguf", value_name = "FILE")]
+    pub from_gguf: PathBuf,
+    /// The MLX model folder to write (new or empty).
+    #[arg(required_unless_present = "into_cache", conflicts_with = "into_cache")]
+    pub target: Option<PathBuf>,
+    /// Install the result into the Hugging Face cache as ORG/NAME instead of a folder.
+    #[arg(long, value_name = "ORG/NAME")]
+    pub into_cache: Option<String>,
+    /// Dtype of quantization scales, biases and dense weights.
+    #[arg(long, value_enum, default_value_t = Scales::F32)]
+    pub scales: Scales,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Scales {
+    /// Exact, and fast on MLX's CPU backend.
+    F32,
+    /// As GGUF and most published MLX models store them.
+    F16,
+}
+
+pub fn run(args: &ConvertArgs, output: &Output) -> Result<Outcome, CliError> {
+    let options = ConvertOptions {
+        scales: match args.scales {
+            Scales::F32 => ScaleDtype::F32,
+            Scales::F16 => ScaleDtype::F16,
+        },
+    };
+    let destination = match &args.into_cache {
+        Some(name) => Destination::Cache(HubCache::from_env(), RepoId::parse(name)?),
+        None => Destination::Folder(args.target.clone().expect("clap requires a target")),
+    };
+    let folder = destination.conversion_folder();
+    let show_progress = !output.json && io::stderr().is_terminal();
+    let report = convert_gguf(&args.from_gguf, &folder, &options, |p| {
+        if show_progress {
+            report_progress(&p);
+        }
+    })
+    .map_err(|e| CliError::new(e.kind(), e.to_string()))?;
+    if show_progress {
+        eprintln!();
+    }
+
+    let health = health::check_folder(&folder, CheckDepth::Deep);
+    let mut data = json!({
+        "source": report.source,
+        "target": folder,
+        "mode": "quantize",
+        "source_format": "gguf",
+        "architecture": report.architecture,
+        "bits": report.bits,
+        "group_size": report.group_size,
+        "scales_dtype": report.scales,
+        "tensors": report.tensors,
+        "health_check": true,
+        "health_status": if health.is_healthy() { "healthy" } else { "unhealthy" },
+        "health_reason": health.reason(),
+    });
+    let mut message = format!(
+        "Converted {} to {} ({} tensors, {}-bit, {} MB)",
+        args.from_gguf.display(),
+        folder.display(),
+        report.tensors,
+        report.bits.map_or("no".to_string(), |b| b.to_string()),
+        report.bytes_written / 1_000_000
+    );
+    if let Destination::Cache(cache, repo_id) = &destination {
+        let installed = install_folder(cache, repo_id, &folder);
+        let _ = std::fs::remove_dir_all(&folder);
+        let commit = installed?;
+        data["target"] = json!(cache.repo_dir(repo_id).join("snapshots").join(&commit));
+        data["repo_id"] = json!(repo_id.as_str());
+        data["commit"] = json!(commit);
+        message = format!(
+            "{message}; installed in the cache as {repo_id}@{}",
+            &commit[..7]
+        );
+    }
+    if !health.is_healthy() {
+        return Err(CliError::new(
+            "health_check_failed",
+            format!("the converted model is not healthy: {}", health.reason()),
+        ));
+    }
+    data["message"] = json!(message);
+    Ok(Outcome::new(data, message))
+}
+
+enum Destination {
+    Folder(PathBuf),
+    Cache(HubCache, RepoId),
+}
+
+impl Destination {
+    /// Where the converter writes: the target folder, or a staging folder inside the cache root
+    /// (same file system) that is installed and removed afterwards.
+    fn conversion_folder(&self) -> PathBuf {
+        match self {
+            Destination::Folder(path) => path.clone(),
+            Destination::Cache(cache, repo_id) => cache.root().join(format!(
+                ".mlxk-convert-{}-{}",
+                repo_id.cache_dir_name(),
+                std::process::id()
+            )),
+        }
+    }
+}
+
+fn report_progress(progress: &Progress) {
+    let line = match progress {
+        Progress::Tensor { index, total, name } => {
+            format!("converting tensor {}/{total}: {name}", index + 1)
+        }
+        Progress::Tokenizer => "writing the tokenizer".to_string(),
+        Progress::Writing => "writing model.safetensors".to_string(),
+    };
+    let mut stderr = io::stderr().lock();
+    let _ = write!(stderr, "\r\x1b[2K{line}");
+    let _ = stderr.flush();
+}

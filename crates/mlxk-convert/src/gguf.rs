@@ -1,0 +1,119 @@
+//! A GGUF file seen through `gguf-rs-lib`: typed metadata look-ups and raw tensor payloads.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+
+use gguf_rs_lib::format::metadata::MetadataValue;
+use gguf_rs_lib::reader::file_reader::GGUFFileReader;
+use gguf_rs_lib::tensor::tensor_type::TensorType;
+
+use crate::error::ConvertError;
+
+/// One tensor's descriptor: GGML dimensions are innermost first (`[cols, rows]` for a matrix).
+#[derive(Debug, Clone)]
+pub struct TensorDesc {
+    pub name: String,
+    pub kind: TensorType,
+    pub dims: Vec<u64>,
+}
+
+impl TensorDesc {
+    /// (rows, cols) in row-major terms, for 1-D and 2-D tensors.
+    pub fn rows_cols(&self) -> (usize, usize) {
+        match self.dims.as_slice() {
+            [cols] => (1, *cols as usize),
+            [cols, rows] => (*rows as usize, *cols as usize),
+            other => (
+                other[1..].iter().product::<u64>() as usize,
+                other[0] as usize,
+            ),
+        }
+    }
+}
+
+pub struct GgufFile {
+    reader: GGUFFileReader<BufReader<File>>,
+}
+
+impl GgufFile {
+    pub fn open(path: &Path) -> Result<Self, ConvertError> {
+        let reader = gguf_rs_lib::reader::file_reader::open_gguf_file(path)
+            .map_err(|e| ConvertError::Gguf(format!("{}: {e}", path.display())))?;
+        Ok(GgufFile { reader })
+    }
+
+    fn value(&self, key: &str) -> Option<&MetadataValue> {
+        self.reader.metadata().get(key)
+    }
+
+    pub fn string(&self, key: &str) -> Option<&str> {
+        self.value(key)?.as_str()
+    }
+
+    pub fn u64(&self, key: &str) -> Option<u64> {
+        self.value(key)?.as_u64()
+    }
+
+    /// A float32 hyper-parameter as the shortest f64 that prints the same, so that `1e-5`
+    /// stays `1e-5` in `config.json` instead of `9.999999747378752e-6`.
+    pub fn float(&self, key: &str) -> Option<f64> {
+        let single = self.value(key)?.as_f64()? as f32;
+        single.to_string().parse().ok()
+    }
+
+    pub fn bool(&self, key: &str) -> Option<bool> {
+        match self.value(key)? {
+            MetadataValue::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+
+    pub fn require_u64(&self, key: &str) -> Result<u64, ConvertError> {
+        self.u64(key)
+            .ok_or_else(|| ConvertError::MissingMetadata(key.to_string()))
+    }
+
+    pub fn strings(&self, key: &str) -> Result<Vec<String>, ConvertError> {
+        match self.value(key) {
+            Some(MetadataValue::Array(array)) => array
+                .iter()
+                .map(|v| v.as_str().map(str::to_string))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| ConvertError::Gguf(format!("{key} is not an array of strings"))),
+            _ => Err(ConvertError::MissingMetadata(key.to_string())),
+        }
+    }
+
+    pub fn integers(&self, key: &str) -> Result<Vec<i64>, ConvertError> {
+        match self.value(key) {
+            Some(MetadataValue::Array(array)) => array
+                .iter()
+                .map(|v| v.as_i64())
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| ConvertError::Gguf(format!("{key} is not an array of integers"))),
+            _ => Err(ConvertError::MissingMetadata(key.to_string())),
+        }
+    }
+
+    pub fn tensors(&self) -> Vec<TensorDesc> {
+        self.reader
+            .tensor_infos()
+            .iter()
+            .map(|info| TensorDesc {
+                name: info.name().to_string(),
+                kind: info.tensor_type(),
+                dims: info.shape().dims().to_vec(),
+            })
+            .collect()
+    }
+
+    pub fn read(&mut self, name: &str) -> Result<Vec<u8>, ConvertError> {
+        let data = self
+            .reader
+            .load_tensor_data(name)
+            .map_err(|e| ConvertError::Gguf(format!("reading tensor {name}: {e}")))?
+            .ok_or_else(|| ConvertError::Gguf(format!("tensor {name} has no data")))?;
+        Ok(data.as_slice().to_vec())
+    }
+}
