@@ -1,21 +1,26 @@
 #!/usr/bin/env bash
-# The main job until the server and the app land: build the demo model cache in a private
-# HF_HOME (never your own cache) and show what mlxk sees in it.
+# The main job until the server and the app land: show the demo model that scripts/setup.sh
+# converted from GGUF into a private HF_HOME (never your own cache), check it, and have mlx-lm
+# answer from it to prove the conversion is a working MLX model.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 export HF_HOME="$TARGET/demo-hf-home"
 unset HF_HUB_CACHE
-
-cargo build --quiet --manifest-path "$ROOT/Cargo.toml" --workspace
-[ -d "$HF_HOME/hub" ] || "$TARGET/debug/mlxk-fixtures" standard "$HF_HOME" >/dev/null
 MLXK="$TARGET/debug/mlxk"
+MODEL="mlxk-demo/SmolLM2-135M-Instruct-Q4_1-mlx"
+[ -x "$MLXK" ] && [ -d "$HF_HOME/hub" ] || { echo "run ./scripts/setup.sh first" >&2; exit 1; }
 
-run() { printf '\n\033[1m$ mlxk %s\033[0m\n' "$*"; "$MLXK" "$@" || true; }
+run() { printf '\n\033[1m$ mlxk %s\033[0m\n' "$*"; "$MLXK" "$@"; }
 echo "Demo cache: HF_HOME=$HF_HOME"
+run --version
 run list
-run list --all --health
-run show Qwen2.5-0.5B-Instruct-4bit --files
-run health
+run show "$MODEL" --files
+run health "$MODEL" --deep
+
+SNAPSHOT="$("$MLXK" show "$MODEL" --json | "$ROOT/.venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["data"]["path"])')"
+printf '\n\033[1m$ mlx_lm generate (the reference runtime) on the converted model\033[0m\n'
+"$ROOT/.venv/bin/python" -m mlx_lm generate --model "$SNAPSHOT" --max-tokens 32 \
+  --prompt "What is the capital of France?"
 echo
-echo "Try it yourself:  HF_HOME=$HF_HOME $MLXK list --all --json"
+echo "Try it yourself:  HF_HOME=$HF_HOME $MLXK list --json"

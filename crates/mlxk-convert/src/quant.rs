@@ -67,7 +67,7 @@ fn check_len(
     block_bytes: usize,
     format: &str,
 ) -> Result<(), String> {
-    if cols % BLOCK != 0 {
+    if !cols.is_multiple_of(BLOCK) {
         return Err(format!(
             "{format} rows of {cols} values are not a whole number of {BLOCK}-value blocks"
         ));
