@@ -1,10 +1,18 @@
 //! MLX through mlx-rs on this machine: each operation the engine needs, checked against a
 //! plain-Rust reference computed here (never against MLX itself).
 
+use std::sync::{Mutex, MutexGuard};
+
 use half::{bf16, f16};
 use mlx_rs::fast::{self, ScaledDotProductAttentionMask};
 use mlx_rs::ops;
 use mlx_rs::{Array, Dtype};
+
+/// MLX is not thread-safe (mlx-rs runs its own tests on one thread): one test at a time.
+fn mlx() -> MutexGuard<'static, ()> {
+    static MLX: Mutex<()> = Mutex::new(());
+    MLX.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// Deterministic, irregular test values in [-1, 1].
 fn values(n: usize, seed: u32) -> Vec<f32> {
@@ -43,6 +51,7 @@ fn matmul_reference(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f
 
 #[test]
 fn matmul_matches_reference() {
+    let _mlx = mlx();
     let (m, k, n) = (5, 7, 3);
     let (a, b) = (values(m * k, 1), values(k * n, 2));
     let product = Array::from_slice(&a, &[m as i32, k as i32])
@@ -81,6 +90,7 @@ fn dequantize_4bit_reference(
 
 #[test]
 fn four_bit_quantize_and_quantized_matmul_match_reference() {
+    let _mlx = mlx();
     let (rows, cols, group) = (16, 64, 32);
     let w = values(rows * cols, 3);
     let (packed, scales, biases) = ops::quantize(
@@ -148,6 +158,7 @@ fn four_bit_quantize_and_quantized_matmul_match_reference() {
 
 #[test]
 fn rms_norm_matches_reference() {
+    let _mlx = mlx();
     let (rows, dim, eps) = (3, 16, 1e-5);
     let (x, weight) = (values(rows * dim, 5), values(dim, 6));
     let out = fast::rms_norm(
@@ -167,6 +178,7 @@ fn rms_norm_matches_reference() {
 
 #[test]
 fn rope_matches_reference() {
+    let _mlx = mlx();
     let (len, dim, base, offset) = (4, 8, 10_000.0f32, 3);
     let x = values(len * dim, 7);
     let out = fast::rope(
@@ -196,6 +208,7 @@ fn rope_matches_reference() {
 
 #[test]
 fn causal_grouped_query_attention_matches_reference() {
+    let _mlx = mlx();
     let (heads, kv_heads, len, dim) = (4usize, 2usize, 5usize, 8usize);
     let scale = 1.0 / (dim as f32).sqrt();
     let q = values(heads * len * dim, 8);
@@ -243,8 +256,13 @@ fn causal_grouped_query_attention_matches_reference() {
     );
 }
 
+fn le_bytes<T: Copy, const N: usize>(values: &[T], to_bytes: fn(T) -> [u8; N]) -> Vec<u8> {
+    values.iter().flat_map(|v| to_bytes(*v)).collect()
+}
+
 #[test]
 fn safetensors_written_independently_load_with_their_values() {
+    let _mlx = mlx();
     use safetensors::tensor::{Dtype as StDtype, TensorView};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("weights.safetensors");
@@ -252,31 +270,10 @@ fn safetensors_written_independently_load_with_their_values() {
     let f16_values: Vec<f16> = values(4, 12).into_iter().map(f16::from_f32).collect();
     let bf16_values: Vec<bf16> = values(4, 13).into_iter().map(bf16::from_f32).collect();
     let words: Vec<u32> = vec![0x7654_3210, 0xfedc_ba98];
-    let bytes = |v: &[u8]| v.to_vec();
-    let f32_bytes = bytes(
-        &f32_values
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect::<Vec<_>>(),
-    );
-    let f16_bytes = bytes(
-        &f16_values
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect::<Vec<_>>(),
-    );
-    let bf16_bytes = bytes(
-        &bf16_values
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect::<Vec<_>>(),
-    );
-    let u32_bytes = bytes(
-        &words
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect::<Vec<_>>(),
-    );
+    let f32_bytes = le_bytes(&f32_values, f32::to_le_bytes);
+    let f16_bytes = le_bytes(&f16_values, f16::to_le_bytes);
+    let bf16_bytes = le_bytes(&bf16_values, bf16::to_le_bytes);
+    let u32_bytes = le_bytes(&words, u32::to_le_bytes);
     let tensors = vec![
         (
             "a.f32",
