@@ -1,9 +1,19 @@
 //! MLX Knife's inference engine, on mlx-rs and MLX.
 //!
-//! MLX runs on Metal on macOS and on the CPU elsewhere (the official `mlx-cpu` wheel); the
-//! engine reports which. The model architectures and generation loop arrive with the engine
-//! issue; this crate already owns the MLX runtime the rest of the product links against.
+//! MLX runs on Metal on macOS and on the CPU elsewhere (the official `mlx-cpu` wheel). The
+//! engine loads MLX model folders (one file per architecture under `models/`), tokenizes and
+//! renders chat templates, and runs the token loop. The CLI, the server and the app all call it.
 
+mod error;
+pub mod generate;
+mod kv_cache;
+pub mod models;
 pub mod runtime;
+pub mod tokenizer;
+mod weights;
 
+pub use error::{EngineError, Result};
+pub use generate::{generate, Control, FinishReason, Generation, SamplingParams};
+pub use models::{load, LanguageModel, ARCHITECTURES};
 pub use runtime::{DeviceKind, RuntimeInfo};
+pub use tokenizer::{ChatMessage, Tokenizer};

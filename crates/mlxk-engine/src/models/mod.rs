@@ -1,0 +1,43 @@
+//! Model architectures, one file each, behind one trait.
+
+mod llama;
+
+use std::fs;
+use std::path::Path;
+
+use mlx_rs::Array;
+use serde_json::Value;
+
+use crate::error::{EngineError, Result};
+use crate::kv_cache::KvCache;
+use crate::weights::Weights;
+
+/// `model_type` values the engine runs, and the file that implements each.
+pub const ARCHITECTURES: &[&str] = &["llama", "mistral"];
+
+/// A causal language model: token ids in, next-token logits out.
+pub trait LanguageModel: Send {
+    /// `tokens` is `[1, L]`; returns logits `[1, L, vocab]`, updating the caches.
+    fn forward(&self, tokens: &Array, caches: &mut [KvCache]) -> Result<Array>;
+    fn num_layers(&self) -> usize;
+}
+
+/// Loads the model in `dir` (an MLX model folder: `config.json` plus safetensors).
+pub fn load(dir: &Path) -> Result<(Box<dyn LanguageModel>, Value)> {
+    let path = dir.join("config.json");
+    let text = fs::read(&path).map_err(|e| EngineError::io("reading", &path, e))?;
+    let config: Value =
+        serde_json::from_slice(&text).map_err(|e| EngineError::Config(e.to_string()))?;
+    let model_type = config
+        .get("model_type")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let mut weights = Weights::load(dir, &config)?;
+    let model: Box<dyn LanguageModel> = match model_type.as_str() {
+        "llama" | "mistral" => Box::new(llama::Llama::load(&config, &mut weights)?),
+        other => return Err(EngineError::UnsupportedArchitecture(other.to_string())),
+    };
+    weights.finish()?;
+    Ok((model, config))
+}

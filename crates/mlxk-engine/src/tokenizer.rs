@@ -1,0 +1,182 @@
+//! Text to token ids and back, and chat prompts rendered with the model's own template.
+
+use std::fs;
+use std::path::Path;
+
+use minijinja::{context, Environment, Error as TemplateError, ErrorKind};
+use serde::Serialize;
+use serde_json::Value;
+use tokenizers::Tokenizer as HfTokenizer;
+
+use crate::error::{EngineError, Result};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChatMessage {
+    pub role: String,
+    pub content: String,
+}
+
+impl ChatMessage {
+    pub fn new(role: &str, content: &str) -> Self {
+        ChatMessage {
+            role: role.to_string(),
+            content: content.to_string(),
+        }
+    }
+}
+
+pub struct Tokenizer {
+    inner: HfTokenizer,
+    chat_template: Option<String>,
+    bos_token: Option<String>,
+    eos_token: Option<String>,
+    /// Every token id that ends generation.
+    eos_ids: Vec<u32>,
+}
+
+impl Tokenizer {
+    /// Loads `tokenizer.json`, with the chat template and special tokens of
+    /// `tokenizer_config.json` (or `chat_template.jinja`), and the EOS ids of `config.json`
+    /// and `generation_config.json`.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let inner = HfTokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| {
+            EngineError::Tokenizer(format!("{}: {e}", dir.join("tokenizer.json").display()))
+        })?;
+        let read_json = |name: &str| -> Value {
+            fs::read(dir.join(name))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or(Value::Null)
+        };
+        let tokenizer_config = read_json("tokenizer_config.json");
+        let token_text = |key: &str| match tokenizer_config.get(key) {
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Object(o)) => o.get("content").and_then(Value::as_str).map(str::to_string),
+            _ => None,
+        };
+        let chat_template = fs::read_to_string(dir.join("chat_template.jinja"))
+            .ok()
+            .or_else(|| {
+                tokenizer_config
+                    .get("chat_template")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            });
+        let bos_token = token_text("bos_token");
+        let eos_token = token_text("eos_token");
+
+        let mut eos_ids = Vec::new();
+        for source in [
+            read_json("generation_config.json"),
+            read_json("config.json"),
+        ] {
+            match source.get("eos_token_id") {
+                Some(Value::Number(n)) => eos_ids.extend(n.as_u64().map(|v| v as u32)),
+                Some(Value::Array(a)) => {
+                    eos_ids.extend(a.iter().filter_map(Value::as_u64).map(|v| v as u32))
+                }
+                _ => {}
+            }
+        }
+        if let Some(id) = eos_token.as_deref().and_then(|t| inner.token_to_id(t)) {
+            eos_ids.push(id);
+        }
+        eos_ids.sort_unstable();
+        eos_ids.dedup();
+        Ok(Tokenizer {
+            inner,
+            chat_template,
+            bos_token,
+            eos_token,
+            eos_ids,
+        })
+    }
+
+    pub fn eos_ids(&self) -> &[u32] {
+        &self.eos_ids
+    }
+
+    pub fn has_chat_template(&self) -> bool {
+        self.chat_template.is_some()
+    }
+
+    /// Token ids of a prompt. Special tokens are added only when the text does not already
+    /// start with the BOS token (a rendered chat template usually does), as mlx-lm does.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let add_special = !self
+            .bos_token
+            .as_deref()
+            .is_some_and(|bos| !bos.is_empty() && text.starts_with(bos));
+        let encoding = self
+            .inner
+            .encode(text, add_special)
+            .map_err(|e| EngineError::Tokenizer(e.to_string()))?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.inner
+            .decode(ids, true)
+            .map_err(|e| EngineError::Tokenizer(e.to_string()))
+    }
+
+    /// Renders the model's chat template, as `apply_chat_template(..., tokenize=False)` would.
+    pub fn apply_chat_template(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<String> {
+        let template = self
+            .chat_template
+            .as_deref()
+            .ok_or_else(|| EngineError::Template("the model has no chat template".into()))?;
+        let mut env = Environment::new();
+        minijinja_contrib::add_to_environment(&mut env);
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function(
+            "raise_exception",
+            |message: String| -> Result<String, TemplateError> {
+                Err(TemplateError::new(ErrorKind::InvalidOperation, message))
+            },
+        );
+        env.add_template("chat", template)
+            .map_err(|e| EngineError::Template(e.to_string()))?;
+        env.get_template("chat")
+            .and_then(|t| {
+                t.render(context! {
+                    messages => messages,
+                    add_generation_prompt => add_generation_prompt,
+                    bos_token => self.bos_token.clone().unwrap_or_default(),
+                    eos_token => self.eos_token.clone().unwrap_or_default(),
+                })
+            })
+            .map_err(|e| EngineError::Template(e.to_string()))
+    }
+
+    /// An incremental decoder for streaming: UTF-8 safe, constant work per token.
+    pub fn decode_stream(&self) -> StreamDecoder<'_> {
+        StreamDecoder {
+            inner: self.inner.decode_stream(true),
+        }
+    }
+}
+
+pub struct StreamDecoder<'a> {
+    inner: tokenizers::tokenizer::DecodeStream<
+        'a,
+        tokenizers::ModelWrapper,
+        tokenizers::NormalizerWrapper,
+        tokenizers::PreTokenizerWrapper,
+        tokenizers::PostProcessorWrapper,
+        tokenizers::DecoderWrapper,
+    >,
+}
+
+impl StreamDecoder<'_> {
+    /// The text this token completes, if any (a partial UTF-8 character waits for more).
+    pub fn step(&mut self, id: u32) -> Result<Option<String>> {
+        self.inner
+            .step(id)
+            .map_err(|e| EngineError::Tokenizer(e.to_string()))
+    }
+}

@@ -1,0 +1,254 @@
+//! Loading a model folder's weights and building layers from them, quantized or dense.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::Path;
+
+use mlx_rs::ops;
+use mlx_rs::Array;
+use serde_json::Value;
+
+use crate::error::{EngineError, Result};
+
+/// Per-module quantization settings from `config.json` (`quantization`): a default plus
+/// overrides keyed by module path, as mlx-lm writes them.
+#[derive(Debug, Clone, Default)]
+pub struct QuantizationConfig {
+    default: Option<(i32, i32)>,
+    overrides: HashMap<String, Option<(i32, i32)>>,
+}
+
+impl QuantizationConfig {
+    pub fn from_config(config: &Value) -> Self {
+        let Some(q) = config.get("quantization").and_then(Value::as_object) else {
+            return QuantizationConfig::default();
+        };
+        let pair = |v: &Value| {
+            Some((
+                v.get("group_size")?.as_i64()? as i32,
+                v.get("bits")?.as_i64()? as i32,
+            ))
+        };
+        let default = pair(&Value::Object(q.clone()));
+        let overrides = q
+            .iter()
+            .filter(|(k, _)| {
+                k.as_str() != "group_size" && k.as_str() != "bits" && k.as_str() != "mode"
+            })
+            .map(|(k, v)| (k.clone(), if v.is_object() { pair(v) } else { None }))
+            .collect();
+        QuantizationConfig { default, overrides }
+    }
+
+    /// (group_size, bits) for a module.
+    pub fn for_module(&self, path: &str) -> Option<(i32, i32)> {
+        match self.overrides.get(path) {
+            Some(setting) => *setting,
+            None => self.default,
+        }
+    }
+}
+
+/// All tensors of a model folder (single file or sharded), by name.
+pub struct Weights {
+    tensors: HashMap<String, Array>,
+    quantization: QuantizationConfig,
+    missing: Vec<String>,
+}
+
+impl Weights {
+    pub fn load(dir: &Path, config: &Value) -> Result<Self> {
+        let mut files: Vec<_> = fs::read_dir(dir)
+            .map_err(|e| EngineError::io("reading", dir, e))?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return Err(EngineError::Weights(format!(
+                "no .safetensors files in {}",
+                dir.display()
+            )));
+        }
+        let mut tensors = HashMap::new();
+        for file in files {
+            let loaded = Array::load_safetensors(&file)
+                .map_err(|e| EngineError::Weights(format!("{}: {e}", file.display())))?;
+            tensors.extend(loaded);
+        }
+        Ok(Weights {
+            tensors,
+            quantization: QuantizationConfig::from_config(config),
+            missing: Vec::new(),
+        })
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+
+    /// Takes a tensor; a missing one is recorded and reported by [`Weights::finish`].
+    pub fn take(&mut self, name: &str) -> Array {
+        self.tensors.remove(name).unwrap_or_else(|| {
+            self.missing.push(name.to_string());
+            Array::from_f32(0.0)
+        })
+    }
+
+    pub fn take_optional(&mut self, name: &str) -> Option<Array> {
+        self.tensors.remove(name)
+    }
+
+    pub fn linear(&mut self, path: &str) -> Linear {
+        let weight = self.take(&format!("{path}.weight"));
+        let bias = self.take_optional(&format!("{path}.bias"));
+        match self.take_optional(&format!("{path}.scales")) {
+            Some(scales) => {
+                let (group_size, bits) = self.quantization.for_module(path).unwrap_or((64, 4));
+                let biases = self.take_optional(&format!("{path}.biases"));
+                Linear::Quantized {
+                    weight,
+                    scales,
+                    biases,
+                    bias,
+                    group_size,
+                    bits,
+                }
+            }
+            None => Linear::Dense { weight, bias },
+        }
+    }
+
+    pub fn embedding(&mut self, path: &str) -> Embedding {
+        match self.linear(path) {
+            Linear::Quantized {
+                weight,
+                scales,
+                biases,
+                group_size,
+                bits,
+                ..
+            } => Embedding::Quantized {
+                weight,
+                scales,
+                biases,
+                group_size,
+                bits,
+            },
+            Linear::Dense { weight, .. } => Embedding::Dense { weight },
+        }
+    }
+
+    /// Fails with every missing tensor named, once the model has taken what it needs.
+    pub fn finish(self) -> Result<()> {
+        if self.missing.is_empty() {
+            Ok(())
+        } else {
+            Err(EngineError::MissingWeights(self.missing))
+        }
+    }
+}
+
+/// A linear layer (`x · Wᵀ + b`), dense or MLX-quantized.
+pub enum Linear {
+    Dense {
+        weight: Array,
+        bias: Option<Array>,
+    },
+    Quantized {
+        weight: Array,
+        scales: Array,
+        biases: Option<Array>,
+        bias: Option<Array>,
+        group_size: i32,
+        bits: i32,
+    },
+}
+
+impl Linear {
+    pub fn forward(&self, x: &Array) -> Result<Array> {
+        let (out, bias) = match self {
+            Linear::Dense { weight, bias } => (x.matmul(weight.t())?, bias),
+            Linear::Quantized {
+                weight,
+                scales,
+                biases,
+                bias,
+                group_size,
+                bits,
+            } => (
+                ops::quantized_matmul(
+                    x,
+                    weight,
+                    scales,
+                    biases.as_ref(),
+                    true,
+                    *group_size,
+                    *bits,
+                )?,
+                bias,
+            ),
+        };
+        Ok(match bias {
+            Some(b) => out.add(b)?,
+            None => out,
+        })
+    }
+}
+
+/// A token embedding, dense or MLX-quantized; it doubles as the output projection when tied.
+pub enum Embedding {
+    Dense {
+        weight: Array,
+    },
+    Quantized {
+        weight: Array,
+        scales: Array,
+        biases: Option<Array>,
+        group_size: i32,
+        bits: i32,
+    },
+}
+
+impl Embedding {
+    pub fn forward(&self, tokens: &Array) -> Result<Array> {
+        Ok(match self {
+            Embedding::Dense { weight } => weight.take_axis(tokens, 0)?,
+            Embedding::Quantized {
+                weight,
+                scales,
+                biases,
+                group_size,
+                bits,
+            } => {
+                let biases = match biases {
+                    Some(b) => Some(b.take_axis(tokens, 0)?),
+                    None => None,
+                };
+                ops::dequantize(
+                    weight.take_axis(tokens, 0)?,
+                    scales.take_axis(tokens, 0)?,
+                    biases.as_ref(),
+                    *group_size,
+                    *bits,
+                )?
+            }
+        })
+    }
+
+    pub fn as_linear(&self, x: &Array) -> Result<Array> {
+        Ok(match self {
+            Embedding::Dense { weight } => x.matmul(weight.t())?,
+            Embedding::Quantized {
+                weight,
+                scales,
+                biases,
+                group_size,
+                bits,
+            } => {
+                ops::quantized_matmul(x, weight, scales, biases.as_ref(), true, *group_size, *bits)?
+            }
+        })
+    }
+}

