@@ -44,6 +44,8 @@ enum Command {
     Rm(commands::rm::RmArgs),
     /// Convert a GGUF file into an MLX model folder (or into the cache).
     Convert(commands::convert::ConvertArgs),
+    /// Generate text: one answer for a prompt, or an interactive chat.
+    Run(commands::run::RunArgs),
 }
 
 impl Command {
@@ -54,11 +56,12 @@ impl Command {
             Command::Health(_) => "health",
             Command::Rm(_) => "rm",
             Command::Convert(_) => "convert",
+            Command::Run(_) => "run",
         }
     }
 }
 
-const COMMAND_NAMES: &[&str] = &["list", "ls", "show", "health", "rm", "convert"];
+const COMMAND_NAMES: &[&str] = &["list", "ls", "show", "health", "rm", "convert", "run"];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -85,6 +88,7 @@ fn dispatch(command: &Command, output: &Output) -> Result<Outcome, CliError> {
         Command::Health(args) => commands::health::run(args, output),
         Command::Rm(args) => commands::rm::run(args, output),
         Command::Convert(args) => commands::convert::run(args, output),
+        Command::Run(args) => commands::run::run(args, output),
     }
 }
 

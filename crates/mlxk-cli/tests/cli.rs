@@ -89,10 +89,13 @@ fn list_all_reports_every_model_and_broken_ones_as_broken() {
         serde_json::json!(["text-generation", "chat"])
     );
     assert_eq!(
-        llama["runtime_compatible"], false,
-        "the engine supports no architecture yet"
+        llama["runtime_compatible"], true,
+        "llama is in the engine's table"
     );
-    assert!(llama["reason"].as_str().unwrap().contains("'llama'"));
+    assert_eq!(llama["reason"], Value::Null);
+    let qwen2 = by_name("mlx-community/Qwen2.5-0.5B-Instruct-4bit");
+    assert_eq!(qwen2["runtime_compatible"], false);
+    assert!(qwen2["reason"].as_str().unwrap().contains("'qwen2'"));
     assert_eq!(llama["hash"].as_str().unwrap().len(), 40);
     assert!(llama["last_modified"].as_str().unwrap().ends_with('Z'));
 
@@ -601,4 +604,119 @@ fn convert_reports_bad_input_clearly() {
         (bad_name.code, bad_name.json()["error"]["type"].as_str()),
         (2, Some("invalid_name"))
     );
+}
+
+const DEMO: &str = "mlxk-demo/SmolLM2-135M-Instruct-Q4_1-mlx";
+
+fn cache_with_demo_model() -> TestCache {
+    let cache = TestCache::standard();
+    let gguf = demo_gguf();
+    let run = cache.run(&[
+        "convert",
+        "--from-gguf",
+        gguf.to_str().unwrap(),
+        "--into-cache",
+        DEMO,
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    cache
+}
+
+/// mlx-lm's greedy answer to a chat question (tests/reference/mlx_lm_greedy.py).
+fn mlx_lm_answer(model_dir: &str, question: &str, max_tokens: usize) -> Value {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let output = std::process::Command::new(root.join(".venv/bin/python"))
+        .arg(root.join("tests/reference/mlx_lm_greedy.py"))
+        .args([model_dir, question, &max_tokens.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[test]
+fn run_answers_greedily_exactly_as_mlx_lm() {
+    let cache = cache_with_demo_model();
+    let question = "Name three primary colors.";
+    let run = cache.run(&[
+        "run",
+        "SmolLM2-135M-Instruct-Q4_1",
+        question,
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "40",
+        "--json",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let envelope = run.json();
+    assert_schema_valid(&envelope);
+    let shown = cache.run(&["show", DEMO, "--json"]).json();
+    let reference = mlx_lm_answer(shown["data"]["path"].as_str().unwrap(), question, 40);
+    assert_eq!(envelope["data"]["response"], reference["text"]);
+    assert_eq!(
+        envelope["data"]["tokens_generated"].as_u64().unwrap() as usize,
+        reference["tokens"].as_array().unwrap().len()
+    );
+
+    // Streamed text output is the same answer.
+    let text = cache.run(&[
+        "run",
+        DEMO,
+        question,
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "40",
+    ]);
+    assert_eq!(
+        text.stdout.trim_end(),
+        reference["text"].as_str().unwrap().trim_end()
+    );
+}
+
+#[test]
+fn run_chats_interactively_and_refuses_what_it_cannot_run() {
+    let cache = cache_with_demo_model();
+    let mut child = cache
+        .command(&["run", DEMO, "--temperature", "0", "--max-tokens", "16"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"What is the capital of France?\nAnd of Italy?\nexit\n")
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let answers: Vec<&str> = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(answers.len(), 2, "{stdout}");
+    assert!(answers[0].contains("Paris"), "{stdout}");
+    assert!(
+        answers[1].contains("Rome"),
+        "the second answer sees the history: {stdout}"
+    );
+
+    let not_runnable = cache.run(&["run", "Qwen2.5-0.5B", "hi", "--json"]);
+    assert_eq!(not_runnable.code, 1);
+    assert_eq!(not_runnable.json()["error"]["type"], "model_not_runnable");
+
+    let long_prompt = "word ".repeat(9000);
+    let too_long = cache.run(&["run", DEMO, &long_prompt, "--json"]);
+    assert_eq!(too_long.json()["error"]["type"], "context_length_exceeded");
+    let message = too_long.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(message.contains("8192"), "{message}");
 }

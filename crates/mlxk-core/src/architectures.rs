@@ -1,12 +1,13 @@
 //! The one table of model architectures the inference engine runs.
 //!
 //! `runtime_compatible` everywhere (list, show, the server's model list, the app) comes from
-//! here. The engine fills the table as it gains architectures; until then nothing is runnable.
+//! here. The engine fills the table as it gains architectures.
 
 use crate::classify::{Framework, ModelType};
 
-/// `model_type` values (from `config.json`) that `mlxk-engine` can load and run.
-pub const SUPPORTED_ARCHITECTURES: &[&str] = &[];
+/// `model_type` values (from `config.json`) that `mlxk-engine` can load and run. The engine
+/// checks in its tests that it loads each of them.
+pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "mistral"];
 
 /// Whether the engine can run a model, and if not, why not (a sentence for people).
 pub fn runtime_compatibility(

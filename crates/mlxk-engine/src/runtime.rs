@@ -33,6 +33,11 @@ impl RuntimeInfo {
     }
 }
 
+/// The most memory MLX has held at once in this process, in bytes.
+pub fn peak_memory_bytes() -> usize {
+    mlx_rs::memory::peak_memory().unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

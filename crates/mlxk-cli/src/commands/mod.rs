@@ -4,5 +4,6 @@ pub mod convert;
 pub mod health;
 pub mod list;
 pub mod rm;
+pub mod run;
 pub mod show;
 pub mod version;

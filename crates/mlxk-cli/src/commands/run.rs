@@ -1,0 +1,304 @@
+use std::io::{self, BufRead, Read, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::Args;
+use mlxk_core::Library;
+use mlxk_engine::{
+    generate, ChatMessage, Control, FinishReason, LanguageModel, SamplingParams, Tokenizer,
+};
+use serde_json::json;
+
+use crate::output::{CliError, Outcome, Output};
+
+/// The context to assume when config.json does not say.
+const DEFAULT_CONTEXT: usize = 4096;
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The model: name, org/name, substring, or NAME@REVISION.
+    pub model: String,
+    /// The prompt (words are joined with spaces); `-` reads it from stdin. Without one: a chat.
+    pub prompt: Vec<String>,
+    /// A system message to start the conversation with.
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Sampling temperature; 0 picks the most likely token every time.
+    #[arg(long, default_value_t = 0.7)]
+    pub temperature: f32,
+    #[arg(long, default_value_t = 0.9)]
+    pub top_p: f32,
+    /// 0 = off.
+    #[arg(long, default_value_t = 0)]
+    pub top_k: usize,
+    /// 0 = off.
+    #[arg(long, default_value_t = 0.0)]
+    pub min_p: f32,
+    /// 1 = off.
+    #[arg(long, default_value_t = 1.0)]
+    pub repetition_penalty: f32,
+    /// At most this many new tokens (clamped to the model's context).
+    #[arg(long, default_value_t = 512)]
+    pub max_tokens: usize,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Send the prompt as raw text, without the model's chat template.
+    #[arg(long)]
+    pub no_chat_template: bool,
+    /// Print the answer once complete instead of token by token.
+    #[arg(long)]
+    pub no_stream: bool,
+    /// Report load time, prompt and decode speed, time to first token and peak memory.
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+struct Loaded {
+    name: String,
+    model: Box<dyn LanguageModel>,
+    tokenizer: Tokenizer,
+    context_length: usize,
+}
+
+pub fn run(args: &RunArgs, output: &Output) -> Result<Outcome, CliError> {
+    let started = Instant::now();
+    let loaded = load(&args.model)?;
+    if args.verbose {
+        eprintln!(
+            "[loaded {} in {:.2} s]",
+            loaded.name,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    let prompt = match args.prompt.as_slice() {
+        [] => None,
+        [dash] if dash == "-" => {
+            let mut text = String::new();
+            io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|e| CliError::new("io_error", e.to_string()))?;
+            Some(text.trim_end().to_string())
+        }
+        words => Some(words.join(" ")),
+    };
+    match prompt {
+        Some(prompt) => one_shot(args, output, &loaded, &prompt),
+        None if output.json => Err(CliError::usage(
+            "--json needs a prompt (an interactive chat has no single result)",
+        )),
+        None => chat(args, &loaded).map(|()| Outcome::new(json!(null), String::new())),
+    }
+}
+
+fn load(name: &str) -> Result<Loaded, CliError> {
+    let info = Library::from_env().find(name)?;
+    if !info.runtime.compatible {
+        let why = info.reason().unwrap_or_default();
+        return Err(CliError::new(
+            "model_not_runnable",
+            format!("{} cannot run: {why}", info.name),
+        ));
+    }
+    let dir: PathBuf = info.path.clone().expect("a runnable model has a snapshot");
+    let engine_error =
+        |e: mlxk_engine::EngineError| CliError::new("execution_error", e.to_string());
+    let tokenizer = Tokenizer::load(&dir).map_err(engine_error)?;
+    let (model, _) = mlxk_engine::load(&dir).map_err(engine_error)?;
+    Ok(Loaded {
+        name: info.name.clone(),
+        context_length: info
+            .classification
+            .context_length
+            .map_or(DEFAULT_CONTEXT, |n| n as usize),
+        model,
+        tokenizer,
+    })
+}
+
+fn sampling(args: &RunArgs) -> SamplingParams {
+    SamplingParams {
+        temperature: args.temperature,
+        top_p: args.top_p,
+        top_k: args.top_k,
+        min_p: args.min_p,
+        repetition_penalty: args.repetition_penalty,
+        seed: args.seed,
+        ..SamplingParams::default()
+    }
+}
+
+/// Renders the conversation (or the raw prompt) into token ids.
+fn prompt_ids(
+    args: &RunArgs,
+    loaded: &Loaded,
+    messages: &[ChatMessage],
+) -> Result<Vec<u32>, CliError> {
+    let engine_error =
+        |e: mlxk_engine::EngineError| CliError::new("execution_error", e.to_string());
+    let text = if args.no_chat_template || !loaded.tokenizer.has_chat_template() {
+        messages
+            .iter()
+            .map(|m| m.content.as_str())
+            .collect::<Vec<_>>()
+            .join("\n\n")
+    } else {
+        loaded
+            .tokenizer
+            .apply_chat_template(messages, true)
+            .map_err(engine_error)?
+    };
+    loaded.tokenizer.encode(&text).map_err(engine_error)
+}
+
+/// Generates one answer, streaming it to stdout when `stream`; stops early when `cancel` is set.
+fn answer(
+    args: &RunArgs,
+    loaded: &Loaded,
+    ids: &[u32],
+    stream: bool,
+    cancel: &AtomicBool,
+) -> Result<(String, mlxk_engine::Generation), CliError> {
+    let mut decoder = loaded.tokenizer.decode_stream();
+    let mut text = String::new();
+    let mut stdout = io::stdout().lock();
+    let eos = loaded.tokenizer.eos_ids().to_vec();
+    let generation = generate(
+        loaded.model.as_ref(),
+        ids,
+        args.max_tokens,
+        loaded.context_length,
+        &eos,
+        &sampling(args),
+        |token| {
+            if !eos.contains(&token) {
+                if let Ok(Some(piece)) = decoder.step(token) {
+                    if stream {
+                        let _ = stdout.write_all(piece.as_bytes());
+                        let _ = stdout.flush();
+                    }
+                    text.push_str(&piece);
+                }
+            }
+            if cancel.load(Ordering::Relaxed) {
+                Control::Stop
+            } else {
+                Control::Continue
+            }
+        },
+    )
+    .map_err(|e| match e {
+        mlxk_engine::EngineError::ContextLengthExceeded { .. } => {
+            CliError::new("context_length_exceeded", e.to_string())
+        }
+        other => CliError::new("execution_error", other.to_string()),
+    })?;
+    Ok((text, generation))
+}
+
+fn report(generation: &mlxk_engine::Generation) {
+    eprintln!(
+        "[prompt: {} tokens, {:.1} tok/s, first token after {:.2} s | decode: {} tokens, {:.1} tok/s | peak memory {:.2} GB]",
+        generation.prompt_tokens,
+        generation.prompt_tokens_per_second(),
+        generation.prompt_time.as_secs_f64(),
+        generation.tokens.len(),
+        generation.decode_tokens_per_second(),
+        mlx_peak_memory_gb(),
+    );
+}
+
+fn mlx_peak_memory_gb() -> f64 {
+    mlxk_engine::runtime::peak_memory_bytes() as f64 / 1e9
+}
+
+fn one_shot(
+    args: &RunArgs,
+    output: &Output,
+    loaded: &Loaded,
+    prompt: &str,
+) -> Result<Outcome, CliError> {
+    let mut messages = Vec::new();
+    if let Some(system) = &args.system {
+        messages.push(ChatMessage::new("system", system));
+    }
+    messages.push(ChatMessage::new("user", prompt));
+    let ids = prompt_ids(args, loaded, &messages)?;
+    let stream = !output.json && !args.no_stream;
+    let (text, generation) = answer(args, loaded, &ids, stream, &AtomicBool::new(false))?;
+    if args.verbose {
+        report(&generation);
+    }
+    if generation.finish_reason == FinishReason::Length {
+        eprintln!(
+            "[output cut at {} tokens: raise --max-tokens for more]",
+            generation.tokens.len()
+        );
+    }
+    let data = json!({
+        "model": loaded.name,
+        "prompt": prompt,
+        "response": text,
+        "finish_reason": generation.finish_reason,
+        "tokens_generated": generation.tokens.len(),
+        "prompt_tokens": generation.prompt_tokens,
+        "generation_time_s": (generation.prompt_time + generation.decode_time).as_secs_f64(),
+    });
+    // Streamed text is already on screen; only the newline is left.
+    let shown = if stream { String::from("\n") } else { text };
+    Ok(Outcome::new(data, shown))
+}
+
+fn chat(args: &RunArgs, loaded: &Loaded) -> Result<(), CliError> {
+    let cancel = Arc::new(AtomicBool::new(false));
+    let handler_flag = Arc::clone(&cancel);
+    // Ctrl-C stops the answer being generated; the session goes on.
+    let _ = ctrlc::set_handler(move || handler_flag.store(true, Ordering::Relaxed));
+    eprintln!(
+        "Chatting with {}. Type 'exit' or 'quit' to end; Ctrl-C stops an answer.",
+        loaded.name
+    );
+    let mut messages = Vec::new();
+    if let Some(system) = &args.system {
+        messages.push(ChatMessage::new("system", system));
+    }
+    let stdin = io::stdin();
+    let mut lines = stdin.lock().lines();
+    loop {
+        eprint!("You: ");
+        let _ = io::stderr().flush();
+        let Some(Ok(line)) = lines.next() else { break };
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        if matches!(line, "exit" | "quit") {
+            break;
+        }
+        messages.push(ChatMessage::new("user", line));
+        cancel.store(false, Ordering::Relaxed);
+        eprint!("Assistant: ");
+        let ids = prompt_ids(args, loaded, &messages)?;
+        match answer(args, loaded, &ids, !args.no_stream, &cancel) {
+            Ok((text, generation)) => {
+                if args.no_stream {
+                    print!("{text}");
+                }
+                println!();
+                if generation.finish_reason == FinishReason::Cancelled {
+                    eprintln!("[stopped]");
+                }
+                if args.verbose {
+                    report(&generation);
+                }
+                messages.push(ChatMessage::new("assistant", &text));
+            }
+            Err(e) => {
+                eprintln!("\n[error] {}", e.message);
+                messages.pop();
+            }
+        }
+    }
+    Ok(())
+}
