@@ -93,9 +93,9 @@ fn list_all_reports_every_model_and_broken_ones_as_broken() {
         "llama is in the engine's table"
     );
     assert_eq!(llama["reason"], Value::Null);
-    let qwen2 = by_name("mlx-community/Qwen2.5-0.5B-Instruct-4bit");
-    assert_eq!(qwen2["runtime_compatible"], false);
-    assert!(qwen2["reason"].as_str().unwrap().contains("'qwen2'"));
+    let gpt2 = by_name("openai-community/gpt2");
+    assert_eq!(gpt2["runtime_compatible"], false);
+    assert!(gpt2["reason"].as_str().unwrap().contains("PyTorch"));
     assert_eq!(llama["hash"].as_str().unwrap().len(), 40);
     assert!(llama["last_modified"].as_str().unwrap().ends_with('Z'));
 
@@ -707,7 +707,7 @@ fn run_chats_interactively_and_refuses_what_it_cannot_run() {
         "the second answer sees the history: {stdout}"
     );
 
-    let not_runnable = cache.run(&["run", "Qwen2.5-0.5B", "hi", "--json"]);
+    let not_runnable = cache.run(&["run", "TinyLlama-1.1B-Chat-GGUF", "hi", "--json"]);
     assert_eq!(not_runnable.code, 1);
     assert_eq!(not_runnable.json()["error"]["type"], "model_not_runnable");
 

@@ -14,6 +14,6 @@ mod weights;
 
 pub use error::{EngineError, Result};
 pub use generate::{generate, Control, FinishReason, Generation, SamplingParams};
-pub use models::{load, LanguageModel, ARCHITECTURES};
+pub use models::{load, LanguageModel};
 pub use runtime::{DeviceKind, RuntimeInfo};
 pub use tokenizer::{ChatMessage, Tokenizer};

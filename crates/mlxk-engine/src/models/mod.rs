@@ -1,6 +1,10 @@
 //! Model architectures, one file each, behind one trait.
 
+mod common;
 mod llama;
+mod qwen2;
+mod qwen3;
+mod rope;
 
 use std::fs;
 use std::path::Path;
@@ -11,9 +15,6 @@ use serde_json::Value;
 use crate::error::{EngineError, Result};
 use crate::kv_cache::KvCache;
 use crate::weights::Weights;
-
-/// `model_type` values the engine runs, and the file that implements each.
-pub const ARCHITECTURES: &[&str] = &["llama", "mistral"];
 
 /// A causal language model: token ids in, next-token logits out.
 pub trait LanguageModel: Send {
@@ -35,7 +36,9 @@ pub fn load(dir: &Path) -> Result<(Box<dyn LanguageModel>, Value)> {
         .to_string();
     let mut weights = Weights::load(dir, &config)?;
     let model: Box<dyn LanguageModel> = match model_type.as_str() {
-        "llama" | "mistral" => Box::new(llama::Llama::load(&config, &mut weights)?),
+        "llama" | "mistral" => Box::new(llama::load(&config, &mut weights)?),
+        "qwen2" => Box::new(qwen2::load(&config, &mut weights)?),
+        "qwen3" => Box::new(qwen3::load(&config, &mut weights)?),
         other => return Err(EngineError::UnsupportedArchitecture(other.to_string())),
     };
     weights.finish()?;

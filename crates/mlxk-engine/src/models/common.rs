@@ -1,0 +1,196 @@
+//! Building blocks shared by the decoder architectures: attention with grouped-query heads,
+//! the SwiGLU MLP, and the pre-norm residual block.
+
+use mlx_rs::fast::{self, ScaledDotProductAttentionMask};
+use mlx_rs::nn::silu;
+use mlx_rs::Array;
+
+use crate::error::Result;
+use crate::kv_cache::KvCache;
+use crate::weights::{Linear, Weights};
+
+use super::rope::Rope;
+
+pub struct Attention {
+    pub q_proj: Linear,
+    pub k_proj: Linear,
+    pub v_proj: Linear,
+    pub o_proj: Linear,
+    /// Per-head RMSNorm of queries and keys before RoPE (Qwen3, Gemma 3).
+    pub qk_norm: Option<(Array, Array)>,
+    pub heads: i32,
+    pub kv_heads: i32,
+    pub head_dim: i32,
+    pub scale: f32,
+    pub norm_eps: f32,
+}
+
+impl Attention {
+    pub fn load(
+        weights: &mut Weights,
+        prefix: &str,
+        heads: i32,
+        kv_heads: i32,
+        head_dim: i32,
+        qk_norm: bool,
+        norm_eps: f32,
+    ) -> Self {
+        Attention {
+            q_proj: weights.linear(&format!("{prefix}.q_proj")),
+            k_proj: weights.linear(&format!("{prefix}.k_proj")),
+            v_proj: weights.linear(&format!("{prefix}.v_proj")),
+            o_proj: weights.linear(&format!("{prefix}.o_proj")),
+            qk_norm: qk_norm.then(|| {
+                (
+                    weights.take(&format!("{prefix}.q_norm.weight")),
+                    weights.take(&format!("{prefix}.k_norm.weight")),
+                )
+            }),
+            heads,
+            kv_heads,
+            head_dim,
+            scale: (head_dim as f32).powf(-0.5),
+            norm_eps,
+        }
+    }
+
+    pub fn forward(&self, x: &Array, rope: &Rope, cache: &mut KvCache) -> Result<Array> {
+        let length = x.shape()[1];
+        let split = |proj: &Linear, heads: i32, norm: Option<&Array>| -> Result<Array> {
+            let mut a = proj
+                .forward(x)?
+                .reshape(&[1, length, heads, self.head_dim])?;
+            if let Some(weight) = norm {
+                a = fast::rms_norm(&a, Some(weight), self.norm_eps)?;
+            }
+            Ok(a.transpose_axes(&[0, 2, 1, 3])?)
+        };
+        let (q_norm, k_norm) = match &self.qk_norm {
+            Some((q, k)) => (Some(q), Some(k)),
+            None => (None, None),
+        };
+        let q = split(&self.q_proj, self.heads, q_norm)?;
+        let k = split(&self.k_proj, self.kv_heads, k_norm)?;
+        let v = split(&self.v_proj, self.kv_heads, None)?;
+        let offset = cache.offset();
+        let (q, k) = (rope.apply(&q, offset)?, rope.apply(&k, offset)?);
+        let (k, v) = cache.update(k, v)?;
+        let mask = (length > 1).then_some(ScaledDotProductAttentionMask::Causal);
+        let out = fast::scaled_dot_product_attention(&q, &k, &v, self.scale, mask, None)?;
+        self.o_proj.forward(
+            &out.transpose_axes(&[0, 2, 1, 3])?
+                .reshape(&[1, length, -1])?,
+        )
+    }
+}
+
+pub struct SwiGlu {
+    pub gate_proj: Linear,
+    pub up_proj: Linear,
+    pub down_proj: Linear,
+}
+
+impl SwiGlu {
+    pub fn load(weights: &mut Weights, prefix: &str) -> Self {
+        SwiGlu {
+            gate_proj: weights.linear(&format!("{prefix}.gate_proj")),
+            up_proj: weights.linear(&format!("{prefix}.up_proj")),
+            down_proj: weights.linear(&format!("{prefix}.down_proj")),
+        }
+    }
+
+    pub fn forward(&self, x: &Array) -> Result<Array> {
+        let gated = silu(self.gate_proj.forward(x)?)?.multiply(self.up_proj.forward(x)?)?;
+        self.down_proj.forward(&gated)
+    }
+}
+
+/// `h + attn(norm(h))`, then `h + mlp(norm(h))`.
+pub struct PreNormBlock {
+    pub input_layernorm: Array,
+    pub post_attention_layernorm: Array,
+    pub attention: Attention,
+    pub mlp: SwiGlu,
+}
+
+impl PreNormBlock {
+    pub fn load(
+        weights: &mut Weights,
+        layer: usize,
+        attention: impl FnOnce(&mut Weights, &str) -> Attention,
+    ) -> Self {
+        let p = format!("model.layers.{layer}");
+        PreNormBlock {
+            input_layernorm: weights.take(&format!("{p}.input_layernorm.weight")),
+            post_attention_layernorm: weights.take(&format!("{p}.post_attention_layernorm.weight")),
+            attention: attention(weights, &format!("{p}.self_attn")),
+            mlp: SwiGlu::load(weights, &format!("{p}.mlp")),
+        }
+    }
+
+    pub fn forward(&self, h: &Array, eps: f32, rope: &Rope, cache: &mut KvCache) -> Result<Array> {
+        let normed = fast::rms_norm(h, Some(&self.input_layernorm), eps)?;
+        let h = h.add(self.attention.forward(&normed, rope, cache)?)?;
+        let normed = fast::rms_norm(&h, Some(&self.post_attention_layernorm), eps)?;
+        Ok(h.add(self.mlp.forward(&normed)?)?)
+    }
+}
+
+/// Embedding, a stack of [`PreNormBlock`]s, a final norm and the output projection: the shape
+/// of Llama, Mistral and Qwen 2/3.
+pub struct Decoder {
+    pub embed_tokens: crate::weights::Embedding,
+    pub layers: Vec<PreNormBlock>,
+    pub norm: Array,
+    pub lm_head: Option<Linear>,
+    pub rope: Rope,
+    pub eps: f32,
+}
+
+impl Decoder {
+    pub fn load(
+        weights: &mut Weights,
+        layers: usize,
+        tie_word_embeddings: bool,
+        rope: Rope,
+        eps: f32,
+        attention: impl Fn(&mut Weights, &str) -> Attention,
+    ) -> Self {
+        let layers = (0..layers)
+            .map(|i| PreNormBlock::load(weights, i, &attention))
+            .collect();
+        // A tied model may still ship an lm_head; mlx-lm ignores it, and so do we.
+        let lm_head = if tie_word_embeddings || !weights.contains("lm_head.weight") {
+            let _ = weights.take_optional("lm_head.weight");
+            None
+        } else {
+            Some(weights.linear("lm_head"))
+        };
+        Decoder {
+            embed_tokens: weights.embedding("model.embed_tokens"),
+            norm: weights.take("model.norm.weight"),
+            layers,
+            lm_head,
+            rope,
+            eps,
+        }
+    }
+}
+
+impl super::LanguageModel for Decoder {
+    fn forward(&self, tokens: &Array, caches: &mut [KvCache]) -> Result<Array> {
+        let mut h = self.embed_tokens.forward(tokens)?;
+        for (block, cache) in self.layers.iter().zip(caches.iter_mut()) {
+            h = block.forward(&h, self.eps, &self.rope, cache)?;
+        }
+        let h = fast::rms_norm(&h, Some(&self.norm), self.eps)?;
+        match &self.lm_head {
+            Some(head) => head.forward(&h),
+            None => self.embed_tokens.as_linear(&h),
+        }
+    }
+
+    fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+}

@@ -1,0 +1,65 @@
+//! Qwen 2 and 2.5, as mlx-lm's `models/qwen2.py`: Llama's shape with biases on the query, key
+//! and value projections (picked up from the weights) and a larger RoPE base.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::error::{EngineError, Result};
+use crate::weights::Weights;
+
+use super::common::{Attention, Decoder};
+use super::rope::Rope;
+
+#[derive(Debug, Clone, Deserialize)]
+struct Args {
+    hidden_size: i32,
+    num_hidden_layers: usize,
+    num_attention_heads: i32,
+    num_key_value_heads: i32,
+    rms_norm_eps: f32,
+    #[serde(default = "default_rope_theta")]
+    rope_theta: f32,
+    #[serde(default)]
+    rope_traditional: bool,
+    rope_scaling: Option<Value>,
+    #[serde(default = "default_true")]
+    tie_word_embeddings: bool,
+}
+
+fn default_rope_theta() -> f32 {
+    1_000_000.0
+}
+
+fn default_true() -> bool {
+    true
+}
+
+pub fn load(config: &Value, weights: &mut Weights) -> Result<Decoder> {
+    let a: Args =
+        serde_json::from_value(config.clone()).map_err(|e| EngineError::Config(e.to_string()))?;
+    let head_dim = a.hidden_size / a.num_attention_heads;
+    let rope = Rope::new(
+        head_dim,
+        a.rope_theta,
+        a.rope_traditional,
+        a.rope_scaling.as_ref(),
+    )?;
+    Ok(Decoder::load(
+        weights,
+        a.num_hidden_layers,
+        a.tie_word_embeddings,
+        rope,
+        a.rms_norm_eps,
+        |w, p| {
+            Attention::load(
+                w,
+                p,
+                a.num_attention_heads,
+                a.num_key_value_heads,
+                head_dim,
+                false,
+                a.rms_norm_eps,
+            )
+        },
+    ))
+}

@@ -1,0 +1,117 @@
+//! Every supported architecture, float32 and 4-bit: tiny random-weight models made by mlx-lm
+//! itself (tests/reference/make_tiny_models.py); our greedy tokens must equal mlx-lm's and our
+//! first-step log-probabilities must match to 1e-4.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
+
+use mlx_rs::transforms::eval;
+use mlx_rs::Array;
+use mlxk_core::architectures::SUPPORTED_ARCHITECTURES;
+use mlxk_engine::{generate, Control, LanguageModel, SamplingParams};
+use serde_json::Value;
+
+/// MLX is not thread-safe: tests of this binary run one at a time.
+fn mlx() -> MutexGuard<'static, ()> {
+    static MLX: Mutex<()> = Mutex::new(());
+    MLX.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn make_models(out: &Path) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let status = Command::new(root.join(".venv/bin/python"))
+        .arg(root.join("tests/reference/make_tiny_models.py"))
+        .arg(out)
+        .status()
+        .expect("the test virtualenv's python runs (./scripts/setup.sh)");
+    assert!(status.success());
+}
+
+fn ids(value: &Value) -> Vec<u32> {
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect()
+}
+
+/// What mlx-lm's generate_step yields first: log-softmax of the last position's logits after
+/// prefilling all prompt tokens but the last.
+fn first_logprobs(model: &dyn LanguageModel, prompt: &[u32]) -> Vec<f32> {
+    let mut caches: Vec<_> = (0..model.num_layers())
+        .map(|_| Default::default())
+        .collect();
+    let as_array = |t: &[u32]| {
+        let v: Vec<i32> = t.iter().map(|&x| x as i32).collect();
+        Array::from_slice(&v, &[1, v.len() as i32])
+    };
+    let (head, last) = prompt.split_at(prompt.len() - 1);
+    model.forward(&as_array(head), &mut caches).unwrap();
+    let logits = model.forward(&as_array(last), &mut caches).unwrap();
+    let logits = logits.reshape(&[-1]).unwrap();
+    let logprobs = logits.subtract(logits.logsumexp(true).unwrap()).unwrap();
+    eval([&logprobs]).unwrap();
+    logprobs.as_slice::<f32>().to_vec()
+}
+
+#[test]
+fn every_architecture_matches_mlx_lm() {
+    let _mlx = mlx();
+    let dir = tempfile::tempdir().unwrap();
+    make_models(dir.path());
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    cases.sort();
+    let mut covered = BTreeSet::new();
+    for case in &cases {
+        let name = case.file_name().unwrap().to_string_lossy().to_string();
+        let reference: Value =
+            serde_json::from_slice(&std::fs::read(case.join("reference.json")).unwrap()).unwrap();
+        let (model, config) = mlxk_engine::load(case).unwrap_or_else(|e| panic!("{name}: {e}"));
+        covered.insert(config["model_type"].as_str().unwrap().to_string());
+        let prompt = ids(&reference["prompt"]);
+
+        let expected: Vec<f32> = reference["logprobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        let ours = first_logprobs(model.as_ref(), &prompt);
+        let worst = ours
+            .iter()
+            .zip(&expected)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst < 1e-4, "{name}: log-probabilities differ by {worst}");
+
+        let generation = generate(
+            model.as_ref(),
+            &prompt,
+            12,
+            512,
+            &[],
+            &SamplingParams::default(),
+            |_| Control::Continue,
+        )
+        .unwrap();
+        assert_eq!(
+            generation.tokens,
+            ids(&reference["tokens"]),
+            "{name}: greedy tokens"
+        );
+    }
+    let supported: BTreeSet<String> = SUPPORTED_ARCHITECTURES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(
+        covered, supported,
+        "every architecture in the runtime table has a parity case"
+    );
+}

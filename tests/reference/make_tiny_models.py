@@ -1,0 +1,92 @@
+"""Tiny random-weight models for every architecture the engine supports, made by mlx-lm itself,
+with mlx-lm's greedy tokens and last-position log-probabilities as the reference.
+
+Usage: make_tiny_models.py OUT_DIR
+For each case it writes OUT_DIR/<case>/ (config.json + model.safetensors) and
+OUT_DIR/<case>/reference.json: {"prompt": [...], "tokens": [...], "logprobs": [...]}.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import mlx.core as mx
+import mlx.nn as nn
+from mlx.utils import tree_flatten
+from mlx_lm.generate import generate_step
+from mlx_lm.utils import _get_classes
+
+VOCAB = 256
+PROMPT = [1, 17, 42, 99, 7, 7, 200, 13, 5, 250, 64, 3]
+MAX_TOKENS = 12
+
+BASE = {
+    "hidden_size": 64,
+    "num_hidden_layers": 2,
+    "intermediate_size": 128,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "rms_norm_eps": 1e-5,
+    "vocab_size": VOCAB,
+    "max_position_embeddings": 512,
+    "rope_theta": 10000.0,
+}
+
+CASES = {
+    "llama": {**BASE, "model_type": "llama", "tie_word_embeddings": False},
+    "llama-rope-llama3": {
+        **BASE,
+        "model_type": "llama",
+        "rope_theta": 500000.0,
+        "rope_scaling": {
+            "rope_type": "llama3",
+            "factor": 32.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 64,
+        },
+    },
+    "mistral": {**BASE, "model_type": "mistral", "tie_word_embeddings": False},
+    "qwen2": {**BASE, "model_type": "qwen2", "tie_word_embeddings": True},
+    "qwen3": {**BASE, "model_type": "qwen3", "head_dim": 32, "tie_word_embeddings": True},
+}
+
+
+def make(case: str, config: dict, quantize: bool, out: Path) -> None:
+    mx.random.seed(sum(map(ord, case)) + (7 if quantize else 0))
+    model_class, args_class = _get_classes(config)
+    model = model_class(args_class.from_dict(config))
+    # mlx's init leaves the residual stream dominated by the embedding, so that a tied model
+    # just repeats its input; larger projections make the layers matter.
+    params = dict(tree_flatten(model.parameters()))
+    params = {k: v * 3.0 if k.endswith("proj.weight") else v for k, v in params.items()}
+    model.load_weights(list(params.items()))
+    config = dict(config)
+    if quantize:
+        nn.quantize(model, group_size=32, bits=4)
+        config["quantization"] = {"group_size": 32, "bits": 4}
+    mx.eval(model.parameters())
+    folder = out / (case + ("-4bit" if quantize else ""))
+    folder.mkdir(parents=True, exist_ok=True)
+    mx.save_safetensors(str(folder / "model.safetensors"), dict(tree_flatten(model.parameters())))
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+
+    tokens, first_logprobs = [], None
+    for token, logprobs in generate_step(mx.array(PROMPT), model, max_tokens=MAX_TOKENS):
+        tokens.append(int(token))
+        if first_logprobs is None:
+            first_logprobs = logprobs.tolist()
+    reference = {"prompt": PROMPT, "tokens": tokens, "logprobs": first_logprobs}
+    (folder / "reference.json").write_text(json.dumps(reference))
+
+
+def main() -> None:
+    out = Path(sys.argv[1])
+    for case, config in CASES.items():
+        for quantize in (False, True):
+            make(case, config, quantize, out)
+            print(case, "4-bit" if quantize else "float32")
+
+
+if __name__ == "__main__":
+    main()
