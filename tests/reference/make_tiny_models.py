@@ -49,6 +49,7 @@ CASES = {
     "mistral": {**BASE, "model_type": "mistral", "tie_word_embeddings": False},
     "qwen2": {**BASE, "model_type": "qwen2", "tie_word_embeddings": True},
     "qwen3": {**BASE, "model_type": "qwen3", "head_dim": 32, "tie_word_embeddings": True},
+    "phi3": {**BASE, "model_type": "phi3", "partial_rotary_factor": 0.5},
 }
 
 

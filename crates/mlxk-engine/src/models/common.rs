@@ -3,6 +3,7 @@
 
 use mlx_rs::fast::{self, ScaledDotProductAttentionMask};
 use mlx_rs::nn::silu;
+use mlx_rs::ops::split_at_indices;
 use mlx_rs::Array;
 
 use crate::error::Result;
@@ -11,10 +12,20 @@ use crate::weights::{Linear, Weights};
 
 use super::rope::Rope;
 
+/// Query, key and value projections: separate, or one fused matrix (Phi-3).
+pub enum QkvProjections {
+    Separate {
+        q_proj: Linear,
+        k_proj: Linear,
+        v_proj: Linear,
+    },
+    Fused {
+        qkv_proj: Linear,
+    },
+}
+
 pub struct Attention {
-    pub q_proj: Linear,
-    pub k_proj: Linear,
-    pub v_proj: Linear,
+    pub projections: QkvProjections,
     pub o_proj: Linear,
     /// Per-head RMSNorm of queries and keys before RoPE (Qwen3, Gemma 3).
     pub qk_norm: Option<(Array, Array)>,
@@ -35,10 +46,19 @@ impl Attention {
         qk_norm: bool,
         norm_eps: f32,
     ) -> Self {
+        let projections = if weights.contains(&format!("{prefix}.qkv_proj.weight")) {
+            QkvProjections::Fused {
+                qkv_proj: weights.linear(&format!("{prefix}.qkv_proj")),
+            }
+        } else {
+            QkvProjections::Separate {
+                q_proj: weights.linear(&format!("{prefix}.q_proj")),
+                k_proj: weights.linear(&format!("{prefix}.k_proj")),
+                v_proj: weights.linear(&format!("{prefix}.v_proj")),
+            }
+        };
         Attention {
-            q_proj: weights.linear(&format!("{prefix}.q_proj")),
-            k_proj: weights.linear(&format!("{prefix}.k_proj")),
-            v_proj: weights.linear(&format!("{prefix}.v_proj")),
+            projections,
             o_proj: weights.linear(&format!("{prefix}.o_proj")),
             qk_norm: qk_norm.then(|| {
                 (
@@ -56,10 +76,24 @@ impl Attention {
 
     pub fn forward(&self, x: &Array, rope: &Rope, cache: &mut KvCache) -> Result<Array> {
         let length = x.shape()[1];
-        let split = |proj: &Linear, heads: i32, norm: Option<&Array>| -> Result<Array> {
-            let mut a = proj
-                .forward(x)?
-                .reshape(&[1, length, heads, self.head_dim])?;
+        let (q, k, v) = match &self.projections {
+            QkvProjections::Separate {
+                q_proj,
+                k_proj,
+                v_proj,
+            } => (q_proj.forward(x)?, k_proj.forward(x)?, v_proj.forward(x)?),
+            QkvProjections::Fused { qkv_proj } => {
+                let q_size = self.heads * self.head_dim;
+                let kv_size = self.kv_heads * self.head_dim;
+                let mut parts =
+                    split_at_indices(qkv_proj.forward(x)?, &[q_size, q_size + kv_size], -1)?
+                        .into_iter();
+                let mut next = || parts.next().expect("three sections");
+                (next(), next(), next())
+            }
+        };
+        let heads = |a: Array, heads: i32, norm: Option<&Array>| -> Result<Array> {
+            let mut a = a.reshape(&[1, length, heads, self.head_dim])?;
             if let Some(weight) = norm {
                 a = fast::rms_norm(&a, Some(weight), self.norm_eps)?;
             }
@@ -69,9 +103,9 @@ impl Attention {
             Some((q, k)) => (Some(q), Some(k)),
             None => (None, None),
         };
-        let q = split(&self.q_proj, self.heads, q_norm)?;
-        let k = split(&self.k_proj, self.kv_heads, k_norm)?;
-        let v = split(&self.v_proj, self.kv_heads, None)?;
+        let q = heads(q, self.heads, q_norm)?;
+        let k = heads(k, self.kv_heads, k_norm)?;
+        let v = heads(v, self.kv_heads, None)?;
         let offset = cache.offset();
         let (q, k) = (rope.apply(&q, offset)?, rope.apply(&k, offset)?);
         let (k, v) = cache.update(k, v)?;
@@ -84,24 +118,47 @@ impl Attention {
     }
 }
 
+/// `down(silu(gate(x)) * up(x))`, with gate and up separate or fused (Phi-3).
 pub struct SwiGlu {
-    pub gate_proj: Linear,
-    pub up_proj: Linear,
+    pub gate_up: GateUp,
     pub down_proj: Linear,
+}
+
+pub enum GateUp {
+    Separate { gate_proj: Linear, up_proj: Linear },
+    Fused { gate_up_proj: Linear },
 }
 
 impl SwiGlu {
     pub fn load(weights: &mut Weights, prefix: &str) -> Self {
+        let gate_up = if weights.contains(&format!("{prefix}.gate_up_proj.weight")) {
+            GateUp::Fused {
+                gate_up_proj: weights.linear(&format!("{prefix}.gate_up_proj")),
+            }
+        } else {
+            GateUp::Separate {
+                gate_proj: weights.linear(&format!("{prefix}.gate_proj")),
+                up_proj: weights.linear(&format!("{prefix}.up_proj")),
+            }
+        };
         SwiGlu {
-            gate_proj: weights.linear(&format!("{prefix}.gate_proj")),
-            up_proj: weights.linear(&format!("{prefix}.up_proj")),
+            gate_up,
             down_proj: weights.linear(&format!("{prefix}.down_proj")),
         }
     }
 
     pub fn forward(&self, x: &Array) -> Result<Array> {
-        let gated = silu(self.gate_proj.forward(x)?)?.multiply(self.up_proj.forward(x)?)?;
-        self.down_proj.forward(&gated)
+        let (gate, up) = match &self.gate_up {
+            GateUp::Separate { gate_proj, up_proj } => (gate_proj.forward(x)?, up_proj.forward(x)?),
+            GateUp::Fused { gate_up_proj } => {
+                let mut halves = gate_up_proj.forward(x)?.split_equal(2, -1)?.into_iter();
+                (
+                    halves.next().expect("two halves"),
+                    halves.next().expect("two halves"),
+                )
+            }
+        };
+        self.down_proj.forward(&silu(gate)?.multiply(up)?)
     }
 }
 

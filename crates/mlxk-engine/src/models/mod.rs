@@ -2,6 +2,7 @@
 
 mod common;
 mod llama;
+mod phi3;
 mod qwen2;
 mod qwen3;
 mod rope;
@@ -38,6 +39,7 @@ pub fn load(dir: &Path) -> Result<(Box<dyn LanguageModel>, Value)> {
     let model: Box<dyn LanguageModel> = match model_type.as_str() {
         "llama" | "mistral" => Box::new(llama::load(&config, &mut weights)?),
         "qwen2" => Box::new(qwen2::load(&config, &mut weights)?),
+        "phi3" => Box::new(phi3::load(&config, &mut weights)?),
         "qwen3" => Box::new(qwen3::load(&config, &mut weights)?),
         other => return Err(EngineError::UnsupportedArchitecture(other.to_string())),
     };
