@@ -50,6 +50,7 @@ CASES = {
     "qwen2": {**BASE, "model_type": "qwen2", "tie_word_embeddings": True},
     "qwen3": {**BASE, "model_type": "qwen3", "head_dim": 32, "tie_word_embeddings": True},
     "phi3": {**BASE, "model_type": "phi3", "partial_rotary_factor": 0.5},
+    "gemma2": {**BASE, "model_type": "gemma2", "head_dim": 16, "query_pre_attn_scalar": 16.0},
 }
 
 

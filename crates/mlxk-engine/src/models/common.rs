@@ -251,3 +251,55 @@ impl super::LanguageModel for Decoder {
         self.layers.len()
     }
 }
+
+/// `down(gelu_approx(gate(x)) * up(x))` (Gemma), with mlx's tanh approximation of GELU.
+pub struct GeluMlp {
+    pub gate_proj: Linear,
+    pub up_proj: Linear,
+    pub down_proj: Linear,
+}
+
+impl GeluMlp {
+    pub fn load(weights: &mut Weights, prefix: &str) -> Self {
+        GeluMlp {
+            gate_proj: weights.linear(&format!("{prefix}.gate_proj")),
+            up_proj: weights.linear(&format!("{prefix}.up_proj")),
+            down_proj: weights.linear(&format!("{prefix}.down_proj")),
+        }
+    }
+
+    pub fn forward(&self, x: &Array) -> Result<Array> {
+        let gate = gelu_approx(&self.gate_proj.forward(x)?)?;
+        self.down_proj
+            .forward(&gate.multiply(self.up_proj.forward(x)?)?)
+    }
+}
+
+/// `0.5 x (1 + tanh(sqrt(2/π) (x + 0.044715 x³)))`, with mlx's constants and order of operations.
+fn gelu_approx(x: &Array) -> Result<Array> {
+    let c = (2.0f64 / std::f64::consts::PI).sqrt() as f32;
+    let cubic = x.add(
+        x.power(Array::from_f32(3.0))?
+            .multiply(Array::from_f32(0.044715))?,
+    )?;
+    let inner =
+        mlx_rs::ops::tanh(cubic.multiply(Array::from_f32(c))?)?.add(Array::from_f32(1.0))?;
+    Ok(x.multiply(Array::from_f32(0.5))?.multiply(inner)?)
+}
+
+/// Gemma's RMSNorm scales by `1 + weight`; the sum is taken once at load.
+pub fn gemma_norm_weight(weight: Array) -> Result<Array> {
+    Ok(weight.add(Array::from_f32(1.0))?)
+}
+
+/// A boolean causal mask `[length, offset + length]`, limited to `window` keys when given.
+pub fn causal_mask(length: i32, offset: i32, window: Option<i32>) -> Array {
+    let total = offset + length;
+    let allowed: Vec<bool> = (0..length)
+        .flat_map(|i| {
+            let q = offset + i;
+            (0..total).map(move |k| k <= q && window.is_none_or(|w| k > q - w))
+        })
+        .collect();
+    Array::from_slice(&allowed, &[length, total])
+}

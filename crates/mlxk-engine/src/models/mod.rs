@@ -1,6 +1,7 @@
 //! Model architectures, one file each, behind one trait.
 
 mod common;
+mod gemma2;
 mod llama;
 mod phi3;
 mod qwen2;
@@ -40,6 +41,7 @@ pub fn load(dir: &Path) -> Result<(Box<dyn LanguageModel>, Value)> {
         "llama" | "mistral" => Box::new(llama::load(&config, &mut weights)?),
         "qwen2" => Box::new(qwen2::load(&config, &mut weights)?),
         "phi3" => Box::new(phi3::load(&config, &mut weights)?),
+        "gemma2" => Box::new(gemma2::load(&config, &mut weights)?),
         "qwen3" => Box::new(qwen3::load(&config, &mut weights)?),
         other => return Err(EngineError::UnsupportedArchitecture(other.to_string())),
     };

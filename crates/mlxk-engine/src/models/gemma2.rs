@@ -1,0 +1,199 @@
+//! Gemma 2, as mlx-lm's `models/gemma2.py`: scaled embeddings, `1 + weight` RMSNorms around
+//! both sub-layers, soft-capped attention scores and logits, a GELU MLP and tied embeddings.
+
+use mlx_rs::fast;
+use mlx_rs::ops::{select, softmax_axis, tanh};
+use mlx_rs::Array;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::error::{EngineError, Result};
+use crate::kv_cache::KvCache;
+use crate::weights::{Embedding, Linear, Weights};
+
+use super::common::{causal_mask, gemma_norm_weight, GeluMlp};
+use super::rope::Rope;
+use super::LanguageModel;
+
+#[derive(Debug, Clone, Deserialize)]
+struct Args {
+    hidden_size: i32,
+    num_hidden_layers: usize,
+    num_attention_heads: i32,
+    num_key_value_heads: i32,
+    head_dim: i32,
+    rms_norm_eps: f32,
+    #[serde(default = "default_rope_theta")]
+    rope_theta: f32,
+    #[serde(default)]
+    rope_traditional: bool,
+    #[serde(default = "default_attn_cap")]
+    attn_logit_softcapping: f32,
+    #[serde(default = "default_final_cap")]
+    final_logit_softcapping: f32,
+    #[serde(default = "default_query_scalar")]
+    query_pre_attn_scalar: f32,
+}
+
+fn default_rope_theta() -> f32 {
+    10_000.0
+}
+fn default_attn_cap() -> f32 {
+    50.0
+}
+fn default_final_cap() -> f32 {
+    30.0
+}
+fn default_query_scalar() -> f32 {
+    144.0
+}
+
+struct Block {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    mlp: GeluMlp,
+    input_layernorm: Array,
+    post_attention_layernorm: Array,
+    pre_feedforward_layernorm: Array,
+    post_feedforward_layernorm: Array,
+}
+
+pub struct Gemma2 {
+    args: Args,
+    embed_tokens: Embedding,
+    layers: Vec<Block>,
+    norm: Array,
+    rope: Rope,
+}
+
+pub fn load(config: &Value, weights: &mut Weights) -> Result<Gemma2> {
+    let args: Args =
+        serde_json::from_value(config.clone()).map_err(|e| EngineError::Config(e.to_string()))?;
+    let norm = |w: &mut Weights, name: String| gemma_norm_weight(w.take(&name));
+    let mut layers = Vec::new();
+    for i in 0..args.num_hidden_layers {
+        let p = format!("model.layers.{i}");
+        layers.push(Block {
+            q_proj: weights.linear(&format!("{p}.self_attn.q_proj")),
+            k_proj: weights.linear(&format!("{p}.self_attn.k_proj")),
+            v_proj: weights.linear(&format!("{p}.self_attn.v_proj")),
+            o_proj: weights.linear(&format!("{p}.self_attn.o_proj")),
+            mlp: GeluMlp::load(weights, &format!("{p}.mlp")),
+            input_layernorm: norm(weights, format!("{p}.input_layernorm.weight"))?,
+            post_attention_layernorm: norm(
+                weights,
+                format!("{p}.post_attention_layernorm.weight"),
+            )?,
+            pre_feedforward_layernorm: norm(
+                weights,
+                format!("{p}.pre_feedforward_layernorm.weight"),
+            )?,
+            post_feedforward_layernorm: norm(
+                weights,
+                format!("{p}.post_feedforward_layernorm.weight"),
+            )?,
+        });
+    }
+    let _ = weights.take_optional("lm_head.weight");
+    Ok(Gemma2 {
+        rope: Rope::new(args.head_dim, args.rope_theta, args.rope_traditional, None)?,
+        embed_tokens: weights.embedding("model.embed_tokens"),
+        norm: norm(weights, "model.norm.weight".into())?,
+        layers,
+        args,
+    })
+}
+
+/// `tanh(x / cap) * cap`: bounds values smoothly to (-cap, cap).
+fn soft_cap(x: &Array, cap: f32) -> Result<Array> {
+    Ok(tanh(x.divide(Array::from_f32(cap))?)?.multiply(Array::from_f32(cap))?)
+}
+
+impl Gemma2 {
+    fn attention(
+        &self,
+        block: &Block,
+        x: &Array,
+        mask: Option<&Array>,
+        cache: &mut KvCache,
+    ) -> Result<Array> {
+        let a = &self.args;
+        let length = x.shape()[1];
+        let (heads, kv_heads, dim) = (a.num_attention_heads, a.num_key_value_heads, a.head_dim);
+        let split = |proj: &Linear, h: i32| -> Result<Array> {
+            Ok(proj
+                .forward(x)?
+                .reshape(&[1, length, h, dim])?
+                .transpose_axes(&[0, 2, 1, 3])?)
+        };
+        let (q, k, v) = (
+            split(&block.q_proj, heads)?,
+            split(&block.k_proj, kv_heads)?,
+            split(&block.v_proj, kv_heads)?,
+        );
+        let offset = cache.offset();
+        let (q, k) = (self.rope.apply(&q, offset)?, self.rope.apply(&k, offset)?);
+        let (k, v) = cache.update(k, v)?;
+        let scale = (1.0 / (a.query_pre_attn_scalar as f64).sqrt()) as f32;
+        let repeats = heads / kv_heads;
+        let q = q
+            .multiply(Array::from_f32(scale))?
+            .reshape(&[1, kv_heads, repeats, length, dim])?;
+        let (k, v) = (k.expand_dims(2)?, v.expand_dims(2)?);
+        let scores = soft_cap(&q.matmul(k.swap_axes(-1, -2)?)?, a.attn_logit_softcapping)?;
+        let scores = match mask {
+            Some(mask) => select(mask, &scores, Array::from_f32(f32::MIN))?,
+            None => scores,
+        };
+        let out = softmax_axis(&scores, -1, true)?
+            .matmul(&v)?
+            .reshape(&[1, heads, length, dim])?;
+        block.o_proj.forward(
+            &out.transpose_axes(&[0, 2, 1, 3])?
+                .reshape(&[1, length, -1])?,
+        )
+    }
+}
+
+impl LanguageModel for Gemma2 {
+    fn forward(&self, tokens: &Array, caches: &mut [KvCache]) -> Result<Array> {
+        let eps = self.args.rms_norm_eps;
+        let scale = (self.args.hidden_size as f64).sqrt() as f32;
+        let mut h = self
+            .embed_tokens
+            .forward(tokens)?
+            .multiply(Array::from_f32(scale))?;
+        let length = tokens.shape()[1];
+        let mask = (length > 1).then(|| causal_mask(length, caches[0].offset(), None));
+        for (block, cache) in self.layers.iter().zip(caches.iter_mut()) {
+            let normed = fast::rms_norm(&h, Some(&block.input_layernorm), eps)?;
+            let r = self.attention(block, &normed, mask.as_ref(), cache)?;
+            h = h.add(fast::rms_norm(
+                &r,
+                Some(&block.post_attention_layernorm),
+                eps,
+            )?)?;
+            let r = block.mlp.forward(&fast::rms_norm(
+                &h,
+                Some(&block.pre_feedforward_layernorm),
+                eps,
+            )?)?;
+            h = h.add(fast::rms_norm(
+                &r,
+                Some(&block.post_feedforward_layernorm),
+                eps,
+            )?)?;
+        }
+        let h = fast::rms_norm(&h, Some(&self.norm), eps)?;
+        soft_cap(
+            &self.embed_tokens.as_linear(&h)?,
+            self.args.final_logit_softcapping,
+        )
+    }
+
+    fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+}
