@@ -7,8 +7,15 @@ use crate::classify::{Framework, ModelType};
 
 /// `model_type` values (from `config.json`) that `mlxk-engine` can load and run. The engine
 /// checks in its tests that it loads each of them.
-pub const SUPPORTED_ARCHITECTURES: &[&str] =
-    &["llama", "mistral", "qwen2", "qwen3", "phi3", "gemma2"];
+pub const SUPPORTED_ARCHITECTURES: &[&str] = &[
+    "llama",
+    "mistral",
+    "qwen2",
+    "qwen3",
+    "phi3",
+    "gemma2",
+    "gemma3_text",
+];
 
 /// Whether the engine can run a model, and if not, why not (a sentence for people).
 pub fn runtime_compatibility(

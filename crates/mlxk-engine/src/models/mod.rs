@@ -2,6 +2,7 @@
 
 mod common;
 mod gemma2;
+mod gemma3;
 mod llama;
 mod phi3;
 mod qwen2;
@@ -42,6 +43,7 @@ pub fn load(dir: &Path) -> Result<(Box<dyn LanguageModel>, Value)> {
         "qwen2" => Box::new(qwen2::load(&config, &mut weights)?),
         "phi3" => Box::new(phi3::load(&config, &mut weights)?),
         "gemma2" => Box::new(gemma2::load(&config, &mut weights)?),
+        "gemma3_text" => Box::new(gemma3::load(&config, &mut weights)?),
         "qwen3" => Box::new(qwen3::load(&config, &mut weights)?),
         other => return Err(EngineError::UnsupportedArchitecture(other.to_string())),
     };

@@ -1,0 +1,228 @@
+//! Gemma 3 (text), as mlx-lm's `models/gemma3_text.py`: Gemma 2's sandwich norms and GELU
+//! MLP, per-head query/key norms, no soft-capping, and sliding-window attention (with its own
+//! RoPE base) on all but every `sliding_window_pattern`-th layer.
+//!
+//! The window is applied by attending to the last `sliding_window` positions; the cache keeps
+//! every position (mlx-lm rotates a bounded buffer instead; the attended set is the same).
+
+use mlx_rs::fast::{self, ScaledDotProductAttentionMask};
+use mlx_rs::Array;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::error::{EngineError, Result};
+use crate::kv_cache::KvCache;
+use crate::weights::{Embedding, Linear, Weights};
+
+use super::common::{causal_mask, gemma_norm_weight, GeluMlp};
+use super::rope::Rope;
+use super::LanguageModel;
+
+#[derive(Debug, Clone, Deserialize)]
+struct Args {
+    hidden_size: i32,
+    num_hidden_layers: usize,
+    num_attention_heads: i32,
+    num_key_value_heads: i32,
+    head_dim: i32,
+    rms_norm_eps: f32,
+    #[serde(default = "default_rope_theta")]
+    rope_theta: f32,
+    #[serde(default = "default_local_base")]
+    rope_local_base_freq: f32,
+    #[serde(default = "default_query_scalar")]
+    query_pre_attn_scalar: f32,
+    #[serde(default = "default_window")]
+    sliding_window: i32,
+    #[serde(default = "default_pattern")]
+    sliding_window_pattern: usize,
+    rope_scaling: Option<Value>,
+}
+
+fn default_rope_theta() -> f32 {
+    1_000_000.0
+}
+fn default_local_base() -> f32 {
+    10_000.0
+}
+fn default_query_scalar() -> f32 {
+    256.0
+}
+fn default_window() -> i32 {
+    512
+}
+fn default_pattern() -> usize {
+    6
+}
+
+struct Block {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    q_norm: Array,
+    k_norm: Array,
+    mlp: GeluMlp,
+    input_layernorm: Array,
+    post_attention_layernorm: Array,
+    pre_feedforward_layernorm: Array,
+    post_feedforward_layernorm: Array,
+    /// `Some(window)` on sliding-window layers.
+    window: Option<i32>,
+}
+
+pub struct Gemma3 {
+    args: Args,
+    embed_tokens: Embedding,
+    layers: Vec<Block>,
+    norm: Array,
+    lm_head: Option<Linear>,
+    global_rope: Rope,
+    local_rope: Rope,
+}
+
+pub fn load(config: &Value, weights: &mut Weights) -> Result<Gemma3> {
+    let args: Args =
+        serde_json::from_value(config.clone()).map_err(|e| EngineError::Config(e.to_string()))?;
+    let norm = |w: &mut Weights, name: String| gemma_norm_weight(w.take(&name));
+    let mut layers = Vec::new();
+    for i in 0..args.num_hidden_layers {
+        let p = format!("model.layers.{i}");
+        let sliding = (i + 1) % args.sliding_window_pattern != 0;
+        layers.push(Block {
+            q_proj: weights.linear(&format!("{p}.self_attn.q_proj")),
+            k_proj: weights.linear(&format!("{p}.self_attn.k_proj")),
+            v_proj: weights.linear(&format!("{p}.self_attn.v_proj")),
+            o_proj: weights.linear(&format!("{p}.self_attn.o_proj")),
+            q_norm: norm(weights, format!("{p}.self_attn.q_norm.weight"))?,
+            k_norm: norm(weights, format!("{p}.self_attn.k_norm.weight"))?,
+            mlp: GeluMlp::load(weights, &format!("{p}.mlp")),
+            input_layernorm: norm(weights, format!("{p}.input_layernorm.weight"))?,
+            post_attention_layernorm: norm(
+                weights,
+                format!("{p}.post_attention_layernorm.weight"),
+            )?,
+            pre_feedforward_layernorm: norm(
+                weights,
+                format!("{p}.pre_feedforward_layernorm.weight"),
+            )?,
+            post_feedforward_layernorm: norm(
+                weights,
+                format!("{p}.post_feedforward_layernorm.weight"),
+            )?,
+            window: sliding.then_some(args.sliding_window),
+        });
+    }
+    // As mlx-lm: the output projection is tied unless the weights ship one.
+    let lm_head = weights
+        .contains("lm_head.weight")
+        .then(|| weights.linear("lm_head"));
+    Ok(Gemma3 {
+        global_rope: Rope::new(
+            args.head_dim,
+            args.rope_theta,
+            false,
+            args.rope_scaling.as_ref(),
+        )?,
+        local_rope: Rope::new(args.head_dim, args.rope_local_base_freq, false, None)?,
+        embed_tokens: weights.embedding("model.embed_tokens"),
+        norm: norm(weights, "model.norm.weight".into())?,
+        lm_head,
+        layers,
+        args,
+    })
+}
+
+impl Gemma3 {
+    fn attention(&self, block: &Block, x: &Array, cache: &mut KvCache) -> Result<Array> {
+        let a = &self.args;
+        let length = x.shape()[1];
+        let dim = a.head_dim;
+        let split = |proj: &Linear, heads: i32, norm: &Array| -> Result<Array> {
+            let h = proj
+                .forward(x)?
+                .reshape(&[1, length, heads, dim])?
+                .transpose_axes(&[0, 2, 1, 3])?;
+            Ok(fast::rms_norm(&h, Some(norm), a.rms_norm_eps)?)
+        };
+        let q = split(&block.q_proj, a.num_attention_heads, &block.q_norm)?;
+        let k = split(&block.k_proj, a.num_key_value_heads, &block.k_norm)?;
+        let v = block
+            .v_proj
+            .forward(x)?
+            .reshape(&[1, length, a.num_key_value_heads, dim])?
+            .transpose_axes(&[0, 2, 1, 3])?;
+        let rope = if block.window.is_some() {
+            &self.local_rope
+        } else {
+            &self.global_rope
+        };
+        let offset = cache.offset();
+        let (q, k) = (rope.apply(&q, offset)?, rope.apply(&k, offset)?);
+        let (mut k, mut v) = cache.update(k, v)?;
+        let total = offset + length;
+        let mask_array;
+        let mask = match block.window {
+            Some(window) if length == 1 && total > window => {
+                // Decoding past the window: only the last `window` positions are attended.
+                let recent =
+                    Array::from_slice(&(total - window..total).collect::<Vec<i32>>(), &[window]);
+                k = k.take_axis(&recent, 2)?;
+                v = v.take_axis(&recent, 2)?;
+                None
+            }
+            Some(window) if length > 1 && total > window => {
+                mask_array = causal_mask(length, offset, Some(window));
+                Some(ScaledDotProductAttentionMask::Array(&mask_array))
+            }
+            _ if length > 1 => Some(ScaledDotProductAttentionMask::Causal),
+            _ => None,
+        };
+        let scale = (a.query_pre_attn_scalar as f64).powf(-0.5) as f32;
+        let out = fast::scaled_dot_product_attention(&q, &k, &v, scale, mask, None)?;
+        block.o_proj.forward(
+            &out.transpose_axes(&[0, 2, 1, 3])?
+                .reshape(&[1, length, -1])?,
+        )
+    }
+}
+
+impl LanguageModel for Gemma3 {
+    fn forward(&self, tokens: &Array, caches: &mut [KvCache]) -> Result<Array> {
+        let eps = self.args.rms_norm_eps;
+        // mlx-lm rounds the embedding scale to bfloat16 first; so do we.
+        let scale = half::bf16::from_f64((self.args.hidden_size as f64).sqrt()).to_f32();
+        let mut h = self
+            .embed_tokens
+            .forward(tokens)?
+            .multiply(Array::from_f32(scale))?;
+        for (block, cache) in self.layers.iter().zip(caches.iter_mut()) {
+            let normed = fast::rms_norm(&h, Some(&block.input_layernorm), eps)?;
+            let r = self.attention(block, &normed, cache)?;
+            h = h.add(fast::rms_norm(
+                &r,
+                Some(&block.post_attention_layernorm),
+                eps,
+            )?)?;
+            let r = block.mlp.forward(&fast::rms_norm(
+                &h,
+                Some(&block.pre_feedforward_layernorm),
+                eps,
+            )?)?;
+            h = h.add(fast::rms_norm(
+                &r,
+                Some(&block.post_feedforward_layernorm),
+                eps,
+            )?)?;
+        }
+        let h = fast::rms_norm(&h, Some(&self.norm), eps)?;
+        match &self.lm_head {
+            Some(head) => head.forward(&h),
+            None => self.embed_tokens.as_linear(&h),
+        }
+    }
+
+    fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+}
