@@ -707,6 +707,25 @@ fn run_chats_interactively_and_refuses_what_it_cannot_run() {
         "the second answer sees the history: {stdout}"
     );
 
+    let stopped = cache
+        .run(&[
+            "run",
+            DEMO,
+            "What is the capital of France?",
+            "--temperature",
+            "0",
+            "--stop",
+            "Paris",
+            "--json",
+        ])
+        .json();
+    assert_eq!(stopped["data"]["finish_reason"], "stop");
+    let response = stopped["data"]["response"].as_str().unwrap();
+    assert!(
+        !response.contains("Paris") && response.contains("capital"),
+        "{response}"
+    );
+
     let not_runnable = cache.run(&["run", "TinyLlama-1.1B-Chat-GGUF", "hi", "--json"]);
     assert_eq!(not_runnable.code, 1);
     assert_eq!(not_runnable.json()["error"]["type"], "model_not_runnable");

@@ -80,7 +80,10 @@ impl Generation {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Control {
     Continue,
-    Stop,
+    /// The output is complete (a stop string was produced): finish with `stop`.
+    Finish,
+    /// The caller gave up (a disconnect, Ctrl-C): finish with `cancelled`.
+    Cancel,
 }
 
 /// Generates up to `max_tokens` after `prompt`, calling `on_token` with each new token (EOS
@@ -140,12 +143,24 @@ pub fn generate(
             on_token(next);
             break;
         }
-        if on_token(next) == Control::Stop {
-            finish_reason = FinishReason::Cancelled;
-            break;
+        match on_token(next) {
+            Control::Continue => {}
+            Control::Finish => {
+                finish_reason = FinishReason::Stop;
+                break;
+            }
+            Control::Cancel => {
+                finish_reason = FinishReason::Cancelled;
+                break;
+            }
         }
     }
     let prompt_time = prompt_time.unwrap_or_else(|| started.elapsed());
+    if finish_reason == FinishReason::Cancelled {
+        // The caches are dropped here; hand their memory back rather than keep it pooled.
+        drop(caches);
+        mlx_rs::memory::clear_cache()?;
+    }
     Ok(Generation {
         prompt_tokens: prompt.len(),
         decode_time: started.elapsed().saturating_sub(prompt_time),

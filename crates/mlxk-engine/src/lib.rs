@@ -9,6 +9,7 @@ pub mod generate;
 mod kv_cache;
 pub mod models;
 pub mod runtime;
+pub mod text;
 pub mod tokenizer;
 mod weights;
 
@@ -16,4 +17,5 @@ pub use error::{EngineError, Result};
 pub use generate::{generate, Control, FinishReason, Generation, SamplingParams};
 pub use models::{load, LanguageModel};
 pub use runtime::{DeviceKind, RuntimeInfo};
+pub use text::{TextEvent, TextStream};
 pub use tokenizer::{ChatMessage, Tokenizer};

@@ -6,8 +6,10 @@ use std::time::Instant;
 
 use clap::Args;
 use mlxk_core::Library;
+use mlxk_engine::text::THINK_START;
 use mlxk_engine::{
-    generate, ChatMessage, Control, FinishReason, LanguageModel, SamplingParams, Tokenizer,
+    generate, ChatMessage, Control, FinishReason, LanguageModel, SamplingParams, TextEvent,
+    TextStream, Tokenizer,
 };
 use serde_json::json;
 
@@ -50,6 +52,12 @@ pub struct RunArgs {
     /// Print the answer once complete instead of token by token.
     #[arg(long)]
     pub no_stream: bool,
+    /// End the answer where this text appears (never printed); repeatable.
+    #[arg(long = "stop", value_name = "TEXT")]
+    pub stops: Vec<String>,
+    /// Do not show a reasoning model's thinking (`<think>…</think>`); it goes to stderr otherwise.
+    #[arg(long)]
+    pub hide_reasoning: bool,
     /// Report load time, prompt and decode speed, time to first token and peak memory.
     #[arg(long, short)]
     pub verbose: bool,
@@ -129,12 +137,18 @@ fn sampling(args: &RunArgs) -> SamplingParams {
     }
 }
 
+/// A rendered prompt: its token ids, and whether it opens a reasoning block itself.
+struct Prompt {
+    ids: Vec<u32>,
+    opens_reasoning: bool,
+}
+
 /// Renders the conversation (or the raw prompt) into token ids.
 fn prompt_ids(
     args: &RunArgs,
     loaded: &Loaded,
     messages: &[ChatMessage],
-) -> Result<Vec<u32>, CliError> {
+) -> Result<Prompt, CliError> {
     let engine_error =
         |e: mlxk_engine::EngineError| CliError::new("execution_error", e.to_string());
     let text = if args.no_chat_template || !loaded.tokenizer.has_chat_template() {
@@ -149,24 +163,55 @@ fn prompt_ids(
             .apply_chat_template(messages, true)
             .map_err(engine_error)?
     };
-    loaded.tokenizer.encode(&text).map_err(engine_error)
+    Ok(Prompt {
+        ids: loaded.tokenizer.encode(&text).map_err(engine_error)?,
+        opens_reasoning: text.trim_end().ends_with(THINK_START),
+    })
 }
 
-/// Generates one answer, streaming it to stdout when `stream`; stops early when `cancel` is set.
+/// The answer and the reasoning of one generation.
+struct Answer {
+    content: String,
+    reasoning: String,
+    generation: mlxk_engine::Generation,
+}
+
+/// Generates one answer, streaming it when `stream` (the answer to stdout, reasoning to
+/// stderr); stops early when `cancel` is set.
 fn answer(
     args: &RunArgs,
     loaded: &Loaded,
-    ids: &[u32],
+    prompt: &Prompt,
     stream: bool,
     cancel: &AtomicBool,
-) -> Result<(String, mlxk_engine::Generation), CliError> {
+) -> Result<Answer, CliError> {
     let mut decoder = loaded.tokenizer.decode_stream();
-    let mut text = String::new();
-    let mut stdout = io::stdout().lock();
+    let mut text = TextStream::new(args.stops.clone(), true, prompt.opens_reasoning);
+    let (mut content, mut reasoning) = (String::new(), String::new());
+    let show = |events: Vec<TextEvent>, content: &mut String, reasoning: &mut String| {
+        for event in events {
+            match event {
+                TextEvent::Content(piece) => {
+                    if stream {
+                        let mut stdout = io::stdout().lock();
+                        let _ = stdout.write_all(piece.as_bytes());
+                        let _ = stdout.flush();
+                    }
+                    content.push_str(&piece);
+                }
+                TextEvent::Reasoning(piece) => {
+                    if stream && !args.hide_reasoning {
+                        eprint!("{piece}");
+                    }
+                    reasoning.push_str(&piece);
+                }
+            }
+        }
+    };
     let eos = loaded.tokenizer.eos_ids().to_vec();
     let generation = generate(
         loaded.model.as_ref(),
-        ids,
+        &prompt.ids,
         args.max_tokens,
         loaded.context_length,
         &eos,
@@ -174,15 +219,13 @@ fn answer(
         |token| {
             if !eos.contains(&token) {
                 if let Ok(Some(piece)) = decoder.step(token) {
-                    if stream {
-                        let _ = stdout.write_all(piece.as_bytes());
-                        let _ = stdout.flush();
-                    }
-                    text.push_str(&piece);
+                    show(text.push(&piece), &mut content, &mut reasoning);
                 }
             }
-            if cancel.load(Ordering::Relaxed) {
-                Control::Stop
+            if text.stopped() {
+                Control::Finish
+            } else if cancel.load(Ordering::Relaxed) {
+                Control::Cancel
             } else {
                 Control::Continue
             }
@@ -194,7 +237,12 @@ fn answer(
         }
         other => CliError::new("execution_error", other.to_string()),
     })?;
-    Ok((text, generation))
+    show(text.finish(), &mut content, &mut reasoning);
+    Ok(Answer {
+        content,
+        reasoning,
+        generation,
+    })
 }
 
 fn report(generation: &mlxk_engine::Generation) {
@@ -224,9 +272,19 @@ fn one_shot(
         messages.push(ChatMessage::new("system", system));
     }
     messages.push(ChatMessage::new("user", prompt));
-    let ids = prompt_ids(args, loaded, &messages)?;
+    let prompt_tokens = prompt_ids(args, loaded, &messages)?;
     let stream = !output.json && !args.no_stream;
-    let (text, generation) = answer(args, loaded, &ids, stream, &AtomicBool::new(false))?;
+    let Answer {
+        content: text,
+        reasoning,
+        generation,
+    } = answer(
+        args,
+        loaded,
+        &prompt_tokens,
+        stream,
+        &AtomicBool::new(false),
+    )?;
     if args.verbose {
         report(&generation);
     }
@@ -240,6 +298,7 @@ fn one_shot(
         "model": loaded.name,
         "prompt": prompt,
         "response": text,
+        "reasoning": if reasoning.is_empty() { None } else { Some(&reasoning) },
         "finish_reason": generation.finish_reason,
         "tokens_generated": generation.tokens.len(),
         "prompt_tokens": generation.prompt_tokens,
@@ -279,9 +338,13 @@ fn chat(args: &RunArgs, loaded: &Loaded) -> Result<(), CliError> {
         messages.push(ChatMessage::new("user", line));
         cancel.store(false, Ordering::Relaxed);
         eprint!("Assistant: ");
-        let ids = prompt_ids(args, loaded, &messages)?;
-        match answer(args, loaded, &ids, !args.no_stream, &cancel) {
-            Ok((text, generation)) => {
+        let prompt = prompt_ids(args, loaded, &messages)?;
+        match answer(args, loaded, &prompt, !args.no_stream, &cancel) {
+            Ok(Answer {
+                content: text,
+                generation,
+                ..
+            }) => {
                 if args.no_stream {
                     print!("{text}");
                 }
