@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use mlx_rs::ops::indexing::argmax_axis;
-use mlx_rs::transforms::eval;
+use mlx_rs::transforms::{async_eval, eval};
 use mlx_rs::Array;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -122,28 +122,40 @@ pub fn generate(
     }
     let mut history: Vec<u32> = prompt.to_vec();
     let mut tokens = Vec::new();
-    let mut next = last[0];
     let mut prompt_time = None;
     let mut finish_reason = FinishReason::Length;
+    // Greedy decoding stays on the device and is pipelined as in mlx-lm: the next step is
+    // queued (asynchronous evaluation) before the current token is read back.
+    let on_device = sampling.temperature <= 0.0 && sampling.repetition_penalty == 1.0;
+    let mut step = |input: &Array, history: &[u32]| -> Result<Array> {
+        let logits = model.forward(&input.reshape(&[1, 1])?, &mut caches)?;
+        let row = logits.reshape(&[-1])?;
+        if on_device {
+            let token = argmax_axis(&row, -1, None)?;
+            async_eval([&token])?;
+            Ok(token)
+        } else {
+            let token = sample(&row, history, sampling, &mut rng)?;
+            Ok(Array::from_slice(&[token as i32], &[1]))
+        }
+    };
+    let mut current = step(&token_array(last), &history)?;
     while tokens.len() < max_tokens {
-        let logits = model.forward(&token_array(&[next]), &mut caches)?;
-        let vocab = *logits
-            .shape()
-            .last()
-            .expect("logits have a vocabulary axis");
-        let last_logits = logits
-            .reshape(&[-1, vocab])?
-            .take_axis(Array::from_int(-1 + logits.shape()[1]), 0)?;
-        next = sample(&last_logits, &history, sampling, &mut rng)?;
+        let upcoming = if on_device && tokens.len() + 1 < max_tokens {
+            Some(step(&current, &history)?)
+        } else {
+            None
+        };
+        let token = read_token(&current)?;
         prompt_time.get_or_insert_with(|| started.elapsed());
-        tokens.push(next);
-        history.push(next);
-        if eos_ids.contains(&next) {
+        tokens.push(token);
+        history.push(token);
+        if eos_ids.contains(&token) {
             finish_reason = FinishReason::Stop;
-            on_token(next);
+            on_token(token);
             break;
         }
-        match on_token(next) {
+        match on_token(token) {
             Control::Continue => {}
             Control::Finish => {
                 finish_reason = FinishReason::Stop;
@@ -154,7 +166,15 @@ pub fn generate(
                 break;
             }
         }
+        if tokens.len() >= max_tokens {
+            break;
+        }
+        current = match upcoming {
+            Some(next) => next,
+            None => step(&Array::from_slice(&[token as i32], &[1]), &history)?,
+        };
     }
+    drop(step);
     let prompt_time = prompt_time.unwrap_or_else(|| started.elapsed());
     if finish_reason == FinishReason::Cancelled {
         // The caches are dropped here; hand their memory back rather than keep it pooled.
@@ -167,6 +187,15 @@ pub fn generate(
         prompt_time,
         finish_reason,
         tokens,
+    })
+}
+
+/// Reads a one-element token array back to the host (waiting for it if it is still queued).
+fn read_token(token: &Array) -> Result<u32> {
+    eval([token])?;
+    Ok(match token.dtype() {
+        mlx_rs::Dtype::Uint32 => token.item_exact::<u32>(),
+        _ => token.as_type::<i32>()?.item_exact::<i32>() as u32,
     })
 }
 

@@ -303,6 +303,12 @@ fn one_shot(
         "tokens_generated": generation.tokens.len(),
         "prompt_tokens": generation.prompt_tokens,
         "generation_time_s": (generation.prompt_time + generation.decode_time).as_secs_f64(),
+        "stats": {
+            "prompt_tokens_per_second": generation.prompt_tokens_per_second(),
+            "decode_tokens_per_second": generation.decode_tokens_per_second(),
+            "time_to_first_token_s": generation.prompt_time.as_secs_f64(),
+            "peak_memory_bytes": mlxk_engine::runtime::peak_memory_bytes(),
+        },
     });
     // Streamed text is already on screen; only the newline is left.
     let shown = if stream { String::from("\n") } else { text };
