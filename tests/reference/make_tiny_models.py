@@ -64,8 +64,12 @@ CASES = {
 }
 
 
-def make(case: str, config: dict, quantize: bool, out: Path) -> None:
-    mx.random.seed(sum(map(ord, case)) + (7 if quantize else 0))
+# Extra weight formats, on llama: (suffix, bits, group size, dtype).
+VARIANTS = [("-8bit-g64", 8, 64, None), ("-3bit-g32", 3, 32, None), ("-bf16", None, None, mx.bfloat16)]
+
+
+def make(case: str, config: dict, quantize, out: Path, suffix: str = "", dtype=None) -> None:
+    mx.random.seed(sum(map(ord, case + suffix)) + (7 if quantize else 0))
     model_class, args_class = _get_classes(config)
     model = model_class(args_class.from_dict(config))
     # mlx's init leaves the residual stream dominated by the embedding, so that a tied model
@@ -74,11 +78,14 @@ def make(case: str, config: dict, quantize: bool, out: Path) -> None:
     params = {k: v * 3.0 if k.endswith("proj.weight") else v for k, v in params.items()}
     model.load_weights(list(params.items()))
     config = dict(config)
+    if dtype is not None:
+        model.set_dtype(dtype)
     if quantize:
-        nn.quantize(model, group_size=32, bits=4)
-        config["quantization"] = {"group_size": 32, "bits": 4}
+        group_size, bits = quantize
+        nn.quantize(model, group_size=group_size, bits=bits)
+        config["quantization"] = {"group_size": group_size, "bits": bits}
     mx.eval(model.parameters())
-    folder = out / (case + ("-4bit" if quantize else ""))
+    folder = out / (case + (suffix or ("-4bit" if quantize else "")))
     folder.mkdir(parents=True, exist_ok=True)
     mx.save_safetensors(str(folder / "model.safetensors"), dict(tree_flatten(model.parameters())))
     (folder / "config.json").write_text(json.dumps(config, indent=2))
@@ -95,9 +102,12 @@ def make(case: str, config: dict, quantize: bool, out: Path) -> None:
 def main() -> None:
     out = Path(sys.argv[1])
     for case, config in CASES.items():
-        for quantize in (False, True):
+        for quantize in (None, (32, 4)):
             make(case, config, quantize, out)
             print(case, "4-bit" if quantize else "float32")
+    for suffix, bits, group_size, dtype in VARIANTS:
+        make("llama", CASES["llama"], (group_size, bits) if bits else None, out, suffix, dtype)
+        print("llama" + suffix)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-//! Every supported architecture, float32 and 4-bit: tiny random-weight models made by mlx-lm
+//! Every supported architecture, float32 and 4-bit (and llama in 8-bit, 3-bit and bfloat16):
+//! tiny random-weight models made by mlx-lm
 //! itself (tests/reference/make_tiny_models.py); our greedy tokens must equal mlx-lm's and our
 //! first-step log-probabilities must match to 1e-4.
 
@@ -53,6 +54,7 @@ fn first_logprobs(model: &dyn LanguageModel, prompt: &[u32]) -> Vec<f32> {
     let logits = model.forward(&as_array(last), &mut caches).unwrap();
     let logits = logits.reshape(&[-1]).unwrap();
     let logprobs = logits.subtract(logits.logsumexp(true).unwrap()).unwrap();
+    let logprobs = logprobs.as_type::<f32>().unwrap();
     eval([&logprobs]).unwrap();
     logprobs.as_slice::<f32>().to_vec()
 }
