@@ -38,15 +38,20 @@ def theirs(prompt):
     data = json.loads(out.stdout)
     return {**data, "tokens": data["generation_tokens"]}
 
-def median(fn, prompt):
-    fn(prompt)  # warm-up: file cache, lazy loading
-    samples = [fn(prompt) for _ in range(runs)]
-    return {k: statistics.median(s[k] for s in samples) for k in KEYS + ["prompt_tokens", "tokens"]}
+def medians(prompt):
+    """Alternates the two tools run by run, so that drift in the machine's speed hits both."""
+    ours(prompt), theirs(prompt)  # warm-up: file cache, lazy loading
+    a, b = [], []
+    for _ in range(runs):
+        a.append(ours(prompt))
+        b.append(theirs(prompt))
+    pick = lambda samples: {k: statistics.median(s[k] for s in samples) for k in KEYS + ["prompt_tokens", "tokens"]}
+    return pick(a), pick(b)
 
 print(f"demo model: {model} (median of {runs} runs, greedy, 128 new tokens)")
 print(f"{'prompt':<8} {'figure':<24} {'mlxk':>10} {'mlx-lm':>10} {'ratio':>7}")
 for label, prompt in (("short", short), ("~500", long_prompt)):
-    a, b = median(ours, prompt), median(theirs, prompt)
+    a, b = medians(prompt)
     assert a["prompt_tokens"] == b["prompt_tokens"], (a["prompt_tokens"], b["prompt_tokens"])
     rows = [
         ("prompt tok/s", a["prompt_tokens_per_second"], b["prompt_tokens_per_second"], True),

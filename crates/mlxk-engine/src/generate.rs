@@ -174,7 +174,6 @@ pub fn generate(
             None => step(&Array::from_slice(&[token as i32], &[1]), &history)?,
         };
     }
-    drop(step);
     let prompt_time = prompt_time.unwrap_or_else(|| started.elapsed());
     if finish_reason == FinishReason::Cancelled {
         // The caches are dropped here; hand their memory back rather than keep it pooled.
