@@ -303,3 +303,51 @@ pub fn causal_mask(length: i32, offset: i32, window: Option<i32>) -> Array {
         .collect();
     Array::from_slice(&allowed, &[length, total])
 }
+
+/// Gemma's block: RMSNorms before and after both the attention and the MLP
+/// (`h + norm(attn(norm(h)))`, then `h + norm(mlp(norm(h)))`), all scaling by `1 + weight`.
+pub struct SandwichBlock {
+    pub input_layernorm: Array,
+    pub post_attention_layernorm: Array,
+    pub pre_feedforward_layernorm: Array,
+    pub post_feedforward_layernorm: Array,
+    pub mlp: GeluMlp,
+}
+
+impl SandwichBlock {
+    pub fn load(weights: &mut Weights, prefix: &str) -> Result<Self> {
+        let mut norm =
+            |name: &str| gemma_norm_weight(weights.take(&format!("{prefix}.{name}.weight")));
+        Ok(SandwichBlock {
+            input_layernorm: norm("input_layernorm")?,
+            post_attention_layernorm: norm("post_attention_layernorm")?,
+            pre_feedforward_layernorm: norm("pre_feedforward_layernorm")?,
+            post_feedforward_layernorm: norm("post_feedforward_layernorm")?,
+            mlp: GeluMlp::load(weights, &format!("{prefix}.mlp")),
+        })
+    }
+
+    pub fn forward(
+        &self,
+        h: &Array,
+        eps: f32,
+        attention: impl FnOnce(&Array) -> Result<Array>,
+    ) -> Result<Array> {
+        let r = attention(&fast::rms_norm(h, Some(&self.input_layernorm), eps)?)?;
+        let h = h.add(fast::rms_norm(
+            &r,
+            Some(&self.post_attention_layernorm),
+            eps,
+        )?)?;
+        let r = self.mlp.forward(&fast::rms_norm(
+            &h,
+            Some(&self.pre_feedforward_layernorm),
+            eps,
+        )?)?;
+        Ok(h.add(fast::rms_norm(
+            &r,
+            Some(&self.post_feedforward_layernorm),
+            eps,
+        )?)?)
+    }
+}

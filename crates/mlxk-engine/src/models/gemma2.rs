@@ -11,7 +11,7 @@ use crate::error::{EngineError, Result};
 use crate::kv_cache::KvCache;
 use crate::weights::{Embedding, Linear, Weights};
 
-use super::common::{causal_mask, gemma_norm_weight, GeluMlp};
+use super::common::{causal_mask, gemma_norm_weight, SandwichBlock};
 use super::rope::Rope;
 use super::LanguageModel;
 
@@ -53,11 +53,7 @@ struct Block {
     k_proj: Linear,
     v_proj: Linear,
     o_proj: Linear,
-    mlp: GeluMlp,
-    input_layernorm: Array,
-    post_attention_layernorm: Array,
-    pre_feedforward_layernorm: Array,
-    post_feedforward_layernorm: Array,
+    norms: SandwichBlock,
 }
 
 pub struct Gemma2 {
@@ -80,20 +76,7 @@ pub fn load(config: &Value, weights: &mut Weights) -> Result<Gemma2> {
             k_proj: weights.linear(&format!("{p}.self_attn.k_proj")),
             v_proj: weights.linear(&format!("{p}.self_attn.v_proj")),
             o_proj: weights.linear(&format!("{p}.self_attn.o_proj")),
-            mlp: GeluMlp::load(weights, &format!("{p}.mlp")),
-            input_layernorm: norm(weights, format!("{p}.input_layernorm.weight"))?,
-            post_attention_layernorm: norm(
-                weights,
-                format!("{p}.post_attention_layernorm.weight"),
-            )?,
-            pre_feedforward_layernorm: norm(
-                weights,
-                format!("{p}.pre_feedforward_layernorm.weight"),
-            )?,
-            post_feedforward_layernorm: norm(
-                weights,
-                format!("{p}.post_feedforward_layernorm.weight"),
-            )?,
+            norms: SandwichBlock::load(weights, &p)?,
         });
     }
     let _ = weights.take_optional("lm_head.weight");
@@ -168,23 +151,9 @@ impl LanguageModel for Gemma2 {
         let length = tokens.shape()[1];
         let mask = (length > 1).then(|| causal_mask(length, caches[0].offset(), None));
         for (block, cache) in self.layers.iter().zip(caches.iter_mut()) {
-            let normed = fast::rms_norm(&h, Some(&block.input_layernorm), eps)?;
-            let r = self.attention(block, &normed, mask.as_ref(), cache)?;
-            h = h.add(fast::rms_norm(
-                &r,
-                Some(&block.post_attention_layernorm),
-                eps,
-            )?)?;
-            let r = block.mlp.forward(&fast::rms_norm(
-                &h,
-                Some(&block.pre_feedforward_layernorm),
-                eps,
-            )?)?;
-            h = h.add(fast::rms_norm(
-                &r,
-                Some(&block.post_feedforward_layernorm),
-                eps,
-            )?)?;
+            h = block.norms.forward(&h, eps, |normed| {
+                self.attention(block, normed, mask.as_ref(), cache)
+            })?;
         }
         let h = fast::rms_norm(&h, Some(&self.norm), eps)?;
         soft_cap(

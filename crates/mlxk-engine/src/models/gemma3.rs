@@ -14,7 +14,7 @@ use crate::error::{EngineError, Result};
 use crate::kv_cache::KvCache;
 use crate::weights::{Embedding, Linear, Weights};
 
-use super::common::{causal_mask, gemma_norm_weight, GeluMlp};
+use super::common::{causal_mask, gemma_norm_weight, SandwichBlock};
 use super::rope::Rope;
 use super::LanguageModel;
 
@@ -62,11 +62,7 @@ struct Block {
     o_proj: Linear,
     q_norm: Array,
     k_norm: Array,
-    mlp: GeluMlp,
-    input_layernorm: Array,
-    post_attention_layernorm: Array,
-    pre_feedforward_layernorm: Array,
-    post_feedforward_layernorm: Array,
+    norms: SandwichBlock,
     /// `Some(window)` on sliding-window layers.
     window: Option<i32>,
 }
@@ -96,20 +92,7 @@ pub fn load(config: &Value, weights: &mut Weights) -> Result<Gemma3> {
             o_proj: weights.linear(&format!("{p}.self_attn.o_proj")),
             q_norm: norm(weights, format!("{p}.self_attn.q_norm.weight"))?,
             k_norm: norm(weights, format!("{p}.self_attn.k_norm.weight"))?,
-            mlp: GeluMlp::load(weights, &format!("{p}.mlp")),
-            input_layernorm: norm(weights, format!("{p}.input_layernorm.weight"))?,
-            post_attention_layernorm: norm(
-                weights,
-                format!("{p}.post_attention_layernorm.weight"),
-            )?,
-            pre_feedforward_layernorm: norm(
-                weights,
-                format!("{p}.pre_feedforward_layernorm.weight"),
-            )?,
-            post_feedforward_layernorm: norm(
-                weights,
-                format!("{p}.post_feedforward_layernorm.weight"),
-            )?,
+            norms: SandwichBlock::load(weights, &p)?,
             window: sliding.then_some(args.sliding_window),
         });
     }
@@ -197,23 +180,9 @@ impl LanguageModel for Gemma3 {
             .forward(tokens)?
             .multiply(Array::from_f32(scale))?;
         for (block, cache) in self.layers.iter().zip(caches.iter_mut()) {
-            let normed = fast::rms_norm(&h, Some(&block.input_layernorm), eps)?;
-            let r = self.attention(block, &normed, cache)?;
-            h = h.add(fast::rms_norm(
-                &r,
-                Some(&block.post_attention_layernorm),
-                eps,
-            )?)?;
-            let r = block.mlp.forward(&fast::rms_norm(
-                &h,
-                Some(&block.pre_feedforward_layernorm),
-                eps,
-            )?)?;
-            h = h.add(fast::rms_norm(
-                &r,
-                Some(&block.post_feedforward_layernorm),
-                eps,
-            )?)?;
+            h = block
+                .norms
+                .forward(&h, eps, |normed| self.attention(block, normed, cache))?;
         }
         let h = fast::rms_norm(&h, Some(&self.norm), eps)?;
         match &self.lm_head {
