@@ -14,11 +14,15 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten
 from mlx_lm.generate import generate_step
+from mlx_lm.sample_utils import make_logits_processors, make_sampler
 from mlx_lm.utils import _get_classes
 
 VOCAB = 256
 PROMPT = [1, 17, 42, 99, 7, 7, 200, 13, 5, 250, 64, 3]
 MAX_TOKENS = 12
+# Seeded sampling with every filter and the repetition penalty: our draws must be mlx-lm's.
+SAMPLING = {"seed": 42, "temperature": 0.5, "top_p": 0.9, "min_p": 0.0625, "top_k": 20, "repetition_penalty": 1.25}
+SAMPLED_CASES = {"llama", "qwen3-4bit", "gemma2", "phi3-4bit"}
 
 BASE = {
     "hidden_size": 64,
@@ -96,6 +100,15 @@ def make(case: str, config: dict, quantize, out: Path, suffix: str = "", dtype=N
         if first_logprobs is None:
             first_logprobs = logprobs.tolist()
     reference = {"prompt": PROMPT, "tokens": tokens, "logprobs": first_logprobs}
+    if folder.name in SAMPLED_CASES:
+        mx.random.seed(SAMPLING["seed"])
+        sampler = make_sampler(
+            temp=SAMPLING["temperature"], top_p=SAMPLING["top_p"], min_p=SAMPLING["min_p"], top_k=SAMPLING["top_k"]
+        )
+        processors = make_logits_processors(repetition_penalty=SAMPLING["repetition_penalty"])
+        steps = generate_step(mx.array(PROMPT), model, max_tokens=MAX_TOKENS, sampler=sampler, logits_processors=processors)
+        reference["sampling"] = SAMPLING
+        reference["sampled_tokens"] = [int(token) for token, _ in steps]
     (folder / "reference.json").write_text(json.dumps(reference))
 
 

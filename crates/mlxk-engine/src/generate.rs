@@ -2,49 +2,18 @@
 
 use std::time::{Duration, Instant};
 
-use mlx_rs::ops::indexing::argmax_axis;
+use mlx_rs::ops::concatenate;
 use mlx_rs::transforms::{async_eval, eval};
 use mlx_rs::Array;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use crate::error::{EngineError, Result};
 use crate::kv_cache::KvCache;
 use crate::models::LanguageModel;
+use crate::sampler::{Sampler, SamplingParams};
 
 /// Prompt tokens processed per forward pass during prefill (mlx-lm's default).
 const PREFILL_STEP: usize = 2048;
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SamplingParams {
-    /// 0 means greedy.
-    pub temperature: f32,
-    /// Keep the smallest set of tokens whose probability reaches this (1 = off).
-    pub top_p: f32,
-    /// Keep this many most likely tokens (0 = off).
-    pub top_k: usize,
-    /// Drop tokens less likely than this fraction of the most likely one (0 = off).
-    pub min_p: f32,
-    /// Divide the logits of recently seen tokens by this (1 = off).
-    pub repetition_penalty: f32,
-    pub repetition_window: usize,
-    pub seed: Option<u64>,
-}
-
-impl Default for SamplingParams {
-    fn default() -> Self {
-        SamplingParams {
-            temperature: 0.0,
-            top_p: 1.0,
-            top_k: 0,
-            min_p: 0.0,
-            repetition_penalty: 1.0,
-            repetition_window: 64,
-            seed: None,
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -108,9 +77,11 @@ pub fn generate(
     }
     let max_tokens = max_tokens.min(context_length - prompt.len());
     let mut caches = KvCache::new_per_layer(model.num_layers());
-    let mut rng = match sampling.seed {
-        Some(seed) => StdRng::seed_from_u64(seed),
-        None => StdRng::from_os_rng(),
+    let mut sampler = Sampler::new(sampling)?;
+    // Every token so far, on the device, for the repetition penalty (as mlx-lm keeps it).
+    let mut history = match sampling.uses_history() {
+        true => Some(token_array(prompt).reshape(&[-1])?),
+        false => None,
     };
 
     // As mlx-lm: all but the last prompt token fill the cache; the last one starts decoding.
@@ -120,36 +91,36 @@ pub fn generate(
         model.forward(&token_array(chunk), &mut caches)?;
         eval(caches.iter().flat_map(KvCache::arrays))?;
     }
-    let mut history: Vec<u32> = prompt.to_vec();
     let mut tokens = Vec::new();
     let mut prompt_time = None;
     let mut finish_reason = FinishReason::Length;
-    // Greedy decoding stays on the device and is pipelined as in mlx-lm: the next step is
+    // Sampling stays on the device and the loop is pipelined as in mlx-lm: the next step is
     // queued (asynchronous evaluation) before the current token is read back.
-    let on_device = sampling.temperature <= 0.0 && sampling.repetition_penalty == 1.0;
-    let mut step = |input: &Array, history: &[u32]| -> Result<Array> {
-        let logits = model.forward(&input.reshape(&[1, 1])?, &mut caches)?;
-        let row = logits.reshape(&[-1])?;
-        if on_device {
-            let token = argmax_axis(&row, -1, None)?;
-            async_eval([&token])?;
-            Ok(token)
-        } else {
-            let token = sample(&row, history, sampling, &mut rng)?;
-            Ok(Array::from_slice(&[token as i32], &[1]))
-        }
-    };
-    let mut current = step(&token_array(last), &history)?;
+    let mut current = next_token(
+        model,
+        &mut caches,
+        &mut sampler,
+        &token_array(last),
+        history.as_ref(),
+    )?;
     while tokens.len() < max_tokens {
-        let upcoming = if on_device && tokens.len() + 1 < max_tokens {
-            Some(step(&current, &history)?)
+        let upcoming = if tokens.len() + 1 < max_tokens {
+            if let Some(h) = history.as_mut() {
+                *h = concatenate(&[h.clone(), current.as_type::<i32>()?], 0)?;
+            }
+            Some(next_token(
+                model,
+                &mut caches,
+                &mut sampler,
+                &current,
+                history.as_ref(),
+            )?)
         } else {
             None
         };
         let token = read_token(&current)?;
         prompt_time.get_or_insert_with(|| started.elapsed());
         tokens.push(token);
-        history.push(token);
         if eos_ids.contains(&token) {
             finish_reason = FinishReason::Stop;
             on_token(token);
@@ -166,13 +137,10 @@ pub fn generate(
                 break;
             }
         }
-        if tokens.len() >= max_tokens {
-            break;
+        match upcoming {
+            Some(next) => current = next,
+            None => break,
         }
-        current = match upcoming {
-            Some(next) => next,
-            None => step(&Array::from_slice(&[token as i32], &[1]), &history)?,
-        };
     }
     let prompt_time = prompt_time.unwrap_or_else(|| started.elapsed());
     if finish_reason == FinishReason::Cancelled {
@@ -203,140 +171,24 @@ fn token_array(tokens: &[u32]) -> Array {
     Array::from_slice(&ids, &[1, ids.len() as i32])
 }
 
-/// Picks the next token from one row of logits.
-fn sample(
-    logits: &Array,
-    history: &[u32],
-    params: &SamplingParams,
-    rng: &mut StdRng,
-) -> Result<u32> {
-    let plain = params.repetition_penalty == 1.0 && params.temperature <= 0.0;
-    if plain {
-        let index = argmax_axis(logits, -1, None)?;
-        eval([&index])?;
-        return Ok(index.item_exact::<u32>());
-    }
-    let logits = logits.as_type::<f32>()?;
-    let mut values: Vec<f32> = logits.as_slice::<f32>().to_vec();
-    if params.repetition_penalty != 1.0 {
-        let window = &history[history.len().saturating_sub(params.repetition_window)..];
-        for &token in window {
-            if let Some(v) = values.get_mut(token as usize) {
-                *v = if *v > 0.0 {
-                    *v / params.repetition_penalty
-                } else {
-                    *v * params.repetition_penalty
-                };
-            }
-        }
-    }
-    if params.temperature <= 0.0 {
-        return Ok(argmax(&values) as u32);
-    }
-    Ok(sample_filtered(&values, params, rng) as u32)
-}
-
-fn argmax(values: &[f32]) -> usize {
-    values
-        .iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
-            if v > best.1 {
-                (i, v)
-            } else {
-                best
-            }
-        })
-        .0
-}
-
-/// Softmax at `temperature`, then top-k, min-p and top-p filtering, then a draw.
-fn sample_filtered(logits: &[f32], params: &SamplingParams, rng: &mut StdRng) -> usize {
-    let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-    let mut candidates: Vec<(usize, f32)> = logits
-        .iter()
-        .enumerate()
-        .map(|(i, &l)| (i, ((l - max) / params.temperature).exp()))
-        .collect();
-    candidates.sort_by(|a, b| b.1.total_cmp(&a.1));
-    if params.top_k > 0 {
-        candidates.truncate(params.top_k);
-    }
-    if params.min_p > 0.0 {
-        let threshold = candidates[0].1 * params.min_p;
-        candidates.retain(|c| c.1 >= threshold);
-    }
-    let total: f32 = candidates.iter().map(|c| c.1).sum();
-    if params.top_p < 1.0 {
-        let mut cumulative = 0.0;
-        let keep = candidates
-            .iter()
-            .position(|c| {
-                cumulative += c.1 / total;
-                cumulative >= params.top_p
-            })
-            .map_or(candidates.len(), |i| i + 1);
-        candidates.truncate(keep);
-    }
-    let total: f32 = candidates.iter().map(|c| c.1).sum();
-    let mut draw = rng.random::<f32>() * total;
-    for (index, weight) in &candidates {
-        if draw < *weight {
-            return *index;
-        }
-        draw -= weight;
-    }
-    candidates.last().map_or(0, |c| c.0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn filters_keep_the_likely_tokens() {
-        let logits = [0.0, 5.0, 4.9, -3.0, 1.0];
-        let mut rng = StdRng::seed_from_u64(7);
-        let params = SamplingParams {
-            temperature: 1.0,
-            top_k: 2,
-            ..Default::default()
-        };
-        for _ in 0..50 {
-            assert!(matches!(sample_filtered(&logits, &params, &mut rng), 1 | 2));
-        }
-        let params = SamplingParams {
-            temperature: 1.0,
-            top_p: 0.3,
-            ..Default::default()
-        };
-        for _ in 0..20 {
-            assert_eq!(sample_filtered(&logits, &params, &mut rng), 1);
-        }
-        let params = SamplingParams {
-            temperature: 1.0,
-            min_p: 0.5,
-            ..Default::default()
-        };
-        for _ in 0..50 {
-            assert!(matches!(sample_filtered(&logits, &params, &mut rng), 1 | 2));
-        }
-    }
-
-    #[test]
-    fn a_seed_repeats_the_draws() {
-        let logits: Vec<f32> = (0..100).map(|i| (i % 7) as f32).collect();
-        let params = SamplingParams {
-            temperature: 0.8,
-            seed: Some(3),
-            ..Default::default()
-        };
-        let draw = |seed| {
-            let mut rng = StdRng::seed_from_u64(seed);
-            (0..10)
-                .map(|_| sample_filtered(&logits, &params, &mut rng))
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(draw(3), draw(3));
-    }
+/// One decoding step: the model on `input` (the token just chosen), then the sampler.
+fn next_token(
+    model: &dyn LanguageModel,
+    caches: &mut [KvCache],
+    sampler: &mut Sampler,
+    input: &Array,
+    history: Option<&Array>,
+) -> Result<Array> {
+    let logits = model.forward(&input.reshape(&[1, -1])?, caches)?;
+    let vocab = *logits
+        .shape()
+        .last()
+        .expect("logits have a vocabulary axis");
+    let last = logits.shape()[1] - 1;
+    let row = logits
+        .reshape(&[-1, vocab])?
+        .take_axis(Array::from_slice(&[last], &[1]), 0)?;
+    let token = sampler.sample(&row, history)?;
+    async_eval([&token])?;
+    Ok(token)
 }

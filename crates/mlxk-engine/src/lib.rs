@@ -9,13 +9,15 @@ pub mod generate;
 mod kv_cache;
 pub mod models;
 pub mod runtime;
+pub mod sampler;
 pub mod text;
 pub mod tokenizer;
 mod weights;
 
 pub use error::{EngineError, Result};
-pub use generate::{generate, Control, FinishReason, Generation, SamplingParams};
+pub use generate::{generate, Control, FinishReason, Generation};
 pub use models::{load, LanguageModel};
 pub use runtime::{DeviceKind, RuntimeInfo};
+pub use sampler::{Sampler, SamplingParams};
 pub use text::{TextEvent, TextStream};
 pub use tokenizer::{ChatMessage, Tokenizer};

@@ -1,7 +1,8 @@
 //! Every supported architecture, float32 and 4-bit (and llama in 8-bit, 3-bit and bfloat16):
-//! tiny random-weight models made by mlx-lm
-//! itself (tests/reference/make_tiny_models.py); our greedy tokens must equal mlx-lm's and our
-//! first-step log-probabilities must match to 1e-4.
+//! tiny random-weight models made by mlx-lm itself (tests/reference/make_tiny_models.py). Our
+//! greedy tokens must equal mlx-lm's, our first-step log-probabilities must match to 1e-4, and
+//! with the same seed our sampled tokens (temperature, top-p, min-p, top-k, repetition penalty)
+//! must be mlx-lm's draws.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -70,6 +71,7 @@ fn every_architecture_matches_mlx_lm() {
         .collect();
     cases.sort();
     let mut covered = BTreeSet::new();
+    let mut sampled_cases = 0;
     for case in &cases {
         let name = case.file_name().unwrap().to_string_lossy().to_string();
         let reference: Value =
@@ -107,7 +109,31 @@ fn every_architecture_matches_mlx_lm() {
             ids(&reference["tokens"]),
             "{name}: greedy tokens"
         );
+
+        if let Some(sampling) = reference.get("sampling") {
+            let number = |key: &str| sampling[key].as_f64().unwrap();
+            let params = SamplingParams {
+                temperature: number("temperature") as f32,
+                top_p: number("top_p") as f32,
+                min_p: number("min_p") as f32,
+                top_k: number("top_k") as usize,
+                repetition_penalty: number("repetition_penalty") as f32,
+                repetition_window: 20,
+                seed: Some(number("seed") as u64),
+            };
+            let sampled = generate(model.as_ref(), &prompt, 12, 512, &[], &params, |_| {
+                Control::Continue
+            })
+            .unwrap();
+            assert_eq!(
+                sampled.tokens,
+                ids(&reference["sampled_tokens"]),
+                "{name}: seeded sampled tokens"
+            );
+            sampled_cases += 1;
+        }
     }
+    assert_eq!(sampled_cases, 4, "the seeded-sampling cases ran");
     let supported: BTreeSet<String> = SUPPORTED_ARCHITECTURES
         .iter()
         .map(|s| s.to_string())
