@@ -55,13 +55,13 @@ CASES = {
     "qwen3": {**BASE, "model_type": "qwen3", "head_dim": 32, "tie_word_embeddings": True},
     "phi3": {**BASE, "model_type": "phi3", "partial_rotary_factor": 0.5},
     "gemma2": {**BASE, "model_type": "gemma2", "head_dim": 16, "query_pre_attn_scalar": 16.0},
-    # A window of 16 and every second layer global: decoding runs past the window.
+    # A window of 8 and every second layer global: the prompt and the decoding both outgrow it.
     "gemma3_text": {
         **BASE,
         "model_type": "gemma3_text",
         "head_dim": 16,
         "query_pre_attn_scalar": 16.0,
-        "sliding_window": 16,
+        "sliding_window": 8,
         "sliding_window_pattern": 2,
         "rope_local_base_freq": 10000.0,
     },

@@ -76,7 +76,7 @@ pub fn generate(
         });
     }
     let max_tokens = max_tokens.min(context_length - prompt.len());
-    let mut caches = KvCache::new_per_layer(model.num_layers());
+    let mut caches = model.make_caches();
     let mut sampler = Sampler::new(sampling)?;
     // Every token so far, on the device, for the repetition penalty (as mlx-lm keeps it).
     let mut history = match sampling.uses_history() {

@@ -43,9 +43,7 @@ fn ids(value: &Value) -> Vec<u32> {
 /// What mlx-lm's generate_step yields first: log-softmax of the last position's logits after
 /// prefilling all prompt tokens but the last.
 fn first_logprobs(model: &dyn LanguageModel, prompt: &[u32]) -> Vec<f32> {
-    let mut caches: Vec<_> = (0..model.num_layers())
-        .map(|_| Default::default())
-        .collect();
+    let mut caches = model.make_caches();
     let as_array = |t: &[u32]| {
         let v: Vec<i32> = t.iter().map(|&x| x as i32).collect();
         Array::from_slice(&v, &[1, v.len() as i32])

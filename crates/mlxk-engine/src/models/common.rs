@@ -292,16 +292,20 @@ pub fn gemma_norm_weight(weight: Array) -> Result<Array> {
     Ok(weight.add(Array::from_f32(1.0))?)
 }
 
-/// A boolean causal mask `[length, offset + length]`, limited to `window` keys when given.
-pub fn causal_mask(length: i32, offset: i32, window: Option<i32>) -> Array {
-    let total = offset + length;
+/// A boolean causal mask for `length` queries at positions `offset..` over the keys stored from
+/// position `key_start` on, limited to the last `window` positions when given.
+pub fn causal_mask(length: i32, offset: i32, key_start: i32, window: Option<i32>) -> Array {
+    let keys = offset + length - key_start;
     let allowed: Vec<bool> = (0..length)
         .flat_map(|i| {
             let q = offset + i;
-            (0..total).map(move |k| k <= q && window.is_none_or(|w| k > q - w))
+            (0..keys).map(move |j| {
+                let k = key_start + j;
+                k <= q && window.is_none_or(|w| k > q - w)
+            })
         })
         .collect();
-    Array::from_slice(&allowed, &[length, total])
+    Array::from_slice(&allowed, &[length, keys])
 }
 
 /// Gemma's block: RMSNorms before and after both the attention and the MLP

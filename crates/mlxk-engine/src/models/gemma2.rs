@@ -149,7 +149,7 @@ impl LanguageModel for Gemma2 {
             .forward(tokens)?
             .multiply(Array::from_f32(scale))?;
         let length = tokens.shape()[1];
-        let mask = (length > 1).then(|| causal_mask(length, caches[0].offset(), None));
+        let mask = (length > 1).then(|| causal_mask(length, caches[0].offset(), 0, None));
         for (block, cache) in self.layers.iter().zip(caches.iter_mut()) {
             h = block.norms.forward(&h, eps, |normed| {
                 self.attention(block, normed, mask.as_ref(), cache)

@@ -2,8 +2,8 @@
 //! MLP, per-head query/key norms, no soft-capping, and sliding-window attention (with its own
 //! RoPE base) on all but every `sliding_window_pattern`-th layer.
 //!
-//! The window is applied by attending to the last `sliding_window` positions; the cache keeps
-//! every position (mlx-lm rotates a bounded buffer instead; the attended set is the same).
+//! Sliding layers get a windowed cache that drops positions no query can see (bounded memory,
+//! like mlx-lm's rotating cache); the attended positions are the same as mlx-lm's.
 
 use mlx_rs::fast::{self, ScaledDotProductAttentionMask};
 use mlx_rs::Array;
@@ -143,19 +143,20 @@ impl Gemma3 {
         let offset = cache.offset();
         let (q, k) = (rope.apply(&q, offset)?, rope.apply(&k, offset)?);
         let (mut k, mut v) = cache.update(k, v)?;
-        let total = offset + length;
+        let (key_start, total) = (cache.start(), offset + length);
         let mask_array;
         let mask = match block.window {
-            Some(window) if length == 1 && total > window => {
+            Some(window) if length == 1 && total - key_start > window => {
                 // Decoding past the window: only the last `window` positions are attended.
+                let stored = total - key_start;
                 let recent =
-                    Array::from_slice(&(total - window..total).collect::<Vec<i32>>(), &[window]);
+                    Array::from_slice(&(stored - window..stored).collect::<Vec<i32>>(), &[window]);
                 k = k.take_axis(&recent, 2)?;
                 v = v.take_axis(&recent, 2)?;
                 None
             }
-            Some(window) if length > 1 && total > window => {
-                mask_array = causal_mask(length, offset, Some(window));
+            Some(window) if length > 1 && (total > window || key_start > 0) => {
+                mask_array = causal_mask(length, offset, key_start, Some(window));
                 Some(ScaledDotProductAttentionMask::Array(&mask_array))
             }
             _ if length > 1 => Some(ScaledDotProductAttentionMask::Causal),
@@ -193,5 +194,12 @@ impl LanguageModel for Gemma3 {
 
     fn num_layers(&self) -> usize {
         self.layers.len()
+    }
+
+    fn make_caches(&self) -> Vec<KvCache> {
+        self.layers
+            .iter()
+            .map(|l| l.window.map_or_else(KvCache::default, KvCache::with_window))
+            .collect()
     }
 }

@@ -24,6 +24,11 @@ pub trait LanguageModel: Send {
     /// `tokens` is `[1, L]`; returns logits `[1, L, vocab]`, updating the caches.
     fn forward(&self, tokens: &Array, caches: &mut [KvCache]) -> Result<Array>;
     fn num_layers(&self) -> usize;
+
+    /// Fresh caches for a generation, one per layer.
+    fn make_caches(&self) -> Vec<KvCache> {
+        KvCache::new_per_layer(self.num_layers())
+    }
 }
 
 /// Loads the model in `dir` (an MLX model folder: `config.json` plus safetensors).
