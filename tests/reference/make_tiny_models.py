@@ -69,7 +69,12 @@ CASES = {
 
 
 # Extra weight formats, on llama: (suffix, bits, group size, dtype).
-VARIANTS = [("-8bit-g64", 8, 64, None), ("-3bit-g32", 3, 32, None), ("-bf16", None, None, mx.bfloat16)]
+VARIANTS = [
+    ("-8bit-g64", 8, 64, None),
+    ("-3bit-g32", 3, 32, None),
+    ("-bf16", None, None, mx.bfloat16),
+    ("-sharded", 4, 32, None),
+]
 
 
 def make(case: str, config: dict, quantize, out: Path, suffix: str = "", dtype=None) -> None:
@@ -91,7 +96,17 @@ def make(case: str, config: dict, quantize, out: Path, suffix: str = "", dtype=N
     mx.eval(model.parameters())
     folder = out / (case + (suffix or ("-4bit" if quantize else "")))
     folder.mkdir(parents=True, exist_ok=True)
-    mx.save_safetensors(str(folder / "model.safetensors"), dict(tree_flatten(model.parameters())))
+    weights = dict(tree_flatten(model.parameters()))
+    if suffix == "-sharded":
+        # Two shards and an index, as large models are published.
+        names = sorted(weights)
+        shards = {"model-00001-of-00002.safetensors": names[::2], "model-00002-of-00002.safetensors": names[1::2]}
+        for file, keys in shards.items():
+            mx.save_safetensors(str(folder / file), {k: weights[k] for k in keys})
+        index = {"metadata": {}, "weight_map": {k: f for f, keys in shards.items() for k in keys}}
+        (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    else:
+        mx.save_safetensors(str(folder / "model.safetensors"), weights)
     (folder / "config.json").write_text(json.dumps(config, indent=2))
 
     tokens, first_logprobs = [], None
