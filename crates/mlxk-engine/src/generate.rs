@@ -55,8 +55,153 @@ pub enum Control {
     Cancel,
 }
 
+/// A generation advanced one token at a time, so a caller can interleave several (the server
+/// does) or stop between tokens. Sampling stays on the device and the steps are pipelined as in
+/// mlx-lm: the next step is queued (asynchronous evaluation) before the current token is read.
+pub struct Generator<'m> {
+    model: &'m dyn LanguageModel,
+    caches: Vec<KvCache>,
+    sampler: Sampler,
+    /// Every token so far, on the device, for the repetition penalty (as mlx-lm keeps it).
+    history: Option<Array>,
+    /// The token being computed (queued on the device), not yet read.
+    current: Option<Array>,
+    tokens: Vec<u32>,
+    max_tokens: usize,
+    eos_ids: Vec<u32>,
+    prompt_tokens: usize,
+    started: Instant,
+    prompt_time: Option<Duration>,
+    finish_reason: Option<FinishReason>,
+}
+
+impl<'m> Generator<'m> {
+    /// Prefills the prompt and queues the first token. `context_length` bounds prompt plus
+    /// output: a prompt that does not fit is an error naming both numbers.
+    pub fn new(
+        model: &'m dyn LanguageModel,
+        prompt: &[u32],
+        max_tokens: usize,
+        context_length: usize,
+        eos_ids: &[u32],
+        sampling: &SamplingParams,
+    ) -> Result<Self> {
+        if prompt.is_empty() {
+            return Err(EngineError::Tokenizer("the prompt has no tokens".into()));
+        }
+        if prompt.len() >= context_length {
+            return Err(EngineError::ContextLengthExceeded {
+                prompt: prompt.len(),
+                context: context_length,
+            });
+        }
+        let mut generator = Generator {
+            model,
+            caches: model.make_caches(),
+            sampler: Sampler::new(sampling)?,
+            history: match sampling.uses_history() {
+                true => Some(token_array(prompt).reshape(&[-1])?),
+                false => None,
+            },
+            current: None,
+            tokens: Vec::new(),
+            max_tokens: max_tokens.min(context_length - prompt.len()),
+            eos_ids: eos_ids.to_vec(),
+            prompt_tokens: prompt.len(),
+            started: Instant::now(),
+            prompt_time: None,
+            finish_reason: None,
+        };
+        // As mlx-lm: all but the last prompt token fill the cache; the last one starts decoding.
+        let (head, last) = prompt.split_at(prompt.len() - 1);
+        for chunk in head.chunks(PREFILL_STEP) {
+            model.forward(&token_array(chunk), &mut generator.caches)?;
+            eval(generator.caches.iter().flat_map(KvCache::arrays))?;
+        }
+        if generator.max_tokens == 0 {
+            generator.finish_reason = Some(FinishReason::Length);
+        } else {
+            generator.current = Some(generator.step(&token_array(last))?);
+        }
+        Ok(generator)
+    }
+
+    /// The next token, or `None` once finished (see [`Generator::finish_reason`]). An EOS token
+    /// is returned, and ends the generation.
+    pub fn next_token(&mut self) -> Result<Option<u32>> {
+        let Some(current) = self.current.take() else {
+            return Ok(None);
+        };
+        if self.tokens.len() + 1 < self.max_tokens {
+            if let Some(h) = self.history.as_mut() {
+                *h = concatenate(&[h.clone(), current.as_type::<i32>()?], 0)?;
+            }
+            self.current = Some(self.step(&current)?);
+        }
+        let token = read_token(&current)?;
+        self.prompt_time
+            .get_or_insert_with(|| self.started.elapsed());
+        self.tokens.push(token);
+        if self.eos_ids.contains(&token) {
+            self.finish(FinishReason::Stop);
+        } else if self.current.is_none() {
+            self.finish(FinishReason::Length);
+        }
+        Ok(Some(token))
+    }
+
+    /// Ends the generation early (a stop string, a cancelled request).
+    pub fn finish(&mut self, reason: FinishReason) {
+        self.current = None;
+        self.finish_reason.get_or_insert(reason);
+    }
+
+    pub fn finish_reason(&self) -> Option<FinishReason> {
+        self.finish_reason
+    }
+
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+
+    /// The summary; a generation that was never finished counts as cancelled.
+    pub fn into_generation(self) -> Generation {
+        let prompt_time = self.prompt_time.unwrap_or_else(|| self.started.elapsed());
+        let finish_reason = self.finish_reason.unwrap_or(FinishReason::Cancelled);
+        if finish_reason == FinishReason::Cancelled {
+            // The caches are dropped with the generator; hand their memory back.
+            let _ = mlx_rs::memory::clear_cache();
+        }
+        Generation {
+            prompt_tokens: self.prompt_tokens,
+            decode_time: self.started.elapsed().saturating_sub(prompt_time),
+            prompt_time,
+            finish_reason,
+            tokens: self.tokens,
+        }
+    }
+
+    /// One decoding step: the model on `input` (the token just chosen), then the sampler.
+    fn step(&mut self, input: &Array) -> Result<Array> {
+        let logits = self
+            .model
+            .forward(&input.reshape(&[1, -1])?, &mut self.caches)?;
+        let vocab = *logits
+            .shape()
+            .last()
+            .expect("logits have a vocabulary axis");
+        let last = logits.shape()[1] - 1;
+        let row = logits
+            .reshape(&[-1, vocab])?
+            .take_axis(Array::from_slice(&[last], &[1]), 0)?;
+        let token = self.sampler.sample(&row, self.history.as_ref())?;
+        async_eval([&token])?;
+        Ok(token)
+    }
+}
+
 /// Generates up to `max_tokens` after `prompt`, calling `on_token` with each new token (EOS
-/// included, which ends the generation). `context_length` bounds prompt plus output.
+/// included, which ends the generation).
 pub fn generate(
     model: &dyn LanguageModel,
     prompt: &[u32],
@@ -66,95 +211,16 @@ pub fn generate(
     sampling: &SamplingParams,
     mut on_token: impl FnMut(u32) -> Control,
 ) -> Result<Generation> {
-    if prompt.is_empty() {
-        return Err(EngineError::Tokenizer("the prompt has no tokens".into()));
-    }
-    if prompt.len() >= context_length {
-        return Err(EngineError::ContextLengthExceeded {
-            prompt: prompt.len(),
-            context: context_length,
-        });
-    }
-    let max_tokens = max_tokens.min(context_length - prompt.len());
-    let mut caches = model.make_caches();
-    let mut sampler = Sampler::new(sampling)?;
-    // Every token so far, on the device, for the repetition penalty (as mlx-lm keeps it).
-    let mut history = match sampling.uses_history() {
-        true => Some(token_array(prompt).reshape(&[-1])?),
-        false => None,
-    };
-
-    // As mlx-lm: all but the last prompt token fill the cache; the last one starts decoding.
-    let started = Instant::now();
-    let (head, last) = prompt.split_at(prompt.len() - 1);
-    for chunk in head.chunks(PREFILL_STEP) {
-        model.forward(&token_array(chunk), &mut caches)?;
-        eval(caches.iter().flat_map(KvCache::arrays))?;
-    }
-    let mut tokens = Vec::new();
-    let mut prompt_time = None;
-    let mut finish_reason = FinishReason::Length;
-    // Sampling stays on the device and the loop is pipelined as in mlx-lm: the next step is
-    // queued (asynchronous evaluation) before the current token is read back.
-    let mut current = next_token(
-        model,
-        &mut caches,
-        &mut sampler,
-        &token_array(last),
-        history.as_ref(),
-    )?;
-    while tokens.len() < max_tokens {
-        let upcoming = if tokens.len() + 1 < max_tokens {
-            if let Some(h) = history.as_mut() {
-                *h = concatenate(&[h.clone(), current.as_type::<i32>()?], 0)?;
-            }
-            Some(next_token(
-                model,
-                &mut caches,
-                &mut sampler,
-                &current,
-                history.as_ref(),
-            )?)
-        } else {
-            None
-        };
-        let token = read_token(&current)?;
-        prompt_time.get_or_insert_with(|| started.elapsed());
-        tokens.push(token);
-        if eos_ids.contains(&token) {
-            finish_reason = FinishReason::Stop;
-            on_token(token);
-            break;
-        }
+    let mut generator =
+        Generator::new(model, prompt, max_tokens, context_length, eos_ids, sampling)?;
+    while let Some(token) = generator.next_token()? {
         match on_token(token) {
             Control::Continue => {}
-            Control::Finish => {
-                finish_reason = FinishReason::Stop;
-                break;
-            }
-            Control::Cancel => {
-                finish_reason = FinishReason::Cancelled;
-                break;
-            }
-        }
-        match upcoming {
-            Some(next) => current = next,
-            None => break,
+            Control::Finish => generator.finish(FinishReason::Stop),
+            Control::Cancel => generator.finish(FinishReason::Cancelled),
         }
     }
-    let prompt_time = prompt_time.unwrap_or_else(|| started.elapsed());
-    if finish_reason == FinishReason::Cancelled {
-        // The caches are dropped here; hand their memory back rather than keep it pooled.
-        drop(caches);
-        mlx_rs::memory::clear_cache()?;
-    }
-    Ok(Generation {
-        prompt_tokens: prompt.len(),
-        decode_time: started.elapsed().saturating_sub(prompt_time),
-        prompt_time,
-        finish_reason,
-        tokens,
-    })
+    Ok(generator.into_generation())
 }
 
 /// Reads a one-element token array back to the host (waiting for it if it is still queued).
@@ -169,26 +235,4 @@ fn read_token(token: &Array) -> Result<u32> {
 fn token_array(tokens: &[u32]) -> Array {
     let ids: Vec<i32> = tokens.iter().map(|&t| t as i32).collect();
     Array::from_slice(&ids, &[1, ids.len() as i32])
-}
-
-/// One decoding step: the model on `input` (the token just chosen), then the sampler.
-fn next_token(
-    model: &dyn LanguageModel,
-    caches: &mut [KvCache],
-    sampler: &mut Sampler,
-    input: &Array,
-    history: Option<&Array>,
-) -> Result<Array> {
-    let logits = model.forward(&input.reshape(&[1, -1])?, caches)?;
-    let vocab = *logits
-        .shape()
-        .last()
-        .expect("logits have a vocabulary axis");
-    let last = logits.shape()[1] - 1;
-    let row = logits
-        .reshape(&[-1, vocab])?
-        .take_axis(Array::from_slice(&[last], &[1]), 0)?;
-    let token = sampler.sample(&row, history)?;
-    async_eval([&token])?;
-    Ok(token)
 }

@@ -15,7 +15,7 @@ pub mod tokenizer;
 mod weights;
 
 pub use error::{EngineError, Result};
-pub use generate::{generate, Control, FinishReason, Generation};
+pub use generate::{generate, Control, FinishReason, Generation, Generator};
 pub use models::{load, LanguageModel};
 pub use runtime::{DeviceKind, RuntimeInfo};
 pub use sampler::{Sampler, SamplingParams};
