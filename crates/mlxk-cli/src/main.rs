@@ -46,6 +46,9 @@ enum Command {
     Convert(commands::convert::ConvertArgs),
     /// Generate text: one answer for a prompt, or an interactive chat.
     Run(commands::run::RunArgs),
+    /// Serve the OpenAI-compatible API (chat, completions, models) on this machine.
+    #[command(alias = "server")]
+    Serve(commands::serve::ServeArgs),
 }
 
 impl Command {
@@ -57,11 +60,14 @@ impl Command {
             Command::Rm(_) => "rm",
             Command::Convert(_) => "convert",
             Command::Run(_) => "run",
+            Command::Serve(_) => "server",
         }
     }
 }
 
-const COMMAND_NAMES: &[&str] = &["list", "ls", "show", "health", "rm", "convert", "run"];
+const COMMAND_NAMES: &[&str] = &[
+    "list", "ls", "show", "health", "rm", "convert", "run", "serve",
+];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -89,6 +95,7 @@ fn dispatch(command: &Command, output: &Output) -> Result<Outcome, CliError> {
         Command::Rm(args) => commands::rm::run(args, output),
         Command::Convert(args) => commands::convert::run(args, output),
         Command::Run(args) => commands::run::run(args, output),
+        Command::Serve(args) => commands::serve::run(args, output),
     }
 }
 

@@ -1,5 +1,6 @@
 //! The token loop: prefill the prompt, then one token at a time until a stop.
 
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use mlx_rs::ops::concatenate;
@@ -58,8 +59,8 @@ pub enum Control {
 /// A generation advanced one token at a time, so a caller can interleave several (the server
 /// does) or stop between tokens. Sampling stays on the device and the steps are pipelined as in
 /// mlx-lm: the next step is queued (asynchronous evaluation) before the current token is read.
-pub struct Generator<'m> {
-    model: &'m dyn LanguageModel,
+pub struct Generator {
+    model: Rc<dyn LanguageModel>,
     caches: Vec<KvCache>,
     sampler: Sampler,
     /// Every token so far, on the device, for the repetition penalty (as mlx-lm keeps it).
@@ -75,11 +76,11 @@ pub struct Generator<'m> {
     finish_reason: Option<FinishReason>,
 }
 
-impl<'m> Generator<'m> {
+impl Generator {
     /// Prefills the prompt and queues the first token. `context_length` bounds prompt plus
     /// output: a prompt that does not fit is an error naming both numbers.
     pub fn new(
-        model: &'m dyn LanguageModel,
+        model: Rc<dyn LanguageModel>,
         prompt: &[u32],
         max_tokens: usize,
         context_length: usize,
@@ -96,8 +97,8 @@ impl<'m> Generator<'m> {
             });
         }
         let mut generator = Generator {
-            model,
             caches: model.make_caches(),
+            model: Rc::clone(&model),
             sampler: Sampler::new(sampling)?,
             history: match sampling.uses_history() {
                 true => Some(token_array(prompt).reshape(&[-1])?),
@@ -115,7 +116,9 @@ impl<'m> Generator<'m> {
         // As mlx-lm: all but the last prompt token fill the cache; the last one starts decoding.
         let (head, last) = prompt.split_at(prompt.len() - 1);
         for chunk in head.chunks(PREFILL_STEP) {
-            model.forward(&token_array(chunk), &mut generator.caches)?;
+            generator
+                .model
+                .forward(&token_array(chunk), &mut generator.caches)?;
             eval(generator.caches.iter().flat_map(KvCache::arrays))?;
         }
         if generator.max_tokens == 0 {
@@ -203,7 +206,7 @@ impl<'m> Generator<'m> {
 /// Generates up to `max_tokens` after `prompt`, calling `on_token` with each new token (EOS
 /// included, which ends the generation).
 pub fn generate(
-    model: &dyn LanguageModel,
+    model: &Rc<dyn LanguageModel>,
     prompt: &[u32],
     max_tokens: usize,
     context_length: usize,
@@ -211,8 +214,14 @@ pub fn generate(
     sampling: &SamplingParams,
     mut on_token: impl FnMut(u32) -> Control,
 ) -> Result<Generation> {
-    let mut generator =
-        Generator::new(model, prompt, max_tokens, context_length, eos_ids, sampling)?;
+    let mut generator = Generator::new(
+        Rc::clone(model),
+        prompt,
+        max_tokens,
+        context_length,
+        eos_ids,
+        sampling,
+    )?;
     while let Some(token) = generator.next_token()? {
         match on_token(token) {
             Control::Continue => {}

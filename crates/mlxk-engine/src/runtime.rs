@@ -33,6 +33,11 @@ impl RuntimeInfo {
     }
 }
 
+/// Hands MLX's pooled buffers back to the system (after unloading a model).
+pub fn clear_memory_cache() -> crate::Result<()> {
+    Ok(mlx_rs::memory::clear_cache()?)
+}
+
 /// The most memory MLX has held at once in this process, in bytes.
 pub fn peak_memory_bytes() -> usize {
     mlx_rs::memory::peak_memory().unwrap_or(0)

@@ -152,31 +152,41 @@ impl Tokenizer {
             })
             .map_err(|e| EngineError::Template(e.to_string()))
     }
+}
 
-    /// An incremental decoder for streaming: UTF-8 safe, constant work per token.
-    pub fn decode_stream(&self) -> StreamDecoder<'_> {
-        StreamDecoder {
-            inner: self.inner.decode_stream(true),
+/// Turns generated token ids into text as they come: UTF-8 safe (a character split across
+/// tokens waits for its last byte) and constant work per token (only the tokens since the last
+/// emitted text are decoded again, never the whole answer). It owns no tokenizer, so it can live
+/// beside one in a long-running session.
+#[derive(Debug, Default, Clone)]
+pub struct StreamDecoder {
+    ids: Vec<u32>,
+    prefix: usize,
+    read: usize,
+}
+
+impl StreamDecoder {
+    /// The text `id` completes, if any.
+    pub fn step(&mut self, tokenizer: &Tokenizer, id: u32) -> Result<Option<String>> {
+        self.ids.push(id);
+        let before = tokenizer.decode(&self.ids[self.prefix..self.read])?;
+        let now = tokenizer.decode(&self.ids[self.prefix..])?;
+        if now.len() > before.len()
+            && !now.ends_with('\u{FFFD}')
+            && now.is_char_boundary(before.len())
+        {
+            let piece = now[before.len()..].to_string();
+            self.prefix = self.read;
+            self.read = self.ids.len();
+            // Keep the decoded window short: older tokens no longer change the text.
+            if self.prefix > 64 {
+                self.ids.drain(..self.prefix);
+                self.read -= self.prefix;
+                self.prefix = 0;
+            }
+            Ok(Some(piece))
+        } else {
+            Ok(None)
         }
-    }
-}
-
-pub struct StreamDecoder<'a> {
-    inner: tokenizers::tokenizer::DecodeStream<
-        'a,
-        tokenizers::ModelWrapper,
-        tokenizers::NormalizerWrapper,
-        tokenizers::PreTokenizerWrapper,
-        tokenizers::PostProcessorWrapper,
-        tokenizers::DecoderWrapper,
-    >,
-}
-
-impl StreamDecoder<'_> {
-    /// The text this token completes, if any (a partial UTF-8 character waits for more).
-    pub fn step(&mut self, id: u32) -> Result<Option<String>> {
-        self.inner
-            .step(id)
-            .map_err(|e| EngineError::Tokenizer(e.to_string()))
     }
 }

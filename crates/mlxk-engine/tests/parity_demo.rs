@@ -69,16 +69,16 @@ fn greedy_tokens_match_mlx_lm_on_the_demo_model() {
 
     let (model, _config) = mlxk_engine::load(&model_dir).unwrap();
     let mut streamed = String::new();
-    let mut decoder = tokenizer.decode_stream();
+    let mut decoder = mlxk_engine::tokenizer::StreamDecoder::default();
     let generation = generate(
-        model.as_ref(),
+        &model,
         &prompt_ids,
         max_tokens,
         8192,
         tokenizer.eos_ids(),
         &SamplingParams::default(),
         |token| {
-            if let Some(text) = decoder.step(token).unwrap() {
+            if let Some(text) = decoder.step(&tokenizer, token).unwrap() {
                 streamed.push_str(&text);
             }
             Control::Continue

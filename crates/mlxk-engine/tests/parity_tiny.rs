@@ -93,7 +93,7 @@ fn every_architecture_matches_mlx_lm() {
         assert!(worst < 1e-4, "{name}: log-probabilities differ by {worst}");
 
         let generation = generate(
-            model.as_ref(),
+            &model,
             &prompt,
             12,
             512,
@@ -119,7 +119,7 @@ fn every_architecture_matches_mlx_lm() {
                 repetition_window: 20,
                 seed: Some(number("seed") as u64),
             };
-            let sampled = generate(model.as_ref(), &prompt, 12, 512, &[], &params, |_| {
+            let sampled = generate(&model, &prompt, 12, 512, &[], &params, |_| {
                 Control::Continue
             })
             .unwrap();

@@ -5,5 +5,6 @@ pub mod health;
 pub mod list;
 pub mod rm;
 pub mod run;
+pub mod serve;
 pub mod show;
 pub mod version;

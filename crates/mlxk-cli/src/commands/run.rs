@@ -7,6 +7,7 @@ use std::time::Instant;
 use clap::Args;
 use mlxk_core::Library;
 use mlxk_engine::text::THINK_START;
+use mlxk_engine::tokenizer::StreamDecoder;
 use mlxk_engine::{
     generate, ChatMessage, Control, FinishReason, LanguageModel, SamplingParams, TextEvent,
     TextStream, Tokenizer,
@@ -65,7 +66,7 @@ pub struct RunArgs {
 
 struct Loaded {
     name: String,
-    model: Box<dyn LanguageModel>,
+    model: std::rc::Rc<dyn LanguageModel>,
     tokenizer: Tokenizer,
     context_length: usize,
 }
@@ -185,7 +186,7 @@ fn answer(
     stream: bool,
     cancel: &AtomicBool,
 ) -> Result<Answer, CliError> {
-    let mut decoder = loaded.tokenizer.decode_stream();
+    let mut decoder = StreamDecoder::default();
     let mut text = TextStream::new(args.stops.clone(), true, prompt.opens_reasoning);
     let (mut content, mut reasoning) = (String::new(), String::new());
     let show = |events: Vec<TextEvent>, content: &mut String, reasoning: &mut String| {
@@ -210,7 +211,7 @@ fn answer(
     };
     let eos = loaded.tokenizer.eos_ids().to_vec();
     let generation = generate(
-        loaded.model.as_ref(),
+        &loaded.model,
         &prompt.ids,
         args.max_tokens,
         loaded.context_length,
@@ -218,7 +219,7 @@ fn answer(
         &sampling(args),
         |token| {
             if !eos.contains(&token) {
-                if let Ok(Some(piece)) = decoder.step(token) {
+                if let Ok(Some(piece)) = decoder.step(&loaded.tokenizer, token) {
                     show(text.push(&piece), &mut content, &mut reasoning);
                 }
             }

@@ -11,6 +11,7 @@ mod rope;
 
 use std::fs;
 use std::path::Path;
+use std::rc::Rc;
 
 use mlx_rs::Array;
 use serde_json::Value;
@@ -20,7 +21,7 @@ use crate::kv_cache::KvCache;
 use crate::weights::Weights;
 
 /// A causal language model: token ids in, next-token logits out.
-pub trait LanguageModel: Send {
+pub trait LanguageModel {
     /// `tokens` is `[1, L]`; returns logits `[1, L, vocab]`, updating the caches.
     fn forward(&self, tokens: &Array, caches: &mut [KvCache]) -> Result<Array>;
     fn num_layers(&self) -> usize;
@@ -32,7 +33,7 @@ pub trait LanguageModel: Send {
 }
 
 /// Loads the model in `dir` (an MLX model folder: `config.json` plus safetensors).
-pub fn load(dir: &Path) -> Result<(Box<dyn LanguageModel>, Value)> {
+pub fn load(dir: &Path) -> Result<(Rc<dyn LanguageModel>, Value)> {
     let path = dir.join("config.json");
     let text = fs::read(&path).map_err(|e| EngineError::io("reading", &path, e))?;
     let config: Value =
@@ -43,13 +44,13 @@ pub fn load(dir: &Path) -> Result<(Box<dyn LanguageModel>, Value)> {
         .unwrap_or("")
         .to_string();
     let mut weights = Weights::load(dir, &config)?;
-    let model: Box<dyn LanguageModel> = match model_type.as_str() {
-        "llama" | "mistral" => Box::new(llama::load(&config, &mut weights)?),
-        "qwen2" => Box::new(qwen2::load(&config, &mut weights)?),
-        "phi3" => Box::new(phi3::load(&config, &mut weights)?),
-        "gemma2" => Box::new(gemma2::load(&config, &mut weights)?),
-        "gemma3_text" => Box::new(gemma3::load(&config, &mut weights)?),
-        "qwen3" => Box::new(qwen3::load(&config, &mut weights)?),
+    let model: Rc<dyn LanguageModel> = match model_type.as_str() {
+        "llama" | "mistral" => Rc::new(llama::load(&config, &mut weights)?),
+        "qwen2" => Rc::new(qwen2::load(&config, &mut weights)?),
+        "phi3" => Rc::new(phi3::load(&config, &mut weights)?),
+        "gemma2" => Rc::new(gemma2::load(&config, &mut weights)?),
+        "gemma3_text" => Rc::new(gemma3::load(&config, &mut weights)?),
+        "qwen3" => Rc::new(qwen3::load(&config, &mut weights)?),
         other => return Err(EngineError::UnsupportedArchitecture(other.to_string())),
     };
     weights.finish()?;

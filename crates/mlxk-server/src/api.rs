@@ -1,0 +1,499 @@
+//! The OpenAI-compatible routes. Handlers validate and resolve; the worker generates.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::sse::{Event as SseEvent, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures_util::StreamExt;
+use mlxk_core::{Library, ModelInfo};
+use mlxk_engine::{ChatMessage, FinishReason, SamplingParams, TextEvent};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use tokio_stream::wrappers::UnboundedReceiverStream;
+
+use crate::config::ServerConfig;
+use crate::error::ApiError;
+use crate::worker::{Event, Job, Prompt, Worker};
+
+pub struct AppState {
+    pub config: ServerConfig,
+    pub worker: Worker,
+}
+
+pub type Shared = Arc<AppState>;
+
+pub async fn health() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// Bearer-token check for `/v1`, when an API key is configured.
+pub async fn require_key(State(state): State<Shared>, request: Request, next: Next) -> Response {
+    if let Some(key) = &state.config.api_key {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given != Some(key.as_str()) {
+            return ApiError::unauthorized().into_response();
+        }
+    }
+    next.run(request).await
+}
+
+fn runnable_models() -> Result<Vec<ModelInfo>, ApiError> {
+    let models = Library::from_env()
+        .list()
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(models
+        .into_iter()
+        .filter(|m| m.is_healthy() && m.runtime.compatible)
+        .collect())
+}
+
+fn model_object(model: &ModelInfo, loaded: Option<&str>) -> Value {
+    let c = &model.classification;
+    json!({
+        "id": model.name,
+        "object": "model",
+        "created": model.last_modified.timestamp(),
+        "owned_by": model.name.split_once('/').map_or("local", |(org, _)| org),
+        "context_length": c.context_length,
+        "capabilities": c.capabilities.iter().map(|cap| cap.label()).collect::<Vec<_>>(),
+        "loaded": loaded == Some(model.name.as_str()),
+    })
+}
+
+pub async fn list_models(State(state): State<Shared>) -> Result<Json<Value>, ApiError> {
+    let loaded = state.worker.loaded_model();
+    let models = tokio::task::spawn_blocking(runnable_models)
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
+    let data: Vec<Value> = models
+        .iter()
+        .map(|m| model_object(m, loaded.as_deref()))
+        .collect();
+    Ok(Json(json!({"object": "list", "data": data})))
+}
+
+pub async fn get_model(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let loaded = state.worker.loaded_model();
+    let model = tokio::task::spawn_blocking(move || resolve(&id))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
+    Ok(Json(model_object(&model, loaded.as_deref())))
+}
+
+/// The model a request names, resolved as the CLI resolves names; it must be runnable.
+fn resolve(name: &str) -> Result<ModelInfo, ApiError> {
+    let model = Library::from_env()
+        .find(name)
+        .map_err(|e| ApiError::model_not_found(format!("model '{name}': {e}")))?;
+    if !model.is_healthy() || !model.runtime.compatible {
+        let why = model.reason().unwrap_or_default();
+        return Err(ApiError::model_not_found(format!(
+            "model '{}' cannot run: {why}",
+            model.name
+        )));
+    }
+    Ok(model)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Content {
+    Text(String),
+    Parts(Vec<ContentPart>),
+}
+
+#[derive(Debug, Deserialize)]
+struct ContentPart {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    text: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Message {
+    role: String,
+    #[serde(default)]
+    content: Option<Content>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum StopField {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum PromptField {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: bool,
+}
+
+/// The fields of both completion endpoints; unknown ones are ignored.
+#[derive(Debug, Deserialize)]
+struct CompletionRequest {
+    model: String,
+    #[serde(default)]
+    messages: Option<Vec<Message>>,
+    #[serde(default)]
+    prompt: Option<PromptField>,
+    #[serde(default)]
+    max_tokens: Option<u32>,
+    #[serde(default)]
+    max_completion_tokens: Option<u32>,
+    #[serde(default)]
+    temperature: Option<f32>,
+    #[serde(default)]
+    top_p: Option<f32>,
+    #[serde(default)]
+    top_k: Option<u32>,
+    #[serde(default)]
+    min_p: Option<f32>,
+    #[serde(default)]
+    seed: Option<u64>,
+    #[serde(default)]
+    stop: Option<StopField>,
+    #[serde(default)]
+    n: Option<u32>,
+    #[serde(default)]
+    stream: bool,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+    #[serde(default)]
+    frequency_penalty: Option<f32>,
+    #[serde(default)]
+    presence_penalty: Option<f32>,
+    /// mlx-lm's name for it; documented in the README.
+    #[serde(default)]
+    repetition_penalty: Option<f32>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Chat,
+    Completion,
+}
+
+fn parse(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<CompletionRequest, ApiError> {
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::too_large(limit)
+        } else {
+            ApiError::bad_request(rejection.body_text())
+        }
+    })?;
+    serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
+}
+
+pub async fn chat_completions(
+    State(state): State<Shared>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    complete(state, body, Endpoint::Chat)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+pub async fn completions(
+    State(state): State<Shared>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    complete(state, body, Endpoint::Completion)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn complete(
+    state: Shared,
+    body: Result<Bytes, BytesRejection>,
+    endpoint: Endpoint,
+) -> Result<Response, ApiError> {
+    let request = parse(body, state.config.max_body_bytes)?;
+    if request.n.unwrap_or(1) != 1 {
+        return Err(ApiError::bad_request("only n = 1 is supported").with_param("n"));
+    }
+    let prompt = match endpoint {
+        Endpoint::Chat => {
+            let messages = request.messages.as_ref().ok_or_else(|| {
+                ApiError::bad_request("'messages' is required").with_param("messages")
+            })?;
+            if messages.is_empty() {
+                return Err(ApiError::bad_request("'messages' is empty").with_param("messages"));
+            }
+            Prompt::Chat(
+                messages
+                    .iter()
+                    .map(chat_message)
+                    .collect::<Result<_, _>>()?,
+            )
+        }
+        Endpoint::Completion => match &request.prompt {
+            Some(PromptField::One(text)) => Prompt::Text(text.clone()),
+            Some(PromptField::Many(list)) if list.len() == 1 => Prompt::Text(list[0].clone()),
+            Some(PromptField::Many(_)) => {
+                return Err(
+                    ApiError::bad_request("only one prompt per request is supported")
+                        .with_param("prompt"),
+                )
+            }
+            None => return Err(ApiError::bad_request("'prompt' is required").with_param("prompt")),
+        },
+    };
+    let name = request.model.clone();
+    let model = tokio::task::spawn_blocking(move || resolve(&name))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
+    let limit = state.config.max_tokens;
+    let max_tokens = request
+        .max_completion_tokens
+        .or(request.max_tokens)
+        .map_or(limit, |n| (n as usize).min(limit));
+    // OpenAI's additive penalties have no exact mlx-lm counterpart; either maps onto the
+    // multiplicative repetition penalty (1 + penalty), as documented.
+    let penalty = request
+        .repetition_penalty
+        .or(request
+            .frequency_penalty
+            .filter(|p| *p > 0.0)
+            .map(|p| 1.0 + p))
+        .or(request
+            .presence_penalty
+            .filter(|p| *p > 0.0)
+            .map(|p| 1.0 + p))
+        .unwrap_or(1.0);
+    let sampling = SamplingParams {
+        temperature: request.temperature.unwrap_or(1.0),
+        top_p: request.top_p.unwrap_or(1.0),
+        top_k: request.top_k.unwrap_or(0) as usize,
+        min_p: request.min_p.unwrap_or(0.0),
+        repetition_penalty: penalty,
+        seed: request.seed,
+        ..SamplingParams::default()
+    };
+    let stops = match request.stop {
+        Some(StopField::One(s)) => vec![s],
+        Some(StopField::Many(list)) => list,
+        None => Vec::new(),
+    };
+    let (events, receiver) = unbounded_channel();
+    state.worker.submit(Job {
+        model: model.name.clone(),
+        dir: model.path.clone().expect("a runnable model has a snapshot"),
+        size_bytes: model.size_bytes,
+        context_length: model
+            .classification
+            .context_length
+            .map_or(4096, |n| n as usize),
+        prompt,
+        sampling,
+        max_tokens,
+        stops,
+        events,
+    })?;
+    let id = response_id(endpoint);
+    if request.stream {
+        let include_usage = request.stream_options.is_some_and(|o| o.include_usage);
+        Ok(stream_response(receiver, endpoint, id, model.name, include_usage).into_response())
+    } else {
+        Ok(Json(collect_response(receiver, endpoint, id, model.name).await?).into_response())
+    }
+}
+
+fn chat_message(message: &Message) -> Result<ChatMessage, ApiError> {
+    if !matches!(
+        message.role.as_str(),
+        "system" | "user" | "assistant" | "developer" | "tool"
+    ) {
+        return Err(
+            ApiError::bad_request(format!("unknown role '{}'", message.role))
+                .with_param("messages"),
+        );
+    }
+    let content = match &message.content {
+        None => String::new(),
+        Some(Content::Text(text)) => text.clone(),
+        Some(Content::Parts(parts)) => {
+            if let Some(part) = parts.iter().find(|p| p.kind != "text") {
+                return Err(ApiError::bad_request(format!(
+                    "content parts of type '{}' are not supported",
+                    part.kind
+                ))
+                .with_param("messages"));
+            }
+            parts
+                .iter()
+                .filter_map(|p| p.text.as_deref())
+                .collect::<Vec<_>>()
+                .join("")
+        }
+    };
+    let role = if message.role == "developer" {
+        "system"
+    } else {
+        message.role.as_str()
+    };
+    Ok(ChatMessage::new(role, &content))
+}
+
+fn response_id(endpoint: Endpoint) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let prefix = if endpoint == Endpoint::Chat {
+        "chatcmpl"
+    } else {
+        "cmpl"
+    };
+    format!("{prefix}-{nanos:x}")
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn reason(finish: FinishReason) -> &'static str {
+    match finish {
+        FinishReason::Length => "length",
+        FinishReason::Stop | FinishReason::Cancelled => "stop",
+    }
+}
+
+fn usage(prompt_tokens: usize, completion_tokens: usize) -> Value {
+    json!({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens})
+}
+
+async fn collect_response(
+    mut receiver: UnboundedReceiver<Event>,
+    endpoint: Endpoint,
+    id: String,
+    model: String,
+) -> Result<Value, ApiError> {
+    let (mut content, mut reasoning) = (String::new(), String::new());
+    while let Some(event) = receiver.recv().await {
+        match event {
+            Event::Text(TextEvent::Content(text)) => content.push_str(&text),
+            Event::Text(TextEvent::Reasoning(text)) => reasoning.push_str(&text),
+            Event::Failed(error) => return Err(error),
+            Event::Done {
+                finish_reason,
+                prompt_tokens,
+                completion_tokens,
+            } => {
+                let finish = reason(finish_reason);
+                let choice = match endpoint {
+                    Endpoint::Chat => {
+                        let mut message = json!({"role": "assistant", "content": content});
+                        if !reasoning.is_empty() {
+                            message["reasoning_content"] = json!(reasoning);
+                        }
+                        json!({"index": 0, "message": message, "finish_reason": finish, "logprobs": null})
+                    }
+                    Endpoint::Completion => {
+                        json!({"index": 0, "text": content, "finish_reason": finish, "logprobs": null})
+                    }
+                };
+                let object = if endpoint == Endpoint::Chat {
+                    "chat.completion"
+                } else {
+                    "text_completion"
+                };
+                return Ok(json!({
+                    "id": id, "object": object, "created": now(), "model": model,
+                    "choices": [choice], "usage": usage(prompt_tokens, completion_tokens),
+                }));
+            }
+        }
+    }
+    Err(ApiError::shutting_down())
+}
+
+fn stream_response(
+    receiver: UnboundedReceiver<Event>,
+    endpoint: Endpoint,
+    id: String,
+    model: String,
+    include_usage: bool,
+) -> Sse<impl futures_util::Stream<Item = Result<SseEvent, Infallible>>> {
+    let object = if endpoint == Endpoint::Chat {
+        "chat.completion.chunk"
+    } else {
+        "text_completion"
+    };
+    let created = now();
+    let chunk = move |choice: Value| {
+        let mut value = json!({"id": id, "object": object, "created": created, "model": model, "choices": [choice]});
+        if include_usage {
+            value["usage"] = Value::Null;
+        }
+        value
+    };
+    let first = match endpoint {
+        Endpoint::Chat => vec![chunk(
+            json!({"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}),
+        )],
+        Endpoint::Completion => Vec::new(),
+    };
+    let body = UnboundedReceiverStream::new(receiver).flat_map(move |event| {
+        let mut out: Vec<Value> = Vec::new();
+        match event {
+            Event::Text(text) => {
+                let choice = match (endpoint, text) {
+                    (Endpoint::Chat, TextEvent::Content(t)) => json!({"index": 0, "delta": {"content": t}, "finish_reason": null}),
+                    (Endpoint::Chat, TextEvent::Reasoning(t)) => json!({"index": 0, "delta": {"reasoning_content": t}, "finish_reason": null}),
+                    (Endpoint::Completion, TextEvent::Content(t) | TextEvent::Reasoning(t)) => json!({"index": 0, "text": t, "finish_reason": null, "logprobs": null}),
+                };
+                out.push(chunk(choice));
+            }
+            Event::Done { finish_reason, prompt_tokens, completion_tokens } => {
+                let finish = reason(finish_reason);
+                out.push(chunk(match endpoint {
+                    Endpoint::Chat => json!({"index": 0, "delta": {}, "finish_reason": finish}),
+                    Endpoint::Completion => json!({"index": 0, "text": "", "finish_reason": finish, "logprobs": null}),
+                }));
+                if include_usage {
+                    let mut last = chunk(json!(null));
+                    last["choices"] = json!([]);
+                    last["usage"] = usage(prompt_tokens, completion_tokens);
+                    out.push(last);
+                }
+                out.push(json!("[DONE]"));
+            }
+            Event::Failed(error) => out.push(error.body()),
+        }
+        futures_util::stream::iter(out)
+    });
+    let events = futures_util::stream::iter(first).chain(body).map(|value| {
+        Ok(match value {
+            Value::String(done) if done == "[DONE]" => SseEvent::default().data("[DONE]"),
+            other => SseEvent::default().data(other.to_string()),
+        })
+    });
+    Sse::new(events)
+}

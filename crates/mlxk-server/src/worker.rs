@@ -1,0 +1,384 @@
+//! The inference worker: one thread owns MLX, the loaded model and every active generation, and
+//! steps the generations round-robin, one token each, so none waits for another to finish.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use mlxk_engine::text::THINK_START;
+use mlxk_engine::tokenizer::StreamDecoder;
+use mlxk_engine::{
+    ChatMessage, EngineError, FinishReason, Generator, LanguageModel, SamplingParams, TextEvent,
+    TextStream, Tokenizer,
+};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::config::ServerConfig;
+use crate::error::ApiError;
+
+/// Memory a loaded model needs beyond its weight files (activations, caches, the runtime).
+const MEMORY_MARGIN: f64 = 1.2;
+
+pub enum Prompt {
+    Chat(Vec<ChatMessage>),
+    Text(String),
+}
+
+/// One generation request, already validated and resolved to a cached model.
+pub struct Job {
+    pub model: String,
+    pub dir: PathBuf,
+    pub size_bytes: u64,
+    pub context_length: usize,
+    pub prompt: Prompt,
+    pub sampling: SamplingParams,
+    pub max_tokens: usize,
+    pub stops: Vec<String>,
+    pub events: UnboundedSender<Event>,
+}
+
+pub enum Event {
+    Text(TextEvent),
+    Done {
+        finish_reason: FinishReason,
+        prompt_tokens: usize,
+        completion_tokens: usize,
+    },
+    Failed(ApiError),
+}
+
+enum Message {
+    Job(Box<Job>),
+    Shutdown,
+}
+
+pub struct Worker {
+    jobs: SyncSender<Message>,
+    loaded: Arc<Mutex<Option<String>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Worker {
+    pub fn spawn(config: &ServerConfig) -> Worker {
+        let (jobs, receiver) = sync_channel(config.queue_capacity);
+        let loaded = Arc::new(Mutex::new(None));
+        let loaded_name = Arc::clone(&loaded);
+        let (keep_alive, max_active) = (config.keep_alive, config.max_active.max(1));
+        // MLX state never leaves this thread: it is created here.
+        let thread = std::thread::Builder::new()
+            .name("mlxk-inference".into())
+            .spawn(move || {
+                WorkerLoop {
+                    receiver,
+                    loaded_name,
+                    keep_alive,
+                    max_active,
+                    loaded: None,
+                    active: Vec::new(),
+                    waiting: VecDeque::new(),
+                }
+                .run()
+            })
+            .expect("spawning the inference worker");
+        Worker {
+            jobs,
+            loaded,
+            thread: Mutex::new(Some(thread)),
+        }
+    }
+
+    /// Queues a job; a full queue is a 503 the client can retry.
+    pub fn submit(&self, job: Job) -> Result<(), ApiError> {
+        match self.jobs.try_send(Message::Job(Box::new(job))) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err(ApiError::busy()),
+            Err(TrySendError::Disconnected(_)) => Err(ApiError::shutting_down()),
+        }
+    }
+
+    pub fn loaded_model(&self) -> Option<String> {
+        self.loaded.lock().map(|g| g.clone()).unwrap_or(None)
+    }
+
+    /// Ends active generations cleanly (`finish_reason: stop`), refuses waiting ones and
+    /// waits for the worker thread. Blocking; later calls do nothing.
+    pub fn shutdown(&self) {
+        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(thread) = thread {
+            let _ = self.jobs.send(Message::Shutdown);
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+struct Loaded {
+    name: String,
+    model: Rc<dyn LanguageModel>,
+    tokenizer: Rc<Tokenizer>,
+}
+
+struct Session {
+    generator: Generator,
+    tokenizer: Rc<Tokenizer>,
+    decoder: StreamDecoder,
+    text: TextStream,
+    events: UnboundedSender<Event>,
+}
+
+struct WorkerLoop {
+    receiver: Receiver<Message>,
+    loaded_name: Arc<Mutex<Option<String>>>,
+    keep_alive: Duration,
+    max_active: usize,
+    loaded: Option<Loaded>,
+    active: Vec<Session>,
+    waiting: VecDeque<Box<Job>>,
+}
+
+impl WorkerLoop {
+    fn run(mut self) {
+        let mut idle_since = Instant::now();
+        loop {
+            let message = if self.active.is_empty() && self.waiting.is_empty() {
+                let wait = if self.loaded.is_some() && !self.keep_alive.is_zero() {
+                    self.keep_alive.saturating_sub(idle_since.elapsed())
+                } else {
+                    Duration::from_secs(3600)
+                };
+                match self.receiver.recv_timeout(wait) {
+                    Ok(message) => Some(message),
+                    Err(RecvTimeoutError::Timeout) => {
+                        if self.loaded.is_some()
+                            && !self.keep_alive.is_zero()
+                            && idle_since.elapsed() >= self.keep_alive
+                        {
+                            self.unload();
+                        }
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+            } else {
+                self.receiver.try_recv().ok()
+            };
+            let mut messages: Vec<Message> = message.into_iter().collect();
+            messages.extend(self.receiver.try_iter());
+            for message in messages {
+                match message {
+                    Message::Job(job) => self.waiting.push_back(job),
+                    Message::Shutdown => return self.shut_down(),
+                }
+            }
+            self.admit();
+            self.step_all();
+            idle_since = Instant::now();
+        }
+    }
+
+    /// Starts waiting jobs while there is room; a job for another model waits until the active
+    /// generations of the loaded one finish (one model in memory at a time).
+    fn admit(&mut self) {
+        while self.active.len() < self.max_active {
+            let Some(job) = self.waiting.front() else {
+                break;
+            };
+            let switching = self.loaded.as_ref().is_some_and(|l| l.name != job.model);
+            if switching && !self.active.is_empty() {
+                break;
+            }
+            let job = self.waiting.pop_front().expect("front exists");
+            if job.events.is_closed() {
+                continue;
+            }
+            match self.start(&job) {
+                Ok(session) => self.active.push(session),
+                Err(error) => {
+                    let _ = job.events.send(Event::Failed(error));
+                }
+            }
+        }
+    }
+
+    fn start(&mut self, job: &Job) -> Result<Session, ApiError> {
+        let loaded = self.ensure_loaded(job)?;
+        let tokenizer = Rc::clone(&loaded.tokenizer);
+        let engine = |e: EngineError| ApiError::internal(e.to_string());
+        let (text, opens_reasoning) = match &job.prompt {
+            Prompt::Chat(messages) if tokenizer.has_chat_template() => {
+                let text = tokenizer
+                    .apply_chat_template(messages, true)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+                let opens = text.trim_end().ends_with(THINK_START);
+                (text, opens)
+            }
+            Prompt::Chat(messages) => (
+                messages
+                    .iter()
+                    .map(|m| m.content.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n\n"),
+                false,
+            ),
+            Prompt::Text(text) => (text.clone(), false),
+        };
+        let ids = tokenizer.encode(&text).map_err(engine)?;
+        let generator = Generator::new(
+            Rc::clone(&loaded.model),
+            &ids,
+            job.max_tokens,
+            job.context_length,
+            tokenizer.eos_ids(),
+            &job.sampling,
+        )
+        .map_err(|e| match e {
+            EngineError::ContextLengthExceeded { .. } => {
+                ApiError::context_length_exceeded(e.to_string())
+            }
+            other => engine(other),
+        })?;
+        Ok(Session {
+            generator,
+            tokenizer,
+            decoder: StreamDecoder::default(),
+            text: TextStream::new(job.stops.clone(), true, opens_reasoning),
+            events: job.events.clone(),
+        })
+    }
+
+    fn ensure_loaded(&mut self, job: &Job) -> Result<&Loaded, ApiError> {
+        if self.loaded.as_ref().is_some_and(|l| l.name == job.model) {
+            return Ok(self.loaded.as_ref().expect("checked"));
+        }
+        self.unload();
+        let mut system = sysinfo::System::new();
+        system.refresh_memory();
+        let needed = (job.size_bytes as f64 * MEMORY_MARGIN) as u64;
+        let available = system.available_memory();
+        if available > 0 && needed > available {
+            return Err(ApiError::insufficient_memory(format!(
+                "{} needs about {} MB but only {} MB are free",
+                job.model,
+                needed / 1_000_000,
+                available / 1_000_000
+            )));
+        }
+        let engine = |e: EngineError| ApiError::internal(format!("loading {}: {e}", job.model));
+        let tokenizer = Rc::new(Tokenizer::load(&job.dir).map_err(engine)?);
+        let (model, _) = mlxk_engine::load(&job.dir).map_err(engine)?;
+        tracing::info!(model = %job.model, "model loaded");
+        *self.loaded_name.lock().expect("not poisoned") = Some(job.model.clone());
+        Ok(self.loaded.insert(Loaded {
+            name: job.model.clone(),
+            model,
+            tokenizer,
+        }))
+    }
+
+    fn unload(&mut self) {
+        if let Some(loaded) = self.loaded.take() {
+            tracing::info!(model = %loaded.name, "model unloaded");
+            drop(loaded);
+            let _ = mlx_rs_clear_cache();
+        }
+        *self.loaded_name.lock().expect("not poisoned") = None;
+    }
+
+    /// One token for every active generation.
+    fn step_all(&mut self) {
+        let mut finished = Vec::new();
+        for (index, session) in self.active.iter_mut().enumerate() {
+            if session.events.is_closed() {
+                // The client went away: stop at this token.
+                session.generator.finish(FinishReason::Cancelled);
+            }
+            match session.step() {
+                Ok(true) => {}
+                Ok(false) => finished.push(index),
+                Err(error) => {
+                    let _ = session.events.send(Event::Failed(error));
+                    finished.push(index);
+                }
+            }
+        }
+        for index in finished.into_iter().rev() {
+            let session = self.active.remove(index);
+            let reason = session.generator.finish_reason();
+            let generation = session.generator.into_generation();
+            if reason.is_some() {
+                let _ = session.events.send(Event::Done {
+                    finish_reason: generation.finish_reason,
+                    prompt_tokens: generation.prompt_tokens,
+                    completion_tokens: generation.tokens.len(),
+                });
+            }
+        }
+    }
+
+    fn shut_down(mut self) {
+        for session in &mut self.active {
+            for event in session.text.finish() {
+                let _ = session.events.send(Event::Text(event));
+            }
+            session.generator.finish(FinishReason::Stop);
+        }
+        for session in self.active.drain(..) {
+            let generation = session.generator.into_generation();
+            let _ = session.events.send(Event::Done {
+                finish_reason: FinishReason::Stop,
+                prompt_tokens: generation.prompt_tokens,
+                completion_tokens: generation.tokens.len(),
+            });
+        }
+        for job in self.waiting.drain(..) {
+            let _ = job.events.send(Event::Failed(ApiError::shutting_down()));
+        }
+        self.unload();
+    }
+}
+
+impl Session {
+    /// Advances one token; `Ok(false)` once the generation is over.
+    fn step(&mut self) -> Result<bool, ApiError> {
+        let token = self
+            .generator
+            .next_token()
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let Some(token) = token else {
+            for event in self.text.finish() {
+                let _ = self.events.send(Event::Text(event));
+            }
+            return Ok(false);
+        };
+        if !self.tokenizer.eos_ids().contains(&token) {
+            if let Some(piece) = self
+                .decoder
+                .step(&self.tokenizer, token)
+                .map_err(|e| ApiError::internal(e.to_string()))?
+            {
+                for event in self.text.push(&piece) {
+                    if self.events.send(Event::Text(event)).is_err() {
+                        self.generator.finish(FinishReason::Cancelled);
+                    }
+                }
+            }
+        }
+        if self.text.stopped() {
+            self.generator.finish(FinishReason::Stop);
+        }
+        Ok(true)
+    }
+}
+
+fn mlx_rs_clear_cache() -> Result<(), EngineError> {
+    mlxk_engine::runtime::clear_memory_cache()
+}

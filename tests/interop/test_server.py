@@ -1,0 +1,273 @@
+"""`mlxk serve` as a real process on loopback, driven by the official openai client and raw HTTP."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from conftest import BIN_DIR, FixtureCache
+from test_demo_model import DEMO_GGUF, NAME
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, cache: FixtureCache, *flags: str):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [str(BIN_DIR / "mlxk"), "serve", "--port", str(self.port), *flags],
+            env=cache.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                if httpx.get(self.base + "/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("the server did not come up")
+
+    def client(self, key: str = "unused") -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.base + "/v1", api_key=key, max_retries=0, timeout=120)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                raise
+        return self.proc.returncode
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> FixtureCache:
+    assert DEMO_GGUF.is_file(), f"{DEMO_GGUF} is missing: run ./scripts/setup.sh"
+    home = tmp_path_factory.mktemp("serve") / "hf_home"
+    (home / "hub").mkdir(parents=True)
+    (home / ".mlxk-test-sentinel").write_text("test cache\n")
+    cache = FixtureCache(home)
+    cache.mlxk("convert", "--from-gguf", str(DEMO_GGUF), "--into-cache", NAME)
+    return cache
+
+
+@pytest.fixture(scope="module")
+def server(cache):
+    server = Server(cache, "--keep-alive", "0", "--max-body-bytes", "200000")
+    yield server
+    assert server.stop() == 0, server.proc.stderr.read()
+    with socket.socket() as s:
+        # Nothing listens there any more (connections in TIME_WAIT do not count).
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", server.port))
+        s.listen()
+
+
+QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+def test_models_are_listed(server):
+    models = server.client().models.list().data
+    assert [m.id for m in models] == [NAME]
+    raw = httpx.get(server.base + "/v1/models").json()["data"][0]
+    assert raw["context_length"] == 8192 and "chat" in raw["capabilities"] and raw["created"] > 0
+
+
+def test_greedy_chat_equals_mlxk_run(server, cache):
+    reply = server.client().chat.completions.create(model=NAME, messages=QUESTION, temperature=0, max_tokens=40)
+    ran = cache.mlxk("run", NAME, QUESTION[0]["content"], "--temperature", "0", "--max-tokens", "40")["data"]
+    assert reply.choices[0].message.content == ran["response"]
+    assert "Paris" in ran["response"]
+    assert reply.choices[0].finish_reason == "stop"
+    assert reply.usage.completion_tokens == ran["tokens_generated"]
+    assert reply.usage.prompt_tokens == ran["prompt_tokens"]
+
+
+def test_streaming_with_usage(server):
+    client = server.client()
+    plain = client.chat.completions.create(model=NAME, messages=QUESTION, temperature=0, max_tokens=40)
+    chunks = list(client.chat.completions.create(
+        model=NAME, messages=QUESTION, temperature=0, max_tokens=40, stream=True,
+        stream_options={"include_usage": True},
+    ))
+    assert chunks[0].choices[0].delta.role == "assistant"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == plain.choices[0].message.content
+    finals = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finals == ["stop"]
+    assert chunks[-1].choices == [] and chunks[-1].usage.total_tokens == plain.usage.total_tokens
+
+
+def test_completions_and_length(server):
+    reply = server.client().completions.create(model=NAME, prompt="Once upon a time", max_tokens=8, temperature=0)
+    assert reply.choices[0].text and reply.choices[0].finish_reason == "length"
+    assert reply.usage.completion_tokens == 8
+
+
+def test_stop_strings_are_never_emitted(server):
+    client = server.client()
+    reply = client.chat.completions.create(model=NAME, messages=QUESTION, temperature=0, max_tokens=40, stop=["Paris"])
+    assert "Paris" not in reply.choices[0].message.content and reply.choices[0].finish_reason == "stop"
+    streamed = "".join(
+        c.choices[0].delta.content or ""
+        for c in client.chat.completions.create(model=NAME, messages=QUESTION, temperature=0, max_tokens=40, stop=" Paris", stream=True)
+        if c.choices
+    )
+    assert streamed == reply.choices[0].message.content.rstrip() or "Paris" not in streamed
+
+
+def error(response: httpx.Response) -> dict:
+    body = response.json()
+    assert set(body["error"]) == {"message", "type", "param", "code"}, body
+    return body["error"]
+
+
+def test_errors_have_openai_shape_and_status(server):
+    url = server.base + "/v1/chat/completions"
+    unknown = httpx.post(url, json={"model": "no-such-model", "messages": QUESTION})
+    assert unknown.status_code == 404 and error(unknown)["code"] == "model_not_found"
+    assert "no-such-model" in error(unknown)["message"]
+    malformed = httpx.post(url, content=b"{not json", headers={"content-type": "application/json"})
+    assert malformed.status_code == 400 and error(malformed)["type"] == "invalid_request_error"
+    wrong_type = httpx.post(url, json={"model": NAME, "messages": QUESTION, "max_tokens": "many"})
+    assert wrong_type.status_code == 400
+    two = httpx.post(url, json={"model": NAME, "messages": QUESTION, "n": 2})
+    assert two.status_code == 400 and error(two)["param"] == "n"
+    huge = httpx.post(url, json={"model": NAME, "messages": [{"role": "user", "content": "x" * 300000}]})
+    assert huge.status_code == 413
+    too_long = httpx.post(url, json={"model": NAME, "messages": [{"role": "user", "content": "word " * 9000}]}, timeout=60)
+    assert too_long.status_code in (400, 413)
+    with pytest.raises(openai.NotFoundError):
+        server.client().chat.completions.create(model="nothing-like-it", messages=QUESTION)
+    ignored = httpx.post(url, json={"model": NAME, "messages": QUESTION, "max_tokens": 2, "temperature": 0, "future_field": 1})
+    assert ignored.status_code == 200
+
+
+def test_context_length_is_reported_with_both_numbers(cache):
+    server = Server(cache, "--keep-alive", "0")
+    try:
+        response = httpx.post(server.base + "/v1/chat/completions",
+                              json={"model": NAME, "messages": [{"role": "user", "content": "word " * 9000}]}, timeout=120)
+        assert response.status_code == 400
+        err = error(response)
+        assert err["code"] == "context_length_exceeded" and "8192" in err["message"]
+    finally:
+        assert server.stop() == 0
+
+
+def test_api_key(cache):
+    server = Server(cache, "--api-key", "s3cret", "--keep-alive", "0")
+    try:
+        assert httpx.get(server.base + "/v1/models").status_code == 401
+        assert httpx.get(server.base + "/v1/models", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        with pytest.raises(openai.AuthenticationError):
+            server.client("wrong").models.list()
+        assert [m.id for m in server.client("s3cret").models.list().data] == [NAME]
+        assert httpx.get(server.base + "/health").status_code == 200
+        assert "s3cret" not in server.proc.stderr.peek() if hasattr(server.proc.stderr, "peek") else True
+    finally:
+        assert server.stop() == 0
+    assert "s3cret" not in server.proc.stderr.read()
+
+
+def test_eight_clients_at_once_none_starves(server):
+    client = server.client()
+    started = time.time()
+    results = {}
+
+    def one(i: int) -> None:
+        first = None
+        text = ""
+        for chunk in client.chat.completions.create(
+            model=NAME, messages=[{"role": "user", "content": f"Count to {i + 3}."}],
+            temperature=0, max_tokens=16, stream=True,
+        ):
+            if chunk.choices and chunk.choices[0].delta.content:
+                first = first or time.time() - started
+                text += chunk.choices[0].delta.content
+        results[i] = (first, time.time() - started, text)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert len(results) == 8 and all(r[2] for r in results.values())
+    # Interleaved, not queued: every client saw its first token before any client finished.
+    assert max(r[0] for r in results.values()) < min(r[1] for r in results.values())
+
+
+def test_a_disconnected_client_stops_its_generation(server):
+    client = server.client()
+    stream = client.chat.completions.create(
+        model=NAME, messages=[{"role": "user", "content": "Write a very long story."}],
+        temperature=0, max_tokens=1500, stream=True,
+    )
+    for i, _ in enumerate(stream):
+        if i == 3:
+            break
+    stream.close()
+    # 1500 tokens take minutes here; a short request right after finishes quickly only if the
+    # abandoned generation stopped.
+    begun = time.time()
+    reply = client.chat.completions.create(model=NAME, messages=QUESTION, temperature=0, max_tokens=8)
+    assert reply.choices[0].message.content
+    assert time.time() - begun < 20
+
+
+def test_idle_model_is_unloaded_after_keep_alive(cache):
+    server = Server(cache, "--keep-alive", "1")
+    try:
+        server.client().chat.completions.create(model=NAME, messages=QUESTION, max_tokens=2, temperature=0)
+        loaded = lambda: httpx.get(server.base + "/v1/models").json()["data"][0]["loaded"]
+        assert loaded() is True
+        time.sleep(2.5)
+        assert loaded() is False
+    finally:
+        assert server.stop() == 0
+
+
+def test_refuses_non_loopback_without_a_key(cache):
+    proc = subprocess.run([str(BIN_DIR / "mlxk"), "serve", "--host", "0.0.0.0", "--port", str(free_port())],
+                          env=cache.env, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2 and "API key" in proc.stderr
+
+
+def test_shutdown_ends_streams_cleanly(cache):
+    server = Server(cache, "--keep-alive", "0")
+    lines = []
+
+    def reader() -> None:
+        with httpx.stream("POST", server.base + "/v1/chat/completions", timeout=120, json={
+            "model": NAME, "messages": [{"role": "user", "content": "Write a very long story."}],
+            "max_tokens": 1500, "temperature": 0, "stream": True,
+        }) as response:
+            for line in response.iter_lines():
+                if line:
+                    lines.append(line)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    deadline = time.time() + 60
+    while len(lines) < 4 and time.time() < deadline:
+        time.sleep(0.1)
+    assert server.stop() == 0
+    thread.join(timeout=30)
+    assert lines[-1] == "data: [DONE]"
+    final = json.loads(lines[-2][len("data: "):])
+    assert final["choices"][0]["finish_reason"] == "stop"
