@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The main job until the server and the app land: show the demo model that scripts/setup.sh
-# converted from GGUF into a private HF_HOME (never your own cache), check it, and have mlx-lm
-# answer from it to prove the conversion is a working MLX model.
+# The main job where no display exists: `mlxk serve` with the demo model that scripts/setup.sh
+# converted from GGUF into a private HF_HOME (never your own cache). Shows the model first, then
+# serves the OpenAI-compatible API on 127.0.0.1:8000 until Ctrl-C.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
@@ -9,18 +9,19 @@ export HF_HOME="$TARGET/demo-hf-home"
 unset HF_HUB_CACHE
 MLXK="$TARGET/debug/mlxk"
 MODEL="mlxk-demo/SmolLM2-135M-Instruct-Q4_1-mlx"
+PORT="${PORT:-8000}"
 [ -x "$MLXK" ] && [ -d "$HF_HOME/hub" ] || { echo "run ./scripts/setup.sh first" >&2; exit 1; }
 
 run() { printf '\n\033[1m$ mlxk %s\033[0m\n' "$*"; "$MLXK" "$@"; }
 echo "Demo cache: HF_HOME=$HF_HOME"
 run --version
-run list
-run show "$MODEL" --files
-run health "$MODEL" --deep
+run list --health
+run health "$MODEL"
+cat <<MSG
 
-SNAPSHOT="$("$MLXK" show "$MODEL" --json | "$ROOT/.venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["data"]["path"])')"
-printf '\n\033[1m$ mlx_lm generate (the reference runtime) on the converted model\033[0m\n'
-"$ROOT/.venv/bin/python" -m mlx_lm generate --model "$SNAPSHOT" --max-tokens 32 \
-  --prompt "What is the capital of France?"
-echo
-echo "Try it yourself:  HF_HOME=$HF_HOME $MLXK list --json"
+Try it from another terminal:
+  curl -s http://127.0.0.1:$PORT/v1/chat/completions -H 'content-type: application/json' \\
+    -d '{"model": "$MODEL", "messages": [{"role": "user", "content": "What is the capital of France?"}]}'
+MSG
+printf '\n\033[1m$ mlxk serve --port %s\033[0m\n' "$PORT"
+exec "$MLXK" serve --port "$PORT"

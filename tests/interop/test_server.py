@@ -271,3 +271,38 @@ def test_shutdown_ends_streams_cleanly(cache):
     assert lines[-1] == "data: [DONE]"
     final = json.loads(lines[-2][len("data: "):])
     assert final["choices"][0]["finish_reason"] == "stop"
+
+
+def test_a_model_too_large_for_memory_is_a_507(cache, tmp_path):
+    """A (sparse) model folder whose weights could never fit: refused before loading."""
+    import struct
+
+    folder = tmp_path / "huge"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({
+        "model_type": "llama", "hidden_size": 64, "num_hidden_layers": 1, "num_attention_heads": 4,
+        "rms_norm_eps": 1e-5, "vocab_size": 256, "max_position_embeddings": 512,
+    }))
+    (folder / "README.md").write_text("---\nlibrary_name: mlx\n---\n")
+    rows = 400_000_000  # x 64 float32 = ~100 GB
+    header = json.dumps({"model.embed_tokens.weight": {"dtype": "F32", "shape": [rows, 64], "data_offsets": [0, rows * 64 * 4]}}).encode()
+    with open(folder / "model.safetensors", "wb") as f:
+        f.write(struct.pack("<Q", len(header)) + header)
+        f.truncate(8 + len(header) + rows * 64 * 4)
+    repo = cache.hub / "models--mlxk-test--huge-llama"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    for file in folder.iterdir():
+        (snapshot / file.name).symlink_to(file)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    server = Server(cache, "--keep-alive", "0")
+    try:
+        response = httpx.post(server.base + "/v1/chat/completions",
+                              json={"model": "mlxk-test/huge-llama", "messages": QUESTION}, timeout=60)
+        assert response.status_code == 507, response.text
+        assert error(response)["code"] == "insufficient_memory"
+    finally:
+        assert server.stop() == 0
+        import shutil
+        shutil.rmtree(repo)

@@ -32,9 +32,19 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes.
     #[arg(long, default_value_t = 4 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Log as JSON lines (to stderr) instead of text. Prompts, answers and keys are never logged.
+    #[arg(long)]
+    pub log_json: bool,
 }
 
 pub fn run(args: &ServeArgs, _output: &Output) -> Result<Outcome, CliError> {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MLXK_LOG").unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if args.log_json {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     if !args.host.is_loopback() {
         if args.api_key.is_none() && !args.insecure_no_auth {
             return Err(CliError::usage(format!(
