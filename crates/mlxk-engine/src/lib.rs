@@ -4,6 +4,7 @@
 //! engine loads MLX model folders (one file per architecture under `models/`), tokenizes and
 //! renders chat templates, and runs the token loop. The CLI, the server and the app all call it.
 
+pub mod completion;
 mod error;
 pub mod generate;
 mod kv_cache;
@@ -14,6 +15,7 @@ pub mod text;
 pub mod tokenizer;
 mod weights;
 
+pub use completion::TextGeneration;
 pub use error::{EngineError, Result};
 pub use generate::{generate, Control, FinishReason, Generation, Generator};
 pub use models::{load, LanguageModel};

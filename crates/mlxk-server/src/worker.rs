@@ -9,11 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use mlxk_engine::text::THINK_START;
-use mlxk_engine::tokenizer::StreamDecoder;
 use mlxk_engine::{
     ChatMessage, EngineError, FinishReason, Generator, LanguageModel, SamplingParams, TextEvent,
-    TextStream, Tokenizer,
+    TextGeneration, Tokenizer,
 };
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -128,10 +126,7 @@ struct Loaded {
 }
 
 struct Session {
-    generator: Generator,
-    tokenizer: Rc<Tokenizer>,
-    decoder: StreamDecoder,
-    text: TextStream,
+    generation: TextGeneration,
     events: UnboundedSender<Event>,
 }
 
@@ -213,23 +208,16 @@ impl WorkerLoop {
         let loaded = self.ensure_loaded(job)?;
         let tokenizer = Rc::clone(&loaded.tokenizer);
         let engine = |e: EngineError| ApiError::internal(e.to_string());
-        let (text, opens_reasoning) = match &job.prompt {
-            Prompt::Chat(messages) if tokenizer.has_chat_template() => {
-                let text = tokenizer
-                    .apply_chat_template(messages, true)
-                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
-                let opens = text.trim_end().ends_with(THINK_START);
-                (text, opens)
-            }
-            Prompt::Chat(messages) => (
-                messages
-                    .iter()
-                    .map(|m| m.content.as_str())
-                    .collect::<Vec<_>>()
-                    .join("\n\n"),
-                false,
-            ),
-            Prompt::Text(text) => (text.clone(), false),
+        let text = match &job.prompt {
+            Prompt::Chat(messages) if tokenizer.has_chat_template() => tokenizer
+                .apply_chat_template(messages, true)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?,
+            Prompt::Chat(messages) => messages
+                .iter()
+                .map(|m| m.content.as_str())
+                .collect::<Vec<_>>()
+                .join("\n\n"),
+            Prompt::Text(text) => text.clone(),
         };
         let ids = tokenizer.encode(&text).map_err(engine)?;
         let generator = Generator::new(
@@ -247,10 +235,7 @@ impl WorkerLoop {
             other => engine(other),
         })?;
         Ok(Session {
-            generator,
-            tokenizer,
-            decoder: StreamDecoder::default(),
-            text: TextStream::new(job.stops.clone(), true, opens_reasoning),
+            generation: TextGeneration::new(generator, tokenizer, job.stops.clone(), &text),
             events: job.events.clone(),
         })
     }
@@ -299,7 +284,7 @@ impl WorkerLoop {
         for (index, session) in self.active.iter_mut().enumerate() {
             if session.events.is_closed() {
                 // The client went away: stop at this token.
-                session.generator.finish(FinishReason::Cancelled);
+                session.generation.finish(FinishReason::Cancelled);
             }
             match session.step() {
                 Ok(true) => {}
@@ -312,8 +297,8 @@ impl WorkerLoop {
         }
         for index in finished.into_iter().rev() {
             let session = self.active.remove(index);
-            let reason = session.generator.finish_reason();
-            let generation = session.generator.into_generation();
+            let reason = session.generation.finish_reason();
+            let generation = session.generation.into_generation();
             if reason.is_some() {
                 let _ = session.events.send(Event::Done {
                     finish_reason: generation.finish_reason,
@@ -326,13 +311,15 @@ impl WorkerLoop {
 
     fn shut_down(mut self) {
         for session in &mut self.active {
-            for event in session.text.finish() {
-                let _ = session.events.send(Event::Text(event));
+            session.generation.finish(FinishReason::Stop);
+            while let Ok(Some(events)) = session.generation.next_events() {
+                for event in events {
+                    let _ = session.events.send(Event::Text(event));
+                }
             }
-            session.generator.finish(FinishReason::Stop);
         }
         for session in self.active.drain(..) {
-            let generation = session.generator.into_generation();
+            let generation = session.generation.into_generation();
             let _ = session.events.send(Event::Done {
                 finish_reason: FinishReason::Stop,
                 prompt_tokens: generation.prompt_tokens,
@@ -349,31 +336,17 @@ impl WorkerLoop {
 impl Session {
     /// Advances one token; `Ok(false)` once the generation is over.
     fn step(&mut self) -> Result<bool, ApiError> {
-        let token = self
-            .generator
-            .next_token()
-            .map_err(|e| ApiError::internal(e.to_string()))?;
-        let Some(token) = token else {
-            for event in self.text.finish() {
-                let _ = self.events.send(Event::Text(event));
-            }
+        let Some(events) = self
+            .generation
+            .next_events()
+            .map_err(|e| ApiError::internal(e.to_string()))?
+        else {
             return Ok(false);
         };
-        if !self.tokenizer.eos_ids().contains(&token) {
-            if let Some(piece) = self
-                .decoder
-                .step(&self.tokenizer, token)
-                .map_err(|e| ApiError::internal(e.to_string()))?
-            {
-                for event in self.text.push(&piece) {
-                    if self.events.send(Event::Text(event)).is_err() {
-                        self.generator.finish(FinishReason::Cancelled);
-                    }
-                }
+        for event in events {
+            if self.events.send(Event::Text(event)).is_err() {
+                self.generation.finish(FinishReason::Cancelled);
             }
-        }
-        if self.text.stopped() {
-            self.generator.finish(FinishReason::Stop);
         }
         Ok(true)
     }

@@ -1,16 +1,15 @@
 use std::io::{self, BufRead, Read, Write};
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Args;
 use mlxk_core::Library;
-use mlxk_engine::text::THINK_START;
-use mlxk_engine::tokenizer::StreamDecoder;
 use mlxk_engine::{
-    generate, ChatMessage, Control, FinishReason, LanguageModel, SamplingParams, TextEvent,
-    TextStream, Tokenizer,
+    ChatMessage, EngineError, FinishReason, Generator, LanguageModel, SamplingParams, TextEvent,
+    TextGeneration, Tokenizer,
 };
 use serde_json::json;
 
@@ -66,8 +65,8 @@ pub struct RunArgs {
 
 struct Loaded {
     name: String,
-    model: std::rc::Rc<dyn LanguageModel>,
-    tokenizer: Tokenizer,
+    model: Rc<dyn LanguageModel>,
+    tokenizer: Rc<Tokenizer>,
     context_length: usize,
 }
 
@@ -122,7 +121,7 @@ fn load(name: &str) -> Result<Loaded, CliError> {
             .context_length
             .map_or(DEFAULT_CONTEXT, |n| n as usize),
         model,
-        tokenizer,
+        tokenizer: Rc::new(tokenizer),
     })
 }
 
@@ -138,10 +137,10 @@ fn sampling(args: &RunArgs) -> SamplingParams {
     }
 }
 
-/// A rendered prompt: its token ids, and whether it opens a reasoning block itself.
+/// A rendered prompt and its token ids.
 struct Prompt {
+    text: String,
     ids: Vec<u32>,
-    opens_reasoning: bool,
 }
 
 /// Renders the conversation (or the raw prompt) into token ids.
@@ -166,7 +165,7 @@ fn prompt_ids(
     };
     Ok(Prompt {
         ids: loaded.tokenizer.encode(&text).map_err(engine_error)?,
-        opens_reasoning: text.trim_end().ends_with(THINK_START),
+        text,
     })
 }
 
@@ -186,10 +185,29 @@ fn answer(
     stream: bool,
     cancel: &AtomicBool,
 ) -> Result<Answer, CliError> {
-    let mut decoder = StreamDecoder::default();
-    let mut text = TextStream::new(args.stops.clone(), true, prompt.opens_reasoning);
+    let engine_error = |e: EngineError| match e {
+        EngineError::ContextLengthExceeded { .. } => {
+            CliError::new("context_length_exceeded", e.to_string())
+        }
+        other => CliError::new("execution_error", other.to_string()),
+    };
+    let generator = Generator::new(
+        Rc::clone(&loaded.model),
+        &prompt.ids,
+        args.max_tokens,
+        loaded.context_length,
+        loaded.tokenizer.eos_ids(),
+        &sampling(args),
+    )
+    .map_err(engine_error)?;
+    let mut generation = TextGeneration::new(
+        generator,
+        Rc::clone(&loaded.tokenizer),
+        args.stops.clone(),
+        &prompt.text,
+    );
     let (mut content, mut reasoning) = (String::new(), String::new());
-    let show = |events: Vec<TextEvent>, content: &mut String, reasoning: &mut String| {
+    while let Some(events) = generation.next_events().map_err(engine_error)? {
         for event in events {
             match event {
                 TextEvent::Content(piece) => {
@@ -208,41 +226,14 @@ fn answer(
                 }
             }
         }
-    };
-    let eos = loaded.tokenizer.eos_ids().to_vec();
-    let generation = generate(
-        &loaded.model,
-        &prompt.ids,
-        args.max_tokens,
-        loaded.context_length,
-        &eos,
-        &sampling(args),
-        |token| {
-            if !eos.contains(&token) {
-                if let Ok(Some(piece)) = decoder.step(&loaded.tokenizer, token) {
-                    show(text.push(&piece), &mut content, &mut reasoning);
-                }
-            }
-            if text.stopped() {
-                Control::Finish
-            } else if cancel.load(Ordering::Relaxed) {
-                Control::Cancel
-            } else {
-                Control::Continue
-            }
-        },
-    )
-    .map_err(|e| match e {
-        mlxk_engine::EngineError::ContextLengthExceeded { .. } => {
-            CliError::new("context_length_exceeded", e.to_string())
+        if cancel.load(Ordering::Relaxed) {
+            generation.finish(FinishReason::Cancelled);
         }
-        other => CliError::new("execution_error", other.to_string()),
-    })?;
-    show(text.finish(), &mut content, &mut reasoning);
+    }
     Ok(Answer {
         content,
         reasoning,
-        generation,
+        generation: generation.into_generation(),
     })
 }
 
