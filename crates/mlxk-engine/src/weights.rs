@@ -121,22 +121,8 @@ impl Weights {
     }
 
     pub fn embedding(&mut self, path: &str) -> Embedding {
-        match self.linear(path) {
-            Linear::Quantized {
-                weight,
-                scales,
-                biases,
-                group_size,
-                bits,
-                ..
-            } => Embedding::Quantized {
-                weight,
-                scales,
-                biases,
-                group_size,
-                bits,
-            },
-            Linear::Dense { weight, .. } => Embedding::Dense { weight },
+        Embedding {
+            table: self.linear(path),
         }
     }
 
@@ -197,30 +183,24 @@ impl Linear {
     }
 }
 
-/// A token embedding, dense or MLX-quantized; it doubles as the output projection when tied.
-pub enum Embedding {
-    Dense {
-        weight: Array,
-    },
-    Quantized {
-        weight: Array,
-        scales: Array,
-        biases: Option<Array>,
-        group_size: i32,
-        bits: i32,
-    },
+/// A token embedding, dense or MLX-quantized: a table of rows that doubles as the output
+/// projection when the model ties them, so it is kept as the [`Linear`] it then acts as.
+pub struct Embedding {
+    table: Linear,
 }
 
 impl Embedding {
+    /// The rows of `tokens` (dequantized when the table is quantized).
     pub fn forward(&self, tokens: &Array) -> Result<Array> {
-        Ok(match self {
-            Embedding::Dense { weight } => weight.take_axis(tokens, 0)?,
-            Embedding::Quantized {
+        Ok(match &self.table {
+            Linear::Dense { weight, .. } => weight.take_axis(tokens, 0)?,
+            Linear::Quantized {
                 weight,
                 scales,
                 biases,
                 group_size,
                 bits,
+                ..
             } => {
                 let biases = match biases {
                     Some(b) => Some(b.take_axis(tokens, 0)?),
@@ -237,18 +217,8 @@ impl Embedding {
         })
     }
 
+    /// `x · Eᵀ`: the tied output projection.
     pub fn as_linear(&self, x: &Array) -> Result<Array> {
-        Ok(match self {
-            Embedding::Dense { weight } => x.matmul(weight.t())?,
-            Embedding::Quantized {
-                weight,
-                scales,
-                biases,
-                group_size,
-                bits,
-            } => {
-                ops::quantized_matmul(x, weight, scales, biases.as_ref(), true, *group_size, *bits)?
-            }
-        })
+        self.table.forward(x)
     }
 }
