@@ -18,7 +18,7 @@ mod weights;
 pub use completion::TextGeneration;
 pub use error::{EngineError, Result};
 pub use generate::{generate, Control, FinishReason, Generation, Generator};
-pub use models::{load, LanguageModel};
+pub use models::{load, load_for_generation, LanguageModel};
 pub use runtime::{DeviceKind, RuntimeInfo};
 pub use sampler::{Sampler, SamplingParams};
 pub use text::{TextEvent, TextStream};

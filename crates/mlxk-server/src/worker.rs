@@ -258,8 +258,7 @@ impl WorkerLoop {
             )));
         }
         let engine = |e: EngineError| ApiError::internal(format!("loading {}: {e}", job.model));
-        let tokenizer = Rc::new(Tokenizer::load(&job.dir).map_err(engine)?);
-        let (model, _) = mlxk_engine::load(&job.dir).map_err(engine)?;
+        let (model, tokenizer) = mlxk_engine::load_for_generation(&job.dir).map_err(engine)?;
         tracing::info!(model = %job.model, "model loaded");
         *self.loaded_name.lock().expect("not poisoned") = Some(job.model.clone());
         Ok(self.loaded.insert(Loaded {
@@ -273,7 +272,7 @@ impl WorkerLoop {
         if let Some(loaded) = self.loaded.take() {
             tracing::info!(model = %loaded.name, "model unloaded");
             drop(loaded);
-            let _ = mlx_rs_clear_cache();
+            let _ = mlxk_engine::runtime::clear_memory_cache();
         }
         *self.loaded_name.lock().expect("not poisoned") = None;
     }
@@ -350,8 +349,4 @@ impl Session {
         }
         Ok(true)
     }
-}
-
-fn mlx_rs_clear_cache() -> Result<(), EngineError> {
-    mlxk_engine::runtime::clear_memory_cache()
 }

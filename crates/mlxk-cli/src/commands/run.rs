@@ -112,8 +112,7 @@ fn load(name: &str) -> Result<Loaded, CliError> {
     let dir: PathBuf = info.path.clone().expect("a runnable model has a snapshot");
     let engine_error =
         |e: mlxk_engine::EngineError| CliError::new("execution_error", e.to_string());
-    let tokenizer = Tokenizer::load(&dir).map_err(engine_error)?;
-    let (model, _) = mlxk_engine::load(&dir).map_err(engine_error)?;
+    let (model, tokenizer) = mlxk_engine::load_for_generation(&dir).map_err(engine_error)?;
     Ok(Loaded {
         name: info.name.clone(),
         context_length: info
@@ -121,7 +120,7 @@ fn load(name: &str) -> Result<Loaded, CliError> {
             .context_length
             .map_or(DEFAULT_CONTEXT, |n| n as usize),
         model,
-        tokenizer: Rc::new(tokenizer),
+        tokenizer,
     })
 }
 

@@ -24,6 +24,11 @@ pub enum QkvProjections {
     },
 }
 
+/// serde default for flags that are on unless a config says otherwise (`tie_word_embeddings`).
+pub fn default_true() -> bool {
+    true
+}
+
 pub struct Attention {
     pub projections: QkvProjections,
     pub o_proj: Linear,

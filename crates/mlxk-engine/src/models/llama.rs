@@ -23,16 +23,12 @@ struct Args {
     #[serde(default)]
     rope_traditional: bool,
     rope_scaling: Option<Value>,
-    #[serde(default = "default_true")]
+    #[serde(default = "super::common::default_true")]
     tie_word_embeddings: bool,
 }
 
 fn default_rope_theta() -> f32 {
     10_000.0
-}
-
-fn default_true() -> bool {
-    true
 }
 
 pub fn load(config: &Value, weights: &mut Weights) -> Result<Decoder> {

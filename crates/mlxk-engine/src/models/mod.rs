@@ -18,6 +18,7 @@ use serde_json::Value;
 
 use crate::error::{EngineError, Result};
 use crate::kv_cache::KvCache;
+use crate::tokenizer::Tokenizer;
 use crate::weights::Weights;
 
 /// A causal language model: token ids in, next-token logits out.
@@ -30,6 +31,14 @@ pub trait LanguageModel {
     fn make_caches(&self) -> Vec<KvCache> {
         KvCache::new_per_layer(self.num_layers())
     }
+}
+
+/// Loads an MLX model folder for generation: its tokenizer first (cheap, and the usual thing
+/// to be missing), then the weights.
+pub fn load_for_generation(dir: &Path) -> Result<(Rc<dyn LanguageModel>, Rc<Tokenizer>)> {
+    let tokenizer = Rc::new(Tokenizer::load(dir)?);
+    let (model, _) = load(dir)?;
+    Ok((model, tokenizer))
 }
 
 /// Loads the model in `dir` (an MLX model folder: `config.json` plus safetensors).
