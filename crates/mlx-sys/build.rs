@@ -36,8 +36,14 @@ fn main() {
     let lib_dir = mlx.join("lib");
     println!("cargo:rustc-link-search=native={}", lib_dir.display());
     println!("cargo:rustc-link-lib=dylib=mlx");
-    // For this crate's own tests; dependents read DEP_MLX_LIB_DIR and do the same.
-    println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib_dir.display());
+    // Link arguments only reach this crate's own targets, so they are also published as
+    // DEP_MLX_LINK_ARGS (`;`-separated) for every crate that links MLX into a binary or test.
+    let mut link_args = vec![format!("-Wl,-rpath,{}", lib_dir.display())];
+    link_args.extend(fast_blas_link_args(&target_os));
+    for arg in &link_args {
+        println!("cargo:rustc-link-arg={arg}");
+    }
+    println!("cargo:link_args={}", link_args.join(";"));
     println!("cargo:lib_dir={}", lib_dir.display());
     println!("cargo:include={}", mlx.join("include").display());
     println!("cargo:version={MLX_VERSION}");
@@ -152,6 +158,49 @@ fn mlx_c_sources(mlx_c: &Path) -> Vec<PathBuf> {
         sources.len()
     );
     sources
+}
+
+/// The Linux wheel's libmlx calls `cblas_sgemm` from a bundled reference (netlib) BLAS that is
+/// 6-80x slower than OpenBLAS. Every binary linking MLX also links OpenBLAS, kept although no
+/// Rust code calls it (`--no-as-needed`): as a direct dependency it comes before libmlx's own
+/// BLAS in the global symbol scope, so libmlx's BLAS calls resolve to OpenBLAS. macOS MLX uses
+/// Accelerate. `MLXK_NO_OPENBLAS=1` builds without it (to compare).
+///
+/// The OpenMP build of OpenBLAS, by its own directory (an rpath, so the system's BLAS choice
+/// does not matter): the pthread build deadlocks now and then at process exit (its shutdown
+/// races a worker going to sleep, seen with 0.3.21), the serial one is ~20% slower here.
+fn fast_blas_link_args(target_os: &str) -> Vec<String> {
+    println!("cargo:rerun-if-env-changed=MLXK_NO_OPENBLAS");
+    println!("cargo:rerun-if-env-changed=MLXK_OPENBLAS_DIR");
+    if target_os != "linux" || env::var("MLXK_NO_OPENBLAS").is_ok_and(|v| v == "1") {
+        return Vec::new();
+    }
+    let triple = format!(
+        "{}-linux-gnu",
+        env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default()
+    );
+    let candidates: Vec<PathBuf> = match env::var("MLXK_OPENBLAS_DIR") {
+        Ok(dir) => vec![dir.into()],
+        Err(_) => vec![
+            Path::new("/usr/lib").join(&triple).join("openblas-openmp"),
+            "/usr/lib64/openblas-openmp".into(),
+        ],
+    };
+    let Some(dir) = candidates
+        .iter()
+        .find(|dir| dir.join("libopenblas.so.0").exists())
+    else {
+        panic!(
+            "OpenBLAS (OpenMP build) not found in {candidates:?}: install it (./scripts/setup.sh \
+             does: apt install libopenblas0-openmp), point MLXK_OPENBLAS_DIR at a folder holding \
+             libopenblas.so.0, or build with MLXK_NO_OPENBLAS=1 to keep MLX's slow bundled BLAS"
+        );
+    };
+    vec![
+        format!("-Wl,-rpath,{}", dir.display()),
+        format!("-L{}", dir.display()),
+        "-Wl,--push-state,--no-as-needed,-l:libopenblas.so.0,--pop-state".to_string(),
+    ]
 }
 
 fn compile_mlx_c(

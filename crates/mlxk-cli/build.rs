@@ -1,6 +1,10 @@
-//! `mlxk` finds libmlx through an rpath, so it runs without `LD_LIBRARY_PATH`.
+//! `mlxk` finds libmlx through an rpath (no `LD_LIBRARY_PATH`) and links OpenBLAS on Linux
+//! (see mlx-sys's build.rs).
 fn main() {
-    if let Ok(dir) = std::env::var("DEP_MLX_LIB_DIR") {
-        println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
+    for arg in std::env::var("DEP_MLX_LINK_ARGS")
+        .unwrap_or_default()
+        .split_terminator(';')
+    {
+        println!("cargo:rustc-link-arg={arg}");
     }
 }

@@ -86,6 +86,20 @@ def test_models_are_listed(server):
     assert [m.id for m in models] == [NAME]
     raw = httpx.get(server.base + "/v1/models").json()["data"][0]
     assert raw["context_length"] == 8192 and "chat" in raw["capabilities"] and raw["created"] > 0
+    # The load plan is visible: on this CPU the 4-bit demo model runs as dense float32.
+    weights = raw["weights"]
+    assert weights["layout"] == "dense_float32" and weights["compute_dtype"] == "float32"
+    assert 500_000_000 < weights["memory_bytes"] < 600_000_000, weights
+
+
+def test_dense_budget_flag_keeps_weights_quantized(cache):
+    small = Server(cache, "--dense-budget", "0")
+    try:
+        raw = httpx.get(small.base + "/v1/models").json()["data"][0]
+        assert raw["weights"]["layout"] == "float32", raw["weights"]
+        assert "over the 0 MB budget" in raw["weights"]["reason"]
+    finally:
+        assert small.stop() == 0
 
 
 def test_greedy_chat_equals_mlxk_run(server, cache):

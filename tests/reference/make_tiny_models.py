@@ -73,8 +73,19 @@ VARIANTS = [
     ("-8bit-g64", 8, 64, None),
     ("-3bit-g32", 3, 32, None),
     ("-bf16", None, None, mx.bfloat16),
+    ("-4bit-f16", 4, 32, mx.float16),
     ("-sharded", 4, 32, None),
 ]
+
+
+def greedy(model) -> dict:
+    """mlx-lm's greedy tokens and its first-step log-probabilities."""
+    tokens, first_logprobs = [], None
+    for token, logprobs in generate_step(mx.array(PROMPT), model, max_tokens=MAX_TOKENS):
+        tokens.append(int(token))
+        if first_logprobs is None:
+            first_logprobs = logprobs.tolist()
+    return {"tokens": tokens, "logprobs": first_logprobs}
 
 
 def make(case: str, config: dict, quantize, out: Path, suffix: str = "", dtype=None) -> None:
@@ -109,12 +120,15 @@ def make(case: str, config: dict, quantize, out: Path, suffix: str = "", dtype=N
         mx.save_safetensors(str(folder / "model.safetensors"), weights)
     (folder / "config.json").write_text(json.dumps(config, indent=2))
 
-    tokens, first_logprobs = [], None
-    for token, logprobs in generate_step(mx.array(PROMPT), model, max_tokens=MAX_TOKENS):
-        tokens.append(int(token))
-        if first_logprobs is None:
-            first_logprobs = logprobs.tolist()
+    tokens, first_logprobs = greedy(model).values()
     reference = {"prompt": PROMPT, "tokens": tokens, "logprobs": first_logprobs}
+    if dtype is not None:
+        # What our CPU policy computes: the same weights with every floating parameter
+        # (quantization scales and biases included) upcast to float32, run by mlx-lm.
+        model.set_dtype(mx.float32)
+        reference["float32"] = greedy(model)
+        # Back to the stored dtype for the sampled reference below.
+        model.set_dtype(dtype)
     if folder.name in SAMPLED_CASES:
         mx.random.seed(SAMPLING["seed"])
         sampler = make_sampler(

@@ -23,3 +23,33 @@ pub extern "C" fn mach_approximate_time() -> u64 {
     // Never 0, and distinct per call site in time: good enough for a seed, which is all it is.
     start.elapsed().as_nanos() as u64 + 1
 }
+
+/// The shared library that provides `cblas_sgemm` to this process, the matrix product MLX's
+/// CPU backend calls: the symbol a dynamic linker binds for libmlx, resolved the same way
+/// (global scope, load order). `None` when no loaded library exports it (as on macOS, where
+/// MLX calls Accelerate through a private path).
+#[cfg(unix)]
+pub fn blas_provider() -> Option<std::path::PathBuf> {
+    use std::ffi::CStr;
+    // SAFETY: dlsym/dladdr only read the loader's tables; the name is a valid C string and
+    // `info` is written by dladdr before we read it (checked by its return value).
+    unsafe {
+        let symbol = libc::dlsym(libc::RTLD_DEFAULT, c"cblas_sgemm".as_ptr());
+        if symbol.is_null() {
+            return None;
+        }
+        let mut info: libc::Dl_info = std::mem::zeroed();
+        if libc::dladdr(symbol, &mut info) == 0 || info.dli_fname.is_null() {
+            return None;
+        }
+        let name = CStr::from_ptr(info.dli_fname)
+            .to_string_lossy()
+            .into_owned();
+        Some(std::fs::canonicalize(&name).unwrap_or_else(|_| name.into()))
+    }
+}
+
+#[cfg(not(unix))]
+pub fn blas_provider() -> Option<std::path::PathBuf> {
+    None
+}

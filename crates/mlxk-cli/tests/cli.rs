@@ -238,15 +238,17 @@ fn version_prints_text_and_envelope() {
     let cache = TestCache::standard();
     let text = cache.run(&["--version"]);
     assert_eq!(text.code, 0, "{}", text.stderr);
-    let expected_device = if cfg!(target_os = "macos") {
-        "gpu"
+    // The shipped binary's matrix products reach OpenBLAS on Linux (linked by the build, no
+    // LD_PRELOAD), Accelerate on macOS.
+    let (expected_device, expected_blas) = if cfg!(target_os = "macos") {
+        ("gpu", "Accelerate")
     } else {
-        "cpu"
+        ("cpu", "openblas")
     };
     assert_eq!(
         text.stdout.trim(),
         format!(
-            "mlxk {} (MLX 0.32.2, {expected_device})",
+            "mlxk {} (MLX 0.32.2, {expected_device}, BLAS: {expected_blas})",
             env!("CARGO_PKG_VERSION")
         )
     );

@@ -18,6 +18,43 @@ pub struct RuntimeInfo {
     pub mlx_version: &'static str,
     /// Where MLX runs arrays by default: the GPU (Metal) on macOS, the CPU elsewhere.
     pub default_device: DeviceKind,
+    /// Which BLAS MLX's CPU matrix products reach in this process.
+    pub blas: Blas,
+}
+
+/// The BLAS library that serves MLX's `cblas_sgemm`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Blas {
+    /// A short name: `openblas`, `bundled reference BLAS`, `Accelerate`, or the file name.
+    pub name: String,
+    /// The library file, when the loader can tell.
+    pub path: Option<String>,
+}
+
+impl Blas {
+    pub fn detect() -> Self {
+        let path = mlx_sys::blas_provider();
+        let file = path
+            .as_ref()
+            .and_then(|p| p.file_name())
+            .map(|f| f.to_string_lossy().to_lowercase());
+        let name = match file.as_deref() {
+            Some(f) if f.contains("openblas") => "openblas".to_string(),
+            // The wheel's bundled netlib BLAS (auditwheel renames it libblas-<hash>.so).
+            Some(f) if f.starts_with("libblas") => "bundled reference BLAS".to_string(),
+            Some(f) => f.to_string(),
+            None if cfg!(target_os = "macos") => "Accelerate".to_string(),
+            None => "unknown".to_string(),
+        };
+        Blas {
+            name,
+            path: path.map(|p| p.display().to_string()),
+        }
+    }
+
+    pub fn is_openblas(&self) -> bool {
+        self.name == "openblas"
+    }
 }
 
 impl RuntimeInfo {
@@ -29,6 +66,7 @@ impl RuntimeInfo {
         RuntimeInfo {
             mlx_version: MLX_VERSION,
             default_device,
+            blas: Blas::detect(),
         }
     }
 }
@@ -57,5 +95,19 @@ mod tests {
             DeviceKind::Cpu
         };
         assert_eq!(info.default_device, expected);
+    }
+
+    /// The build links OpenBLAS on Linux so that libmlx's `cblas_sgemm` binds to it rather than
+    /// to the wheel's bundled reference BLAS (see mlx-sys's build.rs).
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn mlx_matrix_products_reach_openblas() {
+        let blas = Blas::detect();
+        assert!(blas.is_openblas(), "cblas_sgemm comes from {blas:?}");
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        assert!(
+            maps.contains("libopenblas"),
+            "OpenBLAS is mapped into the process"
+        );
     }
 }

@@ -4,11 +4,12 @@ use std::collections::HashMap;
 use std::fs;
 use std::path::Path;
 
-use mlx_rs::ops;
-use mlx_rs::Array;
+use mlx_rs::transforms::eval;
+use mlx_rs::{ops, Array, Dtype};
 use serde_json::Value;
 
 use crate::error::{EngineError, Result};
+use crate::load_plan::{LoadPlan, WeightLayout};
 
 /// Per-module quantization settings from `config.json` (`quantization`): a default plus
 /// overrides keyed by module path, as mlx-lm writes them.
@@ -49,38 +50,52 @@ impl QuantizationConfig {
     }
 }
 
-/// All tensors of a model folder (single file or sharded), by name.
+/// The `.safetensors` files of a model folder (one, or the shards), in name order.
+pub fn safetensors_files(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+    let mut files: Vec<_> = fs::read_dir(dir)
+        .map_err(|e| EngineError::io("reading", dir, e))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(EngineError::Weights(format!(
+            "no .safetensors files in {}",
+            dir.display()
+        )));
+    }
+    Ok(files)
+}
+
+/// All tensors of a model folder (single file or sharded), by name, laid out as a
+/// [`LoadPlan`] says.
 pub struct Weights {
     tensors: HashMap<String, Array>,
     quantization: QuantizationConfig,
+    layout: WeightLayout,
     missing: Vec<String>,
+    /// Tensors that could not be converted as the plan asked.
+    failures: Vec<String>,
 }
 
 impl Weights {
-    pub fn load(dir: &Path, config: &Value) -> Result<Self> {
-        let mut files: Vec<_> = fs::read_dir(dir)
-            .map_err(|e| EngineError::io("reading", dir, e))?
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
-            .collect();
-        files.sort();
-        if files.is_empty() {
-            return Err(EngineError::Weights(format!(
-                "no .safetensors files in {}",
-                dir.display()
-            )));
-        }
+    pub fn load(dir: &Path, config: &Value, plan: &LoadPlan) -> Result<Self> {
         let mut tensors = HashMap::new();
-        for file in files {
+        for file in safetensors_files(dir)? {
             let loaded = Array::load_safetensors(&file)
                 .map_err(|e| EngineError::Weights(format!("{}: {e}", file.display())))?;
             tensors.extend(loaded);
         }
+        if plan.layout != WeightLayout::AsPublished {
+            upcast_to_float32(&mut tensors)?;
+        }
         Ok(Weights {
             tensors,
             quantization: QuantizationConfig::from_config(config),
+            layout: plan.layout,
             missing: Vec::new(),
+            failures: Vec::new(),
         })
     }
 
@@ -107,6 +122,16 @@ impl Weights {
             Some(scales) => {
                 let (group_size, bits) = self.quantization.for_module(path).unwrap_or((64, 4));
                 let biases = self.take_optional(&format!("{path}.biases"));
+                if self.layout == WeightLayout::DenseFloat32 {
+                    return match dense(&weight, &scales, biases.as_ref(), group_size, bits) {
+                        Ok(weight) => Linear::Dense { weight, bias },
+                        Err(e) => {
+                            self.failures
+                                .push(format!("dequantizing {path}.weight: {e}"));
+                            Linear::Dense { weight, bias }
+                        }
+                    };
+                }
                 Linear::Quantized {
                     weight,
                     scales,
@@ -128,12 +153,43 @@ impl Weights {
 
     /// Fails with every missing tensor named, once the model has taken what it needs.
     pub fn finish(self) -> Result<()> {
-        if self.missing.is_empty() {
-            Ok(())
-        } else {
+        if !self.missing.is_empty() {
             Err(EngineError::MissingWeights(self.missing))
+        } else if !self.failures.is_empty() {
+            Err(EngineError::Weights(self.failures.join("; ")))
+        } else {
+            Ok(())
         }
     }
+}
+
+/// Every float16/bfloat16 tensor (weights, norms, quantization scales and biases) as float32,
+/// evaluated now so the 16-bit copies are freed before the model runs.
+fn upcast_to_float32(tensors: &mut HashMap<String, Array>) -> Result<()> {
+    let mut upcast = Vec::new();
+    for (name, tensor) in tensors.iter_mut() {
+        if matches!(tensor.dtype(), Dtype::Float16 | Dtype::Bfloat16) {
+            *tensor = tensor.as_dtype(Dtype::Float32)?;
+            upcast.push(name.clone());
+        }
+    }
+    eval(upcast.iter().map(|name| &tensors[name]))?;
+    Ok(())
+}
+
+/// A quantized weight as dense float32 (its scales already are), evaluated so the packed copy
+/// can be freed.
+fn dense(
+    weight: &Array,
+    scales: &Array,
+    biases: Option<&Array>,
+    group_size: i32,
+    bits: i32,
+) -> Result<Array> {
+    let dense =
+        ops::dequantize(weight, scales, biases, group_size, bits)?.as_dtype(Dtype::Float32)?;
+    dense.eval()?;
+    Ok(dense)
 }
 
 /// A linear layer (`x · Wᵀ + b`), dense or MLX-quantized.

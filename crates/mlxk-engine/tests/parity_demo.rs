@@ -1,10 +1,13 @@
 //! The demo model (SmolLM2-135M-Instruct, converted from GGUF): our engine's greedy tokens are
-//! exactly mlx-lm's, for the same chat prompt on the same weights and the same MLX.
+//! exactly mlx-lm's, for the same chat prompt on the same weights and the same MLX, with the
+//! engine's default load plan (dense float32 on the CPU).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use mlxk_engine::{generate, Control, FinishReason, SamplingParams, Tokenizer};
+use mlxk_engine::{
+    generate, Control, FinishReason, LoadPolicy, SamplingParams, Tokenizer, WeightLayout,
+};
 use serde_json::Value;
 
 fn root() -> PathBuf {
@@ -67,7 +70,13 @@ fn greedy_tokens_match_mlx_lm_on_the_demo_model() {
     let prompt_ids = tokenizer.encode(&prompt).unwrap();
     assert_eq!(prompt_ids, ids(&reference["prompt_ids"]), "tokenization");
 
-    let (model, _config) = mlxk_engine::load(&model_dir).unwrap();
+    // The default plan: on the CPU, dense float32 through OpenBLAS (mlx-lm runs the published
+    // 4-bit layers; the two differ in low-order bits only, see parity_tiny.rs).
+    let loaded = mlxk_engine::load(&model_dir, &LoadPolicy::default()).unwrap();
+    if cfg!(not(target_os = "macos")) {
+        assert_eq!(loaded.plan.layout, WeightLayout::DenseFloat32);
+    }
+    let model = loaded.model;
     let mut streamed = String::new();
     let mut decoder = mlxk_engine::tokenizer::StreamDecoder::default();
     let generation = generate(

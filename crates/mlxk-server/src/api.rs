@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::StreamExt;
 use mlxk_core::{Library, ModelInfo};
-use mlxk_engine::{ChatMessage, FinishReason, SamplingParams, TextEvent};
+use mlxk_engine::{ChatMessage, FinishReason, LoadPolicy, SamplingParams, TextEvent};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
@@ -60,8 +60,21 @@ fn runnable_models() -> Result<Vec<ModelInfo>, ApiError> {
         .collect())
 }
 
-fn model_object(model: &ModelInfo, loaded: Option<&str>) -> Value {
+fn model_object(model: &ModelInfo, loaded: Option<&str>, policy: &LoadPolicy) -> Value {
     let c = &model.classification;
+    // How the engine will hold it here (dense float32 on the CPU, ...); `null` if unreadable.
+    let weights = model
+        .path
+        .as_deref()
+        .and_then(|dir| mlxk_engine::plan(dir, policy).ok())
+        .map(|plan| {
+            json!({
+                "layout": plan.layout,
+                "compute_dtype": plan.compute_dtype(),
+                "memory_bytes": plan.memory_bytes,
+                "reason": plan.reason,
+            })
+        });
     json!({
         "id": model.name,
         "object": "model",
@@ -70,18 +83,23 @@ fn model_object(model: &ModelInfo, loaded: Option<&str>) -> Value {
         "context_length": c.context_length,
         "capabilities": c.capabilities.iter().map(|cap| cap.label()).collect::<Vec<_>>(),
         "loaded": loaded == Some(model.name.as_str()),
+        "weights": weights,
     })
 }
 
 pub async fn list_models(State(state): State<Shared>) -> Result<Json<Value>, ApiError> {
     let loaded = state.worker.loaded_model();
-    let models = tokio::task::spawn_blocking(runnable_models)
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))??;
-    let data: Vec<Value> = models
-        .iter()
-        .map(|m| model_object(m, loaded.as_deref()))
-        .collect();
+    let policy = state.config.load_policy;
+    let data = tokio::task::spawn_blocking(move || {
+        runnable_models().map(|models| {
+            models
+                .iter()
+                .map(|m| model_object(m, loaded.as_deref(), &policy))
+                .collect::<Vec<_>>()
+        })
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))??;
     Ok(Json(json!({"object": "list", "data": data})))
 }
 
@@ -90,10 +108,13 @@ pub async fn get_model(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let loaded = state.worker.loaded_model();
-    let model = tokio::task::spawn_blocking(move || resolve(&id))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))??;
-    Ok(Json(model_object(&model, loaded.as_deref())))
+    let policy = state.config.load_policy;
+    let model = tokio::task::spawn_blocking(move || {
+        resolve(&id).map(|model| model_object(&model, loaded.as_deref(), &policy))
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))??;
+    Ok(Json(model))
 }
 
 /// The model a request names, resolved as the CLI resolves names; it must be runnable.
@@ -304,7 +325,6 @@ async fn complete(
     state.worker.submit(Job {
         model: model.name.clone(),
         dir: model.path.clone().expect("a runnable model has a snapshot"),
-        size_bytes: model.size_bytes,
         context_length: model
             .classification
             .context_length

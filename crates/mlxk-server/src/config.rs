@@ -1,6 +1,8 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use mlxk_engine::LoadPolicy;
+
 /// How the server runs. `Default` is what `mlxk serve` uses without flags.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -20,6 +22,8 @@ pub struct ServerConfig {
     pub max_active: usize,
     /// The most new tokens a request may ask for (and the default).
     pub max_tokens: usize,
+    /// How models are laid out in memory on this device (dense float32 on the CPU).
+    pub load_policy: LoadPolicy,
 }
 
 impl Default for ServerConfig {
@@ -34,6 +38,7 @@ impl Default for ServerConfig {
             queue_capacity: 32,
             max_active: 8,
             max_tokens: 2048,
+            load_policy: LoadPolicy::default(),
         }
     }
 }

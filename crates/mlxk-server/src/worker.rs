@@ -10,15 +10,15 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use mlxk_engine::{
-    ChatMessage, EngineError, FinishReason, Generator, LanguageModel, SamplingParams, TextEvent,
-    TextGeneration, Tokenizer,
+    ChatMessage, EngineError, FinishReason, Generator, LanguageModel, LoadPolicy, SamplingParams,
+    TextEvent, TextGeneration, Tokenizer,
 };
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::config::ServerConfig;
 use crate::error::ApiError;
 
-/// Memory a loaded model needs beyond its weight files (activations, caches, the runtime).
+/// Memory a loaded model needs beyond its weights (activations, caches, the runtime).
 const MEMORY_MARGIN: f64 = 1.2;
 
 pub enum Prompt {
@@ -30,7 +30,6 @@ pub enum Prompt {
 pub struct Job {
     pub model: String,
     pub dir: PathBuf,
-    pub size_bytes: u64,
     pub context_length: usize,
     pub prompt: Prompt,
     pub sampling: SamplingParams,
@@ -66,6 +65,7 @@ impl Worker {
         let loaded = Arc::new(Mutex::new(None));
         let loaded_name = Arc::clone(&loaded);
         let (keep_alive, max_active) = (config.keep_alive, config.max_active.max(1));
+        let load_policy = config.load_policy;
         // MLX state never leaves this thread: it is created here.
         let thread = std::thread::Builder::new()
             .name("mlxk-inference".into())
@@ -75,6 +75,7 @@ impl Worker {
                     loaded_name,
                     keep_alive,
                     max_active,
+                    load_policy,
                     loaded: None,
                     active: Vec::new(),
                     waiting: VecDeque::new(),
@@ -135,6 +136,7 @@ struct WorkerLoop {
     loaded_name: Arc<Mutex<Option<String>>>,
     keep_alive: Duration,
     max_active: usize,
+    load_policy: LoadPolicy,
     loaded: Option<Loaded>,
     active: Vec<Session>,
     waiting: VecDeque<Box<Job>>,
@@ -245,9 +247,11 @@ impl WorkerLoop {
             return Ok(self.loaded.as_ref().expect("checked"));
         }
         self.unload();
+        let engine = |e: EngineError| ApiError::internal(format!("loading {}: {e}", job.model));
+        let plan = mlxk_engine::plan(&job.dir, &self.load_policy).map_err(engine)?;
         let mut system = sysinfo::System::new();
         system.refresh_memory();
-        let needed = (job.size_bytes as f64 * MEMORY_MARGIN) as u64;
+        let needed = (plan.memory_bytes as f64 * MEMORY_MARGIN) as u64;
         let available = system.available_memory();
         if available > 0 && needed > available {
             return Err(ApiError::insufficient_memory(format!(
@@ -257,9 +261,10 @@ impl WorkerLoop {
                 available / 1_000_000
             )));
         }
-        let engine = |e: EngineError| ApiError::internal(format!("loading {}: {e}", job.model));
-        let (model, tokenizer) = mlxk_engine::load_for_generation(&job.dir).map_err(engine)?;
-        tracing::info!(model = %job.model, "model loaded");
+        let (loaded, tokenizer) =
+            mlxk_engine::load_for_generation(&job.dir, &self.load_policy).map_err(engine)?;
+        let model = loaded.model;
+        tracing::info!(model = %job.model, layout = ?loaded.plan.layout, "model loaded");
         *self.loaded_name.lock().expect("not poisoned") = Some(job.model.clone());
         Ok(self.loaded.insert(Loaded {
             name: job.model.clone(),

@@ -8,11 +8,12 @@ use std::time::Instant;
 use clap::Args;
 use mlxk_core::Library;
 use mlxk_engine::{
-    ChatMessage, EngineError, FinishReason, Generator, LanguageModel, SamplingParams, TextEvent,
-    TextGeneration, Tokenizer,
+    ChatMessage, EngineError, FinishReason, Generator, LanguageModel, LoadPlan, LoadPolicy,
+    RuntimeInfo, SamplingParams, TextEvent, TextGeneration, Tokenizer,
 };
 use serde_json::json;
 
+use super::WeightArgs;
 use crate::output::{CliError, Outcome, Output};
 
 /// The context to assume when config.json does not say.
@@ -58,26 +59,33 @@ pub struct RunArgs {
     /// Do not show a reasoning model's thinking (`<think>…</think>`); it goes to stderr otherwise.
     #[arg(long)]
     pub hide_reasoning: bool,
-    /// Report load time, prompt and decode speed, time to first token and peak memory.
+    /// Report load time, weight layout, prompt and decode speed, time to first token and peak
+    /// memory.
     #[arg(long, short)]
     pub verbose: bool,
+    #[command(flatten)]
+    pub weights: WeightArgs,
 }
 
 struct Loaded {
     name: String,
     model: Rc<dyn LanguageModel>,
     tokenizer: Rc<Tokenizer>,
+    plan: LoadPlan,
     context_length: usize,
 }
 
 pub fn run(args: &RunArgs, output: &Output) -> Result<Outcome, CliError> {
     let started = Instant::now();
-    let loaded = load(&args.model)?;
+    let loaded = load(&args.model, &args.weights.policy()?)?;
     if args.verbose {
         eprintln!(
-            "[loaded {} in {:.2} s]",
+            "[loaded {} in {:.2} s; weights {}: {}; BLAS {}]",
             loaded.name,
-            started.elapsed().as_secs_f64()
+            started.elapsed().as_secs_f64(),
+            loaded.plan.layout.label(),
+            loaded.plan.reason,
+            RuntimeInfo::detect().blas.name,
         );
     }
     let prompt = match args.prompt.as_slice() {
@@ -100,7 +108,7 @@ pub fn run(args: &RunArgs, output: &Output) -> Result<Outcome, CliError> {
     }
 }
 
-fn load(name: &str) -> Result<Loaded, CliError> {
+fn load(name: &str, policy: &LoadPolicy) -> Result<Loaded, CliError> {
     let info = Library::from_env().find(name)?;
     if !info.runtime.compatible {
         let why = info.reason().unwrap_or_default();
@@ -112,14 +120,16 @@ fn load(name: &str) -> Result<Loaded, CliError> {
     let dir: PathBuf = info.path.clone().expect("a runnable model has a snapshot");
     let engine_error =
         |e: mlxk_engine::EngineError| CliError::new("execution_error", e.to_string());
-    let (model, tokenizer) = mlxk_engine::load_for_generation(&dir).map_err(engine_error)?;
+    let (loaded, tokenizer) =
+        mlxk_engine::load_for_generation(&dir, policy).map_err(engine_error)?;
     Ok(Loaded {
         name: info.name.clone(),
         context_length: info
             .classification
             .context_length
             .map_or(DEFAULT_CONTEXT, |n| n as usize),
-        model,
+        model: loaded.model,
+        plan: loaded.plan,
         tokenizer,
     })
 }

@@ -5,6 +5,7 @@ use clap::Args;
 use mlxk_server::{start, ServerConfig};
 use serde_json::json;
 
+use super::WeightArgs;
 use crate::output::{CliError, Outcome, Output};
 
 #[derive(Debug, Args)]
@@ -35,6 +36,8 @@ pub struct ServeArgs {
     /// Log as JSON lines (to stderr) instead of text. Prompts, answers and keys are never logged.
     #[arg(long)]
     pub log_json: bool,
+    #[command(flatten)]
+    pub weights: WeightArgs,
 }
 
 pub fn run(args: &ServeArgs, _output: &Output) -> Result<Outcome, CliError> {
@@ -69,6 +72,7 @@ pub fn run(args: &ServeArgs, _output: &Output) -> Result<Outcome, CliError> {
         cors_origins: args.cors_origins.clone(),
         max_tokens: args.max_tokens,
         max_body_bytes: args.max_body_bytes,
+        load_policy: args.weights.policy()?,
         ..ServerConfig::default()
     };
     let runtime =

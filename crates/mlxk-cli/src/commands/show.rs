@@ -4,6 +4,9 @@ use mlxk_core::health::is_weight_file;
 use mlxk_core::{Library, ModelInfo};
 use serde_json::{json, Value};
 
+use mlxk_engine::{LoadPlan, LoadPolicy};
+
+use super::WeightArgs;
 use crate::api;
 use crate::human;
 use crate::output::{CliError, Outcome, Output};
@@ -18,10 +21,13 @@ pub struct ShowArgs {
     /// Print config.json.
     #[arg(long)]
     pub config: bool,
+    #[command(flatten)]
+    pub weights: WeightArgs,
 }
 
 pub fn run(args: &ShowArgs, output: &Output) -> Result<Outcome, CliError> {
     let model = Library::from_env().find(&args.model)?;
+    let plan = load_plan(&model, &args.weights.policy()?);
     let mut data = json!({
         "model": api::model_object(&model, true),
         "workspace_metadata": null,
@@ -31,6 +37,14 @@ pub fn run(args: &ShowArgs, output: &Output) -> Result<Outcome, CliError> {
         "snapshots": model.snapshots.iter().map(|s| json!({"hash": s.commit, "refs": s.refs})).collect::<Vec<_>>(),
         "health_problems": model.health.problems,
         "runtime": model.runtime,
+        "weights": plan.as_ref().map(|plan| json!({
+            "layout": plan.layout,
+            "compute_dtype": plan.compute_dtype(),
+            "memory_bytes": plan.memory_bytes,
+            "dense_float32_bytes": plan.dense_float32_bytes,
+            "dense_budget_bytes": plan.dense_budget_bytes,
+            "reason": plan.reason,
+        })),
     });
     if args.files {
         data["files"] = json!(model
@@ -49,7 +63,7 @@ pub fn run(args: &ShowArgs, output: &Output) -> Result<Outcome, CliError> {
     let text = if output.json {
         String::new()
     } else {
-        render(args, &model)
+        render(args, &model, plan.as_ref())
     };
     Ok(Outcome::new(data, text))
 }
@@ -102,7 +116,15 @@ fn file_kind(name: &str) -> &'static str {
     }
 }
 
-fn render(args: &ShowArgs, model: &ModelInfo) -> String {
+/// How `mlxk run` and the server would hold the model here; only for models they can run.
+fn load_plan(model: &ModelInfo, policy: &LoadPolicy) -> Option<LoadPlan> {
+    if !(model.is_healthy() && model.runtime.compatible) {
+        return None;
+    }
+    mlxk_engine::plan(model.path.as_deref()?, policy).ok()
+}
+
+fn render(args: &ShowArgs, model: &ModelInfo, plan: Option<&LoadPlan>) -> String {
     let c = &model.classification;
     let commit = model.commit.as_deref().unwrap_or("-");
     let refs = if model.refs.is_empty() {
@@ -159,6 +181,14 @@ fn render(args: &ShowArgs, model: &ModelInfo) -> String {
     }
     if let Some(reason) = model.runtime.reason.as_ref().filter(|_| model.is_healthy()) {
         lines.push(format!("Runtime:       {reason}"));
+    }
+    if let Some(plan) = plan {
+        lines.push(format!(
+            "Weights:       {} in memory, {} compute; {}",
+            human::size(plan.memory_bytes),
+            plan.compute_dtype(),
+            plan.reason
+        ));
     }
     if model.snapshots.len() > 1 {
         lines.push("Snapshots:".into());

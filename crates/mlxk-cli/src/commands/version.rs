@@ -16,6 +16,10 @@ pub fn run(_output: &Output) -> Result<Outcome, CliError> {
         mlxk_engine::DeviceKind::Gpu => "gpu",
         mlxk_engine::DeviceKind::Cpu => "cpu",
     };
-    let text = format!("mlxk {version} (MLX {}, {device})", runtime.mlx_version);
+    // The JSON schema (0.2.4) has no place for the BLAS; the human line names it.
+    let text = format!(
+        "mlxk {version} (MLX {}, {device}, BLAS: {})",
+        runtime.mlx_version, runtime.blas.name
+    );
     Ok(Outcome::new(data, text))
 }

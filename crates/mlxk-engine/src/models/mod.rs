@@ -18,6 +18,7 @@ use serde_json::Value;
 
 use crate::error::{EngineError, Result};
 use crate::kv_cache::KvCache;
+use crate::load_plan::{LoadPlan, LoadPolicy, WeightFacts};
 use crate::tokenizer::Tokenizer;
 use crate::weights::Weights;
 
@@ -33,26 +34,47 @@ pub trait LanguageModel {
     }
 }
 
-/// Loads an MLX model folder for generation: its tokenizer first (cheap, and the usual thing
-/// to be missing), then the weights.
-pub fn load_for_generation(dir: &Path) -> Result<(Rc<dyn LanguageModel>, Rc<Tokenizer>)> {
-    let tokenizer = Rc::new(Tokenizer::load(dir)?);
-    let (model, _) = load(dir)?;
-    Ok((model, tokenizer))
+/// A model in memory, with its configuration and how its weights were laid out.
+pub struct LoadedModel {
+    pub model: Rc<dyn LanguageModel>,
+    pub config: Value,
+    pub plan: LoadPlan,
 }
 
-/// Loads the model in `dir` (an MLX model folder: `config.json` plus safetensors).
-pub fn load(dir: &Path) -> Result<(Rc<dyn LanguageModel>, Value)> {
+/// Loads an MLX model folder for generation: its tokenizer first (cheap, and the usual thing
+/// to be missing), then the weights.
+pub fn load_for_generation(
+    dir: &Path,
+    policy: &LoadPolicy,
+) -> Result<(LoadedModel, Rc<Tokenizer>)> {
+    let tokenizer = Rc::new(Tokenizer::load(dir)?);
+    Ok((load(dir, policy)?, tokenizer))
+}
+
+/// What loading the model in `dir` would do under `policy`, from its config and safetensors
+/// headers alone.
+pub fn plan(dir: &Path, policy: &LoadPolicy) -> Result<LoadPlan> {
+    let config = read_config(dir)?;
+    Ok(policy.plan(&WeightFacts::read(dir, &config)?))
+}
+
+fn read_config(dir: &Path) -> Result<Value> {
     let path = dir.join("config.json");
     let text = fs::read(&path).map_err(|e| EngineError::io("reading", &path, e))?;
-    let config: Value =
-        serde_json::from_slice(&text).map_err(|e| EngineError::Config(e.to_string()))?;
+    serde_json::from_slice(&text).map_err(|e| EngineError::Config(e.to_string()))
+}
+
+/// Loads the model in `dir` (an MLX model folder: `config.json` plus safetensors) as `policy`
+/// plans it.
+pub fn load(dir: &Path, policy: &LoadPolicy) -> Result<LoadedModel> {
+    let config = read_config(dir)?;
+    let plan = policy.plan(&WeightFacts::read(dir, &config)?);
     let model_type = config
         .get("model_type")
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
-    let mut weights = Weights::load(dir, &config)?;
+    let mut weights = Weights::load(dir, &config, &plan)?;
     let model: Rc<dyn LanguageModel> = match model_type.as_str() {
         "llama" | "mistral" => Rc::new(llama::load(&config, &mut weights)?),
         "qwen2" => Rc::new(qwen2::load(&config, &mut weights)?),
@@ -63,5 +85,9 @@ pub fn load(dir: &Path) -> Result<(Rc<dyn LanguageModel>, Value)> {
         other => return Err(EngineError::UnsupportedArchitecture(other.to_string())),
     };
     weights.finish()?;
-    Ok((model, config))
+    Ok(LoadedModel {
+        model,
+        config,
+        plan,
+    })
 }
