@@ -46,6 +46,10 @@ enum Command {
     Convert(commands::convert::ConvertArgs),
     /// Generate text: one answer for a prompt, or an interactive chat.
     Run(commands::run::RunArgs),
+    /// Download a model from the Hugging Face Hub into the cache (resumable, verified).
+    Pull(commands::pull::PullArgs),
+    /// Upload a model folder to a Hub repository (check, dry-run, then one commit).
+    Push(commands::push::PushArgs),
     /// Serve the OpenAI-compatible API (chat, completions, models) on this machine.
     #[command(alias = "server")]
     Serve(commands::serve::ServeArgs),
@@ -61,12 +65,14 @@ impl Command {
             Command::Convert(_) => "convert",
             Command::Run(_) => "run",
             Command::Serve(_) => "server",
+            Command::Pull(_) => "pull",
+            Command::Push(_) => "push",
         }
     }
 }
 
 const COMMAND_NAMES: &[&str] = &[
-    "list", "ls", "show", "health", "rm", "convert", "run", "serve",
+    "list", "ls", "show", "health", "rm", "convert", "run", "serve", "pull", "push",
 ];
 
 fn main() -> ExitCode {
@@ -96,6 +102,8 @@ fn dispatch(command: &Command, output: &Output) -> Result<Outcome, CliError> {
         Command::Convert(args) => commands::convert::run(args, output),
         Command::Run(args) => commands::run::run(args, output),
         Command::Serve(args) => commands::serve::run(args, output),
+        Command::Pull(args) => commands::pull::run(args, output),
+        Command::Push(args) => commands::push::run(args, output),
     }
 }
 

@@ -10,6 +10,7 @@ pub mod cache;
 pub mod classify;
 pub mod error;
 pub mod health;
+pub mod hub;
 pub mod install;
 pub mod library;
 pub mod metadata;

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::error::{EngineError, Result};
 use crate::kv_cache::KvCache;
-use crate::models::LanguageModel;
+use crate::models::{LanguageModel, Positions};
 use crate::sampler::{Sampler, SamplingParams};
 
 /// Prompt tokens processed per forward pass during prefill (mlx-lm's default).
@@ -113,12 +113,16 @@ impl Generator {
             prompt_time: None,
             finish_reason: None,
         };
-        // As mlx-lm: all but the last prompt token fill the cache; the last one starts decoding.
-        let (head, last) = prompt.split_at(prompt.len() - 1);
-        for chunk in head.chunks(PREFILL_STEP) {
-            generator
-                .model
-                .forward(&token_array(chunk), &mut generator.caches)?;
+        // Prompt chunks fill the cache; the last chunk also yields the first token (its logits
+        // for the last position only), which saves a forward pass over mlx-lm's split.
+        let chunks: Vec<&[u32]> = prompt.chunks(PREFILL_STEP).collect();
+        let (last, head) = chunks.split_last().expect("the prompt is not empty");
+        for chunk in head {
+            generator.model.forward_positions(
+                &token_array(chunk),
+                &mut generator.caches,
+                Positions::Last,
+            )?;
             eval(generator.caches.iter().flat_map(KvCache::arrays))?;
         }
         if generator.max_tokens == 0 {
@@ -186,17 +190,16 @@ impl Generator {
 
     /// One decoding step: the model on `input` (the token just chosen), then the sampler.
     fn step(&mut self, input: &Array) -> Result<Array> {
-        let logits = self
-            .model
-            .forward(&input.reshape(&[1, -1])?, &mut self.caches)?;
+        let logits = self.model.forward_positions(
+            &input.reshape(&[1, -1])?,
+            &mut self.caches,
+            Positions::Last,
+        )?;
         let vocab = *logits
             .shape()
             .last()
             .expect("logits have a vocabulary axis");
-        let last = logits.shape()[1] - 1;
-        let row = logits
-            .reshape(&[-1, vocab])?
-            .take_axis(Array::from_slice(&[last], &[1]), 0)?;
+        let row = logits.reshape(&[1, vocab])?;
         let token = self.sampler.sample(&row, self.history.as_ref())?;
         async_eval([&token])?;
         Ok(token)

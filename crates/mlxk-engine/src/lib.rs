@@ -20,7 +20,7 @@ pub use completion::TextGeneration;
 pub use error::{EngineError, Result};
 pub use generate::{generate, Control, FinishReason, Generation, Generator};
 pub use load_plan::{LoadPlan, LoadPolicy, WeightLayout};
-pub use models::{load, load_for_generation, plan, LanguageModel, LoadedModel};
+pub use models::{load, load_for_generation, plan, LanguageModel, LoadedModel, Positions};
 pub use runtime::{Blas, DeviceKind, RuntimeInfo};
 pub use sampler::{Sampler, SamplingParams};
 pub use text::{TextEvent, TextStream};

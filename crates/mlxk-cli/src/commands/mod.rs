@@ -3,6 +3,8 @@
 pub mod convert;
 pub mod health;
 pub mod list;
+pub mod pull;
+pub mod push;
 pub mod rm;
 pub mod run;
 pub mod serve;
@@ -28,4 +30,26 @@ impl WeightArgs {
     pub fn policy(&self) -> Result<LoadPolicy, CliError> {
         LoadPolicy::for_this_machine(self.dense_budget).map_err(|e| CliError::usage(e.to_string()))
     }
+}
+
+/// A client for `HF_ENDPOINT` (or the Hub) with the user's token, if any.
+pub fn hub_client() -> Result<mlxk_core::hub::HubClient, CliError> {
+    let token = std::env::var("HF_TOKEN")
+        .ok()
+        .and_then(mlxk_core::hub::HubToken::new);
+    mlxk_core::hub::HubClient::new(None, token).map_err(hub_error)
+}
+
+pub fn hub_error(error: mlxk_core::hub::HubError) -> CliError {
+    use mlxk_core::hub::HubError;
+    let hint = match &error {
+        HubError::Unauthorized { .. } | HubError::RepoNotFound { .. } => {
+            Some("log in with: mlxk login".to_string())
+        }
+        HubError::Network { .. } => Some("pull again to resume".to_string()),
+        _ => None,
+    };
+    let mut cli = CliError::new(error.kind(), error.to_string());
+    cli.hint = hint;
+    cli
 }

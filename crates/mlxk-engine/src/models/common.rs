@@ -11,6 +11,7 @@ use crate::kv_cache::KvCache;
 use crate::weights::{Linear, Weights};
 
 use super::rope::Rope;
+use super::Positions;
 
 /// Query, key and value projections: separate, or one fused matrix (Phi-3).
 pub enum QkvProjections {
@@ -240,12 +241,17 @@ impl Decoder {
 }
 
 impl super::LanguageModel for Decoder {
-    fn forward(&self, tokens: &Array, caches: &mut [KvCache]) -> Result<Array> {
+    fn forward_positions(
+        &self,
+        tokens: &Array,
+        caches: &mut [KvCache],
+        positions: Positions,
+    ) -> Result<Array> {
         let mut h = self.embed_tokens.forward(tokens)?;
         for (block, cache) in self.layers.iter().zip(caches.iter_mut()) {
             h = block.forward(&h, self.eps, &self.rope, cache)?;
         }
-        let h = fast::rms_norm(&h, Some(&self.norm), self.eps)?;
+        let h = fast::rms_norm(&positions.select(h)?, Some(&self.norm), self.eps)?;
         match &self.lm_head {
             Some(head) => head.forward(&h),
             None => self.embed_tokens.as_linear(&h),

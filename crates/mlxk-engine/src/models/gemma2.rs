@@ -14,6 +14,7 @@ use crate::weights::{Embedding, Linear, Weights};
 use super::common::{causal_mask, gemma_norm_weight, SandwichBlock};
 use super::rope::Rope;
 use super::LanguageModel;
+use super::Positions;
 
 #[derive(Debug, Clone, Deserialize)]
 struct Args {
@@ -141,7 +142,12 @@ impl Gemma2 {
 }
 
 impl LanguageModel for Gemma2 {
-    fn forward(&self, tokens: &Array, caches: &mut [KvCache]) -> Result<Array> {
+    fn forward_positions(
+        &self,
+        tokens: &Array,
+        caches: &mut [KvCache],
+        positions: Positions,
+    ) -> Result<Array> {
         let eps = self.args.rms_norm_eps;
         let scale = (self.args.hidden_size as f64).sqrt() as f32;
         let mut h = self
@@ -155,7 +161,7 @@ impl LanguageModel for Gemma2 {
                 self.attention(block, normed, mask.as_ref(), cache)
             })?;
         }
-        let h = fast::rms_norm(&h, Some(&self.norm), eps)?;
+        let h = fast::rms_norm(&positions.select(h)?, Some(&self.norm), eps)?;
         soft_cap(
             &self.embed_tokens.as_linear(&h)?,
             self.args.final_logit_softcapping,

@@ -17,6 +17,7 @@ use crate::weights::{Embedding, Linear, Weights};
 use super::common::{causal_mask, gemma_norm_weight, SandwichBlock};
 use super::rope::Rope;
 use super::LanguageModel;
+use super::Positions;
 
 #[derive(Debug, Clone, Deserialize)]
 struct Args {
@@ -172,7 +173,12 @@ impl Gemma3 {
 }
 
 impl LanguageModel for Gemma3 {
-    fn forward(&self, tokens: &Array, caches: &mut [KvCache]) -> Result<Array> {
+    fn forward_positions(
+        &self,
+        tokens: &Array,
+        caches: &mut [KvCache],
+        positions: Positions,
+    ) -> Result<Array> {
         let eps = self.args.rms_norm_eps;
         // mlx-lm rounds the embedding scale to bfloat16 first; so do we.
         let scale = half::bf16::from_f64((self.args.hidden_size as f64).sqrt()).to_f32();
@@ -185,7 +191,7 @@ impl LanguageModel for Gemma3 {
                 .norms
                 .forward(&h, eps, |normed| self.attention(block, normed, cache))?;
         }
-        let h = fast::rms_norm(&h, Some(&self.norm), eps)?;
+        let h = fast::rms_norm(&positions.select(h)?, Some(&self.norm), eps)?;
         match &self.lm_head {
             Some(head) => head.forward(&h),
             None => self.embed_tokens.as_linear(&h),

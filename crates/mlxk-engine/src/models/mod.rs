@@ -22,10 +22,43 @@ use crate::load_plan::{LoadPlan, LoadPolicy, WeightFacts};
 use crate::tokenizer::Tokenizer;
 use crate::weights::Weights;
 
+/// Which positions a forward pass computes logits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Positions {
+    All,
+    /// Only the last: what generation needs, and the output projection of a long prompt
+    /// is by far its largest matmul.
+    Last,
+}
+
+impl Positions {
+    /// The hidden states `[1, L, D]` to project: all, or the last position `[1, 1, D]`.
+    pub fn select(self, h: Array) -> Result<Array> {
+        match self {
+            Positions::All => Ok(h),
+            Positions::Last => {
+                let last = h.shape()[1] - 1;
+                Ok(h.take_axis(Array::from_slice(&[last], &[1]), 1)?)
+            }
+        }
+    }
+}
+
 /// A causal language model: token ids in, next-token logits out.
 pub trait LanguageModel {
-    /// `tokens` is `[1, L]`; returns logits `[1, L, vocab]`, updating the caches.
-    fn forward(&self, tokens: &Array, caches: &mut [KvCache]) -> Result<Array>;
+    /// `tokens` is `[1, L]`; returns logits `[1, L, vocab]` (or `[1, 1, vocab]` for
+    /// [`Positions::Last`]), updating the caches.
+    fn forward_positions(
+        &self,
+        tokens: &Array,
+        caches: &mut [KvCache],
+        positions: Positions,
+    ) -> Result<Array>;
+
+    /// Logits for every position.
+    fn forward(&self, tokens: &Array, caches: &mut [KvCache]) -> Result<Array> {
+        self.forward_positions(tokens, caches, Positions::All)
+    }
     fn num_layers(&self) -> usize;
 
     /// Fresh caches for a generation, one per layer.

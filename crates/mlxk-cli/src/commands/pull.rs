@@ -1,0 +1,188 @@
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use clap::Args;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use mlxk_core::hub::pull::{pull, Cancel, PullEvent, PullRequest};
+use mlxk_core::{HubCache, ModelSpec, RepoId};
+use serde_json::json;
+
+use super::hub_client;
+use crate::human;
+use crate::output::{CliError, Outcome, Output};
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// ORG/NAME on the Hub, optionally @REVISION (a branch, tag or commit).
+    pub model: String,
+    /// Also fetch weights in formats MLX does not load (*.bin, *.pt, *.gguf, ...).
+    #[arg(long)]
+    pub all_files: bool,
+}
+
+pub fn run(args: &PullArgs, output: &Output) -> Result<Outcome, CliError> {
+    let spec = ModelSpec::parse(&args.model)?;
+    let repo = RepoId::parse(&spec.pattern).map_err(|_| {
+        CliError::usage(format!(
+            "'{}' is not a Hub repository id: pull needs ORG/NAME",
+            spec.pattern
+        ))
+    })?;
+    if repo.org().is_none() {
+        return Err(CliError::usage(format!(
+            "'{}' has no organisation: pull needs ORG/NAME (e.g. mlx-community/{0})",
+            spec.pattern
+        )));
+    }
+    let request = PullRequest {
+        repo,
+        revision: spec.revision.clone(),
+        all_files: args.all_files,
+    };
+    let client = hub_client()?;
+    let cache = HubCache::from_env();
+    std::fs::create_dir_all(cache.root()).map_err(|e| {
+        CliError::new(
+            "io_error",
+            format!("creating {}: {e}", cache.root().display()),
+        )
+    })?;
+    // Progress bars on a terminal only; nothing on stderr in --json mode.
+    let bars = Bars::new(!output.json && std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let cancel = Cancel::default();
+    let runtime =
+        tokio::runtime::Runtime::new().map_err(|e| CliError::new("io_error", e.to_string()))?;
+    let outcome = runtime
+        .block_on(pull(&client, &cache, &request, &cancel, &|event| {
+            bars.show(event)
+        }))
+        .map_err(super::hub_error)?;
+    bars.finish();
+    let status = if outcome.downloaded_files == 0 {
+        "already_cached"
+    } else {
+        "success"
+    };
+    let message = format!(
+        "{} at {}: {} files, {} downloaded{}",
+        outcome.repo,
+        &outcome.commit[..12],
+        outcome.files,
+        human::size(outcome.downloaded_bytes),
+        if outcome.skipped.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " ({} skipped: {})",
+                outcome.skipped.len(),
+                outcome.skipped.join(", ")
+            )
+        }
+    );
+    let data = json!({
+        "model": outcome.repo,
+        "download_status": status,
+        "message": message,
+        "expanded_name": null,
+        "commit": outcome.commit,
+        "snapshot": outcome.snapshot,
+        "files": outcome.files,
+        "downloaded_files": outcome.downloaded_files,
+        "downloaded_bytes": outcome.downloaded_bytes,
+        "skipped": outcome.skipped,
+    });
+    Ok(Outcome::new(data, format!("Pulled {message}")))
+}
+
+/// One bar per file plus a total, with speed and time left.
+struct Bars {
+    multi: MultiProgress,
+    total: Mutex<Option<ProgressBar>>,
+    files: Mutex<HashMap<String, ProgressBar>>,
+}
+
+impl Bars {
+    fn new(visible: bool) -> Self {
+        let target = if visible {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        };
+        Bars {
+            multi: MultiProgress::with_draw_target(target),
+            total: Mutex::new(None),
+            files: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn style(template: &str) -> ProgressStyle {
+        ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ")
+    }
+
+    fn show(&self, event: PullEvent) {
+        match event {
+            PullEvent::Planned {
+                files,
+                download_bytes,
+                ..
+            } => {
+                let total = self.multi.add(ProgressBar::new(download_bytes));
+                total.set_style(Self::style(
+                    "{msg:<32} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+                ));
+                total.set_message("total");
+                let cached = files.iter().filter(|f| f.cached).count();
+                if cached > 0 {
+                    total.println(format!(
+                        "{cached} of {} files already in the cache",
+                        files.len()
+                    ));
+                }
+                *self.total.lock().expect("not poisoned") = Some(total);
+            }
+            PullEvent::FileStarted {
+                path,
+                size,
+                resumed_from,
+            } => {
+                let bar = self.multi.add(ProgressBar::new(size));
+                bar.set_style(Self::style(
+                    "{msg:<32} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+                ));
+                bar.set_message(short(&path));
+                bar.set_position(resumed_from);
+                self.files.lock().expect("not poisoned").insert(path, bar);
+            }
+            PullEvent::Bytes { path, bytes } => {
+                if let Some(bar) = self.files.lock().expect("not poisoned").get(&path) {
+                    bar.inc(bytes);
+                }
+                if let Some(total) = self.total.lock().expect("not poisoned").as_ref() {
+                    total.inc(bytes);
+                }
+            }
+            PullEvent::FileFinished { path } => {
+                if let Some(bar) = self.files.lock().expect("not poisoned").remove(&path) {
+                    bar.finish_and_clear();
+                }
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(total) = self.total.lock().expect("not poisoned").take() {
+            total.finish_and_clear();
+        }
+    }
+}
+
+fn short(path: &str) -> String {
+    let chars: Vec<char> = path.chars().collect();
+    if chars.len() <= 32 {
+        path.to_string()
+    } else {
+        format!("…{}", chars[chars.len() - 31..].iter().collect::<String>())
+    }
+}

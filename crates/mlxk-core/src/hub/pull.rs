@@ -1,0 +1,570 @@
+//! `pull`: a model from the Hub into the cache, in the layout huggingface_hub writes (blobs
+//! named by ETag, relative snapshot symlinks, `refs/<revision>`), so Python tools and mlxk share
+//! one cache.
+//!
+//! Each file downloads into `blobs/<name>.incomplete` and resumes from there with a `Range`
+//! request; it is hashed as it arrives (SHA-256 for LFS files, the git blob id otherwise) and
+//! only a verified file is renamed into place and linked from the snapshot. A mismatch deletes
+//! the partial file. A pull killed midway leaves no snapshot link for unfinished files, so the
+//! model reads as unhealthy until the next pull completes it. hf-hub 1.0's `snapshot_download`
+//! would do neither the resume nor the verification, hence this module.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use futures_util::{StreamExt, TryStreamExt};
+use reqwest::header::RANGE;
+use reqwest::StatusCode;
+use serde::Serialize;
+use sha1::Sha1;
+use sha2::{Digest, Sha256};
+
+use super::{check, HubClient, HubError, RemoteFile, Result};
+use crate::cache::HubCache;
+use crate::repo_id::RepoId;
+
+/// Files downloaded at once.
+pub const PARALLEL_DOWNLOADS: usize = 4;
+
+/// Formats MLX does not load: skipped when the repository has safetensors weights, unless
+/// everything is asked for.
+const OTHER_WEIGHT_FORMATS: &[&str] = &[
+    ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".onnx", ".ot", ".tflite", ".gguf",
+    ".mlmodel", ".npz", ".pb",
+];
+
+/// What to pull.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullRequest {
+    pub repo: RepoId,
+    /// A branch, tag or commit; `main` by default.
+    pub revision: Option<String>,
+    /// Also fetch weights in formats MLX does not use.
+    pub all_files: bool,
+}
+
+/// Progress of a pull, for progress bars and JSON lines. `path` names a file of the repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum PullEvent {
+    /// The files to fetch are known; `download_bytes` is what still has to travel.
+    Planned {
+        commit: String,
+        files: Vec<PlannedFile>,
+        download_bytes: u64,
+    },
+    FileStarted {
+        path: String,
+        size: u64,
+        resumed_from: u64,
+    },
+    Bytes {
+        path: String,
+        bytes: u64,
+    },
+    FileFinished {
+        path: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlannedFile {
+    pub path: String,
+    pub size: u64,
+    /// Already complete in the cache.
+    pub cached: bool,
+}
+
+/// How a pull ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PullOutcome {
+    pub repo: String,
+    pub commit: String,
+    pub snapshot: PathBuf,
+    pub files: usize,
+    pub downloaded_files: usize,
+    pub downloaded_bytes: u64,
+    pub skipped: Vec<String>,
+}
+
+/// Stops a pull at the next chunk when set.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Pulls a model into `cache`, reporting progress to `on_event`.
+pub async fn pull(
+    client: &HubClient,
+    cache: &HubCache,
+    request: &PullRequest,
+    cancel: &Cancel,
+    on_event: &(dyn Fn(PullEvent) + Send + Sync),
+) -> Result<PullOutcome> {
+    let revision = request.revision.as_deref().unwrap_or("main");
+    let info = client.repo_info(&request.repo, revision).await?;
+    let commit = info.sha;
+    if !is_commit_id(&commit) {
+        return Err(HubError::Http {
+            status: 200,
+            message: format!("the Hub named commit '{commit}', which is not a commit id"),
+        });
+    }
+    let listed = client.list_files(&request.repo, &commit).await?;
+    let (files, skipped) = select_files(listed, request.all_files);
+    for file in &files {
+        check_repo_path(&file.path)?;
+        check_blob_name(file.blob_name())?;
+    }
+
+    let repo_dir = cache.repo_dir(&request.repo);
+    let layout = Layout::new(&repo_dir, &commit);
+    layout.create()?;
+    let planned: Vec<PlannedFile> = files
+        .iter()
+        .map(|f| PlannedFile {
+            path: f.path.clone(),
+            size: f.size,
+            cached: layout.is_complete(f),
+        })
+        .collect();
+    let download_bytes: u64 = files
+        .iter()
+        .zip(&planned)
+        .filter(|(_, p)| !p.cached)
+        .map(|(f, _)| f.size.saturating_sub(layout.partial_len(f)))
+        .sum();
+    check_free_space(&repo_dir, download_bytes)?;
+    on_event(PullEvent::Planned {
+        commit: commit.clone(),
+        files: planned.clone(),
+        download_bytes,
+    });
+
+    let to_fetch: Vec<&RemoteFile> = files
+        .iter()
+        .zip(&planned)
+        .filter(|(_, p)| !p.cached)
+        .map(|(f, _)| f)
+        .collect();
+    let downloaded_files = to_fetch.len();
+    let (layout, commit_id) = (&layout, commit.as_str());
+    futures_util::stream::iter(to_fetch.into_iter().map(|file| {
+        async move {
+            let _lock = layout.lock(file)?;
+            // Another process may have finished it while we waited for the lock.
+            if !layout.blob(file).is_file() {
+                download(
+                    client,
+                    &request.repo,
+                    commit_id,
+                    file,
+                    layout,
+                    cancel,
+                    on_event,
+                )
+                .await?;
+            }
+            Ok::<_, HubError>(())
+        }
+    }))
+    .buffer_unordered(PARALLEL_DOWNLOADS)
+    .try_collect::<Vec<()>>()
+    .await?;
+
+    for file in &files {
+        layout.link(file)?;
+        if !planned.iter().any(|p| p.path == file.path && p.cached) {
+            on_event(PullEvent::FileFinished {
+                path: file.path.clone(),
+            });
+        }
+    }
+    if revision != commit {
+        layout.write_ref(revision)?;
+    }
+    Ok(PullOutcome {
+        repo: request.repo.as_str().to_string(),
+        commit,
+        snapshot: layout.snapshot.clone(),
+        files: files.len(),
+        downloaded_files,
+        downloaded_bytes: download_bytes,
+        skipped,
+    })
+}
+
+/// Everything, except weights in other formats when safetensors exist (unless `all_files`).
+fn select_files(files: Vec<RemoteFile>, all_files: bool) -> (Vec<RemoteFile>, Vec<String>) {
+    let has_safetensors = files.iter().any(|f| f.path.ends_with(".safetensors"));
+    if all_files || !has_safetensors {
+        return (files, Vec::new());
+    }
+    let (keep, skip): (Vec<_>, Vec<_>) = files.into_iter().partition(|f| {
+        !OTHER_WEIGHT_FORMATS
+            .iter()
+            .any(|ext| f.path.to_ascii_lowercase().ends_with(ext))
+    });
+    (keep, skip.into_iter().map(|f| f.path).collect())
+}
+
+/// A repository path from the Hub must stay inside the snapshot folder.
+fn check_repo_path(path: &str) -> Result<()> {
+    let bad = path.is_empty()
+        || path.starts_with('/')
+        || path.contains('\\')
+        || path
+            .split('/')
+            .any(|part| part.is_empty() || part == "." || part == "..");
+    if bad {
+        return Err(HubError::InvalidInput(format!(
+            "the Hub listed an unsafe file path '{path}'; nothing was written for it"
+        )));
+    }
+    Ok(())
+}
+
+fn check_blob_name(name: &str) -> Result<()> {
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(HubError::InvalidInput(format!(
+            "the Hub gave an unexpected file hash '{name}'"
+        )));
+    }
+    Ok(())
+}
+
+fn is_commit_id(text: &str) -> bool {
+    text.len() == 40 && text.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn check_free_space(dir: &Path, needed: u64) -> Result<()> {
+    let available =
+        fs4::available_space(dir).map_err(|e| HubError::io("measuring free space", dir, e))?;
+    // A little room beyond the files themselves (refs, links, the filesystem's own blocks).
+    let wanted = needed + needed / 100 + 1_000_000;
+    if needed > 0 && wanted > available {
+        return Err(HubError::InsufficientDisk {
+            path: dir.display().to_string(),
+            needed: wanted,
+            available,
+        });
+    }
+    Ok(())
+}
+
+/// Where one commit's files go in a repository's cache folder.
+struct Layout {
+    repo_dir: PathBuf,
+    snapshot: PathBuf,
+    locks: PathBuf,
+}
+
+impl Layout {
+    fn new(repo_dir: &Path, commit: &str) -> Self {
+        let name = repo_dir.file_name().unwrap_or_default();
+        let cache_root = repo_dir.parent().unwrap_or(repo_dir);
+        Layout {
+            repo_dir: repo_dir.to_path_buf(),
+            snapshot: repo_dir.join("snapshots").join(commit),
+            locks: cache_root.join(".locks").join(name),
+        }
+    }
+
+    fn create(&self) -> Result<()> {
+        for dir in [&self.repo_dir.join("blobs"), &self.snapshot, &self.locks] {
+            fs::create_dir_all(dir).map_err(|e| HubError::io("creating", dir, e))?;
+        }
+        Ok(())
+    }
+
+    fn blob(&self, file: &RemoteFile) -> PathBuf {
+        self.repo_dir.join("blobs").join(file.blob_name())
+    }
+
+    fn partial(&self, file: &RemoteFile) -> PathBuf {
+        self.repo_dir
+            .join("blobs")
+            .join(format!("{}.incomplete", file.blob_name()))
+    }
+
+    fn partial_len(&self, file: &RemoteFile) -> u64 {
+        fs::metadata(self.partial(file)).map_or(0, |m| m.len())
+    }
+
+    /// The blob is there with the size the Hub lists (its hash was checked when it arrived).
+    fn is_complete(&self, file: &RemoteFile) -> bool {
+        fs::metadata(self.blob(file)).is_ok_and(|m| m.len() == file.size)
+    }
+
+    /// The same lock file huggingface_hub takes (`.locks/<repo>/<blob>.lock`, flock).
+    fn lock(&self, file: &RemoteFile) -> Result<File> {
+        let path = self.locks.join(format!("{}.lock", file.blob_name()));
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| HubError::io("opening", &path, e))?;
+        fs4::fs_std::FileExt::lock_exclusive(&lock)
+            .map_err(|e| HubError::io("locking", &path, e))?;
+        Ok(lock)
+    }
+
+    /// `snapshots/<commit>/<path>` -> `../../blobs/<name>` (one more `..` per folder level).
+    fn link(&self, file: &RemoteFile) -> Result<()> {
+        let link = self.snapshot.join(&file.path);
+        if let Some(parent) = link.parent() {
+            fs::create_dir_all(parent).map_err(|e| HubError::io("creating", parent, e))?;
+        }
+        let depth = file.path.matches('/').count() + 2;
+        let target = format!("{}blobs/{}", "../".repeat(depth), file.blob_name());
+        if fs::read_link(&link).is_ok_and(|t| t == Path::new(&target)) {
+            return Ok(());
+        }
+        if fs::symlink_metadata(&link).is_ok() {
+            fs::remove_file(&link).map_err(|e| HubError::io("replacing", &link, e))?;
+        }
+        symlink(&target, &link).map_err(|e| HubError::io("linking", &link, e))
+    }
+
+    fn write_ref(&self, revision: &str) -> Result<()> {
+        let path = self.repo_dir.join("refs").join(revision);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(|e| HubError::io("creating", parent, e))?;
+        }
+        let commit = self
+            .snapshot
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        fs::write(&path, commit).map_err(|e| HubError::io("writing", &path, e))
+    }
+}
+
+#[cfg(unix)]
+fn symlink(target: &str, link: &Path) -> std::io::Result<()> {
+    std::os::unix::fs::symlink(target, link)
+}
+
+#[cfg(windows)]
+fn symlink(target: &str, link: &Path) -> std::io::Result<()> {
+    std::os::windows::fs::symlink_file(target, link)
+}
+
+/// Hashes a download the way the Hub names it.
+enum FileHasher {
+    Sha256(Sha256),
+    GitBlob(Sha1),
+}
+
+impl FileHasher {
+    fn new(file: &RemoteFile) -> Self {
+        match file.sha256 {
+            Some(_) => FileHasher::Sha256(Sha256::new()),
+            None => {
+                let mut sha1 = Sha1::new();
+                sha1.update(format!("blob {}\0", file.size).as_bytes());
+                FileHasher::GitBlob(sha1)
+            }
+        }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        match self {
+            FileHasher::Sha256(h) => h.update(bytes),
+            FileHasher::GitBlob(h) => h.update(bytes),
+        }
+    }
+
+    fn finish(self) -> String {
+        let bytes = match self {
+            FileHasher::Sha256(h) => h.finalize().to_vec(),
+            FileHasher::GitBlob(h) => h.finalize().to_vec(),
+        };
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// Fetches one file into `blobs/<name>.incomplete` (resuming what is there), verifies it and
+/// renames it into place.
+async fn download(
+    client: &HubClient,
+    repo: &RepoId,
+    commit: &str,
+    file: &RemoteFile,
+    layout: &Layout,
+    cancel: &Cancel,
+    on_event: &(dyn Fn(PullEvent) + Send + Sync),
+) -> Result<()> {
+    let partial = layout.partial(file);
+    let mut have = layout.partial_len(file);
+    if have > file.size {
+        // Longer than the file can be: not a prefix of it.
+        fs::remove_file(&partial).map_err(|e| HubError::io("removing", &partial, e))?;
+        have = 0;
+    }
+    let url = client.resolve_url(repo, commit, &file.path);
+    let mut request = client.get(&url);
+    if have > 0 {
+        request = request.header(RANGE, format!("bytes={have}-"));
+    }
+    let response = client.send(request).await?;
+    let response = if response.status() == StatusCode::RANGE_NOT_SATISFIABLE {
+        // The partial file is complete or stale: start over.
+        have = 0;
+        client.send(client.get(&url)).await?
+    } else {
+        response
+    };
+    let response = check(response, repo, commit, Some(&file.path), client.endpoint()).await?;
+    if response.status() != StatusCode::PARTIAL_CONTENT {
+        have = 0;
+    }
+    on_event(PullEvent::FileStarted {
+        path: file.path.clone(),
+        size: file.size,
+        resumed_from: have,
+    });
+
+    let mut hasher = FileHasher::new(file);
+    let mut out = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&partial)
+        .map_err(|e| HubError::io("opening", &partial, e))?;
+    if have == 0 {
+        out.set_len(0)
+            .map_err(|e| HubError::io("truncating", &partial, e))?;
+    } else {
+        hash_prefix(&partial, have, &mut hasher)?;
+    }
+    let mut received = have;
+    let mut body = response.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        if cancel.is_cancelled() {
+            return Err(HubError::Cancelled);
+        }
+        let chunk = chunk.map_err(|e| client.network(e))?;
+        received += chunk.len() as u64;
+        if received > file.size {
+            drop(out);
+            let _ = fs::remove_file(&partial);
+            return Err(HubError::HashMismatch {
+                path: file.path.clone(),
+                expected: format!("{} bytes", file.size),
+                actual: format!("more than {} bytes", file.size),
+            });
+        }
+        out.write_all(&chunk)
+            .map_err(|e| HubError::io("writing", &partial, e))?;
+        hasher.update(&chunk);
+        on_event(PullEvent::Bytes {
+            path: file.path.clone(),
+            bytes: chunk.len() as u64,
+        });
+    }
+    out.sync_all()
+        .map_err(|e| HubError::io("writing", &partial, e))?;
+    drop(out);
+    if received < file.size {
+        // The connection ended early: keep the prefix for the next pull to resume.
+        return Err(HubError::Network {
+            endpoint: client.endpoint().to_string(),
+            message: format!(
+                "{} ended after {received} of {} bytes (run pull again to resume)",
+                file.path, file.size
+            ),
+        });
+    }
+    let actual = hasher.finish();
+    let expected = file.sha256.clone().unwrap_or_else(|| file.git_oid.clone());
+    if !actual.eq_ignore_ascii_case(&expected) {
+        let _ = fs::remove_file(&partial);
+        return Err(HubError::HashMismatch {
+            path: file.path.clone(),
+            expected,
+            actual,
+        });
+    }
+    let blob = layout.blob(file);
+    fs::rename(&partial, &blob).map_err(|e| HubError::io("renaming", &partial, e))
+}
+
+/// Feeds the first `len` bytes already on disk to the hasher (a resumed download).
+fn hash_prefix(path: &Path, len: u64, hasher: &mut FileHasher) -> Result<()> {
+    let mut file = File::open(path).map_err(|e| HubError::io("reading", path, e))?;
+    let mut left = len;
+    let mut buffer = vec![0u8; 1 << 20];
+    while left > 0 {
+        let want = buffer.len().min(left as usize);
+        let n = file
+            .read(&mut buffer[..want])
+            .map_err(|e| HubError::io("reading", path, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+        left -= n as u64;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str) -> RemoteFile {
+        RemoteFile {
+            path: path.into(),
+            size: 1,
+            git_oid: "ab".into(),
+            sha256: None,
+        }
+    }
+
+    #[test]
+    fn other_weight_formats_are_skipped_only_next_to_safetensors() {
+        let files = vec![
+            file("config.json"),
+            file("model.safetensors"),
+            file("pytorch_model.bin"),
+        ];
+        let (keep, skipped) = select_files(files.clone(), false);
+        assert_eq!(keep.len(), 2);
+        assert_eq!(skipped, vec!["pytorch_model.bin"]);
+        assert_eq!(select_files(files, true).0.len(), 3);
+        let (keep, _) = select_files(vec![file("config.json"), file("model.bin")], false);
+        assert_eq!(keep.len(), 2, "no safetensors: keep what there is");
+    }
+
+    #[test]
+    fn unsafe_paths_from_the_hub_are_refused() {
+        for bad in ["../x", "a/../../x", "/etc/passwd", "a//b", "", "a\\b"] {
+            assert!(check_repo_path(bad).is_err(), "{bad}");
+        }
+        assert!(check_repo_path("sub/dir/model.safetensors").is_ok());
+        assert!(check_blob_name("../../x").is_err());
+    }
+
+    #[test]
+    fn git_blob_ids_are_computed_as_git_does() {
+        // `printf hello | git hash-object --stdin`
+        let mut f = file("x");
+        f.size = 5;
+        let mut h = FileHasher::new(&f);
+        h.update(b"hello");
+        assert_eq!(h.finish(), "b6fc4c620b67d95f953a5c1c1230aaab5db5a1b0");
+    }
+}
