@@ -161,3 +161,29 @@ def test_push_check_dry_run_create_private_and_no_changes(tmp_path, hub, demo_fo
     again = cli.run("push", str(demo_folder), "alice/mine")["data"]
     assert again["no_changes"] and again["uploaded_files_count"] == 0
     cli.assert_token_never_shown()
+
+
+def test_clone_from_the_cache_and_from_the_hub_makes_a_healthy_workspace(tmp_path, hub, demo_folder):
+    cli = Cli(tmp_path / "hf_home", hub, TOKEN)
+    # Not cached yet: fetched from the Hub, then copied.
+    fresh = tmp_path / "from-hub"
+    cloned = cli.run("clone", REPO, str(fresh))["data"]
+    assert cloned["clone_status"] == "success" and cloned["health"] == "healthy", cloned
+    marker = json.loads((fresh / ".mlxk_workspace.json").read_text())
+    assert marker["source_repo"] == REPO and marker["source_revision"] == cloned["source_revision"]
+    for name in ("config.json", "model.safetensors"):
+        assert (fresh / name).read_bytes() == (demo_folder / name).read_bytes()
+        assert not (fresh / name).is_symlink()
+    # Cached now: no request reaches the Hub.
+    hub.clear_requests()
+    again = tmp_path / "from-cache"
+    again.mkdir()
+    cli.run("clone", REPO, str(again))
+    assert hub.requests() == []
+    # Workspaces are models for health and show.
+    assert cli.run("health", str(again))["data"]["summary"]["healthy_count"] == 1
+    shown = cli.run("show", str(again))["data"]
+    assert shown["model"]["name"] == str(again.resolve()) and shown["weights"]["layout"] == "dense_float32"
+    # Never into a folder with something in it.
+    taken = cli.run("clone", REPO, str(again), expect=1)["error"]
+    assert "not empty" in taken["message"]

@@ -48,6 +48,8 @@ enum Command {
     Run(commands::run::RunArgs),
     /// Download a model from the Hugging Face Hub into the cache (resumable, verified).
     Pull(commands::pull::PullArgs),
+    /// Copy a model (from the cache, else from the Hub) into a workspace folder.
+    Clone(commands::clone::CloneArgs),
     /// Upload a model folder to a Hub repository (check, dry-run, then one commit).
     Push(commands::push::PushArgs),
     /// Serve the OpenAI-compatible API (chat, completions, models) on this machine.
@@ -67,12 +69,13 @@ impl Command {
             Command::Serve(_) => "server",
             Command::Pull(_) => "pull",
             Command::Push(_) => "push",
+            Command::Clone(_) => "clone",
         }
     }
 }
 
 const COMMAND_NAMES: &[&str] = &[
-    "list", "ls", "show", "health", "rm", "convert", "run", "serve", "pull", "push",
+    "list", "ls", "show", "health", "rm", "convert", "run", "serve", "pull", "push", "clone",
 ];
 
 fn main() -> ExitCode {
@@ -104,6 +107,7 @@ fn dispatch(command: &Command, output: &Output) -> Result<Outcome, CliError> {
         Command::Serve(args) => commands::serve::run(args, output),
         Command::Pull(args) => commands::pull::run(args, output),
         Command::Push(args) => commands::push::run(args, output),
+        Command::Clone(args) => commands::clone::run(args, output),
     }
 }
 

@@ -13,6 +13,9 @@ pub enum CoreError {
     #[error("no model matches '{0}' in the cache")]
     ModelNotFound(String),
 
+    #[error("{0} is not a model folder: no such directory")]
+    FolderNotFound(String),
+
     #[error("'{pattern}' matches {} models: {}; use the full name", matches.len(), matches.join(", "))]
     AmbiguousMatch {
         pattern: String,
@@ -72,7 +75,7 @@ impl CoreError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             CoreError::InvalidName { .. } => ErrorKind::InvalidName,
-            CoreError::ModelNotFound(_) => ErrorKind::ModelNotFound,
+            CoreError::ModelNotFound(_) | CoreError::FolderNotFound(_) => ErrorKind::ModelNotFound,
             CoreError::AmbiguousMatch { .. } => ErrorKind::AmbiguousMatch,
             CoreError::RevisionNotFound { .. } => ErrorKind::HashNotFound,
             CoreError::LocksPresent { .. } => ErrorKind::LocksPresent,

@@ -21,6 +21,7 @@ pub mod resolve;
 pub mod snapshot;
 pub mod system;
 pub mod weights;
+pub mod workspace;
 
 pub use cache::HubCache;
 pub use error::{CoreError, ErrorKind};

@@ -100,8 +100,16 @@ impl Library {
         })
     }
 
-    /// Resolves and describes a model.
+    /// Resolves and describes a model; a path (`./dir`, `/abs/dir`, `../dir`) names a model
+    /// folder outside the cache (a workspace made by `clone`, a conversion result).
     pub fn find(&self, text: &str) -> Result<ModelInfo> {
+        if crate::workspace::looks_like_path(text) {
+            let folder = std::path::Path::new(text);
+            if !folder.is_dir() {
+                return Err(CoreError::FolderNotFound(text.to_string()));
+            }
+            return Ok(model::inspect_folder(folder, self.depth));
+        }
         let resolved = self.resolve(text)?;
         Ok(model::inspect(
             &resolved.repo,

@@ -1,7 +1,7 @@
 //! Everything known about one cached model: the type every shell shows.
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use chrono::{DateTime, Utc};
@@ -120,24 +120,7 @@ pub fn inspect(
         &snapshot_dir,
         &files,
     );
-    let runtime = match architectures::runtime_compatibility(
-        health.is_healthy(),
-        classification.framework,
-        classification.model_type,
-        classification.architecture.as_deref(),
-        config
-            .as_ref()
-            .is_some_and(|c| c.get("model_file").is_some()),
-    ) {
-        Ok(()) => RuntimeStatus {
-            compatible: true,
-            reason: None,
-        },
-        Err(reason) => RuntimeStatus {
-            compatible: false,
-            reason: Some(reason),
-        },
-    };
+    let runtime = runtime_status(health.is_healthy(), &classification, config.as_ref());
     let modified = snapshot::newest_modification(&files)
         .or_else(|| fs::metadata(&repo.dir).and_then(|m| m.modified()).ok())
         .unwrap_or(SystemTime::UNIX_EPOCH);
@@ -155,6 +138,65 @@ pub fn inspect(
         health,
         runtime,
         config,
+    }
+}
+
+/// Builds the [`ModelInfo`] of a model folder outside the cache (a workspace): its name is the
+/// folder's absolute path.
+pub fn inspect_folder(folder: &Path, depth: CheckDepth) -> ModelInfo {
+    let folder = folder
+        .canonicalize()
+        .unwrap_or_else(|_| folder.to_path_buf());
+    let name = folder.display().to_string();
+    let files = snapshot::snapshot_files(&folder);
+    let metadata = SnapshotMetadata::read(&folder, &files);
+    let health = health::check_snapshot(&folder, &files, &metadata, &[], depth);
+    let config = metadata.config.value().filter(|c| c.is_object()).cloned();
+    let classification = classify::classify(
+        &name,
+        config.as_ref(),
+        metadata.tokenizer_config.value(),
+        &folder,
+        &files,
+    );
+    let runtime = runtime_status(health.is_healthy(), &classification, config.as_ref());
+    let modified = snapshot::newest_modification(&files).unwrap_or(SystemTime::UNIX_EPOCH);
+    ModelInfo {
+        name,
+        commit: None,
+        refs: Vec::new(),
+        snapshots: Vec::new(),
+        path: Some(folder),
+        size_bytes: snapshot::unique_size(&files),
+        last_modified: DateTime::<Utc>::from(modified),
+        files,
+        classification,
+        health,
+        runtime,
+        config,
+    }
+}
+
+fn runtime_status(
+    healthy: bool,
+    classification: &Classification,
+    config: Option<&Value>,
+) -> RuntimeStatus {
+    match architectures::runtime_compatibility(
+        healthy,
+        classification.framework,
+        classification.model_type,
+        classification.architecture.as_deref(),
+        config.is_some_and(|c| c.get("model_file").is_some()),
+    ) {
+        Ok(()) => RuntimeStatus {
+            compatible: true,
+            reason: None,
+        },
+        Err(reason) => RuntimeStatus {
+            compatible: false,
+            reason: Some(reason),
+        },
     }
 }
 

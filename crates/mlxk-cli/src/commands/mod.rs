@@ -1,5 +1,6 @@
 //! One module per command; each parses nothing itself and calls the core.
 
+pub mod clone;
 pub mod convert;
 pub mod health;
 pub mod list;

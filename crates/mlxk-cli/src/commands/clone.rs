@@ -1,0 +1,121 @@
+use std::path::PathBuf;
+
+use clap::Args;
+use mlxk_core::hub::pull::{pull, Cancel, PullRequest};
+use mlxk_core::snapshot::Selection;
+use mlxk_core::workspace::{clone_snapshot, CopyMode};
+use mlxk_core::{HubCache, Library, ModelInfo, ModelSpec, RepoId};
+use serde_json::json;
+
+use super::hub_client;
+use crate::human;
+use crate::output::{CliError, Outcome, Output};
+
+#[derive(Debug, Args)]
+pub struct CloneArgs {
+    /// The model: a cached name, or ORG/NAME on the Hub, optionally @REVISION.
+    pub model: String,
+    /// The workspace folder to create (new, or empty).
+    pub target: PathBuf,
+}
+
+pub fn run(args: &CloneArgs, _output: &Output) -> Result<Outcome, CliError> {
+    let library = Library::from_env();
+    let (snapshot, repo, commit, pulled) = match cached(&library, &args.model)? {
+        Some(found) => found,
+        None => fetch(&args.model)?,
+    };
+    let outcome = clone_snapshot(&snapshot, &args.target, &repo, &commit)?;
+    let info: ModelInfo = mlxk_core::model::inspect_folder(&args.target, Default::default());
+    let healthy = info.is_healthy();
+    let how = match outcome.mode {
+        CopyMode::Reflink => "reflinked",
+        CopyMode::Copy => "copied",
+    };
+    let message = format!(
+        "{repo}@{} {} into {} ({} files, {}{})",
+        &commit[..commit.len().min(12)],
+        how,
+        outcome.target.display(),
+        outcome.files,
+        human::size(outcome.bytes),
+        if pulled {
+            ", pulled from the Hub first"
+        } else {
+            ""
+        }
+    );
+    let data = json!({
+        "model": repo,
+        "clone_status": "success",
+        "message": message,
+        "target_dir": info.path,
+        "health_check": true,
+        "health": if healthy { "healthy" } else { "unhealthy" },
+        "health_reason": info.health.reason(),
+        "source_revision": commit,
+        "copy_mode": outcome.mode,
+        "content_hash": outcome.metadata.content_hash,
+    });
+    let text = if healthy {
+        format!("Cloned {message}")
+    } else {
+        format!("Cloned {message}\nwarning: {}", info.health.reason())
+    };
+    Ok(Outcome::new(data, text))
+}
+
+/// The model's snapshot in the cache, when it is there and healthy.
+#[allow(clippy::type_complexity)]
+fn cached(
+    library: &Library,
+    text: &str,
+) -> Result<Option<(PathBuf, String, String, bool)>, CliError> {
+    let resolved = match library.resolve(text) {
+        Ok(resolved) => resolved,
+        Err(mlxk_core::CoreError::ModelNotFound(_)) => return Ok(None),
+        Err(mlxk_core::CoreError::RevisionNotFound { .. }) => return Ok(None),
+        Err(other) => return Err(other.into()),
+    };
+    let info = library.find(text)?;
+    match (&resolved.selection, info.is_healthy()) {
+        (Selection::Found(entry), true) => Ok(Some((
+            entry.path.clone(),
+            resolved.repo.repo_id.to_string(),
+            entry.commit.clone(),
+            false,
+        ))),
+        _ => Ok(None),
+    }
+}
+
+/// Pulls the model (completing a partial download) and returns its snapshot.
+fn fetch(text: &str) -> Result<(PathBuf, String, String, bool), CliError> {
+    let spec = ModelSpec::parse(text)?;
+    let repo = RepoId::parse(&spec.pattern)?;
+    if repo.org().is_none() {
+        return Err(CliError::new(
+            "model_not_found",
+            format!("'{text}' is not in the cache; to fetch it from the Hub, name it ORG/NAME"),
+        ));
+    }
+    let cache = HubCache::from_env();
+    std::fs::create_dir_all(cache.root()).map_err(|e| {
+        CliError::new(
+            "io_error",
+            format!("creating {}: {e}", cache.root().display()),
+        )
+    })?;
+    let client = hub_client()?;
+    let request = PullRequest {
+        repo,
+        revision: spec.revision,
+        all_files: false,
+    };
+    let runtime =
+        tokio::runtime::Runtime::new().map_err(|e| CliError::new("io_error", e.to_string()))?;
+    let outcome = runtime
+        .block_on(pull(&client, &cache, &request, &Cancel::default(), &|_| {}))
+        .map_err(super::hub_error)?;
+    Ok((outcome.snapshot, outcome.repo, outcome.commit, true))
+}
