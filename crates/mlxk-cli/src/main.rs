@@ -49,6 +49,12 @@ enum Command {
     /// Serve the OpenAI-compatible API (chat, completions, models) on this machine.
     #[command(alias = "server")]
     Serve(commands::serve::ServeArgs),
+    /// Check a Hugging Face token with the Hub and store it in the OS keyring.
+    Login(commands::login::LoginArgs),
+    /// Remove the Hugging Face token from the OS keyring.
+    Logout(commands::logout::LogoutArgs),
+    /// Show the Hugging Face account of the token in use, and where the token came from.
+    Whoami(commands::whoami::WhoamiArgs),
 }
 
 impl Command {
@@ -61,12 +67,15 @@ impl Command {
             Command::Convert(_) => "convert",
             Command::Run(_) => "run",
             Command::Serve(_) => "server",
+            Command::Login(_) => "login",
+            Command::Logout(_) => "logout",
+            Command::Whoami(_) => "whoami",
         }
     }
 }
 
 const COMMAND_NAMES: &[&str] = &[
-    "list", "ls", "show", "health", "rm", "convert", "run", "serve",
+    "list", "ls", "show", "health", "rm", "convert", "run", "serve", "login", "logout", "whoami",
 ];
 
 fn main() -> ExitCode {
@@ -96,6 +105,9 @@ fn dispatch(command: &Command, output: &Output) -> Result<Outcome, CliError> {
         Command::Convert(args) => commands::convert::run(args, output),
         Command::Run(args) => commands::run::run(args, output),
         Command::Serve(args) => commands::serve::run(args, output),
+        Command::Login(args) => commands::login::run(args, output),
+        Command::Logout(args) => commands::logout::run(args, output),
+        Command::Whoami(args) => commands::whoami::run(args, output),
     }
 }
 

@@ -3,11 +3,16 @@
 pub mod convert;
 pub mod health;
 pub mod list;
+pub mod login;
+pub mod logout;
 pub mod rm;
 pub mod run;
 pub mod serve;
 pub mod show;
 pub mod version;
+pub mod whoami;
+
+use std::future::Future;
 
 use clap::Args;
 use mlxk_engine::LoadPolicy;
@@ -28,4 +33,13 @@ impl WeightArgs {
     pub fn policy(&self) -> Result<LoadPolicy, CliError> {
         LoadPolicy::for_this_machine(self.dense_budget).map_err(|e| CliError::usage(e.to_string()))
     }
+}
+
+/// Runs one piece of async work (a Hub call) to completion on a small runtime of its own.
+pub fn block_on<F: Future>(work: F) -> Result<F::Output, CliError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::new("io_error", format!("cannot start the async runtime: {e}")))?;
+    Ok(runtime.block_on(work))
 }
