@@ -8,8 +8,10 @@ cd "$ROOT"
 log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*" >&2; }
 
 # --- System packages (Linux only) -------------------------------------------------------
-# libclang-dev: bindgen (crates/mlx-sys); hyperfine: benchmarks.
-APT_PACKAGES=(build-essential pkg-config python3-venv libclang-dev hyperfine libopenblas0-openmp)
+# libclang-dev: bindgen (crates/mlx-sys); hyperfine: benchmarks; gnome-keyring, dbus and
+# libsecret-tools: a private Secret Service for the keyring tests (scripts/with-keyring.sh).
+APT_PACKAGES=(build-essential pkg-config python3-venv libclang-dev hyperfine libopenblas0-openmp
+  gnome-keyring dbus libsecret-tools)
 if command -v apt-get >/dev/null 2>&1; then
   missing=()
   for p in "${APT_PACKAGES[@]}"; do

@@ -14,5 +14,9 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== cargo test"
 cargo build --workspace --quiet
 cargo test --workspace --quiet 2>&1
+if [[ "$(uname -s)" == Linux ]]; then
+  echo "== keyring (login / whoami / logout against a private Secret Service)"
+  "$ROOT/scripts/with-keyring.sh" cargo test -p mlxk-cli --test hub_login --quiet 2>&1
+fi
 echo "== pytest (interop with huggingface_hub)"
 MLXK_BIN_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/debug" "$ROOT/.venv/bin/python" -m pytest tests/interop -q

@@ -55,6 +55,12 @@ enum Command {
     /// Serve the OpenAI-compatible API (chat, completions, models) on this machine.
     #[command(alias = "server")]
     Serve(commands::serve::ServeArgs),
+    /// Check a Hugging Face token with the Hub and store it in the OS keyring.
+    Login(commands::login::LoginArgs),
+    /// Remove the Hugging Face token from the OS keyring.
+    Logout(commands::logout::LogoutArgs),
+    /// Show the Hugging Face account of the token in use, and where the token came from.
+    Whoami(commands::whoami::WhoamiArgs),
 }
 
 impl Command {
@@ -70,12 +76,16 @@ impl Command {
             Command::Pull(_) => "pull",
             Command::Push(_) => "push",
             Command::Clone(_) => "clone",
+            Command::Login(_) => "login",
+            Command::Logout(_) => "logout",
+            Command::Whoami(_) => "whoami",
         }
     }
 }
 
 const COMMAND_NAMES: &[&str] = &[
     "list", "ls", "show", "health", "rm", "convert", "run", "serve", "pull", "push", "clone",
+    "login", "logout", "whoami",
 ];
 
 fn main() -> ExitCode {
@@ -108,6 +118,9 @@ fn dispatch(command: &Command, output: &Output) -> Result<Outcome, CliError> {
         Command::Pull(args) => commands::pull::run(args, output),
         Command::Push(args) => commands::push::run(args, output),
         Command::Clone(args) => commands::clone::run(args, output),
+        Command::Login(args) => commands::login::run(args, output),
+        Command::Logout(args) => commands::logout::run(args, output),
+        Command::Whoami(args) => commands::whoami::run(args, output),
     }
 }
 

@@ -3,6 +3,8 @@
 use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
 
+use mlxk_core::hub::HubError;
+use mlxk_core::secrets::SecretError;
 use mlxk_core::{CoreError, ErrorKind};
 use serde_json::{json, Map, Value};
 
@@ -77,6 +79,22 @@ impl From<CoreError> for CliError {
         }
         if err.kind() == ErrorKind::InvalidName {
             cli.exit = EXIT_USAGE;
+        }
+        cli
+    }
+}
+
+impl From<SecretError> for CliError {
+    fn from(err: SecretError) -> Self {
+        CliError::new(err.kind(), err.to_string())
+    }
+}
+
+impl From<HubError> for CliError {
+    fn from(err: HubError) -> Self {
+        let mut cli = CliError::new(err.kind(), err.to_string());
+        if let HubError::Network { .. } | HubError::InvalidEndpoint { .. } = err {
+            cli.hint = Some("the Hub is HF_ENDPOINT when set, else https://huggingface.co".into());
         }
         cli
     }

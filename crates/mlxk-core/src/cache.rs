@@ -28,15 +28,7 @@ impl HubCache {
     /// The cache `huggingface_hub` would use: `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else
     /// `$XDG_CACHE_HOME/huggingface/hub`, else `~/.cache/huggingface/hub`.
     pub fn from_env() -> Self {
-        let var = |name: &str| {
-            std::env::var_os(name)
-                .filter(|v| !v.is_empty())
-                .map(expand_home)
-        };
-        let root = var("HF_HUB_CACHE")
-            .or_else(|| var("HF_HOME").map(|home| home.join("hub")))
-            .or_else(|| var("XDG_CACHE_HOME").map(|c| c.join("huggingface").join("hub")))
-            .unwrap_or_else(|| home_dir().join(".cache").join("huggingface").join("hub"));
+        let root = path_var("HF_HUB_CACHE").unwrap_or_else(|| hf_home().join("hub"));
         HubCache { root }
     }
 
@@ -85,6 +77,21 @@ impl HubCache {
         let beside = self.root.parent().map(|p| p.join(TEST_SENTINEL_FILE));
         self.root.join(TEST_SENTINEL_FILE).is_file() || beside.is_some_and(|p| p.is_file())
     }
+}
+
+/// `huggingface_hub`'s home folder (it holds `hub/` and the `token` file): `$HF_HOME`, else
+/// `$XDG_CACHE_HOME/huggingface`, else `~/.cache/huggingface`.
+pub fn hf_home() -> PathBuf {
+    path_var("HF_HOME")
+        .or_else(|| path_var("XDG_CACHE_HOME").map(|c| c.join("huggingface")))
+        .unwrap_or_else(|| home_dir().join(".cache").join("huggingface"))
+}
+
+/// A path from the environment (unset and empty are the same; a leading `~` is expanded).
+pub(crate) fn path_var(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(expand_home)
 }
 
 fn expand_home(value: std::ffi::OsString) -> PathBuf {

@@ -2,8 +2,10 @@
 //!
 //! Reads the Hugging Face hub cache exactly as `huggingface_hub` writes it, resolves the model
 //! names people type, classifies what each model is, checks its integrity and removes it safely.
-//! It knows nothing of the CLI, HTTP or the menu-bar app: every shell calls the same functions and
-//! shows the same [`CoreError`]s. All public types are `serde` types so a GUI can use them as-is.
+//! It keeps MLX Knife's secrets in the OS keyring ([`secrets`]) and talks to the Hugging Face Hub
+//! as a client ([`hub`]). It knows nothing of the CLI, of serving HTTP or of the menu-bar app:
+//! every shell calls the same functions and shows the same errors. Results are `serde` types so
+//! a GUI can use them as-is (secrets deliberately are not).
 
 pub mod architectures;
 pub mod cache;
@@ -18,6 +20,7 @@ pub mod model;
 pub mod remove;
 pub mod repo_id;
 pub mod resolve;
+pub mod secrets;
 pub mod snapshot;
 pub mod system;
 pub mod weights;

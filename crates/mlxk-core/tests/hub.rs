@@ -10,8 +10,9 @@ use std::sync::Mutex;
 use mlxk_core::health::{check_snapshot, CheckDepth};
 use mlxk_core::hub::pull::{pull, Cancel, PullEvent, PullRequest};
 use mlxk_core::hub::push::{self, PushRequest};
-use mlxk_core::hub::{HubClient, HubError, HubToken};
+use mlxk_core::hub::{HubClient, HubError};
 use mlxk_core::metadata::SnapshotMetadata;
+use mlxk_core::secrets::Secret;
 use mlxk_core::snapshot::snapshot_files;
 use mlxk_core::{HubCache, RepoId};
 use mlxk_testhub::{Gate, HubConfig, Knobs, RepoSettings, TestHub};
@@ -85,7 +86,7 @@ async fn fixture() -> Fixture {
 }
 
 fn client(hub: &TestHub, token: Option<&str>) -> HubClient {
-    HubClient::new(Some(&hub.url()), token.and_then(HubToken::new)).unwrap()
+    HubClient::new(&hub.url(), token.map(Secret::new)).unwrap()
 }
 
 fn request(repo: &str, revision: Option<&str>) -> PullRequest {

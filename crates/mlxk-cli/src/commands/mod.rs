@@ -4,6 +4,8 @@ pub mod clone;
 pub mod convert;
 pub mod health;
 pub mod list;
+pub mod login;
+pub mod logout;
 pub mod pull;
 pub mod push;
 pub mod rm;
@@ -11,6 +13,9 @@ pub mod run;
 pub mod serve;
 pub mod show;
 pub mod version;
+pub mod whoami;
+
+use std::future::Future;
 
 use clap::Args;
 use mlxk_engine::LoadPolicy;
@@ -33,12 +38,12 @@ impl WeightArgs {
     }
 }
 
-/// A client for `HF_ENDPOINT` (or the Hub) with the user's token, if any.
+/// A client for `HF_ENDPOINT` (or the Hub) with the user's token, if any: from the keyring,
+/// else `HF_TOKEN`, else the token file.
 pub fn hub_client() -> Result<mlxk_core::hub::HubClient, CliError> {
-    let token = std::env::var("HF_TOKEN")
-        .ok()
-        .and_then(mlxk_core::hub::HubToken::new);
-    mlxk_core::hub::HubClient::new(None, token).map_err(hub_error)
+    use mlxk_core::hub::{find_token, HubClient, TokenSources};
+    let token = find_token(&TokenSources::from_env()).token.map(|t| t.token);
+    HubClient::from_env(token).map_err(hub_error)
 }
 
 pub fn hub_error(error: mlxk_core::hub::HubError) -> CliError {
@@ -50,7 +55,18 @@ pub fn hub_error(error: mlxk_core::hub::HubError) -> CliError {
         HubError::Network { .. } => Some("pull again to resume".to_string()),
         _ => None,
     };
-    let mut cli = CliError::new(error.kind(), error.to_string());
-    cli.hint = hint;
+    let mut cli = CliError::from(error);
+    if hint.is_some() {
+        cli.hint = hint;
+    }
     cli
+}
+
+/// Runs one piece of async work (a Hub call) to completion on a small runtime of its own.
+pub fn block_on<F: Future>(work: F) -> Result<F::Output, CliError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::new("io_error", format!("cannot start the async runtime: {e}")))?;
+    Ok(runtime.block_on(work))
 }

@@ -1,26 +1,73 @@
-//! The Hugging Face Hub over HTTP: repository info and file listings, downloads into the cache
-//! ([`pull`]) and commits ([`push`]).
+//! The Hugging Face Hub as a client sees it: which endpoint, which token, and the calls we make:
+//! whoami, repository info and file listings, downloads into the cache ([`pull`]) and commits
+//! ([`push`]).
 //!
-//! The endpoint comes from `HF_ENDPOINT` (default `https://huggingface.co`), so the same code
-//! talks to the Hub and to the project's local test Hub. The token is only ever sent as an
-//! `Authorization` header; it never appears in an error or a log line.
+//! [`HubClient`] carries the endpoint (`HF_ENDPOINT`, else `https://huggingface.co`), so the same
+//! code talks to the Hub and to the project's local test Hub, an optional token and one HTTP
+//! client with timeouts and our user agent. The token is only ever put into the
+//! `Authorization` header (marked sensitive); no [`HubError`] message contains it.
 
 pub mod pull;
 pub mod push;
+pub mod token;
+mod whoami;
 
+use std::error::Error as _;
 use std::time::Duration;
 
+use reqwest::header::{HeaderValue, AUTHORIZATION};
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use crate::repo_id::RepoId;
+use crate::secrets::Secret;
 
-/// The Hub's address when `HF_ENDPOINT` is not set.
+pub use token::{find_token, HubToken, TokenLookup, TokenSource, TokenSources};
+pub use whoami::{HubOrg, HubUser};
+
+/// The public Hub.
 pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
+/// Sent with every request.
+pub const USER_AGENT: &str = concat!("mlx-knife/", env!("CARGO_PKG_VERSION"));
 
-/// What went wrong talking to the Hub, with a message written for a person.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest a quiet connection may stay silent (also during long downloads).
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// The whole of a small API call (whoami, metadata).
+const API_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `HF_ENDPOINT` (without a trailing `/`), else [`DEFAULT_ENDPOINT`].
+pub fn endpoint_from_env() -> String {
+    std::env::var("HF_ENDPOINT")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .map(|v| v.trim().trim_end_matches('/').to_string())
+        .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string())
+}
+
+/// The account `token` belongs to on the Hub at `endpoint`.
+pub async fn whoami(endpoint: &str, token: &Secret) -> Result<HubUser, HubError> {
+    HubClient::new(endpoint, Some(token.clone()))?
+        .whoami()
+        .await
+}
+
+/// What can go wrong talking to the Hub. Messages name the endpoint, never the token.
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {
+    #[error("HF_ENDPOINT '{endpoint}' is not an http(s) URL")]
+    InvalidEndpoint { endpoint: String },
+
+    #[error("the token cannot be sent: {why}")]
+    InvalidToken { why: &'static str },
+
+    #[error("the Hub at {endpoint} refused the request ({status}): {message}")]
+    Unauthorized {
+        endpoint: String,
+        status: u16,
+        message: String,
+    },
+
     #[error("{repo} was not found on {endpoint} (or it is private: `mlxk login` with a token that can read it)")]
     RepoNotFound { repo: String, endpoint: String },
 
@@ -36,9 +83,6 @@ pub enum HubError {
 
     #[error("{repo} is gated: accept its conditions on the Hub's model page, then `mlxk login` with that account")]
     Gated { repo: String },
-
-    #[error("the Hub refused the request ({status}): {message}; `mlxk login` with a token that has access")]
-    Unauthorized { status: u16, message: String },
 
     #[error("not enough disk space in {path}: {needed} bytes needed, {available} available")]
     InsufficientDisk {
@@ -60,11 +104,18 @@ pub enum HubError {
     #[error("cancelled")]
     Cancelled,
 
-    #[error("cannot reach {endpoint}: {message}")]
-    Network { endpoint: String, message: String },
+    #[error("cannot reach the Hub at {endpoint}: {reason}")]
+    Network { endpoint: String, reason: String },
 
-    #[error("the Hub answered {status}: {message}")]
-    Http { status: u16, message: String },
+    #[error("the Hub at {endpoint} answered {status}{}", message.as_ref().map(|m| format!(": {m}")).unwrap_or_default())]
+    Http {
+        endpoint: String,
+        status: u16,
+        message: Option<String>,
+    },
+
+    #[error("unexpected answer from the Hub at {endpoint}: {reason}")]
+    InvalidResponse { endpoint: String, reason: String },
 
     #[error("{action} failed for {path}: {source}")]
     Io {
@@ -76,20 +127,22 @@ pub enum HubError {
 }
 
 impl HubError {
-    /// The stable, machine-readable kind (`error.type` in JSON).
+    /// A stable machine-readable name (`error.type` in JSON).
     pub fn kind(&self) -> &'static str {
         match self {
+            HubError::InvalidEndpoint { .. } => "invalid_endpoint",
+            HubError::InvalidToken { .. } => "invalid_token",
+            HubError::Unauthorized { .. } => "unauthorized",
             HubError::RepoNotFound { .. } => "repo_not_found",
             HubError::RevisionNotFound { .. } => "revision_not_found",
             HubError::EntryNotFound { .. } => "entry_not_found",
             HubError::Gated { .. } => "gated_repo",
-            HubError::Unauthorized { .. } => "unauthorized",
             HubError::InsufficientDisk { .. } => "insufficient_disk_space",
             HubError::HashMismatch { .. } => "hash_mismatch",
             HubError::InvalidInput(_) => "invalid_input",
             HubError::Cancelled => "cancelled",
             HubError::Network { .. } => "network_error",
-            HubError::Http { .. } => "hub_error",
+            HubError::Http { .. } | HubError::InvalidResponse { .. } => "hub_error",
             HubError::Io { .. } => "io_error",
         }
     }
@@ -105,60 +158,46 @@ impl HubError {
 
 pub type Result<T, E = HubError> = std::result::Result<T, E>;
 
-/// A token for the Hub. Debug and Display never show it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct HubToken(String);
-
-impl HubToken {
-    pub fn new(token: impl Into<String>) -> Option<Self> {
-        let token = token.into().trim().to_string();
-        (!token.is_empty()).then_some(HubToken(token))
-    }
-
-    /// The token itself, for the one place that needs it: an `Authorization` header.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for HubToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "HubToken(<{} characters, hidden>)", self.0.len())
-    }
-}
-
-/// A client for one Hub endpoint, with or without a token.
+/// A connection to one Hub endpoint, with or without a token.
 #[derive(Debug, Clone)]
 pub struct HubClient {
     endpoint: String,
-    token: Option<HubToken>,
+    token: Option<Secret>,
     http: reqwest::Client,
 }
 
 impl HubClient {
-    /// `endpoint` or `HF_ENDPOINT` or the Hub itself.
-    pub fn new(endpoint: Option<&str>, token: Option<HubToken>) -> Result<Self> {
-        let endpoint = endpoint
-            .map(str::to_string)
-            .or_else(|| std::env::var("HF_ENDPOINT").ok().filter(|e| !e.is_empty()))
-            .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string())
-            .trim_end_matches('/')
-            .to_string();
+    /// A client for `endpoint` (`https://huggingface.co`, or a mirror or test hub).
+    pub fn new(endpoint: &str, token: Option<Secret>) -> Result<HubClient, HubError> {
+        let endpoint = endpoint.trim_end_matches('/').to_string();
+        let url = reqwest::Url::parse(&endpoint).map_err(|_| HubError::InvalidEndpoint {
+            endpoint: endpoint.clone(),
+        })?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(HubError::InvalidEndpoint { endpoint });
+        }
+        if let Some(token) = &token {
+            bearer(token)?;
+        }
         let http = reqwest::Client::builder()
-            .user_agent(concat!("mlx-knife-rs/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(15))
-            // Between bytes, not for a whole download.
-            .read_timeout(Duration::from_secs(60))
+            .user_agent(USER_AGENT)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(READ_TIMEOUT)
             .build()
             .map_err(|e| HubError::Network {
                 endpoint: endpoint.clone(),
-                message: e.to_string(),
+                reason: format!("cannot set up HTTP: {}", chain(&e)),
             })?;
         Ok(HubClient {
             endpoint,
             token,
             http,
         })
+    }
+
+    /// A client for `HF_ENDPOINT` (else the public Hub).
+    pub fn from_env(token: Option<Secret>) -> Result<HubClient, HubError> {
+        HubClient::new(&endpoint_from_env(), token)
     }
 
     pub fn endpoint(&self) -> &str {
@@ -169,28 +208,48 @@ impl HubClient {
         self.token.is_some()
     }
 
-    pub(crate) fn get(&self, url: &str) -> RequestBuilder {
-        self.authorize(self.http.get(url))
+    /// `GET {endpoint}{path}` with our token, as one short API call.
+    async fn get_api(&self, path: &str) -> Result<Response> {
+        let request = self
+            .get(&format!("{}{path}", self.endpoint))
+            .timeout(API_CALL_TIMEOUT);
+        let response = self.send(request).await?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            return Err(HubError::Unauthorized {
+                endpoint: self.endpoint.clone(),
+                status: status.as_u16(),
+                message: "the token is invalid, expired or revoked".into(),
+            });
+        }
+        let message = header(&response, "x-error-message");
+        Err(HubError::Http {
+            endpoint: self.endpoint.clone(),
+            status: status.as_u16(),
+            message,
+        })
     }
 
-    fn authorize(&self, request: RequestBuilder) -> RequestBuilder {
-        match &self.token {
-            Some(token) => request.bearer_auth(token.expose()),
+    /// A GET with our token (downloads set no overall timeout: the read timeout guards them).
+    pub(crate) fn get(&self, url: &str) -> RequestBuilder {
+        let request = self.http.get(url);
+        match self.token.as_ref().and_then(|t| bearer(t).ok()) {
+            Some(value) => request.header(AUTHORIZATION, value),
             None => request,
         }
     }
 
     /// Sends a request; a transport failure names the endpoint, never the token.
     pub(crate) async fn send(&self, request: RequestBuilder) -> Result<Response> {
-        request.send().await.map_err(|e| self.network(e))
+        request.send().await.map_err(|e| self.network(&e))
     }
 
-    pub(crate) fn network(&self, error: reqwest::Error) -> HubError {
-        HubError::Network {
-            endpoint: self.endpoint.clone(),
-            // reqwest's message may carry the URL; ours hold no secrets (the token is a header).
-            message: error.without_url().to_string(),
-        }
+    /// The token, for hf-hub's client (pushes).
+    pub(crate) fn token(&self) -> Option<&Secret> {
+        self.token.as_ref()
     }
 
     /// The commit a revision names, and whether the repository is private or gated.
@@ -199,11 +258,11 @@ impl HubClient {
             "{}/api/models/{}/revision/{}",
             self.endpoint,
             repo.as_str(),
-            encode_revision(revision)
+            encode_segment(revision)
         );
-        let response = self.send(self.get(&url)).await?;
+        let response = self.send(self.get(&url).timeout(API_CALL_TIMEOUT)).await?;
         let response = check(response, repo, revision, None, &self.endpoint).await?;
-        response.json().await.map_err(|e| self.network(e))
+        response.json().await.map_err(|e| self.network(&e))
     }
 
     /// Every file of a commit, with sizes and hashes.
@@ -213,9 +272,9 @@ impl HubClient {
             self.endpoint,
             repo.as_str()
         );
-        let response = self.send(self.get(&url)).await?;
+        let response = self.send(self.get(&url).timeout(API_CALL_TIMEOUT)).await?;
         let response = check(response, repo, commit, None, &self.endpoint).await?;
-        let entries: Vec<TreeEntry> = response.json().await.map_err(|e| self.network(e))?;
+        let entries: Vec<TreeEntry> = response.json().await.map_err(|e| self.network(&e))?;
         Ok(entries
             .into_iter()
             .filter(|e| e.kind == "file")
@@ -237,6 +296,51 @@ impl HubClient {
             path.join("/")
         )
     }
+
+    pub(crate) fn network(&self, error: &reqwest::Error) -> HubError {
+        let reason = if error.is_timeout() {
+            "timed out".to_string()
+        } else {
+            chain(error)
+        };
+        HubError::Network {
+            endpoint: self.endpoint.clone(),
+            reason,
+        }
+    }
+
+    fn invalid_response(&self, reason: impl Into<String>) -> HubError {
+        HubError::InvalidResponse {
+            endpoint: self.endpoint.clone(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// `Bearer <token>`, marked sensitive so that it is never shown in debug output.
+fn bearer(token: &Secret) -> Result<HeaderValue, HubError> {
+    let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| {
+        HubError::InvalidToken {
+            why: "it contains characters an HTTP header cannot carry",
+        }
+    })?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// An error and its causes on one line, without the URL (a URL may carry credentials).
+fn chain(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    if let Some(url) = error.url() {
+        text = text.replace(&format!(" for url ({url})"), "");
+    }
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// What the Hub says about a repository at a revision.
@@ -322,8 +426,9 @@ pub(crate) async fn check(
         },
         _ if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN => {
             HubError::Unauthorized {
+                endpoint: endpoint.to_string(),
                 status: status.as_u16(),
-                message,
+                message: format!("{message}; `mlxk login` with a token that has access"),
             }
         }
         _ if status == StatusCode::NOT_FOUND => HubError::RepoNotFound {
@@ -331,8 +436,9 @@ pub(crate) async fn check(
             endpoint: endpoint.to_string(),
         },
         _ => HubError::Http {
+            endpoint: endpoint.to_string(),
             status: status.as_u16(),
-            message,
+            message: Some(message),
         },
     })
 }
@@ -345,11 +451,8 @@ fn header(response: &Response, name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// A revision as one URL path segment (`refs/pr/1` becomes `refs%2Fpr%2F1`, as the Hub expects).
-fn encode_revision(revision: &str) -> String {
-    encode_segment(revision)
-}
-
+/// One URL path segment, percent-encoded (`refs/pr/1` becomes `refs%2Fpr%2F1`, as the Hub
+/// expects of revisions).
 fn encode_segment(segment: &str) -> String {
     segment
         .bytes()
@@ -367,20 +470,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tokens_never_show_in_debug_output() {
-        let token = HubToken::new("hf_secretsecret").unwrap();
-        let shown = format!(
-            "{token:?} {:?}",
-            HubClient::new(Some("http://x"), Some(token.clone())).unwrap()
-        );
-        assert!(!shown.contains("secret"), "{shown}");
-        assert_eq!(token.expose(), "hf_secretsecret");
-        assert!(HubToken::new("  ").is_none());
+    fn endpoints_must_be_http_urls() {
+        for bad in ["", "huggingface.co", "ftp://hub", "http://"] {
+            assert!(
+                matches!(
+                    HubClient::new(bad, None),
+                    Err(HubError::InvalidEndpoint { .. })
+                ),
+                "{bad:?}"
+            );
+        }
+        let client = HubClient::new("http://127.0.0.1:9/", None).unwrap();
+        assert_eq!(client.endpoint(), "http://127.0.0.1:9");
+    }
+
+    #[test]
+    fn a_token_a_header_cannot_carry_is_refused_without_echoing_it() {
+        let err = HubClient::new(DEFAULT_ENDPOINT, Some(Secret::new("hf_bad\nvalue"))).unwrap_err();
+        assert_eq!(err.kind(), "invalid_token");
+        assert!(!err.to_string().contains("hf_bad"));
     }
 
     #[test]
     fn path_segments_are_percent_encoded() {
-        assert_eq!(encode_revision("refs/pr/1"), "refs%2Fpr%2F1");
+        assert_eq!(encode_segment("refs/pr/1"), "refs%2Fpr%2F1");
         assert_eq!(encode_segment("a b+c.json"), "a%20b%2Bc.json");
+    }
+
+    #[test]
+    fn the_client_debug_output_hides_the_token() {
+        let client = HubClient::new(DEFAULT_ENDPOINT, Some(Secret::new("hf_verysecret"))).unwrap();
+        assert!(!format!("{client:?}").contains("verysecret"));
     }
 }

@@ -7,7 +7,7 @@
 //! only a verified file is renamed into place and linked from the snapshot. A mismatch deletes
 //! the partial file. A pull killed midway leaves no snapshot link for unfinished files, so the
 //! model reads as unhealthy until the next pull completes it. hf-hub 1.0's `snapshot_download`
-//! would do neither the resume nor the verification, hence this module.
+//! would do neither the resume nor the verification, hence this module (reqwest, streaming).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -116,9 +116,9 @@ pub async fn pull(
     let info = client.repo_info(&request.repo, revision).await?;
     let commit = info.sha;
     if !is_commit_id(&commit) {
-        return Err(HubError::Http {
-            status: 200,
-            message: format!("the Hub named commit '{commit}', which is not a commit id"),
+        return Err(HubError::InvalidResponse {
+            endpoint: client.endpoint().to_string(),
+            reason: format!("the Hub named commit '{commit}', which is not a commit id"),
         });
     }
     let listed = client.list_files(&request.repo, &commit).await?;
@@ -456,7 +456,7 @@ async fn download(
         if cancel.is_cancelled() {
             return Err(HubError::Cancelled);
         }
-        let chunk = chunk.map_err(|e| client.network(e))?;
+        let chunk = chunk.map_err(|e| client.network(&e))?;
         received += chunk.len() as u64;
         if received > file.size {
             drop(out);
@@ -482,7 +482,7 @@ async fn download(
         // The connection ended early: keep the prefix for the next pull to resume.
         return Err(HubError::Network {
             endpoint: client.endpoint().to_string(),
-            message: format!(
+            reason: format!(
                 "{} ended after {received} of {} bytes (run pull again to resume)",
                 file.path, file.size
             ),

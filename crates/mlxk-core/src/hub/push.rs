@@ -293,10 +293,11 @@ pub async fn push(
     files: &[LocalFile],
     plan: &PushPlan,
 ) -> Result<PushOutcome> {
-    let Some(token) = client.token.as_ref() else {
+    let Some(token) = client.token() else {
         return Err(HubError::Unauthorized {
+            endpoint: client.endpoint().to_string(),
             status: 401,
-            message: "pushing needs a Hugging Face token".into(),
+            message: "pushing needs a Hugging Face token: `mlxk login`".into(),
         });
     };
     let repo_url = format!("{}/{}", client.endpoint(), request.repo.as_str());
@@ -319,7 +320,7 @@ pub async fn push(
         .token(token.expose())
         .user_agent(concat!("mlx-knife-rs/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(hf_error)?;
+        .map_err(|e| hf_error(e, client.endpoint()))?;
     if !plan.repo_exists {
         if !request.create {
             return Err(HubError::RepoNotFound {
@@ -334,7 +335,7 @@ pub async fn push(
             .exist_ok(true)
             .send()
             .await
-            .map_err(hf_error)?;
+            .map_err(|e| hf_error(e, client.endpoint()))?;
         outcome.created_repo = true;
     }
     let (owner, name) = request
@@ -349,7 +350,7 @@ pub async fn push(
             .branch(&request.branch)
             .send()
             .await
-            .map_err(hf_error)?;
+            .map_err(|e| hf_error(e, client.endpoint()))?;
     }
     let upload: Vec<&LocalFile> = files
         .iter()
@@ -371,7 +372,7 @@ pub async fn push(
         .revision(request.branch.clone())
         .send()
         .await
-        .map_err(hf_error)?;
+        .map_err(|e| hf_error(e, client.endpoint()))?;
     outcome.commit_sha = commit.commit_oid;
     outcome.commit_url = commit.commit_url;
     outcome.uploaded_files_count = upload.len();
@@ -379,10 +380,11 @@ pub async fn push(
     Ok(outcome)
 }
 
-fn hf_error(error: HFError) -> HubError {
+fn hf_error(error: HFError, endpoint: &str) -> HubError {
     match error {
         HFError::AuthRequired { context } | HFError::Forbidden { context } => {
             HubError::Unauthorized {
+                endpoint: endpoint.to_string(),
                 status: context.status.as_u16(),
                 message: context
                     .server_message
@@ -391,7 +393,7 @@ fn hf_error(error: HFError) -> HubError {
         }
         HFError::RepoNotFound { repo_id, .. } => HubError::RepoNotFound {
             repo: repo_id,
-            endpoint: String::new(),
+            endpoint: endpoint.to_string(),
         },
         HFError::RevisionNotFound {
             repo_id, revision, ..
@@ -400,12 +402,13 @@ fn hf_error(error: HFError) -> HubError {
             revision,
         },
         HFError::Http { context } => HubError::Http {
+            endpoint: endpoint.to_string(),
             status: context.status.as_u16(),
-            message: context.server_message.unwrap_or(context.body),
+            message: context.server_message.or(Some(context.body)),
         },
-        other => HubError::Http {
-            status: 0,
-            message: other.to_string(),
+        other => HubError::InvalidResponse {
+            endpoint: endpoint.to_string(),
+            reason: other.to_string(),
         },
     }
 }
