@@ -401,3 +401,64 @@ fn without_a_keyring_login_refuses_before_reading_a_token() {
     );
     world.assert_no_token_leaked(&[], &[]);
 }
+
+#[test]
+fn serve_uses_the_api_key_stored_in_the_real_keyring() {
+    if !keyring_session("serve_uses_the_api_key_stored_in_the_real_keyring") {
+        return;
+    }
+    let _one_at_a_time = keyring_lock();
+    let mut world = World::new(true);
+    const KEY: &str = "mlxk-server-key-0123456789abcdef";
+    let stored = world.run_cmd(
+        world.command(&["serve", "--store-api-key", "--json"]),
+        Some(&format!("{KEY}\n")),
+    );
+    assert_eq!(stored.code, 0, "{}", stored.stderr);
+    assert_eq!(stored.json()["data"]["api_key"], "stored");
+
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let server = world
+        .command(&["serve", "--port", &port.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = |key: Option<&str>| -> Option<u16> {
+        let mut request =
+            "GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n".to_string();
+        if let Some(key) = key {
+            request.push_str(&format!("Authorization: Bearer {key}\r\n"));
+        }
+        request.push_str("\r\n");
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        stream.write_all(request.as_bytes()).ok()?;
+        let mut answer = String::new();
+        std::io::Read::read_to_string(&mut stream, &mut answer).ok()?;
+        answer.split_whitespace().nth(1)?.parse().ok()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while status(None).is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let without = status(None);
+    let with = status(Some(KEY));
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    let output = server.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(without, Some(401), "{stderr}");
+    assert_eq!(with, Some(200), "{stderr}");
+    assert!(stderr.contains("from the keyring"), "{stderr}");
+    assert!(!stderr.contains(KEY), "the key is never logged");
+
+    let forgot = world.run(&["serve", "--forget-api-key", "--json"]);
+    assert_eq!(forgot.json()["data"]["api_key"], "removed");
+    let none = world.run(&["serve", "--forget-api-key", "--json"]);
+    assert_eq!(none.json()["data"]["api_key"], "none");
+}

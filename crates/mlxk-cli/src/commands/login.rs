@@ -42,32 +42,38 @@ pub fn run(args: &LoginArgs, _output: &Output) -> Result<Outcome, CliError> {
 }
 
 fn read_token(from_stdin: bool) -> Result<Secret, CliError> {
+    read_secret(
+        from_stdin,
+        "Hugging Face token (input is hidden): ",
+        "no token given; create one at https://huggingface.co/settings/tokens",
+    )
+}
+
+/// A secret from stdin (when asked, or when stdin is not a terminal) or a no-echo prompt;
+/// never from an argument, which other users could read in the process list.
+pub fn read_secret(from_stdin: bool, prompt: &str, when_empty: &str) -> Result<Secret, CliError> {
     let input = if from_stdin || !stdin_is_terminal() {
         let mut text = String::new();
         io::stdin()
             .take(MAX_TOKEN_INPUT + 1)
             .read_to_string(&mut text)
-            .map_err(|e| {
-                CliError::new("io_error", format!("cannot read the token from stdin: {e}"))
-            })?;
+            .map_err(|e| CliError::new("io_error", format!("cannot read stdin: {e}")))?;
         if text.len() as u64 > MAX_TOKEN_INPUT {
             return Err(CliError::usage(
-                "stdin holds more than a token; pipe only the token",
+                "stdin holds more than a secret; pipe only the secret",
             ));
         }
         Secret::new(text)
     } else {
-        let typed = rpassword::prompt_password("Hugging Face token (input is hidden): ")
-            .map_err(|e| CliError::new("io_error", format!("cannot read the token: {e}")))?;
+        let typed = rpassword::prompt_password(prompt)
+            .map_err(|e| CliError::new("io_error", format!("cannot read the secret: {e}")))?;
         Secret::new(typed)
     };
-    let token = Secret::new(input.expose().trim());
-    if token.is_empty() {
-        return Err(CliError::usage(
-            "no token given; create one at https://huggingface.co/settings/tokens",
-        ));
+    let secret = Secret::new(input.expose().trim());
+    if secret.is_empty() {
+        return Err(CliError::usage(when_empty));
     }
-    Ok(token)
+    Ok(secret)
 }
 
 /// A token the Hub does not accept is never stored: say so.

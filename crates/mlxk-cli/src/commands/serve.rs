@@ -2,6 +2,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use clap::Args;
+use mlxk_core::secrets::{SecretKind, SecretStore};
 use mlxk_server::{start, ServerConfig};
 use serde_json::json;
 
@@ -15,9 +16,17 @@ pub struct ServeArgs {
     pub host: IpAddr,
     #[arg(long, default_value_t = 8000)]
     pub port: u16,
-    /// Require `Authorization: Bearer KEY` (also read from MLXK_API_KEY).
+    /// Require `Authorization: Bearer KEY`. Prefer MLXK_API_KEY or the key stored with
+    /// --store-api-key: an argument is visible to other users in the process list.
     #[arg(long, env = "MLXK_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// Read an API key from stdin (or a hidden prompt), keep it in the OS keyring for every
+    /// later `serve` (and the app), and exit.
+    #[arg(long, conflicts_with_all = ["api_key", "forget_api_key"])]
+    pub store_api_key: bool,
+    /// Remove the API key kept in the OS keyring, and exit.
+    #[arg(long)]
+    pub forget_api_key: bool,
     /// Serve on a non-loopback address without an API key.
     #[arg(long)]
     pub insecure_no_auth: bool,
@@ -41,6 +50,16 @@ pub struct ServeArgs {
 }
 
 pub fn run(args: &ServeArgs, _output: &Output) -> Result<Outcome, CliError> {
+    if args.store_api_key || args.forget_api_key {
+        return manage_stored_key(args.store_api_key);
+    }
+    let (api_key, key_source) = match &args.api_key {
+        Some(key) => (Some(key.clone()), "--api-key or MLXK_API_KEY"),
+        None => match stored_key() {
+            Some(key) => (Some(key), "the keyring"),
+            None => (None, ""),
+        },
+    };
     let filter =
         tracing_subscriber::EnvFilter::try_from_env("MLXK_LOG").unwrap_or_else(|_| "info".into());
     let logs = tracing_subscriber::fmt()
@@ -52,10 +71,10 @@ pub fn run(args: &ServeArgs, _output: &Output) -> Result<Outcome, CliError> {
         logs.init();
     }
     if !args.host.is_loopback() {
-        if args.api_key.is_none() && !args.insecure_no_auth {
+        if api_key.is_none() && !args.insecure_no_auth {
             return Err(CliError::usage(format!(
                 "refusing to listen on {} without an API key: anyone on the network could use your models; \
-                 set --api-key (or MLXK_API_KEY), or pass --insecure-no-auth",
+                 set MLXK_API_KEY, store one with --store-api-key, or pass --insecure-no-auth",
                 args.host
             )));
         }
@@ -67,7 +86,7 @@ pub fn run(args: &ServeArgs, _output: &Output) -> Result<Outcome, CliError> {
     let config = ServerConfig {
         host: args.host,
         port: args.port,
-        api_key: args.api_key.clone(),
+        api_key,
         keep_alive: Duration::from_secs(args.keep_alive),
         cors_origins: args.cors_origins.clone(),
         max_tokens: args.max_tokens,
@@ -85,6 +104,9 @@ pub fn run(args: &ServeArgs, _output: &Output) -> Result<Outcome, CliError> {
             "Serving the OpenAI-compatible API on http://{} (Ctrl-C stops)",
             handle.addr()
         );
+        if !key_source.is_empty() {
+            eprintln!("Requests need the API key (from {key_source}).");
+        }
         wait_for_signal().await;
         eprintln!("Stopping...");
         handle.stop().await;
@@ -106,5 +128,39 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// The server key kept in the OS keyring, if a keyring is reachable and holds one.
+fn stored_key() -> Option<String> {
+    let store = SecretStore::platform().ok()?;
+    let key = store.get(SecretKind::ServerApiKey).ok()??;
+    Some(key.expose().to_string())
+}
+
+fn manage_stored_key(store_it: bool) -> Result<Outcome, CliError> {
+    let store = SecretStore::platform()?;
+    if store_it {
+        let key = super::login::read_secret(
+            false,
+            "API key for mlxk serve (input is hidden): ",
+            "no API key given",
+        )?;
+        store.set(SecretKind::ServerApiKey, &key)?;
+        Ok(Outcome::new(
+            json!({"api_key": "stored"}),
+            "API key stored in the keyring; `mlxk serve` now requires it.".into(),
+        ))
+    } else {
+        let removed = store.delete(SecretKind::ServerApiKey)?;
+        let text = if removed {
+            "API key removed from the keyring."
+        } else {
+            "No API key was stored."
+        };
+        Ok(Outcome::new(
+            json!({"api_key": if removed { "removed" } else { "none" }}),
+            text.into(),
+        ))
     }
 }
