@@ -328,7 +328,26 @@ async fn pushes_create_private_repos_plan_by_hash_and_send_only_changes() {
         create: true,
         public: false,
     };
-    let first = push::push(&alice, &request, &files, &plan).await.unwrap();
+    let events = std::sync::Arc::new(Mutex::new(Vec::new()));
+    let recorder = events.clone();
+    let first = push::push(
+        &alice,
+        &request,
+        &files,
+        &plan,
+        std::sync::Arc::new(move |e| recorder.lock().unwrap().push(e)),
+    )
+    .await
+    .unwrap();
+    let events = events.lock().unwrap().clone();
+    assert!(
+        matches!(
+            events.first(),
+            Some(push::PushEvent::Started { files: 4, .. })
+        ),
+        "{events:?}"
+    );
+    assert!(events.contains(&push::PushEvent::Committing), "{events:?}");
     assert!(first.created_repo && first.commit_sha.is_some());
     // Private by default: anonymous readers cannot see it.
     let error = pull_quietly(&client(&f.hub, None), &f.cache, &request_for(&repo))
@@ -342,7 +361,7 @@ async fn pushes_create_private_repos_plan_by_hash_and_send_only_changes() {
         .unwrap();
     assert!(again.no_changes(), "{again:?}");
     assert!(
-        push::push(&alice, &request, &files, &again)
+        push::push(&alice, &request, &files, &again, quiet())
             .await
             .unwrap()
             .no_changes
@@ -355,7 +374,9 @@ async fn pushes_create_private_repos_plan_by_hash_and_send_only_changes() {
     assert_eq!(plan.changed, vec!["tokenizer_config.json"]);
     assert_eq!(plan.unchanged.len(), files.len() - 1);
     f.hub.clear_requests();
-    let second = push::push(&alice, &request, &files, &plan).await.unwrap();
+    let second = push::push(&alice, &request, &files, &plan, quiet())
+        .await
+        .unwrap();
     assert_eq!(second.uploaded_files_count, 1);
     let sent: u64 = f
         .hub
@@ -381,6 +402,10 @@ async fn pushes_create_private_repos_plan_by_hash_and_send_only_changes() {
         fs::read(folder.join("model.safetensors")).unwrap()
     );
     f.hub.stop().await;
+}
+
+fn quiet() -> std::sync::Arc<dyn Fn(push::PushEvent) + Send + Sync> {
+    std::sync::Arc::new(|_| {})
 }
 
 fn request_for(repo: &RepoId) -> PullRequest {

@@ -1,7 +1,8 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use mlxk_core::hub::push::{self, PushPlan, PushRequest};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use mlxk_core::hub::push::{self, PushEvent, PushPlan, PushRequest};
 use mlxk_core::RepoId;
 use serde_json::json;
 
@@ -40,7 +41,7 @@ pub struct PushArgs {
     pub force: bool,
 }
 
-pub fn run(args: &PushArgs, _output: &Output) -> Result<Outcome, CliError> {
+pub fn run(args: &PushArgs, output: &Output) -> Result<Outcome, CliError> {
     let repo = RepoId::parse(&args.repo)?;
     if repo.org().is_none() {
         return Err(CliError::usage(format!(
@@ -132,9 +133,22 @@ pub fn run(args: &PushArgs, _output: &Output) -> Result<Outcome, CliError> {
         create: args.create,
         public: args.public,
     };
+    let bar = upload_bar(
+        &plan,
+        &files,
+        !output.json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    );
+    let events = bar.clone();
     let done = runtime
-        .block_on(push::push(&client, &request, &files, &plan))
+        .block_on(push::push(
+            &client,
+            &request,
+            &files,
+            &plan,
+            std::sync::Arc::new(move |event| show(&events, event)),
+        ))
         .map_err(super::hub_error)?;
+    bar.finish_and_clear();
     let text = if done.no_changes {
         format!(
             "No changes: {} ({}) already has these files.",
@@ -176,6 +190,46 @@ pub fn run(args: &PushArgs, _output: &Output) -> Result<Outcome, CliError> {
         }),
         text,
     ))
+}
+
+/// One bar for the bytes to send (on a terminal only).
+fn upload_bar(plan: &PushPlan, files: &[push::LocalFile], visible: bool) -> ProgressBar {
+    let bytes: u64 = files
+        .iter()
+        .filter(|f| plan.added.contains(&f.path) || plan.changed.contains(&f.path))
+        .map(|f| f.size)
+        .sum();
+    let target = if visible {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    };
+    let bar = ProgressBar::with_draw_target(Some(bytes), target);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{msg:<12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_message("uploading");
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    bar
+}
+
+fn show(bar: &ProgressBar, event: PushEvent) {
+    match event {
+        PushEvent::Started { bytes, .. } => bar.set_length(bytes),
+        PushEvent::Uploaded { bytes, total } => {
+            bar.set_length(total);
+            bar.set_position(bytes);
+        }
+        PushEvent::Committing => {
+            bar.set_position(bar.length().unwrap_or(0));
+            bar.set_message("committing");
+        }
+        PushEvent::Finished => bar.set_message("done"),
+    }
 }
 
 fn check_lines(check: &push::FolderCheck) -> String {

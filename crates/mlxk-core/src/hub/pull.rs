@@ -559,6 +559,18 @@ mod tests {
     }
 
     #[test]
+    fn a_download_larger_than_the_free_space_is_refused_before_it_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = check_free_space(dir.path(), u64::MAX / 4).unwrap_err();
+        assert_eq!(error.kind(), "insufficient_disk_space");
+        assert!(
+            error.to_string().contains("not enough disk space"),
+            "{error}"
+        );
+        check_free_space(dir.path(), 1_000).unwrap();
+    }
+
+    #[test]
     fn git_blob_ids_are_computed_as_git_does() {
         // `printf hello | git hash-object --stdin`
         let mut f = file("x");

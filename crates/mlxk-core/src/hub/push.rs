@@ -12,6 +12,9 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
+use hf_hub::progress::{Progress, ProgressEvent, ProgressHandler, UploadEvent};
 use hf_hub::repository::{CommitOperation, RepoTypeModel};
 use hf_hub::{HFClient, HFError};
 use serde::Serialize;
@@ -286,12 +289,62 @@ pub struct PushOutcome {
     pub no_changes: bool,
 }
 
-/// Pushes what `plan` says differs, in one commit. Needs a token.
+/// Progress of a push, for a progress bar.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum PushEvent {
+    Started {
+        files: usize,
+        bytes: u64,
+    },
+    /// Content bytes sent so far (the Hub's Xet path reports these; inline content does not).
+    Uploaded {
+        bytes: u64,
+        total: u64,
+    },
+    /// All content is up; the commit itself is being made.
+    Committing,
+    Finished,
+}
+
+/// Turns hf-hub's upload events into [`PushEvent`]s.
+struct Relay(Arc<dyn Fn(PushEvent) + Send + Sync>);
+
+impl ProgressHandler for Relay {
+    fn on_progress(&self, event: &ProgressEvent) {
+        let ProgressEvent::Upload(event) = event else {
+            return;
+        };
+        (self.0)(match event {
+            UploadEvent::Start {
+                total_files,
+                total_bytes,
+            } => PushEvent::Started {
+                files: *total_files,
+                bytes: *total_bytes,
+            },
+            UploadEvent::Progress {
+                bytes_completed,
+                total_bytes,
+                ..
+            } => PushEvent::Uploaded {
+                bytes: *bytes_completed,
+                total: *total_bytes,
+            },
+            UploadEvent::Committing => PushEvent::Committing,
+            UploadEvent::Complete => PushEvent::Finished,
+        });
+    }
+}
+
+/// Pushes what `plan` says differs, in one commit, reporting progress to `on_event`. Needs
+/// a token.
 pub async fn push(
     client: &HubClient,
     request: &PushRequest,
     files: &[LocalFile],
     plan: &PushPlan,
+    on_event: Arc<dyn Fn(PushEvent) + Send + Sync>,
 ) -> Result<PushOutcome> {
     let Some(token) = client.token() else {
         return Err(HubError::Unauthorized {
@@ -370,6 +423,7 @@ pub async fn push(
         .operations(operations)
         .commit_message(request.message.clone())
         .revision(request.branch.clone())
+        .progress(Progress::new(Relay(on_event)))
         .send()
         .await
         .map_err(|e| hf_error(e, client.endpoint()))?;
