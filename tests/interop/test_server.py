@@ -81,6 +81,13 @@ def server(cache):
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 
 
+def test_the_server_waits_passively_in_openmp(server):
+    # OpenBLAS's OpenMP threads must not spin against MLX's thread on a busy machine (mlx-sys
+    # prefer_passive_openmp re-executes serve with this set).
+    environ = Path(f"/proc/{server.proc.pid}/environ").read_bytes().split(b"\0")
+    assert b"OMP_WAIT_POLICY=PASSIVE" in environ
+
+
 def test_models_are_listed(server):
     models = server.client().models.list().data
     assert [m.id for m in models] == [NAME]

@@ -53,3 +53,33 @@ pub fn blas_provider() -> Option<std::path::PathBuf> {
 pub fn blas_provider() -> Option<std::path::PathBuf> {
     None
 }
+
+/// Makes this process wait passively in OpenMP, re-executing it once if needed; call it first
+/// thing in `main`.
+///
+/// OpenBLAS (the OpenMP build linked on Linux) runs its matrix products on OpenMP threads that by
+/// default spin after each parallel region. On an idle machine that is harmless; on a busy one
+/// (a build, a browser) the spinning threads fight MLX's own thread for the cores and decoding
+/// collapses (measured here: 0.4 tok/s instead of 18). libgomp reads `OMP_WAIT_POLICY` once,
+/// while it loads, before `main` runs, so the only way to change it from inside is to set it
+/// and exec the same binary again. A value the user set is kept. Elsewhere this does nothing.
+pub fn prefer_passive_openmp() {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        if std::env::var_os("OMP_WAIT_POLICY").is_some() {
+            return;
+        }
+        let Ok(exe) = std::env::current_exe() else {
+            return;
+        };
+        let mut args = std::env::args_os();
+        let arg0 = args.next().unwrap_or_else(|| exe.clone().into_os_string());
+        // exec only returns if it failed; then carry on with the default policy.
+        let _ = std::process::Command::new(&exe)
+            .arg0(arg0)
+            .args(args)
+            .env("OMP_WAIT_POLICY", "PASSIVE")
+            .exec();
+    }
+}

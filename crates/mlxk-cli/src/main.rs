@@ -94,6 +94,10 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(err) => return usage_error(&args, err),
     };
+    if matches!(cli.command, Some(Command::Run(_) | Command::Serve(_))) {
+        // Before any MLX work: OpenBLAS's threads must not spin on a busy machine.
+        mlx_sys::prefer_passive_openmp();
+    }
     let output = Output::new(cli.json);
     let (command, result) = match &cli.command {
         _ if cli.version => ("version", commands::version::run(&output)),
