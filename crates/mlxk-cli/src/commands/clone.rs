@@ -1,13 +1,12 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use mlxk_core::hub::pull::{pull, Cancel, PullRequest};
+use mlxk_core::hub::pull::PullRequest;
 use mlxk_core::snapshot::Selection;
 use mlxk_core::workspace::{clone_snapshot, CopyMode};
-use mlxk_core::{HubCache, Library, ModelInfo, ModelSpec, RepoId};
+use mlxk_core::{Library, ModelInfo, ModelSpec, RepoId};
 use serde_json::json;
 
-use super::hub_client;
 use crate::human;
 use crate::output::{CliError, Outcome, Output};
 
@@ -99,23 +98,11 @@ fn fetch(text: &str) -> Result<(PathBuf, String, String, bool), CliError> {
             format!("'{text}' is not in the cache; to fetch it from the Hub, name it ORG/NAME"),
         ));
     }
-    let cache = HubCache::from_env();
-    std::fs::create_dir_all(cache.root()).map_err(|e| {
-        CliError::new(
-            "io_error",
-            format!("creating {}: {e}", cache.root().display()),
-        )
-    })?;
-    let client = hub_client()?;
     let request = PullRequest {
         repo,
         revision: spec.revision,
         all_files: false,
     };
-    let runtime =
-        tokio::runtime::Runtime::new().map_err(|e| CliError::new("io_error", e.to_string()))?;
-    let outcome = runtime
-        .block_on(pull(&client, &cache, &request, &Cancel::default(), &|_| {}))
-        .map_err(super::hub_error)?;
+    let outcome = super::pull::pull_into_cache(&request, &|_| {})?;
     Ok((outcome.snapshot, outcome.repo, outcome.commit, true))
 }

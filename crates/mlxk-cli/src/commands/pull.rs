@@ -3,7 +3,7 @@ use std::sync::Mutex;
 
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use mlxk_core::hub::pull::{pull, Cancel, PullEvent, PullRequest};
+use mlxk_core::hub::pull::{pull, Cancel, PullEvent, PullOutcome, PullRequest};
 use mlxk_core::{HubCache, ModelSpec, RepoId};
 use serde_json::json;
 
@@ -39,24 +39,9 @@ pub fn run(args: &PullArgs, output: &Output) -> Result<Outcome, CliError> {
         revision: spec.revision.clone(),
         all_files: args.all_files,
     };
-    let client = hub_client()?;
-    let cache = HubCache::from_env();
-    std::fs::create_dir_all(cache.root()).map_err(|e| {
-        CliError::new(
-            "io_error",
-            format!("creating {}: {e}", cache.root().display()),
-        )
-    })?;
     // Progress bars on a terminal only; nothing on stderr in --json mode.
     let bars = Bars::new(!output.json && std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let cancel = Cancel::default();
-    let runtime =
-        tokio::runtime::Runtime::new().map_err(|e| CliError::new("io_error", e.to_string()))?;
-    let outcome = runtime
-        .block_on(pull(&client, &cache, &request, &cancel, &|event| {
-            bars.show(event)
-        }))
-        .map_err(super::hub_error)?;
+    let outcome = pull_into_cache(&request, &|event| bars.show(event))?;
     bars.finish();
     let status = if outcome.downloaded_files == 0 {
         "already_cached"
@@ -92,6 +77,23 @@ pub fn run(args: &PullArgs, output: &Output) -> Result<Outcome, CliError> {
         "skipped": outcome.skipped,
     });
     Ok(Outcome::new(data, format!("Pulled {message}")))
+}
+
+/// Pulls into the cache `HF_HOME` names (created if missing) with the user's token.
+pub fn pull_into_cache(
+    request: &PullRequest,
+    on_event: &(dyn Fn(PullEvent) + Send + Sync),
+) -> Result<PullOutcome, CliError> {
+    let client = hub_client()?;
+    let cache = HubCache::from_env();
+    std::fs::create_dir_all(cache.root()).map_err(|e| {
+        CliError::new(
+            "io_error",
+            format!("creating {}: {e}", cache.root().display()),
+        )
+    })?;
+    super::block_on(pull(&client, &cache, request, &Cancel::default(), on_event))?
+        .map_err(super::hub_error)
 }
 
 /// One bar per file plus a total, with speed and time left.
