@@ -52,7 +52,11 @@ pub fn hub_error(error: mlxk_core::hub::HubError) -> CliError {
         HubError::Unauthorized { .. } | HubError::RepoNotFound { .. } => {
             Some("log in with: mlxk login".to_string())
         }
-        HubError::Network { .. } => Some("pull again to resume".to_string()),
+        HubError::Network { .. } => Some(
+            "the Hub is HF_ENDPOINT when set, else https://huggingface.co; an interrupted \
+             download resumes with the next pull"
+                .to_string(),
+        ),
         _ => None,
     };
     let mut cli = CliError::from(error);
