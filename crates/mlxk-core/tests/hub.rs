@@ -278,7 +278,9 @@ async fn a_cut_download_resumes_and_a_corrupted_one_is_discarded() {
     // The weights are the only LFS file (a 64-hex SHA-256 name; others have 40-hex git ids):
     // neither a blob nor a partial of it may remain. Other files may be left partial, to resume.
     assert!(
-        names.iter().all(|n| n.split('.').next().unwrap().len() != 64),
+        names
+            .iter()
+            .all(|n| n.split('.').next().unwrap().len() != 64),
         "the bad download was discarded: {names:?}"
     );
     let snapshot = fs::read_dir(fresh.root().join("models--org--tiny/snapshots"))
