@@ -176,6 +176,11 @@ pub async fn pull(
                 )
                 .await?;
             }
+            // Linked as soon as it is complete: an interrupted pull keeps what it finished.
+            layout.link(file)?;
+            on_event(PullEvent::FileFinished {
+                path: file.path.clone(),
+            });
             Ok::<_, HubError>(())
         }
     }))
@@ -183,13 +188,9 @@ pub async fn pull(
     .try_collect::<Vec<()>>()
     .await?;
 
+    // Files that were already complete (or whose blob another snapshot shares).
     for file in &files {
         layout.link(file)?;
-        if !planned.iter().any(|p| p.path == file.path && p.cached) {
-            on_event(PullEvent::FileFinished {
-                path: file.path.clone(),
-            });
-        }
     }
     if revision != commit {
         layout.write_ref(revision)?;
