@@ -184,6 +184,7 @@ def test_clone_from_the_cache_and_from_the_hub_makes_a_healthy_workspace(tmp_pat
     assert cli.run("health", str(again))["data"]["summary"]["healthy_count"] == 1
     shown = cli.run("show", str(again))["data"]
     assert shown["model"]["name"] == str(again.resolve()) and shown["weights"]["layout"] == "dense_float32"
+    assert shown["workspace_metadata"]["source_repo"] == REPO
     # Never into a folder with something in it.
     taken = cli.run("clone", REPO, str(again), expect=1)["error"]
     assert "not empty" in taken["message"]

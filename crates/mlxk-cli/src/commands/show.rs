@@ -30,7 +30,7 @@ pub fn run(args: &ShowArgs, output: &Output) -> Result<Outcome, CliError> {
     let plan = load_plan(&model, &args.weights.policy()?);
     let mut data = json!({
         "model": api::model_object(&model, true),
-        "workspace_metadata": null,
+        "workspace_metadata": model.path.as_deref().and_then(mlxk_core::workspace::read_marker),
         "metadata": metadata(&model),
         "path": model.path,
         "refs": model.refs,
