@@ -159,8 +159,17 @@ impl Generator {
 
     /// Ends the generation early (a stop string, a cancelled request).
     pub fn finish(&mut self, reason: FinishReason) {
-        self.current = None;
+        self.drain();
         self.finish_reason.get_or_insert(reason);
+    }
+
+    /// Waits for the step queued ahead (the pipelined next token) and drops it. MLX keeps
+    /// computing queued work on its own thread: left running, it can outlive the arrays it uses,
+    /// and at process exit it crashed inside the BLAS while libraries were being unloaded.
+    fn drain(&mut self) {
+        if let Some(queued) = self.current.take() {
+            let _ = eval([&queued]);
+        }
     }
 
     pub fn finish_reason(&self) -> Option<FinishReason> {
@@ -172,7 +181,8 @@ impl Generator {
     }
 
     /// The summary; a generation that was never finished counts as cancelled.
-    pub fn into_generation(self) -> Generation {
+    pub fn into_generation(mut self) -> Generation {
+        self.drain();
         let prompt_time = self.prompt_time.unwrap_or_else(|| self.started.elapsed());
         let finish_reason = self.finish_reason.unwrap_or(FinishReason::Cancelled);
         if finish_reason == FinishReason::Cancelled {
@@ -184,7 +194,7 @@ impl Generator {
             decode_time: self.started.elapsed().saturating_sub(prompt_time),
             prompt_time,
             finish_reason,
-            tokens: self.tokens,
+            tokens: std::mem::take(&mut self.tokens),
         }
     }
 
@@ -203,6 +213,12 @@ impl Generator {
         let token = self.sampler.sample(&row, self.history.as_ref())?;
         async_eval([&token])?;
         Ok(token)
+    }
+}
+
+impl Drop for Generator {
+    fn drop(&mut self) {
+        self.drain();
     }
 }
 
