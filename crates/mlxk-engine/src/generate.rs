@@ -139,13 +139,26 @@ impl Generator {
         let Some(current) = self.current.take() else {
             return Ok(None);
         };
+        // The first token is read before the next step is queued: building and queueing that
+        // step would add a decode step's latency to the time to first token. Later tokens are
+        // read after it, so that the step overlaps with the caller's work.
+        let first = match self.tokens.is_empty() {
+            true => Some(read_token(&current)?),
+            false => None,
+        };
+        if first.is_some() {
+            self.prompt_time = Some(self.started.elapsed());
+        }
         if self.tokens.len() + 1 < self.max_tokens {
             if let Some(h) = self.history.as_mut() {
                 *h = concatenate(&[h.clone(), current.as_type::<i32>()?], 0)?;
             }
             self.current = Some(self.step(&current)?);
         }
-        let token = read_token(&current)?;
+        let token = match first {
+            Some(token) => token,
+            None => read_token(&current)?,
+        };
         self.prompt_time
             .get_or_insert_with(|| self.started.elapsed());
         self.tokens.push(token);
