@@ -70,17 +70,18 @@ fn create_dir(path: &Path) -> Result<()> {
     fs::create_dir_all(path).map_err(|e| CoreError::io("creating", path, e))
 }
 
+/// A relative symlink, as huggingface_hub makes snapshot links (shared with `hub::pull`).
 #[cfg(unix)]
-fn symlink(target: &str, link: &Path) -> io::Result<()> {
+pub(crate) fn symlink(target: &str, link: &Path) -> io::Result<()> {
     std::os::unix::fs::symlink(target, link)
 }
 
 #[cfg(windows)]
-fn symlink(target: &str, link: &Path) -> io::Result<()> {
+pub(crate) fn symlink(target: &str, link: &Path) -> io::Result<()> {
     std::os::windows::fs::symlink_file(target, link)
 }
 
-fn sha256_file(path: &Path) -> io::Result<String> {
+pub(crate) fn sha256_file(path: &Path) -> io::Result<String> {
     let mut file = File::open(path)?;
     let mut digest = Sha256::new();
     let mut buffer = vec![0u8; 1 << 20];
@@ -93,7 +94,7 @@ fn sha256_file(path: &Path) -> io::Result<String> {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -2,7 +2,6 @@
 //! `.mlxk_workspace.json` with where the files came from and a hash of their content.
 
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use chrono::Utc;
@@ -166,27 +165,11 @@ fn content_hash(index: &[IndexedFile]) -> String {
     for file in index {
         hasher.update(format!("{}\0{}\n", file.path, file.sha256).as_bytes());
     }
-    format!("sha256:{}", hex(&hasher.finalize()))
+    format!("sha256:{}", crate::install::hex(&hasher.finalize()))
 }
 
 fn sha256_file(path: &Path) -> Result<String> {
-    let mut file = fs::File::open(path).map_err(|e| CoreError::io("reading", path, e))?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let n = file
-            .read(&mut buffer)
-            .map_err(|e| CoreError::io("reading", path, e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
-    }
-    Ok(hex(&hasher.finalize()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::install::sha256_file(path).map_err(|e| CoreError::io("reading", path, e))
 }
 
 /// Written to a temp file and renamed, so a reader never sees half of it.

@@ -24,6 +24,7 @@ use sha2::{Digest, Sha256};
 
 use super::{check, HubClient, HubError, RemoteFile, Result};
 use crate::cache::HubCache;
+use crate::install::symlink;
 use crate::repo_id::RepoId;
 
 /// Files downloaded at once.
@@ -354,16 +355,6 @@ impl Layout {
     }
 }
 
-#[cfg(unix)]
-fn symlink(target: &str, link: &Path) -> std::io::Result<()> {
-    std::os::unix::fs::symlink(target, link)
-}
-
-#[cfg(windows)]
-fn symlink(target: &str, link: &Path) -> std::io::Result<()> {
-    std::os::windows::fs::symlink_file(target, link)
-}
-
 /// Hashes a download the way the Hub names it.
 enum FileHasher {
     Sha256(Sha256),
@@ -394,7 +385,7 @@ impl FileHasher {
             FileHasher::Sha256(h) => h.finalize().to_vec(),
             FileHasher::GitBlob(h) => h.finalize().to_vec(),
         };
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
+        crate::install::hex(&bytes)
     }
 }
 

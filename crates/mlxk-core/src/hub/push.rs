@@ -119,7 +119,7 @@ fn hash_file(path: String, source: &Path) -> Result<LocalFile> {
         sha256.update(&buffer[..n]);
         git.update(&buffer[..n]);
     }
-    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let hex = crate::install::hex;
     Ok(LocalFile {
         path,
         source: source
