@@ -1,0 +1,85 @@
+//! The MLX Knife menu-bar app: a Tauri 2 shell over `mlxk-core` and `mlxk-server`.
+//!
+//! The shell holds no business logic. [`commands`] are thin typed wrappers the windows call
+//! (their TypeScript bindings are generated into `ui/src/bindings.ts`), [`tray`] is the
+//! menu-bar icon and its menu, [`server`] keeps the embedded server's handle and state, and
+//! [`windows`] opens the Library, Settings and Push windows.
+
+pub mod commands;
+pub mod error;
+pub mod server;
+pub mod settings;
+pub mod state;
+pub mod tray;
+pub mod views;
+pub mod windows;
+
+use tauri::{Emitter, Manager, Runtime};
+use tauri_plugin_clipboard_manager::ClipboardExt;
+use tauri_specta::Event;
+
+use crate::commands::ServerStatusChanged;
+use crate::state::AppState;
+use crate::windows::AppWindow;
+
+/// Connects the server's state to the tray and to every window.
+pub fn observe_server<R: Runtime>(app: &tauri::AppHandle<R>) {
+    let handle = app.clone();
+    app.state::<AppState>().server.set_observer(move |status| {
+        if let Err(e) = tray::refresh(&handle, status) {
+            eprintln!("mlxk-app: cannot update the tray: {e}");
+        }
+        // Emitted by name so that it also works on runtimes the bindings' builder is not
+        // mounted on (Tauri's mock runtime in tests).
+        let _ = handle.emit(
+            ServerStatusChanged::NAME,
+            ServerStatusChanged(status.clone()),
+        );
+    });
+}
+
+pub fn run() {
+    let specta = commands::specta_builder();
+    tauri::Builder::default()
+        .plugin(tauri_plugin_clipboard_manager::init())
+        .plugin(tauri_plugin_dialog::init())
+        .invoke_handler(specta.invoke_handler())
+        .setup(move |app| {
+            specta.mount_events(app);
+            // Menu-bar only on macOS: no Dock icon (with LSUIElement in Info.plist).
+            #[cfg(target_os = "macos")]
+            app.set_activation_policy(tauri::ActivationPolicy::Accessory);
+            let settings_path = app.path().app_config_dir()?.join("settings.json");
+            app.manage(AppState::new(settings_path));
+            let clipboard = app.handle().clone();
+            app.state::<AppState>().set_copy_text(Box::new(move |text| {
+                clipboard
+                    .clipboard()
+                    .write_text(text)
+                    .map_err(|e| e.to_string())
+            }));
+            observe_server(app.handle());
+            tray::create(app.handle())?;
+            // Off macOS a tray needs a StatusNotifier host, which many desktops lack: show the
+            // library at start so the app is never invisible.
+            if cfg!(not(target_os = "macos")) {
+                windows::show(app.handle(), AppWindow::Library)?;
+            }
+            Ok(())
+        })
+        .build(tauri::generate_context!())
+        .expect("building the MLX Knife app")
+        .run(|app, event| {
+            match event {
+                // A menu-bar app keeps running with no window open; Quit ends it.
+                tauri::RunEvent::ExitRequested {
+                    api, code: None, ..
+                } if cfg!(target_os = "macos") => api.prevent_exit(),
+                tauri::RunEvent::Exit => {
+                    let state = app.state::<AppState>();
+                    tauri::async_runtime::block_on(state.server.stop());
+                }
+                _ => {}
+            }
+        });
+}

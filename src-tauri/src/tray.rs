@@ -1,0 +1,176 @@
+//! The menu-bar (tray) icon: its look and tooltip follow the server's state, and its menu is
+//! rebuilt from [`menu_entries`] on every change. [`handle_menu_event`] is the one place menu
+//! clicks are handled.
+
+use tauri::image::Image;
+use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
+use tauri::tray::TrayIconBuilder;
+use tauri::{AppHandle, Manager, Runtime};
+
+use crate::commands;
+use crate::server::ServerStatus;
+use crate::state::AppState;
+use crate::windows::{self, AppWindow};
+
+pub const TRAY_ID: &str = "mlxk";
+
+/// Menu item ids.
+pub mod ids {
+    pub const STATUS: &str = "status";
+    pub const TOGGLE_SERVER: &str = "toggle-server";
+    pub const COPY_ADDRESS: &str = "copy-address";
+    pub const EXPOSED_WARNING: &str = "exposed-warning";
+    pub const OPEN_LIBRARY: &str = "open-library";
+    pub const PUSH_FOLDER: &str = "push-folder";
+    pub const SETTINGS: &str = "settings";
+    pub const QUIT: &str = "quit";
+}
+
+/// One line of the menu.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MenuEntry {
+    Item {
+        id: &'static str,
+        text: String,
+        enabled: bool,
+    },
+    Separator,
+}
+
+fn item(id: &'static str, text: impl Into<String>, enabled: bool) -> MenuEntry {
+    MenuEntry::Item {
+        id,
+        text: text.into(),
+        enabled,
+    }
+}
+
+/// The menu for a server state.
+pub fn menu_entries(status: &ServerStatus) -> Vec<MenuEntry> {
+    let mut entries = vec![item(ids::STATUS, status.describe(), false)];
+    match status {
+        ServerStatus::Running { address, exposed } => {
+            entries.push(item(
+                ids::COPY_ADDRESS,
+                format!("http://{address}  (click to copy)"),
+                true,
+            ));
+            if *exposed {
+                entries.push(item(
+                    ids::EXPOSED_WARNING,
+                    "⚠ Reachable from other machines (not loopback)",
+                    false,
+                ));
+            }
+            entries.push(item(ids::TOGGLE_SERVER, "Stop Server", true));
+        }
+        ServerStatus::Starting { .. } => {
+            entries.push(item(ids::TOGGLE_SERVER, "Stop Server", true))
+        }
+        ServerStatus::Stopped | ServerStatus::Error { .. } => {
+            entries.push(item(ids::TOGGLE_SERVER, "Start Server", true))
+        }
+    }
+    entries.extend([
+        MenuEntry::Separator,
+        item(ids::OPEN_LIBRARY, "Open Library…", true),
+        item(ids::PUSH_FOLDER, "Push a Folder…", true),
+        item(ids::SETTINGS, "Settings…", true),
+        MenuEntry::Separator,
+        item(ids::QUIT, "Quit MLX Knife", true),
+    ]);
+    entries
+}
+
+/// The icon for a state: grey ring stopped, amber starting, green running, orange with a
+/// mark when exposed beyond loopback, red cross on error.
+pub fn icon_for(status: &ServerStatus) -> Image<'static> {
+    let bytes: &'static [u8] = match status {
+        ServerStatus::Stopped => include_bytes!("../icons/tray-stopped.png"),
+        ServerStatus::Starting { .. } => include_bytes!("../icons/tray-starting.png"),
+        ServerStatus::Running { exposed: false, .. } => include_bytes!("../icons/tray-running.png"),
+        ServerStatus::Running { exposed: true, .. } => include_bytes!("../icons/tray-exposed.png"),
+        ServerStatus::Error { .. } => include_bytes!("../icons/tray-error.png"),
+    };
+    Image::from_bytes(bytes).expect("the tray icons are valid PNG files")
+}
+
+/// Creates the tray icon (once, at startup).
+pub fn create<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<()> {
+    let status = app.state::<AppState>().server.status();
+    TrayIconBuilder::with_id(TRAY_ID)
+        .icon(icon_for(&status))
+        .tooltip(format!("MLX Knife: {}", status.describe()))
+        .menu(&build_menu(app, &status)?)
+        .show_menu_on_left_click(true)
+        .on_menu_event(|app, event| handle_menu_event(app, event.id().as_ref()))
+        .build(app)?;
+    Ok(())
+}
+
+/// Brings the icon, tooltip and menu up to date (no-op without a tray, e.g. in tests).
+pub fn refresh<R: Runtime>(app: &AppHandle<R>, status: &ServerStatus) -> tauri::Result<()> {
+    let Some(tray) = app.tray_by_id(TRAY_ID) else {
+        return Ok(());
+    };
+    tray.set_icon(Some(icon_for(status)))?;
+    tray.set_tooltip(Some(format!("MLX Knife: {}", status.describe())))?;
+    tray.set_menu(Some(build_menu(app, status)?))
+}
+
+fn build_menu<R: Runtime>(app: &AppHandle<R>, status: &ServerStatus) -> tauri::Result<Menu<R>> {
+    let menu = Menu::new(app)?;
+    for entry in menu_entries(status) {
+        match entry {
+            MenuEntry::Item { id, text, enabled } => {
+                menu.append(&MenuItem::with_id(app, id, text, enabled, None::<&str>)?)?
+            }
+            MenuEntry::Separator => menu.append(&PredefinedMenuItem::separator(app)?)?,
+        }
+    }
+    Ok(menu)
+}
+
+/// What a click on a menu item does. Starting and stopping run in the background; the tray
+/// follows through the server's observer.
+pub fn handle_menu_event<R: Runtime>(app: &AppHandle<R>, id: &str) {
+    let state = app.state::<AppState>();
+    match id {
+        ids::TOGGLE_SERVER => {
+            let app = app.clone();
+            let running = state.server.status().is_active();
+            tauri::async_runtime::spawn(async move {
+                let state = app.state::<AppState>();
+                if running {
+                    state.server.stop().await;
+                } else {
+                    commands::server::start_server(&state).await;
+                }
+            });
+        }
+        ids::COPY_ADDRESS => {
+            if let ServerStatus::Running { address, .. } = state.server.status() {
+                if let Err(e) = state.copy_text(&format!("http://{address}")) {
+                    eprintln!("mlxk-app: cannot copy the address: {e}");
+                }
+            }
+        }
+        ids::OPEN_LIBRARY | ids::EXPOSED_WARNING => open(app, AppWindow::Library),
+        ids::PUSH_FOLDER => open(app, AppWindow::Push),
+        ids::SETTINGS => open(app, AppWindow::Settings),
+        ids::QUIT => {
+            let app = app.clone();
+            tauri::async_runtime::spawn(async move {
+                app.state::<AppState>().server.stop().await;
+                app.exit(0);
+            });
+        }
+        _ => {}
+    }
+}
+
+fn open<R: Runtime>(app: &AppHandle<R>, which: AppWindow) {
+    if let Err(e) = windows::show(app, which) {
+        eprintln!("mlxk-app: cannot open the {} window: {e}", which.label());
+    }
+}

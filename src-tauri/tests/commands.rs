@@ -1,0 +1,251 @@
+//! The command functions, called as the windows call them, against fixture caches, a mock
+//! keyring and the project's local test Hub.
+
+mod common;
+
+use common::{fixture_env, mock_app};
+use mlxk_app::commands::library::{
+    check_health, delete_model, delete_plan, list_models, model_details,
+};
+use mlxk_app::commands::push::{push_check, push_preview};
+use mlxk_app::commands::secrets::{
+    secret_remove, secret_set, secret_status, token_test, SecretName,
+};
+use mlxk_app::commands::server::{
+    get_settings, save_settings, server_start, server_status, server_stop,
+};
+use mlxk_app::server::ServerStatus;
+use mlxk_app::settings::ServerSettings;
+use mlxk_app::state::AppState;
+use tauri::async_runtime::block_on;
+use tauri::Manager;
+
+const LLAMA_4BIT: &str = "mlx-community/Llama-3.2-1B-Instruct-4bit";
+
+#[test]
+fn the_library_lists_the_fixture_models_with_badges_and_total_size() {
+    let fx = fixture_env();
+    let library = block_on(list_models()).unwrap();
+    assert_eq!(
+        std::path::Path::new(&library.cache_root),
+        fx.cache.hub.as_path()
+    );
+    let names: Vec<&str> = library.models.iter().map(|m| m.name.as_str()).collect();
+    for expected in &fx.models {
+        assert!(
+            names.contains(&expected.as_str()),
+            "{expected} missing in {names:?}"
+        );
+    }
+    assert_eq!(
+        library.total_bytes,
+        library.models.iter().map(|m| m.size_bytes).sum::<u64>()
+    );
+    let llama = library
+        .models
+        .iter()
+        .find(|m| m.name == LLAMA_4BIT)
+        .unwrap();
+    assert!(llama.healthy, "{}", llama.health_reason);
+    assert_eq!(llama.framework, "MLX");
+    assert_eq!(llama.quantization.as_deref(), Some("4-bit"));
+    assert!(
+        library.models.iter().any(|m| !m.healthy),
+        "the standard fixtures include broken models"
+    );
+}
+
+#[test]
+fn details_and_health_recheck_name_the_model() {
+    let _fx = fixture_env();
+    let details = block_on(model_details("Llama-3.2-1B-Instruct-4bit".into())).unwrap();
+    assert_eq!(details.summary.name, LLAMA_4BIT);
+    assert!(details.files.iter().any(|f| f.name == "config.json"));
+    assert!(details.config_json.unwrap().contains("llama"));
+    let checked = block_on(check_health(Some(LLAMA_4BIT.into()), true)).unwrap();
+    assert_eq!(checked.len(), 1);
+    assert!(checked[0].healthy);
+    let missing = block_on(model_details("no-such-model".into())).unwrap_err();
+    assert_eq!(missing.kind, "model_not_found");
+}
+
+#[test]
+fn delete_removes_exactly_what_was_confirmed() {
+    let fx = fixture_env();
+    let plan = block_on(delete_plan(LLAMA_4BIT.into())).unwrap();
+    assert_eq!(plan.model, LLAMA_4BIT);
+    assert_eq!(plan.snapshot, None);
+    let repo_dir = fx
+        .cache
+        .hub
+        .join("models--mlx-community--Llama-3.2-1B-Instruct-4bit");
+    assert!(plan.targets.contains(&repo_dir.display().to_string()));
+    assert!(plan.freed_bytes > 0);
+
+    // Confirming something else deletes nothing.
+    let refused = block_on(delete_model(LLAMA_4BIT.into(), vec!["/elsewhere".into()])).unwrap_err();
+    assert_eq!(refused.kind, "plan_changed");
+    assert!(repo_dir.exists());
+
+    let done = block_on(delete_model(LLAMA_4BIT.into(), plan.targets.clone())).unwrap();
+    assert_eq!(done.freed_bytes, plan.freed_bytes);
+    assert!(!repo_dir.exists());
+    let names: Vec<String> = block_on(list_models())
+        .unwrap()
+        .models
+        .into_iter()
+        .map(|m| m.name)
+        .collect();
+    assert!(!names.contains(&LLAMA_4BIT.to_string()));
+}
+
+#[test]
+fn push_check_reports_a_model_folder_and_refuses_files() {
+    let fx = fixture_env();
+    let details = block_on(model_details(LLAMA_4BIT.into())).unwrap();
+    let folder = details.path.unwrap();
+    let check = block_on(push_check(folder.clone())).unwrap();
+    assert!(check.healthy, "{:?}", check.anomalies);
+    assert!(check.files.iter().any(|f| f.path == "config.json"));
+
+    let file = format!("{folder}/config.json");
+    let err = block_on(push_check(file)).unwrap_err();
+    assert_eq!(err.kind, "not_a_folder");
+    assert!(err.message.contains("is a file"), "{}", err.message);
+
+    let empty = fx.dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let check = block_on(push_check(empty.display().to_string())).unwrap();
+    assert!(!check.healthy);
+    assert!(check.anomalies.iter().any(|a| a.severity == "error"));
+}
+
+#[test]
+fn secrets_are_stored_masked_and_removed() {
+    let (app, _) = mock_app();
+    let status = block_on(secret_status(app.state(), SecretName::HubToken)).unwrap();
+    assert!(!status.stored);
+    let token = "hf_abcdefghijklmnopqrstuvwxyzABCDEFGH";
+    let status = block_on(secret_set(
+        app.state(),
+        SecretName::HubToken,
+        format!(" {token}\n"),
+    ))
+    .unwrap();
+    assert!(status.stored);
+    assert_eq!(status.masked.as_deref(), Some("hf_…(37 chars)"));
+    assert!(!format!("{status:?}").contains(&token[3..]));
+    let invalid = block_on(secret_set(
+        app.state(),
+        SecretName::ServerApiKey,
+        "a b".into(),
+    ));
+    assert_eq!(invalid.unwrap_err().kind, "invalid_secret");
+    let status = block_on(secret_remove(app.state(), SecretName::HubToken)).unwrap();
+    assert!(!status.stored);
+}
+
+#[test]
+fn token_test_and_push_preview_against_the_test_hub() {
+    let fx = fixture_env();
+    let (app, _) = mock_app();
+    let token = "hf_apptesttokenapptesttokenapptesttok";
+    let hub = block_on(mlxk_testhub::TestHub::start(
+        mlxk_testhub::HubConfig::new(fx.dir.path().join("testhub"))
+            .token(token, "alice")
+            .org_member("alice-org", "alice"),
+    ))
+    .unwrap();
+    std::env::set_var("HF_ENDPOINT", hub.url());
+
+    let err = block_on(token_test(app.state())).unwrap_err();
+    assert_eq!(err.kind, "not_logged_in");
+    block_on(secret_set(app.state(), SecretName::HubToken, token.into())).unwrap();
+    let account = block_on(token_test(app.state())).unwrap();
+    assert_eq!(account.name, "alice");
+    assert_eq!(account.token_source, "keyring");
+
+    block_on(secret_set(
+        app.state(),
+        SecretName::HubToken,
+        "hf_wrongwrongwrong".into(),
+    ))
+    .unwrap();
+    assert_eq!(
+        block_on(token_test(app.state())).unwrap_err().kind,
+        "unauthorized"
+    );
+
+    let folder = block_on(model_details(LLAMA_4BIT.into()))
+        .unwrap()
+        .path
+        .unwrap();
+    let preview = block_on(push_preview(
+        folder.clone(),
+        "alice-org/new-model".into(),
+        "".into(),
+    ))
+    .unwrap();
+    assert!(!preview.repo_exists);
+    assert_eq!(preview.branch, "main");
+    assert!(preview.added.contains(&"config.json".to_string()));
+    let no_org = block_on(push_preview(folder, "just-a-name".into(), "main".into()));
+    assert_eq!(no_org.unwrap_err().kind, "invalid_name");
+    block_on(hub.stop());
+}
+
+#[test]
+fn the_server_starts_and_stops_from_commands_and_settings_apply_on_restart() {
+    let _fx = fixture_env();
+    let (app, _) = mock_app();
+    assert_eq!(server_status(app.state()), ServerStatus::Stopped);
+    let ServerStatus::Running { address, exposed } = block_on(server_start(app.state())).unwrap()
+    else {
+        panic!("not running: {:?}", server_status(app.state()));
+    };
+    assert!(!exposed);
+    assert!(std::net::TcpStream::connect(&address).is_ok());
+    assert!(!get_settings(app.state()).restart_needed);
+
+    let changed = ServerSettings {
+        keep_alive_secs: 0,
+        ..app.state::<AppState>().settings()
+    };
+    let view = save_settings(app.state(), changed).unwrap();
+    assert!(view.restart_needed);
+    assert!(!view.exposed);
+
+    assert_eq!(
+        block_on(server_stop(app.state())).unwrap(),
+        ServerStatus::Stopped
+    );
+    assert!(std::net::TcpStream::connect(&address).is_err());
+    assert!(!get_settings(app.state()).restart_needed);
+}
+
+#[test]
+fn an_exposed_host_without_a_key_is_an_error_state_and_settings_are_validated() {
+    let (app, _) = mock_app();
+    let exposed = ServerSettings {
+        host: "0.0.0.0".into(),
+        port: 0,
+        ..ServerSettings::default()
+    };
+    let view = save_settings(app.state(), exposed).unwrap();
+    assert!(view.exposed);
+    let status = block_on(server_start(app.state())).unwrap();
+    let ServerStatus::Error { message } = status else {
+        panic!("expected a refusal, got {status:?}");
+    };
+    assert!(message.contains("API key"), "{message}");
+
+    let bad = ServerSettings {
+        host: "not-an-ip".into(),
+        ..ServerSettings::default()
+    };
+    assert_eq!(
+        save_settings(app.state(), bad).unwrap_err().kind,
+        "invalid_settings"
+    );
+    assert_eq!(get_settings(app.state()).server.host, "0.0.0.0");
+}

@@ -1,0 +1,81 @@
+//! Shared set-up: a fixture cache as `HF_HOME` (never your own cache), a mock keyring, and a
+//! Tauri app on the mock runtime (no display needed).
+
+#![allow(dead_code)] // each test file uses part of this
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use mlxk_app::settings::ServerSettings;
+use mlxk_app::state::AppState;
+use mlxk_core::secrets::SecretStore;
+use mlxk_fixtures::{write_standard, FixtureCache};
+use tauri::test::{mock_builder, mock_context, noop_assets, MockRuntime};
+use tauri::App;
+
+/// The environment is process-wide: tests that set it take this lock.
+static ENV: Mutex<()> = Mutex::new(());
+
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub cache: FixtureCache,
+    pub models: Vec<String>,
+    _env: MutexGuard<'static, ()>,
+}
+
+/// A fresh standard fixture cache as `HF_HOME`, with the deletion guard on and no token from
+/// the environment or a token file.
+pub fn fixture_env() -> Fixture {
+    let env = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let cache = FixtureCache::create(&dir.path().join("hf")).unwrap();
+    let models = write_standard(&cache).unwrap();
+    std::env::set_var("HF_HOME", &cache.home);
+    std::env::set_var("HOME", dir.path());
+    std::env::set_var("HF_TOKEN_PATH", dir.path().join("no-token"));
+    std::env::set_var("MLXK_REQUIRE_TEST_SENTINEL", "1");
+    for var in ["HF_HUB_CACHE", "XDG_CACHE_HOME", "HF_TOKEN", "HF_ENDPOINT"] {
+        std::env::remove_var(var);
+    }
+    Fixture {
+        dir,
+        cache,
+        models,
+        _env: env,
+    }
+}
+
+/// Copied addresses, recorded instead of touching a real clipboard.
+pub type Copied = Arc<Mutex<Vec<String>>>;
+
+/// The app's state on Tauri's mock runtime: in-memory settings (loopback, a free port) and a
+/// mock keyring.
+pub fn mock_app() -> (App<MockRuntime>, Copied) {
+    let store = SecretStore::with_store(keyring_core::mock::Store::new().unwrap());
+    let settings = ServerSettings {
+        port: 0,
+        ..ServerSettings::default()
+    };
+    let app = mock_builder()
+        .manage(AppState::for_tests(settings, store))
+        .build(mock_context(noop_assets()))
+        .unwrap();
+    let copied: Copied = Arc::default();
+    let log = Arc::clone(&copied);
+    tauri::Manager::state::<AppState>(&app).set_copy_text(Box::new(move |text| {
+        log.lock().unwrap().push(text.to_string());
+        Ok(())
+    }));
+    mlxk_app::observe_server(app.handle());
+    (app, copied)
+}
+
+/// Waits up to 10 s for `done`.
+pub fn wait_until(mut done: impl FnMut() -> bool) -> bool {
+    for _ in 0..200 {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    false
+}
