@@ -1,0 +1,106 @@
+// Small helpers shared by the windows: building elements, formatting, and the server line.
+import "./style.css";
+import { commands, events, type AppWindow, type CommandError, type ServerStatus } from "./bindings";
+
+/** Creates an element with attributes and children (strings become text, never HTML). */
+export function h<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  attrs: Record<string, string | boolean | undefined> = {},
+  ...children: (Node | string | null | undefined)[]
+): HTMLElementTagNameMap[K] {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === undefined || value === false) continue;
+    node.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children) {
+    if (child !== null && child !== undefined) node.append(child);
+  }
+  return node;
+}
+
+/** The present ones of `items` (for `replaceChildren`, which takes no null). */
+export function present(...items: (Node | string | null | undefined)[]): (Node | string)[] {
+  return items.filter((i): i is Node | string => i !== null && i !== undefined);
+}
+
+export function formatBytes(bytes: number): string {
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000;
+    unit += 1;
+  }
+  return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
+}
+
+export function formatDate(rfc3339: string): string {
+  const date = new Date(rfc3339);
+  return Number.isNaN(date.getTime()) ? rfc3339 : date.toLocaleString();
+}
+
+/** The value of a command's result, or throws its error (shown by `report`). */
+export function unwrap<T>(result: { status: "ok"; data: T } | { status: "error"; error: CommandError }): T {
+  if (result.status === "error") throw result.error;
+  return result.data;
+}
+
+/** A message for anything a command threw. */
+export function messageOf(error: unknown): string {
+  if (error && typeof error === "object" && "message" in error) return String((error as CommandError).message);
+  return String(error);
+}
+
+/** Shows `text` in the element (an error style when `isError`). */
+export function say(target: HTMLElement, text: string, isError = false): void {
+  target.textContent = text;
+  target.classList.toggle("error", isError);
+}
+
+export function openWindow(window: AppWindow): void {
+  void commands.openWindow(window);
+}
+
+export function describeStatus(status: ServerStatus): string {
+  switch (status.state) {
+    case "stopped":
+      return "Server stopped";
+    case "starting":
+      return `Server starting on ${status.address}…`;
+    case "running":
+      return `Server running on http://${status.address}`;
+    case "error":
+      return `Server error: ${status.message}`;
+  }
+}
+
+/** A status line with a Start/Stop button that follows the server's state. */
+export function serverLine(): HTMLElement {
+  const text = h("span", { id: "server-status", "data-state": "stopped" });
+  const warning = h("span", { id: "server-exposed", class: "warning", hidden: true },
+    "⚠ reachable from other machines");
+  const button = h("button", { id: "server-toggle", type: "button" });
+  let current: ServerStatus = { state: "stopped" };
+  const show = (status: ServerStatus) => {
+    current = status;
+    text.textContent = describeStatus(status);
+    text.dataset.state = status.state;
+    warning.hidden = !(status.state === "running" && status.exposed);
+    button.textContent = status.state === "running" || status.state === "starting" ? "Stop Server" : "Start Server";
+  };
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    try {
+      const active = current.state === "running" || current.state === "starting";
+      show(unwrap(active ? await commands.serverStop() : await commands.serverStart()));
+    } catch (error) {
+      show({ state: "error", message: messageOf(error) });
+    } finally {
+      button.disabled = false;
+    }
+  });
+  void commands.serverStatus().then(show);
+  void events.serverStatusChanged.listen((event) => show(event.payload));
+  return h("div", { class: "server-line" }, text, warning, button);
+}

@@ -1,0 +1,202 @@
+// The Library window: the cached models, a search box, a details pane, delete with a
+// confirmation naming what is removed, health re-checks and total disk use.
+import { getCurrentWindow } from "@tauri-apps/api/window";
+import { commands, type DeletePlanView, type ModelDetails, type ModelSummary } from "./bindings";
+import { formatBytes, formatDate, h, messageOf, openWindow, present, say, serverLine, unwrap } from "./common";
+
+const search = h("input", { id: "search", type: "search", placeholder: "Search models…", autofocus: true });
+const total = h("span", { id: "total-size", class: "muted" });
+const message = h("p", { id: "library-message", class: "message" });
+const rows = h("tbody", { id: "model-rows" });
+const details = h("section", { id: "details", class: "details" }, h("p", { class: "muted" }, "Select a model to see its details."));
+const dialog = h("div", { id: "confirm", class: "modal", hidden: true });
+
+let models: ModelSummary[] = [];
+let selected: string | null = null;
+
+function badge(model: ModelSummary): HTMLElement {
+  const [label, kind] = !model.healthy ? ["unhealthy", "bad"] : model.runnable ? ["healthy", "good"] : ["healthy*", "warn"];
+  const title = !model.healthy ? model.health_reason : model.runtime_reason ?? "healthy and runnable";
+  return h("span", { class: `badge ${kind}`, title, "data-health": label }, label);
+}
+
+function renderRows(): void {
+  const query = search.value.trim().toLowerCase();
+  const shown = models.filter((m) => m.name.toLowerCase().includes(query));
+  rows.replaceChildren(
+    ...shown.map((m) => {
+      const row = h("tr", { "data-model": m.name, class: m.name === selected ? "selected" : undefined },
+        h("td", {}, m.name),
+        h("td", {}, m.model_type),
+        h("td", {}, m.quantization ?? "—"),
+        h("td", { class: "num" }, formatBytes(m.size_bytes)),
+        h("td", {}, badge(m)),
+        h("td", {}, formatDate(m.last_modified)),
+      );
+      row.addEventListener("click", () => void select(m.name));
+      return row;
+    }),
+  );
+  if (shown.length === 0) {
+    rows.append(h("tr", {}, h("td", { colspan: "6", class: "muted" }, models.length ? "No model matches." : "No models in the cache.")));
+  }
+}
+
+async function refresh(): Promise<void> {
+  try {
+    const library = unwrap(await commands.listModels());
+    models = library.models;
+    total.textContent = `${models.length} models, ${formatBytes(library.total_bytes)} on disk in ${library.cache_root}`;
+    if (selected && !models.some((m) => m.name === selected)) {
+      selected = null;
+      details.replaceChildren(h("p", { class: "muted" }, "Select a model to see its details."));
+    }
+    renderRows();
+  } catch (error) {
+    say(message, messageOf(error), true);
+  }
+}
+
+function field(label: string, value: string | number | null | undefined): HTMLElement {
+  return h("div", { class: "field" }, h("dt", {}, label), h("dd", {}, value === null || value === undefined || value === "" ? "—" : String(value)));
+}
+
+function renderDetails(d: ModelDetails): void {
+  const s = d.summary;
+  const recheck = h("button", { id: "recheck", type: "button" }, "Re-check health (deep)");
+  const remove = h("button", { id: "delete", type: "button", class: "danger" }, "Delete…");
+  recheck.addEventListener("click", async () => {
+    recheck.disabled = true;
+    try {
+      const [checked] = unwrap(await commands.checkHealth(s.name, true));
+      say(message, `${s.name}: ${checked.healthy ? "healthy" : checked.health_reason}`, !checked.healthy);
+      await refresh();
+      await select(s.name);
+    } catch (error) {
+      say(message, messageOf(error), true);
+    } finally {
+      recheck.disabled = false;
+    }
+  });
+  remove.addEventListener("click", () => void confirmDelete(s.name));
+  details.replaceChildren(...present(
+    h("h2", {}, s.name),
+    h("dl", {},
+      field("Health", s.healthy ? "healthy" : s.health_reason),
+      field("Runs here", s.runnable ? "yes" : s.runtime_reason),
+      field("Framework", s.framework),
+      field("Type", s.model_type),
+      field("Architecture", d.architecture),
+      field("Quantization", s.quantization),
+      field("Context length", d.context_length),
+      field("Capabilities", d.capabilities.join(", ")),
+      field("Size", formatBytes(s.size_bytes)),
+      field("Modified", formatDate(s.last_modified)),
+      field("Commit", s.commit),
+      field("Refs", d.refs.join(", ")),
+      field("Snapshots", d.snapshots.length),
+      field("Path", d.path),
+    ),
+    d.problems.length
+      ? h("ul", { class: "problems" }, ...d.problems.map((p) => h("li", { "data-code": p.code }, p.message)))
+      : null,
+    h("details", {}, h("summary", {}, `Files (${d.files.length})`),
+      h("ul", { class: "files" }, ...d.files.map((f) => h("li", {}, `${f.name}  ${f.size_bytes === null ? "(missing)" : formatBytes(f.size_bytes)}`)))),
+    d.config_json ? h("details", {}, h("summary", {}, "config.json"), h("pre", {}, d.config_json)) : null,
+    h("div", { class: "actions" }, recheck, remove),
+  ));
+}
+
+async function select(name: string): Promise<void> {
+  selected = name;
+  renderRows();
+  try {
+    renderDetails(unwrap(await commands.modelDetails(name)));
+  } catch (error) {
+    say(message, messageOf(error), true);
+  }
+}
+
+async function confirmDelete(name: string): Promise<void> {
+  let plan: DeletePlanView;
+  try {
+    plan = unwrap(await commands.deletePlan(name));
+  } catch (error) {
+    say(message, messageOf(error), true);
+    return;
+  }
+  const what = plan.snapshot ? `${plan.model} at ${plan.snapshot.slice(0, 12)} (this snapshot only)` : `${plan.model} (all snapshots)`;
+  const cancel = h("button", { id: "confirm-cancel", type: "button" }, "Cancel");
+  const go = h("button", { id: "confirm-delete", type: "button", class: "danger", disabled: plan.held_locks.length > 0 }, "Delete");
+  dialog.replaceChildren(
+    h("div", { class: "modal-box", role: "dialog", "aria-modal": "true" },
+      h("h2", {}, `Delete ${what}?`),
+      h("p", {}, `This frees ${formatBytes(plan.freed_bytes)} and removes:`),
+      h("ul", { id: "confirm-targets", class: "files" }, ...plan.targets.map((t) => h("li", {}, t))),
+      plan.held_locks.length
+        ? h("p", { class: "error" }, `A download is running (it holds ${plan.held_locks[0]}): wait for it to finish.`)
+        : null,
+      h("div", { class: "actions" }, cancel, go),
+    ),
+  );
+  dialog.hidden = false;
+  cancel.addEventListener("click", () => (dialog.hidden = true));
+  go.addEventListener("click", async () => {
+    go.disabled = true;
+    try {
+      const done = unwrap(await commands.deleteModel(name, plan.targets));
+      say(message, `Deleted ${what}, freed ${formatBytes(done.freed_bytes)}.`);
+    } catch (error) {
+      say(message, messageOf(error), true);
+    }
+    dialog.hidden = true;
+    await refresh();
+  });
+}
+
+function toolbarButton(id: string, text: string, action: () => void): HTMLButtonElement {
+  const button = h("button", { id, type: "button" }, text);
+  button.addEventListener("click", action);
+  return button;
+}
+
+const recheckAll = toolbarButton("recheck-all", "Re-check all", async () => {
+  recheckAll.disabled = true;
+  try {
+    const checked = unwrap(await commands.checkHealth(null, false));
+    const bad = checked.filter((m) => !m.healthy).length;
+    say(message, `${checked.length} models checked, ${bad} unhealthy.`, bad > 0);
+    await refresh();
+  } catch (error) {
+    say(message, messageOf(error), true);
+  } finally {
+    recheckAll.disabled = false;
+  }
+});
+
+search.addEventListener("input", renderRows);
+document.querySelector("#app")!.append(
+  h("header", {},
+    h("h1", {}, "Library"),
+    search,
+    toolbarButton("refresh", "Refresh", () => void refresh()),
+    recheckAll,
+    toolbarButton("open-push", "Push a Folder…", () => openWindow("push")),
+    toolbarButton("open-settings", "Settings…", () => openWindow("settings")),
+  ),
+  serverLine(),
+  total,
+  message,
+  h("main", { class: "split" },
+    h("div", { class: "list" },
+      h("table", {},
+        h("thead", {}, h("tr", {}, ...["Name", "Type", "Quantization", "Size", "Health", "Modified"].map((t) => h("th", {}, t)))),
+        rows)),
+    details),
+  dialog,
+);
+// The CLI may change the cache meanwhile: look again whenever the window comes to the front.
+void getCurrentWindow().onFocusChanged(({ payload: focused }) => {
+  if (focused) void refresh();
+});
+void refresh();
