@@ -10,8 +10,13 @@ log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*" >&2; }
 # --- System packages (Linux only) -------------------------------------------------------
 # libclang-dev: bindgen (crates/mlx-sys); hyperfine: benchmarks; gnome-keyring, dbus and
 # libsecret-tools: a private Secret Service for the keyring tests (scripts/with-keyring.sh).
+# The menu-bar app (src-tauri, Tauri 2 on WebKitGTK): the -dev libraries below and nodejs/npm to
+# build its UI; xvfb, xauth, webkit2gtk-driver, trayer and imagemagick run it headless in tests.
 APT_PACKAGES=(build-essential pkg-config python3-venv libclang-dev hyperfine libopenblas0-openmp
-  gnome-keyring dbus libsecret-tools)
+  gnome-keyring dbus libsecret-tools
+  libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev libsoup-3.0-dev
+  libjavascriptcoregtk-4.1-dev libssl-dev file nodejs
+  xvfb xauth webkit2gtk-driver imagemagick xdotool x11-utils keyutils trayer)
 if command -v apt-get >/dev/null 2>&1; then
   missing=()
   for p in "${APT_PACKAGES[@]}"; do
@@ -73,6 +78,20 @@ with zipfile.ZipFile(wheel) as archive:
 wheel.unlink()
 PY
 fi
+
+# --- The app's UI (ui/: TypeScript + Vite) ------------------------------------------------------
+# Tauri embeds ui/dist into the app at compile time, so it is built before cargo.
+UI="$ROOT/ui"
+command -v npm >/dev/null || { echo "npm not found: install Node.js (18 or newer) with npm" >&2; exit 1; }
+ui_stamp="$UI/node_modules/.package-lock.sha256"
+ui_want="$(sha256sum "$UI/package-lock.json" | cut -d' ' -f1)"
+if [ "$(cat "$ui_stamp" 2>/dev/null)" != "$ui_want" ]; then
+  log "npm: installing the UI's packages (npm ci)"
+  (cd "$UI" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$ui_want" >"$ui_stamp"
+fi
+log "npm: building the UI"
+(cd "$UI" && npm run --silent build >/dev/null)
 
 # --- Build -----------------------------------------------------------------------------------
 log "cargo: building the workspace"
