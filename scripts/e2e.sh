@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# End to end test of the menu-bar app: the real debug build under Xvfb (with trayer as the
+# tray host), driven through WebDriver (tauri-driver + WebKitWebDriver), inside a private
+# D-Bus session with an unlocked gnome-keyring (scripts/with-keyring.sh), with a fixture cache
+# as HF_HOME. Screenshots go to $CARGO_TARGET_DIR/e2e-screenshots (or target/...).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
+
+if [[ "${MLXK_IN_KEYRING_SESSION:-}" != 1 ]]; then
+  command -v tauri-driver >/dev/null || cargo install tauri-driver --version '^2' --locked
+  (cd "$ROOT" && cargo build -p mlxk-app -p mlxk-fixtures --quiet)
+  exec "$ROOT/scripts/with-keyring.sh" "$0" "$@"
+fi
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/mlxk-e2e.XXXXXX")"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+"$TARGET/debug/mlxk-fixtures" standard "$work/hf" >/dev/null
+expected=$(find "$work/hf/hub" -maxdepth 1 -name 'models--*' | wc -l)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+mkdir -p "$XDG_CONFIG_HOME/io.github.mlx-knife.app"
+printf '{"host": "127.0.0.1", "port": %s}\n' "$port" >"$XDG_CONFIG_HOME/io.github.mlx-knife.app/settings.json"
+push_folder="$(ls -d "$work/hf/hub/models--mlx-community--Llama-3.2-1B-Instruct-4bit/snapshots/"*)"
+
+export DISPLAY=:$((90 + RANDOM % 9))
+Xvfb "$DISPLAY" -screen 0 1280x800x24 -nolisten tcp >"$work/xvfb.log" 2>&1 & pids+=($!)
+sleep 1
+trayer --edge top --align right --widthtype pixel --width 120 --height 28 >/dev/null 2>&1 & pids+=($!)
+export HF_HOME="$work/hf" MLXK_REQUIRE_TEST_SENTINEL=1 HF_HUB_CACHE="" HF_TOKEN=""
+tauri-driver --port 4444 --native-port 4445 >"$work/driver.log" 2>&1 & pids+=($!)
+for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/4444) 2>/dev/null && break; sleep 0.2; done
+
+APP="$TARGET/debug/mlxk-app" DRIVER_URL=http://127.0.0.1:4444 SCREENSHOTS="$TARGET/e2e-screenshots" \
+  SERVER_PORT="$port" PUSH_FOLDER="$push_folder" EXPECTED_MODELS="$expected" \
+  node "$ROOT/ui/e2e/app.e2e.mjs" || { echo "--- driver log"; tail -30 "$work/driver.log"; exit 1; }

@@ -1,0 +1,118 @@
+// End to end: the real app under Xvfb, driven through WebDriver (tauri-driver in front of
+// WebKitWebDriver), with a fixture cache as HF_HOME and a private Secret Service. Run by
+// scripts/e2e.sh, which sets up all of that; this file speaks the W3C WebDriver protocol with
+// Node's fetch (no client library).
+//   env: APP (binary), DRIVER_URL, SCREENSHOTS (folder), SERVER_PORT, PUSH_FOLDER, EXPECTED_MODELS
+import { execFileSync } from "node:child_process";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+
+const driver = process.env.DRIVER_URL ?? "http://127.0.0.1:4444";
+const shots = process.env.SCREENSHOTS;
+mkdirSync(shots, { recursive: true });
+const ELEMENT = "element-6066-11e4-a52e-4f735466cecf";
+
+async function wd(method, path, body) {
+  const response = await fetch(`${driver}${path}`, {
+    method,
+    headers: { "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const json = await response.json();
+  if (!response.ok) throw new Error(`${method} ${path}: ${JSON.stringify(json.value)}`);
+  return json.value;
+}
+
+const session = (await wd("POST", "/session", {
+  capabilities: { alwaysMatch: { "tauri:options": { application: process.env.APP } } },
+})).sessionId;
+const s = (path) => `/session/${session}${path}`;
+const find = async (css) => (await wd("POST", s("/element"), { using: "css selector", value: css }))[ELEMENT];
+const findAll = async (css) => (await wd("POST", s("/elements"), { using: "css selector", value: css })).map((e) => e[ELEMENT]);
+const click = async (css) => wd("POST", s(`/element/${await find(css)}/click`), {});
+const text = async (css) => wd("GET", s(`/element/${await find(css)}/text`));
+const type = async (css, value) => {
+  const id = await find(css);
+  await wd("POST", s(`/element/${id}/clear`), {});
+  await wd("POST", s(`/element/${id}/value`), { text: value });
+};
+const script = (body, args = []) => wd("POST", s("/execute/sync"), { script: body, args });
+const screenshot = async (name) => {
+  writeFileSync(join(shots, `${name}.png`), Buffer.from(await wd("GET", s("/screenshot")), "base64"));
+  console.log(`screenshot: ${join(shots, `${name}.png`)}`);
+};
+async function until(what, check, timeout = 15000) {
+  const end = Date.now() + timeout;
+  let last;
+  while (Date.now() < end) {
+    try {
+      last = await check();
+      if (last) return last;
+    } catch (error) {
+      last = error;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`timed out waiting for ${what} (last: ${last})`);
+}
+const step = (name) => console.log(`== ${name}`);
+let failed = false;
+
+try {
+  step("the library lists the fixture models");
+  const expected = Number(process.env.EXPECTED_MODELS);
+  await until(`${expected} model rows`, async () => (await findAll("tr[data-model]")).length === expected);
+  await click('tr[data-model="mlx-community/Llama-3.2-1B-Instruct-4bit"]');
+  await until("the details pane", async () => (await text("#details h2")).includes("Llama-3.2-1B-Instruct-4bit"));
+  await screenshot("library");
+
+  step("Start Server makes the port answer /v1/models; Stop closes it");
+  const base = `http://127.0.0.1:${process.env.SERVER_PORT}`;
+  await click("#server-toggle");
+  await until("running", async () => (await script('return document.querySelector("#server-status").dataset.state')) === "running");
+  const models = await (await fetch(`${base}/v1/models`)).json();
+  if (models.object !== "list") throw new Error(`/v1/models answered ${JSON.stringify(models)}`);
+  await screenshot("library-server-running");
+  await click("#server-toggle");
+  await until("stopped", async () => (await script('return document.querySelector("#server-status").dataset.state')) === "stopped");
+  await until("the port closed", async () => fetch(`${base}/health`).then(() => false, () => true));
+
+  step("the token is stored in the Secret Service, shown masked");
+  await script('location.href = "settings.html"');
+  await until("the settings page", async () => (await findAll("#token-input")).length === 1);
+  const token = "hf_e2etokene2etokene2etokene2etokenab";
+  await type("#token-input", token);
+  await click("#token-save");
+  await until("the masked token", async () => (await text("#token-masked")).startsWith("hf_…"));
+  const stored = execFileSync("secret-tool", ["lookup", "service", "mlx-knife", "username", "huggingface"]).toString();
+  if (stored !== token) throw new Error("the keyring does not hold the token that was typed");
+  if ((await script("return document.body.innerText")).includes(token.slice(3))) throw new Error("the token is visible");
+
+  step("0.0.0.0 shows the warning banner");
+  await type("#server-host", "0.0.0.0");
+  await click("#server-save");
+  await until("the banner", async () => (await script('return !document.querySelector("#exposed-banner").hidden')) === true);
+  await screenshot("settings-exposed");
+  await type("#server-host", "127.0.0.1");
+  await click("#server-save");
+
+  step("a dropped folder shows its check result");
+  await script('location.href = "push.html"');
+  await until("the push page", async () => (await findAll("#drop-zone")).length === 1);
+  // The drop as Tauri delivers it to the webview (a real X11 drop needs a drag source).
+  await script(
+    `return window.__TAURI_INTERNALS__.invoke("plugin:event|emit", { event: "tauri://drag-drop", payload: { paths: [arguments[0]], position: { x: 10, y: 10 } } })`,
+    [process.env.PUSH_FOLDER],
+  );
+  await until("the check result", async () => (await findAll("#check-summary")).length === 1);
+  const healthy = await script('return document.querySelector("#check-summary").dataset.healthy');
+  if (healthy !== "true") throw new Error(`the fixture folder checked as ${healthy}`);
+  await screenshot("push-checked");
+} catch (error) {
+  failed = true;
+  console.error(`FAILED: ${error.message}`);
+  await screenshot("failure").catch(() => {});
+} finally {
+  await wd("DELETE", s("")).catch(() => {});
+}
+process.exit(failed ? 1 : 0);
