@@ -9,7 +9,8 @@ TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 
 if [[ "${MLXK_IN_KEYRING_SESSION:-}" != 1 ]]; then
   command -v tauri-driver >/dev/null || cargo install tauri-driver --version '^2' --locked
-  (cd "$ROOT" && cargo build -p mlxk-app -p mlxk-fixtures --quiet)
+  # The whole workspace, as setup.sh builds it (the same features, so nothing is rebuilt twice).
+  (cd "$ROOT" && cargo build --workspace --quiet)
   exec "$ROOT/scripts/with-keyring.sh" "$0" "$@"
 fi
 

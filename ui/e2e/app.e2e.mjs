@@ -62,7 +62,7 @@ try {
   step("the library lists the fixture models");
   const expected = Number(process.env.EXPECTED_MODELS);
   await until(`${expected} model rows`, async () => (await findAll("tr[data-model]")).length === expected);
-  await click('tr[data-model="mlx-community/Llama-3.2-1B-Instruct-4bit"]');
+  await click('tr[data-model="mlx-community/Llama-3.2-1B-Instruct-4bit"] td');
   await until("the details pane", async () => (await text("#details h2")).includes("Llama-3.2-1B-Instruct-4bit"));
   await screenshot("library");
 

@@ -37,7 +37,7 @@ export function formatBytes(bytes: number): string {
 
 export function formatDate(rfc3339: string): string {
   const date = new Date(rfc3339);
-  return Number.isNaN(date.getTime()) ? rfc3339 : date.toLocaleString();
+  return Number.isNaN(date.getTime()) ? rfc3339 : date.toLocaleDateString();
 }
 
 /** The value of a command's result, or throws its error (shown by `report`). */
