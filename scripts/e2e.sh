@@ -37,6 +37,7 @@ export HF_HOME="$work/hf" MLXK_REQUIRE_TEST_SENTINEL=1 HF_HUB_CACHE="" HF_TOKEN=
 tauri-driver --port 4444 --native-port 4445 >"$work/driver.log" 2>&1 & pids+=($!)
 for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/4444) 2>/dev/null && break; sleep 0.2; done
 
+rm -rf "$TARGET/e2e-screenshots"
 APP="$TARGET/debug/mlxk-app" DRIVER_URL=http://127.0.0.1:4444 SCREENSHOTS="$TARGET/e2e-screenshots" \
   SERVER_PORT="$port" PUSH_FOLDER="$push_folder" EXPECTED_MODELS="$expected" \
   node "$ROOT/ui/e2e/app.e2e.mjs" || { echo "--- driver log"; tail -30 "$work/driver.log"; exit 1; }
