@@ -4,9 +4,9 @@
 use mlxk_core::hub::HubError;
 use mlxk_core::secrets::SecretError;
 use mlxk_core::CoreError;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, specta::Type, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, specta::Type, thiserror::Error)]
 #[error("{message}")]
 pub struct CommandError {
     /// `model_not_found`, `keyring_unavailable`, `unauthorized`… as in `mlxk --json`.

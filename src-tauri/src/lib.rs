@@ -7,9 +7,11 @@
 
 pub mod commands;
 pub mod error;
+pub mod notifications;
 pub mod server;
 pub mod settings;
 pub mod state;
+pub mod transfers;
 pub mod tray;
 pub mod views;
 pub mod windows;
@@ -18,11 +20,11 @@ use tauri::{Emitter, Manager, Runtime};
 use tauri_plugin_clipboard_manager::ClipboardExt;
 use tauri_specta::Event;
 
-use crate::commands::ServerStatusChanged;
+use crate::commands::{ServerStatusChanged, TransferChanged};
 use crate::state::AppState;
 use crate::windows::AppWindow;
 
-/// Connects the server's state to the tray and to every window.
+/// Connects the server's state to the tray, every window and notifications.
 pub fn observe_server<R: Runtime>(app: &tauri::AppHandle<R>) {
     let handle = app.clone();
     app.state::<AppState>().server.set_observer(move |status| {
@@ -35,6 +37,20 @@ pub fn observe_server<R: Runtime>(app: &tauri::AppHandle<R>) {
             ServerStatusChanged::NAME,
             ServerStatusChanged(status.clone()),
         );
+        if let Some(note) = notifications::for_server(status) {
+            notifications::show(&handle, note);
+        }
+    });
+}
+
+/// Connects pulls and pushes to every window, and their ends to notifications.
+pub fn observe_transfers<R: Runtime>(app: &tauri::AppHandle<R>) {
+    let handle = app.clone();
+    app.state::<AppState>().transfers.set_observer(move |view| {
+        let _ = handle.emit(TransferChanged::NAME, TransferChanged(view.clone()));
+        if let Some(note) = notifications::for_transfer(view) {
+            notifications::show(&handle, note);
+        }
     });
 }
 
@@ -43,6 +59,11 @@ pub fn run() {
     tauri::Builder::default()
         .plugin(tauri_plugin_clipboard_manager::init())
         .plugin(tauri_plugin_dialog::init())
+        .plugin(tauri_plugin_notification::init())
+        .plugin(tauri_plugin_autostart::init(
+            tauri_plugin_autostart::MacosLauncher::LaunchAgent,
+            None,
+        ))
         .invoke_handler(specta.invoke_handler())
         .setup(move |app| {
             specta.mount_events(app);
@@ -59,6 +80,7 @@ pub fn run() {
                     .map_err(|e| e.to_string())
             }));
             observe_server(app.handle());
+            observe_transfers(app.handle());
             tray::create(app.handle())?;
             // Off macOS a tray needs a StatusNotifier host, which many desktops lack: show the
             // library at start so the app is never invisible.

@@ -51,7 +51,13 @@ impl ServerSettings {
 
     /// Whether other machines could reach the server (the host is not loopback).
     pub fn is_exposed(&self) -> bool {
-        self.host_ip().is_ok_and(|ip| !ip.is_loopback())
+        self.host_ip().is_ok_and(|host| {
+            ServerConfig {
+                host,
+                ..ServerConfig::default()
+            }
+            .is_exposed()
+        })
     }
 
     /// Checks the values a person typed; the settings are stored only when this passes.
@@ -71,27 +77,26 @@ impl ServerSettings {
     /// The server's configuration, with the API key from the keyring. Like `mlxk serve`, a
     /// non-loopback host without a key is refused unless `insecure_no_auth`.
     pub fn server_config(&self, api_key: Option<String>) -> CommandResult<ServerConfig> {
-        let host = self.host_ip()?;
-        if !host.is_loopback() && api_key.is_none() && !self.insecure_no_auth {
-            return Err(CommandError::new(
-                "api_key_required",
-                format!(
-                    "refusing to listen on {host} without an API key: anyone on the network could use your models; \
-                     set an API key in Settings, or allow serving without one"
-                ),
-            ));
-        }
         let load_policy = LoadPolicy::for_this_machine(None)
             .map_err(|e| CommandError::new("invalid_settings", e.to_string()))?;
-        Ok(ServerConfig {
-            host,
+        let config = ServerConfig {
+            host: self.host_ip()?,
             port: self.port,
             api_key,
             keep_alive: Duration::from_secs(self.keep_alive_secs.into()),
             cors_origins: self.cors_origins.clone(),
             load_policy,
             ..ServerConfig::default()
-        })
+        };
+        config
+            .check_exposure(self.insecure_no_auth)
+            .map_err(|refused| {
+                CommandError::new(
+                    "api_key_required",
+                    format!("{refused}; set an API key in Settings, or allow serving without one"),
+                )
+            })?;
+        Ok(config)
     }
 
     /// The stored settings; defaults when the file is missing or unreadable (a broken file

@@ -8,6 +8,7 @@ use mlxk_core::secrets::{SecretError, SecretStore};
 use crate::error::CommandResult;
 use crate::server::ServerControl;
 use crate::settings::ServerSettings;
+use crate::transfers::Transfers;
 
 /// Writes text to the system clipboard (the tray's address item). A function so that tests
 /// can record what would be copied without a display.
@@ -15,6 +16,7 @@ pub type CopyText = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 
 pub struct AppState {
     pub server: ServerControl,
+    pub transfers: Transfers,
     settings: Mutex<ServerSettings>,
     /// The settings file; `None` keeps settings in memory only (tests).
     settings_path: Option<PathBuf>,
@@ -30,6 +32,7 @@ impl AppState {
     pub fn new(settings_path: PathBuf) -> AppState {
         AppState {
             server: ServerControl::default(),
+            transfers: Transfers::default(),
             settings: Mutex::new(ServerSettings::load(&settings_path)),
             settings_path: Some(settings_path),
             secrets: None,
@@ -42,6 +45,7 @@ impl AppState {
     pub fn for_tests(settings: ServerSettings, secrets: SecretStore) -> AppState {
         AppState {
             server: ServerControl::default(),
+            transfers: Transfers::default(),
             settings: Mutex::new(settings),
             settings_path: None,
             secrets: Some(secrets),

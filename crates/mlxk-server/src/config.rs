@@ -42,3 +42,52 @@ impl Default for ServerConfig {
         }
     }
 }
+
+impl ServerConfig {
+    /// Anything but loopback: other machines can reach the models.
+    pub fn is_exposed(&self) -> bool {
+        !self.host.is_loopback()
+    }
+
+    /// Refuses to serve other machines without an API key unless the person explicitly
+    /// allowed it (`mlxk serve --insecure-no-auth`, the app's setting).
+    pub fn check_exposure(&self, allow_without_key: bool) -> Result<(), UnprotectedExposure> {
+        if self.is_exposed() && self.api_key.is_none() && !allow_without_key {
+            return Err(UnprotectedExposure { host: self.host });
+        }
+        Ok(())
+    }
+}
+
+/// A non-loopback address without an API key, not explicitly allowed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "refusing to listen on {host} without an API key: anyone on the network could use your models"
+)]
+pub struct UnprotectedExposure {
+    pub host: IpAddr,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn on(host: [u8; 4], api_key: Option<&str>) -> ServerConfig {
+        ServerConfig {
+            host: IpAddr::from(host),
+            api_key: api_key.map(str::to_string),
+            ..ServerConfig::default()
+        }
+    }
+
+    #[test]
+    fn only_an_exposed_host_without_a_key_needs_explicit_consent() {
+        assert!(on([127, 0, 0, 1], None).check_exposure(false).is_ok());
+        assert!(on([0, 0, 0, 0], Some("k")).check_exposure(false).is_ok());
+        assert!(on([0, 0, 0, 0], None).check_exposure(true).is_ok());
+        let refused = on([0, 0, 0, 0], None).check_exposure(false).unwrap_err();
+        assert!(refused.to_string().contains("0.0.0.0 without an API key"));
+        assert!(ServerConfig::default().host.is_loopback());
+        assert!(on([192, 168, 1, 2], None).is_exposed());
+    }
+}

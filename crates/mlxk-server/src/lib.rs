@@ -11,6 +11,6 @@ mod error;
 mod handle;
 mod worker;
 
-pub use config::ServerConfig;
+pub use config::{ServerConfig, UnprotectedExposure};
 pub use error::ApiError;
 pub use handle::{start, ServerHandle, StartError};

@@ -7,6 +7,8 @@ pub mod library;
 pub mod push;
 pub mod secrets;
 pub mod server;
+pub mod settings;
+pub mod transfers;
 pub mod windows;
 
 use serde::{Deserialize, Serialize};
@@ -14,10 +16,15 @@ use tauri_specta::{collect_commands, collect_events, Builder};
 
 use crate::error::{CommandError, CommandResult};
 use crate::server::ServerStatus;
+use crate::transfers::TransferView;
 
 /// Sent to every window whenever the server's state changes.
 #[derive(Debug, Clone, Serialize, Deserialize, specta::Type, tauri_specta::Event)]
 pub struct ServerStatusChanged(pub ServerStatus);
+
+/// Sent to every window when a pull or push starts, progresses or ends.
+#[derive(Debug, Clone, Serialize, Deserialize, specta::Type, tauri_specta::Event)]
+pub struct TransferChanged(pub TransferView);
 
 /// Every command and event, for the invoke handler and for the bindings.
 pub fn specta_builder() -> Builder<tauri::Wry> {
@@ -40,9 +47,16 @@ pub fn specta_builder() -> Builder<tauri::Wry> {
             push::push_check,
             push::push_preview,
             push::pick_folder::<tauri::Wry>,
+            transfers::pull_start,
+            transfers::push_start,
+            transfers::transfer_cancel,
+            transfers::transfers_list,
+            transfers::open_link,
+            settings::launch_at_login::<tauri::Wry>,
+            settings::set_launch_at_login::<tauri::Wry>,
             windows::open_window::<tauri::Wry>,
         ])
-        .events(collect_events![ServerStatusChanged])
+        .events(collect_events![ServerStatusChanged, TransferChanged])
         .dangerously_cast_bigints_to_number()
         .disable_serde_phases()
 }

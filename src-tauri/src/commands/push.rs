@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use mlxk_core::hub::push;
-use mlxk_core::hub::{find_token, HubClient, TokenSources};
 use mlxk_core::RepoId;
 use tauri::{AppHandle, Runtime};
 use tauri_plugin_dialog::DialogExt;
@@ -46,25 +45,11 @@ pub async fn push_preview(
     repo_id: String,
     branch: String,
 ) -> CommandResult<PushPreview> {
-    let repo = RepoId::parse(repo_id.trim())?;
-    if repo.org().is_none() {
-        return Err(CommandError::new(
-            "invalid_name",
-            format!("'{repo_id}' has no organisation: a push needs ORG/NAME"),
-        ));
-    }
-    let branch = match branch.trim() {
-        "" => "main".to_string(),
-        b => b.to_string(),
-    };
+    let repo = push_repo(&repo_id)?;
+    let branch = branch_or_main(&branch);
     let path = PathBuf::from(&folder);
-    let (files, token) = blocking(move || {
-        let files = push::scan_folder(&path)?;
-        let token = find_token(&TokenSources::from_env()).token.map(|t| t.token);
-        Ok((files, token))
-    })
-    .await?;
-    let client = HubClient::from_env(token)?;
+    let files = blocking(move || Ok(push::scan_folder(&path)?)).await?;
+    let client = super::transfers::hub_client().await?;
     let plan = push::plan(&client, &repo, &branch, &files, false).await?;
     let repo_url = format!("{}/{}", client.endpoint(), repo.as_str());
     Ok(PushPreview::new(
@@ -73,6 +58,26 @@ pub async fn push_preview(
         repo_url,
         &plan,
     ))
+}
+
+/// A push's repository: `ORG/NAME`, with its organisation (or user) spelled out.
+pub fn push_repo(repo_id: &str) -> CommandResult<RepoId> {
+    let repo = RepoId::parse(repo_id.trim())?;
+    if repo.org().is_none() {
+        return Err(CommandError::new(
+            "invalid_name",
+            format!("'{repo_id}' has no organisation: a push needs ORG/NAME"),
+        ));
+    }
+    Ok(repo)
+}
+
+/// The branch typed, or `main` when left empty.
+pub fn branch_or_main(branch: &str) -> String {
+    match branch.trim() {
+        "" => "main".to_string(),
+        b => b.to_string(),
+    }
 }
 
 /// The system's folder chooser; `None` when cancelled.

@@ -70,19 +70,6 @@ pub fn run(args: &ServeArgs, _output: &Output) -> Result<Outcome, CliError> {
     } else {
         logs.init();
     }
-    if !args.host.is_loopback() {
-        if api_key.is_none() && !args.insecure_no_auth {
-            return Err(CliError::usage(format!(
-                "refusing to listen on {} without an API key: anyone on the network could use your models; \
-                 set MLXK_API_KEY, store one with --store-api-key, or pass --insecure-no-auth",
-                args.host
-            )));
-        }
-        eprintln!(
-            "WARNING: listening on {}: other machines can reach this server.",
-            args.host
-        );
-    }
     let config = ServerConfig {
         host: args.host,
         port: args.port,
@@ -94,6 +81,19 @@ pub fn run(args: &ServeArgs, _output: &Output) -> Result<Outcome, CliError> {
         load_policy: args.weights.policy()?,
         ..ServerConfig::default()
     };
+    config
+        .check_exposure(args.insecure_no_auth)
+        .map_err(|refused| {
+            CliError::usage(format!(
+                "{refused}; set MLXK_API_KEY, store one with --store-api-key, or pass --insecure-no-auth"
+            ))
+        })?;
+    if config.is_exposed() {
+        eprintln!(
+            "WARNING: listening on {}: other machines can reach this server.",
+            config.host
+        );
+    }
     let runtime =
         tokio::runtime::Runtime::new().map_err(|e| CliError::new("server_error", e.to_string()))?;
     runtime.block_on(async {

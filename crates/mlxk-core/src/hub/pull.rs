@@ -91,6 +91,91 @@ pub struct PullOutcome {
     pub skipped: Vec<String>,
 }
 
+/// A pull's progress so far, folded from its [`PullEvent`]s: what a window shows (one line per
+/// file still to fetch, and a total).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PullProgress {
+    pub commit: Option<String>,
+    /// Every file of the snapshot, in the order planned.
+    pub files: Vec<FileProgress>,
+    /// Bytes that have to travel (files already cached and resumed parts excluded).
+    pub download_bytes: u64,
+    /// Of those, received so far.
+    pub received_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileProgress {
+    pub path: String,
+    pub size: u64,
+    /// Bytes of the file present (cached, resumed or received).
+    pub done_bytes: u64,
+    pub state: FileState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileState {
+    /// Complete in the cache before this pull.
+    Cached,
+    Waiting,
+    Downloading,
+    /// Received, verified and linked.
+    Done,
+}
+
+impl PullProgress {
+    pub fn apply(&mut self, event: &PullEvent) {
+        match event {
+            PullEvent::Planned {
+                commit,
+                files,
+                download_bytes,
+            } => {
+                self.commit = Some(commit.clone());
+                self.download_bytes = *download_bytes;
+                self.files = files
+                    .iter()
+                    .map(|f| FileProgress {
+                        path: f.path.clone(),
+                        size: f.size,
+                        done_bytes: if f.cached { f.size } else { 0 },
+                        state: if f.cached {
+                            FileState::Cached
+                        } else {
+                            FileState::Waiting
+                        },
+                    })
+                    .collect();
+            }
+            PullEvent::FileStarted {
+                path, resumed_from, ..
+            } => {
+                if let Some(file) = self.file_mut(path) {
+                    file.done_bytes = *resumed_from;
+                    file.state = FileState::Downloading;
+                }
+            }
+            PullEvent::Bytes { path, bytes } => {
+                self.received_bytes += bytes;
+                if let Some(file) = self.file_mut(path) {
+                    file.done_bytes += bytes;
+                }
+            }
+            PullEvent::FileFinished { path } => {
+                if let Some(file) = self.file_mut(path) {
+                    file.done_bytes = file.size;
+                    file.state = FileState::Done;
+                }
+            }
+        }
+    }
+
+    fn file_mut(&mut self, path: &str) -> Option<&mut FileProgress> {
+        self.files.iter_mut().find(|f| f.path == path)
+    }
+}
+
 /// Stops a pull at the next chunk when set.
 #[derive(Debug, Clone, Default)]
 pub struct Cancel(Arc<AtomicBool>);
@@ -515,6 +600,51 @@ fn hash_prefix(path: &Path, len: u64, hasher: &mut FileHasher) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn progress_folds_events_per_file_and_in_total() {
+        let mut progress = PullProgress::default();
+        progress.apply(&PullEvent::Planned {
+            commit: "c".repeat(40),
+            files: vec![
+                PlannedFile {
+                    path: "config.json".into(),
+                    size: 10,
+                    cached: true,
+                },
+                PlannedFile {
+                    path: "model.safetensors".into(),
+                    size: 100,
+                    cached: false,
+                },
+            ],
+            download_bytes: 60,
+        });
+        progress.apply(&PullEvent::FileStarted {
+            path: "model.safetensors".into(),
+            size: 100,
+            resumed_from: 40,
+        });
+        progress.apply(&PullEvent::Bytes {
+            path: "model.safetensors".into(),
+            bytes: 25,
+        });
+        let states: Vec<_> = progress
+            .files
+            .iter()
+            .map(|f| (f.state, f.done_bytes))
+            .collect();
+        assert_eq!(
+            states,
+            [(FileState::Cached, 10), (FileState::Downloading, 65)]
+        );
+        assert_eq!((progress.received_bytes, progress.download_bytes), (25, 60));
+        progress.apply(&PullEvent::FileFinished {
+            path: "model.safetensors".into(),
+        });
+        assert_eq!(progress.files[1].state, FileState::Done);
+        assert_eq!(progress.files[1].done_bytes, 100);
+    }
+
     use super::*;
 
     fn file(path: &str) -> RemoteFile {

@@ -1,0 +1,140 @@
+//! Pulls (Library window) and pushes (Push dialog) in the background, with progress events and
+//! Cancel.
+
+use std::path::PathBuf;
+
+use mlxk_core::hub::pull::PullRequest;
+use mlxk_core::hub::push::{self, PushRequest};
+use mlxk_core::hub::{find_token, HubClient, TokenSources};
+use mlxk_core::{HubCache, ModelSpec, RepoId};
+use tauri::State;
+
+use super::blocking;
+use crate::error::{CommandError, CommandResult};
+use crate::state::AppState;
+use crate::transfers::{TransferId, TransferKind, TransferView};
+
+/// Starts pulling `name` (`ORG/NAME[@REVISION]`) into the cache; progress arrives as
+/// `TransferChanged` events. A second pull of the same repository joins the running one.
+#[tauri::command]
+#[specta::specta]
+pub async fn pull_start(state: State<'_, AppState>, name: String) -> CommandResult<TransferId> {
+    let request = pull_request(&name)?;
+    let target = match &request.revision {
+        Some(revision) => format!("{}@{revision}", request.repo.as_str()),
+        None => request.repo.as_str().to_string(),
+    };
+    if let Some(id) = state.transfers.running(TransferKind::Pull, &target) {
+        return Ok(id);
+    }
+    let client = hub_client().await?;
+    Ok(state
+        .transfers
+        .start_pull(client, HubCache::from_env(), request))
+}
+
+/// What `mlxk pull` accepts: a Hub repository id with its organisation.
+pub fn pull_request(name: &str) -> CommandResult<PullRequest> {
+    let spec = ModelSpec::parse(name.trim())?;
+    let repo = RepoId::parse(&spec.pattern).map_err(|_| {
+        CommandError::new(
+            "invalid_name",
+            format!(
+                "'{}' is not a Hub repository id: a pull needs ORG/NAME",
+                spec.pattern
+            ),
+        )
+    })?;
+    if repo.org().is_none() {
+        return Err(CommandError::new(
+            "invalid_name",
+            format!(
+                "'{}' has no organisation: a pull needs ORG/NAME (e.g. mlx-community/{0})",
+                spec.pattern
+            ),
+        ));
+    }
+    Ok(PullRequest {
+        repo,
+        revision: spec.revision,
+        all_files: false,
+    })
+}
+
+/// Pushes `folder` to `repo_id` (created if missing, private unless `public`); progress
+/// arrives as `TransferChanged` events and the finished transfer carries the link.
+#[tauri::command]
+#[specta::specta]
+pub async fn push_start(
+    state: State<'_, AppState>,
+    folder: String,
+    repo_id: String,
+    branch: String,
+    message: String,
+    public: bool,
+) -> CommandResult<TransferId> {
+    let repo = super::push::push_repo(&repo_id)?;
+    let branch = super::push::branch_or_main(&branch);
+    let message = match message.trim() {
+        "" => "Upload with MLX Knife".to_string(),
+        m => m.to_string(),
+    };
+    let client = hub_client().await?;
+    if !client.has_token() {
+        return Err(CommandError::new(
+            "unauthorized",
+            "pushing needs a Hugging Face token: set it in Settings",
+        ));
+    }
+    let path = PathBuf::from(&folder);
+    let scan = path.clone();
+    let files = blocking(move || Ok(push::scan_folder(&scan)?)).await?;
+    let plan = push::plan(&client, &repo, &branch, &files, false).await?;
+    let request = PushRequest {
+        repo,
+        branch,
+        message,
+        create: true,
+        public,
+    };
+    Ok(state
+        .transfers
+        .start_push(client, path, request, files, plan))
+}
+
+/// Asks a running pull or push to stop; false when it had already ended.
+#[tauri::command]
+#[specta::specta]
+pub fn transfer_cancel(state: State<'_, AppState>, id: TransferId) -> bool {
+    state.transfers.cancel(id)
+}
+
+/// Every pull and push of this session (for a window opened meanwhile).
+#[tauri::command]
+#[specta::specta]
+pub fn transfers_list(state: State<'_, AppState>) -> Vec<TransferView> {
+    state.transfers.list()
+}
+
+/// Opens a Hub link (a pushed repository) in the default browser.
+#[tauri::command]
+#[specta::specta]
+pub fn open_link(url: String) -> CommandResult<()> {
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return Err(CommandError::new(
+            "invalid_link",
+            format!("'{url}' is not a web link"),
+        ));
+    }
+    tauri_plugin_opener::open_url(&url, None::<&str>)
+        .map_err(|e| CommandError::new("open_failed", format!("cannot open {url}: {e}")))
+}
+
+/// A Hub client with the user's token (keyring, HF_TOKEN, token file), off the main thread.
+pub(crate) async fn hub_client() -> CommandResult<HubClient> {
+    blocking(|| {
+        let token = find_token(&TokenSources::from_env()).token.map(|t| t.token);
+        Ok(HubClient::from_env(token)?)
+    })
+    .await
+}
