@@ -17,6 +17,8 @@ cargo test --workspace --quiet 2>&1
 if [[ "$(uname -s)" == Linux ]]; then
   echo "== keyring (login / whoami / logout against a private Secret Service)"
   "$ROOT/scripts/with-keyring.sh" cargo test -p mlxk-cli --test hub_login --quiet 2>&1
+  echo "== the UI in headless Chromium (Tauri IPC mocked)"
+  "$ROOT/scripts/ui-test.sh"
   echo "== the menu-bar app end to end (Xvfb, WebDriver, a private Secret Service)"
   "$ROOT/scripts/e2e.sh"
 fi

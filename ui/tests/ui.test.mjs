@@ -1,0 +1,538 @@
+// UI logic of the three windows, in headless Chromium with Tauri's IPC mocked (see harness.mjs).
+// Run by scripts/ui-test.sh (`node --test ui/tests/` after building ui/dist). The real app is
+// tested end to end by scripts/e2e.sh; these tests cover the UI's own behaviour quickly.
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { fail, launch, openPage, serveDist, until } from "./harness.mjs";
+
+let browser;
+let server;
+before(async () => {
+  [browser, server] = await Promise.all([launch(), serveDist()]);
+});
+after(async () => {
+  await browser?.close();
+  await server?.close();
+});
+
+/** Opens a page for one test and closes it afterwards; fails the test on page errors. */
+async function open(t, pageName, handlers) {
+  const ui = await openPage(browser, server.url, pageName, handlers);
+  t.after(async () => {
+    await ui.close();
+  });
+  return ui;
+}
+const noPageErrors = (ui) => assert.deepEqual(ui.errors, [], "the page logged errors");
+const texts = (page, selector) => page.locator(selector).allTextContents();
+/** Waits until `selector`'s text satisfies `check` (a RegExp or a string it must contain). */
+async function textWhen(page, selector, check) {
+  const ok = (text) => (check instanceof RegExp ? check.test(text) : text.includes(check));
+  try {
+    return await until(`${selector} to show ${check}`, async () => {
+      const text = (await page.locator(selector).textContent({ timeout: 1000 }).catch(() => null)) ?? "";
+      return ok(text) ? text : null;
+    });
+  } catch (error) {
+    const text = await page.locator(selector).textContent({ timeout: 100 }).catch(() => "(absent)");
+    throw new Error(`${error.message}; it shows ${JSON.stringify(text)}`);
+  }
+}
+
+// --- Fixtures -------------------------------------------------------------------------------
+
+const summary = (name, extra = {}) => ({
+  name,
+  commit: "0123456789abcdef0123456789abcdef01234567",
+  size_bytes: 1_000,
+  framework: "MLX",
+  model_type: "chat",
+  quantization: "4-bit",
+  healthy: true,
+  health_reason: "all integrity checks passed",
+  runnable: true,
+  runtime_reason: null,
+  last_modified: "2026-05-01T10:00:00Z",
+  ...extra,
+});
+
+const MODELS = [
+  summary("mlx-community/Qwen3-4B-4bit", { size_bytes: 2_262_000_000 }),
+  summary("mlx-community/Llama-3.2-1B-Instruct-8bit", { size_bytes: 1_310_500_000, quantization: "8-bit" }),
+  summary("TheBloke/Mistral-7B-GGUF", {
+    size_bytes: 812_340, framework: "GGUF", quantization: null, runnable: false,
+    runtime_reason: "GGUF models cannot be run by mlxk",
+  }),
+  summary("acme/broken-model", {
+    size_bytes: 999, healthy: false, health_reason: "model.safetensors is missing", runnable: false,
+  }),
+];
+const library = (models = MODELS) => ({
+  cache_root: "/home/me/.cache/huggingface/hub",
+  models,
+  total_bytes: models.reduce((sum, m) => sum + m.size_bytes, 0),
+});
+
+const details = (name) => {
+  const s = MODELS.find((m) => m.name === name);
+  return {
+    summary: s,
+    refs: ["main"],
+    snapshots: [{ commit: s.commit, refs: ["main"] }],
+    path: `/home/me/.cache/huggingface/hub/models--${name.replace("/", "--")}/snapshots/${s.commit}`,
+    architecture: "Qwen3ForCausalLM",
+    context_length: 40960,
+    capabilities: ["chat", "tools"],
+    problems: s.healthy ? [] : [{ code: "missing_file", message: s.health_reason }],
+    files: [
+      { name: "config.json", size_bytes: 1_234 },
+      { name: "model.safetensors", size_bytes: s.healthy ? s.size_bytes - 1_234 : null },
+    ],
+    config_json: '{\n  "model_type": "qwen3"\n}',
+  };
+};
+
+const planFor = (name) => {
+  const folder = `/home/me/.cache/huggingface/hub/models--${name.replace("/", "--")}`;
+  return { model: name, snapshot: null, targets: [folder, `${folder}.lock`], freed_bytes: 2_262_000_000, held_locks: [] };
+};
+
+// --- Library ----------------------------------------------------------------------------------
+
+describe("library", () => {
+  test("rows come from list_models: names, sizes, health badges and the total", async (t) => {
+    const ui = await open(t, "library", { list_models: () => library() });
+    const { page } = ui;
+    await page.locator("#model-rows tr[data-model]").nth(MODELS.length - 1).waitFor();
+    assert.deepEqual(await texts(page, "#model-rows tr[data-model] td:nth-child(1)"), MODELS.map((m) => m.name));
+    assert.deepEqual(await texts(page, "#model-rows tr[data-model] td:nth-child(4)"), ["2.3 GB", "1.3 GB", "812.3 KB", "999 B"]);
+    assert.deepEqual(await texts(page, "#model-rows tr[data-model] td:nth-child(3)"), ["4-bit", "8-bit", "—", "4-bit"]);
+    const badges = await page.locator("#model-rows .badge").evaluateAll((nodes) =>
+      nodes.map((n) => ({ text: n.textContent, health: n.dataset.health, cls: n.className, title: n.title })));
+    assert.deepEqual(badges, [
+      { text: "healthy", health: "healthy", cls: "badge good", title: "healthy and runnable" },
+      { text: "healthy", health: "healthy", cls: "badge good", title: "healthy and runnable" },
+      { text: "healthy*", health: "healthy*", cls: "badge warn", title: "GGUF models cannot be run by mlxk" },
+      { text: "unhealthy", health: "unhealthy", cls: "badge bad", title: "model.safetensors is missing" },
+    ]);
+    assert.equal(await page.textContent("#total-size"), "4 models, 3.6 GB on disk in /home/me/.cache/huggingface/hub");
+    assert.deepEqual(ui.callsOf("list_models"), [{}]);
+    noPageErrors(ui);
+  });
+
+  test("an empty cache and a failing list_models are both shown", async (t) => {
+    const empty = await open(t, "library", { list_models: () => library([]) });
+    await textWhen(empty.page, "#model-rows", "No models in the cache.");
+    const broken = await open(t, "library", { list_models: () => fail("cache_unreadable", "cannot read /nope: permission denied") });
+    assert.equal(await textWhen(broken.page, "#library-message", "permission denied"), "cannot read /nope: permission denied");
+    assert.match(await broken.page.getAttribute("#library-message", "class"), /\berror\b/);
+  });
+
+  test("the search box filters the rows (case-insensitive, by name)", async (t) => {
+    const ui = await open(t, "library", { list_models: () => library() });
+    const { page } = ui;
+    const names = () => texts(page, "#model-rows tr[data-model] td:nth-child(1)");
+    await page.locator("#model-rows tr[data-model]").first().waitFor();
+    await page.fill("#search", "MLX-COMMUNITY");
+    assert.deepEqual(await names(), ["mlx-community/Qwen3-4B-4bit", "mlx-community/Llama-3.2-1B-Instruct-8bit"]);
+    await page.fill("#search", "gguf");
+    assert.deepEqual(await names(), ["TheBloke/Mistral-7B-GGUF"]);
+    await page.fill("#search", "no-such-model");
+    assert.deepEqual(await names(), []);
+    assert.equal(await page.textContent("#model-rows"), "No model matches.");
+    await page.fill("#search", "");
+    assert.equal((await names()).length, MODELS.length);
+    assert.equal(ui.callsOf("list_models").length, 1, "filtering must not ask the backend again");
+    noPageErrors(ui);
+  });
+
+  test("selecting a row shows model_details in the details pane", async (t) => {
+    const ui = await open(t, "library", {
+      list_models: () => library(),
+      model_details: ({ name }) => details(name),
+    });
+    const { page } = ui;
+    await page.click('#model-rows tr[data-model="acme/broken-model"]');
+    await textWhen(page, "#details h2", "acme/broken-model");
+    assert.deepEqual(ui.callsOf("model_details"), [{ name: "acme/broken-model" }]);
+    assert.equal(await page.getAttribute('#model-rows tr[data-model="acme/broken-model"]', "class"), "selected");
+    const fields = Object.fromEntries(await page.locator("#details .field").evaluateAll((nodes) =>
+      nodes.map((n) => [n.querySelector("dt").textContent, n.querySelector("dd").textContent])));
+    assert.equal(fields.Health, "model.safetensors is missing");
+    assert.equal(fields.Architecture, "Qwen3ForCausalLM");
+    assert.equal(fields["Context length"], "40960");
+    assert.equal(fields.Capabilities, "chat, tools");
+    assert.equal(fields.Size, "999 B");
+    assert.equal(fields.Commit, "0123456789abcdef0123456789abcdef01234567");
+    assert.equal(fields.Snapshots, "1");
+    assert.match(fields.Path, /models--acme--broken-model\/snapshots\//);
+    assert.deepEqual(await texts(page, "#details .problems li"), ["model.safetensors is missing"]);
+    assert.deepEqual(await texts(page, "#details .files li"), ["config.json  1.2 KB", "model.safetensors  (missing)"]);
+
+    // Another row replaces the pane.
+    await page.click('#model-rows tr[data-model="mlx-community/Qwen3-4B-4bit"]');
+    await textWhen(page, "#details h2", "mlx-community/Qwen3-4B-4bit");
+    assert.equal(await page.locator("#details .problems").count(), 0);
+    assert.equal(await page.locator("#model-rows tr.selected").count(), 1);
+    noPageErrors(ui);
+  });
+
+  test("Delete… confirms the plan's targets and deletes exactly those", async (t) => {
+    const name = "mlx-community/Qwen3-4B-4bit";
+    let deleted = false;
+    const ui = await open(t, "library", {
+      list_models: () => library(deleted ? MODELS.filter((m) => m.name !== name) : MODELS),
+      model_details: ({ name: n }) => details(n),
+      delete_plan: ({ name: n }) => planFor(n),
+      delete_model: ({ name: n, confirmedTargets }) => {
+        deleted = true;
+        return { model: n, freed_bytes: 2_262_000_000, removed: confirmedTargets };
+      },
+    });
+    const { page } = ui;
+    await page.click(`#model-rows tr[data-model="${name}"]`);
+    await page.click("#delete");
+    await page.locator("#confirm").waitFor({ state: "visible" });
+    assert.deepEqual(ui.callsOf("delete_plan"), [{ name }]);
+    assert.equal(await page.textContent("#confirm h2"), `Delete ${name} (all snapshots)?`);
+    assert.deepEqual(await texts(page, "#confirm-targets li"), planFor(name).targets);
+    assert.match(await page.textContent("#confirm .modal-box"), /frees 2\.3 GB/);
+    assert.equal(ui.callsOf("delete_model").length, 0, "nothing is deleted before the confirmation");
+
+    await page.click("#confirm-delete");
+    await page.locator("#confirm").waitFor({ state: "hidden" });
+    assert.deepEqual(ui.callsOf("delete_model"), [{ name, confirmedTargets: planFor(name).targets }]);
+    await textWhen(page, "#library-message", `Deleted ${name} (all snapshots), freed 2.3 GB.`);
+    assert.doesNotMatch(await page.getAttribute("#library-message", "class"), /\berror\b/);
+    // The list is read again: the row is gone, and so is the details pane.
+    await until("the row to disappear", async () => (await page.locator(`#model-rows tr[data-model="${name}"]`).count()) === 0);
+    assert.equal(await page.locator("#details h2").count(), 0);
+    assert.equal(ui.callsOf("list_models").length, 2);
+    noPageErrors(ui);
+  });
+
+  test("Cancel deletes nothing; a held lock disables the Delete button", async (t) => {
+    const name = "mlx-community/Llama-3.2-1B-Instruct-8bit";
+    const ui = await open(t, "library", {
+      list_models: () => library(),
+      model_details: ({ name: n }) => details(n),
+      delete_plan: ({ name: n }, call) => ({ ...planFor(n), held_locks: call === 1 ? [] : [`/hub/.locks/${n}/abc.lock`] }),
+    });
+    const { page } = ui;
+    await page.click(`#model-rows tr[data-model="${name}"]`);
+    await page.click("#delete");
+    await page.locator("#confirm").waitFor({ state: "visible" });
+    await page.click("#confirm-cancel");
+    await page.locator("#confirm").waitFor({ state: "hidden" });
+    await page.click("#delete");
+    await page.locator("#confirm").waitFor({ state: "visible" });
+    assert.equal(await page.isDisabled("#confirm-delete"), true);
+    assert.match(await page.textContent("#confirm .modal-box"), /A download is running \(it holds \/hub\/\.locks\/.*abc\.lock\)/);
+    assert.equal(ui.callsOf("delete_model").length, 0);
+    noPageErrors(ui);
+  });
+
+  test("a plan_changed refusal from delete_model is shown as an error", async (t) => {
+    const name = "TheBloke/Mistral-7B-GGUF";
+    const refusal = "The cache changed since you confirmed: nothing was deleted. Look again and confirm anew.";
+    const ui = await open(t, "library", {
+      list_models: () => library(),
+      model_details: ({ name: n }) => details(n),
+      delete_plan: ({ name: n }) => planFor(n),
+      delete_model: () => fail("plan_changed", refusal),
+    });
+    const { page } = ui;
+    await page.click(`#model-rows tr[data-model="${name}"]`);
+    await page.click("#delete");
+    await page.click("#confirm-delete");
+    assert.equal(await textWhen(page, "#library-message", "nothing was deleted"), refusal);
+    assert.match(await page.getAttribute("#library-message", "class"), /\berror\b/);
+    assert.equal(await page.isVisible("#library-message"), true);
+    assert.equal(await page.isHidden("#confirm"), true);
+    assert.deepEqual(ui.callsOf("delete_model"), [{ name, confirmedTargets: planFor(name).targets }]);
+    // Still listed: nothing was deleted.
+    await until("the list to be read again", () => ui.callsOf("list_models").length === 2);
+    assert.equal(await page.locator(`#model-rows tr[data-model="${name}"]`).count(), 1);
+    noPageErrors(ui);
+  });
+
+  test("the server line follows server_status and server-status-changed", async (t) => {
+    const ui = await open(t, "library", {
+      list_models: () => library(),
+      server_status: () => ({ state: "running", address: "0.0.0.0:8000", exposed: true }),
+      server_stop: () => ({ state: "stopped" }),
+      server_start: () => ({ state: "running", address: "127.0.0.1:8000", exposed: false }),
+    });
+    const { page } = ui;
+    await textWhen(page, "#server-status", "Server running on http://0.0.0.0:8000");
+    assert.equal(await page.getAttribute("#server-status", "data-state"), "running");
+    assert.equal(await page.isVisible("#server-exposed"), true, "running + exposed shows the warning");
+    assert.match(await page.textContent("#server-exposed"), /reachable from other machines/);
+    assert.equal(await page.textContent("#server-toggle"), "Stop Server");
+
+    // Pushed by the app when the state changes.
+    await ui.listening("server-status-changed");
+    await ui.emit("server-status-changed", { state: "running", address: "127.0.0.1:8000", exposed: false });
+    await textWhen(page, "#server-status", "Server running on http://127.0.0.1:8000");
+    assert.equal(await page.isVisible("#server-exposed"), false);
+    await ui.emit("server-status-changed", { state: "error", message: "port 8000 is in use" });
+    await textWhen(page, "#server-status", "Server error: port 8000 is in use");
+    assert.equal(await page.textContent("#server-toggle"), "Start Server");
+
+    // The button: Start when not running, Stop when running.
+    await page.click("#server-toggle");
+    await textWhen(page, "#server-status", "Server running on http://127.0.0.1:8000");
+    assert.equal(ui.callsOf("server_start").length, 1);
+    await page.click("#server-toggle");
+    await textWhen(page, "#server-status", "Server stopped");
+    assert.equal(ui.callsOf("server_stop").length, 1);
+    assert.equal(await page.isVisible("#server-exposed"), false);
+    noPageErrors(ui);
+  });
+});
+
+// --- Settings ---------------------------------------------------------------------------------
+
+const LOOPBACK = new Set(["127.0.0.1", "localhost", "::1"]);
+/** A settings backend: stores what save_settings gets and derives `exposed` from the host. */
+function settingsBackend({ running = null } = {}) {
+  let server = { host: "127.0.0.1", port: 8000, keep_alive_secs: 300, cors_origins: [], insecure_no_auth: false };
+  const view = () => ({
+    server,
+    exposed: !LOOPBACK.has(server.host),
+    restart_needed: running !== null && JSON.stringify(running) !== JSON.stringify(server),
+  });
+  return {
+    get_settings: () => view(),
+    save_settings: ({ server: next }) => {
+      if (!next.host) fail("invalid_settings", "host: must not be empty");
+      server = next;
+      return view();
+    },
+  };
+}
+const secrets = (tokens = {}) => ({
+  secret_status: ({ name }) => ({ name, stored: name in tokens, masked: tokens[name]?.masked ?? null, error: null }),
+});
+
+describe("settings", () => {
+  test("host 0.0.0.0 shows the red exposure banner; 127.0.0.1 hides it", async (t) => {
+    const ui = await open(t, "settings", { ...settingsBackend(), ...secrets() });
+    const { page } = ui;
+    await until("the settings", async () => (await page.inputValue("#server-host")) === "127.0.0.1");
+    assert.equal(await page.isVisible("#exposed-banner"), false);
+    await page.fill("#server-host", "0.0.0.0");
+    await page.fill("#server-port", "8080");
+    await page.click("#server-save");
+    await page.locator("#exposed-banner").waitFor({ state: "visible" });
+    assert.deepEqual(ui.callsOf("save_settings"), [{
+      server: { host: "0.0.0.0", port: 8080, keep_alive_secs: 300, cors_origins: [], insecure_no_auth: false },
+    }]);
+    const banner = await page.textContent("#exposed-banner");
+    assert.match(banner, /listen on 0\.0\.0\.0: every machine that can reach this one on port 8080 can use your models/);
+    const color = await page.$eval("#exposed-banner", (n) => getComputedStyle(n).backgroundColor);
+    const [r, g, b] = color.match(/\d+/g).map(Number);
+    assert.ok(r > 200 && r > g + 20 && r > b + 20, `the banner is red (${color})`);
+    assert.equal(await textWhen(page, "#server-result", "Saved."), "Saved. Changes apply when the server is (re)started.");
+
+    await page.fill("#server-host", "127.0.0.1");
+    await page.click("#server-save");
+    await page.locator("#exposed-banner").waitFor({ state: "hidden" });
+    noPageErrors(ui);
+  });
+
+  test("the form sends every field, and a refused save shows the error", async (t) => {
+    const ui = await open(t, "settings", { ...settingsBackend(), ...secrets() });
+    const { page } = ui;
+    await until("the settings", async () => (await page.inputValue("#server-port")) === "8000");
+    await page.fill("#server-keep-alive", "0");
+    await page.fill("#server-cors", " https://a.example \n\nhttps://b.example\n");
+    await page.check("#server-insecure");
+    await page.fill("#server-host", "  ");
+    await page.click("#server-save");
+    assert.equal(await textWhen(page, "#server-result", "host"), "host: must not be empty");
+    assert.match(await page.getAttribute("#server-result", "class"), /\berror\b/);
+    assert.deepEqual(ui.callsOf("save_settings"), [{
+      server: { host: "", port: 8000, keep_alive_secs: 0, cors_origins: ["https://a.example", "https://b.example"], insecure_no_auth: true },
+    }]);
+    noPageErrors(ui);
+  });
+
+  test("the token is only ever shown masked", async (t) => {
+    const token = "hf_abcdefghijklmnopqrstuvwxyzABCDEFGHIJ";
+    const mask = (value) => `${value.slice(0, 3)}…(${value.length} chars)`;
+    const stored = { server_api_key: { masked: "sk-…(20 chars)" } };
+    const ui = await open(t, "settings", {
+      ...settingsBackend(),
+      secret_status: ({ name }) => ({ name, stored: name in stored, masked: stored[name]?.masked ?? null, error: null }),
+      secret_set: ({ name, value }) => {
+        stored[name] = { masked: mask(value.trim()) };
+        return { name, stored: true, masked: stored[name].masked, error: null };
+      },
+      secret_remove: ({ name }) => {
+        delete stored[name];
+        return { name, stored: false, masked: null, error: null };
+      },
+    });
+    const { page } = ui;
+    await textWhen(page, "#api-key-masked", "sk-…(20 chars)");
+    assert.equal(await page.textContent("#token-masked"), "not set");
+    assert.equal(await page.isDisabled("#token-remove"), true);
+    assert.equal(await page.getAttribute("#token-input", "type"), "password");
+
+    await page.fill("#token-input", `  ${token} `);
+    await page.click("#token-save");
+    await textWhen(page, "#token-result", "Stored in the OS keyring.");
+    assert.deepEqual(ui.callsOf("secret_set"), [{ name: "hub_token", value: `  ${token} ` }]);
+    assert.equal(await page.textContent("#token-masked"), mask(token));
+    assert.equal(await page.inputValue("#token-input"), "", "the field is cleared after saving");
+    assert.equal(await page.isDisabled("#token-remove"), false);
+    // Nowhere in the page: not in the text, the markup, nor any field's value.
+    assert.ok(!(await page.content()).includes(token));
+    assert.ok(!(await page.evaluate(() => document.body.innerText)).includes(token));
+    const values = await page.$$eval("input, textarea", (nodes) => nodes.map((n) => n.value));
+    assert.ok(!values.some((v) => v.includes(token)));
+
+    await page.click("#token-remove");
+    await textWhen(page, "#token-result", "Removed from the OS keyring.");
+    assert.equal(await page.textContent("#token-masked"), "not set");
+    assert.deepEqual(ui.callsOf("secret_remove"), [{ name: "hub_token" }]);
+    noPageErrors(ui);
+  });
+
+  test("an unreachable keyring is reported, not shown as a value", async (t) => {
+    const ui = await open(t, "settings", {
+      ...settingsBackend(),
+      secret_status: ({ name }) => ({ name, stored: false, masked: null, error: "no Secret Service on the session bus" }),
+    });
+    const { page } = ui;
+    await textWhen(page, "#token-masked", "keyring unavailable");
+    assert.equal(await textWhen(page, "#token-result", "Secret Service"), "no Secret Service on the session bus");
+    assert.match(await page.getAttribute("#token-result", "class"), /\berror\b/);
+    noPageErrors(ui);
+  });
+
+  test("a restart-needed note when the running server has other settings", async (t) => {
+    // The server runs with the saved settings: no note until they change.
+    const running = { host: "127.0.0.1", port: 8000, keep_alive_secs: 300, cors_origins: [], insecure_no_auth: false };
+    const ui = await open(t, "settings", {
+      ...settingsBackend({ running }),
+      ...secrets(),
+      server_status: () => ({ state: "running", address: "127.0.0.1:8000", exposed: false }),
+    });
+    const { page } = ui;
+    await until("the settings", async () => (await page.inputValue("#server-port")) === "8000");
+    await textWhen(page, "#server-status", "Server running");
+    assert.equal(await page.textContent("#server-result"), "");
+    await page.fill("#server-port", "9000");
+    await page.click("#server-save");
+    assert.equal(
+      await textWhen(page, "#server-result", "restart"),
+      "Saved. The running server keeps its old settings until you restart it.",
+    );
+    assert.equal(ui.callsOf("save_settings")[0].server.port, 9000);
+    noPageErrors(ui);
+  });
+
+  test("the note is there on opening when get_settings says restart_needed", async (t) => {
+    const ui = await open(t, "settings", {
+      ...secrets(),
+      get_settings: () => ({ server: { host: "127.0.0.1", port: 8001 }, exposed: false, restart_needed: true }),
+    });
+    await textWhen(ui.page, "#server-result", "until you restart it");
+    assert.equal(await ui.page.inputValue("#server-keep-alive"), "300", "missing fields show their defaults");
+    noPageErrors(ui);
+  });
+});
+
+// --- Push -------------------------------------------------------------------------------------
+
+const drop = (ui, paths) => ui.emit("tauri://drag-drop", { paths, position: { x: 10, y: 10 } });
+
+describe("push", () => {
+  test("dropping a file: push_check's not_a_folder error is shown clearly", async (t) => {
+    const ui = await open(t, "push", {
+      push_check: ({ folder }) => fail("not_a_folder", `${folder} is a file, not a folder: drop the model's folder`),
+    });
+    const { page } = ui;
+    await ui.listening("tauri://drag-drop");
+    await ui.emit("tauri://drag-enter", { paths: ["/home/me/model.safetensors"], position: { x: 10, y: 10 } });
+    assert.match(await page.getAttribute("#drop-zone", "class"), /\bover\b/);
+    await drop(ui, ["/home/me/model.safetensors", "/home/me/other"]);
+    const shown = await textWhen(page, "#push-message", "not a folder");
+    assert.equal(shown, "/home/me/model.safetensors is a file, not a folder: drop the model's folder");
+    assert.match(await page.getAttribute("#push-message", "class"), /\berror\b/);
+    assert.equal(await page.isVisible("#push-message"), true);
+    assert.doesNotMatch(await page.getAttribute("#drop-zone", "class"), /\bover\b/);
+    assert.deepEqual(ui.callsOf("push_check"), [{ folder: "/home/me/model.safetensors" }], "only the first dropped path");
+    assert.equal(await page.textContent("#check-result"), "");
+    assert.equal(await page.isDisabled("#preview"), true);
+    noPageErrors(ui);
+  });
+
+  test("a successful check lists the files' total and the anomalies", async (t) => {
+    const folder = "/home/me/models/qwen3-4b-4bit";
+    const ui = await open(t, "push", {
+      pick_folder: () => folder,
+      push_check: ({ folder: f }) => ({
+        folder: f,
+        files: [
+          { path: "config.json", size_bytes: 1_500 },
+          { path: "model.safetensors", size_bytes: 2_261_000_000 },
+          { path: ".DS_Store", size_bytes: 6_148 },
+        ],
+        total_bytes: 2_261_007_648,
+        healthy: false,
+        anomalies: [
+          { severity: "error", code: "missing_tokenizer", message: "no tokenizer.json or tokenizer.model" },
+          { severity: "warning", code: "junk_file", message: ".DS_Store will be uploaded" },
+        ],
+      }),
+    });
+    const { page } = ui;
+    await page.click("#choose-folder");
+    await textWhen(page, "#check-result h2", folder);
+    assert.deepEqual(ui.callsOf("push_check"), [{ folder }]);
+    assert.equal(await page.textContent("#check-summary"), "3 files, 2.3 GB: not a healthy model folder");
+    assert.equal(await page.getAttribute("#check-summary", "data-healthy"), "false");
+    const anomalies = await page.locator("#anomalies li").evaluateAll((nodes) =>
+      nodes.map((n) => [n.dataset.severity, n.dataset.code, n.textContent]));
+    assert.deepEqual(anomalies, [
+      ["error", "missing_tokenizer", "error: no tokenizer.json or tokenizer.model"],
+      ["warning", "junk_file", "warning: .DS_Store will be uploaded"],
+    ]);
+    assert.equal(await page.textContent("#push-message"), "");
+    assert.equal(await page.isDisabled("#preview"), false);
+    assert.equal(await page.isDisabled("#push"), true, "pushing from the app is not built yet");
+    noPageErrors(ui);
+  });
+
+  test("a dropped healthy folder, then the dry-run preview", async (t) => {
+    const folder = "/home/me/models/tiny";
+    const ui = await open(t, "push", {
+      push_check: ({ folder: f }) => ({
+        folder: f, files: [{ path: "config.json", size_bytes: 10 }], total_bytes: 10, healthy: true, anomalies: [],
+      }),
+      secret_status: ({ name }) => ({ name, stored: false, masked: null, error: null }),
+      push_preview: ({ repoId, branch }) => ({
+        repo_id: repoId, branch, repo_url: `https://huggingface.co/${repoId}`, repo_exists: false, branch_exists: false,
+        added: ["config.json"], changed: [], unchanged: [], remote_only: [], deleted: [], no_changes: false,
+      }),
+    });
+    const { page } = ui;
+    await ui.listening("tauri://drag-drop");
+    await drop(ui, [folder]);
+    await textWhen(page, "#check-summary", "ready to push");
+    assert.equal(await page.textContent("#check-result .muted"), "No anomalies.");
+    await page.fill("#repo-id", "noslash");
+    await page.click("#preview");
+    await textWhen(page, "#push-message", "org/name");
+    assert.equal(ui.callsOf("push_preview").length, 0);
+    await page.fill("#repo-id", "me/tiny");
+    await page.click("#preview");
+    await textWhen(page, "#preview-summary", "me/tiny does not exist yet: it would be created private.");
+    assert.deepEqual(ui.callsOf("push_preview"), [{ folder, repoId: "me/tiny", branch: "main" }]);
+    await textWhen(page, "#push-message", "No Hugging Face token in the keyring");
+    noPageErrors(ui);
+  });
+});
