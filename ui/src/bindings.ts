@@ -50,12 +50,32 @@ export const commands = {
 	pushPreview: (folder: string, repoId: string, branch: string) => typedError<PushPreview, CommandError>(__TAURI_INVOKE("push_preview", { folder, repoId, branch })),
 	/**  The system's folder chooser; `None` when cancelled. */
 	pickFolder: () => typedError<string | null, CommandError>(__TAURI_INVOKE("pick_folder")),
+	/**
+	 *  Starts pulling `name` (`ORG/NAME[@REVISION]`) into the cache; progress arrives as
+	 *  `TransferChanged` events. A second pull of the same repository joins the running one.
+	 */
+	pullStart: (name: string) => typedError<number, CommandError>(__TAURI_INVOKE("pull_start", { name })),
+	/**
+	 *  Pushes `folder` to `repo_id` (created if missing, private unless `make_public`); progress
+	 *  arrives as `TransferChanged` events and the finished transfer carries the link.
+	 */
+	pushStart: (folder: string, repoId: string, branch: string, message: string, makePublic: boolean) => typedError<number, CommandError>(__TAURI_INVOKE("push_start", { folder, repoId, branch, message, makePublic })),
+	/**  Asks a running pull or push to stop; false when it had already ended. */
+	transferCancel: (id: number) => __TAURI_INVOKE<boolean>("transfer_cancel", { id }),
+	/**  Every pull and push of this session (for a window opened meanwhile). */
+	transfersList: () => __TAURI_INVOKE<TransferView[]>("transfers_list"),
+	/**  Opens a Hub link (a pushed repository) in the default browser. */
+	openLink: (url: string) => typedError<null, CommandError>(__TAURI_INVOKE("open_link", { url })),
+	launchAtLogin: () => typedError<boolean, CommandError>(__TAURI_INVOKE("launch_at_login")),
+	/**  Turns launching at login on or off; returns the new state as the system reports it. */
+	setLaunchAtLogin: (enabled: boolean) => typedError<boolean, CommandError>(__TAURI_INVOKE("set_launch_at_login", { enabled })),
 	openWindow: (window: AppWindow) => typedError<null, CommandError>(__TAURI_INVOKE("open_window", { window })),
 };
 
 /** Events */
 export const events = {
 	serverStatusChanged: makeEvent<ServerStatusChanged, ServerStatusChanged>("server-status-changed"),
+	transferChanged: makeEvent<TransferChanged, TransferChanged>("transfer-changed"),
 };
 
 /* Types */
@@ -101,6 +121,14 @@ export type DeletePlanView = {
 	freed_bytes: number,
 	/**  Lock files held by a running download: deleting is refused while there are any. */
 	held_locks: string[],
+};
+
+export type FileProgressView = {
+	path: string,
+	size: number,
+	done_bytes: number,
+	/**  `cached`, `waiting`, `downloading`, `done`. */
+	state: string,
 };
 
 export type FileView = {
@@ -234,6 +262,31 @@ export type SettingsView = {
 export type SnapshotView = {
 	commit: string,
 	refs: string[],
+};
+
+/**  Sent to every window when a pull or push starts, progresses or ends. */
+export type TransferChanged = TransferView;
+
+export type TransferKind = "pull" | "push";
+
+export type TransferState = { state: "running" } | { state: "done"; message: string; 
+/**  The pushed repository (or commit) on the Hub. */
+link: string | null } | { state: "failed"; error: CommandError } | { state: "cancelled" };
+
+/**  One pull or push as the windows show it. */
+export type TransferView = {
+	id: number,
+	kind: TransferKind,
+	/**  The repository id (and `@revision` for a pull). */
+	target: string,
+	/**  What it is doing now, for a person: "Listing files…", "Uploading…", "Committing…". */
+	phase: string,
+	/**  A pull's files (a push reports bytes only). */
+	files: FileProgressView[],
+	/**  Bytes that have to travel, and those that did. */
+	total_bytes: number,
+	done_bytes: number,
+	state: TransferState,
 };
 
 /* Tauri Specta runtime */

@@ -1,6 +1,6 @@
 // Small helpers shared by the windows: building elements, formatting, and the server line.
 import "./style.css";
-import { commands, events, type AppWindow, type CommandError, type ServerStatus } from "./bindings";
+import { commands, events, type AppWindow, type CommandError, type ServerStatus, type TransferView } from "./bindings";
 
 /** Creates an element with attributes and children (strings become text, never HTML). */
 export function h<K extends keyof HTMLElementTagNameMap>(
@@ -103,4 +103,56 @@ export function serverLine(): HTMLElement {
   void commands.serverStatus().then(show);
   void events.serverStatusChanged.listen((event) => show(event.payload));
   return h("div", { class: "server-line" }, text, warning, button);
+}
+
+/** A pull's or push's progress: a total bar, one line per file still moving, Cancel while it
+ * runs, and the outcome (with the Hub link for a push) when it ends. */
+export function renderTransfer(view: TransferView): HTMLElement {
+  const percent = (done: number, total: number) => (total > 0 ? Math.min(100, Math.round((done / total) * 100)) : 0);
+  const bar = (done: number, total: number) => h("progress", { max: "100", value: String(percent(done, total)) });
+  const running = view.state.state === "running";
+  const cancel = running ? h("button", { type: "button", class: "transfer-cancel" }, "Cancel") : null;
+  cancel?.addEventListener("click", async () => {
+    cancel.disabled = true;
+    await commands.transferCancel(view.id);
+  });
+  let outcome: HTMLElement | null = null;
+  switch (view.state.state) {
+    case "done": {
+      const link = view.state.link;
+      const open = link ? h("a", { href: "#", class: "transfer-link" }, link) : null;
+      open?.addEventListener("click", (event) => {
+        event.preventDefault();
+        void commands.openLink(link!);
+      });
+      outcome = h("p", { class: "transfer-outcome" }, view.state.message, open ? " " : null, open);
+      break;
+    }
+    case "failed":
+      outcome = h("p", { class: "transfer-outcome error" }, view.state.error.message);
+      break;
+    case "cancelled":
+      outcome = h("p", { class: "transfer-outcome muted" }, "Cancelled: nothing more was transferred (a pull resumes where it stopped).");
+      break;
+  }
+  const moving = view.files.filter((f) => f.state === "downloading" || (running && f.state === "waiting"));
+  const finished = view.files.filter((f) => f.state === "done" || f.state === "cached").length;
+  return h("div", { class: "transfer", "data-transfer": String(view.id), "data-kind": view.kind, "data-state": view.state.state },
+    h("div", { class: "row" },
+      h("strong", {}, `${view.kind === "pull" ? "Pull" : "Push"} ${view.target}`),
+      h("span", { class: "muted" }, running ? view.phase : view.state.state),
+      cancel),
+    ...present(
+      running || view.total_bytes > 0
+        ? h("div", { class: "row" }, bar(view.done_bytes, view.total_bytes),
+            h("span", { class: "muted" }, `${formatBytes(view.done_bytes)} of ${formatBytes(view.total_bytes)}${view.files.length ? `, ${finished}/${view.files.length} files` : ""}`))
+        : null,
+      moving.length
+        ? h("ul", { class: "transfer-files" },
+            ...moving.map((f) => h("li", { "data-file": f.path, "data-state": f.state }, bar(f.done_bytes, f.size), ` ${f.path} `,
+              h("span", { class: "muted" }, f.state === "waiting" ? "waiting" : `${formatBytes(f.done_bytes)} of ${formatBytes(f.size)}`))))
+        : null,
+      outcome,
+    ),
+  );
 }

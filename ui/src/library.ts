@@ -1,8 +1,8 @@
 // The Library window: the cached models, a search box, a details pane, delete with a
 // confirmation naming what is removed, health re-checks and total disk use.
 import { getCurrentWindow } from "@tauri-apps/api/window";
-import { commands, type DeletePlanView, type ModelDetails, type ModelSummary } from "./bindings";
-import { formatBytes, formatDate, h, messageOf, openWindow, present, say, serverLine, unwrap } from "./common";
+import { commands, events, type DeletePlanView, type ModelDetails, type ModelSummary, type TransferView } from "./bindings";
+import { formatBytes, formatDate, h, messageOf, openWindow, present, renderTransfer, say, serverLine, unwrap } from "./common";
 
 const search = h("input", { id: "search", type: "search", placeholder: "Search models…", autofocus: true });
 const total = h("span", { id: "total-size", class: "muted" });
@@ -10,6 +10,11 @@ const message = h("p", { id: "library-message", class: "message" });
 const rows = h("tbody", { id: "model-rows" });
 const details = h("section", { id: "details", class: "details" }, h("p", { class: "muted" }, "Select a model to see its details."));
 const dialog = h("div", { id: "confirm", class: "modal", hidden: true });
+
+const pullName = h("input", { id: "pull-name", type: "text", placeholder: "org/model[@revision]" });
+const pullButton = h("button", { id: "pull-start", type: "button" }, "Pull");
+const transfers = h("section", { id: "transfers" });
+const pulls = new Map<number, TransferView>();
 
 let models: ModelSummary[] = [];
 let selected: string | null = null;
@@ -174,6 +179,42 @@ const recheckAll = toolbarButton("recheck-all", "Re-check all", async () => {
   }
 });
 
+function renderPulls(): void {
+  transfers.replaceChildren(...[...pulls.values()].reverse().map(renderTransfer));
+}
+
+function showPull(view: TransferView): void {
+  if (view.kind !== "pull") return;
+  const before = pulls.get(view.id)?.state.state;
+  pulls.set(view.id, view);
+  renderPulls();
+  // A finished pull adds a model (or completes one): show it.
+  if (before === "running" && view.state.state !== "running") void refresh();
+}
+
+async function startPull(): Promise<void> {
+  const name = pullName.value.trim();
+  if (!name) return say(message, "Enter a Hub repository as org/name to pull.", true);
+  pullButton.disabled = true;
+  try {
+    const id = unwrap(await commands.pullStart(name));
+    say(message, `Pulling ${name}…`);
+    pullName.value = "";
+    if (!pulls.has(id)) {
+      const started = (await commands.transfersList()).find((t) => t.id === id);
+      if (started) showPull(started);
+    }
+  } catch (error) {
+    say(message, messageOf(error), true);
+  } finally {
+    pullButton.disabled = false;
+  }
+}
+
+pullButton.addEventListener("click", () => void startPull());
+pullName.addEventListener("keydown", (event) => {
+  if (event.key === "Enter") void startPull();
+});
 search.addEventListener("input", renderRows);
 document.querySelector("#app")!.append(
   h("header", {},
@@ -185,6 +226,8 @@ document.querySelector("#app")!.append(
     toolbarButton("open-settings", "Settings…", () => openWindow("settings")),
   ),
   serverLine(),
+  h("div", { class: "row" }, pullName, pullButton),
+  transfers,
   total,
   message,
   h("main", { class: "split" },
@@ -199,4 +242,10 @@ document.querySelector("#app")!.append(
 void getCurrentWindow().onFocusChanged(({ payload: focused }) => {
   if (focused) void refresh();
 });
+// ... and every few seconds while the window is visible (a pull or rm in a terminal).
+setInterval(() => {
+  if (document.visibilityState === "visible") void refresh();
+}, 5000);
+void events.transferChanged.listen((event) => showPull(event.payload));
+void commands.transfersList().then((all) => all.forEach(showPull));
 void refresh();

@@ -1,8 +1,8 @@
 // Push a Folder: drop a model folder (or choose one), see the offline check, set the target
-// repository and preview the push as a dry run.
+// repository, preview the push as a dry run, then push with progress and a link at the end.
 import { getCurrentWebview } from "@tauri-apps/api/webview";
-import { commands, type FolderCheckView, type PushPreview } from "./bindings";
-import { formatBytes, h, messageOf, present, say, unwrap } from "./common";
+import { commands, events, type FolderCheckView, type PushPreview, type TransferView } from "./bindings";
+import { formatBytes, h, messageOf, present, renderTransfer, say, unwrap } from "./common";
 
 const drop = h("div", { id: "drop-zone", class: "drop" }, "Drop a model folder here");
 const choose = h("button", { id: "choose-folder", type: "button" }, "Choose a Folder…");
@@ -10,9 +10,11 @@ const checkResult = h("section", { id: "check-result" });
 const repo = h("input", { id: "repo-id", type: "text", placeholder: "org/model-name" });
 const isPrivate = h("input", { id: "private", type: "checkbox", checked: true });
 const branch = h("input", { id: "branch", type: "text", value: "main" });
-const commitMessage = h("input", { id: "commit-message", type: "text", value: "Upload with mlx-knife" });
+const commitMessage = h("input", { id: "commit-message", type: "text", value: "Upload with MLX Knife" });
 const preview = h("button", { id: "preview", type: "button", disabled: true }, "Preview (dry run)");
-const push = h("button", { id: "push", type: "button", disabled: true, title: "Uploading from the app is not built yet: use `mlxk push`" }, "Push");
+const push = h("button", { id: "push", type: "button", disabled: true }, "Push");
+const progress = h("section", { id: "push-progress" });
+let pushing: number | null = null;
 const message = h("p", { id: "push-message", class: "message" });
 const previewResult = h("section", { id: "preview-result" });
 
@@ -34,12 +36,14 @@ function renderCheck(check: FolderCheckView): void {
 async function useFolder(path: string): Promise<void> {
   folder = null;
   preview.disabled = true;
+  push.disabled = true;
   previewResult.replaceChildren();
   say(message, `Checking ${path}…`);
   try {
     renderCheck(unwrap(await commands.pushCheck(path)));
     folder = path;
     preview.disabled = false;
+    push.disabled = pushing !== null;
     say(message, "");
   } catch (error) {
     checkResult.replaceChildren();
@@ -95,6 +99,33 @@ preview.addEventListener("click", async () => {
   }
 });
 
+push.addEventListener("click", async () => {
+  if (!folder) return;
+  if (!repo.value.includes("/")) return say(message, "Enter the repository as org/name.", true);
+  push.disabled = true;
+  say(message, `Pushing ${folder} to ${repo.value}…`);
+  try {
+    pushing = unwrap(await commands.pushStart(folder, repo.value, branch.value, commitMessage.value, !isPrivate.checked));
+    const started = (await commands.transfersList()).find((t) => t.id === pushing);
+    if (started) showPush(started);
+  } catch (error) {
+    pushing = null;
+    push.disabled = false;
+    say(message, messageOf(error), true);
+  }
+});
+
+function showPush(view: TransferView): void {
+  if (view.id !== pushing) return;
+  progress.replaceChildren(renderTransfer(view));
+  if (view.state.state !== "running") {
+    pushing = null;
+    push.disabled = folder === null;
+    say(message, view.state.state === "done" ? "Pushed." : view.state.state === "cancelled" ? "Push cancelled: nothing was committed." : "The push failed.", view.state.state === "failed");
+  }
+}
+void events.transferChanged.listen((event) => showPush(event.payload));
+
 void getCurrentWebview().onDragDropEvent((event) => {
   const kind = event.payload.type;
   drop.classList.toggle("over", kind === "enter" || kind === "over");
@@ -116,6 +147,7 @@ document.querySelector("#app")!.append(
     label("Branch", branch),
     label("Commit message", commitMessage),
     h("div", { class: "row" }, preview, push),
-    h("p", { class: "muted" }, "Uploading from the app comes later; the dry run shows exactly what `mlxk push` would send.")),
+    h("p", { class: "muted" }, "The dry run shows exactly what Push would send; a new repository is created private unless you untick Private.")),
+  progress,
   previewResult,
 );

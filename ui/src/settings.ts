@@ -98,6 +98,27 @@ function serverSection(): HTMLElement {
     result);
 }
 
+function appSection(): HTMLElement {
+  const atLogin = h("input", { id: "launch-at-login", type: "checkbox" });
+  const result = h("p", { id: "launch-at-login-result", class: "message" });
+  atLogin.addEventListener("change", async () => {
+    try {
+      atLogin.checked = unwrap(await commands.setLaunchAtLogin(atLogin.checked));
+      say(result, atLogin.checked ? "MLX Knife starts when you log in." : "MLX Knife no longer starts at login.");
+    } catch (error) {
+      say(result, messageOf(error), true);
+    }
+  });
+  void commands.launchAtLogin().then((r) => {
+    if (r.status === "ok") atLogin.checked = r.data;
+    else say(result, r.error.message, true);
+  });
+  return h("section", {},
+    h("h2", {}, "App"),
+    h("label", { class: "check" }, atLogin, h("span", {}, "Launch at login")),
+    result);
+}
+
 document.querySelector("#app")!.append(
   h("header", {}, h("h1", {}, "Settings")),
   banner,
@@ -105,4 +126,5 @@ document.querySelector("#app")!.append(
   secretSection("hub_token", "Hugging Face token", "hf_…", true),
   secretSection("server_api_key", "Server API key", "a key clients must send", false),
   serverSection(),
+  appSection(),
 );

@@ -119,6 +119,8 @@ function installMockInternals(label) {
 export const defaultHandlers = () => ({
   server_status: () => ({ state: "stopped" }),
   open_window: () => null,
+  transfers_list: () => [],
+  launch_at_login: () => false,
 });
 
 /**

@@ -315,6 +315,93 @@ const secrets = (tokens = {}) => ({
   secret_status: ({ name }) => ({ name, stored: name in tokens, masked: tokens[name]?.masked ?? null, error: null }),
 });
 
+describe("transfers", () => {
+  const transfer = (id, kind, state, extra = {}) => ({
+    id, kind, target: "org/tiny", phase: "Downloading…", files: [], total_bytes: 0, done_bytes: 0, state, ...extra,
+  });
+
+  test("a pull shows per-file progress, Cancel reaches transfer_cancel, the end refreshes the list", async (t) => {
+    const ui = await open(t, "library", {
+      list_models: () => library(),
+      pull_start: () => 7,
+      transfers_list: () => [],
+      transfer_cancel: () => true,
+    });
+    const { page } = ui;
+    await page.locator("#model-rows tr[data-model]").first().waitFor();
+    await page.fill("#pull-name", "org/tiny");
+    await page.click("#pull-start");
+    await until("pull_start", () => ui.callsOf("pull_start").length === 1);
+    assert.deepEqual(ui.callsOf("pull_start"), [{ name: "org/tiny" }]);
+    await ui.listening("transfer-changed");
+    await ui.emit("transfer-changed", transfer(7, "pull", { state: "running" }, {
+      total_bytes: 2_000_000, done_bytes: 500_000,
+      files: [
+        { path: "config.json", size: 100, done_bytes: 100, state: "cached" },
+        { path: "model.safetensors", size: 2_000_000, done_bytes: 500_000, state: "downloading" },
+        { path: "tokenizer.json", size: 300, done_bytes: 0, state: "waiting" },
+      ],
+    }));
+    await page.locator('[data-transfer="7"] [data-file="model.safetensors"]').waitFor();
+    assert.deepEqual(await page.locator('[data-transfer="7"] .transfer-files li').evaluateAll((n) => n.map((li) => li.dataset.file)),
+      ["model.safetensors", "tokenizer.json"], "only files still to come are listed");
+    assert.match(await page.textContent('[data-transfer="7"]'), /500\.0 KB of 2\.0 MB, 1\/3 files/);
+    assert.match(await page.textContent('[data-file="model.safetensors"]'), /500\.0 KB of 2\.0 MB/);
+    await page.click('[data-transfer="7"] .transfer-cancel');
+    await until("transfer_cancel", () => ui.callsOf("transfer_cancel").length === 1);
+    assert.deepEqual(ui.callsOf("transfer_cancel"), [{ id: 7 }]);
+    const listed = ui.callsOf("list_models").length;
+    await ui.emit("transfer-changed", transfer(7, "pull", { state: "done", message: "org/tiny at 0123: 3 files", link: null }));
+    await textWhen(page, '[data-transfer="7"] .transfer-outcome', "org/tiny at 0123: 3 files");
+    await until("a refresh after the pull", () => ui.callsOf("list_models").length > listed);
+    assert.equal(await page.locator('[data-transfer="7"] .transfer-cancel').count(), 0, "no Cancel once ended");
+    noPageErrors(ui);
+  });
+
+  test("a bad pull name is refused with the backend's message", async (t) => {
+    const ui = await open(t, "library", {
+      list_models: () => library(),
+      pull_start: ({ name }) => fail("invalid_name", `'${name}' has no organisation: a pull needs ORG/NAME`),
+    });
+    await ui.page.fill("#pull-name", "tiny");
+    await ui.page.press("#pull-name", "Enter");
+    await textWhen(ui.page, "#library-message", "has no organisation");
+    assert.equal(await ui.page.locator("#library-message.error").count(), 1);
+    noPageErrors(ui);
+  });
+
+  test("Push sends the form, shows progress and ends with the link, which opens in the browser", async (t) => {
+    const folder = "/home/me/models/tiny";
+    const link = "http://127.0.0.1:9999/me/tiny/commit/abc";
+    const ui = await open(t, "push", {
+      push_check: ({ folder: f }) => ({
+        folder: f, files: [{ path: "config.json", size_bytes: 10 }], total_bytes: 10, healthy: true, anomalies: [],
+      }),
+      push_start: () => 3,
+      open_link: () => null,
+    });
+    const { page } = ui;
+    await ui.listening("tauri://drag-drop");
+    await drop(ui, [folder]);
+    await textWhen(page, "#check-summary", "ready to push");
+    await page.fill("#repo-id", "me/tiny");
+    await page.fill("#branch", "dev");
+    await page.click("#push");
+    await until("push_start", () => ui.callsOf("push_start").length === 1);
+    assert.deepEqual(ui.callsOf("push_start"), [{ folder, repoId: "me/tiny", branch: "dev", message: "Upload with MLX Knife", makePublic: false }]);
+    assert.equal(await page.isDisabled("#push"), true, "one push at a time");
+    await ui.emit("transfer-changed", transfer(3, "push", { state: "running" }, { phase: "Uploading…", total_bytes: 1000, done_bytes: 250 }));
+    await textWhen(page, "#push-progress", "Uploading…");
+    await ui.emit("transfer-changed", transfer(3, "push", { state: "done", message: "Pushed 1 file(s)", link }));
+    await textWhen(page, "#push-progress .transfer-outcome", "Pushed 1 file(s)");
+    await page.click("#push-progress .transfer-link");
+    await until("open_link", () => ui.callsOf("open_link").length === 1);
+    assert.deepEqual(ui.callsOf("open_link"), [{ url: link }]);
+    assert.equal(await page.isDisabled("#push"), false);
+    noPageErrors(ui);
+  });
+});
+
 describe("settings", () => {
   test("host 0.0.0.0 shows the red exposure banner; 127.0.0.1 hides it", async (t) => {
     const ui = await open(t, "settings", { ...settingsBackend(), ...secrets() });
@@ -503,7 +590,7 @@ describe("push", () => {
     ]);
     assert.equal(await page.textContent("#push-message"), "");
     assert.equal(await page.isDisabled("#preview"), false);
-    assert.equal(await page.isDisabled("#push"), true, "pushing from the app is not built yet");
+    assert.equal(await page.isDisabled("#push"), false, "a checked folder can be pushed");
     noPageErrors(ui);
   });
 

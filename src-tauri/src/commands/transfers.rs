@@ -61,7 +61,7 @@ pub fn pull_request(name: &str) -> CommandResult<PullRequest> {
     })
 }
 
-/// Pushes `folder` to `repo_id` (created if missing, private unless `public`); progress
+/// Pushes `folder` to `repo_id` (created if missing, private unless `make_public`); progress
 /// arrives as `TransferChanged` events and the finished transfer carries the link.
 #[tauri::command]
 #[specta::specta]
@@ -71,7 +71,7 @@ pub async fn push_start(
     repo_id: String,
     branch: String,
     message: String,
-    public: bool,
+    make_public: bool,
 ) -> CommandResult<TransferId> {
     let repo = super::push::push_repo(&repo_id)?;
     let branch = super::push::branch_or_main(&branch);
@@ -95,7 +95,7 @@ pub async fn push_start(
         branch,
         message,
         create: true,
-        public,
+        public: make_public,
     };
     Ok(state
         .transfers
