@@ -33,11 +33,19 @@ export DISPLAY=:$((90 + RANDOM % 9))
 Xvfb "$DISPLAY" -screen 0 1280x800x24 -nolisten tcp >"$work/xvfb.log" 2>&1 & pids+=($!)
 sleep 1
 trayer --edge top --align right --widthtype pixel --width 120 --height 28 >/dev/null 2>&1 & pids+=($!)
-export HF_HOME="$work/hf" MLXK_REQUIRE_TEST_SENTINEL=1 HF_HUB_CACHE="" HF_TOKEN=""
+# A local Hub on loopback for Pull, the token's Test and Push: the token typed in Settings
+# authenticates e2e-user; e2e-org/pull-me is a public copy of the fixture folder.
+token="hf_e2etokene2etokene2etokene2etokenab"
+"$TARGET/debug/mlxk-testhub" --root "$work/hub" --port 0 --token "$token=e2e-user" \
+  --seed-from "$push_folder=e2e-org/pull-me" >"$work/hub.out" 2>"$work/hub.log" & pids+=($!)
+for _ in $(seq 100); do grep -q '^listening on ' "$work/hub.out" && break; sleep 0.1; done
+hub_url="$(sed -n 's/^listening on //p' "$work/hub.out")"
+[[ -n "$hub_url" ]] || { echo "mlxk-testhub did not start:"; cat "$work/hub.log"; exit 1; }
+export HF_HOME="$work/hf" MLXK_REQUIRE_TEST_SENTINEL=1 HF_HUB_CACHE="" HF_TOKEN="" HF_ENDPOINT="$hub_url"
 tauri-driver --port 4444 --native-port 4445 >"$work/driver.log" 2>&1 & pids+=($!)
 for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/4444) 2>/dev/null && break; sleep 0.2; done
 
 rm -rf "$TARGET/e2e-screenshots"
 APP="$TARGET/debug/mlxk-app" DRIVER_URL=http://127.0.0.1:4444 SCREENSHOTS="$TARGET/e2e-screenshots" \
-  SERVER_PORT="$port" PUSH_FOLDER="$push_folder" EXPECTED_MODELS="$expected" \
+  SERVER_PORT="$port" PUSH_FOLDER="$push_folder" EXPECTED_MODELS="$expected" HUB_URL="$hub_url" HUB_TOKEN="$token" \
   node "$ROOT/ui/e2e/app.e2e.mjs" || { echo "--- driver log"; tail -30 "$work/driver.log"; exit 1; }

@@ -2,7 +2,8 @@
 // WebKitWebDriver), with a fixture cache as HF_HOME and a private Secret Service. Run by
 // scripts/e2e.sh, which sets up all of that; this file speaks the W3C WebDriver protocol with
 // Node's fetch (no client library).
-//   env: APP (binary), DRIVER_URL, SCREENSHOTS (folder), SERVER_PORT, PUSH_FOLDER, EXPECTED_MODELS
+//   env: APP (binary), DRIVER_URL, SCREENSHOTS (folder), SERVER_PORT, PUSH_FOLDER, EXPECTED_MODELS,
+//        HUB_URL and HUB_TOKEN (the local test Hub the app's HF_ENDPOINT names)
 import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -66,6 +67,16 @@ try {
   await until("the details pane", async () => (await text("#details h2")).includes("Llama-3.2-1B-Instruct-4bit"));
   await screenshot("library");
 
+  step("Pull by name from the (local) Hub: per-file progress, then the model is listed");
+  await type("#pull-name", "e2e-org/pull-me");
+  await click("#pull-start");
+  await until("the pull to finish", async () =>
+    (await script('return document.querySelector("[data-kind=pull]")?.dataset.state')) === "done", 60000);
+  await until("the pulled model's row", async () => (await findAll('tr[data-model="e2e-org/pull-me"]')).length === 1, 20000);
+  const outcome = await text("[data-kind=pull] .transfer-outcome");
+  if (!outcome.includes("e2e-org/pull-me at ")) throw new Error(`the pull ended with "${outcome}"`);
+  await screenshot("library-pulled");
+
   step("Start Server makes the port answer /v1/models; Stop closes it");
   const base = `http://127.0.0.1:${process.env.SERVER_PORT}`;
   await click("#server-toggle");
@@ -87,6 +98,9 @@ try {
   const stored = execFileSync("secret-tool", ["lookup", "service", "mlx-knife", "username", "huggingface"]).toString();
   if (stored !== token) throw new Error("the keyring does not hold the token that was typed");
   if ((await script("return document.body.innerText")).includes(token.slice(3))) throw new Error("the token is visible");
+  if (token !== process.env.HUB_TOKEN) throw new Error("e2e.sh and this test disagree on the token");
+  await click("#token-test");
+  await until("whoami through the keyring's token", async () => (await text("#token-result")).includes("Logged in as e2e-user"));
 
   step("0.0.0.0 shows the warning banner");
   await type("#server-host", "0.0.0.0");
@@ -108,6 +122,20 @@ try {
   const healthy = await script('return document.querySelector("#check-summary").dataset.healthy');
   if (healthy !== "true") throw new Error(`the fixture folder checked as ${healthy}`);
   await screenshot("push-checked");
+
+  step("Push: progress, then the link; the repository exists on the Hub, private");
+  await type("#repo-id", "e2e-user/pushed");
+  await click("#push");
+  await until("the push to finish", async () =>
+    (await script('return document.querySelector("#push-progress [data-kind=push]")?.dataset.state')) === "done", 60000);
+  const link = await text("#push-progress .transfer-link");
+  if (!link.startsWith(`${process.env.HUB_URL}/e2e-user/pushed`)) throw new Error(`the push linked to "${link}"`);
+  const auth = { headers: { authorization: `Bearer ${token}` } };
+  const info = await (await fetch(`${process.env.HUB_URL}/api/models/e2e-user/pushed`, auth)).json();
+  if (info.private !== true) throw new Error(`the pushed repository: ${JSON.stringify(info).slice(0, 300)}`);
+  const anonymous = await fetch(`${process.env.HUB_URL}/api/models/e2e-user/pushed`);
+  if (anonymous.status !== 401 && anonymous.status !== 404) throw new Error(`a private repo answered ${anonymous.status} without a token`);
+  await screenshot("push-done");
 } catch (error) {
   failed = true;
   console.error(`FAILED: ${error.message}`);

@@ -189,7 +189,10 @@ function showPull(view: TransferView): void {
   pulls.set(view.id, view);
   renderPulls();
   // A finished pull adds a model (or completes one): show it.
-  if (before === "running" && view.state.state !== "running") void refresh();
+  if (before === "running" && view.state.state !== "running") {
+    say(message, ""); // the transfer's box says how it ended
+    void refresh();
+  }
 }
 
 async function startPull(): Promise<void> {

@@ -670,8 +670,11 @@ fn walk_files(folder: &Path) -> Result<Vec<(String, PathBuf)>> {
 }
 
 fn link_or_copy(source: &Path, target: &Path) -> io::Result<()> {
-    if fs::hard_link(source, target).is_err() {
-        fs::copy(source, target)?;
+    // A hard link to a symlink is the symlink itself, dangling when relative (a Hugging Face
+    // cache snapshot's files are `../../blobs/...` links): link the file it points to.
+    let source = fs::canonicalize(source)?;
+    if fs::hard_link(&source, target).is_err() {
+        fs::copy(&source, target)?;
     }
     Ok(())
 }
@@ -698,6 +701,27 @@ mod tests {
 
     fn repo() -> RepoId {
         RepoId::parse("org/model").unwrap()
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn seeds_from_a_cache_snapshot_of_relative_symlinks() {
+        let cache = tempfile::tempdir().unwrap();
+        let blobs = cache.path().join("blobs");
+        let snapshot = cache.path().join("snapshots").join("abc");
+        fs::create_dir_all(&blobs).unwrap();
+        fs::create_dir_all(&snapshot).unwrap();
+        fs::write(blobs.join("b1"), "{\"model_type\": \"llama\"}").unwrap();
+        std::os::unix::fs::symlink("../../blobs/b1", snapshot.join("config.json")).unwrap();
+
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        let commit = store.seed_folder(&snapshot, &repo(), None).unwrap();
+        let served = store.file_path(&repo(), &commit.id, "config.json");
+        assert_eq!(
+            fs::read_to_string(served).unwrap(),
+            "{\"model_type\": \"llama\"}"
+        );
     }
 
     #[test]
