@@ -25,8 +25,8 @@ trap cleanup EXIT
 "$TARGET/debug/mlxk-fixtures" standard "$work/hf" >/dev/null
 expected=$(find "$work/hf/hub" -maxdepth 1 -name 'models--*' | wc -l)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-mkdir -p "$XDG_CONFIG_HOME/io.github.mlx-knife.app"
-printf '{"host": "127.0.0.1", "port": %s}\n' "$port" >"$XDG_CONFIG_HOME/io.github.mlx-knife.app/settings.json"
+mkdir -p "$XDG_CONFIG_HOME/io.github.mlx-knife.menubar"
+printf '{"host": "127.0.0.1", "port": %s}\n' "$port" >"$XDG_CONFIG_HOME/io.github.mlx-knife.menubar/settings.json"
 push_folder="$(ls -d "$work/hf/hub/models--mlx-community--Llama-3.2-1B-Instruct-4bit/snapshots/"*)"
 
 export DISPLAY=:$((90 + RANDOM % 9))

@@ -32,6 +32,13 @@ if command -v apt-get >/dev/null 2>&1; then
   else
     log "apt: all packages present"
   fi
+  # NodeSource's nodejs carries npm; Debian's and Ubuntu's split it into its own package
+  # (which conflicts with NodeSource's): install it only when npm is missing.
+  if ! command -v npm >/dev/null 2>&1; then
+    log "apt: installing npm"
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends npm
+  fi
 fi
 
 # --- Rust components ----------------------------------------------------------------------
@@ -84,7 +91,9 @@ fi
 # --- The app's UI (ui/: TypeScript + Vite) ------------------------------------------------------
 # Tauri embeds ui/dist into the app at compile time, so it is built before cargo.
 UI="$ROOT/ui"
-command -v npm >/dev/null || { echo "npm not found: install Node.js (18 or newer) with npm" >&2; exit 1; }
+command -v npm >/dev/null || { echo "npm not found: install Node.js (20.19 or newer) with npm" >&2; exit 1; }
+node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)' \
+  || { echo "Node.js $(node --version) is too old for Vite 8: install 20.19 or newer (e.g. from NodeSource)" >&2; exit 1; }
 ui_stamp="$UI/node_modules/.package-lock.sha256"
 ui_want="$(sha256sum "$UI/package-lock.json" | cut -d' ' -f1)"
 if [ "$(cat "$ui_stamp" 2>/dev/null)" != "$ui_want" ]; then

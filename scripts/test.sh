@@ -21,6 +21,8 @@ if [[ "$(uname -s)" == Linux ]]; then
   "$ROOT/scripts/ui-test.sh"
   echo "== the menu-bar app end to end (Xvfb, WebDriver, a private Secret Service)"
   "$ROOT/scripts/e2e.sh"
+  echo "== the app's Debian package (bundled offline, checked)"
+  "$ROOT/scripts/bundle-deb.sh"
 fi
 echo "== pytest (interop with huggingface_hub)"
 MLXK_BIN_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/debug" "$ROOT/.venv/bin/python" -m pytest tests/interop -q
