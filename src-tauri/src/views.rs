@@ -4,6 +4,7 @@
 use mlxk_core::hub::push::{FolderCheck, LocalFile, PushPlan, Severity};
 use mlxk_core::hub::HubUser;
 use mlxk_core::remove::{RemovalOutcome, RemovalPlan, RemovalScope};
+use mlxk_core::usage::UsageLog;
 use mlxk_core::ModelInfo;
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +28,23 @@ pub struct ModelSummary {
     pub runtime_reason: Option<String>,
     /// Newest modification of the snapshot's files (RFC 3339, UTC).
     pub last_modified: String,
+    /// When `mlxk run` or the server last loaded it (RFC 3339, UTC); `None`: not since
+    /// mlxk records it.
+    pub last_used: Option<String>,
+}
+
+impl ModelSummary {
+    /// The summaries of `models`, with when each was last used from `usage`.
+    pub fn with_usage(models: &[ModelInfo], usage: &UsageLog) -> Vec<ModelSummary> {
+        let used = usage.read();
+        models
+            .iter()
+            .map(|m| ModelSummary {
+                last_used: used.get(&m.name).map(|t| t.to_rfc3339()),
+                ..ModelSummary::from(m)
+            })
+            .collect()
+    }
 }
 
 impl From<&ModelInfo> for ModelSummary {
@@ -52,6 +70,7 @@ impl From<&ModelInfo> for ModelSummary {
             runnable: m.runtime.compatible,
             runtime_reason: m.runtime.reason.clone(),
             last_modified: m.last_modified.to_rfc3339(),
+            last_used: None,
         }
     }
 }

@@ -193,6 +193,11 @@ export type ModelSummary = {
 	runtime_reason: string | null,
 	/**  Newest modification of the snapshot's files (RFC 3339, UTC). */
 	last_modified: string,
+	/**
+	 *  When `mlxk run` or the server last loaded it (RFC 3339, UTC); `None`: not since
+	 *  mlxk records it.
+	 */
+	last_used: string | null,
 };
 
 export type PushFileView = {

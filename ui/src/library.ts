@@ -36,7 +36,7 @@ function renderRows(): void {
         h("td", {}, m.quantization ?? "—"),
         h("td", { class: "num" }, formatBytes(m.size_bytes)),
         h("td", {}, badge(m)),
-        h("td", {}, formatDate(m.last_modified)),
+        h("td", { class: "used", title: `modified ${formatDate(m.last_modified)}` }, m.last_used ? formatDate(m.last_used) : "never"),
       );
       row.addEventListener("click", () => void select(m.name));
       return row;
@@ -96,6 +96,7 @@ function renderDetails(d: ModelDetails): void {
       field("Context length", d.context_length),
       field("Capabilities", d.capabilities.join(", ")),
       field("Size", formatBytes(s.size_bytes)),
+      field("Last used", s.last_used ? formatDate(s.last_used) : "never (by mlxk run or the server)"),
       field("Modified", formatDate(s.last_modified)),
       field("Commit", s.commit),
       field("Refs", d.refs.join(", ")),
@@ -236,7 +237,7 @@ document.querySelector("#app")!.append(
   h("main", { class: "split" },
     h("div", { class: "list" },
       h("table", {},
-        h("thead", {}, h("tr", {}, ...["Name", "Type", "Quantization", "Size", "Health", "Modified"].map((t) => h("th", {}, t)))),
+        h("thead", {}, h("tr", {}, ...["Name", "Type", "Quantization", "Size", "Health", "Last used"].map((t) => h("th", {}, t)))),
         rows)),
     details),
   dialog,

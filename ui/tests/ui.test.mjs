@@ -53,11 +53,12 @@ const summary = (name, extra = {}) => ({
   runnable: true,
   runtime_reason: null,
   last_modified: "2026-05-01T10:00:00Z",
+  last_used: null,
   ...extra,
 });
 
 const MODELS = [
-  summary("mlx-community/Qwen3-4B-4bit", { size_bytes: 2_262_000_000 }),
+  summary("mlx-community/Qwen3-4B-4bit", { size_bytes: 2_262_000_000, last_used: "2026-11-20T09:00:00Z" }),
   summary("mlx-community/Llama-3.2-1B-Instruct-8bit", { size_bytes: 1_310_500_000, quantization: "8-bit" }),
   summary("TheBloke/Mistral-7B-GGUF", {
     size_bytes: 812_340, framework: "GGUF", quantization: null, runnable: false,
@@ -107,6 +108,9 @@ describe("library", () => {
     assert.deepEqual(await texts(page, "#model-rows tr[data-model] td:nth-child(1)"), MODELS.map((m) => m.name));
     assert.deepEqual(await texts(page, "#model-rows tr[data-model] td:nth-child(4)"), ["2.3 GB", "1.3 GB", "812.3 KB", "999 B"]);
     assert.deepEqual(await texts(page, "#model-rows tr[data-model] td:nth-child(3)"), ["4-bit", "8-bit", "—", "4-bit"]);
+    const used = await texts(page, "#model-rows tr[data-model] td:nth-child(6)");
+    assert.deepEqual(used.slice(1), ["never", "never", "never"], "only the first model was ever used");
+    assert.equal(used[0], new Date("2026-11-20T09:00:00Z").toLocaleDateString("en-US"));
     const badges = await page.locator("#model-rows .badge").evaluateAll((nodes) =>
       nodes.map((n) => ({ text: n.textContent, health: n.dataset.health, cls: n.className, title: n.title })));
     assert.deepEqual(badges, [

@@ -657,6 +657,12 @@ fn run_answers_greedily_exactly_as_mlx_lm() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     let envelope = run.json();
     assert_schema_valid(&envelope);
+    // Recorded for the app's "last used", beside the cache (in HF_HOME), not inside it.
+    let used: Value = serde_json::from_slice(
+        &std::fs::read(cache.home.join(".mlxk-last-used.json")).expect("the usage log"),
+    )
+    .unwrap();
+    assert!(used[DEMO].is_string(), "{used}");
     let shown = cache.run(&["show", DEMO, "--json"]).json();
     let reference = mlx_lm_answer(shown["data"]["path"].as_str().unwrap(), question, 40);
     assert_eq!(envelope["data"]["response"], reference["text"]);

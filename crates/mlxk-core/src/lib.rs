@@ -23,6 +23,7 @@ pub mod resolve;
 pub mod secrets;
 pub mod snapshot;
 pub mod system;
+pub mod usage;
 pub mod weights;
 pub mod workspace;
 

@@ -265,6 +265,10 @@ impl WorkerLoop {
             mlxk_engine::load_for_generation(&job.dir, &self.load_policy).map_err(engine)?;
         let model = loaded.model;
         tracing::info!(model = %job.model, layout = ?loaded.plan.layout, "model loaded");
+        let usage = mlxk_core::usage::UsageLog::for_cache(&mlxk_core::HubCache::from_env());
+        if let Err(e) = usage.record(&job.model) {
+            tracing::warn!(model = %job.model, error = %e, "cannot record when the model was used");
+        }
         *self.loaded_name.lock().expect("not poisoned") = Some(job.model.clone());
         Ok(self.loaded.insert(Loaded {
             name: job.model.clone(),

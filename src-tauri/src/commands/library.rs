@@ -1,6 +1,7 @@
 //! The Library window: list, details, health, delete.
 
 use mlxk_core::health::CheckDepth;
+use mlxk_core::usage::UsageLog;
 use mlxk_core::{remove, Library};
 
 use super::blocking;
@@ -13,7 +14,8 @@ use crate::views::{DeleteOutcomeView, DeletePlanView, LibraryView, ModelDetails,
 pub async fn list_models() -> CommandResult<LibraryView> {
     blocking(|| {
         let library = Library::from_env();
-        let models: Vec<ModelSummary> = library.list()?.iter().map(ModelSummary::from).collect();
+        let usage = UsageLog::for_cache(library.cache());
+        let models = ModelSummary::with_usage(&library.list()?, &usage);
         Ok(LibraryView {
             cache_root: library.cache().root().display().to_string(),
             total_bytes: models.iter().map(|m| m.size_bytes).sum(),
@@ -45,7 +47,10 @@ pub async fn check_health(name: Option<String>, deep: bool) -> CommandResult<Vec
             Some(name) => vec![library.find(&name)?],
             None => library.list()?,
         };
-        Ok(models.iter().map(ModelSummary::from).collect())
+        Ok(ModelSummary::with_usage(
+            &models,
+            &UsageLog::for_cache(library.cache()),
+        ))
     })
     .await
 }

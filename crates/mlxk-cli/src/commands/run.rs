@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Args;
-use mlxk_core::Library;
+use mlxk_core::usage::UsageLog;
+use mlxk_core::{HubCache, Library};
 use mlxk_engine::{
     ChatMessage, EngineError, FinishReason, Generator, LanguageModel, LoadPlan, LoadPolicy,
     RuntimeInfo, SamplingParams, TextEvent, TextGeneration, Tokenizer,
@@ -122,6 +123,8 @@ fn load(name: &str, policy: &LoadPolicy) -> Result<Loaded, CliError> {
         |e: mlxk_engine::EngineError| CliError::new("execution_error", e.to_string());
     let (loaded, tokenizer) =
         mlxk_engine::load_for_generation(&dir, policy).map_err(engine_error)?;
+    // For the app's "last used"; a read-only cache must not stop a run.
+    let _ = UsageLog::for_cache(&HubCache::from_env()).record(&info.name);
     Ok(Loaded {
         name: info.name.clone(),
         context_length: info
