@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use mlxk_core::hub::TokenSources;
 use mlxk_core::secrets::{SecretError, SecretStore};
 
 use crate::error::CommandResult;
@@ -59,6 +60,12 @@ impl AppState {
             Some(store) => Ok(store.clone()),
             None => SecretStore::platform(),
         }
+    }
+
+    /// Where a Hugging Face token may come from: this app's keyring first, then `HF_TOKEN`
+    /// and the token file, as for `mlxk`.
+    pub fn token_sources(&self) -> TokenSources {
+        TokenSources::with_keyring(self.secret_store())
     }
 
     pub fn settings(&self) -> ServerSettings {

@@ -176,11 +176,21 @@ fn token_test_and_push_preview_against_the_test_hub() {
         "unauthorized"
     );
 
+    // The preview asks the Hub with the keyring's token: a wrong one is refused.
     let folder = block_on(model_details(LLAMA_4BIT.into()))
         .unwrap()
         .path
         .unwrap();
+    let refused = block_on(push_preview(
+        app.state(),
+        folder.clone(),
+        "alice-org/new-model".into(),
+        "".into(),
+    ));
+    assert_eq!(refused.unwrap_err().kind, "unauthorized");
+    block_on(secret_set(app.state(), SecretName::HubToken, token.into())).unwrap();
     let preview = block_on(push_preview(
+        app.state(),
         folder.clone(),
         "alice-org/new-model".into(),
         "".into(),
@@ -189,7 +199,12 @@ fn token_test_and_push_preview_against_the_test_hub() {
     assert!(!preview.repo_exists);
     assert_eq!(preview.branch, "main");
     assert!(preview.added.contains(&"config.json".to_string()));
-    let no_org = block_on(push_preview(folder, "just-a-name".into(), "main".into()));
+    let no_org = block_on(push_preview(
+        app.state(),
+        folder,
+        "just-a-name".into(),
+        "main".into(),
+    ));
     assert_eq!(no_org.unwrap_err().kind, "invalid_name");
     block_on(hub.stop());
 }

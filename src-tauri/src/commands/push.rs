@@ -4,11 +4,12 @@ use std::path::PathBuf;
 
 use mlxk_core::hub::push;
 use mlxk_core::RepoId;
-use tauri::{AppHandle, Runtime};
+use tauri::{AppHandle, Runtime, State};
 use tauri_plugin_dialog::DialogExt;
 
 use super::blocking;
 use crate::error::{CommandError, CommandResult};
+use crate::state::AppState;
 use crate::views::{FolderCheckView, PushPreview};
 
 /// Checks a folder offline as `mlxk push --check-only` does: its files, and anomalies with
@@ -41,6 +42,7 @@ pub async fn push_check(folder: String) -> CommandResult<FolderCheckView> {
 #[tauri::command]
 #[specta::specta]
 pub async fn push_preview(
+    state: State<'_, AppState>,
     folder: String,
     repo_id: String,
     branch: String,
@@ -49,7 +51,7 @@ pub async fn push_preview(
     let branch = branch_or_main(&branch);
     let path = PathBuf::from(&folder);
     let files = blocking(move || Ok(push::scan_folder(&path)?)).await?;
-    let client = super::transfers::hub_client().await?;
+    let client = super::transfers::hub_client(&state).await?;
     let plan = push::plan(&client, &repo, &branch, &files, false).await?;
     let repo_url = format!("{}/{}", client.endpoint(), repo.as_str());
     Ok(PushPreview::new(

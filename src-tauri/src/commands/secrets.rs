@@ -1,8 +1,7 @@
 //! The Hugging Face token and the server's API key, in the OS keyring. Values go in, never
 //! out: the UI only ever gets a masked form.
 
-use mlxk_core::hub::token::token_file_path;
-use mlxk_core::hub::{find_token, HubClient, HubError, TokenSources};
+use mlxk_core::hub::{find_token, HubClient, HubError};
 use mlxk_core::secrets::{Secret, SecretKind};
 use serde::{Deserialize, Serialize};
 use tauri::State;
@@ -97,15 +96,7 @@ pub async fn secret_remove(
 #[tauri::command]
 #[specta::specta]
 pub async fn token_test(state: State<'_, AppState>) -> CommandResult<AccountView> {
-    let sources = TokenSources {
-        keyring: state.secret_store(),
-        env_token: std::env::var("HF_TOKEN")
-            .ok()
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-            .map(Secret::new),
-        token_file: token_file_path(),
-    };
+    let sources = state.token_sources();
     let found = blocking(move || Ok(find_token(&sources).token))
         .await?
         .ok_or_else(|| {

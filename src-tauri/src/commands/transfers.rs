@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use mlxk_core::hub::pull::PullRequest;
 use mlxk_core::hub::push::{self, PushRequest};
-use mlxk_core::hub::{find_token, HubClient, TokenSources};
+use mlxk_core::hub::{find_token, HubClient};
 use mlxk_core::{HubCache, ModelSpec, RepoId};
 use tauri::State;
 
@@ -27,7 +27,7 @@ pub async fn pull_start(state: State<'_, AppState>, name: String) -> CommandResu
     if let Some(id) = state.transfers.running(TransferKind::Pull, &target) {
         return Ok(id);
     }
-    let client = hub_client().await?;
+    let client = hub_client(&state).await?;
     Ok(state
         .transfers
         .start_pull(client, HubCache::from_env(), request))
@@ -79,7 +79,7 @@ pub async fn push_start(
         "" => "Upload with MLX Knife".to_string(),
         m => m.to_string(),
     };
-    let client = hub_client().await?;
+    let client = hub_client(&state).await?;
     if !client.has_token() {
         return Err(CommandError::new(
             "unauthorized",
@@ -131,9 +131,10 @@ pub fn open_link(url: String) -> CommandResult<()> {
 }
 
 /// A Hub client with the user's token (keyring, HF_TOKEN, token file), off the main thread.
-pub(crate) async fn hub_client() -> CommandResult<HubClient> {
-    blocking(|| {
-        let token = find_token(&TokenSources::from_env()).token.map(|t| t.token);
+pub(crate) async fn hub_client(state: &AppState) -> CommandResult<HubClient> {
+    let sources = state.token_sources();
+    blocking(move || {
+        let token = find_token(&sources).token.map(|t| t.token);
         Ok(HubClient::from_env(token)?)
     })
     .await

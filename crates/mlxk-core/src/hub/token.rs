@@ -63,8 +63,13 @@ pub struct TokenSources {
 impl TokenSources {
     /// The OS keyring and this process's environment.
     pub fn from_env() -> TokenSources {
+        TokenSources::with_keyring(SecretStore::platform())
+    }
+
+    /// `keyring` (the app's store, a test's mock) and this process's environment.
+    pub fn with_keyring(keyring: Result<SecretStore, SecretError>) -> TokenSources {
         TokenSources {
-            keyring: SecretStore::platform(),
+            keyring,
             env_token: std::env::var("HF_TOKEN")
                 .ok()
                 .map(|v| v.trim().to_string())

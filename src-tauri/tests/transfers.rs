@@ -1,0 +1,203 @@
+//! Pull and push from the app against the local test Hub: progress views, the end state, Cancel.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use common::{fixture_env, mock_app, wait_until, Fixture};
+use mlxk_app::commands::library::{list_models, model_details};
+use mlxk_app::commands::secrets::{secret_set, SecretName};
+use mlxk_app::commands::transfers::{pull_start, push_start, transfer_cancel, transfers_list};
+use mlxk_app::state::AppState;
+use mlxk_app::transfers::{TransferState, TransferView};
+use mlxk_testhub::{HubConfig, Knobs, RepoSettings, TestHub};
+use tauri::async_runtime::block_on;
+use tauri::test::MockRuntime;
+use tauri::{App, Manager};
+
+const LLAMA_4BIT: &str = "mlx-community/Llama-3.2-1B-Instruct-4bit";
+const TOKEN: &str = "hf_transfertesttokentransfertesttoken";
+
+struct Setup {
+    fx: Fixture,
+    app: App<MockRuntime>,
+    hub: TestHub,
+    /// Every view the transfers reported, in order.
+    seen: Arc<Mutex<Vec<TransferView>>>,
+}
+
+/// A fixture cache, the app, and a Hub where alice (TOKEN) may write to alice-org, seeded
+/// with public copies of the fixture's Llama model.
+fn setup(seeds: &[&str]) -> Setup {
+    let fx = fixture_env();
+    let (app, _) = mock_app();
+    let hub = block_on(TestHub::start(
+        HubConfig::new(fx.dir.path().join("testhub"))
+            .token(TOKEN, "alice")
+            .org_member("alice-org", "alice"),
+    ))
+    .unwrap();
+    std::env::set_var("HF_ENDPOINT", hub.url());
+    let folder = block_on(model_details(LLAMA_4BIT.into()))
+        .unwrap()
+        .path
+        .unwrap();
+    for repo in seeds {
+        hub.seed(folder.as_ref(), repo, RepoSettings::default(), None)
+            .unwrap();
+    }
+    let seen: Arc<Mutex<Vec<TransferView>>> = Arc::default();
+    let log = Arc::clone(&seen);
+    app.state::<AppState>()
+        .transfers
+        .set_observer(move |view| log.lock().unwrap().push(view.clone()));
+    Setup { fx, app, hub, seen }
+}
+
+fn ended(app: &App<MockRuntime>, id: u32) -> TransferView {
+    let state = app.state::<AppState>();
+    assert!(
+        wait_until(|| state
+            .transfers
+            .get(id)
+            .is_some_and(|v| v.state != TransferState::Running)),
+        "transfer {id} still running: {:?}",
+        state.transfers.get(id)
+    );
+    state.transfers.get(id).unwrap()
+}
+
+#[test]
+fn a_pull_reports_each_file_and_adds_the_model_to_the_library() {
+    let s = setup(&["alice-org/copy"]);
+    let bad = block_on(pull_start(s.app.state(), "no-org".into())).unwrap_err();
+    assert_eq!(bad.kind, "invalid_name");
+
+    let id = block_on(pull_start(s.app.state(), "alice-org/copy".into())).unwrap();
+    let done = ended(&s.app, id);
+    let TransferState::Done { message, link } = &done.state else {
+        panic!("the pull ended as {:?}", done.state);
+    };
+    assert!(message.starts_with("alice-org/copy at "), "{message}");
+    assert!(link.is_none());
+    assert!(!done.files.is_empty());
+    assert!(done
+        .files
+        .iter()
+        .all(|f| f.state == "done" && f.done_bytes == f.size));
+    assert_eq!(done.done_bytes, done.total_bytes);
+
+    let seen = s.seen.lock().unwrap().clone();
+    assert_eq!(seen.first().unwrap().phase, "Listing files…");
+    assert!(
+        seen.iter()
+            .any(|v| v.files.iter().any(|f| f.state == "downloading")),
+        "no view showed a file downloading: {seen:?}"
+    );
+    let library = block_on(list_models()).unwrap();
+    assert!(library
+        .models
+        .iter()
+        .any(|m| m.name == "alice-org/copy" && m.healthy));
+    assert_eq!(
+        transfers_list(s.app.state()),
+        vec![done.clone()],
+        "one transfer in this session"
+    );
+    assert!(
+        !transfer_cancel(s.app.state(), id),
+        "an ended pull cannot be cancelled"
+    );
+    block_on(s.hub.stop());
+    drop(s.fx);
+}
+
+#[test]
+fn cancel_stops_a_pull_midway_and_keeps_it_resumable() {
+    let s = setup(&["alice-org/slow"]);
+    // ~37 KB of weights at 8 KB/s: several seconds, time enough to cancel.
+    s.hub.set_knobs(Knobs {
+        throttle_bytes_per_sec: Some(8_000),
+        ..Knobs::default()
+    });
+    let id = block_on(pull_start(s.app.state(), "alice-org/slow".into())).unwrap();
+    let again = block_on(pull_start(s.app.state(), "alice-org/slow".into())).unwrap();
+    assert_eq!(
+        again, id,
+        "a second pull of the same repo joins the running one"
+    );
+    let state = s.app.state::<AppState>();
+    assert!(wait_until(|| state
+        .transfers
+        .get(id)
+        .is_some_and(|v| v.done_bytes > 0)));
+    assert!(transfer_cancel(s.app.state(), id));
+    let cancelled = ended(&s.app, id);
+    assert_eq!(cancelled.state, TransferState::Cancelled);
+    assert!(cancelled.done_bytes < cancelled.total_bytes);
+
+    // Resumed at full speed, it completes.
+    s.hub.set_knobs(Knobs::default());
+    let resumed = block_on(pull_start(s.app.state(), "alice-org/slow".into())).unwrap();
+    assert_ne!(resumed, id);
+    assert!(matches!(
+        ended(&s.app, resumed).state,
+        TransferState::Done { .. }
+    ));
+    block_on(s.hub.stop());
+}
+
+#[test]
+fn a_push_needs_a_token_then_ends_with_the_link() {
+    let s = setup(&[]);
+    let folder = block_on(model_details(LLAMA_4BIT.into()))
+        .unwrap()
+        .path
+        .unwrap();
+    let push = |repo: &str| {
+        block_on(push_start(
+            s.app.state(),
+            folder.clone(),
+            repo.into(),
+            "".into(),
+            "first upload".into(),
+            false,
+        ))
+    };
+    assert_eq!(push("alice-org/pushed").unwrap_err().kind, "unauthorized");
+    block_on(secret_set(
+        s.app.state(),
+        SecretName::HubToken,
+        TOKEN.into(),
+    ))
+    .unwrap();
+    assert_eq!(push("no-org").unwrap_err().kind, "invalid_name");
+
+    let id = push("alice-org/pushed").unwrap();
+    let done = ended(&s.app, id);
+    let TransferState::Done { message, link } = &done.state else {
+        panic!("the push ended as {:?}", done.state);
+    };
+    assert!(message.contains("a new private repository"), "{message}");
+    let link = link.as_deref().unwrap();
+    assert!(
+        link.starts_with(&format!("{}/alice-org/pushed", s.hub.url())),
+        "{link}"
+    );
+    let phases: Vec<String> = s
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|v| v.phase.clone())
+        .collect();
+    assert!(phases.iter().any(|p| p == "Committing…"), "{phases:?}");
+
+    // The same folder again: nothing to send.
+    let again = ended(&s.app, push("alice-org/pushed").unwrap());
+    let TransferState::Done { message, .. } = again.state else {
+        panic!("{:?}", again.state);
+    };
+    assert!(message.starts_with("No changes"), "{message}");
+    block_on(s.hub.stop());
+}
