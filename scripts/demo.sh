@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The main job where no display exists: `mlxk serve` with the demo model that scripts/setup.sh
-# converted from GGUF into a private HF_HOME (never your own cache). Shows the model first, then
-# serves the OpenAI-compatible API on 127.0.0.1:8000 until Ctrl-C.
+# The main job, on the demo model that scripts/setup.sh converted from GGUF into a private
+# HF_HOME (never your own cache). With a display (DISPLAY or WAYLAND_DISPLAY, or on macOS): the
+# menu-bar app over that cache. Without one, or with MLXK_DEMO=serve: shows the model, then
+# `mlxk serve` on 127.0.0.1:8000 until Ctrl-C.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
@@ -11,6 +12,14 @@ MLXK="$TARGET/debug/mlxk"
 MODEL="mlxk-demo/SmolLM2-135M-Instruct-Q4_1-mlx"
 PORT="${PORT:-8000}"
 [ -x "$MLXK" ] && [ -d "$HF_HOME/hub" ] || { echo "run ./scripts/setup.sh first" >&2; exit 1; }
+
+APP="$TARGET/debug/mlxk-app"
+if [[ "${MLXK_DEMO:-}" != serve && -x "$APP" ]] \
+  && [[ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" || "$(uname -s)" == Darwin ]]; then
+  echo "Demo cache: HF_HOME=$HF_HOME"
+  echo "Starting the menu-bar app (the Library opens; Start Server in it or in the tray menu)."
+  exec "$APP"
+fi
 
 run() { printf '\n\033[1m$ mlxk %s\033[0m\n' "$*"; "$MLXK" "$@"; }
 echo "Demo cache: HF_HOME=$HF_HOME"
