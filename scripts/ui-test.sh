@@ -36,4 +36,4 @@ log "npm: building the UI"
 
 log "node --test ui/tests"
 cd "$ROOT"
-node --test ui/tests/*.test.mjs
+node --test --test-reporter=spec ui/tests/*.test.mjs

@@ -172,6 +172,24 @@ fn a_push_needs_a_token_then_ends_with_the_link() {
     ))
     .unwrap();
     assert_eq!(push("no-org").unwrap_err().kind, "invalid_name");
+    let not_a_model = s.fx.dir.path().join("not-a-model");
+    std::fs::create_dir_all(&not_a_model).unwrap();
+    std::fs::write(not_a_model.join("notes.txt"), "hello").unwrap();
+    let refused = block_on(push_start(
+        s.app.state(),
+        not_a_model.display().to_string(),
+        "alice-org/notes".into(),
+        "".into(),
+        "".into(),
+        false,
+    ))
+    .unwrap_err();
+    assert_eq!(refused.kind, "folder_unhealthy");
+    assert!(
+        refused.message.contains("mlxk push --force"),
+        "{}",
+        refused.message
+    );
 
     let id = push("alice-org/pushed").unwrap();
     let done = ended(&s.app, id);

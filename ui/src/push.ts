@@ -15,6 +15,7 @@ const preview = h("button", { id: "preview", type: "button", disabled: true }, "
 const push = h("button", { id: "push", type: "button", disabled: true }, "Push");
 const progress = h("section", { id: "push-progress" });
 let pushing: number | null = null;
+let healthy = false;
 const message = h("p", { id: "push-message", class: "message" });
 const previewResult = h("section", { id: "preview-result" });
 
@@ -40,10 +41,14 @@ async function useFolder(path: string): Promise<void> {
   previewResult.replaceChildren();
   say(message, `Checking ${path}…`);
   try {
-    renderCheck(unwrap(await commands.pushCheck(path)));
+    const check = unwrap(await commands.pushCheck(path));
+    renderCheck(check);
+    healthy = check.healthy;
     folder = path;
     preview.disabled = false;
-    push.disabled = pushing !== null;
+    // As `mlxk push` without --force: a folder with errors is not pushed.
+    push.disabled = pushing !== null || !check.healthy;
+    push.title = check.healthy ? "" : "Fix the errors above first (or use `mlxk push --force`)";
     say(message, "");
   } catch (error) {
     checkResult.replaceChildren();
@@ -120,7 +125,7 @@ function showPush(view: TransferView): void {
   progress.replaceChildren(renderTransfer(view));
   if (view.state.state !== "running") {
     pushing = null;
-    push.disabled = folder === null;
+    push.disabled = folder === null || !healthy;
     say(message, view.state.state === "done" ? "Pushed." : view.state.state === "cancelled" ? "Push cancelled: nothing was committed." : "The push failed.", view.state.state === "failed");
   }
 }

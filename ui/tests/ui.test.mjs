@@ -594,7 +594,8 @@ describe("push", () => {
     ]);
     assert.equal(await page.textContent("#push-message"), "");
     assert.equal(await page.isDisabled("#preview"), false);
-    assert.equal(await page.isDisabled("#push"), false, "a checked folder can be pushed");
+    assert.equal(await page.isDisabled("#push"), true, "a folder with errors is not pushed (as mlxk push without --force)");
+    assert.match(await page.getAttribute("#push", "title"), /mlxk push --force/);
     noPageErrors(ui);
   });
 

@@ -88,7 +88,12 @@ pub async fn push_start(
     }
     let path = PathBuf::from(&folder);
     let scan = path.clone();
-    let files = blocking(move || Ok(push::scan_folder(&scan)?)).await?;
+    let files = blocking(move || {
+        let files = push::scan_folder(&scan)?;
+        refuse_unhealthy(&scan, &push::check(&scan, &files))?;
+        Ok(files)
+    })
+    .await?;
     let plan = push::plan(&client, &repo, &branch, &files, false).await?;
     let request = PushRequest {
         repo,
@@ -100,6 +105,27 @@ pub async fn push_start(
     Ok(state
         .transfers
         .start_push(client, path, request, files, plan))
+}
+
+/// As `mlxk push` without `--force`: a folder whose check found errors is not pushed.
+fn refuse_unhealthy(folder: &std::path::Path, check: &push::FolderCheck) -> CommandResult<()> {
+    if check.healthy {
+        return Ok(());
+    }
+    let errors: Vec<&str> = check
+        .anomalies
+        .iter()
+        .filter(|a| a.severity == push::Severity::Error)
+        .map(|a| a.message.as_str())
+        .collect();
+    Err(CommandError::new(
+        "folder_unhealthy",
+        format!(
+            "{} is not a healthy model folder ({}): fix it first, or push it with `mlxk push --force`",
+            folder.display(),
+            errors.join("; ")
+        ),
+    ))
 }
 
 /// Asks a running pull or push to stop; false when it had already ended.
