@@ -57,6 +57,24 @@ async function until(what, check, timeout = 15000) {
   throw new Error(`timed out waiting for ${what} (last: ${last})`);
 }
 const step = (name) => console.log(`== ${name}`);
+/** The tray as the desktop shows it: trayer's strip at the top right of the 1280x800 screen
+ * (scripts/e2e.sh). Returns how many pixels are clearly green (the running icon). */
+function trayGreenPixels(saveAs) {
+  const desktop = join(shots, ".desktop.png");
+  execFileSync("import", ["-silent", "-window", "root", desktop]);
+  const crop = [desktop, "-crop", "120x28+1160+0", "+repage"];
+  const txt = execFileSync("convert", [...crop, "txt:-"]).toString();
+  if (saveAs) {
+    execFileSync("convert", [...crop, "-scale", "400%", join(shots, `${saveAs}.png`)]);
+    console.log(`screenshot: ${join(shots, `${saveAs}.png`)}`);
+  }
+  let green = 0;
+  for (const m of txt.matchAll(/^\d+,\d+: \((\d+(?:\.\d+)?),(\d+(?:\.\d+)?),(\d+(?:\.\d+)?)/gm)) {
+    const [r, g, b] = m.slice(1, 4).map(Number).map((v) => (v > 255 ? v / 257 : v));
+    if (g > r + 50 && g > b + 30) green += 1;
+  }
+  return green;
+}
 let failed = false;
 
 try {
@@ -77,16 +95,26 @@ try {
   if (!outcome.includes("e2e-org/pull-me at ")) throw new Error(`the pull ended with "${outcome}"`);
   await screenshot("library-pulled");
 
-  step("Start Server makes the port answer /v1/models; Stop closes it");
+  step("Start Server makes the port answer /v1/models and turns the tray icon green; the tray menu's Stop closes it");
   const base = `http://127.0.0.1:${process.env.SERVER_PORT}`;
+  if (trayGreenPixels("tray-stopped") > 0) throw new Error("the tray shows green while the server is stopped");
   await click("#server-toggle");
   await until("running", async () => (await script('return document.querySelector("#server-status").dataset.state')) === "running");
+  await until("the tray icon to turn green", async () => trayGreenPixels() > 20);
   const models = await (await fetch(`${base}/v1/models`)).json();
   if (models.object !== "list") throw new Error(`/v1/models answered ${JSON.stringify(models)}`);
   await screenshot("library-server-running");
-  await click("#server-toggle");
+  trayGreenPixels("tray-running");
+  // The tray's menu as the desktop shows it (a click on the icon in trayer's strip).
+  execFileSync("xdotool", ["mousemove", "1267", "14", "click", "1"]);
+  await new Promise((r) => setTimeout(r, 800));
+  execFileSync("import", ["-silent", "-window", "root", join(shots, "tray-menu.png")]);
+  console.log(`screenshot: ${join(shots, "tray-menu.png")}`);
+  // Its "Stop Server" item (the third line of the menu that opens under the icon).
+  execFileSync("xdotool", ["mousemove", "1042", "93", "click", "1"]);
   await until("stopped", async () => (await script('return document.querySelector("#server-status").dataset.state')) === "stopped");
   await until("the port closed", async () => fetch(`${base}/health`).then(() => false, () => true));
+  await until("the tray icon to turn grey again", async () => trayGreenPixels() === 0);
 
   step("the token is stored in the Secret Service, shown masked");
   await script('location.href = "settings.html"');

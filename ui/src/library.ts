@@ -51,7 +51,7 @@ async function refresh(): Promise<void> {
   try {
     const library = unwrap(await commands.listModels());
     models = library.models;
-    total.textContent = `${models.length} models, ${formatBytes(library.total_bytes)} on disk in ${library.cache_root}`;
+    total.textContent = `${models.length} model${models.length === 1 ? "" : "s"}, ${formatBytes(library.total_bytes)} on disk in ${library.cache_root}`;
     if (selected && !models.some((m) => m.name === selected)) {
       selected = null;
       details.replaceChildren(h("p", { class: "muted" }, "Select a model to see its details."));
@@ -237,7 +237,7 @@ document.querySelector("#app")!.append(
   h("main", { class: "split" },
     h("div", { class: "list" },
       h("table", {},
-        h("thead", {}, h("tr", {}, ...["Name", "Type", "Quantization", "Size", "Health", "Last used"].map((t) => h("th", {}, t)))),
+        h("thead", {}, h("tr", {}, ...["Name", "Type", "Quant.", "Size", "Health", "Last used"].map((t) => h("th", {}, t)))),
         rows)),
     details),
   dialog,
