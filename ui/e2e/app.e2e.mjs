@@ -5,7 +5,7 @@
 //   env: APP (binary), DRIVER_URL, SCREENSHOTS (folder), SERVER_PORT, PUSH_FOLDER, EXPECTED_MODELS,
 //        HUB_URL and HUB_TOKEN (the local test Hub the app's HF_ENDPOINT names)
 import { execFileSync } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 const driver = process.env.DRIVER_URL ?? "http://127.0.0.1:4444";
@@ -129,6 +129,19 @@ try {
   if (token !== process.env.HUB_TOKEN) throw new Error("e2e.sh and this test disagree on the token");
   await click("#token-test");
   await until("whoami through the keyring's token", async () => (await text("#token-result")).includes("Logged in as e2e-user"));
+
+  step("Launch at login writes an XDG autostart entry for this app, and removes it");
+  // auto-launch writes to ~/.config/autostart (HOME is a throwaway folder here: with-keyring.sh).
+  const autostart = join(process.env.HOME, ".config", "autostart");
+  const entries = () => (existsSync(autostart) ? readdirSync(autostart) : []);
+  if (entries().length) throw new Error(`autostart entries before: ${entries()}`);
+  await until("the checkbox's state", async () => (await script('return document.querySelector("#launch-at-login").checked')) === false);
+  await click("#launch-at-login");
+  await until("the autostart entry", async () => entries().length === 1);
+  const entry = readFileSync(join(autostart, entries()[0])).toString();
+  if (!entry.includes(`Exec=${process.env.APP}`) && !entry.includes(process.env.APP)) throw new Error(`the entry runs something else:\n${entry}`);
+  await click("#launch-at-login");
+  await until("the entry removed", async () => entries().length === 0);
 
   step("0.0.0.0 shows the warning banner");
   await type("#server-host", "0.0.0.0");
