@@ -3,13 +3,17 @@
 # the binary, libmlx with the libraries it needs (as the MLX wheel lays them out), the
 # dependencies apt must bring, and that the packaged binary finds libmlx inside the package.
 #   scripts/bundle-deb.sh [--release]   (debug by default: it reuses the test build)
-# Needs scripts/setup.sh to have run (the UI in ui/dist, the MLX wheel in .venv).
+# Needs scripts/setup.sh to have run (the MLX wheel in .venv, Node.js).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 profile=debug; flags=(--debug)
 [[ "${1:-}" == --release ]] && { profile=release; flags=(); }
 TAURI_CLI_VERSION=2.12.5 # the tauri crate's version: the CLI refuses other major.minor pairs
+
+# Tauri embeds ui/dist: build it from the current sources.
+[[ -d "$ROOT/ui/node_modules" ]] || (cd "$ROOT/ui" && npm ci --no-audit --no-fund --loglevel=error)
+(cd "$ROOT/ui" && npm run --silent build >/dev/null)
 
 mlx_lib="$("$ROOT/.venv/bin/python" -c 'import mlx, os; print(os.path.join(list(mlx.__path__)[0], "lib"))')"
 mlx_libs="$(cd "$mlx_lib/../../mlx_cpu.libs" && pwd)"
