@@ -249,7 +249,7 @@ impl Transfers {
         let id = self.begin(
             TransferKind::Push,
             request.repo.as_str().to_string(),
-            "Preparing…",
+            "Uploading…",
             Box::new(move || {
                 if let Some(tx) = abort_tx.lock().expect("abort lock").take() {
                     let _ = tx.send(());

@@ -219,3 +219,62 @@ fn a_push_needs_a_token_then_ends_with_the_link() {
     assert!(message.starts_with("No changes"), "{message}");
     block_on(s.hub.stop());
 }
+
+#[test]
+fn cancel_stops_a_push_before_its_commit() {
+    let s = setup(&[]);
+    block_on(secret_set(
+        s.app.state(),
+        SecretName::HubToken,
+        TOKEN.into(),
+    ))
+    .unwrap();
+    let folder = block_on(model_details(LLAMA_4BIT.into()))
+        .unwrap()
+        .path
+        .unwrap();
+    // A slow Hub: it holds the upload requests for 3 s, time to cancel midway.
+    s.hub.set_knobs(Knobs {
+        upload_hold_ms: Some(3_000),
+        ..Knobs::default()
+    });
+    let id = block_on(push_start(
+        s.app.state(),
+        folder,
+        "alice-org/cancelled".into(),
+        "".into(),
+        "".into(),
+        false,
+    ))
+    .unwrap();
+    // Midway: the repository exists, the upload is being held.
+    assert!(wait_until(|| s
+        .hub
+        .requests()
+        .iter()
+        .any(|r| r.path == "/api/repos/create")));
+    let uploading = s.app.state::<AppState>().transfers.get(id).unwrap();
+    assert_eq!(
+        uploading.state,
+        TransferState::Running,
+        "{:#?}",
+        s.hub
+            .requests()
+            .iter()
+            .map(|r| format!("{} {} {} {:?}", r.method, r.path, r.status, r.detail))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(uploading.phase, "Uploading…");
+    assert!(transfer_cancel(s.app.state(), id));
+    assert_eq!(ended(&s.app, id).state, TransferState::Cancelled);
+
+    // Nothing was committed: the repository (created before the upload) has no weights on main.
+    let repo = mlxk_testhub::RepoId::parse("alice-org/cancelled").unwrap();
+    let store = s.hub.store();
+    if store.exists(&repo) {
+        let head = store.resolve(&repo, "main").unwrap();
+        let files = store.commit(&repo, &head).unwrap().files;
+        assert!(!files.contains_key("model.safetensors"), "{files:?}");
+    }
+    block_on(s.hub.stop());
+}

@@ -107,7 +107,8 @@ impl fmt::Debug for Users {
     }
 }
 
-/// Test switches for file downloads (`GET .../resolve/...`), changeable while running.
+/// Test switches for file downloads (`GET .../resolve/...`) and LFS uploads, changeable while
+/// running.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct Knobs {
@@ -117,4 +118,7 @@ pub struct Knobs {
     pub fail_after_bytes: Option<u64>,
     /// How many download responses `fail_after_bytes` still cuts; `None` means all of them.
     pub fail_budget: Option<u32>,
+    /// Hold each preupload and LFS upload request this long before answering it (a slow Hub:
+    /// time for a test to cancel a push midway).
+    pub upload_hold_ms: Option<u64>,
 }

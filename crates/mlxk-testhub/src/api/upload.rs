@@ -54,6 +54,7 @@ pub async fn preupload(
     headers: HeaderMap,
     Json(request): Json<PreuploadRequest>,
 ) -> Result<Response, HubError> {
+    hold_upload(&state).await;
     let identity = state.identify(&headers)?;
     let id = repo_id(&identity, &org, &name)?;
     state.check_write(&identity, &id)?;
@@ -202,6 +203,7 @@ pub async fn lfs_put(
         .get(&ticket)
         .cloned()
         .ok_or_else(|| HubError::forbidden("unknown or used upload ticket"))?;
+    hold_upload(&state).await;
     let scratch = state.store.scratch_path(&grant.repo)?;
     let received = receive(body, &scratch).await;
     let outcome = match received {
@@ -234,6 +236,18 @@ pub async fn lfs_put(
         detail: Some(format!("lfs {}", grant.oid)),
     });
     Ok(response)
+}
+
+/// The `upload_hold_ms` knob: a slow Hub, so that a test can cancel a push midway.
+async fn hold_upload(state: &Shared) {
+    let hold = state
+        .knobs
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .upload_hold_ms;
+    if let Some(ms) = hold {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
 }
 
 async fn receive(body: Body, target: &std::path::Path) -> std::io::Result<(u64, String)> {

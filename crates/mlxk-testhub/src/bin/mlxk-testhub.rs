@@ -119,6 +119,7 @@ async fn main() -> Result<()> {
         throttle_bytes_per_sec: args.throttle,
         fail_after_bytes: args.fail_after,
         fail_budget: args.fail_budget,
+        upload_hold_ms: None,
     };
     let hub = TestHub::start(config).await?;
     {
