@@ -179,10 +179,7 @@ impl Transfers {
         cache: HubCache,
         request: PullRequest,
     ) -> TransferId {
-        let target = match &request.revision {
-            Some(revision) => format!("{}@{revision}", request.repo.as_str()),
-            None => request.repo.as_str().to_string(),
-        };
+        let target = pull_target(&request);
         let cancel = Cancel::default();
         let stop = cancel.clone();
         let id = self.begin(
@@ -387,6 +384,14 @@ impl Transfers {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<TransferId, Entry>> {
         self.entries.lock().expect("transfers lock")
+    }
+}
+
+/// How a pull is named in its view: `org/name`, or `org/name@revision`.
+pub fn pull_target(request: &PullRequest) -> String {
+    match &request.revision {
+        Some(revision) => format!("{}@{revision}", request.repo.as_str()),
+        None => request.repo.as_str().to_string(),
     }
 }
 

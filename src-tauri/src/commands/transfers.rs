@@ -12,7 +12,7 @@ use tauri::State;
 use super::blocking;
 use crate::error::{CommandError, CommandResult};
 use crate::state::AppState;
-use crate::transfers::{TransferId, TransferKind, TransferView};
+use crate::transfers::{pull_target, TransferId, TransferKind, TransferView};
 
 /// Starts pulling `name` (`ORG/NAME[@REVISION]`) into the cache; progress arrives as
 /// `TransferChanged` events. A second pull of the same repository joins the running one.
@@ -20,11 +20,10 @@ use crate::transfers::{TransferId, TransferKind, TransferView};
 #[specta::specta]
 pub async fn pull_start(state: State<'_, AppState>, name: String) -> CommandResult<TransferId> {
     let request = pull_request(&name)?;
-    let target = match &request.revision {
-        Some(revision) => format!("{}@{revision}", request.repo.as_str()),
-        None => request.repo.as_str().to_string(),
-    };
-    if let Some(id) = state.transfers.running(TransferKind::Pull, &target) {
+    if let Some(id) = state
+        .transfers
+        .running(TransferKind::Pull, &pull_target(&request))
+    {
         return Ok(id);
     }
     let client = hub_client(&state).await?;
