@@ -51,13 +51,7 @@ impl ServerSettings {
 
     /// Whether other machines could reach the server (the host is not loopback).
     pub fn is_exposed(&self) -> bool {
-        self.host_ip().is_ok_and(|host| {
-            ServerConfig {
-                host,
-                ..ServerConfig::default()
-            }
-            .is_exposed()
-        })
+        self.host_ip().is_ok_and(|ip| !ip.is_loopback())
     }
 
     /// Checks the values a person typed; the settings are stored only when this passes.

@@ -218,7 +218,7 @@ impl Transfers {
                             outcome.repo,
                             &outcome.commit[..12.min(outcome.commit.len())],
                             outcome.files,
-                            human_bytes(outcome.downloaded_bytes),
+                            humansize::format_size(outcome.downloaded_bytes, humansize::DECIMAL),
                         ),
                         link: None,
                     },
@@ -401,19 +401,4 @@ fn milestones(view: &TransferView) -> (String, Vec<String>) {
         view.phase.clone(),
         view.files.iter().map(|f| f.state.clone()).collect(),
     )
-}
-
-fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit < UNITS.len() - 1 {
-        value /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
 }
