@@ -3,10 +3,10 @@
 
 use std::path::PathBuf;
 
-use mlxk_core::hub::pull::PullRequest;
+use mlxk_core::hub::pull::{PullNameError, PullRequest};
 use mlxk_core::hub::push::{self, PushRequest};
 use mlxk_core::hub::{find_token, HubClient};
-use mlxk_core::{HubCache, ModelSpec, RepoId};
+use mlxk_core::HubCache;
 use tauri::State;
 
 use super::blocking;
@@ -34,29 +34,9 @@ pub async fn pull_start(state: State<'_, AppState>, name: String) -> CommandResu
 
 /// What `mlxk pull` accepts: a Hub repository id with its organisation.
 pub fn pull_request(name: &str) -> CommandResult<PullRequest> {
-    let spec = ModelSpec::parse(name.trim())?;
-    let repo = RepoId::parse(&spec.pattern).map_err(|_| {
-        CommandError::new(
-            "invalid_name",
-            format!(
-                "'{}' is not a Hub repository id: a pull needs ORG/NAME",
-                spec.pattern
-            ),
-        )
-    })?;
-    if repo.org().is_none() {
-        return Err(CommandError::new(
-            "invalid_name",
-            format!(
-                "'{}' has no organisation: a pull needs ORG/NAME (e.g. mlx-community/{0})",
-                spec.pattern
-            ),
-        ));
-    }
-    Ok(PullRequest {
-        repo,
-        revision: spec.revision,
-        all_files: false,
+    PullRequest::from_name(name.trim(), false).map_err(|e| match e {
+        PullNameError::Invalid(e) => e.into(),
+        other => CommandError::new("invalid_name", other.to_string()),
     })
 }
 

@@ -3,8 +3,8 @@ use std::sync::Mutex;
 
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use mlxk_core::hub::pull::{pull, Cancel, PullEvent, PullOutcome, PullRequest};
-use mlxk_core::{HubCache, ModelSpec, RepoId};
+use mlxk_core::hub::pull::{pull, Cancel, PullEvent, PullNameError, PullOutcome, PullRequest};
+use mlxk_core::HubCache;
 use serde_json::json;
 
 use super::hub_client;
@@ -21,24 +21,10 @@ pub struct PullArgs {
 }
 
 pub fn run(args: &PullArgs, output: &Output) -> Result<Outcome, CliError> {
-    let spec = ModelSpec::parse(&args.model)?;
-    let repo = RepoId::parse(&spec.pattern).map_err(|_| {
-        CliError::usage(format!(
-            "'{}' is not a Hub repository id: pull needs ORG/NAME",
-            spec.pattern
-        ))
+    let request = PullRequest::from_name(&args.model, args.all_files).map_err(|e| match e {
+        PullNameError::Invalid(e) => CliError::from(e),
+        other => CliError::usage(other.to_string()),
     })?;
-    if repo.org().is_none() {
-        return Err(CliError::usage(format!(
-            "'{}' has no organisation: pull needs ORG/NAME (e.g. mlx-community/{0})",
-            spec.pattern
-        )));
-    }
-    let request = PullRequest {
-        repo,
-        revision: spec.revision.clone(),
-        all_files: args.all_files,
-    };
     // Progress bars on a terminal only; nothing on stderr in --json mode.
     let bars = Bars::new(!output.json && std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let outcome = pull_into_cache(&request, &|event| bars.show(event))?;

@@ -24,8 +24,9 @@ use sha2::{Digest, Sha256};
 
 use super::{check, HubClient, HubError, RemoteFile, Result};
 use crate::cache::HubCache;
+use crate::error::CoreError;
 use crate::install::symlink;
-use crate::repo_id::RepoId;
+use crate::repo_id::{ModelSpec, RepoId};
 
 /// Files downloaded at once.
 pub const PARALLEL_DOWNLOADS: usize = 4;
@@ -45,6 +46,38 @@ pub struct PullRequest {
     pub revision: Option<String>,
     /// Also fetch weights in formats MLX does not use.
     pub all_files: bool,
+}
+
+/// Why a typed name cannot be pulled.
+#[derive(Debug, thiserror::Error)]
+pub enum PullNameError {
+    /// Not a valid model name at all (path tricks, bad characters, a bad revision).
+    #[error(transparent)]
+    Invalid(#[from] CoreError),
+    #[error("'{0}' is not a Hub repository id: pull needs ORG/NAME")]
+    NotARepoId(String),
+    #[error("'{0}' has no organisation: pull needs ORG/NAME (e.g. mlx-community/{0})")]
+    NoOrganisation(String),
+}
+
+impl PullRequest {
+    /// What `mlxk pull` and the app accept: `ORG/NAME[@REVISION]`.
+    pub fn from_name(
+        name: &str,
+        all_files: bool,
+    ) -> std::result::Result<PullRequest, PullNameError> {
+        let spec = ModelSpec::parse(name)?;
+        let repo = RepoId::parse(&spec.pattern)
+            .map_err(|_| PullNameError::NotARepoId(spec.pattern.clone()))?;
+        if repo.org().is_none() {
+            return Err(PullNameError::NoOrganisation(spec.pattern));
+        }
+        Ok(PullRequest {
+            repo,
+            revision: spec.revision,
+            all_files,
+        })
+    }
 }
 
 /// Progress of a pull, for progress bars and JSON lines. `path` names a file of the repository.
@@ -600,6 +633,27 @@ fn hash_prefix(path: &Path, len: u64, hasher: &mut FileHasher) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_pull_name_is_org_slash_name_with_an_optional_revision() {
+        let request = PullRequest::from_name("org/model@v1", false).unwrap();
+        assert_eq!(
+            (request.repo.as_str(), request.revision.as_deref()),
+            ("org/model", Some("v1"))
+        );
+        assert!(matches!(
+            PullRequest::from_name("model", false),
+            Err(PullNameError::NoOrganisation(name)) if name == "model"
+        ));
+        assert!(matches!(
+            PullRequest::from_name("org/a--b", false),
+            Err(PullNameError::NotARepoId(_))
+        ));
+        assert!(matches!(
+            PullRequest::from_name("../etc", false),
+            Err(PullNameError::Invalid(_))
+        ));
+    }
+
     #[test]
     fn progress_folds_events_per_file_and_in_total() {
         let mut progress = PullProgress::default();
