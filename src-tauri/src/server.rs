@@ -119,7 +119,11 @@ impl ServerControl {
     pub async fn stop(&self) -> ServerStatus {
         let handle = self.lock().handle.take();
         if let Some(handle) = handle {
-            handle.stop().await;
+            if handle.stop().await == mlxk_server::Stopped::WorkerAbandoned {
+                eprintln!(
+                    "mlxk-app: the inference worker did not stop in time (a model's chat template or a computation is stuck); the port is free, the worker ends when the app quits"
+                );
+            }
         }
         self.lock().status = Some(ServerStatus::Stopped);
         self.notify();

@@ -185,7 +185,9 @@ impl From<&RemovalPlan> for DeletePlanView {
             model: p.model.clone(),
             snapshot: match &p.scope {
                 RemovalScope::WholeModel => None,
-                RemovalScope::Snapshot { commit } => Some(commit.clone()),
+                RemovalScope::Snapshot { commit } | RemovalScope::DanglingRef { commit, .. } => {
+                    Some(commit.clone())
+                }
             },
             targets: p.targets.iter().map(|t| t.display().to_string()).collect(),
             freed_bytes: p.freed_bytes,

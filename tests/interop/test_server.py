@@ -327,3 +327,121 @@ def test_a_model_too_large_for_memory_is_a_507(cache, tmp_path):
         assert server.stop() == 0
         import shutil
         shutil.rmtree(repo)
+
+
+def hostile_copy(source: FixtureCache, tmp_path: Path, repo: str, files: dict) -> FixtureCache:
+    """The demo model copied into a cache of its own as `repo`, with `files` (name -> text)
+    written into its snapshot: a model file someone tampered with."""
+    import shutil
+
+    home = tmp_path / "hostile_home"
+    (home / "hub").mkdir(parents=True)
+    (home / ".mlxk-test-sentinel").write_text("test cache\n")
+    target = home / "hub" / ("models--" + repo.replace("/", "--"))
+    shutil.copytree(source.hub / ("models--" + NAME.replace("/", "--")), target, symlinks=True)
+    snapshot = next((target / "snapshots").iterdir())
+    for name, text in files.items():
+        path = snapshot / name
+        if path.is_symlink() or path.exists():
+            path.unlink()
+        path.write_text(text)
+    return FixtureCache(home)
+
+
+# Few template steps (well within the renderer's fuel), each reversing a 50 MB string: hours.
+SLOW_TEMPLATE = ("{% set s = 'x' * 50000000 %}"
+                 "{% for a in range(100000) %}{% if s|reverse == s %}{% endif %}{% endfor %}")
+
+
+def test_a_stuck_chat_template_does_not_keep_the_server_from_stopping(cache, tmp_path):
+    hostile = hostile_copy(cache, tmp_path, "probe/slow-template",
+                           {"chat_template.jinja": SLOW_TEMPLATE})
+    server = Server(hostile, "--keep-alive", "0", "--shutdown-timeout", "2")
+
+    def ask() -> None:
+        try:
+            httpx.post(server.base + "/v1/chat/completions", timeout=60,
+                       json={"model": "probe/slow-template", "messages": QUESTION})
+        except httpx.HTTPError:
+            pass  # the server goes away under it
+
+    threading.Thread(target=ask, daemon=True).start()
+    # The model is loaded before its template renders: once /v1/models says so, the worker is
+    # (about to be) stuck in the loop.
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        listed = httpx.get(server.base + "/v1/models", timeout=5).json()["data"]
+        if listed and listed[0]["loaded"]:
+            break
+        time.sleep(0.1)
+    else:
+        server.proc.kill()
+        pytest.fail("the model never loaded")
+    time.sleep(0.5)
+    started = time.time()
+    server.proc.send_signal(signal.SIGTERM)
+    try:
+        code = server.proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.proc.kill()
+        pytest.fail("SIGTERM did not stop a server whose worker is stuck")
+    stderr = server.proc.stderr.read()
+    assert code == 1, stderr  # an orderly exit that says what happened, not a crash
+    assert "did not finish within 2 s" in stderr, stderr
+    assert time.time() - started < 15
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", server.port))
+
+
+def test_errors_for_clients_name_no_directories(cache, tmp_path):
+    # A tokenizer.json that looks like JSON passes the quick health check and fails in the
+    # engine, whose message names the file by its full path in the cache.
+    hostile = hostile_copy(cache, tmp_path, "probe/bad-tokenizer",
+                           {"tokenizer.json": '{"not": "a tokenizer"}'})
+    server = Server(hostile, "--keep-alive", "0")
+    try:
+        response = httpx.post(server.base + "/v1/chat/completions", timeout=60,
+                              json={"model": "probe/bad-tokenizer", "messages": QUESTION})
+        assert response.status_code == 500, response.text
+        message = error(response)["message"]
+        assert "probe/bad-tokenizer" in message and "tokenizer.json" in message, message
+        assert str(hostile.home) not in message and str(tmp_path) not in message, message
+        assert "/snapshots/" not in message and ".cargo" not in message, message
+    finally:
+        assert server.stop() == 0
+
+
+def test_web_pages_cannot_use_the_server(server):
+    chat = server.base + "/v1/chat/completions"
+    body = {"model": NAME, "messages": QUESTION, "max_tokens": 1}
+    # DNS rebinding: a page whose own domain resolves to 127.0.0.1 still sends its name.
+    for path in ("/v1/models", "/health"):
+        rebound = httpx.get(server.base + path, headers={"Host": "evil.example:%d" % server.port})
+        assert rebound.status_code == 403, rebound.text
+        assert error(rebound)["code"] == "host_not_allowed"
+        assert "--allowed-host evil.example" in error(rebound)["message"]
+    for host in ("localhost:%d" % server.port, "127.0.0.1:%d" % server.port):
+        assert httpx.get(server.base + "/v1/models", headers={"Host": host}).status_code == 200
+    # A "simple" cross-site POST (text, form or no type) is refused before any work.
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", None):
+        headers = {"content-type": content_type} if content_type else {}
+        refused = httpx.post(chat, content=json.dumps(body).encode(), headers=headers)
+        assert refused.status_code == 415, refused.text
+        assert error(refused)["code"] == "unsupported_media_type"
+    # A browser's Origin on a state-changing request must be one CORS allows.
+    foreign = httpx.post(chat, json=body, headers={"Origin": "https://evil.example"})
+    assert foreign.status_code == 403 and error(foreign)["code"] == "origin_not_allowed"
+    local = httpx.post(chat, json=body, headers={"Origin": "http://localhost:3000"})
+    assert local.status_code == 200, local.text
+
+
+def test_the_api_never_loads_a_path(server, cache):
+    snapshot = next((cache.hub / ("models--" + NAME.replace("/", "--")) / "snapshots").iterdir())
+    for name in (str(snapshot), "/usr", "./x", "../x", "."):
+        response = httpx.post(server.base + "/v1/chat/completions",
+                              json={"model": name, "messages": QUESTION, "max_tokens": 1})
+        assert response.status_code == 404, (name, response.text)
+        message = error(response)["message"]
+        assert "never folders on disk" in message, message
+        assert "bin" not in message and "lib" not in message, message

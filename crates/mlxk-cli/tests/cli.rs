@@ -233,6 +233,90 @@ fn health_checks_everything_or_one_model() {
         .contains("truncated"));
 }
 
+/// A GGUF file written byte by byte (v3): one `general.architecture` entry and one float32
+/// tensor of the given dimensions, its data aligned to 32 bytes.
+fn gguf_with_tensor(dims: &[u64]) -> Vec<u8> {
+    fn string(out: &mut Vec<u8>, text: &str) {
+        out.extend((text.len() as u64).to_le_bytes());
+        out.extend(text.as_bytes());
+    }
+    let mut out = b"GGUF".to_vec();
+    out.extend(3u32.to_le_bytes());
+    out.extend(1u64.to_le_bytes()); // tensors
+    out.extend(1u64.to_le_bytes()); // metadata entries
+    string(&mut out, "general.architecture");
+    out.extend(8u32.to_le_bytes()); // string
+    string(&mut out, "llama");
+    string(&mut out, "token_embd.weight");
+    out.extend((dims.len() as u32).to_le_bytes());
+    for d in dims {
+        out.extend(d.to_le_bytes());
+    }
+    out.extend(0u32.to_le_bytes()); // F32
+    out.extend(0u64.to_le_bytes()); // offset
+    out.resize(out.len().div_ceil(32) * 32, 0);
+    out.extend(vec![0u8; 4 * dims.iter().product::<u64>() as usize]);
+    out
+}
+
+/// Writes a model folder straight into the cache (plain files, one snapshot, `refs/main`).
+fn add_model(cache: &TestCache, repo_id: &str, files: &[(&str, Vec<u8>)]) {
+    let repo = cache.repo_dir(repo_id);
+    let commit = mlxk_fixtures::commit_id(repo_id);
+    let snapshot = repo.join("snapshots").join(&commit);
+    fs::create_dir_all(&snapshot).unwrap();
+    fs::create_dir_all(repo.join("refs")).unwrap();
+    fs::write(repo.join("refs/main"), &commit).unwrap();
+    for (name, bytes) in files {
+        fs::write(snapshot.join(name), bytes).unwrap();
+    }
+}
+
+#[test]
+fn health_calls_files_without_usable_tensors_unhealthy() {
+    let cache = TestCache::standard();
+    add_model(
+        &cache,
+        "probe/good-gguf",
+        &[("m.gguf", gguf_with_tensor(&[4, 2]))],
+    );
+    add_model(
+        &cache,
+        "probe/zero-dim-gguf",
+        &[("m.gguf", gguf_with_tensor(&[0, 4]))],
+    );
+    let empty_header = br#"{"__metadata__":{"format":"pt"}}"#;
+    let mut no_tensors = (empty_header.len() as u64).to_le_bytes().to_vec();
+    no_tensors.extend(empty_header);
+    add_model(
+        &cache,
+        "probe/no-tensors",
+        &[
+            ("config.json", br#"{"model_type": "llama"}"#.to_vec()),
+            ("model.safetensors", no_tensors),
+        ],
+    );
+
+    let good = cache.run(&["health", "probe/good-gguf", "--json"]);
+    assert_eq!(good.code, 0, "{}", good.stdout);
+    for (name, expected) in [
+        ("probe/zero-dim-gguf", "zero-size dimension"),
+        ("probe/no-tensors", "no tensors"),
+    ] {
+        for depth in [None, Some("--deep")] {
+            let mut args = vec!["health", name, "--json"];
+            args.extend(depth);
+            let run = cache.run(&args);
+            assert_eq!(run.code, 3, "{name} {depth:?}: {}", run.stdout);
+            let reason = run.json()["data"]["unhealthy"][0]["reason"].clone();
+            assert!(
+                reason.as_str().unwrap().contains(expected),
+                "{name}: {reason}"
+            );
+        }
+    }
+}
+
 #[test]
 fn version_prints_text_and_envelope() {
     let cache = TestCache::standard();
@@ -339,6 +423,124 @@ fn rm_at_revision_deletes_only_that_snapshot() {
     assert_eq!(health.code, 0, "{}", health.stdout);
     // The old snapshot's own weights blob is gone; shared blobs stayed.
     assert_eq!(fs::read_dir(repo.join("blobs")).unwrap().count(), 4);
+}
+
+const QWEN: &str = "mlx-community/Qwen2.5-0.5B-Instruct-4bit";
+
+/// `tree` before and after, less the paths that were meant to go.
+fn assert_only_removed(
+    cache: &TestCache,
+    before: Vec<std::path::PathBuf>,
+    gone: &[&std::path::Path],
+) {
+    let expected: Vec<_> = before
+        .into_iter()
+        .filter(|p| !gone.iter().any(|g| p.starts_with(g)))
+        .collect();
+    assert_eq!(tree(&cache.home), expected);
+}
+
+#[test]
+fn rm_at_a_dangling_ref_removes_that_ref_alone() {
+    // huggingface_hub writes a ref before the files arrive: an interrupted download of a tag
+    // leaves a ref naming a commit without a snapshot. Both good snapshots must stay.
+    let cache = TestCache::standard();
+    let repo = cache.repo_dir(QWEN);
+    let missing = mlxk_fixtures::commit_id("never-downloaded");
+    fs::write(repo.join("refs/v1"), &missing).unwrap();
+    let before = tree(&cache.home);
+
+    let run = cache.run(&["rm", "qwen2.5@v1", "-f", "--json"]);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    let envelope = run.json();
+    assert_schema_valid(&envelope);
+    assert_eq!(envelope["data"]["action"], "ref_deleted");
+    assert_eq!(envelope["data"]["freed_bytes"], 0);
+    assert!(
+        envelope["data"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("missing"),
+        "{envelope}"
+    );
+    assert_only_removed(&cache, before, &[&repo.join("refs/v1")]);
+    assert_eq!(cache.run(&["health", "qwen2.5", "--json"]).code, 0);
+}
+
+#[test]
+fn rm_at_a_ref_naming_another_ref_removes_that_ref_alone() {
+    let cache = TestCache::standard();
+    let repo = cache.repo_dir(QWEN);
+    fs::write(repo.join("refs/alias"), "main").unwrap();
+    let before = tree(&cache.home);
+    let run = cache.run(&["rm", "qwen2.5@alias", "-f", "--json"]);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(run.json()["data"]["action"], "ref_deleted");
+    assert_only_removed(&cache, before, &[&repo.join("refs/alias")]);
+}
+
+#[test]
+fn rm_at_an_unknown_or_ambiguous_revision_deletes_nothing() {
+    let cache = TestCache::standard();
+    let repo = cache.repo_dir(QWEN);
+    let old = mlxk_fixtures::commit_id("qwen2.5-old");
+    // A third snapshot whose commit shares the first six characters with `old`.
+    let twin = format!("{}{}", &old[..6], "0".repeat(34));
+    fs::create_dir_all(repo.join("snapshots").join(&twin)).unwrap();
+    fs::write(repo.join("snapshots").join(&twin).join("config.json"), "{}").unwrap();
+    let before = tree(&cache.home);
+
+    let unknown = cache.run(&["rm", "qwen2.5@no-such-tag", "-f", "--json"]);
+    assert_eq!(unknown.code, 1, "{}", unknown.stdout);
+    assert_eq!(unknown.json()["error"]["type"], "hash_not_found");
+    let ambiguous = cache.run(&["rm", &format!("qwen2.5@{}", &old[..6]), "-f", "--json"]);
+    assert_eq!(ambiguous.code, 1, "{}", ambiguous.stdout);
+    assert_eq!(ambiguous.json()["error"]["type"], "ambiguous_match");
+    assert_eq!(tree(&cache.home), before, "nothing may be deleted");
+
+    // The unique prefix selects that snapshot alone.
+    let run = cache.run(&["rm", &format!("qwen2.5@{}", &twin[..8]), "-f", "--json"]);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(run.json()["data"]["action"], "snapshot_deleted");
+    assert_only_removed(&cache, before, &[&repo.join("snapshots").join(&twin)]);
+}
+
+#[test]
+fn rm_at_the_only_snapshot_keeps_refs_to_other_commits() {
+    // One snapshot plus a dangling ref: naming the snapshot removes it, not the whole model.
+    let cache = TestCache::standard();
+    let repo = cache.repo_dir("mlx-community/Qwen3-0.6B-sharded");
+    let commit = mlxk_fixtures::commit_id("mlx-community/Qwen3-0.6B-sharded");
+    fs::write(repo.join("refs/v2"), mlxk_fixtures::commit_id("elsewhere")).unwrap();
+    let run = cache.run(&[
+        "rm",
+        &format!("Qwen3-0.6B-sharded@{}", &commit[..10]),
+        "-f",
+        "--json",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(run.json()["data"]["action"], "snapshot_deleted");
+    assert!(repo.join("refs/v2").exists());
+    assert!(!repo.join("snapshots").join(&commit).exists());
+}
+
+#[test]
+fn rm_refuses_before_the_first_deletion() {
+    // The model's blobs folder links out of the cache: the snapshot's blobs lie outside, so the
+    // plan is refused, and the snapshot folder (the first target) must still be there.
+    let cache = TestCache::standard();
+    let repo = cache.repo_dir(QWEN);
+    let outside = cache.home.parent().unwrap().join("outside-blobs");
+    fs::rename(repo.join("blobs"), &outside).unwrap();
+    std::os::unix::fs::symlink(&outside, repo.join("blobs")).unwrap();
+    let before = tree(&cache.home);
+    let outside_before = tree(&outside);
+
+    let run = cache.run(&["rm", "qwen2.5@v1.0", "-f", "--json"]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert_eq!(run.json()["error"]["type"], "unsafe_deletion");
+    assert_eq!(tree(&cache.home), before, "nothing may be deleted");
+    assert_eq!(tree(&outside), outside_before);
 }
 
 #[test]

@@ -218,11 +218,10 @@ pub fn check_snapshot(
                     format!("{}: {why}", file.name),
                 );
             }
-        } else if file.name.ends_with(".gguf") && !weights::is_gguf(&file.path).unwrap_or(false) {
-            add(
-                ProblemCode::GgufInvalid,
-                format!("{} does not start with the GGUF magic", file.name),
-            );
+        } else if file.name.ends_with(".gguf") {
+            if let Err(why) = weights::check_gguf(&file.path) {
+                add(ProblemCode::GgufInvalid, format!("{}: {why}", file.name));
+            }
         }
     }
 

@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::cache::{HubCache, REQUIRE_TEST_SENTINEL_ENV, TEST_SENTINEL_FILE};
 use crate::error::{CoreError, Result};
 use crate::library::ResolvedModel;
-use crate::snapshot::{self, Selection};
+use crate::snapshot::{self, Selection, SnapshotEntry};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -23,6 +23,9 @@ pub enum RemovalScope {
     WholeModel,
     /// One snapshot, the refs naming it, and the blobs no other snapshot uses.
     Snapshot { commit: String },
+    /// A ref naming a commit whose snapshot is not there (an interrupted download of a tag):
+    /// the ref file alone; no model file is touched.
+    DanglingRef { reference: String, commit: String },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -49,8 +52,10 @@ pub struct RemovalOutcome {
     pub lock_files_cleaned: usize,
 }
 
-/// Works out what removing `resolved` deletes. A revision the user named (`name@rev`) removes
-/// only that snapshot, unless it is the model's only one; otherwise the whole model goes.
+/// Works out what removing `resolved` deletes. A revision the user named (`name@rev`) never
+/// widens the scope: it removes that snapshot (the whole model only when that snapshot and its
+/// refs are all the model holds), or a ref to a missing snapshot alone. Without a revision the
+/// whole model goes.
 pub fn plan_removal(cache: &HubCache, resolved: &ResolvedModel) -> Result<RemovalPlan> {
     let repo_id = &resolved.repo.repo_id;
     let repo_dir = resolved.repo.dir.clone();
@@ -62,45 +67,25 @@ pub fn plan_removal(cache: &HubCache, resolved: &ResolvedModel) -> Result<Remova
         .cloned()
         .collect();
 
-    let snapshot_only = match &resolved.selection {
-        Selection::Found(entry)
-            if resolved.explicit_revision && resolved.snapshots.snapshots.len() > 1 =>
-        {
-            Some(entry)
+    let (scope, targets, freed_bytes) = match (&resolved.selection, resolved.explicit_revision) {
+        (Selection::Found(entry), true) if !holds_only(resolved, &entry.commit) => {
+            snapshot_targets(&repo_dir, resolved, entry)
         }
-        _ => None,
-    };
-    let (scope, targets, freed_bytes) = match snapshot_only {
-        Some(entry) => {
-            let blobs_dir = repo_dir.join("blobs");
-            let others: BTreeSet<PathBuf> = resolved
-                .snapshots
-                .snapshots
-                .iter()
-                .filter(|s| s.commit != entry.commit)
-                .flat_map(|s| blob_paths(&s.path, &blobs_dir))
-                .collect();
-            let own_blobs: Vec<PathBuf> = blob_paths(&entry.path, &blobs_dir)
-                .into_iter()
-                .filter(|b| !others.contains(b))
-                .collect();
-            let freed = own_blobs
-                .iter()
-                .filter_map(|b| fs::metadata(b).ok())
-                .map(|m| m.len())
-                .sum();
-            let mut targets = vec![entry.path.clone()];
-            targets.extend(entry.refs.iter().map(|r| repo_dir.join("refs").join(r)));
-            targets.extend(own_blobs);
-            (
-                RemovalScope::Snapshot {
-                    commit: entry.commit.clone(),
-                },
-                targets,
-                freed,
-            )
+        (Selection::RefWithoutSnapshot { reference, commit }, true) => (
+            RemovalScope::DanglingRef {
+                reference: reference.clone(),
+                commit: commit.clone(),
+            },
+            vec![repo_dir.join("refs").join(reference)],
+            0,
+        ),
+        (Selection::Empty, true) => {
+            // A named revision always selects a snapshot or a ref; never fall back to everything.
+            return Err(CoreError::UnsafeDeletion(format!(
+                "{repo_id} has no snapshot for the named revision"
+            )));
         }
-        None => {
+        (Selection::Found(_), true) | (_, false) => {
             let mut targets = vec![repo_dir.clone()];
             if locks_dir.exists() {
                 targets.push(locks_dir);
@@ -117,6 +102,47 @@ pub fn plan_removal(cache: &HubCache, resolved: &ResolvedModel) -> Result<Remova
         held_locks,
         repo_dir,
     })
+}
+
+/// Whether `commit` is all the model holds: its only snapshot, and every ref names it.
+fn holds_only(resolved: &ResolvedModel, commit: &str) -> bool {
+    let snapshots = &resolved.snapshots;
+    snapshots.snapshots.len() == 1 && snapshots.refs.values().all(|c| c == commit)
+}
+
+/// One snapshot folder, the refs naming it and the blobs no other snapshot links to.
+fn snapshot_targets(
+    repo_dir: &Path,
+    resolved: &ResolvedModel,
+    entry: &SnapshotEntry,
+) -> (RemovalScope, Vec<PathBuf>, u64) {
+    let blobs_dir = repo_dir.join("blobs");
+    let others: BTreeSet<PathBuf> = resolved
+        .snapshots
+        .snapshots
+        .iter()
+        .filter(|s| s.commit != entry.commit)
+        .flat_map(|s| blob_paths(&s.path, &blobs_dir))
+        .collect();
+    let own_blobs: Vec<PathBuf> = blob_paths(&entry.path, &blobs_dir)
+        .into_iter()
+        .filter(|b| !others.contains(b))
+        .collect();
+    let freed = own_blobs
+        .iter()
+        .filter_map(|b| fs::metadata(b).ok())
+        .map(|m| m.len())
+        .sum();
+    let mut targets = vec![entry.path.clone()];
+    targets.extend(entry.refs.iter().map(|r| repo_dir.join("refs").join(r)));
+    targets.extend(own_blobs);
+    (
+        RemovalScope::Snapshot {
+            commit: entry.commit.clone(),
+        },
+        targets,
+        freed,
+    )
 }
 
 /// Carries out a plan. Refuses while a download holds a lock, unless `force`.
@@ -140,7 +166,8 @@ pub fn execute(cache: &HubCache, plan: &RemovalPlan, force: bool) -> Result<Remo
             root.display()
         )));
     }
-    let mut removed = Vec::new();
+    // Every target is checked before the first deletion: a refusal never comes midway.
+    let mut checked = Vec::new();
     for target in &plan.targets {
         let Ok(meta) = fs::symlink_metadata(target) else {
             continue; // already gone
@@ -155,7 +182,11 @@ pub fn execute(cache: &HubCache, plan: &RemovalPlan, force: bool) -> Result<Remo
                 target.display()
             )));
         }
-        let result = if meta.is_dir() {
+        checked.push((target, meta.is_dir()));
+    }
+    let mut removed = Vec::new();
+    for (target, is_dir) in checked {
+        let result = if is_dir {
             fs::remove_dir_all(target)
         } else {
             fs::remove_file(target)
@@ -165,7 +196,7 @@ pub fn execute(cache: &HubCache, plan: &RemovalPlan, force: bool) -> Result<Remo
     }
     let lock_files_cleaned = match plan.scope {
         RemovalScope::WholeModel => plan.lock_files.len(),
-        RemovalScope::Snapshot { .. } => 0,
+        RemovalScope::Snapshot { .. } | RemovalScope::DanglingRef { .. } => 0,
     };
     Ok(RemovalOutcome {
         model: plan.model.clone(),

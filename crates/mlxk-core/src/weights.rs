@@ -63,8 +63,24 @@ pub fn check_safetensors(path: &Path, file_len: u64) -> Result<SafetensorsSummar
             "{what}: the header describes {expected} bytes but the file is {file_len} bytes"
         ));
     }
+    let tensors = metadata.tensors();
+    if tensors.is_empty() {
+        return Err("the header describes no tensors".into());
+    }
+    let mut empty: Vec<&String> = tensors
+        .iter()
+        .filter(|(_, info)| info.shape.contains(&0))
+        .map(|(name, _)| name)
+        .collect();
+    if !empty.is_empty() {
+        empty.sort();
+        return Err(format!(
+            "tensor {} has a zero-size dimension (no model uses an empty weight)",
+            empty[0]
+        ));
+    }
     Ok(SafetensorsSummary {
-        tensor_count: metadata.tensors().len(),
+        tensor_count: tensors.len(),
         tensor_names: metadata.offset_keys(),
     })
 }
@@ -74,6 +90,31 @@ pub fn is_gguf(path: &Path) -> io::Result<bool> {
     let mut magic = [0u8; 4];
     File::open(path)?.read_exact(&mut magic)?;
     Ok(&magic == b"GGUF")
+}
+
+/// Reads a GGUF file's header, metadata and tensor descriptors (never the tensor data) and
+/// checks that it describes a usable model: at least one tensor, no dimension of size zero,
+/// every tensor's data inside the file. Returns the tensor count.
+pub fn check_gguf(path: &Path) -> Result<usize, String> {
+    if !is_gguf(path).map_err(|e| format!("cannot read: {e}"))? {
+        return Err("does not start with the GGUF magic".into());
+    }
+    let mut reader = gguf_rs_lib::reader::file_reader::open_gguf_file(path)
+        .map_err(|e| format!("the GGUF header does not parse: {e}"))?;
+    reader
+        .validate_integrity()
+        .map_err(|e| format!("the GGUF tensor table is inconsistent: {e}"))?;
+    let tensors = reader.tensor_infos();
+    if tensors.is_empty() {
+        return Err("the GGUF file describes no tensors".into());
+    }
+    if let Some(empty) = tensors.iter().find(|t| t.shape().dims().contains(&0)) {
+        return Err(format!(
+            "tensor {} has a zero-size dimension (no model uses an empty weight)",
+            empty.name()
+        ));
+    }
+    Ok(tensors.len())
 }
 
 /// A cheap check that a file holds one JSON object: its first and last non-blank bytes are
@@ -194,6 +235,30 @@ mod tests {
         bytes.extend([0u8; 16]);
         std::fs::write(&path, &bytes).unwrap();
         assert!(check_safetensors(&path, bytes.len() as u64).is_err());
+    }
+
+    fn write_header_only(path: &Path, header: &str, data_len: usize) -> u64 {
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend(header.as_bytes());
+        bytes.extend(vec![0u8; data_len]);
+        std::fs::write(path, &bytes).unwrap();
+        bytes.len() as u64
+    }
+
+    #[test]
+    fn rejects_files_that_hold_no_usable_tensor() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        let len = write_header_only(&path, r#"{"__metadata__":{"format":"pt"}}"#, 0);
+        let err = check_safetensors(&path, len).unwrap_err();
+        assert!(err.contains("no tensors"), "{err}");
+        let len = write_header_only(&path, "{}", 0);
+        assert!(check_safetensors(&path, len).is_err());
+
+        let header = r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[0,4],"data_offsets":[8,8]}}"#;
+        let len = write_header_only(&path, header, 8);
+        let err = check_safetensors(&path, len).unwrap_err();
+        assert!(err.contains("tensor b has a zero-size dimension"), "{err}");
     }
 
     #[test]

@@ -130,27 +130,77 @@ impl Tokenizer {
             .chat_template
             .as_deref()
             .ok_or_else(|| EngineError::Template("the model has no chat template".into()))?;
-        let mut env = Environment::new();
-        minijinja_contrib::add_to_environment(&mut env);
-        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function(
-            "raise_exception",
-            |message: String| -> Result<String, TemplateError> {
-                Err(TemplateError::new(ErrorKind::InvalidOperation, message))
+        render_chat_template(
+            template,
+            context! {
+                messages => messages,
+                add_generation_prompt => add_generation_prompt,
+                bos_token => self.bos_token.clone().unwrap_or_default(),
+                eos_token => self.eos_token.clone().unwrap_or_default(),
             },
-        );
-        env.add_template("chat", template)
-            .map_err(|e| EngineError::Template(e.to_string()))?;
-        env.get_template("chat")
-            .and_then(|t| {
-                t.render(context! {
-                    messages => messages,
-                    add_generation_prompt => add_generation_prompt,
-                    bos_token => self.bos_token.clone().unwrap_or_default(),
-                    eos_token => self.eos_token.clone().unwrap_or_default(),
-                })
-            })
-            .map_err(|e| EngineError::Template(e.to_string()))
+        )
+    }
+}
+
+/// Template instructions one rendering may run. A long conversation with tools takes well
+/// under a million; a template that loops for ever stops here instead of holding the worker.
+const TEMPLATE_FUEL: u64 = 50_000_000;
+/// The most text one rendering may produce: far beyond any model's context window.
+const MAX_RENDERED_BYTES: usize = 16 << 20;
+
+/// Renders a chat template from a model file, which may be hostile: it runs on limited fuel
+/// and its output is capped, so a template that loops or balloons is an error, not a hang or
+/// an allocation that aborts the process.
+pub fn render_chat_template(template: &str, context: minijinja::Value) -> Result<String> {
+    let mut env = Environment::new();
+    minijinja_contrib::add_to_environment(&mut env);
+    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.set_fuel(Some(TEMPLATE_FUEL));
+    env.add_function(
+        "raise_exception",
+        |message: String| -> Result<String, TemplateError> {
+            Err(TemplateError::new(ErrorKind::InvalidOperation, message))
+        },
+    );
+    env.add_template("chat", template)
+        .map_err(|e| EngineError::Template(e.to_string()))?;
+    let mut output = CappedOutput::default();
+    let rendered = env
+        .get_template("chat")
+        .and_then(|t| t.render_captured_to(context, &mut output).map(|_| ()));
+    match rendered {
+        Ok(_) => String::from_utf8(output.bytes)
+            .map_err(|_| EngineError::Template("the rendered prompt is not UTF-8".into())),
+        Err(_) if output.overflowed => Err(EngineError::Template(format!(
+            "the chat template produced more than {} MiB of text; refusing it",
+            MAX_RENDERED_BYTES >> 20
+        ))),
+        Err(e) if e.kind() == ErrorKind::OutOfFuel => Err(EngineError::Template(format!(
+            "the chat template did not finish within {TEMPLATE_FUEL} steps (it loops); refusing it"
+        ))),
+        Err(e) => Err(EngineError::Template(e.to_string())),
+    }
+}
+
+/// Collects rendered text up to [`MAX_RENDERED_BYTES`]; a write past it fails the rendering.
+#[derive(Default)]
+struct CappedOutput {
+    bytes: Vec<u8>,
+    overflowed: bool,
+}
+
+impl std::io::Write for CappedOutput {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + buf.len() > MAX_RENDERED_BYTES {
+            self.overflowed = true;
+            return Err(std::io::Error::other("rendered prompt too large"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -187,6 +237,54 @@ impl StreamDecoder {
             Ok(Some(piece))
         } else {
             Ok(None)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(template: &str) -> Result<String> {
+        render_chat_template(
+            template,
+            context! { messages => vec![ChatMessage::new("user", "hi")] },
+        )
+    }
+
+    #[test]
+    fn renders_an_ordinary_template() {
+        let text = render("{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}");
+        assert_eq!(text.unwrap(), "<user>hi");
+    }
+
+    #[test]
+    fn hostile_templates_are_errors_not_hangs_or_aborts() {
+        let cases = [
+            (
+                "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}",
+                "did not finish",
+            ),
+            (
+                "{% for x in [1] * 1000000000000 %}{% endfor %}",
+                "did not finish",
+            ),
+            (
+                "{% for a in range(100000) %}{{ 'x' * 1000000 }}{% endfor %}",
+                "more than 16 MiB",
+            ),
+            (
+                "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}",
+                "recursion",
+            ),
+            ("{{ 'x' * 1000000000000 }}", "too large"),
+            ("{{ raise_exception('no tools here') }}", "no tools here"),
+        ];
+        for (template, expected) in cases {
+            let started = std::time::Instant::now();
+            let error = render(template).unwrap_err().to_string();
+            assert!(error.contains(expected), "{template}: {error}");
+            assert!(started.elapsed().as_secs() < 60, "{template} took too long");
         }
     }
 }

@@ -170,6 +170,28 @@ pub fn safetensors_file(tensors: &[(&str, Vec<usize>)]) -> Vec<u8> {
     safetensors::serialize(views, None).expect("serialising fixture tensors")
 }
 
+/// A well-formed GGUF file holding one small float32 tensor, padded with zeros to `len` bytes
+/// (GGUF readers ignore bytes after the last tensor's data).
+pub fn tiny_gguf(len: usize) -> Vec<u8> {
+    use gguf_rs_lib::builder::gguf_builder::GGUFBuilder;
+    use gguf_rs_lib::format::metadata::MetadataValue;
+    let (mut bytes, _) = GGUFBuilder::new()
+        .add_metadata(
+            "general.architecture",
+            MetadataValue::String("llama".into()),
+        )
+        .add_f32_tensor("token_embd.weight", vec![4, 2], vec![0.5; 8])
+        .and_then(|b| b.build_to_bytes())
+        .expect("writing a fixture GGUF file");
+    assert!(
+        bytes.len() <= len,
+        "the fixture GGUF needs {} bytes",
+        bytes.len()
+    );
+    bytes.resize(len, 0);
+    bytes
+}
+
 pub fn json_bytes(value: &Value) -> Vec<u8> {
     serde_json::to_vec_pretty(value).expect("fixture JSON serialises")
 }
@@ -321,7 +343,7 @@ pub fn write_standard(cache: &FixtureCache) -> Result<Vec<String>> {
         single(
             "TheBloke/TinyLlama-1.1B-Chat-GGUF",
             vec![
-                ("tinyllama-1.1b-chat.Q4_K_M.gguf".into(), Content::Bytes([b"GGUF".as_slice(), &[3, 0, 0, 0], &[0u8; 2040]].concat())),
+                ("tinyllama-1.1b-chat.Q4_K_M.gguf".into(), Content::Bytes(tiny_gguf(2048))),
                 ("README.md".into(), Content::Bytes(b"---\nlicense: apache-2.0\n---\n# TinyLlama GGUF\n".to_vec())),
             ],
         ),

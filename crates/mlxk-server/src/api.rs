@@ -27,6 +27,8 @@ use crate::worker::{Event, Job, Prompt, Worker};
 pub struct AppState {
     pub config: ServerConfig,
     pub worker: Worker,
+    /// How the worker's shutdown ended, once the server stopped.
+    pub worker_stop: std::sync::Mutex<Option<crate::worker::WorkerStop>>,
 }
 
 pub type Shared = Arc<AppState>;
@@ -119,6 +121,12 @@ pub async fn get_model(
 
 /// The model a request names, resolved as the CLI resolves names; it must be runnable.
 fn resolve(name: &str) -> Result<ModelInfo, ApiError> {
+    // The CLI's user owns the disk; an API client does not get to name folders on it.
+    if mlxk_core::workspace::looks_like_path(name) {
+        return Err(ApiError::model_not_found(
+            "'model' names a path: the API serves models from the cache by name, never folders on disk",
+        ));
+    }
     let model = Library::from_env()
         .find(name)
         .map_err(|e| ApiError::model_not_found(format!("model '{name}': {e}")))?;

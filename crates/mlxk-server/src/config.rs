@@ -15,6 +15,8 @@ pub struct ServerConfig {
     pub keep_alive: Duration,
     /// Origins allowed by CORS besides loopback ones.
     pub cors_origins: Vec<String>,
+    /// Host names the server answers to besides IP addresses and `localhost` (DNS rebinding).
+    pub allowed_hosts: Vec<String>,
     pub max_body_bytes: usize,
     /// Requests waiting for the worker beyond the active ones; more get 503.
     pub queue_capacity: usize,
@@ -24,6 +26,9 @@ pub struct ServerConfig {
     pub max_tokens: usize,
     /// How models are laid out in memory on this device (dense float32 on the CPU).
     pub load_policy: LoadPolicy,
+    /// How long a stop waits for the inference worker (a model's chat template or a computation
+    /// can be stuck); past it the server stops without the worker.
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -34,11 +39,13 @@ impl Default for ServerConfig {
             api_key: None,
             keep_alive: Duration::from_secs(300),
             cors_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
             max_body_bytes: 4 * 1024 * 1024,
             queue_capacity: 32,
             max_active: 8,
             max_tokens: 2048,
             load_policy: LoadPolicy::default(),
+            shutdown_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -54,6 +54,25 @@ impl ApiError {
         )
     }
 
+    /// A request the server will not answer from where it came (host, origin).
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "invalid_request_error",
+            Some(code),
+            message,
+        )
+    }
+
+    pub fn unsupported_media_type() -> Self {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "invalid_request_error",
+            Some("unsupported_media_type"),
+            "the request body must be JSON, sent with 'Content-Type: application/json'",
+        )
+    }
+
     pub fn model_not_found(message: impl Into<String>) -> Self {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -102,6 +121,8 @@ impl ApiError {
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
+        let message = message.into();
+        tracing::error!(error = %message, "request failed");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "server_error",
@@ -119,8 +140,12 @@ impl ApiError {
         )
     }
 
+    /// The body a client sees. Messages come from the engine, MLX and the file system too, so
+    /// every absolute path in them is cut to its last component: a client learns which file
+    /// and what went wrong, never this machine's directories (the log keeps the whole message).
     pub fn body(&self) -> serde_json::Value {
-        json!({"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}})
+        let message = without_directories(&self.message);
+        json!({"error": {"message": message, "type": self.kind, "param": self.param, "code": self.code}})
     }
 }
 
@@ -135,5 +160,61 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
+    }
+}
+
+/// Cuts every absolute path in `text` to its last component (`/a/b/config.json: denied` becomes
+/// `config.json: denied`). A path starts with `/` at the start of the text or after a space,
+/// quote or bracket, holds at least two `/`, and runs to the next space, quote or bracket.
+pub fn without_directories(text: &str) -> String {
+    const OPENERS: &[char] = &[' ', '\t', '\n', '\'', '"', '`', '(', '[', '{', '<', '='];
+    const CLOSERS: &[char] = &[' ', '\t', '\n', '\'', '"', '`', ')', ']', '}', '>', ','];
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut at_boundary = true;
+    while let Some(c) = rest.chars().next() {
+        if c == '/' && at_boundary {
+            let end = rest.find(CLOSERS).unwrap_or(rest.len());
+            let path = &rest[..end];
+            if path.matches('/').count() >= 2 {
+                out.push_str(path.rsplit('/').next().unwrap_or(""));
+            } else {
+                out.push_str(path);
+            }
+            rest = &rest[end..];
+            at_boundary = false;
+            continue;
+        }
+        out.push(c);
+        at_boundary = OPENERS.contains(&c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_messages_name_files_not_directories() {
+        let cases = [
+            (
+                "loading org/m: reading /home/me/.cache/huggingface/hub/models--org--m/snapshots/abc/config.json: denied",
+                "loading org/m: reading config.json: denied",
+            ),
+            (
+                "MLX: [matmul] shapes (1,4) and (8,2) at /root/.cargo/registry/src/index.crates.io-1/mlx-sys-0.7.0/src/mlx-c/mlx/c/ops.cpp:1234",
+                "MLX: [matmul] shapes (1,4) and (8,2) at ops.cpp:1234",
+            ),
+            ("cannot open '/tmp/x/y.json'", "cannot open 'y.json'"),
+            ("a/b and 1/2 and / stay", "a/b and 1/2 and / stay"),
+            ("no paths here", "no paths here"),
+        ];
+        for (given, expected) in cases {
+            assert_eq!(without_directories(given), expected);
+        }
+        let body = ApiError::internal("reading /srv/cache/hub/x.safetensors failed").body();
+        assert_eq!(body["error"]["message"], "reading x.safetensors failed");
     }
 }

@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::HeaderValue;
 use axum::middleware;
 use axum::routing::{get, post};
 use axum::Router;
@@ -14,7 +13,8 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::api::{self, AppState, Shared};
 use crate::config::ServerConfig;
-use crate::worker::Worker;
+use crate::guard::{self, RequestGuard};
+use crate::worker::{Worker, WorkerStop};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -47,13 +47,50 @@ impl ServerHandle {
     }
 
     /// Graceful stop: new connections are refused, active generations end with
-    /// `finish_reason: stop`, streams close with `[DONE]`, and the port is released.
-    pub async fn stop(mut self) {
+    /// `finish_reason: stop`, streams close with `[DONE]`, and the port is released. Bounded by
+    /// the configured shutdown timeout: a stuck worker and the requests waiting on it are left
+    /// behind ([`Stopped::WorkerAbandoned`]), the port is released all the same.
+    pub async fn stop(mut self) -> Stopped {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
-        let _ = (&mut self.task).await;
+        // The worker gets the timeout; open connections a little more to finish their streams.
+        let limit = self.state.config.shutdown_timeout + CONNECTION_GRACE;
+        if tokio::time::timeout(limit, &mut self.task).await.is_err() {
+            self.task.abort();
+            let _ = (&mut self.task).await;
+        }
+        // Normally the graceful path above has stopped the worker already; if the serve loop
+        // ended early, this stops it (bounded by the same timeout).
+        let state = Arc::clone(&self.state);
+        let stop = tokio::task::spawn_blocking(move || state.worker.shutdown())
+            .await
+            .unwrap_or(WorkerStop::Abandoned);
+        if stop == WorkerStop::Abandoned || self.worker_abandoned() {
+            Stopped::WorkerAbandoned
+        } else {
+            Stopped::Cleanly
+        }
     }
+
+    fn worker_abandoned(&self) -> bool {
+        self.state
+            .worker_stop
+            .lock()
+            .is_ok_and(|s| *s == Some(WorkerStop::Abandoned))
+    }
+}
+
+/// How long connections may take to close after the worker stopped.
+const CONNECTION_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How [`ServerHandle::stop`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Stopped {
+    Cleanly,
+    /// The inference worker did not end within the shutdown timeout; it ends with the process.
+    WorkerAbandoned,
 }
 
 /// Binds and starts serving.
@@ -67,6 +104,7 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, StartError> {
         .map_err(|source| StartError::Bind { addr, source })?;
     let state: Shared = Arc::new(AppState {
         worker: Worker::spawn(&config),
+        worker_stop: std::sync::Mutex::new(None),
         config,
     });
     let app = router(Arc::clone(&state));
@@ -76,7 +114,13 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, StartError> {
         let graceful = async move {
             let _ = signal.await;
             // End the generations first so that their streams can finish.
-            let _ = tokio::task::spawn_blocking(move || worker_state.worker.shutdown()).await;
+            let _ = tokio::task::spawn_blocking(move || {
+                let stop = worker_state.worker.shutdown();
+                if let Ok(mut slot) = worker_state.worker_stop.lock() {
+                    *slot = Some(stop);
+                }
+            })
+            .await;
         };
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(graceful)
@@ -95,16 +139,14 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, StartError> {
 }
 
 fn router(state: Shared) -> Router {
-    let extra: Vec<HeaderValue> = state
-        .config
-        .cors_origins
-        .iter()
-        .filter_map(|o| o.parse().ok())
-        .collect();
+    let guard = Arc::new(RequestGuard::new(
+        &state.config.allowed_hosts,
+        &state.config.cors_origins,
+    ));
+    let cors_guard = Arc::clone(&guard);
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::predicate(move |origin, _| {
-            let text = origin.to_str().unwrap_or("");
-            is_loopback_origin(text) || extra.iter().any(|o| o == origin)
+            cors_guard.origin_allowed(origin.to_str().unwrap_or(""))
         }))
         .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
         .allow_headers([
@@ -124,18 +166,7 @@ fn router(state: Shared) -> Router {
         .route("/health", get(api::health))
         .nest("/v1", v1)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(middleware::from_fn_with_state(guard, guard::guard))
         .layer(cors)
         .with_state(state)
-}
-
-fn is_loopback_origin(origin: &str) -> bool {
-    let host = origin.split("://").nth(1).unwrap_or("");
-    let host = host.rsplit_once(':').map_or(host, |(h, port)| {
-        if port.chars().all(|c| c.is_ascii_digit()) {
-            h
-        } else {
-            host
-        }
-    });
-    matches!(host, "localhost" | "127.0.0.1" | "[::1]")
 }

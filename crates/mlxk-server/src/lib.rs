@@ -8,9 +8,10 @@
 mod api;
 mod config;
 mod error;
+mod guard;
 mod handle;
 mod worker;
 
 pub use config::{ServerConfig, UnprotectedExposure};
 pub use error::ApiError;
-pub use handle::{start, ServerHandle, StartError};
+pub use handle::{start, ServerHandle, StartError, Stopped};

@@ -57,6 +57,17 @@ pub struct Worker {
     jobs: SyncSender<Message>,
     loaded: Arc<Mutex<Option<String>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    shutdown_timeout: Duration,
+}
+
+/// How a [`Worker::shutdown`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerStop {
+    /// The worker finished its generations and ended.
+    Stopped,
+    /// The worker did not end within the shutdown timeout (stuck in a chat template or a
+    /// computation); it was left behind, and ends with the process.
+    Abandoned,
 }
 
 impl Worker {
@@ -87,6 +98,7 @@ impl Worker {
             jobs,
             loaded,
             thread: Mutex::new(Some(thread)),
+            shutdown_timeout: config.shutdown_timeout,
         }
     }
 
@@ -104,19 +116,38 @@ impl Worker {
     }
 
     /// Ends active generations cleanly (`finish_reason: stop`), refuses waiting ones and
-    /// waits for the worker thread. Blocking; later calls do nothing.
-    pub fn shutdown(&self) {
-        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
-        if let Some(thread) = thread {
-            let _ = self.jobs.send(Message::Shutdown);
-            let _ = thread.join();
+    /// waits for the worker thread, at most the shutdown timeout: a worker stuck in a hostile
+    /// chat template must not keep the server from stopping. Blocking; later calls do nothing.
+    pub fn shutdown(&self) -> WorkerStop {
+        let Some(thread) = self.thread.lock().ok().and_then(|mut t| t.take()) else {
+            return WorkerStop::Stopped;
+        };
+        let deadline = Instant::now() + self.shutdown_timeout;
+        // The queue may be full while the worker is stuck: never block on it.
+        while let Err(TrySendError::Full(_)) = self.jobs.try_send(Message::Shutdown) {
+            if Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
+        while !thread.is_finished() {
+            if Instant::now() >= deadline {
+                tracing::error!(
+                    timeout_s = self.shutdown_timeout.as_secs_f64(),
+                    "the inference worker did not stop in time (a chat template or a computation is stuck); stopping without it"
+                );
+                return WorkerStop::Abandoned;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = thread.join();
+        WorkerStop::Stopped
     }
 }
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        self.shutdown();
+        let _ = self.shutdown();
     }
 }
 

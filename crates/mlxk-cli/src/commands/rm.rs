@@ -54,6 +54,7 @@ pub fn run(args: &RmArgs, output: &Output) -> Result<Outcome, CliError> {
     let (action, snapshot) = match &outcome.scope {
         RemovalScope::WholeModel => ("deleted", None),
         RemovalScope::Snapshot { commit } => ("snapshot_deleted", Some(commit.clone())),
+        RemovalScope::DanglingRef { commit, .. } => ("ref_deleted", Some(commit.clone())),
     };
     let data = json!({
         "model": outcome.model,
@@ -75,9 +76,18 @@ fn describe(plan: &RemovalPlan) -> String {
         RemovalScope::Snapshot { commit } => format!(
             "{}@{} (this snapshot only)",
             plan.model,
-            &commit[..commit.len().min(12)]
+            short(commit)
+        ),
+        RemovalScope::DanglingRef { reference, commit } => format!(
+            "the ref {}@{reference} (it names commit {}, whose snapshot is missing; no model file is touched)",
+            plan.model,
+            short(commit)
         ),
     }
+}
+
+fn short(commit: &str) -> &str {
+    commit.get(..12).unwrap_or(commit)
 }
 
 fn confirm(plan: &RemovalPlan) -> bool {

@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use clap::Args;
 use mlxk_core::secrets::{SecretKind, SecretStore};
-use mlxk_server::{start, ServerConfig};
+use mlxk_server::{start, ServerConfig, Stopped};
 use serde_json::json;
 
 use super::WeightArgs;
@@ -36,12 +36,20 @@ pub struct ServeArgs {
     /// Allow this browser origin (besides loopback ones); repeatable.
     #[arg(long = "cors-origin", value_name = "ORIGIN")]
     pub cors_origins: Vec<String>,
+    /// Answer requests that name this server by HOST (besides IP addresses and localhost), e.g.
+    /// a name on your network; others are refused (DNS rebinding protection). Repeatable.
+    #[arg(long = "allowed-host", value_name = "HOST")]
+    pub allowed_hosts: Vec<String>,
     /// The most new tokens a request may ask for.
     #[arg(long, default_value_t = 2048)]
     pub max_tokens: usize,
     /// Largest request body accepted, in bytes.
     #[arg(long, default_value_t = 4 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Seconds a stop (Ctrl-C, SIGTERM) waits for running generations and the inference worker;
+    /// past it the server exits without them.
+    #[arg(long, default_value_t = 10)]
+    pub shutdown_timeout: u64,
     /// Log as JSON lines (to stderr) instead of text. Prompts, answers and keys are never logged.
     #[arg(long)]
     pub log_json: bool,
@@ -76,9 +84,11 @@ pub fn run(args: &ServeArgs, _output: &Output) -> Result<Outcome, CliError> {
         api_key,
         keep_alive: Duration::from_secs(args.keep_alive),
         cors_origins: args.cors_origins.clone(),
+        allowed_hosts: args.allowed_hosts.clone(),
         max_tokens: args.max_tokens,
         max_body_bytes: args.max_body_bytes,
         load_policy: args.weights.policy()?,
+        shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
         ..ServerConfig::default()
     };
     config
@@ -96,7 +106,7 @@ pub fn run(args: &ServeArgs, _output: &Output) -> Result<Outcome, CliError> {
     }
     let runtime =
         tokio::runtime::Runtime::new().map_err(|e| CliError::new("server_error", e.to_string()))?;
-    runtime.block_on(async {
+    let stopped = runtime.block_on(async {
         let handle = start(config)
             .await
             .map_err(|e| CliError::new("server_error", e.to_string()))?;
@@ -109,9 +119,19 @@ pub fn run(args: &ServeArgs, _output: &Output) -> Result<Outcome, CliError> {
         }
         wait_for_signal().await;
         eprintln!("Stopping...");
-        handle.stop().await;
-        Ok::<_, CliError>(())
+        Ok::<_, CliError>(handle.stop().await)
     })?;
+    // A worker left behind must not hold the process: it ends with it.
+    runtime.shutdown_background();
+    if stopped == Stopped::WorkerAbandoned {
+        return Err(CliError::new(
+            "server_error",
+            format!(
+                "stopped without the inference worker: it did not finish within {} s (a model's chat template or a computation is stuck)",
+                args.shutdown_timeout
+            ),
+        ));
+    }
     Ok(Outcome::new(json!({"status": "stopped"}), String::new()))
 }
 

@@ -1,6 +1,7 @@
 //! Model architectures, one file each, behind one trait.
 
 mod common;
+mod config_check;
 mod gemma2;
 mod gemma3;
 mod llama;
@@ -94,7 +95,10 @@ pub fn plan(dir: &Path, policy: &LoadPolicy) -> Result<LoadPlan> {
 fn read_config(dir: &Path) -> Result<Value> {
     let path = dir.join("config.json");
     let text = fs::read(&path).map_err(|e| EngineError::io("reading", &path, e))?;
-    serde_json::from_slice(&text).map_err(|e| EngineError::Config(e.to_string()))
+    let config: Value =
+        serde_json::from_slice(&text).map_err(|e| EngineError::Config(e.to_string()))?;
+    config_check::check(&config)?;
+    Ok(config)
 }
 
 /// Loads the model in `dir` (an MLX model folder: `config.json` plus safetensors) as `policy`

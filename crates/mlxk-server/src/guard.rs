@@ -1,0 +1,191 @@
+//! Which requests the server answers at all: protection against web pages.
+//!
+//! A page on any site can make a browser send requests to `127.0.0.1`. Three checks keep it out:
+//! the `Host` header must name this server (a page that rebinds its own domain to 127.0.0.1
+//! still sends its domain: DNS rebinding), a request that changes state must carry JSON (a
+//! "simple" cross-site POST can only send form or text bodies), and an `Origin` a browser puts
+//! on such a request must be one the CORS settings allow.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::error::ApiError;
+
+/// The host names and origins a server accepts, fixed when it starts.
+#[derive(Debug, Clone)]
+pub struct RequestGuard {
+    /// Names besides IP literals and `localhost` (lowercase, without port).
+    allowed_hosts: Vec<String>,
+    /// Browser origins besides loopback ones.
+    allowed_origins: Vec<String>,
+}
+
+impl RequestGuard {
+    pub fn new(allowed_hosts: &[String], allowed_origins: &[String]) -> Self {
+        RequestGuard {
+            allowed_hosts: allowed_hosts
+                .iter()
+                .map(|h| h.trim().to_ascii_lowercase())
+                .collect(),
+            allowed_origins: allowed_origins
+                .iter()
+                .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
+                .collect(),
+        }
+    }
+
+    /// Whether `host` (a `Host` header: name or address, optional port) names this server. IP
+    /// literals always do: rebinding needs a domain name, and a page cannot choose the `Host`
+    /// a browser sends for an address.
+    pub fn host_allowed(&self, host: &str) -> bool {
+        let name = strip_port(host.trim()).to_ascii_lowercase();
+        let bare = name.trim_start_matches('[').trim_end_matches(']');
+        name == "localhost"
+            || bare.parse::<std::net::IpAddr>().is_ok()
+            || self.allowed_hosts.contains(&name)
+    }
+
+    /// Whether a browser page of `origin` may use the server: loopback pages and the
+    /// configured origins.
+    pub fn origin_allowed(&self, origin: &str) -> bool {
+        let origin = origin.trim().to_ascii_lowercase();
+        is_loopback_origin(&origin) || self.allowed_origins.contains(&origin)
+    }
+
+    fn check(&self, method: &Method, headers: &HeaderMap) -> Result<(), ApiError> {
+        if let Some(host) = headers.get(header::HOST) {
+            let host = host.to_str().unwrap_or("");
+            if !self.host_allowed(host) {
+                return Err(ApiError::forbidden(
+                    "host_not_allowed",
+                    format!(
+                        "this server does not answer to the host name '{}' (a web page may be using DNS rebinding); if you reach it by that name, start it with --allowed-host {}",
+                        host.chars().take(100).collect::<String>(),
+                        strip_port(host)
+                    ),
+                ));
+            }
+        }
+        if method != Method::POST {
+            return Ok(());
+        }
+        if let Some(origin) = headers.get(header::ORIGIN) {
+            let origin = origin.to_str().unwrap_or("null");
+            if !self.origin_allowed(origin) {
+                return Err(ApiError::forbidden(
+                    "origin_not_allowed",
+                    format!(
+                        "pages from '{}' may not use this server; start it with --cors-origin {} to allow them",
+                        origin.chars().take(100).collect::<String>(),
+                        origin.chars().take(100).collect::<String>()
+                    ),
+                ));
+            }
+        }
+        if !is_json(headers.get(header::CONTENT_TYPE)) {
+            return Err(ApiError::unsupported_media_type());
+        }
+        Ok(())
+    }
+}
+
+/// The middleware: every route, before authentication.
+pub async fn guard(
+    State(guard): State<Arc<RequestGuard>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match guard.check(request.method(), request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(refused) => refused.into_response(),
+    }
+}
+
+/// `application/json`, with or without parameters (`; charset=utf-8`).
+fn is_json(content_type: Option<&HeaderValue>) -> bool {
+    content_type
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// `name:port` → `name`, `[::1]:port` → `[::1]`; a bare IPv6 address is kept whole.
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.find(']').map_or(host, |end| &host[..=end]);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if !name.contains(':') && port.chars().all(|c| c.is_ascii_digit()) => {
+            name
+        }
+        _ => host,
+    }
+}
+
+/// `http(s)://localhost`, `127.0.0.1` or `[::1]`, any port.
+pub fn is_loopback_origin(origin: &str) -> bool {
+    let Some(host) = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    matches!(strip_port(host), "localhost" | "127.0.0.1" | "[::1]")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_are_addresses_localhost_or_configured_names() {
+        let guard = RequestGuard::new(&["My-Mac.local".into()], &[]);
+        for host in [
+            "127.0.0.1:8000",
+            "localhost:8000",
+            "LOCALHOST",
+            "[::1]:8000",
+            "192.168.1.20:8000",
+            "my-mac.local:8000",
+            "::1",
+        ] {
+            assert!(guard.host_allowed(host), "{host}");
+        }
+        for host in [
+            "evil.example",
+            "evil.example:8000",
+            "localhost.evil.example",
+            "127.0.0.1.nip.io:8000",
+            "",
+        ] {
+            assert!(!guard.host_allowed(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn origins_are_loopback_pages_or_configured_ones() {
+        let guard = RequestGuard::new(&[], &["https://chat.example/".into()]);
+        assert!(guard.origin_allowed("http://localhost:3000"));
+        assert!(guard.origin_allowed("http://127.0.0.1"));
+        assert!(guard.origin_allowed("http://[::1]:5173"));
+        assert!(guard.origin_allowed("https://chat.example"));
+        assert!(!guard.origin_allowed("https://evil.example"));
+        assert!(!guard.origin_allowed("http://localhost.evil.example"));
+        assert!(!guard.origin_allowed("null"));
+    }
+
+    #[test]
+    fn only_json_bodies_change_state() {
+        let json = |v: &str| is_json(Some(&HeaderValue::from_str(v).unwrap()));
+        assert!(json("application/json"));
+        assert!(json("Application/JSON; charset=utf-8"));
+        assert!(!json("text/plain"));
+        assert!(!json("application/x-www-form-urlencoded"));
+        assert!(!json("multipart/form-data; boundary=x"));
+        assert!(!is_json(None));
+    }
+}
