@@ -138,7 +138,13 @@ fn usage_error(args: &[String], err: clap::Error) -> ExitCode {
             ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
         )
     {
-        let _ = err.print();
+        // clap quotes the arguments it refuses: a token typed by mistake is not repeated.
+        let text = mlxk_core::secrets::redact_tokens(&err.render().to_string());
+        if err.use_stderr() {
+            eprint!("{text}");
+        } else {
+            print!("{text}");
+        }
         return ExitCode::from(if err.use_stderr() {
             output::EXIT_USAGE
         } else {
@@ -150,7 +156,7 @@ fn usage_error(args: &[String], err: clap::Error) -> ExitCode {
         .skip(1)
         .find(|a| COMMAND_NAMES.contains(&a.as_str()))
         .map(|a| if a == "ls" { "list" } else { a.as_str() });
-    let message = err.render().to_string();
+    let message = mlxk_core::secrets::redact_tokens(&err.render().to_string());
     let message = message
         .lines()
         .next()

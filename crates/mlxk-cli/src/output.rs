@@ -120,14 +120,16 @@ impl Output {
                 ExitCode::from(outcome.exit)
             }
             Err(err) => {
+                // A token typed where a name belongs must not be echoed back.
+                let message = mlxk_core::secrets::redact_tokens(&err.message);
                 if self.json {
                     let mut error = Map::new();
                     error.insert("type".into(), json!(err.kind));
-                    error.insert("message".into(), json!(err.message));
+                    error.insert("message".into(), json!(message));
                     error.extend(err.extra.into_iter().map(|(k, v)| (k.to_string(), v)));
                     print_stdout(&envelope(command, None, Some(Value::Object(error))));
                 } else {
-                    eprintln!("mlxk {command}: error: {}", err.message);
+                    eprintln!("mlxk {command}: error: {message}");
                     if let Some(hint) = err.hint {
                         eprintln!("{hint}");
                     }

@@ -17,6 +17,25 @@ pub const SUPPORTED_ARCHITECTURES: &[&str] = &[
     "gemma3_text",
 ];
 
+/// Whether a `config.json` asks for Python code shipped with the model: `model_file`, or
+/// `auto_map` / `trust_remote_code` for an architecture the engine does not implement itself
+/// (for one it does, the model runs natively and the code is ignored). Such code never runs here.
+pub fn asks_for_custom_code(config: &serde_json::Value) -> bool {
+    if config.get("model_file").is_some() {
+        return true;
+    }
+    let asks = config.get("auto_map").is_some()
+        || config
+            .get("trust_remote_code")
+            .and_then(serde_json::Value::as_bool)
+            == Some(true);
+    let native = config
+        .get("model_type")
+        .and_then(serde_json::Value::as_str)
+        .is_some_and(|arch| SUPPORTED_ARCHITECTURES.contains(&arch));
+    asks && !native
+}
+
 /// Whether the engine can run a model, and if not, why not (a sentence for people).
 pub fn runtime_compatibility(
     healthy: bool,
@@ -35,7 +54,10 @@ pub fn runtime_compatibility(
         ));
     }
     if declares_remote_code {
-        return Err("config.json asks to run custom model code, which is never executed".into());
+        return Err(
+            "the model needs custom Python code (config.json: model_file, auto_map or trust_remote_code), which is never executed"
+                .into(),
+        );
     }
     if !matches!(model_type, ModelType::Chat | ModelType::Base) {
         return Err(format!(

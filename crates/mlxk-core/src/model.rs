@@ -187,7 +187,7 @@ fn runtime_status(
         classification.framework,
         classification.model_type,
         classification.architecture.as_deref(),
-        config.is_some_and(|c| c.get("model_file").is_some()),
+        config.is_some_and(architectures::asks_for_custom_code),
     ) {
         Ok(()) => RuntimeStatus {
             compatible: true,

@@ -113,7 +113,8 @@ impl Sampler {
             .shape()
             .last()
             .expect("logits have a vocabulary axis");
-        if p.top_k > 0 && (p.top_k as i32) < vocab {
+        // Compared as usize: a top_k beyond i32 must not wrap to a negative k for MLX.
+        if p.top_k > 0 && p.top_k < vocab.max(0) as usize {
             let k = p.top_k as i32;
             let order = argpartition_axis(logprobs.negative()?, k - 1, -1)?;
             let dropped = order.index((.., k..));

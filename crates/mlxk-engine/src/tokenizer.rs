@@ -132,13 +132,28 @@ impl Tokenizer {
             .ok_or_else(|| EngineError::Template("the model has no chat template".into()))?;
         render_chat_template(
             template,
-            context! {
-                messages => messages,
-                add_generation_prompt => add_generation_prompt,
-                bos_token => self.bos_token.clone().unwrap_or_default(),
-                eos_token => self.eos_token.clone().unwrap_or_default(),
-            },
+            chat_context(
+                messages,
+                add_generation_prompt,
+                self.bos_token.as_deref().unwrap_or_default(),
+                self.eos_token.as_deref().unwrap_or_default(),
+            ),
         )
+    }
+}
+
+/// What a chat template sees, as `apply_chat_template` passes it.
+pub fn chat_context(
+    messages: &[ChatMessage],
+    add_generation_prompt: bool,
+    bos_token: &str,
+    eos_token: &str,
+) -> minijinja::Value {
+    context! {
+        messages => messages,
+        add_generation_prompt => add_generation_prompt,
+        bos_token => bos_token,
+        eos_token => eos_token,
     }
 }
 

@@ -33,8 +33,14 @@ pub struct AppState {
 
 pub type Shared = Arc<AppState>;
 
-pub async fn health() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+/// Liveness and the queue: `status` as mlx-knife 2.0.8 answers, `healthy` as its tests read.
+pub async fn health(State(state): State<Shared>) -> Json<Value> {
+    let (waiting, active, capacity) = state.worker.queue().counts();
+    Json(json!({
+        "status": "ok",
+        "healthy": true,
+        "queue": {"waiting": waiting, "active": active, "capacity": capacity},
+    }))
 }
 
 /// Bearer-token check for `/v1`, when an API key is configured.
@@ -221,8 +227,8 @@ struct CompletionRequest {
     repetition_penalty: Option<f32>,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Endpoint {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
     Chat,
     Completion,
 }
@@ -231,13 +237,79 @@ fn parse(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Completion
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::too_large(limit)
+        } else if timed_out(&rejection) {
+            ApiError::body_timeout()
         } else {
             ApiError::bad_request(rejection.body_text())
         }
     })?;
-    serde_json::from_slice(&body)
+    // The path names the field a wrong type or value is in (`top_k: invalid value ...`).
+    let mut json = serde_json::Deserializer::from_slice(&body);
+    serde_path_to_error::deserialize(&mut json)
         .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
 }
+
+/// Whether reading the body failed because it stopped arriving (the body timeout).
+fn timed_out(rejection: &BytesRejection) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
+    while let Some(error) = cause {
+        if error.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
+}
+
+/// Every sampling field within the range it has meaning in, checked before any work; the
+/// error names the field.
+fn validate(request: &CompletionRequest) -> Result<(), ApiError> {
+    let range = |field: &'static str, value: Option<f32>, low: f32, high: f32| match value {
+        Some(v) if !(v.is_finite() && (low..=high).contains(&v)) => Err(ApiError::bad_request(
+            format!("'{field}' must be between {low} and {high}, not {v}"),
+        )
+        .with_param(field)),
+        _ => Ok(()),
+    };
+    range("temperature", request.temperature, 0.0, 2.0)?;
+    range("top_p", request.top_p, 0.0, 1.0)?;
+    range("min_p", request.min_p, 0.0, 1.0)?;
+    range("frequency_penalty", request.frequency_penalty, -2.0, 2.0)?;
+    range("presence_penalty", request.presence_penalty, -2.0, 2.0)?;
+    range("repetition_penalty", request.repetition_penalty, 0.01, 10.0)?;
+    if let Some(k) = request.top_k.filter(|k| *k > MAX_TOP_K) {
+        return Err(ApiError::bad_request(format!(
+            "'top_k' must be at most {MAX_TOP_K} (0 turns it off), not {k}"
+        ))
+        .with_param("top_k"));
+    }
+    for (field, value) in [
+        ("max_tokens", request.max_tokens),
+        ("max_completion_tokens", request.max_completion_tokens),
+    ] {
+        if value == Some(0) {
+            return Err(
+                ApiError::bad_request(format!("'{field}' must be at least 1")).with_param(field),
+            );
+        }
+    }
+    let stops: &[String] = match &request.stop {
+        Some(StopField::One(s)) => std::slice::from_ref(s),
+        Some(StopField::Many(list)) => list,
+        None => &[],
+    };
+    if stops.len() > MAX_STOPS || stops.iter().any(String::is_empty) {
+        return Err(ApiError::bad_request(format!(
+            "'stop' takes up to {MAX_STOPS} non-empty strings"
+        ))
+        .with_param("stop"));
+    }
+    Ok(())
+}
+
+/// Larger than any vocabulary: a `top_k` beyond it filters nothing.
+const MAX_TOP_K: u32 = 1 << 24;
+const MAX_STOPS: usize = 16;
 
 pub async fn chat_completions(
     State(state): State<Shared>,
@@ -257,12 +329,27 @@ pub async fn completions(
         .unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn complete(
-    state: Shared,
+/// A request, parsed and checked, ready to become a job once its model is resolved.
+struct Prepared {
+    model: String,
+    prompt: Prompt,
+    sampling: SamplingParams,
+    /// As asked (capped by the server's limit), or the limit.
+    max_tokens: usize,
+    stops: Vec<String>,
+    stream: bool,
+    include_usage: bool,
+}
+
+/// Everything about a request that needs no model: parsing, validation, the prompt. Each
+/// failure is a 4xx naming the field.
+fn prepare(
     body: Result<Bytes, BytesRejection>,
     endpoint: Endpoint,
-) -> Result<Response, ApiError> {
-    let request = parse(body, state.config.max_body_bytes)?;
+    config: &ServerConfig,
+) -> Result<Prepared, ApiError> {
+    let request = parse(body, config.max_body_bytes)?;
+    validate(&request)?;
     if request.n.unwrap_or(1) != 1 {
         return Err(ApiError::bad_request("only n = 1 is supported").with_param("n"));
     }
@@ -293,11 +380,10 @@ async fn complete(
             None => return Err(ApiError::bad_request("'prompt' is required").with_param("prompt")),
         },
     };
-    let name = request.model.clone();
-    let model = tokio::task::spawn_blocking(move || resolve(&name))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))??;
-    let limit = state.config.max_tokens;
+    if matches!(&prompt, Prompt::Text(text) if text.is_empty()) {
+        return Err(ApiError::bad_request("'prompt' is empty").with_param("prompt"));
+    }
+    let limit = config.max_tokens;
     let max_tokens = request
         .max_completion_tokens
         .or(request.max_tokens)
@@ -329,7 +415,28 @@ async fn complete(
         Some(StopField::Many(list)) => list,
         None => Vec::new(),
     };
-    let (events, receiver) = unbounded_channel();
+    Ok(Prepared {
+        model: request.model,
+        prompt,
+        sampling,
+        max_tokens,
+        stops,
+        stream: request.stream,
+        include_usage: request.stream_options.is_some_and(|o| o.include_usage),
+    })
+}
+
+async fn complete(
+    state: Shared,
+    body: Result<Bytes, BytesRejection>,
+    endpoint: Endpoint,
+) -> Result<Response, ApiError> {
+    let request = prepare(body, endpoint, &state.config)?;
+    let name = request.model.clone();
+    let model = tokio::task::spawn_blocking(move || resolve(&name))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
+    let (events, mut receiver) = unbounded_channel();
     state.worker.submit(Job {
         model: model.name.clone(),
         dir: model.path.clone().expect("a runnable model has a snapshot"),
@@ -337,19 +444,40 @@ async fn complete(
             .classification
             .context_length
             .map_or(4096, |n| n as usize),
-        prompt,
-        sampling,
-        max_tokens,
-        stops,
+        prompt: request.prompt,
+        sampling: request.sampling,
+        max_tokens: request.max_tokens,
+        stops: request.stops,
         events,
     })?;
+    // Waiting in the queue is bounded; loading and the prompt that follow are not.
+    let waited = state.config.queue_timeout;
+    match tokio::time::timeout(waited, receiver.recv()).await {
+        Ok(Some(Event::Admitted)) => {}
+        Ok(Some(Event::Failed(error))) => return Err(error),
+        Ok(_) => return Err(ApiError::shutting_down()),
+        Err(_) => return Err(ApiError::queue_timeout(waited)),
+    }
     let id = response_id(endpoint);
     if request.stream {
-        let include_usage = request.stream_options.is_some_and(|o| o.include_usage);
-        Ok(stream_response(receiver, endpoint, id, model.name, include_usage).into_response())
+        Ok(
+            stream_response(receiver, endpoint, id, model.name, request.include_usage)
+                .into_response(),
+        )
     } else {
         Ok(Json(collect_response(receiver, endpoint, id, model.name).await?).into_response())
     }
+}
+
+/// The request checks alone, for the fuzz targets (`fuzz/`): no model, no worker.
+#[doc(hidden)]
+pub fn check_request(endpoint: Endpoint, body: &[u8]) -> Result<(), ApiError> {
+    prepare(
+        Ok(Bytes::copy_from_slice(body)),
+        endpoint,
+        &ServerConfig::default(),
+    )
+    .map(|_| ())
 }
 
 fn chat_message(message: &Message) -> Result<ChatMessage, ApiError> {
@@ -429,6 +557,7 @@ async fn collect_response(
             Event::Text(TextEvent::Content(text)) => content.push_str(&text),
             Event::Text(TextEvent::Reasoning(text)) => reasoning.push_str(&text),
             Event::Failed(error) => return Err(error),
+            Event::Admitted => {}
             Event::Done {
                 finish_reason,
                 prompt_tokens,
@@ -514,6 +643,7 @@ fn stream_response(
                 out.push(json!("[DONE]"));
             }
             Event::Failed(error) => out.push(error.body()),
+            Event::Admitted => {}
         }
         futures_util::stream::iter(out)
     });

@@ -18,8 +18,14 @@ pub struct ServerConfig {
     /// Host names the server answers to besides IP addresses and `localhost` (DNS rebinding).
     pub allowed_hosts: Vec<String>,
     pub max_body_bytes: usize,
+    /// Open connections served at once (a few more slots stay reserved for `/health`).
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers, and then its body.
+    pub read_timeout: Duration,
     /// Requests waiting for the worker beyond the active ones; more get 503.
     pub queue_capacity: usize,
+    /// How long a request may wait in the queue before it gets a 503 (with Retry-After).
+    pub queue_timeout: Duration,
     /// Generations stepped together, token by token.
     pub max_active: usize,
     /// The most new tokens a request may ask for (and the default).
@@ -41,7 +47,10 @@ impl Default for ServerConfig {
             cors_origins: Vec::new(),
             allowed_hosts: Vec::new(),
             max_body_bytes: 4 * 1024 * 1024,
+            max_connections: 512,
+            read_timeout: Duration::from_secs(30),
             queue_capacity: 32,
+            queue_timeout: Duration::from_secs(30),
             max_active: 8,
             max_tokens: 2048,
             load_policy: LoadPolicy::default(),

@@ -92,12 +92,33 @@ impl ApiError {
         )
     }
 
+    pub fn body_timeout() -> Self {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "invalid_request_error",
+            Some("request_timeout"),
+            "the request body did not arrive in time",
+        )
+    }
+
     pub fn busy() -> Self {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "server_error",
             Some("server_busy"),
             "too many requests are waiting; retry shortly",
+        )
+    }
+
+    pub fn queue_timeout(waited: std::time::Duration) -> Self {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            Some("queue_timeout"),
+            format!(
+                "the request waited {} s without a free slot; retry shortly",
+                waited.as_secs()
+            ),
         )
     }
 

@@ -22,10 +22,16 @@ pub struct RequestGuard {
     allowed_hosts: Vec<String>,
     /// Browser origins besides loopback ones.
     allowed_origins: Vec<String>,
+    /// A body announced larger than this is refused before it is read.
+    max_body_bytes: usize,
 }
 
 impl RequestGuard {
-    pub fn new(allowed_hosts: &[String], allowed_origins: &[String]) -> Self {
+    pub fn new(
+        allowed_hosts: &[String],
+        allowed_origins: &[String],
+        max_body_bytes: usize,
+    ) -> Self {
         RequestGuard {
             allowed_hosts: allowed_hosts
                 .iter()
@@ -35,6 +41,7 @@ impl RequestGuard {
                 .iter()
                 .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
                 .collect(),
+            max_body_bytes,
         }
     }
 
@@ -69,6 +76,13 @@ impl RequestGuard {
                     ),
                 ));
             }
+        }
+        let announced = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if announced.is_some_and(|n| n > self.max_body_bytes as u64) {
+            return Err(ApiError::too_large(self.max_body_bytes));
         }
         if method != Method::POST {
             return Ok(());
@@ -143,7 +157,7 @@ mod tests {
 
     #[test]
     fn hosts_are_addresses_localhost_or_configured_names() {
-        let guard = RequestGuard::new(&["My-Mac.local".into()], &[]);
+        let guard = RequestGuard::new(&["My-Mac.local".into()], &[], 1024);
         for host in [
             "127.0.0.1:8000",
             "localhost:8000",
@@ -168,7 +182,7 @@ mod tests {
 
     #[test]
     fn origins_are_loopback_pages_or_configured_ones() {
-        let guard = RequestGuard::new(&[], &["https://chat.example/".into()]);
+        let guard = RequestGuard::new(&[], &["https://chat.example/".into()], 1024);
         assert!(guard.origin_allowed("http://localhost:3000"));
         assert!(guard.origin_allowed("http://127.0.0.1"));
         assert!(guard.origin_allowed("http://[::1]:5173"));

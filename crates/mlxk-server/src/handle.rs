@@ -10,9 +10,11 @@ use axum::Router;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use crate::api::{self, AppState, Shared};
 use crate::config::ServerConfig;
+use crate::connections::{self, ConnectionLimits};
 use crate::guard::{self, RequestGuard};
 use crate::worker::{Worker, WorkerStop};
 
@@ -107,6 +109,11 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, StartError> {
         worker_stop: std::sync::Mutex::new(None),
         config,
     });
+    raise_open_file_limit();
+    let limits = ConnectionLimits {
+        max_connections: state.config.max_connections.max(1),
+        header_timeout: state.config.read_timeout,
+    };
     let app = router(Arc::clone(&state));
     let (shutdown, signal) = oneshot::channel::<()>();
     let worker_state = Arc::clone(&state);
@@ -122,12 +129,7 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, StartError> {
             })
             .await;
         };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(graceful)
-            .await
-        {
-            tracing::error!("server error: {e}");
-        }
+        connections::serve(listener, app, limits, graceful).await;
     });
     tracing::info!(%addr, "listening");
     Ok(ServerHandle {
@@ -138,10 +140,20 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, StartError> {
     })
 }
 
+/// Each connection is a file descriptor: the soft limit (often 1,024) would be the real
+/// connection limit, so it is raised to the hard one.
+fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open file limit"),
+    }
+}
+
 fn router(state: Shared) -> Router {
     let guard = Arc::new(RequestGuard::new(
         &state.config.allowed_hosts,
         &state.config.cors_origins,
+        state.config.max_body_bytes,
     ));
     let cors_guard = Arc::clone(&guard);
     let cors = CorsLayer::new()
@@ -166,6 +178,8 @@ fn router(state: Shared) -> Router {
         .route("/health", get(api::health))
         .nest("/v1", v1)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        // A body that stops arriving ends the request (408), never holds it.
+        .layer(RequestBodyTimeoutLayer::new(state.config.read_timeout))
         .layer(middleware::from_fn_with_state(guard, guard::guard))
         .layer(cors)
         .with_state(state)

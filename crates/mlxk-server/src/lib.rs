@@ -7,6 +7,7 @@
 
 mod api;
 mod config;
+mod connections;
 mod error;
 mod guard;
 mod handle;
@@ -15,3 +16,9 @@ mod worker;
 pub use config::{ServerConfig, UnprotectedExposure};
 pub use error::ApiError;
 pub use handle::{start, ServerHandle, StartError, Stopped};
+
+/// Entry points for the fuzz targets in `fuzz/`; not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::api::{check_request, Endpoint};
+}

@@ -2,8 +2,10 @@
 //! steps the generations round-robin, one token each, so none waits for another to finish.
 
 use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -39,6 +41,8 @@ pub struct Job {
 }
 
 pub enum Event {
+    /// The worker took the job from the queue; loading and the prompt follow.
+    Admitted,
     Text(TextEvent),
     Done {
         finish_reason: FinishReason,
@@ -53,8 +57,30 @@ enum Message {
     Shutdown,
 }
 
+/// How many requests wait and run: bounds admission, and `/health` shows it.
+#[derive(Debug, Default)]
+pub struct QueueState {
+    waiting: AtomicUsize,
+    active: AtomicUsize,
+    capacity: usize,
+    /// Set by a shutdown: the worker stops at its next step even with jobs in the channel.
+    stopping: AtomicBool,
+}
+
+impl QueueState {
+    /// (waiting, active, capacity of the queue).
+    pub fn counts(&self) -> (usize, usize, usize) {
+        (
+            self.waiting.load(Ordering::SeqCst),
+            self.active.load(Ordering::SeqCst),
+            self.capacity,
+        )
+    }
+}
+
 pub struct Worker {
     jobs: SyncSender<Message>,
+    queue: Arc<QueueState>,
     loaded: Arc<Mutex<Option<String>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     shutdown_timeout: Duration,
@@ -72,7 +98,13 @@ pub enum WorkerStop {
 
 impl Worker {
     pub fn spawn(config: &ServerConfig) -> Worker {
-        let (jobs, receiver) = sync_channel(config.queue_capacity);
+        // One slot more than the queue: a shutdown always finds room.
+        let (jobs, receiver) = sync_channel(config.queue_capacity + 1);
+        let queue = Arc::new(QueueState {
+            capacity: config.queue_capacity,
+            ..QueueState::default()
+        });
+        let worker_queue = Arc::clone(&queue);
         let loaded = Arc::new(Mutex::new(None));
         let loaded_name = Arc::clone(&loaded);
         let (keep_alive, max_active) = (config.keep_alive, config.max_active.max(1));
@@ -83,6 +115,7 @@ impl Worker {
             .spawn(move || {
                 WorkerLoop {
                     receiver,
+                    queue: worker_queue,
                     loaded_name,
                     keep_alive,
                     max_active,
@@ -96,19 +129,34 @@ impl Worker {
             .expect("spawning the inference worker");
         Worker {
             jobs,
+            queue,
             loaded,
             thread: Mutex::new(Some(thread)),
             shutdown_timeout: config.shutdown_timeout,
         }
     }
 
-    /// Queues a job; a full queue is a 503 the client can retry.
+    /// Queues a job; a full queue is a 503 the client can retry. At most the queue capacity
+    /// of jobs wait at any time, however fast they arrive.
     pub fn submit(&self, job: Job) -> Result<(), ApiError> {
-        match self.jobs.try_send(Message::Job(Box::new(job))) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(_)) => Err(ApiError::busy()),
-            Err(TrySendError::Disconnected(_)) => Err(ApiError::shutting_down()),
+        if self.queue.stopping.load(Ordering::SeqCst) {
+            return Err(ApiError::shutting_down());
         }
+        if self.queue.waiting.fetch_add(1, Ordering::SeqCst) >= self.queue.capacity {
+            self.queue.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(ApiError::busy());
+        }
+        let refused = match self.jobs.try_send(Message::Job(Box::new(job))) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Full(_)) => ApiError::busy(),
+            Err(TrySendError::Disconnected(_)) => ApiError::shutting_down(),
+        };
+        self.queue.waiting.fetch_sub(1, Ordering::SeqCst);
+        Err(refused)
+    }
+
+    pub fn queue(&self) -> &QueueState {
+        &self.queue
     }
 
     pub fn loaded_model(&self) -> Option<String> {
@@ -123,6 +171,7 @@ impl Worker {
             return WorkerStop::Stopped;
         };
         let deadline = Instant::now() + self.shutdown_timeout;
+        self.queue.stopping.store(true, Ordering::SeqCst);
         // The queue may be full while the worker is stuck: never block on it.
         while let Err(TrySendError::Full(_)) = self.jobs.try_send(Message::Shutdown) {
             if Instant::now() >= deadline {
@@ -164,6 +213,7 @@ struct Session {
 
 struct WorkerLoop {
     receiver: Receiver<Message>,
+    queue: Arc<QueueState>,
     loaded_name: Arc<Mutex<Option<String>>>,
     keep_alive: Duration,
     max_active: usize,
@@ -207,8 +257,12 @@ impl WorkerLoop {
                     Message::Shutdown => return self.shut_down(),
                 }
             }
+            if self.queue.stopping.load(Ordering::SeqCst) {
+                return self.shut_down();
+            }
             self.admit();
             self.step_all();
+            self.queue.active.store(self.active.len(), Ordering::SeqCst);
             idle_since = Instant::now();
         }
     }
@@ -216,6 +270,12 @@ impl WorkerLoop {
     /// Starts waiting jobs while there is room; a job for another model waits until the active
     /// generations of the loaded one finish (one model in memory at a time).
     fn admit(&mut self) {
+        // Requests whose clients gave up (the queue timeout) free their places at once.
+        let before = self.waiting.len();
+        self.waiting.retain(|job| !job.events.is_closed());
+        self.queue
+            .waiting
+            .fetch_sub(before - self.waiting.len(), Ordering::SeqCst);
         while self.active.len() < self.max_active {
             let Some(job) = self.waiting.front() else {
                 break;
@@ -225,13 +285,21 @@ impl WorkerLoop {
                 break;
             }
             let job = self.waiting.pop_front().expect("front exists");
-            if job.events.is_closed() {
-                continue;
+            self.queue.waiting.fetch_sub(1, Ordering::SeqCst);
+            if job.events.send(Event::Admitted).is_err() {
+                continue; // the client gave up waiting
             }
-            match self.start(&job) {
-                Ok(session) => self.active.push(session),
-                Err(error) => {
+            // A model file can make the engine panic: that fails this request, never the worker.
+            match catch_unwind(AssertUnwindSafe(|| self.start(&job))) {
+                Ok(Ok(session)) => self.active.push(session),
+                Ok(Err(error)) => {
                     let _ = job.events.send(Event::Failed(error));
+                }
+                Err(panic) => {
+                    let _ = job
+                        .events
+                        .send(Event::Failed(engine_panic(&job.model, &panic)));
+                    self.unload();
                 }
             }
         }
@@ -325,11 +393,18 @@ impl WorkerLoop {
                 // The client went away: stop at this token.
                 session.generation.finish(FinishReason::Cancelled);
             }
-            match session.step() {
-                Ok(true) => {}
-                Ok(false) => finished.push(index),
-                Err(error) => {
+            let model = self.loaded.as_ref().map_or("", |l| l.name.as_str());
+            match catch_unwind(AssertUnwindSafe(|| session.step())) {
+                Ok(Ok(true)) => {}
+                Ok(Ok(false)) => finished.push(index),
+                Ok(Err(error)) => {
                     let _ = session.events.send(Event::Failed(error));
+                    finished.push(index);
+                }
+                Err(panic) => {
+                    let _ = session
+                        .events
+                        .send(Event::Failed(engine_panic(model, &panic)));
                     finished.push(index);
                 }
             }
@@ -365,9 +440,19 @@ impl WorkerLoop {
                 completion_tokens: generation.tokens.len(),
             });
         }
-        for job in self.waiting.drain(..) {
+        let queued: Vec<Box<Job>> = self
+            .receiver
+            .try_iter()
+            .filter_map(|m| match m {
+                Message::Job(job) => Some(job),
+                Message::Shutdown => None,
+            })
+            .collect();
+        for job in self.waiting.drain(..).chain(queued) {
+            self.queue.waiting.fetch_sub(1, Ordering::SeqCst);
             let _ = job.events.send(Event::Failed(ApiError::shutting_down()));
         }
+        self.queue.active.store(0, Ordering::SeqCst);
         self.unload();
     }
 }
@@ -389,4 +474,16 @@ impl Session {
         }
         Ok(true)
     }
+}
+
+/// A panic in the engine, as the failure of the one request that met it.
+fn engine_panic(model: &str, panic: &Box<dyn std::any::Any + Send>) -> ApiError {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown cause".into());
+    ApiError::internal(format!(
+        "the engine failed on model {model} ({what}); this request ended, the server goes on"
+    ))
 }

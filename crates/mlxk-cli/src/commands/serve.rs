@@ -46,6 +46,21 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes.
     #[arg(long, default_value_t = 4 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Open connections served at once (a few more slots stay reserved for /health).
+    #[arg(long, default_value_t = 512)]
+    pub max_connections: usize,
+    /// Seconds a client may take to send a request's headers, and then its body.
+    #[arg(long, default_value_t = 30)]
+    pub read_timeout: u64,
+    /// Requests that may wait for a free generation slot; more get 503 with Retry-After.
+    #[arg(long, default_value_t = 32)]
+    pub queue_capacity: usize,
+    /// Seconds a request may wait in the queue before it gets 503 with Retry-After.
+    #[arg(long, default_value_t = 30)]
+    pub queue_timeout: u64,
+    /// Generations that run at once, token by token.
+    #[arg(long, default_value_t = 8)]
+    pub max_active: usize,
     /// Seconds a stop (Ctrl-C, SIGTERM) waits for running generations and the inference worker;
     /// past it the server exits without them.
     #[arg(long, default_value_t = 10)]
@@ -87,9 +102,13 @@ pub fn run(args: &ServeArgs, _output: &Output) -> Result<Outcome, CliError> {
         allowed_hosts: args.allowed_hosts.clone(),
         max_tokens: args.max_tokens,
         max_body_bytes: args.max_body_bytes,
+        max_connections: args.max_connections,
+        read_timeout: Duration::from_secs(args.read_timeout.max(1)),
+        queue_capacity: args.queue_capacity.max(1),
+        queue_timeout: Duration::from_secs(args.queue_timeout.max(1)),
+        max_active: args.max_active.max(1),
         load_policy: args.weights.policy()?,
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
-        ..ServerConfig::default()
     };
     config
         .check_exposure(args.insecure_no_auth)

@@ -58,6 +58,34 @@ impl fmt::Display for Secret {
     }
 }
 
+/// `text` with every word that looks like a Hugging Face token (`hf_` and at least 20 letters
+/// or digits) shown as [`Secret`] shows it: for error messages that echo what a person typed
+/// (`mlxk pull hf_…` by mistake).
+pub fn redact_tokens(text: &str) -> String {
+    const MIN_TOKEN_BODY: usize = 20;
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("hf_") {
+        let after = &rest[start + 3..];
+        let body = after
+            .find(|c: char| !c.is_ascii_alphanumeric())
+            .unwrap_or(after.len());
+        let starts_word = rest[..start]
+            .chars()
+            .next_back()
+            .is_none_or(|c| !c.is_ascii_alphanumeric() && c != '_');
+        out.push_str(&rest[..start]);
+        if starts_word && body >= MIN_TOKEN_BODY {
+            out.push_str(&format!("hf_…({} chars)", body + 3));
+        } else {
+            out.push_str(&rest[start..start + 3 + body]);
+        }
+        rest = &after[body..];
+    }
+    out.push_str(rest);
+    out
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Secret({self})")
@@ -139,6 +167,17 @@ mod tests {
         }
         assert_eq!(token.to_string(), "hf_…(37 chars)");
         assert_eq!(format!("{token:?}"), "Secret(hf_…(37 chars))");
+        assert_eq!(
+            redact_tokens(&format!(
+                "unexpected argument '{TOKEN}' found; see hf_short and x_hf_{}",
+                &TOKEN[3..]
+            )),
+            format!(
+                "unexpected argument 'hf_…(37 chars)' found; see hf_short and x_hf_{}",
+                &TOKEN[3..]
+            )
+        );
+        assert_eq!(redact_tokens("no token"), "no token");
         assert_eq!(
             Secret::new("sk-local-key").to_string(),
             "<redacted>(12 chars)"

@@ -23,6 +23,8 @@ use crate::load_plan::{LoadPlan, LoadPolicy, WeightFacts};
 use crate::tokenizer::Tokenizer;
 use crate::weights::Weights;
 
+pub use config_check::check as check_config;
+
 /// Which positions a forward pass computes logits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Positions {
