@@ -24,5 +24,7 @@ if [[ "$(uname -s)" == Linux ]]; then
   echo "== the app's Debian package (bundled offline, checked)"
   "$ROOT/scripts/bundle-deb.sh"
 fi
+echo "== fuzzing (every target in fuzz/, 30 s each; the seed corpus replayed first)"
+"$ROOT/scripts/fuzz.sh" 30
 echo "== pytest (interop with huggingface_hub)"
 MLXK_BIN_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/debug" "$ROOT/.venv/bin/python" -m pytest tests/interop -q

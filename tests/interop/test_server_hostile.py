@@ -278,11 +278,17 @@ def test_a_hostile_model_fails_its_own_requests_only(cache, tmp_path):
                     hostile.hub / ("models--" + NAME.replace("/", "--")), symlinks=True)
     server = Server(hostile, "--keep-alive", "0")
     try:
-        for _ in range(2):
+        # Then absurd sizes, which would abort on allocation: the same request, the same answer.
+        edits = [("num_attention_heads", 0), ("num_hidden_layers", 1_000_000),
+                 ("hidden_size", 1_000_000_000), ("num_attention_heads", 0)]
+        for field, value in edits:
+            edited = dict(config, num_attention_heads=9)  # the demo model's own value
+            edited[field] = value
+            (snapshot / "config.json").write_text(json.dumps(edited))
             bad = httpx.post(server.base + "/v1/chat/completions", timeout=60,
                              json={"model": "probe/zero-heads", "messages": QUESTION, "max_tokens": 2})
             assert bad.status_code == 500, bad.text
-            assert "num_attention_heads" in error(bad)["message"]
+            assert field in error(bad)["message"], error(bad)
             good = httpx.post(server.base + "/v1/chat/completions", timeout=60,
                               json={"model": NAME, "messages": QUESTION, "max_tokens": 2})
             assert good.status_code == 200, good.text

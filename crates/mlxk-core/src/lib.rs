@@ -22,6 +22,7 @@ pub mod repo_id;
 pub mod resolve;
 pub mod secrets;
 pub mod snapshot;
+pub mod staging;
 pub mod system;
 pub mod usage;
 pub mod weights;

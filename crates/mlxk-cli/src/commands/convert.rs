@@ -5,6 +5,7 @@ use clap::{Args, ValueEnum};
 use mlxk_convert::{convert_gguf, ConvertOptions, Progress, ScaleDtype};
 use mlxk_core::health::{self, CheckDepth};
 use mlxk_core::install::install_folder;
+use mlxk_core::staging::{self, StagingDir};
 use mlxk_core::{HubCache, RepoId};
 use serde_json::json;
 
@@ -42,7 +43,28 @@ pub fn run(args: &ConvertArgs, output: &Output) -> Result<Outcome, CliError> {
         },
     };
     let destination = match &args.into_cache {
-        Some(name) => Destination::Cache(HubCache::from_env(), RepoId::parse(name)?),
+        Some(name) => {
+            let cache = HubCache::from_env();
+            let repo_id = RepoId::parse(name)?;
+            // What a conversion killed midway left in the cache goes first.
+            for leftover in staging::remove_stale(cache.root()) {
+                eprintln!(
+                    "removed {}, left in the cache by an interrupted conversion",
+                    leftover.display()
+                );
+            }
+            let staging =
+                StagingDir::create(cache.root(), &repo_id.cache_dir_name()).map_err(|e| {
+                    CliError::new(
+                        "io_error",
+                        format!(
+                            "cannot create a staging folder in {}: {e}",
+                            cache.root().display()
+                        ),
+                    )
+                })?;
+            Destination::Cache(cache, repo_id, staging)
+        }
         None => Destination::Folder(args.target.clone().expect("clap requires a target")),
     };
     let folder = destination.conversion_folder();
@@ -80,10 +102,8 @@ pub fn run(args: &ConvertArgs, output: &Output) -> Result<Outcome, CliError> {
         report.bits.map_or("no".to_string(), |b| b.to_string()),
         report.bytes_written / 1_000_000
     );
-    if let Destination::Cache(cache, repo_id) = &destination {
-        let installed = install_folder(cache, repo_id, &folder);
-        let _ = std::fs::remove_dir_all(&folder);
-        let commit = installed?;
+    if let Destination::Cache(cache, repo_id, _) = &destination {
+        let commit = install_folder(cache, repo_id, &folder)?;
         data["target"] = json!(cache.repo_dir(repo_id).join("snapshots").join(&commit));
         data["repo_id"] = json!(repo_id.as_str());
         data["commit"] = json!(commit);
@@ -104,20 +124,17 @@ pub fn run(args: &ConvertArgs, output: &Output) -> Result<Outcome, CliError> {
 
 enum Destination {
     Folder(PathBuf),
-    Cache(HubCache, RepoId),
+    /// Converted into a staging folder inside the cache root (same file system), installed,
+    /// and removed with it.
+    Cache(HubCache, RepoId, StagingDir),
 }
 
 impl Destination {
-    /// Where the converter writes: the target folder, or a staging folder inside the cache root
-    /// (same file system) that is installed and removed afterwards.
+    /// Where the converter writes: the target folder, or a folder inside the staging folder.
     fn conversion_folder(&self) -> PathBuf {
         match self {
             Destination::Folder(path) => path.clone(),
-            Destination::Cache(cache, repo_id) => cache.root().join(format!(
-                ".mlxk-convert-{}-{}",
-                repo_id.cache_dir_name(),
-                std::process::id()
-            )),
+            Destination::Cache(_, _, staging) => staging.path().join("model"),
         }
     }
 }

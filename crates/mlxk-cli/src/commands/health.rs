@@ -25,7 +25,10 @@ pub fn run(args: &HealthArgs, output: &Output) -> Result<Outcome, CliError> {
     let library = Library::from_env().with_depth(depth);
     let models = match &args.model {
         Some(name) => vec![library.find(name)?],
-        None => library.list()?,
+        None => {
+            super::note_stale_staging(library.cache());
+            library.list()?
+        }
     };
     let (healthy, unhealthy): (Vec<&ModelInfo>, Vec<&ModelInfo>) =
         models.iter().partition(|m| m.is_healthy());

@@ -27,6 +27,9 @@ const DEFAULT_ORG_PREFIX: &str = "mlx-community/";
 
 pub fn run(args: &ListArgs, output: &Output) -> Result<Outcome, CliError> {
     let library = Library::from_env();
+    if args.all {
+        super::note_stale_staging(library.cache());
+    }
     let models = match &args.pattern {
         Some(pattern) => library.list_matching(pattern)?,
         None => library.list()?,

@@ -74,3 +74,21 @@ pub fn block_on<F: Future>(work: F) -> Result<F::Output, CliError> {
         .map_err(|e| CliError::new("io_error", format!("cannot start the async runtime: {e}")))?;
     Ok(runtime.block_on(work))
 }
+
+/// Says on stderr (outside any JSON envelope) what an interrupted conversion left in the cache:
+/// it is not a model, so no list shows it, and it takes space.
+pub fn note_stale_staging(cache: &mlxk_core::HubCache) {
+    let stale = mlxk_core::staging::stale(cache.root());
+    if stale.is_empty() {
+        return;
+    }
+    let names: Vec<String> = stale
+        .iter()
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    eprintln!(
+        "note: {} folder(s) left in the cache by an interrupted conversion: {}; the next `mlxk convert --into-cache` removes them (or delete them)",
+        stale.len(),
+        names.join(", ")
+    );
+}
