@@ -24,8 +24,8 @@ def hostile_copy(source: FixtureCache, tmp_path: Path, repo: str, files: dict) -
     written into its snapshot: a model file someone tampered with."""
     import shutil
 
-    home = tmp_path / "hostile_home"
-    (home / "hub").mkdir(parents=True)
+    home = tmp_path / "hostile_home"  # several calls add several models to one cache
+    (home / "hub").mkdir(parents=True, exist_ok=True)
     (home / ".mlxk-test-sentinel").write_text("test cache\n")
     target = home / "hub" / ("models--" + repo.replace("/", "--"))
     shutil.copytree(source.hub / ("models--" + NAME.replace("/", "--")), target, symlinks=True)
@@ -296,16 +296,24 @@ def test_a_hostile_model_fails_its_own_requests_only(cache, tmp_path):
         assert server.stop() == 0
 
 
-def test_a_looping_template_is_a_clear_error(cache, tmp_path):
-    looping = "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}"
-    hostile = hostile_copy(cache, tmp_path, "probe/looping", {"chat_template.jinja": looping})
+def test_hostile_templates_are_clear_errors(cache, tmp_path):
+    cases = {
+        "probe/loops": ("{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}",
+                        "did not finish"),
+        "probe/balloons": ("{% for a in range(100000) %}{{ 'x' * 1000 }}{% endfor %}",  # 100 MB
+                           "more than 16 MiB"),
+        "probe/multiplies": ("{% for x in [1, 2] * 1000000000000 %}{% endfor %}", "did not finish"),
+    }
+    for name, (text, _) in cases.items():
+        hostile = hostile_copy(cache, tmp_path, name, {"chat_template.jinja": text})
     server = Server(hostile, "--keep-alive", "0")
     try:
-        response = httpx.post(server.base + "/v1/chat/completions", timeout=120,
-                              json={"model": "probe/looping", "messages": QUESTION})
-        assert response.status_code == 400, response.text
-        assert "did not finish" in error(response)["message"]
-        assert httpx.get(server.base + "/health").status_code == 200
+        for name, (_, expected) in cases.items():
+            response = httpx.post(server.base + "/v1/chat/completions", timeout=120,
+                                  json={"model": name, "messages": QUESTION})
+            assert response.status_code == 400, response.text
+            assert expected in error(response)["message"], error(response)
+            assert httpx.get(server.base + "/health").status_code == 200
     finally:
         assert server.stop() == 0
 

@@ -140,12 +140,10 @@ fn strip_port(host: &str) -> &str {
     }
 }
 
-/// `http(s)://localhost`, `127.0.0.1` or `[::1]`, any port.
+/// A page or app served from this machine: `localhost`, `127.0.0.1` or `[::1]`, any scheme
+/// (`http`, `https`, a desktop app's own such as `tauri://localhost`), any port.
 pub fn is_loopback_origin(origin: &str) -> bool {
-    let Some(host) = origin
-        .strip_prefix("http://")
-        .or_else(|| origin.strip_prefix("https://"))
-    else {
+    let Some((_, host)) = origin.split_once("://") else {
         return false;
     };
     matches!(strip_port(host), "localhost" | "127.0.0.1" | "[::1]")
@@ -186,6 +184,7 @@ mod tests {
         assert!(guard.origin_allowed("http://localhost:3000"));
         assert!(guard.origin_allowed("http://127.0.0.1"));
         assert!(guard.origin_allowed("http://[::1]:5173"));
+        assert!(guard.origin_allowed("tauri://localhost"));
         assert!(guard.origin_allowed("https://chat.example"));
         assert!(!guard.origin_allowed("https://evil.example"));
         assert!(!guard.origin_allowed("http://localhost.evil.example"));
