@@ -287,8 +287,8 @@ def test_a_hostile_model_fails_its_own_requests_only(cache, tmp_path):
             (snapshot / "config.json").write_text(json.dumps(edited))
             bad = httpx.post(server.base + "/v1/chat/completions", timeout=60,
                              json={"model": "probe/zero-heads", "messages": QUESTION, "max_tokens": 2})
-            assert bad.status_code == 500, bad.text
-            assert field in error(bad)["message"], error(bad)
+            assert bad.status_code == 400, bad.text
+            assert error(bad)["code"] == "model_unusable" and field in error(bad)["message"], error(bad)
             good = httpx.post(server.base + "/v1/chat/completions", timeout=60,
                               json={"model": NAME, "messages": QUESTION, "max_tokens": 2})
             assert good.status_code == 200, good.text

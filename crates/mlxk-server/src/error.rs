@@ -83,6 +83,17 @@ impl ApiError {
         .with_param("model")
     }
 
+    /// The named model's own files make it unusable (an impossible `config.json`).
+    pub fn model_unusable(message: impl Into<String>) -> Self {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            Some("model_unusable"),
+            message,
+        )
+        .with_param("model")
+    }
+
     pub fn too_large(limit: usize) -> Self {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,

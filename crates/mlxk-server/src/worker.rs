@@ -346,7 +346,12 @@ impl WorkerLoop {
             return Ok(self.loaded.as_ref().expect("checked"));
         }
         self.unload();
-        let engine = |e: EngineError| ApiError::internal(format!("loading {}: {e}", job.model));
+        let engine = |e: EngineError| match e {
+            // A config no model can have: the named model is unusable, as a 400 says (the
+            // request cannot succeed as it is), not a fault of the server.
+            EngineError::Config(_) => ApiError::model_unusable(format!("{}: {e}", job.model)),
+            other => ApiError::internal(format!("loading {}: {other}", job.model)),
+        };
         let plan = mlxk_engine::plan(&job.dir, &self.load_policy).map_err(engine)?;
         let mut system = sysinfo::System::new();
         system.refresh_memory();
