@@ -27,8 +27,6 @@ use crate::worker::{Event, Job, Prompt, Worker};
 pub struct AppState {
     pub config: ServerConfig,
     pub worker: Worker,
-    /// How the worker's shutdown ended, once the server stopped.
-    pub worker_stop: std::sync::Mutex<Option<crate::worker::WorkerStop>>,
 }
 
 pub type Shared = Arc<AppState>;

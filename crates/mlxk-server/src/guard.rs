@@ -67,12 +67,11 @@ impl RequestGuard {
         if let Some(host) = headers.get(header::HOST) {
             let host = host.to_str().unwrap_or("");
             if !self.host_allowed(host) {
+                let name = shown(strip_port(host));
                 return Err(ApiError::forbidden(
                     "host_not_allowed",
                     format!(
-                        "this server does not answer to the host name '{}' (a web page may be using DNS rebinding); if you reach it by that name, start it with --allowed-host {}",
-                        host.chars().take(100).collect::<String>(),
-                        strip_port(host)
+                        "this server does not answer to the host name '{name}' (a web page may be using DNS rebinding); if you reach it by that name, start it with --allowed-host {name}"
                     ),
                 ));
             }
@@ -90,12 +89,11 @@ impl RequestGuard {
         if let Some(origin) = headers.get(header::ORIGIN) {
             let origin = origin.to_str().unwrap_or("null");
             if !self.origin_allowed(origin) {
+                let origin = shown(origin);
                 return Err(ApiError::forbidden(
                     "origin_not_allowed",
                     format!(
-                        "pages from '{}' may not use this server; start it with --cors-origin {} to allow them",
-                        origin.chars().take(100).collect::<String>(),
-                        origin.chars().take(100).collect::<String>()
+                        "pages from '{origin}' may not use this server; start it with --cors-origin {origin} to allow them"
                     ),
                 ));
             }
@@ -117,6 +115,11 @@ pub async fn guard(
         Ok(()) => next.run(request).await,
         Err(refused) => refused.into_response(),
     }
+}
+
+/// A header value as an error message repeats it: no longer than a line.
+fn shown(value: &str) -> String {
+    value.chars().take(100).collect()
 }
 
 /// `application/json`, with or without parameters (`; charset=utf-8`).

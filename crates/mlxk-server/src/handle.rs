@@ -62,24 +62,13 @@ impl ServerHandle {
             self.task.abort();
             let _ = (&mut self.task).await;
         }
-        // Normally the graceful path above has stopped the worker already; if the serve loop
-        // ended early, this stops it (bounded by the same timeout).
+        // The graceful path above has stopped the worker (this returns how), or, if the serve
+        // loop ended early, this stops it (bounded by the same timeout).
         let state = Arc::clone(&self.state);
-        let stop = tokio::task::spawn_blocking(move || state.worker.shutdown())
-            .await
-            .unwrap_or(WorkerStop::Abandoned);
-        if stop == WorkerStop::Abandoned || self.worker_abandoned() {
-            Stopped::WorkerAbandoned
-        } else {
-            Stopped::Cleanly
+        match tokio::task::spawn_blocking(move || state.worker.shutdown()).await {
+            Ok(WorkerStop::Stopped) => Stopped::Cleanly,
+            _ => Stopped::WorkerAbandoned,
         }
-    }
-
-    fn worker_abandoned(&self) -> bool {
-        self.state
-            .worker_stop
-            .lock()
-            .is_ok_and(|s| *s == Some(WorkerStop::Abandoned))
     }
 }
 
@@ -106,7 +95,6 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, StartError> {
         .map_err(|source| StartError::Bind { addr, source })?;
     let state: Shared = Arc::new(AppState {
         worker: Worker::spawn(&config),
-        worker_stop: std::sync::Mutex::new(None),
         config,
     });
     raise_open_file_limit();
@@ -121,13 +109,7 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, StartError> {
         let graceful = async move {
             let _ = signal.await;
             // End the generations first so that their streams can finish.
-            let _ = tokio::task::spawn_blocking(move || {
-                let stop = worker_state.worker.shutdown();
-                if let Ok(mut slot) = worker_state.worker_stop.lock() {
-                    *slot = Some(stop);
-                }
-            })
-            .await;
+            let _ = tokio::task::spawn_blocking(move || worker_state.worker.shutdown()).await;
         };
         connections::serve(listener, app, limits, graceful).await;
     });

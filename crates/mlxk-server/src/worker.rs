@@ -82,8 +82,13 @@ pub struct Worker {
     jobs: SyncSender<Message>,
     queue: Arc<QueueState>,
     loaded: Arc<Mutex<Option<String>>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    thread: Mutex<WorkerThread>,
     shutdown_timeout: Duration,
+}
+
+enum WorkerThread {
+    Running(JoinHandle<()>),
+    Ended(WorkerStop),
 }
 
 /// How a [`Worker::shutdown`] ended.
@@ -131,7 +136,7 @@ impl Worker {
             jobs,
             queue,
             loaded,
-            thread: Mutex::new(Some(thread)),
+            thread: Mutex::new(WorkerThread::Running(thread)),
             shutdown_timeout: config.shutdown_timeout,
         }
     }
@@ -165,11 +170,27 @@ impl Worker {
 
     /// Ends active generations cleanly (`finish_reason: stop`), refuses waiting ones and
     /// waits for the worker thread, at most the shutdown timeout: a worker stuck in a hostile
-    /// chat template must not keep the server from stopping. Blocking; later calls do nothing.
+    /// chat template must not keep the server from stopping. Blocking; a later (or concurrent)
+    /// call waits for the first and returns how it ended.
     pub fn shutdown(&self) -> WorkerStop {
-        let Some(thread) = self.thread.lock().ok().and_then(|mut t| t.take()) else {
-            return WorkerStop::Stopped;
+        // Held for the whole stop, so that every caller learns the one outcome.
+        let Ok(mut state) = self.thread.lock() else {
+            return WorkerStop::Abandoned;
         };
+        let thread = match std::mem::replace(&mut *state, WorkerThread::Ended(WorkerStop::Stopped))
+        {
+            WorkerThread::Ended(outcome) => {
+                *state = WorkerThread::Ended(outcome);
+                return outcome;
+            }
+            WorkerThread::Running(thread) => thread,
+        };
+        let outcome = self.stop_thread(thread);
+        *state = WorkerThread::Ended(outcome);
+        outcome
+    }
+
+    fn stop_thread(&self, thread: JoinHandle<()>) -> WorkerStop {
         let deadline = Instant::now() + self.shutdown_timeout;
         self.queue.stopping.store(true, Ordering::SeqCst);
         // The queue may be full while the worker is stuck: never block on it.

@@ -75,10 +75,11 @@ pub fn redact_tokens(text: &str) -> String {
             .next_back()
             .is_none_or(|c| !c.is_ascii_alphanumeric() && c != '_');
         out.push_str(&rest[..start]);
+        let word = &rest[start..start + 3 + body];
         if starts_word && body >= MIN_TOKEN_BODY {
-            out.push_str(&format!("hf_…({} chars)", body + 3));
+            out.push_str(&Secret::new(word).to_string());
         } else {
-            out.push_str(&rest[start..start + 3 + body]);
+            out.push_str(word);
         }
         rest = &after[body..];
     }
