@@ -3,7 +3,7 @@
 
 use mlxk_core::hub::HubError;
 use mlxk_core::secrets::SecretError;
-use mlxk_core::CoreError;
+use mlxk_core::{CoreError, Hint};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, specta::Type, thiserror::Error)]
@@ -25,8 +25,23 @@ impl CommandError {
 
 impl From<CoreError> for CommandError {
     fn from(e: CoreError) -> Self {
-        CommandError::new(e.kind().as_str(), e.to_string())
+        CommandError::new(e.kind().as_str(), with_hint(e.to_string(), e.hint()))
     }
+}
+
+/// The app's words for what a person can do: its settings and buttons, not the CLI's flags.
+fn with_hint(message: String, hint: Option<Hint>) -> String {
+    let advice = match hint {
+        None => return message,
+        Some(Hint::Login) => "Add a token that has access in Settings → Hugging Face token.",
+        Some(Hint::AcceptConditions) => {
+            "Accept its conditions on the model's Hub page, then add that account's token in Settings → Hugging Face token."
+        }
+        Some(Hint::Force) => "Wait for it to finish, then try again.",
+        // The app's push creates missing repositories itself; no setting to point to.
+        Some(Hint::CreateRepo) => return message,
+    };
+    format!("{message}. {advice}")
 }
 
 impl From<SecretError> for CommandError {
@@ -37,7 +52,7 @@ impl From<SecretError> for CommandError {
 
 impl From<HubError> for CommandError {
     fn from(e: HubError) -> Self {
-        CommandError::new(e.kind(), e.to_string())
+        CommandError::new(e.kind(), with_hint(e.to_string(), e.hint()))
     }
 }
 

@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mlxk_core::hub::pull::{self, Cancel, FileState, PullProgress, PullRequest};
+use mlxk_core::hub::pull::{self, FileState, PullProgress, PullRequest};
 use mlxk_core::hub::push::{self, PushEvent, PushRequest};
-use mlxk_core::hub::HubClient;
+use mlxk_core::hub::{CancellationToken, HubClient, HubError};
 use mlxk_core::HubCache;
 use serde::{Deserialize, Serialize};
 
@@ -48,8 +48,7 @@ pub struct FileProgressView {
     pub path: String,
     pub size: u64,
     pub done_bytes: u64,
-    /// `cached`, `waiting`, `downloading`, `done`.
-    pub state: String,
+    pub state: FileState,
 }
 
 /// One pull or push as the windows show it.
@@ -81,13 +80,7 @@ impl TransferView {
                 path: f.path.clone(),
                 size: f.size,
                 done_bytes: f.done_bytes,
-                state: match f.state {
-                    FileState::Cached => "cached",
-                    FileState::Waiting => "waiting",
-                    FileState::Downloading => "downloading",
-                    FileState::Done => "done",
-                }
-                .into(),
+                state: f.state,
             })
             .collect();
     }
@@ -115,7 +108,8 @@ type Observer = Box<dyn Fn(&TransferView) + Send + Sync>;
 
 struct Entry {
     view: TransferView,
-    cancel: Option<Box<dyn Fn() + Send + Sync>>,
+    /// Cleared when the transfer ends.
+    cancel: Option<CancellationToken>,
     last_sent: Instant,
 }
 
@@ -153,7 +147,7 @@ impl Transfers {
                 cancel: Some(cancel),
                 ..
             }) => {
-                cancel();
+                cancel.cancel();
                 true
             }
             _ => false,
@@ -180,14 +174,8 @@ impl Transfers {
         request: PullRequest,
     ) -> TransferId {
         let target = pull_target(&request);
-        let cancel = Cancel::default();
-        let stop = cancel.clone();
-        let id = self.begin(
-            TransferKind::Pull,
-            target,
-            "Listing files…",
-            Box::new(move || stop.cancel()),
-        );
+        let cancel = CancellationToken::new();
+        let id = self.begin(TransferKind::Pull, target, "Listing files…", cancel.clone());
         let this = self.clone();
         // On a blocking thread: the pull's future is not `Send` for every lifetime
         // `tokio::spawn` asks (a closure over borrowed files), so it cannot be spawned as is.
@@ -203,7 +191,7 @@ impl Transfers {
                 Ok(()) => {
                     runtime.block_on(pull::pull(&client, &cache, &request, &cancel, &on_event))
                 }
-                Err(e) => Err(mlxk_core::hub::HubError::Io {
+                Err(e) => Err(HubError::Io {
                     action: "creating the cache",
                     path: cache.root().display().to_string(),
                     source: e,
@@ -222,7 +210,7 @@ impl Transfers {
                         ),
                         link: None,
                     },
-                    Err(mlxk_core::hub::HubError::Cancelled) => TransferState::Cancelled,
+                    Err(HubError::Cancelled) => TransferState::Cancelled,
                     Err(e) => TransferState::Failed { error: e.into() },
                 },
             );
@@ -241,51 +229,29 @@ impl Transfers {
         plan: push::PushPlan,
     ) -> TransferId {
         let this = self.clone();
-        let (abort_tx, abort_rx) = tokio::sync::oneshot::channel::<()>();
-        let abort_tx = Mutex::new(Some(abort_tx));
+        let cancel = CancellationToken::new();
         let id = self.begin(
             TransferKind::Push,
             request.repo.as_str().to_string(),
             "Uploading…",
-            Box::new(move || {
-                if let Some(tx) = abort_tx.lock().expect("abort lock").take() {
-                    let _ = tx.send(());
-                }
-            }),
+            cancel.clone(),
         );
         tokio::spawn(async move {
             let events = this.clone();
-            let committing = Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let seen = Arc::clone(&committing);
             let on_event = Arc::new(move |event: PushEvent| {
-                if event == PushEvent::Committing {
-                    seen.store(true, Ordering::SeqCst);
-                }
                 events.update(id, |view| view.show_push(&event));
             });
-            let work = push::push(&client, &request, &files, &plan, on_event);
-            tokio::pin!(work);
-            let result = tokio::select! {
-                result = &mut work => Some(result),
-                _ = abort_rx => {
-                    if committing.load(Ordering::SeqCst) {
-                        // Too late to stop cleanly: let the commit land.
-                        Some(work.await)
-                    } else {
-                        None
-                    }
-                }
-            };
+            let result = push::push(&client, &request, &files, &plan, &cancel, on_event).await;
             let state = match result {
-                None => TransferState::Cancelled,
-                Some(Ok(done)) if done.no_changes => TransferState::Done {
+                Err(HubError::Cancelled) => TransferState::Cancelled,
+                Ok(done) if done.no_changes => TransferState::Done {
                     message: format!(
                         "No changes: {} ({}) already has these files",
                         done.repo_id, done.branch
                     ),
                     link: Some(done.repo_url),
                 },
-                Some(Ok(done)) => TransferState::Done {
+                Ok(done) => TransferState::Done {
                     message: format!(
                         "Pushed {} file(s) from {} to {} ({}){}",
                         done.uploaded_files_count,
@@ -304,7 +270,7 @@ impl Transfers {
                     ),
                     link: Some(done.commit_url.unwrap_or(done.repo_url)),
                 },
-                Some(Err(e)) => TransferState::Failed { error: e.into() },
+                Err(e) => TransferState::Failed { error: e.into() },
             };
             this.finish(id, state);
         });
@@ -316,7 +282,7 @@ impl Transfers {
         kind: TransferKind,
         target: String,
         phase: &str,
-        cancel: Box<dyn Fn() + Send + Sync>,
+        cancel: CancellationToken,
     ) -> TransferId {
         let id = self.next_id.fetch_add(1, Ordering::SeqCst) + 1;
         let view = TransferView {
@@ -396,9 +362,9 @@ pub fn pull_target(request: &PullRequest) -> String {
 }
 
 /// What always reaches the windows at once: the phase and each file's state.
-fn milestones(view: &TransferView) -> (String, Vec<String>) {
+fn milestones(view: &TransferView) -> (String, Vec<FileState>) {
     (
         view.phase.clone(),
-        view.files.iter().map(|f| f.state.clone()).collect(),
+        view.files.iter().map(|f| f.state).collect(),
     )
 }

@@ -1,6 +1,7 @@
 //! What the UI receives: plain, typed mirrors of the core's results (the core's own types are
 //! `serde` but not `specta`, and carry more than a window needs). Conversions only; no logic.
 
+use mlxk_core::health::ProblemCode;
 use mlxk_core::hub::push::{FolderCheck, LocalFile, PushPlan, Severity};
 use mlxk_core::hub::HubUser;
 use mlxk_core::remove::{RemovalOutcome, RemovalPlan, RemovalScope};
@@ -87,7 +88,7 @@ pub struct LibraryView {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, specta::Type)]
 pub struct HealthProblemView {
-    pub code: String,
+    pub code: ProblemCode,
     pub message: String,
 }
 
@@ -146,7 +147,7 @@ impl From<&ModelInfo> for ModelDetails {
                 .problems
                 .iter()
                 .map(|p| HealthProblemView {
-                    code: snake_name(&p.code),
+                    code: p.code,
                     message: p.message.clone(),
                 })
                 .collect(),
@@ -245,8 +246,8 @@ impl AccountView {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, specta::Type)]
 pub struct AnomalyView {
     /// `error` blocks a push; `warning` does not.
-    pub severity: String,
-    pub code: String,
+    pub severity: Severity,
+    pub code: ProblemCode,
     pub message: String,
 }
 
@@ -283,12 +284,8 @@ impl FolderCheckView {
                 .anomalies
                 .iter()
                 .map(|a| AnomalyView {
-                    severity: match a.severity {
-                        Severity::Error => "error",
-                        Severity::Warning => "warning",
-                    }
-                    .to_string(),
-                    code: snake_name(&a.code),
+                    severity: a.severity,
+                    code: a.code,
                     message: a.message.clone(),
                 })
                 .collect(),
@@ -326,15 +323,7 @@ impl PushPreview {
             unchanged: plan.unchanged.clone(),
             remote_only: plan.remote_only.clone(),
             deleted: plan.deleted.clone(),
-            no_changes: plan.no_changes() && plan.repo_exists,
+            no_changes: plan.no_changes(),
         }
-    }
-}
-
-/// The `snake_case` name a core enum serializes to (e.g. `ProblemCode::NoWeights`).
-fn snake_name<T: Serialize>(value: &T) -> String {
-    match serde_json::to_value(value) {
-        Ok(serde_json::Value::String(s)) => s,
-        _ => "unknown".to_string(),
     }
 }

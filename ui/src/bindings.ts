@@ -92,8 +92,8 @@ export type AccountView = {
 
 export type AnomalyView = {
 	/**  `error` blocks a push; `warning` does not. */
-	severity: string,
-	code: string,
+	severity: Severity,
+	code: ProblemCode,
 	message: string,
 };
 
@@ -127,9 +127,14 @@ export type FileProgressView = {
 	path: string,
 	size: number,
 	done_bytes: number,
-	/**  `cached`, `waiting`, `downloading`, `done`. */
-	state: string,
+	state: FileState,
 };
+
+export type FileState = 
+/**  Complete in the cache before this pull. */
+"cached" | "waiting" | "downloading" | 
+/**  Received, verified and linked. */
+"done";
 
 export type FileView = {
 	name: string,
@@ -146,7 +151,7 @@ export type FolderCheckView = {
 };
 
 export type HealthProblemView = {
-	code: string,
+	code: ProblemCode,
 	message: string,
 };
 
@@ -199,6 +204,8 @@ export type ModelSummary = {
 	 */
 	last_used: string | null,
 };
+
+export type ProblemCode = "no_snapshot" | "snapshot_missing" | "incomplete_download" | "broken_symlink" | "config_missing" | "config_invalid" | "no_weights" | "index_invalid" | "missing_shard" | "empty_file" | "lfs_pointer" | "safetensors_invalid" | "gguf_invalid" | "tokenizer_missing" | "tokenizer_invalid" | "content_mismatch";
 
 export type PushFileView = {
 	path: string,
@@ -263,6 +270,9 @@ export type SettingsView = {
 	/**  The server runs with other settings; they apply when it is restarted. */
 	restart_needed: boolean,
 };
+
+/**  How serious a problem of the folder is: errors block a push unless forced. */
+export type Severity = "error" | "warning";
 
 export type SnapshotView = {
 	commit: string,

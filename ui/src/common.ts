@@ -1,6 +1,6 @@
 // Small helpers shared by the windows: building elements, formatting, and the server line.
 import "./style.css";
-import { commands, events, type AppWindow, type CommandError, type ServerStatus, type TransferView } from "./bindings";
+import { commands, events, type AppWindow, type CommandError, type FileState, type ServerStatus, type TransferView } from "./bindings";
 
 /** Creates an element with attributes and children (strings become text, never HTML). */
 export function h<K extends keyof HTMLElementTagNameMap>(
@@ -105,6 +105,19 @@ export function serverLine(): HTMLElement {
   return h("div", { class: "server-line" }, text, warning, button);
 }
 
+/** Where a pulled file is, for the progress list; the switch covers every state the core has. */
+function fileStage(state: FileState, running = false): "moving" | "arrived" | "stopped" {
+  switch (state) {
+    case "downloading":
+      return "moving";
+    case "waiting":
+      return running ? "moving" : "stopped";
+    case "done":
+    case "cached":
+      return "arrived";
+  }
+}
+
 /** A pull's or push's progress: a total bar, one line per file still moving, Cancel while it
  * runs, and the outcome (with the Hub link for a push) when it ends. */
 export function renderTransfer(view: TransferView): HTMLElement {
@@ -135,8 +148,8 @@ export function renderTransfer(view: TransferView): HTMLElement {
       outcome = h("p", { class: "transfer-outcome muted" }, "Cancelled: nothing more was transferred (a pull resumes where it stopped).");
       break;
   }
-  const moving = view.files.filter((f) => f.state === "downloading" || (running && f.state === "waiting"));
-  const finished = view.files.filter((f) => f.state === "done" || f.state === "cached").length;
+  const moving = view.files.filter((f) => fileStage(f.state, running) === "moving");
+  const finished = view.files.filter((f) => fileStage(f.state) === "arrived").length;
   return h("div", { class: "transfer", "data-transfer": String(view.id), "data-kind": view.kind, "data-state": view.state.state },
     h("div", { class: "row" },
       h("strong", {}, `${view.kind === "pull" ? "Pull" : "Push"} ${view.target}`),

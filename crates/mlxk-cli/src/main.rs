@@ -1,8 +1,8 @@
 //! `mlxk`: a thin command-line shell over `mlxk-core`.
 
-mod api;
 mod commands;
 mod human;
+mod json_api;
 mod output;
 
 use std::process::ExitCode;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use mlxk_core::hub::HubError;
 use mlxk_core::secrets::SecretError;
-use mlxk_core::{CoreError, ErrorKind};
+use mlxk_core::{CoreError, ErrorKind, Hint};
 use serde_json::{json, Map, Value};
 
 pub const EXIT_OK: u8 = 0;
@@ -61,8 +61,36 @@ impl CliError {
     }
 }
 
+impl CliError {
+    /// Adds what the person can do: named in JSON (`"hint": "login"`), worded for the terminal.
+    fn with_hint(mut self, hint: Option<Hint>) -> Self {
+        if let Some(hint) = hint {
+            self.extra.push(("hint", json!(hint)));
+            let text = hint_text(hint);
+            self.hint = Some(match self.hint.take() {
+                Some(other) => format!("{text}\n{other}"),
+                None => text.to_string(),
+            });
+        }
+        self
+    }
+}
+
+/// The CLI's words for a [`Hint`].
+fn hint_text(hint: Hint) -> &'static str {
+    match hint {
+        Hint::Login => "hint: `mlxk login` with a token that has access",
+        Hint::AcceptConditions => {
+            "hint: accept its conditions on the Hub's model page, then `mlxk login` with that account"
+        }
+        Hint::Force => "hint: wait for it to finish, or use --force",
+        Hint::CreateRepo => "hint: pass --create to create it (private unless --public)",
+    }
+}
+
 impl From<CoreError> for CliError {
     fn from(err: CoreError) -> Self {
+        let hint = err.hint();
         let mut cli = CliError::new(err.kind().as_str(), err.to_string());
         match &err {
             CoreError::AmbiguousMatch { matches, .. } => {
@@ -80,7 +108,7 @@ impl From<CoreError> for CliError {
         if err.kind() == ErrorKind::InvalidName {
             cli.exit = EXIT_USAGE;
         }
-        cli
+        cli.with_hint(hint)
     }
 }
 
@@ -93,10 +121,21 @@ impl From<SecretError> for CliError {
 impl From<HubError> for CliError {
     fn from(err: HubError) -> Self {
         let mut cli = CliError::new(err.kind(), err.to_string());
-        if let HubError::Network { .. } | HubError::InvalidEndpoint { .. } = err {
-            cli.hint = Some("the Hub is HF_ENDPOINT when set, else https://huggingface.co".into());
+        match err {
+            HubError::Network { .. } => {
+                cli.hint = Some(
+                    "the Hub is HF_ENDPOINT when set, else https://huggingface.co; an interrupted \
+                     download resumes with the next pull"
+                        .into(),
+                )
+            }
+            HubError::InvalidEndpoint { .. } => {
+                cli.hint =
+                    Some("the Hub is HF_ENDPOINT when set, else https://huggingface.co".into())
+            }
+            _ => {}
         }
-        cli
+        cli.with_hint(err.hint())
     }
 }
 

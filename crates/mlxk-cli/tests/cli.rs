@@ -632,6 +632,62 @@ fn human_output_is_aligned_tables() {
     insta::assert_snapshot!("show_files", show.stdout);
 }
 
+/// What a person sees from every command that works offline, errors included (stderr), with
+/// the temp folder shown as `<tmp>`: a change of wording is a reviewed diff.
+#[test]
+fn human_output_of_every_offline_command() {
+    let cache = TestCache::standard();
+    let tmp = cache.home.parent().unwrap().display().to_string();
+    let folder = cache
+        .repo_dir("mlx-community/Llama-3.2-1B-Instruct-4bit")
+        .join("snapshots");
+    let snapshot = fs::read_dir(&folder)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let snapshot = snapshot.to_str().unwrap();
+    let cases: &[(&str, &[&str])] = &[
+        ("show", &["show", "Model_v1.5-beta.test"]),
+        ("show_config", &["show", "Qwen3-0.6B-sharded", "--config"]),
+        ("show_unhealthy", &["show", "gemma-2-2b-truncated"]),
+        ("list_pattern", &["list", "qwen"]),
+        ("health_one_unhealthy", &["health", "gemma-2-2b-truncated"]),
+        (
+            "health_deep",
+            &["health", "--deep", "Qwen2.5-0.5B-Instruct-4bit"],
+        ),
+        ("error_not_found", &["show", "no-such-model"]),
+        ("error_ambiguous", &["show", "Llama"]),
+        ("error_revision", &["show", "Qwen2.5-0.5B-Instruct-4bit@v9"]),
+        (
+            "error_not_runnable",
+            &["run", "openai-community/gpt2", "hi"],
+        ),
+        ("error_path_not_found", &["show", "./nowhere"]),
+        (
+            "push_check_only",
+            &["push", snapshot, "org/model", "--check-only"],
+        ),
+        (
+            "rm_forced",
+            &["rm", "mlx-community/broken-symlink-model", "--force"],
+        ),
+    ];
+    for (name, args) in cases {
+        let run = cache.run(args);
+        let shown = format!(
+            "$ mlxk {}\nexit {}\n--- stdout\n{}\n--- stderr\n{}",
+            args.join(" ").replace(&tmp, "<tmp>"),
+            run.code,
+            run.stdout.replace(&tmp, "<tmp>").trim_end(),
+            run.stderr.replace(&tmp, "<tmp>").trim_end(),
+        );
+        insta::assert_snapshot!(*name, shown);
+    }
+}
+
 /// Runs `mlxk` on a pseudo-terminal (util-linux `script`), typing `answer` at its prompt.
 fn run_on_terminal(cache: &TestCache, args: &str, answer: &str) -> (i32, String) {
     use std::io::Write;

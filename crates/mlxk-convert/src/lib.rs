@@ -24,7 +24,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 pub use error::ConvertError;
-use gguf::GgufFile;
+use gguf::{GgufFile, TensorDesc};
 use quant::{MlxQuantized, BLOCK};
 
 /// The dtype of quantization scales and biases (and of dense weights) in the output.
@@ -90,26 +90,8 @@ pub fn convert_gguf(
     let mut gguf = GgufFile::open(source)?;
     let params = llama::LlamaParams::read(&gguf)?;
     let tokenizer = tokenizer::GgufTokenizer::read(&gguf)?;
-
     let descs = gguf.tensors();
-    let unsupported: Vec<String> = descs
-        .iter()
-        .filter_map(|d| match llama::map_tensor(&d.name, &params) {
-            None => Some(format!("{} (unknown to llama)", d.name)),
-            Some(_)
-                if !matches!(
-                    d.kind,
-                    TensorType::F32 | TensorType::F16 | TensorType::Q4_1 | TensorType::Q8_0
-                ) =>
-            {
-                Some(format!("{} ({:?})", d.name, d.kind))
-            }
-            Some(_) => None,
-        })
-        .collect();
-    if !unsupported.is_empty() {
-        return Err(ConvertError::UnsupportedTensors(unsupported));
-    }
+    check_supported(&descs, &params)?;
 
     let mut out = Vec::new();
     let mut quantized_modules: BTreeMap<String, u32> = BTreeMap::new();
@@ -119,59 +101,15 @@ pub fn convert_gguf(
             total: descs.len(),
             name: desc.name.clone(),
         });
-        let mapping = llama::map_tensor(&desc.name, &params).expect("checked above");
-        let (rows, cols) = desc.rows_cols();
         let bytes = gguf.read(&desc.name)?;
-        let unpermute = |row: usize| match mapping.unpermute_heads {
-            Some(heads) => quant::unpermute_qk_source_row(row, rows, heads as usize),
-            None => row,
-        };
-        let bad = |why: String| ConvertError::Gguf(format!("{}: {why}", desc.name));
-        match desc.kind {
-            TensorType::Q4_1 | TensorType::Q8_0 => {
-                let q = if desc.kind == TensorType::Q4_1 {
-                    quant::q4_1_to_mlx(&bytes, rows, cols)
-                } else {
-                    quant::q8_0_to_mlx(&bytes, rows, cols)
-                }
-                .map_err(bad)?;
-                let q = if mapping.unpermute_heads.is_some() {
-                    q.permute_rows(unpermute)
-                } else {
-                    q
-                };
-                quantized_modules.insert(mapping.mlx_name.clone(), q.bits);
-                push_quantized(&mut out, &mapping.mlx_name, &q, options.scales);
-            }
-            _ => {
-                let values = dense_values(&bytes, desc.kind).map_err(bad)?;
-                let is_vector = desc.dims.len() == 1;
-                let name = if is_vector {
-                    mapping.mlx_name.clone()
-                } else {
-                    format!("{}.weight", mapping.mlx_name)
-                };
-                let values = if mapping.unpermute_heads.is_some() && !is_vector {
-                    (0..rows)
-                        .flat_map(|r| values[unpermute(r) * cols..][..cols].to_vec())
-                        .collect()
-                } else {
-                    values
-                };
-                // Norm weights stay float32: they are tiny and mlx-lm computes norms in it anyway.
-                let dtype = if is_vector {
-                    ScaleDtype::F32
-                } else {
-                    options.scales
-                };
-                let shape = if is_vector {
-                    vec![cols]
-                } else {
-                    vec![rows, cols]
-                };
-                out.push(float_tensor(name, shape, &values, dtype));
-            }
-        }
+        convert_tensor(
+            desc,
+            &bytes,
+            &params,
+            options,
+            &mut out,
+            &mut quantized_modules,
+        )?;
     }
 
     let quantization = quantization_config(&quantized_modules);
@@ -186,49 +124,15 @@ pub fn convert_gguf(
 
     progress(Progress::Writing);
     let staging = staging_dir(target)?;
-    let mut write = || -> Result<u64, ConvertError> {
-        let weights_path = staging.join("model.safetensors");
-        let views: Vec<(String, TensorView)> = out
-            .iter()
-            .map(|t| {
-                let view = TensorView::new(t.dtype, t.shape.clone(), &t.data)
-                    .expect("tensor sizes are consistent");
-                (t.name.clone(), view)
-            })
-            .collect();
-        let metadata = Some(
-            [("format".to_string(), "mlx".to_string())]
-                .into_iter()
-                .collect(),
-        );
-        safetensors::serialize_to_file(views, metadata, &weights_path)
-            .map_err(|e| ConvertError::io("writing", &weights_path, std::io::Error::other(e)))?;
-        write_json(&staging.join("config.json"), &config)?;
-        progress(Progress::Tokenizer);
-        tokenizer.write_tokenizer_json(&staging.join("tokenizer.json"))?;
-        write_json(
-            &staging.join("tokenizer_config.json"),
-            &tokenizer.tokenizer_config(params.context_length),
-        )?;
-        write_json(
-            &staging.join("generation_config.json"),
-            &json!({"bos_token_id": tokenizer.special.bos, "eos_token_id": tokenizer.special.eos}),
-        )?;
-        Ok(fs::metadata(&weights_path).map(|m| m.len()).unwrap_or(0))
-    };
-    let bytes_written = match write() {
+    let written = write_folder(&staging, &out, &config, &tokenizer, &params, &mut progress);
+    let bytes_written = match written {
         Ok(bytes) => bytes,
         Err(e) => {
             let _ = fs::remove_dir_all(&staging);
             return Err(e);
         }
     };
-    if target.exists() {
-        fs::remove_dir(target)
-            .map_err(|e| ConvertError::io("replacing the empty folder", target, e))?;
-    }
-    fs::rename(&staging, target)
-        .map_err(|e| ConvertError::io("moving the result to", target, e))?;
+    move_into_place(&staging, target)?;
 
     let bits = quantization
         .get("bits")
@@ -245,6 +149,140 @@ pub fn convert_gguf(
         vocab_size: tokenizer.vocab_size(),
         bytes_written,
     })
+}
+
+/// Every tensor is one llama has, in a type this converter reads; all others are named.
+fn check_supported(descs: &[TensorDesc], params: &llama::LlamaParams) -> Result<(), ConvertError> {
+    let unsupported: Vec<String> = descs
+        .iter()
+        .filter_map(|d| match llama::map_tensor(&d.name, params) {
+            None => Some(format!("{} (unknown to llama)", d.name)),
+            Some(_)
+                if !matches!(
+                    d.kind,
+                    TensorType::F32 | TensorType::F16 | TensorType::Q4_1 | TensorType::Q8_0
+                ) =>
+            {
+                Some(format!("{} ({:?})", d.name, d.kind))
+            }
+            Some(_) => None,
+        })
+        .collect();
+    if unsupported.is_empty() {
+        Ok(())
+    } else {
+        Err(ConvertError::UnsupportedTensors(unsupported))
+    }
+}
+
+/// One GGUF tensor into its MLX tensors: quantized blocks re-packed (and the quantized module
+/// noted), float tensors as they are; query and key rows back in Hugging Face head order.
+fn convert_tensor(
+    desc: &TensorDesc,
+    bytes: &[u8],
+    params: &llama::LlamaParams,
+    options: &ConvertOptions,
+    out: &mut Vec<OutTensor>,
+    quantized_modules: &mut BTreeMap<String, u32>,
+) -> Result<(), ConvertError> {
+    let mapping = llama::map_tensor(&desc.name, params).expect("checked as supported");
+    let (rows, cols) = desc.rows_cols();
+    let unpermute = |row: usize| match mapping.unpermute_heads {
+        Some(heads) => quant::unpermute_qk_source_row(row, rows, heads as usize),
+        None => row,
+    };
+    let bad = |why: String| ConvertError::Gguf(format!("{}: {why}", desc.name));
+    if matches!(desc.kind, TensorType::Q4_1 | TensorType::Q8_0) {
+        let q = if desc.kind == TensorType::Q4_1 {
+            quant::q4_1_to_mlx(bytes, rows, cols)
+        } else {
+            quant::q8_0_to_mlx(bytes, rows, cols)
+        }
+        .map_err(bad)?;
+        let q = if mapping.unpermute_heads.is_some() {
+            q.permute_rows(unpermute)
+        } else {
+            q
+        };
+        quantized_modules.insert(mapping.mlx_name.clone(), q.bits);
+        push_quantized(out, &mapping.mlx_name, &q, options.scales);
+        return Ok(());
+    }
+    let values = dense_values(bytes, desc.kind).map_err(bad)?;
+    let is_vector = desc.dims.len() == 1;
+    let name = if is_vector {
+        mapping.mlx_name.clone()
+    } else {
+        format!("{}.weight", mapping.mlx_name)
+    };
+    let values = if mapping.unpermute_heads.is_some() && !is_vector {
+        (0..rows)
+            .flat_map(|r| values[unpermute(r) * cols..][..cols].to_vec())
+            .collect()
+    } else {
+        values
+    };
+    // Norm weights stay float32: they are tiny and mlx-lm computes norms in it anyway.
+    let dtype = if is_vector {
+        ScaleDtype::F32
+    } else {
+        options.scales
+    };
+    let shape = if is_vector {
+        vec![cols]
+    } else {
+        vec![rows, cols]
+    };
+    out.push(float_tensor(name, shape, &values, dtype));
+    Ok(())
+}
+
+/// Writes the model folder's files into `staging`; returns the size of the weights.
+fn write_folder(
+    staging: &Path,
+    out: &[OutTensor],
+    config: &Value,
+    tokenizer: &tokenizer::GgufTokenizer,
+    params: &llama::LlamaParams,
+    progress: &mut impl FnMut(Progress),
+) -> Result<u64, ConvertError> {
+    let weights_path = staging.join("model.safetensors");
+    let views: Vec<(String, TensorView)> = out
+        .iter()
+        .map(|t| {
+            let view = TensorView::new(t.dtype, t.shape.clone(), &t.data)
+                .expect("tensor sizes are consistent");
+            (t.name.clone(), view)
+        })
+        .collect();
+    let metadata = Some(
+        [("format".to_string(), "mlx".to_string())]
+            .into_iter()
+            .collect(),
+    );
+    safetensors::serialize_to_file(views, metadata, &weights_path)
+        .map_err(|e| ConvertError::io("writing", &weights_path, std::io::Error::other(e)))?;
+    write_json(&staging.join("config.json"), config)?;
+    progress(Progress::Tokenizer);
+    tokenizer.write_tokenizer_json(&staging.join("tokenizer.json"))?;
+    write_json(
+        &staging.join("tokenizer_config.json"),
+        &tokenizer.tokenizer_config(params.context_length),
+    )?;
+    write_json(
+        &staging.join("generation_config.json"),
+        &json!({"bos_token_id": tokenizer.special.bos, "eos_token_id": tokenizer.special.eos}),
+    )?;
+    Ok(fs::metadata(&weights_path).map(|m| m.len()).unwrap_or(0))
+}
+
+/// The finished folder takes the target's place (an empty target folder is replaced).
+fn move_into_place(staging: &Path, target: &Path) -> Result<(), ConvertError> {
+    if target.exists() {
+        fs::remove_dir(target)
+            .map_err(|e| ConvertError::io("replacing the empty folder", target, e))?;
+    }
+    fs::rename(staging, target).map_err(|e| ConvertError::io("moving the result to", target, e))
 }
 
 /// A hidden folder beside the target, on the same file system, for the atomic rename.

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::hint::Hint;
+
 #[derive(Debug, thiserror::Error)]
 pub enum CoreError {
     #[error("invalid model name '{name}': {why}")]
@@ -29,7 +31,10 @@ pub enum CoreError {
         available: Vec<String>,
     },
 
-    #[error("a download of {model} is running (lock held: {}); wait for it or use --force", lock.display())]
+    #[error("{model} cannot run: {why}")]
+    NotRunnable { model: String, why: String },
+
+    #[error("a download of {model} is running (lock held: {})", lock.display())]
     LocksPresent { model: String, lock: PathBuf },
 
     #[error("refusing to delete: {0}")]
@@ -52,6 +57,7 @@ pub enum ErrorKind {
     ModelNotFound,
     AmbiguousMatch,
     HashNotFound,
+    ModelNotRunnable,
     LocksPresent,
     UnsafeDeletion,
     IoError,
@@ -64,6 +70,7 @@ impl ErrorKind {
             ErrorKind::ModelNotFound => "model_not_found",
             ErrorKind::AmbiguousMatch => "ambiguous_match",
             ErrorKind::HashNotFound => "hash_not_found",
+            ErrorKind::ModelNotRunnable => "model_not_runnable",
             ErrorKind::LocksPresent => "locks_present",
             ErrorKind::UnsafeDeletion => "unsafe_deletion",
             ErrorKind::IoError => "io_error",
@@ -78,9 +85,18 @@ impl CoreError {
             CoreError::ModelNotFound(_) | CoreError::FolderNotFound(_) => ErrorKind::ModelNotFound,
             CoreError::AmbiguousMatch { .. } => ErrorKind::AmbiguousMatch,
             CoreError::RevisionNotFound { .. } => ErrorKind::HashNotFound,
+            CoreError::NotRunnable { .. } => ErrorKind::ModelNotRunnable,
             CoreError::LocksPresent { .. } => ErrorKind::LocksPresent,
             CoreError::UnsafeDeletion(_) => ErrorKind::UnsafeDeletion,
             CoreError::Io { .. } => ErrorKind::IoError,
+        }
+    }
+
+    /// What the person can do about it, for the shell to word.
+    pub fn hint(&self) -> Option<Hint> {
+        match self {
+            CoreError::LocksPresent { .. } => Some(Hint::Force),
+            _ => None,
         }
     }
 
@@ -94,6 +110,12 @@ impl CoreError {
             path: path.into(),
             source,
         }
+    }
+}
+
+impl From<crate::snapshot_writer::LayoutError> for CoreError {
+    fn from(e: crate::snapshot_writer::LayoutError) -> Self {
+        CoreError::io(e.action, e.path, e.source)
     }
 }
 

@@ -41,6 +41,7 @@ pub enum CheckDepth {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(rename_all = "snake_case")]
 pub enum ProblemCode {
     NoSnapshot,
@@ -105,166 +106,233 @@ pub fn check_snapshot(
     incomplete_blobs: &[String],
     depth: CheckDepth,
 ) -> HealthReport {
-    let mut problems = Vec::new();
-    let mut add = |code, message: String| problems.push(HealthProblem { code, message });
-    let present: BTreeSet<&str> = files
-        .iter()
-        .filter(|f| !f.is_broken_link())
-        .map(|f| f.name.as_str())
-        .collect();
-
-    for blob in incomplete_blobs {
-        add(
-            ProblemCode::IncompleteDownload,
-            format!("partial download in blobs/{blob} (interrupted or still running)"),
-        );
-    }
-    for file in files {
-        if file.is_broken_link() {
-            add(
-                ProblemCode::BrokenSymlink,
-                format!("{} links to a blob that does not exist", file.name),
-            );
-        } else if PARTIAL_SUFFIXES.iter().any(|s| file.name.ends_with(s)) {
-            add(
-                ProblemCode::IncompleteDownload,
-                format!("partial file {}", file.name),
-            );
-        }
-    }
-
-    let weights: Vec<&SnapshotFile> = files
-        .iter()
-        .filter(|f| !f.is_broken_link() && is_weight_file(&f.name))
-        .collect();
-    let gguf_only = !weights.is_empty() && weights.iter().all(|f| f.name.ends_with(".gguf"));
-
-    match &metadata.config {
-        JsonFile::Valid(Value::Object(map)) if !map.is_empty() => {}
-        JsonFile::Valid(_) => add(
-            ProblemCode::ConfigInvalid,
-            "config.json is not a JSON object with settings".into(),
-        ),
-        JsonFile::Absent if gguf_only => {}
-        JsonFile::Absent => add(ProblemCode::ConfigMissing, "config.json is missing".into()),
-        JsonFile::Invalid(e) => add(
-            ProblemCode::ConfigInvalid,
-            format!("config.json is not valid JSON: {e}"),
-        ),
-    }
-
-    if weights.is_empty() {
-        add(
-            ProblemCode::NoWeights,
-            "no model weights found (*.safetensors, *.gguf, *.bin)".into(),
-        );
-    }
-
-    if let Some(index_name) = INDEX_FILES.iter().find(|name| present.contains(**name)) {
-        match read_json(snapshot_dir, index_name, &present) {
-            Ok(Some(index)) => match index.get("weight_map").and_then(Value::as_object) {
-                Some(map) => {
-                    let shards: BTreeSet<&str> = map.values().filter_map(Value::as_str).collect();
-                    let missing: Vec<&str> = shards
-                        .iter()
-                        .copied()
-                        .filter(|shard| !present.contains(shard))
-                        .collect();
-                    if !missing.is_empty() {
-                        add(
-                            ProblemCode::MissingShard,
-                            format!(
-                                "{} of {} weight shards missing: {}",
-                                missing.len(),
-                                shards.len(),
-                                missing.join(", ")
-                            ),
-                        );
-                    }
-                }
-                None => add(
-                    ProblemCode::IndexInvalid,
-                    format!("{index_name} has no weight_map"),
-                ),
-            },
-            Ok(None) => {}
-            Err(e) => add(
-                ProblemCode::IndexInvalid,
-                format!("{index_name} is not valid JSON: {e}"),
-            ),
-        }
-    }
-
-    for file in files.iter().filter(|f| !f.is_broken_link()) {
-        let size = file.size.unwrap_or(0);
-        let checked = is_weight_file(&file.name) || file.name.ends_with(".json");
-        if size == 0 {
-            if checked {
-                add(ProblemCode::EmptyFile, format!("{} is empty", file.name));
-            }
-            continue;
-        }
-        if !metadata.parsed(&file.name) && weights::is_lfs_pointer(&file.path, size) {
-            add(
-                ProblemCode::LfsPointer,
-                format!("{} is a Git LFS pointer, not the real file", file.name),
-            );
-            continue;
-        }
-        if file.name.ends_with(".safetensors") {
-            if let Err(why) = weights::check_safetensors(&file.path, size) {
-                add(
-                    ProblemCode::SafetensorsInvalid,
-                    format!("{}: {why}", file.name),
-                );
-            }
-        } else if file.name.ends_with(".gguf") {
-            if let Err(why) = weights::check_gguf(&file.path) {
-                add(ProblemCode::GgufInvalid, format!("{}: {why}", file.name));
-            }
-        }
-    }
-
-    if present.contains("tokenizer_config.json") {
-        if let JsonFile::Invalid(e) = &metadata.tokenizer_config {
-            add(
-                ProblemCode::TokenizerInvalid,
-                format!("tokenizer_config.json is not valid JSON: {e}"),
-            );
-        }
-        if !TOKENIZER_FILES.iter().any(|name| present.contains(name)) {
-            add(
-                ProblemCode::TokenizerMissing,
-                "tokenizer_config.json exists but no tokenizer file (tokenizer.json, tokenizer.model...)".into(),
-            );
-        }
-    }
-    if present.contains("tokenizer.json") {
-        let path = snapshot_dir.join("tokenizer.json");
-        let checked = match depth {
-            CheckDepth::Quick => weights::looks_like_json_object(&path),
-            CheckDepth::Deep => validate_json(&path),
-        };
-        if let Err(e) = checked {
-            add(
-                ProblemCode::TokenizerInvalid,
-                format!("tokenizer.json is not valid JSON: {e}"),
-            );
-        }
-    }
+    let mut check = SnapshotCheck {
+        dir: snapshot_dir,
+        files,
+        metadata,
+        present: files
+            .iter()
+            .filter(|f| !f.is_broken_link())
+            .map(|f| f.name.as_str())
+            .collect(),
+        problems: Vec::new(),
+    };
+    check.downloads(incomplete_blobs);
+    check.config_and_weights();
+    check.shard_index();
+    check.file_contents();
+    check.tokenizer(depth);
     if depth == CheckDepth::Deep {
-        for file in files.iter().filter(|f| !f.is_broken_link()) {
-            if let Err(why) = weights::verify_blob_hash(&file.path) {
-                add(
-                    ProblemCode::ContentMismatch,
-                    format!("{}: {why}", file.name),
-                );
-            }
-        }
+        check.content_hashes();
     }
-
+    let mut problems = check.problems;
     problems.sort_by_key(|p| p.code);
     HealthReport { problems }
+}
+
+/// One snapshot being checked, step by step; each step adds the problems it finds.
+struct SnapshotCheck<'a> {
+    dir: &'a Path,
+    files: &'a [SnapshotFile],
+    metadata: &'a SnapshotMetadata,
+    /// Names of the files that resolve to content.
+    present: BTreeSet<&'a str>,
+    problems: Vec<HealthProblem>,
+}
+
+impl SnapshotCheck<'_> {
+    fn add(&mut self, code: ProblemCode, message: String) {
+        self.problems.push(HealthProblem { code, message });
+    }
+
+    fn intact_files(&self) -> impl Iterator<Item = &SnapshotFile> {
+        self.files.iter().filter(|f| !f.is_broken_link())
+    }
+
+    /// Interrupted or running downloads, and links to blobs that are gone.
+    fn downloads(&mut self, incomplete_blobs: &[String]) {
+        for blob in incomplete_blobs {
+            self.add(
+                ProblemCode::IncompleteDownload,
+                format!("partial download in blobs/{blob} (interrupted or still running)"),
+            );
+        }
+        for file in self.files {
+            if file.is_broken_link() {
+                self.add(
+                    ProblemCode::BrokenSymlink,
+                    format!("{} links to a blob that does not exist", file.name),
+                );
+            } else if PARTIAL_SUFFIXES.iter().any(|s| file.name.ends_with(s)) {
+                self.add(
+                    ProblemCode::IncompleteDownload,
+                    format!("partial file {}", file.name),
+                );
+            }
+        }
+    }
+
+    /// A config with settings (a GGUF file carries its own), and weights of some format.
+    fn config_and_weights(&mut self) {
+        let weights: Vec<&SnapshotFile> = self
+            .intact_files()
+            .filter(|f| is_weight_file(&f.name))
+            .collect();
+        let gguf_only = !weights.is_empty() && weights.iter().all(|f| f.name.ends_with(".gguf"));
+        let no_weights = weights.is_empty();
+        let metadata = self.metadata;
+        match &metadata.config {
+            JsonFile::Valid(Value::Object(map)) if !map.is_empty() => {}
+            JsonFile::Valid(_) => self.add(
+                ProblemCode::ConfigInvalid,
+                "config.json is not a JSON object with settings".into(),
+            ),
+            JsonFile::Absent if gguf_only => {}
+            JsonFile::Absent => {
+                self.add(ProblemCode::ConfigMissing, "config.json is missing".into())
+            }
+            JsonFile::Invalid(e) => self.add(
+                ProblemCode::ConfigInvalid,
+                format!("config.json is not valid JSON: {e}"),
+            ),
+        }
+        if no_weights {
+            self.add(
+                ProblemCode::NoWeights,
+                "no model weights found (*.safetensors, *.gguf, *.bin)".into(),
+            );
+        }
+    }
+
+    /// Every shard a weight index names is there.
+    fn shard_index(&mut self) {
+        let Some(index_name) = INDEX_FILES
+            .iter()
+            .find(|name| self.present.contains(**name))
+        else {
+            return;
+        };
+        let index = match read_json(self.dir, index_name, &self.present) {
+            Ok(Some(index)) => index,
+            Ok(None) => return,
+            Err(e) => {
+                return self.add(
+                    ProblemCode::IndexInvalid,
+                    format!("{index_name} is not valid JSON: {e}"),
+                )
+            }
+        };
+        let Some(map) = index.get("weight_map").and_then(Value::as_object) else {
+            return self.add(
+                ProblemCode::IndexInvalid,
+                format!("{index_name} has no weight_map"),
+            );
+        };
+        let shards: BTreeSet<&str> = map.values().filter_map(Value::as_str).collect();
+        let missing: Vec<&str> = shards
+            .iter()
+            .copied()
+            .filter(|shard| !self.present.contains(shard))
+            .collect();
+        if !missing.is_empty() {
+            self.add(
+                ProblemCode::MissingShard,
+                format!(
+                    "{} of {} weight shards missing: {}",
+                    missing.len(),
+                    shards.len(),
+                    missing.join(", ")
+                ),
+            );
+        }
+    }
+
+    /// Empty files, LFS pointers, and weight headers that do not parse.
+    fn file_contents(&mut self) {
+        let mut found = Vec::new();
+        let metadata = self.metadata;
+        for file in self.intact_files() {
+            let size = file.size.unwrap_or(0);
+            let checked = is_weight_file(&file.name) || file.name.ends_with(".json");
+            if size == 0 {
+                if checked {
+                    found.push((ProblemCode::EmptyFile, format!("{} is empty", file.name)));
+                }
+                continue;
+            }
+            if !metadata.parsed(&file.name) && weights::is_lfs_pointer(&file.path, size) {
+                found.push((
+                    ProblemCode::LfsPointer,
+                    format!("{} is a Git LFS pointer, not the real file", file.name),
+                ));
+                continue;
+            }
+            if file.name.ends_with(".safetensors") {
+                if let Err(why) = weights::check_safetensors(&file.path, size) {
+                    found.push((
+                        ProblemCode::SafetensorsInvalid,
+                        format!("{}: {why}", file.name),
+                    ));
+                }
+            } else if file.name.ends_with(".gguf") {
+                if let Err(why) = weights::check_gguf(&file.path) {
+                    found.push((ProblemCode::GgufInvalid, format!("{}: {why}", file.name)));
+                }
+            }
+        }
+        for (code, message) in found {
+            self.add(code, message);
+        }
+    }
+
+    /// A tokenizer config comes with a tokenizer, and `tokenizer.json` is JSON (read whole
+    /// only in a deep check).
+    fn tokenizer(&mut self, depth: CheckDepth) {
+        let metadata = self.metadata;
+        if self.present.contains("tokenizer_config.json") {
+            if let JsonFile::Invalid(e) = &metadata.tokenizer_config {
+                let message = format!("tokenizer_config.json is not valid JSON: {e}");
+                self.add(ProblemCode::TokenizerInvalid, message);
+            }
+            if !TOKENIZER_FILES
+                .iter()
+                .any(|name| self.present.contains(name))
+            {
+                self.add(
+                    ProblemCode::TokenizerMissing,
+                    "tokenizer_config.json exists but no tokenizer file (tokenizer.json, tokenizer.model...)".into(),
+                );
+            }
+        }
+        if self.present.contains("tokenizer.json") {
+            let path = self.dir.join("tokenizer.json");
+            let checked = match depth {
+                CheckDepth::Quick => weights::looks_like_json_object(&path),
+                CheckDepth::Deep => validate_json(&path),
+            };
+            if let Err(e) = checked {
+                self.add(
+                    ProblemCode::TokenizerInvalid,
+                    format!("tokenizer.json is not valid JSON: {e}"),
+                );
+            }
+        }
+    }
+
+    /// Each file's content against the name of its blob (the deep check).
+    fn content_hashes(&mut self) {
+        let mismatches: Vec<String> = self
+            .intact_files()
+            .filter_map(|file| {
+                weights::verify_blob_hash(&file.path)
+                    .err()
+                    .map(|why| format!("{}: {why}", file.name))
+            })
+            .collect();
+        for message in mismatches {
+            self.add(ProblemCode::ContentMismatch, message);
+        }
+    }
 }
 
 /// Checks a model folder outside the cache (a conversion result, a workspace).

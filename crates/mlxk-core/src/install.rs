@@ -5,17 +5,14 @@
 //! the snapshot is a folder of relative symlinks named by a commit id derived from the content,
 //! and `refs/main` names it. Installing the same content twice changes nothing.
 
-use std::fs::{self, File};
-use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-
-use sha1::Sha1;
-use sha2::{Digest, Sha256};
 
 use crate::cache::HubCache;
 use crate::error::{CoreError, Result};
+use crate::hashing;
 use crate::repo_id::RepoId;
 use crate::snapshot::{self, DEFAULT_REF};
+use crate::snapshot_writer::SnapshotWriter;
 
 /// Installs the files of `folder` (recursively) as `repo_id` and returns the snapshot's commit.
 pub fn install_folder(cache: &HubCache, repo_id: &RepoId, folder: &Path) -> Result<String> {
@@ -23,83 +20,33 @@ pub fn install_folder(cache: &HubCache, repo_id: &RepoId, folder: &Path) -> Resu
         .into_iter()
         .filter(|f| !f.is_broken_link())
         .map(|f| {
-            let sha = sha256_file(&f.path).map_err(|e| CoreError::io("reading", &f.path, e))?;
+            let sha =
+                hashing::sha256_file(&f.path).map_err(|e| CoreError::io("reading", &f.path, e))?;
             Ok((f.name, f.path, sha))
         })
         .collect::<Result<_>>()?;
     files.sort();
     // A content-derived commit id: the same files always give the same snapshot.
-    let mut commit = Sha1::new();
-    for (name, _, sha) in &files {
-        commit.update(format!("{name}\0{sha}\n").as_bytes());
-    }
-    let commit = hex(&commit.finalize());
+    let listing: String = files
+        .iter()
+        .map(|(name, _, sha)| format!("{name}\0{sha}\n"))
+        .collect();
+    let commit = hashing::sha1_hex(listing.as_bytes());
 
-    let repo_dir = cache.repo_dir(repo_id);
-    let blobs = repo_dir.join("blobs");
-    let snapshot_dir = repo_dir.join("snapshots").join(&commit);
-    create_dir(&blobs)?;
-    create_dir(&snapshot_dir)?;
+    let writer = SnapshotWriter::new(cache, repo_id, &commit);
+    writer.create()?;
     for (name, path, sha) in &files {
-        let blob = blobs.join(sha);
-        if !blob.is_file() {
-            // Copy under a temporary name first: a blob that exists is always complete.
-            let partial = blobs.join(format!("{sha}.incomplete"));
-            fs::copy(path, &partial).map_err(|e| CoreError::io("copying", path, e))?;
-            fs::rename(&partial, &blob).map_err(|e| CoreError::io("renaming", &partial, e))?;
-        }
-        let link = snapshot_dir.join(name);
-        if let Some(parent) = link.parent() {
-            create_dir(parent)?;
-        }
-        let depth = name.matches('/').count() + 2;
-        let target = format!("{}blobs/{sha}", "../".repeat(depth));
-        if fs::symlink_metadata(&link).is_ok() {
-            fs::remove_file(&link).map_err(|e| CoreError::io("replacing", &link, e))?;
-        }
-        symlink(&target, &link).map_err(|e| CoreError::io("linking", &link, e))?;
+        writer.copy_blob(path, sha)?;
+        writer.link(name, sha)?;
     }
-    let refs = repo_dir.join("refs");
-    create_dir(&refs)?;
-    let main = refs.join(DEFAULT_REF);
-    fs::write(&main, &commit).map_err(|e| CoreError::io("writing", &main, e))?;
+    writer.write_ref(DEFAULT_REF)?;
     Ok(commit)
-}
-
-fn create_dir(path: &Path) -> Result<()> {
-    fs::create_dir_all(path).map_err(|e| CoreError::io("creating", path, e))
-}
-
-/// A relative symlink, as huggingface_hub makes snapshot links (shared with `hub::pull`).
-#[cfg(unix)]
-pub(crate) fn symlink(target: &str, link: &Path) -> io::Result<()> {
-    std::os::unix::fs::symlink(target, link)
-}
-
-#[cfg(windows)]
-pub(crate) fn symlink(target: &str, link: &Path) -> io::Result<()> {
-    std::os::windows::fs::symlink_file(target, link)
-}
-
-pub(crate) fn sha256_file(path: &Path) -> io::Result<String> {
-    let mut file = File::open(path)?;
-    let mut digest = Sha256::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let read = file.read(&mut buffer)?;
-        if read == 0 {
-            return Ok(hex(&digest.finalize()));
-        }
-        digest.update(&buffer[..read]);
-    }
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
     use crate::health::CheckDepth;
     use crate::Library;

@@ -1,5 +1,7 @@
 //! The model library: the cache seen as a list of models, by the names people use.
 
+use std::path::PathBuf;
+
 use crate::cache::{CachedRepo, HubCache};
 use crate::error::{CoreError, Result};
 use crate::health::CheckDepth;
@@ -17,6 +19,21 @@ pub struct ResolvedModel {
     /// Whether the user named a revision (`name@rev`) rather than taking the default.
     pub explicit_revision: bool,
 }
+
+/// A model the engine can run: what `mlxk run` and the server load.
+#[derive(Debug, Clone)]
+pub struct RunnableModel {
+    /// `org/name`, or the folder for a model outside the cache.
+    pub name: String,
+    /// The snapshot folder the engine loads.
+    pub dir: PathBuf,
+    /// Prompt plus answer at most, in tokens: the model's own, else [`DEFAULT_CONTEXT`].
+    pub context_length: usize,
+    pub info: ModelInfo,
+}
+
+/// The context to assume when `config.json` does not say.
+pub const DEFAULT_CONTEXT: usize = 4096;
 
 #[derive(Debug, Clone)]
 pub struct Library {
@@ -117,6 +134,30 @@ impl Library {
             &resolved.selection,
             self.depth,
         ))
+    }
+
+    /// Resolves a name (or folder) to a model the engine can run: healthy, of an architecture
+    /// it implements, without custom code.
+    pub fn find_runnable(&self, text: &str) -> Result<RunnableModel> {
+        let info = self.find(text)?;
+        let dir = match (&info.path, info.runtime.compatible) {
+            (Some(dir), true) => dir.clone(),
+            _ => {
+                return Err(CoreError::NotRunnable {
+                    why: info.reason().unwrap_or_else(|| "it has no snapshot".into()),
+                    model: info.name,
+                })
+            }
+        };
+        Ok(RunnableModel {
+            name: info.name.clone(),
+            dir,
+            context_length: info
+                .classification
+                .context_length
+                .map_or(DEFAULT_CONTEXT, |n| n as usize),
+            info,
+        })
     }
 
     /// Describes many models, spread over the machine's cores (the work is mostly file-system

@@ -4,10 +4,9 @@ use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
-use sha1::Sha1;
-use sha2::{Digest, Sha256};
-
 use safetensors::tensor::Metadata;
+
+use crate::hashing;
 
 /// The first line of a Git LFS pointer file (what a clone without LFS leaves behind).
 const LFS_POINTER_PREFIX: &[u8] = b"version https://git-lfs.github.com/spec/v1";
@@ -147,13 +146,11 @@ pub fn verify_blob_hash(path: &Path) -> Result<(), String> {
         return Ok(());
     }
     let actual = match name.len() {
-        64 => hash_file(path, Sha256::new(), None)?,
-        40 => {
-            let len = fs::metadata(path).map_err(|e| e.to_string())?.len();
-            hash_file(path, Sha1::new(), Some(format!("blob {len}\0")))?
-        }
+        64 => hashing::sha256_file(path),
+        40 => hashing::git_blob_file(path),
         _ => return Ok(()),
-    };
+    }
+    .map_err(|e| e.to_string())?;
     if actual.eq_ignore_ascii_case(name) {
         Ok(())
     } else {
@@ -161,30 +158,6 @@ pub fn verify_blob_hash(path: &Path) -> Result<(), String> {
             "content hash {actual} does not match its blob name {name}"
         ))
     }
-}
-
-fn hash_file<D: Digest>(
-    path: &Path,
-    mut digest: D,
-    prefix: Option<String>,
-) -> Result<String, String> {
-    if let Some(prefix) = prefix {
-        digest.update(prefix.as_bytes());
-    }
-    let mut file = File::open(path).map_err(|e| e.to_string())?;
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let read = file.read(&mut buffer).map_err(|e| e.to_string())?;
-        if read == 0 {
-            break;
-        }
-        digest.update(&buffer[..read]);
-    }
-    Ok(digest
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
 }
 
 #[cfg(test)]

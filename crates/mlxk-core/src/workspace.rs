@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::error::{CoreError, Result};
+use crate::hashing;
 
 /// The marker file of a managed workspace.
 pub const MARKER: &str = ".mlxk_workspace.json";
@@ -161,15 +161,15 @@ fn collect(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 }
 
 fn content_hash(index: &[IndexedFile]) -> String {
-    let mut hasher = Sha256::new();
-    for file in index {
-        hasher.update(format!("{}\0{}\n", file.path, file.sha256).as_bytes());
-    }
-    format!("sha256:{}", crate::install::hex(&hasher.finalize()))
+    let listing: String = index
+        .iter()
+        .map(|file| format!("{}\0{}\n", file.path, file.sha256))
+        .collect();
+    format!("sha256:{}", hashing::sha256_hex(listing.as_bytes()))
 }
 
 fn sha256_file(path: &Path) -> Result<String> {
-    crate::install::sha256_file(path).map_err(|e| CoreError::io("reading", path, e))
+    hashing::sha256_file(path).map_err(|e| CoreError::io("reading", path, e))
 }
 
 /// Written to a temp file and renamed, so a reader never sees half of it.

@@ -3,7 +3,30 @@
 //! MLX runs on Metal on macOS and on the CPU elsewhere (the official `mlx-cpu` wheel). The
 //! engine loads MLX model folders (one file per architecture under `models/`), tokenizes and
 //! renders chat templates, and runs the token loop. The CLI, the server and the app all call it.
+//!
+//! # Adding an architecture
+//!
+//! Written from adding Qwen3 and Gemma 3:
+//!
+//! 1. **A file**, `models/<model_type>.rs`: an `Args` struct deserialized from `config.json`
+//!    (serde defaults for what configs leave out, as mlx-lm's `ModelArgs`), and
+//!    `pub fn load(config: &Value, weights: &mut Weights) -> Result<impl LanguageModel>`. A
+//!    pre-norm decoder (Llama, Qwen) is a [`models`] `Decoder` from a `DecoderShape`
+//!    (`AttentionShape { qk_norm: true, .. }` for per-head query/key norms); anything else
+//!    (Gemma's sandwich norms, soft-capping) writes its blocks with `models/common`'s pieces.
+//!    Take weights by their checkpoint names (`weights.linear("model.layers.0.self_attn.q_proj")`):
+//!    a quantized layer is found by its `scales`, and every tensor asked for that the
+//!    checkpoint lacks is named in one error (`Weights::finish`), so a wrong name cannot go
+//!    unnoticed.
+//! 2. **A table entry**: the `model_type` in `models::load`'s match, and in
+//!    `mlxk_core::architectures::SUPPORTED_ARCHITECTURES` (what list, show, the server and the
+//!    app call runnable). Limits a config can break belong in `models/config_check`.
+//! 3. **A tiny model case**: a config in `tests/reference/make_tiny_models.py` (mlx-lm builds
+//!    it with random weights and records its tokens and log-probabilities), and a line in the
+//!    `parity!` list of `tests/engine/parity_tiny.rs`. The test fails until both agree with the
+//!    table, and then until our tokens equal mlx-lm's under every load plan.
 
+mod checkpoint;
 pub mod completion;
 mod error;
 pub mod generate;
@@ -13,15 +36,16 @@ pub mod models;
 pub mod runtime;
 pub mod sampler;
 pub mod text;
+mod text_model;
 pub mod tokenizer;
-mod weights;
 
 pub use completion::TextGeneration;
 pub use error::{EngineError, Result};
 pub use generate::{generate, Control, FinishReason, Generation, Generator};
 pub use load_plan::{LoadPlan, LoadPolicy, WeightLayout};
-pub use models::{load, load_for_generation, plan, LanguageModel, LoadedModel, Positions};
+pub use models::{load, plan, LanguageModel, LoadedModel, Positions};
 pub use runtime::{Blas, DeviceKind, RuntimeInfo};
 pub use sampler::{Sampler, SamplingParams};
 pub use text::{TextEvent, TextStream};
+pub use text_model::{AnswerOptions, Prompt, TextModel};
 pub use tokenizer::{ChatMessage, Tokenizer};

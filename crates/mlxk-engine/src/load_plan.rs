@@ -16,9 +16,9 @@ use safetensors::Dtype;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::checkpoint::QuantizationConfig;
 use crate::error::{EngineError, Result};
 use crate::runtime::DeviceKind;
-use crate::weights::QuantizationConfig;
 
 /// The environment variable that overrides the dense float32 budget (`0` turns dense off).
 pub const DENSE_BUDGET_ENV: &str = "MLXK_DENSE_BUDGET";
@@ -188,7 +188,7 @@ impl WeightFacts {
     /// Reads the headers of every `.safetensors` file in a model folder.
     pub fn read(dir: &Path, config: &Value) -> Result<Self> {
         let mut tensors = HashMap::new();
-        for file in crate::weights::safetensors_files(dir)? {
+        for file in crate::checkpoint::safetensors_files(dir)? {
             tensors.extend(read_header(&file)?);
         }
         Ok(Self::from_tensors(

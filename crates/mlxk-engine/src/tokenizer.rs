@@ -9,6 +9,7 @@ use serde_json::Value;
 use tokenizers::Tokenizer as HfTokenizer;
 
 use crate::error::{EngineError, Result};
+use crate::text_model::Prompt;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ChatMessage {
@@ -118,6 +119,22 @@ impl Tokenizer {
         self.inner
             .decode(ids, true)
             .map_err(|e| EngineError::Tokenizer(e.to_string()))
+    }
+
+    /// The text a prompt is sent to the model as: a conversation through the chat template
+    /// (or, `raw` or without one, its messages' text joined by blank lines), text as it is.
+    pub fn render_prompt(&self, prompt: &Prompt, raw: bool) -> Result<String> {
+        match prompt {
+            Prompt::Chat(messages) if !raw && self.has_chat_template() => {
+                self.apply_chat_template(messages, true)
+            }
+            Prompt::Chat(messages) => Ok(messages
+                .iter()
+                .map(|m| m.content.as_str())
+                .collect::<Vec<_>>()
+                .join("\n\n")),
+            Prompt::Text(text) => Ok(text.clone()),
+        }
     }
 
     /// Renders the model's chat template, as `apply_chat_template(..., tokenize=False)` would.

@@ -1,6 +1,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use mlxk_core::HubCache;
 use mlxk_engine::LoadPolicy;
 
 /// How the server runs. `Default` is what `mlxk serve` uses without flags.
@@ -32,6 +33,8 @@ pub struct ServerConfig {
     pub max_tokens: usize,
     /// How models are laid out in memory on this device (dense float32 on the CPU).
     pub load_policy: LoadPolicy,
+    /// The Hugging Face cache served; `None` reads `HF_HOME` / `HF_HUB_CACHE` once at start.
+    pub cache: Option<HubCache>,
     /// How long a stop waits for the inference worker (a model's chat template or a computation
     /// can be stuck); past it the server stops without the worker.
     pub shutdown_timeout: Duration,
@@ -55,6 +58,7 @@ impl Default for ServerConfig {
             max_tokens: 2048,
             load_policy: LoadPolicy::default(),
             shutdown_timeout: Duration::from_secs(10),
+            cache: None,
         }
     }
 }

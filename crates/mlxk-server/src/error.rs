@@ -5,6 +5,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+use crate::service::ServiceError;
+
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct ApiError {
@@ -73,7 +75,7 @@ impl ApiError {
         )
     }
 
-    pub fn model_not_found(message: impl Into<String>) -> Self {
+    fn model_not_found(message: impl Into<String>) -> Self {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "invalid_request_error",
@@ -84,7 +86,7 @@ impl ApiError {
     }
 
     /// The named model's own files make it unusable (an impossible `config.json`).
-    pub fn model_unusable(message: impl Into<String>) -> Self {
+    fn model_unusable(message: impl Into<String>) -> Self {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_request_error",
@@ -112,28 +114,17 @@ impl ApiError {
         )
     }
 
-    pub fn busy() -> Self {
+    /// The server cannot take the request now; the client may retry (`Retry-After`).
+    fn unavailable(code: &'static str, message: String) -> Self {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "server_error",
-            Some("server_busy"),
-            "too many requests are waiting; retry shortly",
+            Some(code),
+            message,
         )
     }
 
-    pub fn queue_timeout(waited: std::time::Duration) -> Self {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "server_error",
-            Some("queue_timeout"),
-            format!(
-                "the request waited {} s without a free slot; retry shortly",
-                waited.as_secs()
-            ),
-        )
-    }
-
-    pub fn insufficient_memory(message: impl Into<String>) -> Self {
+    fn insufficient_memory(message: impl Into<String>) -> Self {
         ApiError::new(
             StatusCode::INSUFFICIENT_STORAGE,
             "server_error",
@@ -142,7 +133,7 @@ impl ApiError {
         )
     }
 
-    pub fn context_length_exceeded(message: impl Into<String>) -> Self {
+    fn context_length_exceeded(message: impl Into<String>) -> Self {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_request_error",
@@ -163,21 +154,30 @@ impl ApiError {
         )
     }
 
-    pub fn shutting_down() -> Self {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "server_error",
-            Some("shutting_down"),
-            "the server is shutting down",
-        )
-    }
-
     /// The body a client sees. Messages come from the engine, MLX and the file system too, so
     /// every absolute path in them is cut to its last component: a client learns which file
     /// and what went wrong, never this machine's directories (the log keeps the whole message).
     pub fn body(&self) -> serde_json::Value {
         let message = without_directories(&self.message);
         json!({"error": {"message": message, "type": self.kind, "param": self.param, "code": self.code}})
+    }
+}
+
+/// The generation service's failures in OpenAI's terms.
+impl From<ServiceError> for ApiError {
+    fn from(error: ServiceError) -> Self {
+        let message = error.to_string();
+        match error {
+            ServiceError::ModelNotFound(_) => ApiError::model_not_found(message),
+            ServiceError::ModelUnusable(_) => ApiError::model_unusable(message),
+            ServiceError::InvalidPrompt(_) => ApiError::bad_request(message),
+            ServiceError::ContextLengthExceeded(_) => ApiError::context_length_exceeded(message),
+            ServiceError::InsufficientMemory(_) => ApiError::insufficient_memory(message),
+            ServiceError::Busy => ApiError::unavailable("server_busy", message),
+            ServiceError::QueueTimeout(_) => ApiError::unavailable("queue_timeout", message),
+            ServiceError::ShuttingDown => ApiError::unavailable("shutting_down", message),
+            ServiceError::Internal(_) => ApiError::internal(message),
+        }
     }
 }
 

@@ -3,19 +3,15 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::DefaultBodyLimit;
-use axum::middleware;
-use axum::routing::{get, post};
-use axum::Router;
+use mlxk_core::{HubCache, Library};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::timeout::RequestBodyTimeoutLayer;
 
-use crate::api::{self, AppState, Shared};
+use crate::backend::{Backend, BackendFactory, MlxBackend};
 use crate::config::ServerConfig;
 use crate::connections::{self, ConnectionLimits};
-use crate::guard::{self, RequestGuard};
+use crate::routes::{self, AppState, Shared};
+use crate::service::GenerationService;
 use crate::worker::{Worker, WorkerStop};
 
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +41,7 @@ impl ServerHandle {
 
     /// The model held in memory, if any.
     pub fn loaded_model(&self) -> Option<String> {
-        self.state.worker.loaded_model()
+        self.state.service.worker().loaded_model()
     }
 
     /// Graceful stop: new connections are refused, active generations end with
@@ -65,7 +61,7 @@ impl ServerHandle {
         // The graceful path above has stopped the worker (this returns how), or, if the serve
         // loop ended early, this stops it (bounded by the same timeout).
         let state = Arc::clone(&self.state);
-        match tokio::task::spawn_blocking(move || state.worker.shutdown()).await {
+        match tokio::task::spawn_blocking(move || state.service.worker().shutdown()).await {
             Ok(WorkerStop::Stopped) => Stopped::Cleanly,
             _ => Stopped::WorkerAbandoned,
         }
@@ -84,8 +80,25 @@ pub enum Stopped {
     WorkerAbandoned,
 }
 
-/// Binds and starts serving.
+/// Binds and starts serving models from the cache on the MLX engine.
 pub async fn start(config: ServerConfig) -> Result<ServerHandle, StartError> {
+    let (policy, cache) = (config.load_policy, cache_of(&config));
+    let backend: BackendFactory =
+        Box::new(move || -> Box<dyn Backend> { Box::new(MlxBackend::new(policy, &cache)) });
+    start_with_backend(config, backend).await
+}
+
+/// The cache the server reads: the configured one, else the environment's, read once.
+fn cache_of(config: &ServerConfig) -> HubCache {
+    config.cache.clone().unwrap_or_else(HubCache::from_env)
+}
+
+/// Binds and starts serving, generating on the backend `backend` makes (on the worker
+/// thread): the MLX engine for [`start`], a deterministic stand-in in tests.
+pub async fn start_with_backend(
+    config: ServerConfig,
+    backend: BackendFactory,
+) -> Result<ServerHandle, StartError> {
     let addr = SocketAddr::new(config.host, config.port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -93,23 +106,26 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, StartError> {
     let addr = listener
         .local_addr()
         .map_err(|source| StartError::Bind { addr, source })?;
-    let state: Shared = Arc::new(AppState {
-        worker: Worker::spawn(&config),
-        config,
-    });
+    let service = GenerationService::new(
+        Library::new(cache_of(&config)),
+        Worker::spawn(&config, backend),
+        config.queue_timeout,
+    );
+    let state: Shared = Arc::new(AppState { service, config });
     raise_open_file_limit();
     let limits = ConnectionLimits {
         max_connections: state.config.max_connections.max(1),
         header_timeout: state.config.read_timeout,
     };
-    let app = router(Arc::clone(&state));
+    let app = routes::router(Arc::clone(&state));
     let (shutdown, signal) = oneshot::channel::<()>();
     let worker_state = Arc::clone(&state);
     let task = tokio::spawn(async move {
         let graceful = async move {
             let _ = signal.await;
             // End the generations first so that their streams can finish.
-            let _ = tokio::task::spawn_blocking(move || worker_state.worker.shutdown()).await;
+            let _ =
+                tokio::task::spawn_blocking(move || worker_state.service.worker().shutdown()).await;
         };
         connections::serve(listener, app, limits, graceful).await;
     });
@@ -129,40 +145,4 @@ fn raise_open_file_limit() {
         Ok(limit) => tracing::debug!(limit, "open file limit"),
         Err(e) => tracing::warn!(error = %e, "cannot raise the open file limit"),
     }
-}
-
-fn router(state: Shared) -> Router {
-    let guard = Arc::new(RequestGuard::new(
-        &state.config.allowed_hosts,
-        &state.config.cors_origins,
-        state.config.max_body_bytes,
-    ));
-    let cors_guard = Arc::clone(&guard);
-    let cors = CorsLayer::new()
-        .allow_origin(AllowOrigin::predicate(move |origin, _| {
-            cors_guard.origin_allowed(origin.to_str().unwrap_or(""))
-        }))
-        .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
-        .allow_headers([
-            axum::http::header::AUTHORIZATION,
-            axum::http::header::CONTENT_TYPE,
-        ]);
-    let v1 = Router::new()
-        .route("/models", get(api::list_models))
-        .route("/models/{*id}", get(api::get_model))
-        .route("/chat/completions", post(api::chat_completions))
-        .route("/completions", post(api::completions))
-        .route_layer(middleware::from_fn_with_state(
-            Arc::clone(&state),
-            api::require_key,
-        ));
-    Router::new()
-        .route("/health", get(api::health))
-        .nest("/v1", v1)
-        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
-        // A body that stops arriving ends the request (408), never holds it.
-        .layer(RequestBodyTimeoutLayer::new(state.config.read_timeout))
-        .layer(middleware::from_fn_with_state(guard, guard::guard))
-        .layer(cors)
-        .with_state(state)
 }

@@ -4,21 +4,31 @@
 //! [`ServerHandle::stop`]; `mlxk serve` and the menu-bar app both run it in-process. All MLX
 //! work happens on one inference worker thread that interleaves the active generations token by
 //! token, so HTTP stays responsive and no request waits for another to finish.
+//!
+//! Layers, outside in: `connections` (accepting, limits), `guard` (host, origin, content type),
+//! `routes`, a protocol module (`openai`) that parses requests into the protocol-neutral
+//! `service`, which resolves models and queues jobs for the `worker`, which steps generations
+//! on a [`backend::Backend`] (the MLX engine, or a stand-in in tests).
 
-mod api;
+pub mod backend;
 mod config;
 mod connections;
 mod error;
+mod extract;
 mod guard;
 mod handle;
+mod openai;
+mod routes;
+mod service;
 mod worker;
 
 pub use config::{ServerConfig, UnprotectedExposure};
 pub use error::ApiError;
-pub use handle::{start, ServerHandle, StartError, Stopped};
+pub use handle::{start, start_with_backend, ServerHandle, StartError, Stopped};
+pub use service::{ServiceError, Usage};
 
 /// Entry points for the fuzz targets in `fuzz/`; not an API.
 #[doc(hidden)]
 pub mod fuzzing {
-    pub use crate::api::{check_request, Endpoint};
+    pub use crate::openai::{check_request, Endpoint};
 }

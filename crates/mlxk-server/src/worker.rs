@@ -3,53 +3,26 @@
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::PathBuf;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use mlxk_engine::{
-    ChatMessage, EngineError, FinishReason, Generator, LanguageModel, LoadPolicy, SamplingParams,
-    TextEvent, TextGeneration, Tokenizer,
-};
+use mlxk_core::RunnableModel;
+use mlxk_engine::{AnswerOptions, FinishReason, Prompt};
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::backend::{Backend, BackendFactory, Generation};
 use crate::config::ServerConfig;
-use crate::error::ApiError;
+use crate::service::{Event, ServiceError};
 
-/// Memory a loaded model needs beyond its weights (activations, caches, the runtime).
-const MEMORY_MARGIN: f64 = 1.2;
-
-pub enum Prompt {
-    Chat(Vec<ChatMessage>),
-    Text(String),
-}
-
-/// One generation request, already validated and resolved to a cached model.
+/// One generation request, already validated and resolved to a runnable model.
 pub struct Job {
-    pub model: String,
-    pub dir: PathBuf,
-    pub context_length: usize,
+    pub model: RunnableModel,
     pub prompt: Prompt,
-    pub sampling: SamplingParams,
-    pub max_tokens: usize,
-    pub stops: Vec<String>,
+    pub options: AnswerOptions,
     pub events: UnboundedSender<Event>,
-}
-
-pub enum Event {
-    /// The worker took the job from the queue; loading and the prompt follow.
-    Admitted,
-    Text(TextEvent),
-    Done {
-        finish_reason: FinishReason,
-        prompt_tokens: usize,
-        completion_tokens: usize,
-    },
-    Failed(ApiError),
 }
 
 enum Message {
@@ -102,7 +75,8 @@ pub enum WorkerStop {
 }
 
 impl Worker {
-    pub fn spawn(config: &ServerConfig) -> Worker {
+    /// Starts the worker thread; `backend` is made on it.
+    pub fn spawn(config: &ServerConfig, backend: BackendFactory) -> Worker {
         // One slot more than the queue: a shutdown always finds room.
         let (jobs, receiver) = sync_channel(config.queue_capacity + 1);
         let queue = Arc::new(QueueState {
@@ -113,7 +87,6 @@ impl Worker {
         let loaded = Arc::new(Mutex::new(None));
         let loaded_name = Arc::clone(&loaded);
         let (keep_alive, max_active) = (config.keep_alive, config.max_active.max(1));
-        let load_policy = config.load_policy;
         // MLX state never leaves this thread: it is created here.
         let thread = std::thread::Builder::new()
             .name("mlxk-inference".into())
@@ -124,7 +97,7 @@ impl Worker {
                     loaded_name,
                     keep_alive,
                     max_active,
-                    load_policy,
+                    backend: backend(),
                     loaded: None,
                     active: Vec::new(),
                     waiting: VecDeque::new(),
@@ -143,18 +116,18 @@ impl Worker {
 
     /// Queues a job; a full queue is a 503 the client can retry. At most the queue capacity
     /// of jobs wait at any time, however fast they arrive.
-    pub fn submit(&self, job: Job) -> Result<(), ApiError> {
+    pub fn submit(&self, job: Job) -> Result<(), ServiceError> {
         if self.queue.stopping.load(Ordering::SeqCst) {
-            return Err(ApiError::shutting_down());
+            return Err(ServiceError::ShuttingDown);
         }
         if self.queue.waiting.fetch_add(1, Ordering::SeqCst) >= self.queue.capacity {
             self.queue.waiting.fetch_sub(1, Ordering::SeqCst);
-            return Err(ApiError::busy());
+            return Err(ServiceError::Busy);
         }
         let refused = match self.jobs.try_send(Message::Job(Box::new(job))) {
             Ok(()) => return Ok(()),
-            Err(TrySendError::Full(_)) => ApiError::busy(),
-            Err(TrySendError::Disconnected(_)) => ApiError::shutting_down(),
+            Err(TrySendError::Full(_)) => ServiceError::Busy,
+            Err(TrySendError::Disconnected(_)) => ServiceError::ShuttingDown,
         };
         self.queue.waiting.fetch_sub(1, Ordering::SeqCst);
         Err(refused)
@@ -221,14 +194,8 @@ impl Drop for Worker {
     }
 }
 
-struct Loaded {
-    name: String,
-    model: Rc<dyn LanguageModel>,
-    tokenizer: Rc<Tokenizer>,
-}
-
 struct Session {
-    generation: TextGeneration,
+    generation: Box<dyn Generation>,
     events: UnboundedSender<Event>,
 }
 
@@ -238,8 +205,9 @@ struct WorkerLoop {
     loaded_name: Arc<Mutex<Option<String>>>,
     keep_alive: Duration,
     max_active: usize,
-    load_policy: LoadPolicy,
-    loaded: Option<Loaded>,
+    backend: Box<dyn Backend>,
+    /// The name of the model the backend holds.
+    loaded: Option<String>,
     active: Vec<Session>,
     waiting: VecDeque<Box<Job>>,
 }
@@ -301,7 +269,7 @@ impl WorkerLoop {
             let Some(job) = self.waiting.front() else {
                 break;
             };
-            let switching = self.loaded.as_ref().is_some_and(|l| l.name != job.model);
+            let switching = self.loaded.as_ref().is_some_and(|l| *l != job.model.name);
             if switching && !self.active.is_empty() {
                 break;
             }
@@ -319,94 +287,30 @@ impl WorkerLoop {
                 Err(panic) => {
                     let _ = job
                         .events
-                        .send(Event::Failed(engine_panic(&job.model, &panic)));
+                        .send(Event::Failed(engine_panic(&job.model.name, &panic)));
                     self.unload();
                 }
             }
         }
     }
 
-    fn start(&mut self, job: &Job) -> Result<Session, ApiError> {
-        let loaded = self.ensure_loaded(job)?;
-        let tokenizer = Rc::clone(&loaded.tokenizer);
-        let engine = |e: EngineError| ApiError::internal(e.to_string());
-        let text = match &job.prompt {
-            Prompt::Chat(messages) if tokenizer.has_chat_template() => tokenizer
-                .apply_chat_template(messages, true)
-                .map_err(|e| ApiError::bad_request(e.to_string()))?,
-            Prompt::Chat(messages) => messages
-                .iter()
-                .map(|m| m.content.as_str())
-                .collect::<Vec<_>>()
-                .join("\n\n"),
-            Prompt::Text(text) => text.clone(),
-        };
-        let ids = tokenizer.encode(&text).map_err(engine)?;
-        let generator = Generator::new(
-            Rc::clone(&loaded.model),
-            &ids,
-            job.max_tokens,
-            job.context_length,
-            tokenizer.eos_ids(),
-            &job.sampling,
-        )
-        .map_err(|e| match e {
-            EngineError::ContextLengthExceeded { .. } => {
-                ApiError::context_length_exceeded(e.to_string())
-            }
-            other => engine(other),
-        })?;
+    fn start(&mut self, job: &Job) -> Result<Session, ServiceError> {
+        if self.loaded.as_ref() != Some(&job.model.name) {
+            self.unload();
+            self.backend.load(&job.model)?;
+            *self.loaded_name.lock().expect("not poisoned") = Some(job.model.name.clone());
+            self.loaded = Some(job.model.name.clone());
+        }
         Ok(Session {
-            generation: TextGeneration::new(generator, tokenizer, job.stops.clone(), &text),
+            generation: self.backend.start(&job.prompt, &job.options)?,
             events: job.events.clone(),
         })
     }
 
-    fn ensure_loaded(&mut self, job: &Job) -> Result<&Loaded, ApiError> {
-        if self.loaded.as_ref().is_some_and(|l| l.name == job.model) {
-            return Ok(self.loaded.as_ref().expect("checked"));
-        }
-        self.unload();
-        let engine = |e: EngineError| match e {
-            // A config no model can have: the named model is unusable, as a 400 says (the
-            // request cannot succeed as it is), not a fault of the server.
-            EngineError::Config(_) => ApiError::model_unusable(format!("{}: {e}", job.model)),
-            other => ApiError::internal(format!("loading {}: {other}", job.model)),
-        };
-        let plan = mlxk_engine::plan(&job.dir, &self.load_policy).map_err(engine)?;
-        let mut system = sysinfo::System::new();
-        system.refresh_memory();
-        let needed = (plan.memory_bytes as f64 * MEMORY_MARGIN) as u64;
-        let available = system.available_memory();
-        if available > 0 && needed > available {
-            return Err(ApiError::insufficient_memory(format!(
-                "{} needs about {} MB but only {} MB are free",
-                job.model,
-                needed / 1_000_000,
-                available / 1_000_000
-            )));
-        }
-        let (loaded, tokenizer) =
-            mlxk_engine::load_for_generation(&job.dir, &self.load_policy).map_err(engine)?;
-        let model = loaded.model;
-        tracing::info!(model = %job.model, layout = ?loaded.plan.layout, "model loaded");
-        let usage = mlxk_core::usage::UsageLog::for_cache(&mlxk_core::HubCache::from_env());
-        if let Err(e) = usage.record(&job.model) {
-            tracing::warn!(model = %job.model, error = %e, "cannot record when the model was used");
-        }
-        *self.loaded_name.lock().expect("not poisoned") = Some(job.model.clone());
-        Ok(self.loaded.insert(Loaded {
-            name: job.model.clone(),
-            model,
-            tokenizer,
-        }))
-    }
-
     fn unload(&mut self) {
-        if let Some(loaded) = self.loaded.take() {
-            tracing::info!(model = %loaded.name, "model unloaded");
-            drop(loaded);
-            let _ = mlxk_engine::runtime::clear_memory_cache();
+        if let Some(name) = self.loaded.take() {
+            self.backend.unload();
+            tracing::info!(model = %name, "model unloaded");
         }
         *self.loaded_name.lock().expect("not poisoned") = None;
     }
@@ -419,7 +323,7 @@ impl WorkerLoop {
                 // The client went away: stop at this token.
                 session.generation.finish(FinishReason::Cancelled);
             }
-            let model = self.loaded.as_ref().map_or("", |l| l.name.as_str());
+            let model = self.loaded.as_deref().unwrap_or("");
             match catch_unwind(AssertUnwindSafe(|| session.step())) {
                 Ok(Ok(true)) => {}
                 Ok(Ok(false)) => finished.push(index),
@@ -437,13 +341,12 @@ impl WorkerLoop {
         }
         for index in finished.into_iter().rev() {
             let session = self.active.remove(index);
-            let reason = session.generation.finish_reason();
-            let generation = session.generation.into_generation();
-            if reason.is_some() {
+            let ended = session.generation.finish_reason().is_some();
+            let (finish_reason, usage) = session.generation.end();
+            if ended {
                 let _ = session.events.send(Event::Done {
-                    finish_reason: generation.finish_reason,
-                    prompt_tokens: generation.prompt_tokens,
-                    completion_tokens: generation.tokens.len(),
+                    finish_reason,
+                    usage,
                 });
             }
         }
@@ -459,11 +362,10 @@ impl WorkerLoop {
             }
         }
         for session in self.active.drain(..) {
-            let generation = session.generation.into_generation();
+            let (_, usage) = session.generation.end();
             let _ = session.events.send(Event::Done {
                 finish_reason: FinishReason::Stop,
-                prompt_tokens: generation.prompt_tokens,
-                completion_tokens: generation.tokens.len(),
+                usage,
             });
         }
         let queued: Vec<Box<Job>> = self
@@ -476,7 +378,7 @@ impl WorkerLoop {
             .collect();
         for job in self.waiting.drain(..).chain(queued) {
             self.queue.waiting.fetch_sub(1, Ordering::SeqCst);
-            let _ = job.events.send(Event::Failed(ApiError::shutting_down()));
+            let _ = job.events.send(Event::Failed(ServiceError::ShuttingDown));
         }
         self.queue.active.store(0, Ordering::SeqCst);
         self.unload();
@@ -485,12 +387,8 @@ impl WorkerLoop {
 
 impl Session {
     /// Advances one token; `Ok(false)` once the generation is over.
-    fn step(&mut self) -> Result<bool, ApiError> {
-        let Some(events) = self
-            .generation
-            .next_events()
-            .map_err(|e| ApiError::internal(e.to_string()))?
-        else {
+    fn step(&mut self) -> Result<bool, ServiceError> {
+        let Some(events) = self.generation.next_events()? else {
             return Ok(false);
         };
         for event in events {
@@ -503,13 +401,15 @@ impl Session {
 }
 
 /// A panic in the engine, as the failure of the one request that met it.
-fn engine_panic(model: &str, panic: &Box<dyn std::any::Any + Send>) -> ApiError {
+fn engine_panic(model: &str, panic: &Box<dyn std::any::Any + Send>) -> ServiceError {
     let what = panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "unknown cause".into());
-    ApiError::internal(format!(
+    let message = format!(
         "the engine failed on model {model} ({what}); this request ended, the server goes on"
-    ))
+    );
+    tracing::error!(error = %message, "request failed");
+    ServiceError::Internal(message)
 }

@@ -3,7 +3,7 @@ use mlxk_core::health::CheckDepth;
 use mlxk_core::{Library, ModelInfo};
 use serde_json::json;
 
-use crate::api;
+use crate::json_api;
 use crate::output::{CliError, Outcome, Output, EXIT_UNHEALTHY};
 
 #[derive(Debug, Args)]
@@ -33,8 +33,8 @@ pub fn run(args: &HealthArgs, output: &Output) -> Result<Outcome, CliError> {
     let (healthy, unhealthy): (Vec<&ModelInfo>, Vec<&ModelInfo>) =
         models.iter().partition(|m| m.is_healthy());
     let data = json!({
-        "healthy": healthy.iter().map(|m| api::health_entry(m)).collect::<Vec<_>>(),
-        "unhealthy": unhealthy.iter().map(|m| api::health_entry(m)).collect::<Vec<_>>(),
+        "healthy": healthy.iter().map(|m| json_api::health_entry(m)).collect::<Vec<_>>(),
+        "unhealthy": unhealthy.iter().map(|m| json_api::health_entry(m)).collect::<Vec<_>>(),
         "summary": {
             "total": models.len(),
             "healthy_count": healthy.len(),

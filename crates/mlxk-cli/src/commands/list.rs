@@ -4,8 +4,8 @@ use mlxk_core::classify::{Capability, Framework};
 use mlxk_core::{Library, ModelInfo};
 use serde_json::json;
 
-use crate::api;
 use crate::human;
+use crate::json_api;
 use crate::output::{CliError, Outcome, Output};
 
 #[derive(Debug, Args)]
@@ -40,7 +40,7 @@ pub fn run(args: &ListArgs, output: &Output) -> Result<Outcome, CliError> {
         .filter(|m| args.all || (m.is_healthy() && m.classification.framework == Framework::Mlx))
         .collect();
     let data = json!({
-        "models": shown.iter().map(|m| api::model_object(m, false)).collect::<Vec<_>>(),
+        "models": shown.iter().map(|m| json_api::model_object(m, false)).collect::<Vec<_>>(),
         "count": shown.len(),
     });
     let text = if output.json {

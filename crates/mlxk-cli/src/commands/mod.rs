@@ -43,27 +43,7 @@ impl WeightArgs {
 pub fn hub_client() -> Result<mlxk_core::hub::HubClient, CliError> {
     use mlxk_core::hub::{find_token, HubClient, TokenSources};
     let token = find_token(&TokenSources::from_env()).token.map(|t| t.token);
-    HubClient::from_env(token).map_err(hub_error)
-}
-
-pub fn hub_error(error: mlxk_core::hub::HubError) -> CliError {
-    use mlxk_core::hub::HubError;
-    let hint = match &error {
-        HubError::Unauthorized { .. } | HubError::RepoNotFound { .. } => {
-            Some("log in with: mlxk login".to_string())
-        }
-        HubError::Network { .. } => Some(
-            "the Hub is HF_ENDPOINT when set, else https://huggingface.co; an interrupted \
-             download resumes with the next pull"
-                .to_string(),
-        ),
-        _ => None,
-    };
-    let mut cli = CliError::from(error);
-    if hint.is_some() {
-        cli.hint = hint;
-    }
-    cli
+    HubClient::from_env(token).map_err(CliError::from)
 }
 
 /// Runs one piece of async work (a Hub call) to completion on a small runtime of its own.

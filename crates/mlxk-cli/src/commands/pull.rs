@@ -3,7 +3,8 @@ use std::sync::Mutex;
 
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use mlxk_core::hub::pull::{pull, Cancel, PullEvent, PullNameError, PullOutcome, PullRequest};
+use mlxk_core::hub::pull::{pull, PullEvent, PullNameError, PullOutcome, PullRequest};
+use mlxk_core::hub::CancellationToken;
 use mlxk_core::HubCache;
 use serde_json::json;
 
@@ -78,8 +79,14 @@ pub fn pull_into_cache(
             format!("creating {}: {e}", cache.root().display()),
         )
     })?;
-    super::block_on(pull(&client, &cache, request, &Cancel::default(), on_event))?
-        .map_err(super::hub_error)
+    super::block_on(pull(
+        &client,
+        &cache,
+        request,
+        &CancellationToken::new(),
+        on_event,
+    ))?
+    .map_err(CliError::from)
 }
 
 /// One bar per file plus a total, with speed and time left.

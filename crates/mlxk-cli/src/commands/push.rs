@@ -2,7 +2,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use mlxk_core::hub::push::{self, PushEvent, PushPlan, PushRequest};
+use mlxk_core::hub::push::{self, PushEvent, PushOutcome, PushPlan, PushRequest};
 use mlxk_core::RepoId;
 use serde_json::json;
 
@@ -49,45 +49,18 @@ pub fn run(args: &PushArgs, output: &Output) -> Result<Outcome, CliError> {
             args.repo
         )));
     }
-    let files = push::scan_folder(&args.folder).map_err(super::hub_error)?;
+    let files = push::scan_folder(&args.folder).map_err(CliError::from)?;
     let check = push::check(&args.folder, &files);
-    let check_text = check_lines(&check);
     if args.check_only {
-        let text = format!(
-            "{}: {} files, {}; {}\n{}",
-            args.folder.display(),
-            check.files_count,
-            human::size(check.total_bytes),
-            if check.healthy {
-                "healthy"
-            } else {
-                "NOT healthy"
-            },
-            check_text
-        );
-        let mut outcome = Outcome::new(
-            json!({
-                "repo_id": repo.as_str(),
-                "branch": args.branch,
-                "repo_url": "",
-                "commit_sha": null,
-                "uploaded_files_count": null,
-                "check_only": true,
-                "workspace_health": check,
-            }),
-            text.trim_end().to_string(),
-        );
-        if !check.healthy {
-            outcome.exit = crate::output::EXIT_UNHEALTHY;
-        }
-        return Ok(outcome);
+        return Ok(check_only(args, &repo, &check));
     }
     if !check.healthy && !args.force {
         return Err(CliError::new(
             "folder_unhealthy",
             format!(
-                "{} is not a healthy model folder (use --check-only for details, --force to push anyway):\n{check_text}",
-                args.folder.display()
+                "{} is not a healthy model folder (use --check-only for details, --force to push anyway):\n{}",
+                args.folder.display(),
+                check_lines(&check)
             ),
         ));
     }
@@ -102,23 +75,10 @@ pub fn run(args: &PushArgs, output: &Output) -> Result<Outcome, CliError> {
             &files,
             args.delete,
         ))
-        .map_err(super::hub_error)?;
-    let repo_url = format!("{}/{}", client.endpoint(), repo.as_str());
+        .map_err(CliError::from)?;
     if args.dry_run {
-        return Ok(Outcome::new(
-            json!({
-                "repo_id": repo.as_str(),
-                "branch": args.branch,
-                "repo_url": repo_url,
-                "commit_sha": null,
-                "uploaded_files_count": null,
-                "dry_run": true,
-                "no_changes": plan.no_changes() && plan.repo_exists,
-                "change_summary": plan,
-                "workspace_health": check,
-            }),
-            plan_text(&plan),
-        ));
+        let repo_url = format!("{}/{}", client.endpoint(), repo.as_str());
+        return Ok(dry_run(args, &repo, repo_url, &plan, &check));
     }
     if !client.has_token() {
         return Err(CliError::new(
@@ -145,36 +105,92 @@ pub fn run(args: &PushArgs, output: &Output) -> Result<Outcome, CliError> {
             &request,
             &files,
             &plan,
+            &mlxk_core::hub::CancellationToken::new(),
             std::sync::Arc::new(move |event| show(&events, event)),
         ))
-        .map_err(super::hub_error)?;
+        .map_err(CliError::from)?;
     bar.finish_and_clear();
+    Ok(pushed(args, &done, files.len(), &plan))
+}
+
+/// `--check-only`: the offline check of the folder, nothing sent.
+fn check_only(args: &PushArgs, repo: &RepoId, check: &push::FolderCheck) -> Outcome {
+    let text = format!(
+        "{}: {} files, {}; {}\n{}",
+        args.folder.display(),
+        check.files_count,
+        human::size(check.total_bytes),
+        if check.healthy {
+            "healthy"
+        } else {
+            "NOT healthy"
+        },
+        check_lines(check)
+    );
+    let mut outcome = Outcome::new(
+        json!({
+            "repo_id": repo.as_str(),
+            "branch": args.branch,
+            "repo_url": "",
+            "commit_sha": null,
+            "uploaded_files_count": null,
+            "check_only": true,
+            "workspace_health": check,
+        }),
+        text.trim_end().to_string(),
+    );
+    if !check.healthy {
+        outcome.exit = crate::output::EXIT_UNHEALTHY;
+    }
+    outcome
+}
+
+/// `--dry-run`: what a push would change on the remote.
+fn dry_run(
+    args: &PushArgs,
+    repo: &RepoId,
+    repo_url: String,
+    plan: &PushPlan,
+    check: &push::FolderCheck,
+) -> Outcome {
+    Outcome::new(
+        json!({
+            "repo_id": repo.as_str(),
+            "branch": args.branch,
+            "repo_url": repo_url,
+            "commit_sha": null,
+            "uploaded_files_count": null,
+            "dry_run": true,
+            "no_changes": plan.no_changes(),
+            "change_summary": plan,
+            "workspace_health": check,
+        }),
+        plan_text(plan),
+    )
+}
+
+/// A finished push (or one with nothing to commit).
+fn pushed(args: &PushArgs, done: &PushOutcome, local_files: usize, plan: &PushPlan) -> Outcome {
     let text = if done.no_changes {
         format!(
             "No changes: {} ({}) already has these files.",
             done.repo_id, done.branch
         )
     } else {
+        let created = match (done.created_repo, args.public) {
+            (false, _) => "",
+            (true, true) => ", a new public repository",
+            (true, false) => ", a new private repository",
+        };
         format!(
-            "Pushed {} file(s) to {} ({}){}: {}",
+            "Pushed {} file(s) to {} ({}){created}: {}",
             done.uploaded_files_count,
             done.repo_id,
             done.branch,
-            if done.created_repo {
-                if args.public {
-                    ", a new public repository"
-                } else {
-                    ", a new private repository"
-                }
-            } else {
-                ""
-            },
-            done.commit_url
-                .clone()
-                .unwrap_or_else(|| done.repo_url.clone())
+            done.commit_url.as_deref().unwrap_or(&done.repo_url)
         )
     };
-    Ok(Outcome::new(
+    Outcome::new(
         json!({
             "repo_id": done.repo_id,
             "branch": done.branch,
@@ -183,13 +199,13 @@ pub fn run(args: &PushArgs, output: &Output) -> Result<Outcome, CliError> {
             "commit_url": done.commit_url,
             "uploaded_files_count": done.uploaded_files_count,
             "deleted_files_count": done.deleted_files_count,
-            "local_files_count": files.len(),
+            "local_files_count": local_files,
             "no_changes": done.no_changes,
             "created_repo": done.created_repo,
             "change_summary": plan,
         }),
         text,
-    ))
+    )
 }
 
 /// One bar for the bytes to send (on a terminal only).

@@ -1,24 +1,19 @@
 use std::io::{self, BufRead, Read, Write};
-use std::path::PathBuf;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Args;
 use mlxk_core::usage::UsageLog;
-use mlxk_core::{HubCache, Library};
+use mlxk_core::Library;
 use mlxk_engine::{
-    ChatMessage, EngineError, FinishReason, Generator, LanguageModel, LoadPlan, LoadPolicy,
-    RuntimeInfo, SamplingParams, TextEvent, TextGeneration, Tokenizer,
+    AnswerOptions, ChatMessage, EngineError, FinishReason, LoadPolicy, Prompt, RuntimeInfo,
+    SamplingParams, TextEvent, TextModel,
 };
 use serde_json::json;
 
 use super::WeightArgs;
 use crate::output::{CliError, Outcome, Output};
-
-/// The context to assume when config.json does not say.
-const DEFAULT_CONTEXT: usize = 4096;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -70,9 +65,7 @@ pub struct RunArgs {
 
 struct Loaded {
     name: String,
-    model: Rc<dyn LanguageModel>,
-    tokenizer: Rc<Tokenizer>,
-    plan: LoadPlan,
+    model: TextModel,
     context_length: usize,
 }
 
@@ -84,8 +77,8 @@ pub fn run(args: &RunArgs, output: &Output) -> Result<Outcome, CliError> {
             "[loaded {} in {:.2} s; weights {}: {}; BLAS {}]",
             loaded.name,
             started.elapsed().as_secs_f64(),
-            loaded.plan.layout.label(),
-            loaded.plan.reason,
+            loaded.model.plan.layout.label(),
+            loaded.model.plan.reason,
             RuntimeInfo::detect().blas.name,
         );
     }
@@ -110,30 +103,16 @@ pub fn run(args: &RunArgs, output: &Output) -> Result<Outcome, CliError> {
 }
 
 fn load(name: &str, policy: &LoadPolicy) -> Result<Loaded, CliError> {
-    let info = Library::from_env().find(name)?;
-    if !info.runtime.compatible {
-        let why = info.reason().unwrap_or_default();
-        return Err(CliError::new(
-            "model_not_runnable",
-            format!("{} cannot run: {why}", info.name),
-        ));
-    }
-    let dir: PathBuf = info.path.clone().expect("a runnable model has a snapshot");
-    let engine_error =
-        |e: mlxk_engine::EngineError| CliError::new("execution_error", e.to_string());
-    let (loaded, tokenizer) =
-        mlxk_engine::load_for_generation(&dir, policy).map_err(engine_error)?;
+    let library = Library::from_env();
+    let runnable = library.find_runnable(name)?;
+    let model = TextModel::load(&runnable.dir, policy)
+        .map_err(|e| CliError::new("execution_error", e.to_string()))?;
     // For the app's "last used"; a read-only cache must not stop a run.
-    let _ = UsageLog::for_cache(&HubCache::from_env()).record(&info.name);
+    let _ = UsageLog::for_cache(library.cache()).record(&runnable.name);
     Ok(Loaded {
-        name: info.name.clone(),
-        context_length: info
-            .classification
-            .context_length
-            .map_or(DEFAULT_CONTEXT, |n| n as usize),
-        model: loaded.model,
-        plan: loaded.plan,
-        tokenizer,
+        name: runnable.name,
+        context_length: runnable.context_length,
+        model,
     })
 }
 
@@ -149,38 +128,6 @@ fn sampling(args: &RunArgs) -> SamplingParams {
     }
 }
 
-/// A rendered prompt and its token ids.
-struct Prompt {
-    text: String,
-    ids: Vec<u32>,
-}
-
-/// Renders the conversation (or the raw prompt) into token ids.
-fn prompt_ids(
-    args: &RunArgs,
-    loaded: &Loaded,
-    messages: &[ChatMessage],
-) -> Result<Prompt, CliError> {
-    let engine_error =
-        |e: mlxk_engine::EngineError| CliError::new("execution_error", e.to_string());
-    let text = if args.no_chat_template || !loaded.tokenizer.has_chat_template() {
-        messages
-            .iter()
-            .map(|m| m.content.as_str())
-            .collect::<Vec<_>>()
-            .join("\n\n")
-    } else {
-        loaded
-            .tokenizer
-            .apply_chat_template(messages, true)
-            .map_err(engine_error)?
-    };
-    Ok(Prompt {
-        ids: loaded.tokenizer.encode(&text).map_err(engine_error)?,
-        text,
-    })
-}
-
 /// The answer and the reasoning of one generation.
 struct Answer {
     content: String,
@@ -193,7 +140,7 @@ struct Answer {
 fn answer(
     args: &RunArgs,
     loaded: &Loaded,
-    prompt: &Prompt,
+    messages: &[ChatMessage],
     stream: bool,
     cancel: &AtomicBool,
 ) -> Result<Answer, CliError> {
@@ -203,21 +150,17 @@ fn answer(
         }
         other => CliError::new("execution_error", other.to_string()),
     };
-    let generator = Generator::new(
-        Rc::clone(&loaded.model),
-        &prompt.ids,
-        args.max_tokens,
-        loaded.context_length,
-        loaded.tokenizer.eos_ids(),
-        &sampling(args),
-    )
-    .map_err(engine_error)?;
-    let mut generation = TextGeneration::new(
-        generator,
-        Rc::clone(&loaded.tokenizer),
-        args.stops.clone(),
-        &prompt.text,
-    );
+    let options = AnswerOptions {
+        sampling: sampling(args),
+        max_tokens: args.max_tokens,
+        context_length: loaded.context_length,
+        stops: args.stops.clone(),
+        raw: args.no_chat_template,
+    };
+    let mut generation = loaded
+        .model
+        .start(&Prompt::Chat(messages.to_vec()), &options)
+        .map_err(engine_error)?;
     let (mut content, mut reasoning) = (String::new(), String::new());
     while let Some(events) = generation.next_events().map_err(engine_error)? {
         for event in events {
@@ -276,19 +219,12 @@ fn one_shot(
         messages.push(ChatMessage::new("system", system));
     }
     messages.push(ChatMessage::new("user", prompt));
-    let prompt_tokens = prompt_ids(args, loaded, &messages)?;
     let stream = !output.json && !args.no_stream;
     let Answer {
         content: text,
         reasoning,
         generation,
-    } = answer(
-        args,
-        loaded,
-        &prompt_tokens,
-        stream,
-        &AtomicBool::new(false),
-    )?;
+    } = answer(args, loaded, &messages, stream, &AtomicBool::new(false))?;
     if args.verbose {
         report(&generation);
     }
@@ -348,8 +284,7 @@ fn chat(args: &RunArgs, loaded: &Loaded) -> Result<(), CliError> {
         messages.push(ChatMessage::new("user", line));
         cancel.store(false, Ordering::Relaxed);
         eprint!("Assistant: ");
-        let prompt = prompt_ids(args, loaded, &messages)?;
-        match answer(args, loaded, &prompt, !args.no_stream, &cancel) {
+        match answer(args, loaded, &messages, !args.no_stream, &cancel) {
             Ok(Answer {
                 content: text,
                 generation,

@@ -109,6 +109,7 @@ pub fn run(args: &ServeArgs, _output: &Output) -> Result<Outcome, CliError> {
         max_active: args.max_active.max(1),
         load_policy: args.weights.policy()?,
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
+        cache: None,
     };
     config
         .check_exposure(args.insecure_no_auth)

@@ -7,8 +7,8 @@ use serde_json::{json, Value};
 use mlxk_engine::{LoadPlan, LoadPolicy};
 
 use super::WeightArgs;
-use crate::api;
 use crate::human;
+use crate::json_api;
 use crate::output::{CliError, Outcome, Output};
 
 #[derive(Debug, Args)]
@@ -29,7 +29,7 @@ pub fn run(args: &ShowArgs, output: &Output) -> Result<Outcome, CliError> {
     let model = Library::from_env().find(&args.model)?;
     let plan = load_plan(&model, &args.weights.policy()?);
     let mut data = json!({
-        "model": api::model_object(&model, true),
+        "model": json_api::model_object(&model, true),
         "workspace_metadata": model.path.as_deref().and_then(mlxk_core::workspace::read_marker),
         "metadata": metadata(&model),
         "path": model.path,
@@ -89,7 +89,7 @@ fn metadata(model: &ModelInfo) -> Value {
         "hidden_size": get("hidden_size"),
         "num_attention_heads": get("num_attention_heads"),
         "num_hidden_layers": get("num_hidden_layers"),
-        "quantization": c.quantization.as_ref().map(api::quantization),
+        "quantization": c.quantization.as_ref().map(json_api::quantization),
     })
 }
 
@@ -125,13 +125,42 @@ fn load_plan(model: &ModelInfo, policy: &LoadPolicy) -> Option<LoadPlan> {
 }
 
 fn render(args: &ShowArgs, model: &ModelInfo, plan: Option<&LoadPlan>) -> String {
+    let mut lines = summary_lines(model);
+    for problem in &model.health.problems {
+        lines.push(format!("               - {}", problem.message));
+    }
+    if let Some(reason) = model.runtime.reason.as_ref().filter(|_| model.is_healthy()) {
+        lines.push(format!("Runtime:       {reason}"));
+    }
+    if let Some(plan) = plan {
+        lines.push(format!(
+            "Weights:       {} in memory, {} compute; {}",
+            human::size(plan.memory_bytes),
+            plan.compute_dtype(),
+            plan.reason
+        ));
+    }
+    if model.snapshots.len() > 1 {
+        lines.extend(snapshot_lines(model));
+    }
+    if args.files {
+        lines.push(String::new());
+        lines.push(files_table(model));
+    }
+    if args.config {
+        lines.push(String::new());
+        lines.push(match &model.config {
+            Some(config) => serde_json::to_string_pretty(config).expect("JSON values serialise"),
+            None => "(no valid config.json)".into(),
+        });
+    }
+    lines.join("\n")
+}
+
+/// `Model:` to `Health:`, one field a line.
+fn summary_lines(model: &ModelInfo) -> Vec<String> {
     let c = &model.classification;
     let commit = model.commit.as_deref().unwrap_or("-");
-    let refs = if model.refs.is_empty() {
-        String::new()
-    } else {
-        format!(" ({})", model.refs.join(", "))
-    };
     let quantization = match &c.quantization {
         Some(q) => match (q.bits, q.group_size) {
             (Some(bits), Some(group)) => format!("{bits}-bit (group size {group})"),
@@ -141,23 +170,17 @@ fn render(args: &ShowArgs, model: &ModelInfo, plan: Option<&LoadPlan>) -> String
         None => "none".to_string(),
     };
     let health = match (model.is_healthy(), model.runtime.compatible) {
-        (true, true) => "healthy".to_string(),
-        (true, false) => "healthy (files OK, the engine cannot run it)".to_string(),
-        (false, _) => "unhealthy".to_string(),
+        (true, true) => "healthy",
+        (true, false) => "healthy (files OK, the engine cannot run it)",
+        (false, _) => "unhealthy",
     };
-    let mut lines = vec![
+    let capabilities: Vec<&str> = c.capabilities.iter().map(|cap| cap.label()).collect();
+    vec![
         format!("Model:         {}", model.name),
-        format!("Snapshot:      {commit}{refs}"),
+        format!("Snapshot:      {commit}{}", refs_suffix(&model.refs)),
         format!("Framework:     {}", c.framework.label()),
         format!("Type:          {}", c.model_type.label()),
-        format!(
-            "Capabilities:  {}",
-            c.capabilities
-                .iter()
-                .map(|cap| cap.label())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        format!("Capabilities:  {}", capabilities.join(", ")),
         format!(
             "Architecture:  {}",
             c.architecture.as_deref().unwrap_or("-")
@@ -175,60 +198,45 @@ fn render(args: &ShowArgs, model: &ModelInfo, plan: Option<&LoadPlan>) -> String
         ),
         format!("Modified:      {}", modified(model)),
         format!("Health:        {health}"),
-    ];
-    for problem in &model.health.problems {
-        lines.push(format!("               - {}", problem.message));
+    ]
+}
+
+/// ` (main, v1.0)`, or nothing without refs.
+fn refs_suffix(refs: &[String]) -> String {
+    if refs.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", refs.join(", "))
     }
-    if let Some(reason) = model.runtime.reason.as_ref().filter(|_| model.is_healthy()) {
-        lines.push(format!("Runtime:       {reason}"));
+}
+
+/// Every snapshot, the one shown marked `*`.
+fn snapshot_lines(model: &ModelInfo) -> Vec<String> {
+    let mut lines = vec!["Snapshots:".to_string()];
+    for s in &model.snapshots {
+        let marker = if Some(&s.commit) == model.commit.as_ref() {
+            "*"
+        } else {
+            " "
+        };
+        lines.push(format!("  {marker} {}{}", s.commit, refs_suffix(&s.refs)));
     }
-    if let Some(plan) = plan {
-        lines.push(format!(
-            "Weights:       {} in memory, {} compute; {}",
-            human::size(plan.memory_bytes),
-            plan.compute_dtype(),
-            plan.reason
-        ));
-    }
-    if model.snapshots.len() > 1 {
-        lines.push("Snapshots:".into());
-        for s in &model.snapshots {
-            let marker = if Some(&s.commit) == model.commit.as_ref() {
-                "*"
-            } else {
-                " "
-            };
-            let refs = if s.refs.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", s.refs.join(", "))
-            };
-            lines.push(format!("  {marker} {}{refs}", s.commit));
-        }
-    }
-    if args.files {
-        lines.push(String::new());
-        let rows = model
-            .files
-            .iter()
-            .map(|f| {
-                vec![
-                    f.name.clone(),
-                    f.size.map_or("missing".into(), human::size),
-                    file_kind(&f.name).to_string(),
-                ]
-            })
-            .collect();
-        lines.push(human::table(&["FILE", "SIZE", "TYPE"], rows, &["SIZE"]));
-    }
-    if args.config {
-        lines.push(String::new());
-        lines.push(match &model.config {
-            Some(config) => serde_json::to_string_pretty(config).expect("JSON values serialise"),
-            None => "(no valid config.json)".into(),
-        });
-    }
-    lines.join("\n")
+    lines
+}
+
+fn files_table(model: &ModelInfo) -> String {
+    let rows = model
+        .files
+        .iter()
+        .map(|f| {
+            vec![
+                f.name.clone(),
+                f.size.map_or("missing".into(), human::size),
+                file_kind(&f.name).to_string(),
+            ]
+        })
+        .collect();
+    human::table(&["FILE", "SIZE", "TYPE"], rows, &["SIZE"])
 }
 
 /// The UTC time, plus "(2h ago)" while that reads better than the date.

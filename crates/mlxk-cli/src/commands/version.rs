@@ -1,7 +1,7 @@
 use mlxk_core::system::SystemInfo;
 use serde_json::json;
 
-use crate::api::JSON_API_VERSION;
+use crate::json_api::JSON_API_VERSION;
 use crate::output::{CliError, Outcome, Output};
 
 pub fn run(_output: &Output) -> Result<Outcome, CliError> {

@@ -19,6 +19,9 @@ use reqwest::header::{HeaderValue, AUTHORIZATION};
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
+pub use tokio_util::sync::CancellationToken;
+
+use crate::hint::Hint;
 use crate::repo_id::RepoId;
 use crate::secrets::Secret;
 
@@ -68,8 +71,12 @@ pub enum HubError {
         message: String,
     },
 
-    #[error("{repo} was not found on {endpoint} (or it is private: `mlxk login` with a token that can read it)")]
+    #[error("{repo} was not found on {endpoint} (or it is private)")]
     RepoNotFound { repo: String, endpoint: String },
+
+    /// A push to a repository that does not exist, without asking to create it.
+    #[error("{repo} does not exist on {endpoint}")]
+    NoRepoToPush { repo: String, endpoint: String },
 
     #[error("{repo} has no revision '{revision}'")]
     RevisionNotFound { repo: String, revision: String },
@@ -81,7 +88,7 @@ pub enum HubError {
         path: String,
     },
 
-    #[error("{repo} is gated: accept its conditions on the Hub's model page, then `mlxk login` with that account")]
+    #[error("{repo} is gated: its conditions must be accepted on the Hub's model page")]
     Gated { repo: String },
 
     #[error("not enough disk space in {path}: {needed} bytes needed, {available} available")]
@@ -133,7 +140,7 @@ impl HubError {
             HubError::InvalidEndpoint { .. } => "invalid_endpoint",
             HubError::InvalidToken { .. } => "invalid_token",
             HubError::Unauthorized { .. } => "unauthorized",
-            HubError::RepoNotFound { .. } => "repo_not_found",
+            HubError::RepoNotFound { .. } | HubError::NoRepoToPush { .. } => "repo_not_found",
             HubError::RevisionNotFound { .. } => "revision_not_found",
             HubError::EntryNotFound { .. } => "entry_not_found",
             HubError::Gated { .. } => "gated_repo",
@@ -147,12 +154,28 @@ impl HubError {
         }
     }
 
+    /// What the person can do about it, for the shell to word.
+    pub fn hint(&self) -> Option<Hint> {
+        match self {
+            HubError::Unauthorized { .. } | HubError::RepoNotFound { .. } => Some(Hint::Login),
+            HubError::Gated { .. } => Some(Hint::AcceptConditions),
+            HubError::NoRepoToPush { .. } => Some(Hint::CreateRepo),
+            _ => None,
+        }
+    }
+
     pub(crate) fn io(action: &'static str, path: &std::path::Path, source: std::io::Error) -> Self {
         HubError::Io {
             action,
             path: path.display().to_string(),
             source,
         }
+    }
+}
+
+impl From<crate::snapshot_writer::LayoutError> for HubError {
+    fn from(e: crate::snapshot_writer::LayoutError) -> Self {
+        HubError::io(e.action, &e.path, e.source)
     }
 }
 
@@ -428,7 +451,7 @@ pub(crate) async fn check(
             HubError::Unauthorized {
                 endpoint: endpoint.to_string(),
                 status: status.as_u16(),
-                message: format!("{message}; `mlxk login` with a token that has access"),
+                message,
             }
         }
         _ if status == StatusCode::NOT_FOUND => HubError::RepoNotFound {

@@ -12,21 +12,19 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use futures_util::{StreamExt, TryStreamExt};
 use reqwest::header::RANGE;
 use reqwest::StatusCode;
-use serde::Serialize;
-use sha1::Sha1;
-use sha2::{Digest, Sha256};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 
 use super::{check, HubClient, HubError, RemoteFile, Result};
 use crate::cache::HubCache;
 use crate::error::CoreError;
-use crate::install::symlink;
+use crate::hashing::{ContentHasher, Digests};
 use crate::repo_id::{ModelSpec, RepoId};
+use crate::snapshot_writer::SnapshotWriter;
 
 /// Files downloaded at once.
 pub const PARALLEL_DOWNLOADS: usize = 4;
@@ -146,7 +144,8 @@ pub struct FileProgress {
     pub state: FileState,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(rename_all = "snake_case")]
 pub enum FileState {
     /// Complete in the cache before this pull.
@@ -209,26 +208,12 @@ impl PullProgress {
     }
 }
 
-/// Stops a pull at the next chunk when set.
-#[derive(Debug, Clone, Default)]
-pub struct Cancel(Arc<AtomicBool>);
-
-impl Cancel {
-    pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-
-    pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
 /// Pulls a model into `cache`, reporting progress to `on_event`.
 pub async fn pull(
     client: &HubClient,
     cache: &HubCache,
     request: &PullRequest,
-    cancel: &Cancel,
+    cancel: &CancellationToken,
     on_event: &(dyn Fn(PullEvent) + Send + Sync),
 ) -> Result<PullOutcome> {
     let revision = request.revision.as_deref().unwrap_or("main");
@@ -248,21 +233,21 @@ pub async fn pull(
     }
 
     let repo_dir = cache.repo_dir(&request.repo);
-    let layout = Layout::new(&repo_dir, &commit);
+    let layout = SnapshotWriter::new(cache, &request.repo, &commit);
     layout.create()?;
     let planned: Vec<PlannedFile> = files
         .iter()
         .map(|f| PlannedFile {
             path: f.path.clone(),
             size: f.size,
-            cached: layout.is_complete(f),
+            cached: is_complete(&layout, f),
         })
         .collect();
     let download_bytes: u64 = files
         .iter()
         .zip(&planned)
         .filter(|(_, p)| !p.cached)
-        .map(|(f, _)| f.size.saturating_sub(layout.partial_len(f)))
+        .map(|(f, _)| f.size.saturating_sub(partial_len(&layout, f)))
         .sum();
     check_free_space(&repo_dir, download_bytes)?;
     on_event(PullEvent::Planned {
@@ -281,9 +266,9 @@ pub async fn pull(
     let (layout, commit_id) = (&layout, commit.as_str());
     futures_util::stream::iter(to_fetch.into_iter().map(|file| {
         async move {
-            let _lock = layout.lock(file)?;
+            let _lock = layout.lock(file.blob_name())?;
             // Another process may have finished it while we waited for the lock.
-            if !layout.blob(file).is_file() {
+            if !layout.blob(file.blob_name()).is_file() {
                 download(
                     client,
                     &request.repo,
@@ -296,7 +281,7 @@ pub async fn pull(
                 .await?;
             }
             // Linked as soon as it is complete: an interrupted pull keeps what it finished.
-            layout.link(file)?;
+            layout.link(&file.path, file.blob_name())?;
             on_event(PullEvent::FileFinished {
                 path: file.path.clone(),
             });
@@ -309,7 +294,7 @@ pub async fn pull(
 
     // Files that were already complete (or whose blob another snapshot shares).
     for file in &files {
-        layout.link(file)?;
+        layout.link(&file.path, file.blob_name())?;
     }
     if revision != commit {
         layout.write_ref(revision)?;
@@ -317,7 +302,7 @@ pub async fn pull(
     Ok(PullOutcome {
         repo: request.repo.as_str().to_string(),
         commit,
-        snapshot: layout.snapshot.clone(),
+        snapshot: layout.snapshot(),
         files: files.len(),
         downloaded_files,
         downloaded_bytes: download_bytes,
@@ -383,128 +368,30 @@ fn check_free_space(dir: &Path, needed: u64) -> Result<()> {
     Ok(())
 }
 
-/// Where one commit's files go in a repository's cache folder.
-struct Layout {
-    repo_dir: PathBuf,
-    snapshot: PathBuf,
-    locks: PathBuf,
+/// Bytes of the file an earlier pull left in `blobs/<name>.incomplete`.
+fn partial_len(layout: &SnapshotWriter, file: &RemoteFile) -> u64 {
+    fs::metadata(layout.partial(file.blob_name())).map_or(0, |m| m.len())
 }
 
-impl Layout {
-    fn new(repo_dir: &Path, commit: &str) -> Self {
-        let name = repo_dir.file_name().unwrap_or_default();
-        let cache_root = repo_dir.parent().unwrap_or(repo_dir);
-        Layout {
-            repo_dir: repo_dir.to_path_buf(),
-            snapshot: repo_dir.join("snapshots").join(commit),
-            locks: cache_root.join(".locks").join(name),
-        }
-    }
+/// The blob is there with the size the Hub lists (its hash was checked when it arrived).
+fn is_complete(layout: &SnapshotWriter, file: &RemoteFile) -> bool {
+    fs::metadata(layout.blob(file.blob_name())).is_ok_and(|m| m.len() == file.size)
+}
 
-    fn create(&self) -> Result<()> {
-        for dir in [&self.repo_dir.join("blobs"), &self.snapshot, &self.locks] {
-            fs::create_dir_all(dir).map_err(|e| HubError::io("creating", dir, e))?;
-        }
-        Ok(())
-    }
-
-    fn blob(&self, file: &RemoteFile) -> PathBuf {
-        self.repo_dir.join("blobs").join(file.blob_name())
-    }
-
-    fn partial(&self, file: &RemoteFile) -> PathBuf {
-        self.repo_dir
-            .join("blobs")
-            .join(format!("{}.incomplete", file.blob_name()))
-    }
-
-    fn partial_len(&self, file: &RemoteFile) -> u64 {
-        fs::metadata(self.partial(file)).map_or(0, |m| m.len())
-    }
-
-    /// The blob is there with the size the Hub lists (its hash was checked when it arrived).
-    fn is_complete(&self, file: &RemoteFile) -> bool {
-        fs::metadata(self.blob(file)).is_ok_and(|m| m.len() == file.size)
-    }
-
-    /// The same lock file huggingface_hub takes (`.locks/<repo>/<blob>.lock`, flock).
-    fn lock(&self, file: &RemoteFile) -> Result<File> {
-        let path = self.locks.join(format!("{}.lock", file.blob_name()));
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| HubError::io("opening", &path, e))?;
-        fs4::fs_std::FileExt::lock_exclusive(&lock)
-            .map_err(|e| HubError::io("locking", &path, e))?;
-        Ok(lock)
-    }
-
-    /// `snapshots/<commit>/<path>` -> `../../blobs/<name>` (one more `..` per folder level).
-    fn link(&self, file: &RemoteFile) -> Result<()> {
-        let link = self.snapshot.join(&file.path);
-        if let Some(parent) = link.parent() {
-            fs::create_dir_all(parent).map_err(|e| HubError::io("creating", parent, e))?;
-        }
-        let depth = file.path.matches('/').count() + 2;
-        let target = format!("{}blobs/{}", "../".repeat(depth), file.blob_name());
-        if fs::read_link(&link).is_ok_and(|t| t == Path::new(&target)) {
-            return Ok(());
-        }
-        if fs::symlink_metadata(&link).is_ok() {
-            fs::remove_file(&link).map_err(|e| HubError::io("replacing", &link, e))?;
-        }
-        symlink(&target, &link).map_err(|e| HubError::io("linking", &link, e))
-    }
-
-    fn write_ref(&self, revision: &str) -> Result<()> {
-        let path = self.repo_dir.join("refs").join(revision);
-        if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent).map_err(|e| HubError::io("creating", parent, e))?;
-        }
-        let commit = self
-            .snapshot
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .to_string();
-        fs::write(&path, commit).map_err(|e| HubError::io("writing", &path, e))
+/// Hashes a download the way the Hub names it: SHA-256 for LFS files, the Git blob id else.
+fn hasher_for(file: &RemoteFile) -> ContentHasher {
+    match file.sha256 {
+        Some(_) => ContentHasher::sha256(),
+        None => ContentHasher::git_blob(file.size),
     }
 }
 
-/// Hashes a download the way the Hub names it.
-enum FileHasher {
-    Sha256(Sha256),
-    GitBlob(Sha1),
-}
-
-impl FileHasher {
-    fn new(file: &RemoteFile) -> Self {
-        match file.sha256 {
-            Some(_) => FileHasher::Sha256(Sha256::new()),
-            None => {
-                let mut sha1 = Sha1::new();
-                sha1.update(format!("blob {}\0", file.size).as_bytes());
-                FileHasher::GitBlob(sha1)
-            }
-        }
-    }
-
-    fn update(&mut self, bytes: &[u8]) {
-        match self {
-            FileHasher::Sha256(h) => h.update(bytes),
-            FileHasher::GitBlob(h) => h.update(bytes),
-        }
-    }
-
-    fn finish(self) -> String {
-        let bytes = match self {
-            FileHasher::Sha256(h) => h.finalize().to_vec(),
-            FileHasher::GitBlob(h) => h.finalize().to_vec(),
-        };
-        crate::install::hex(&bytes)
-    }
+/// The one hash [`hasher_for`] computed.
+fn the_digest(digests: Digests) -> String {
+    digests
+        .sha256
+        .or(digests.git_blob)
+        .expect("one hash was asked for")
 }
 
 /// Fetches one file into `blobs/<name>.incomplete` (resuming what is there), verifies it and
@@ -514,12 +401,60 @@ async fn download(
     repo: &RepoId,
     commit: &str,
     file: &RemoteFile,
-    layout: &Layout,
-    cancel: &Cancel,
+    layout: &SnapshotWriter,
+    cancel: &CancellationToken,
     on_event: &(dyn Fn(PullEvent) + Send + Sync),
 ) -> Result<()> {
-    let partial = layout.partial(file);
-    let mut have = layout.partial_len(file);
+    let partial = layout.partial(file.blob_name());
+    let (response, have) = request_rest(client, repo, commit, file, layout).await?;
+    on_event(PullEvent::FileStarted {
+        path: file.path.clone(),
+        size: file.size,
+        resumed_from: have,
+    });
+    let mut blob = PartialBlob::open(file, partial.clone(), have)?;
+    blob.receive(client, response, cancel, on_event).await?;
+    let PartialBlob {
+        received,
+        hasher,
+        out,
+        ..
+    } = blob;
+    drop(out);
+    if received < file.size {
+        // The connection ended early: keep the prefix for the next pull to resume.
+        return Err(HubError::Network {
+            endpoint: client.endpoint().to_string(),
+            reason: format!(
+                "{} ended after {received} of {} bytes (run pull again to resume)",
+                file.path, file.size
+            ),
+        });
+    }
+    let actual = the_digest(hasher.finish());
+    let expected = file.sha256.clone().unwrap_or_else(|| file.git_oid.clone());
+    if !actual.eq_ignore_ascii_case(&expected) {
+        let _ = fs::remove_file(&partial);
+        return Err(HubError::HashMismatch {
+            path: file.path.clone(),
+            expected,
+            actual,
+        });
+    }
+    Ok(layout.complete_blob(file.blob_name())?)
+}
+
+/// Asks for what the partial file lacks (a Range request), or for the whole file when there
+/// is nothing to resume or the Hub cannot resume it; returns the response and the bytes kept.
+async fn request_rest(
+    client: &HubClient,
+    repo: &RepoId,
+    commit: &str,
+    file: &RemoteFile,
+    layout: &SnapshotWriter,
+) -> Result<(reqwest::Response, u64)> {
+    let partial = layout.partial(file.blob_name());
+    let mut have = partial_len(layout, file);
     if have > file.size {
         // Longer than the file can be: not a prefix of it.
         fs::remove_file(&partial).map_err(|e| HubError::io("removing", &partial, e))?;
@@ -542,78 +477,85 @@ async fn download(
     if response.status() != StatusCode::PARTIAL_CONTENT {
         have = 0;
     }
-    on_event(PullEvent::FileStarted {
-        path: file.path.clone(),
-        size: file.size,
-        resumed_from: have,
-    });
+    Ok((response, have))
+}
 
-    let mut hasher = FileHasher::new(file);
-    let mut out = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&partial)
-        .map_err(|e| HubError::io("opening", &partial, e))?;
-    if have == 0 {
-        out.set_len(0)
-            .map_err(|e| HubError::io("truncating", &partial, e))?;
-    } else {
-        hash_prefix(&partial, have, &mut hasher)?;
-    }
-    let mut received = have;
-    let mut body = response.bytes_stream();
-    while let Some(chunk) = body.next().await {
-        if cancel.is_cancelled() {
-            return Err(HubError::Cancelled);
+/// A download in `blobs/<name>.incomplete`, hashed as it grows.
+struct PartialBlob<'a> {
+    file: &'a RemoteFile,
+    path: PathBuf,
+    out: File,
+    /// Bytes the partial file holds.
+    received: u64,
+    hasher: ContentHasher,
+}
+
+impl<'a> PartialBlob<'a> {
+    /// Opens the partial file keeping its first `have` bytes (hashed again), or emptied.
+    fn open(file: &'a RemoteFile, path: PathBuf, have: u64) -> Result<Self> {
+        let mut hasher = hasher_for(file);
+        let out = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| HubError::io("opening", &path, e))?;
+        if have == 0 {
+            out.set_len(0)
+                .map_err(|e| HubError::io("truncating", &path, e))?;
+        } else {
+            hash_prefix(&path, have, &mut hasher)?;
         }
-        let chunk = chunk.map_err(|e| client.network(&e))?;
-        received += chunk.len() as u64;
-        if received > file.size {
-            drop(out);
-            let _ = fs::remove_file(&partial);
-            return Err(HubError::HashMismatch {
+        Ok(PartialBlob {
+            file,
+            path,
+            out,
+            received: have,
+            hasher,
+        })
+    }
+
+    /// Appends the body as it arrives. More than the Hub listed is a mismatch (the partial
+    /// file is discarded); a body that ends early leaves the prefix to resume.
+    async fn receive(
+        &mut self,
+        client: &HubClient,
+        response: reqwest::Response,
+        cancel: &CancellationToken,
+        on_event: &(dyn Fn(PullEvent) + Send + Sync),
+    ) -> Result<()> {
+        let file = self.file;
+        let mut body = response.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            if cancel.is_cancelled() {
+                return Err(HubError::Cancelled);
+            }
+            let chunk = chunk.map_err(|e| client.network(&e))?;
+            self.received += chunk.len() as u64;
+            if self.received > file.size {
+                let _ = fs::remove_file(&self.path);
+                return Err(HubError::HashMismatch {
+                    path: file.path.clone(),
+                    expected: format!("{} bytes", file.size),
+                    actual: format!("more than {} bytes", file.size),
+                });
+            }
+            self.out
+                .write_all(&chunk)
+                .map_err(|e| HubError::io("writing", &self.path, e))?;
+            self.hasher.update(&chunk);
+            on_event(PullEvent::Bytes {
                 path: file.path.clone(),
-                expected: format!("{} bytes", file.size),
-                actual: format!("more than {} bytes", file.size),
+                bytes: chunk.len() as u64,
             });
         }
-        out.write_all(&chunk)
-            .map_err(|e| HubError::io("writing", &partial, e))?;
-        hasher.update(&chunk);
-        on_event(PullEvent::Bytes {
-            path: file.path.clone(),
-            bytes: chunk.len() as u64,
-        });
+        self.out
+            .sync_all()
+            .map_err(|e| HubError::io("writing", &self.path, e))
     }
-    out.sync_all()
-        .map_err(|e| HubError::io("writing", &partial, e))?;
-    drop(out);
-    if received < file.size {
-        // The connection ended early: keep the prefix for the next pull to resume.
-        return Err(HubError::Network {
-            endpoint: client.endpoint().to_string(),
-            reason: format!(
-                "{} ended after {received} of {} bytes (run pull again to resume)",
-                file.path, file.size
-            ),
-        });
-    }
-    let actual = hasher.finish();
-    let expected = file.sha256.clone().unwrap_or_else(|| file.git_oid.clone());
-    if !actual.eq_ignore_ascii_case(&expected) {
-        let _ = fs::remove_file(&partial);
-        return Err(HubError::HashMismatch {
-            path: file.path.clone(),
-            expected,
-            actual,
-        });
-    }
-    let blob = layout.blob(file);
-    fs::rename(&partial, &blob).map_err(|e| HubError::io("renaming", &partial, e))
 }
 
 /// Feeds the first `len` bytes already on disk to the hasher (a resumed download).
-fn hash_prefix(path: &Path, len: u64, hasher: &mut FileHasher) -> Result<()> {
+fn hash_prefix(path: &Path, len: u64, hasher: &mut ContentHasher) -> Result<()> {
     let mut file = File::open(path).map_err(|e| HubError::io("reading", path, e))?;
     let mut left = len;
     let mut buffer = vec![0u8; 1 << 20];
@@ -751,8 +693,11 @@ mod tests {
         // `printf hello | git hash-object --stdin`
         let mut f = file("x");
         f.size = 5;
-        let mut h = FileHasher::new(&f);
+        let mut h = hasher_for(&f);
         h.update(b"hello");
-        assert_eq!(h.finish(), "b6fc4c620b67d95f953a5c1c1230aaab5db5a1b0");
+        assert_eq!(
+            the_digest(h.finish()),
+            "b6fc4c620b67d95f953a5c1c1230aaab5db5a1b0"
+        );
     }
 }

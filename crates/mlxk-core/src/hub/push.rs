@@ -8,20 +8,19 @@
 //! commit). New repositories are private unless asked otherwise.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::Read;
+use std::fs;
 use std::path::{Path, PathBuf};
-
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use futures_util::future::{select, Either};
 use hf_hub::progress::{Progress, ProgressEvent, ProgressHandler, UploadEvent};
 use hf_hub::repository::{CommitOperation, RepoTypeModel};
 use hf_hub::{HFClient, HFError};
-use serde::Serialize;
-use sha1::Sha1;
-use sha2::{Digest, Sha256};
+use serde::{Deserialize, Serialize};
 
-use super::{HubClient, HubError, RemoteFile, Result};
+use super::{CancellationToken, HubClient, HubError, RemoteFile, Result};
+use crate::hashing::ContentHasher;
 use crate::health::{self, CheckDepth, ProblemCode};
 use crate::repo_id::RepoId;
 
@@ -100,39 +99,26 @@ pub fn scan_folder(folder: &Path) -> Result<Vec<LocalFile>> {
 }
 
 fn hash_file(path: String, source: &Path) -> Result<LocalFile> {
-    let mut file = File::open(source).map_err(|e| HubError::io("reading", source, e))?;
-    let size = file
-        .metadata()
+    let size = fs::metadata(source)
         .map_err(|e| HubError::io("reading", source, e))?
         .len();
-    let mut sha256 = Sha256::new();
-    let mut git = Sha1::new();
-    git.update(format!("blob {size}\0").as_bytes());
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let n = file
-            .read(&mut buffer)
-            .map_err(|e| HubError::io("reading", source, e))?;
-        if n == 0 {
-            break;
-        }
-        sha256.update(&buffer[..n]);
-        git.update(&buffer[..n]);
-    }
-    let hex = crate::install::hex;
+    let digests = ContentHasher::both(size)
+        .read_file(source, |_| {})
+        .map_err(|e| HubError::io("reading", source, e))?;
     Ok(LocalFile {
         path,
         source: source
             .canonicalize()
             .unwrap_or_else(|_| source.to_path_buf()),
         size,
-        sha256: hex(&sha256.finalize()),
-        git_oid: hex(&git.finalize()),
+        sha256: digests.sha256.expect("asked for"),
+        git_oid: digests.git_blob.expect("asked for"),
     })
 }
 
 /// How serious a problem of the folder is: errors block a push unless forced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Error,
@@ -196,8 +182,15 @@ pub struct PushPlan {
 }
 
 impl PushPlan {
+    /// The one rule of every shell: pushing would commit nothing, because the branch exists
+    /// and no file would be added, changed or deleted (a missing repository or branch would
+    /// be created: a change).
     pub fn no_changes(&self) -> bool {
-        self.added.is_empty() && self.changed.is_empty() && self.deleted.is_empty()
+        self.repo_exists
+            && self.branch_exists
+            && self.added.is_empty()
+            && self.changed.is_empty()
+            && self.deleted.is_empty()
     }
 }
 
@@ -307,15 +300,22 @@ pub enum PushEvent {
     Finished,
 }
 
-/// Turns hf-hub's upload events into [`PushEvent`]s.
-struct Relay(Arc<dyn Fn(PushEvent) + Send + Sync>);
+/// Turns hf-hub's upload events into [`PushEvent`]s, and notes when the commit began (from
+/// then on a cancel cannot stop it cleanly).
+struct Relay {
+    on_event: Arc<dyn Fn(PushEvent) + Send + Sync>,
+    committing: Arc<AtomicBool>,
+}
 
 impl ProgressHandler for Relay {
     fn on_progress(&self, event: &ProgressEvent) {
         let ProgressEvent::Upload(event) = event else {
             return;
         };
-        (self.0)(match event {
+        if matches!(event, UploadEvent::Committing) {
+            self.committing.store(true, Ordering::SeqCst);
+        }
+        (self.on_event)(match event {
             UploadEvent::Start {
                 total_files,
                 total_bytes,
@@ -338,19 +338,21 @@ impl ProgressHandler for Relay {
 }
 
 /// Pushes what `plan` says differs, in one commit, reporting progress to `on_event`. Needs
-/// a token.
+/// a token. `cancel` stops it before the commit is made ([`HubError::Cancelled`]: nothing
+/// changed on the Hub); once the commit has begun it lands.
 pub async fn push(
     client: &HubClient,
     request: &PushRequest,
     files: &[LocalFile],
     plan: &PushPlan,
+    cancel: &CancellationToken,
     on_event: Arc<dyn Fn(PushEvent) + Send + Sync>,
 ) -> Result<PushOutcome> {
     let Some(token) = client.token() else {
         return Err(HubError::Unauthorized {
             endpoint: client.endpoint().to_string(),
             status: 401,
-            message: "pushing needs a Hugging Face token: `mlxk login`".into(),
+            message: "pushing needs a Hugging Face token".into(),
         });
     };
     let repo_url = format!("{}/{}", client.endpoint(), request.repo.as_str());
@@ -363,10 +365,13 @@ pub async fn push(
         created_repo: false,
         uploaded_files_count: 0,
         deleted_files_count: 0,
-        no_changes: plan.no_changes() && plan.repo_exists && plan.branch_exists,
+        no_changes: plan.no_changes(),
     };
     if outcome.no_changes {
         return Ok(outcome);
+    }
+    if cancel.is_cancelled() {
+        return Err(HubError::Cancelled);
     }
     let hub = HFClient::builder()
         .endpoint(client.endpoint())
@@ -376,8 +381,8 @@ pub async fn push(
         .map_err(|e| hf_error(e, client.endpoint()))?;
     if !plan.repo_exists {
         if !request.create {
-            return Err(HubError::RepoNotFound {
-                repo: format!("{} (pass --create to create it)", request.repo.as_str()),
+            return Err(HubError::NoRepoToPush {
+                repo: request.repo.as_str().to_string(),
                 endpoint: client.endpoint().to_string(),
             });
         }
@@ -418,15 +423,25 @@ pub async fn push(
             .iter()
             .map(|p| CommitOperation::delete(p.clone())),
     );
+    let committing = Arc::new(AtomicBool::new(false));
+    let relay = Relay {
+        on_event,
+        committing: Arc::clone(&committing),
+    };
     let commit = repository
         .create_commit()
         .operations(operations)
         .commit_message(request.message.clone())
         .revision(request.branch.clone())
-        .progress(Progress::new(Relay(on_event)))
-        .send()
-        .await
-        .map_err(|e| hf_error(e, client.endpoint()))?;
+        .progress(Progress::new(relay))
+        .send();
+    let commit = match select(Box::pin(commit), Box::pin(cancel.cancelled())).await {
+        Either::Left((result, _)) => result,
+        // Too late to stop cleanly: let the commit land.
+        Either::Right((_, commit)) if committing.load(Ordering::SeqCst) => commit.await,
+        Either::Right(_) => return Err(HubError::Cancelled),
+    }
+    .map_err(|e| hf_error(e, client.endpoint()))?;
     outcome.commit_sha = commit.commit_oid;
     outcome.commit_url = commit.commit_url;
     outcome.uploaded_files_count = upload.len();

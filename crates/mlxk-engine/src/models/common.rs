@@ -6,9 +6,9 @@ use mlx_rs::nn::silu;
 use mlx_rs::ops::split_at_indices;
 use mlx_rs::Array;
 
+use crate::checkpoint::{Linear, Weights};
 use crate::error::Result;
 use crate::kv_cache::KvCache;
-use crate::weights::{Linear, Weights};
 
 use super::rope::Rope;
 use super::Positions;
@@ -42,16 +42,26 @@ pub struct Attention {
     pub norm_eps: f32,
 }
 
+/// The shape of an attention layer, as a model's config gives it.
+#[derive(Debug, Clone, Copy)]
+pub struct AttentionShape {
+    pub heads: i32,
+    pub kv_heads: i32,
+    pub head_dim: i32,
+    /// Per-head RMSNorm of queries and keys before RoPE (Qwen3, Gemma 3).
+    pub qk_norm: bool,
+    pub norm_eps: f32,
+}
+
 impl Attention {
-    pub fn load(
-        weights: &mut Weights,
-        prefix: &str,
-        heads: i32,
-        kv_heads: i32,
-        head_dim: i32,
-        qk_norm: bool,
-        norm_eps: f32,
-    ) -> Self {
+    pub fn load(weights: &mut Weights, prefix: &str, shape: AttentionShape) -> Self {
+        let AttentionShape {
+            heads,
+            kv_heads,
+            head_dim,
+            qk_norm,
+            norm_eps,
+        } = shape;
         let projections = if weights.contains(&format!("{prefix}.qkv_proj.weight")) {
             QkvProjections::Fused {
                 qkv_proj: weights.linear(&format!("{prefix}.qkv_proj")),
@@ -202,7 +212,7 @@ impl PreNormBlock {
 /// Embedding, a stack of [`PreNormBlock`]s, a final norm and the output projection: the shape
 /// of Llama, Mistral and Qwen 2/3.
 pub struct Decoder {
-    pub embed_tokens: crate::weights::Embedding,
+    pub embed_tokens: crate::checkpoint::Embedding,
     pub layers: Vec<PreNormBlock>,
     pub norm: Array,
     pub lm_head: Option<Linear>,
@@ -210,17 +220,27 @@ pub struct Decoder {
     pub eps: f32,
 }
 
+/// The shape of a [`Decoder`], as a model's config gives it.
+#[derive(Debug, Clone, Copy)]
+pub struct DecoderShape {
+    pub layers: usize,
+    /// The output projection is the embedding (no `lm_head` of its own).
+    pub tie_word_embeddings: bool,
+    pub norm_eps: f32,
+    pub attention: AttentionShape,
+}
+
 impl Decoder {
-    pub fn load(
-        weights: &mut Weights,
-        layers: usize,
-        tie_word_embeddings: bool,
-        rope: Rope,
-        eps: f32,
-        attention: impl Fn(&mut Weights, &str) -> Attention,
-    ) -> Self {
+    pub fn load(weights: &mut Weights, shape: DecoderShape, rope: Rope) -> Self {
+        let DecoderShape {
+            layers,
+            tie_word_embeddings,
+            norm_eps: eps,
+            attention,
+        } = shape;
+        let attention = |w: &mut Weights, prefix: &str| Attention::load(w, prefix, attention);
         let layers = (0..layers)
-            .map(|i| PreNormBlock::load(weights, i, &attention))
+            .map(|i| PreNormBlock::load(weights, i, attention))
             .collect();
         // A tied model may still ship an lm_head; mlx-lm ignores it, and so do we.
         let lm_head = if tie_word_embeddings || !weights.contains("lm_head.weight") {

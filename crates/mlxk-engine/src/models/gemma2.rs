@@ -7,9 +7,9 @@ use mlx_rs::Array;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::checkpoint::{Embedding, Linear, Weights};
 use crate::error::{EngineError, Result};
 use crate::kv_cache::KvCache;
-use crate::weights::{Embedding, Linear, Weights};
 
 use super::common::{causal_mask, gemma_norm_weight, SandwichBlock};
 use super::rope::Rope;

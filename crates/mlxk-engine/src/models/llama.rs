@@ -4,10 +4,10 @@
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::checkpoint::Weights;
 use crate::error::{EngineError, Result};
-use crate::weights::Weights;
 
-use super::common::{Attention, Decoder};
+use super::common::{AttentionShape, Decoder, DecoderShape};
 use super::rope::Rope;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -45,10 +45,18 @@ pub fn load(config: &Value, weights: &mut Weights) -> Result<Decoder> {
     )?;
     Ok(Decoder::load(
         weights,
-        a.num_hidden_layers,
-        a.tie_word_embeddings,
+        DecoderShape {
+            layers: a.num_hidden_layers,
+            tie_word_embeddings: a.tie_word_embeddings,
+            norm_eps: a.rms_norm_eps,
+            attention: AttentionShape {
+                heads,
+                kv_heads,
+                head_dim,
+                qk_norm: false,
+                norm_eps: a.rms_norm_eps,
+            },
+        },
         rope,
-        a.rms_norm_eps,
-        |w, p| Attention::load(w, p, heads, kv_heads, head_dim, false, a.rms_norm_eps),
     ))
 }

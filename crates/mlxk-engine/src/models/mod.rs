@@ -17,11 +17,10 @@ use std::rc::Rc;
 use mlx_rs::Array;
 use serde_json::Value;
 
+use crate::checkpoint::Weights;
 use crate::error::{EngineError, Result};
 use crate::kv_cache::KvCache;
 use crate::load_plan::{LoadPlan, LoadPolicy, WeightFacts};
-use crate::tokenizer::Tokenizer;
-use crate::weights::Weights;
 
 pub use config_check::check as check_config;
 
@@ -75,16 +74,6 @@ pub struct LoadedModel {
     pub model: Rc<dyn LanguageModel>,
     pub config: Value,
     pub plan: LoadPlan,
-}
-
-/// Loads an MLX model folder for generation: its tokenizer first (cheap, and the usual thing
-/// to be missing), then the weights.
-pub fn load_for_generation(
-    dir: &Path,
-    policy: &LoadPolicy,
-) -> Result<(LoadedModel, Rc<Tokenizer>)> {
-    let tokenizer = Rc::new(Tokenizer::load(dir)?);
-    Ok((load(dir, policy)?, tokenizer))
 }
 
 /// What loading the model in `dir` would do under `policy`, from its config and safetensors

@@ -4,10 +4,10 @@
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::checkpoint::Weights;
 use crate::error::{EngineError, Result};
-use crate::weights::Weights;
 
-use super::common::{Attention, Decoder};
+use super::common::{AttentionShape, Decoder, DecoderShape};
 use super::rope::Rope;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -34,20 +34,18 @@ pub fn load(config: &Value, weights: &mut Weights) -> Result<Decoder> {
     let rope = Rope::new(a.head_dim, a.rope_theta, false, a.rope_scaling.as_ref())?;
     Ok(Decoder::load(
         weights,
-        a.num_hidden_layers,
-        a.tie_word_embeddings,
-        rope,
-        a.rms_norm_eps,
-        |w, p| {
-            Attention::load(
-                w,
-                p,
-                a.num_attention_heads,
-                a.num_key_value_heads,
-                a.head_dim,
-                true,
-                a.rms_norm_eps,
-            )
+        DecoderShape {
+            layers: a.num_hidden_layers,
+            tie_word_embeddings: a.tie_word_embeddings,
+            norm_eps: a.rms_norm_eps,
+            attention: AttentionShape {
+                heads: a.num_attention_heads,
+                kv_heads: a.num_key_value_heads,
+                head_dim: a.head_dim,
+                qk_norm: true,
+                norm_eps: a.rms_norm_eps,
+            },
         },
+        rope,
     ))
 }

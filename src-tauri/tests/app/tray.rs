@@ -1,9 +1,7 @@
 //! The tray menu: its entries for each server state, and its handler on Tauri's mock runtime
 //! (no display, no real tray).
 
-mod common;
-
-use common::{fixture_env, mock_app, wait_until};
+use crate::common::{fixture_env, mock_app, wait_until};
 use mlxk_app::server::ServerStatus;
 use mlxk_app::state::AppState;
 use mlxk_app::tray::{handle_menu_event, ids, menu_entries, MenuEntry};

@@ -1,18 +1,12 @@
 //! MLX through mlx-rs on this machine: each operation the engine needs, checked against a
 //! plain-Rust reference computed here (never against MLX itself).
 
-use std::sync::{Mutex, MutexGuard};
-
 use half::{bf16, f16};
 use mlx_rs::fast::{self, ScaledDotProductAttentionMask};
 use mlx_rs::ops;
 use mlx_rs::{Array, Dtype};
 
-/// MLX is not thread-safe (mlx-rs runs its own tests on one thread): one test at a time.
-fn mlx() -> MutexGuard<'static, ()> {
-    static MLX: Mutex<()> = Mutex::new(());
-    MLX.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+use super::mlx;
 
 /// Deterministic, irregular test values in [-1, 1].
 fn values(n: usize, seed: u32) -> Vec<f32> {

@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::rc::Rc;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::OnceLock;
 
 use mlx_rs::transforms::eval;
 use mlx_rs::Array;
@@ -26,11 +26,7 @@ use mlxk_engine::{
 };
 use serde_json::Value;
 
-/// MLX is not thread-safe: tests of this binary run one at a time.
-fn mlx() -> MutexGuard<'static, ()> {
-    static MLX: Mutex<()> = Mutex::new(());
-    MLX.lock().unwrap_or_else(|p| p.into_inner())
-}
+use super::mlx;
 
 fn make_models(out: &Path) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -125,19 +121,40 @@ fn check_sampled(
     );
 }
 
-#[test]
-fn every_architecture_matches_mlx_lm() {
+/// The tiny models and mlx-lm's answers, made once for every test of this binary.
+fn cases() -> &'static [(String, PathBuf)] {
+    static CASES: OnceLock<Vec<(String, PathBuf)>> = OnceLock::new();
+    CASES.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("parity_tiny");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        make_models(&dir);
+        let mut cases: Vec<(String, PathBuf)> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .map(|path| (model_type(&path), path))
+            .collect();
+        cases.sort_by(|a, b| a.1.cmp(&b.1));
+        cases
+    })
+}
+
+fn model_type(case: &Path) -> String {
+    let config: Value =
+        serde_json::from_slice(&std::fs::read(case.join("config.json")).unwrap()).unwrap();
+    config["model_type"].as_str().unwrap().to_string()
+}
+
+/// Every case of one architecture under every load plan.
+fn check_architecture(architecture: &str) {
     let _mlx = mlx();
-    let dir = tempfile::tempdir().unwrap();
-    make_models(dir.path());
-    let mut cases: Vec<PathBuf> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
+    let mine: Vec<&PathBuf> = cases()
+        .iter()
+        .filter(|(arch, _)| arch == architecture)
+        .map(|(_, path)| path)
         .collect();
-    cases.sort();
-    let mut covered = BTreeSet::new();
-    let mut sampled_cases = 0;
-    for case in &cases {
+    assert!(!mine.is_empty(), "{architecture}: no tiny model case");
+    for case in mine {
         let name = case.file_name().unwrap().to_string_lossy().to_string();
         let reference: Value =
             serde_json::from_slice(&std::fs::read(case.join("reference.json")).unwrap()).unwrap();
@@ -150,7 +167,6 @@ fn every_architecture_matches_mlx_lm() {
         for policy in plans {
             let loaded = mlxk_engine::load(case, &policy).unwrap_or_else(|e| panic!("{name}: {e}"));
             let what = format!("{name} ({})", loaded.plan.layout.label());
-            covered.insert(loaded.config["model_type"].as_str().unwrap().to_string());
             let expected = match (&reference.get("float32"), loaded.plan.layout) {
                 (Some(upcast), WeightLayout::Float32 | WeightLayout::DenseFloat32) => upcast,
                 _ => &reference,
@@ -161,22 +177,56 @@ fn every_architecture_matches_mlx_lm() {
                     || reference.get("float32").is_none()
                 {
                     check_sampled(&what, &loaded.model, &prompt, sampling, &reference);
-                    sampled_cases += 1;
                 }
             }
         }
     }
+}
+
+/// One test per architecture: a failure names it and hides no other.
+macro_rules! parity {
+    ($($test:ident => $architecture:literal),* $(,)?) => {
+        $(
+            #[test]
+            fn $test() {
+                check_architecture($architecture);
+            }
+        )*
+        const TESTED: &[&str] = &[$($architecture),*];
+    };
+}
+
+parity! {
+    llama_matches_mlx_lm => "llama",
+    mistral_matches_mlx_lm => "mistral",
+    qwen2_matches_mlx_lm => "qwen2",
+    qwen3_matches_mlx_lm => "qwen3",
+    phi3_matches_mlx_lm => "phi3",
+    gemma2_matches_mlx_lm => "gemma2",
+    gemma3_text_matches_mlx_lm => "gemma3_text",
+}
+
+#[test]
+fn every_architecture_in_the_runtime_table_has_parity_cases() {
+    let supported: BTreeSet<&str> = SUPPORTED_ARCHITECTURES.iter().copied().collect();
+    let tested: BTreeSet<&str> = TESTED.iter().copied().collect();
     assert_eq!(
-        sampled_cases,
-        4 * 3,
-        "the seeded-sampling cases ran under every plan"
+        tested, supported,
+        "one parity test per supported architecture"
     );
-    let supported: BTreeSet<String> = SUPPORTED_ARCHITECTURES
+    let made: BTreeSet<&str> = cases().iter().map(|(arch, _)| arch.as_str()).collect();
+    assert_eq!(
+        made, supported,
+        "a tiny model case per supported architecture"
+    );
+    let sampled = cases()
         .iter()
-        .map(|s| s.to_string())
-        .collect();
-    assert_eq!(
-        covered, supported,
-        "every architecture in the runtime table has a parity case"
-    );
+        .filter(|(_, path)| {
+            let reference: Value =
+                serde_json::from_slice(&std::fs::read(path.join("reference.json")).unwrap())
+                    .unwrap();
+            reference.get("sampling").is_some()
+        })
+        .count();
+    assert_eq!(sampled, 4, "the seeded-sampling cases are made");
 }

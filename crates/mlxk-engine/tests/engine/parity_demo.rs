@@ -53,6 +53,7 @@ fn ids(value: &Value) -> Vec<u32> {
 
 #[test]
 fn greedy_tokens_match_mlx_lm_on_the_demo_model() {
+    let _mlx = super::mlx();
     let dir = tempfile::tempdir().unwrap();
     let model_dir = demo_model(dir.path());
     let question = "What is the capital of France? Answer in one sentence.";

@@ -1,15 +1,14 @@
 //! Pull and push from the app against the local test Hub: progress views, the end state, Cancel.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 
-use common::{fixture_env, mock_app, wait_until, Fixture};
+use crate::common::{fixture_env, mock_app, wait_until, Fixture};
 use mlxk_app::commands::library::{list_models, model_details};
 use mlxk_app::commands::secrets::{secret_set, SecretName};
 use mlxk_app::commands::transfers::{pull_start, push_start, transfer_cancel, transfers_list};
 use mlxk_app::state::AppState;
 use mlxk_app::transfers::{TransferState, TransferView};
+use mlxk_core::hub::pull::FileState;
 use mlxk_testhub::{HubConfig, Knobs, RepoSettings, TestHub};
 use tauri::async_runtime::block_on;
 use tauri::test::MockRuntime;
@@ -84,14 +83,14 @@ fn a_pull_reports_each_file_and_adds_the_model_to_the_library() {
     assert!(done
         .files
         .iter()
-        .all(|f| f.state == "done" && f.done_bytes == f.size));
+        .all(|f| f.state == FileState::Done && f.done_bytes == f.size));
     assert_eq!(done.done_bytes, done.total_bytes);
 
     let seen = s.seen.lock().unwrap().clone();
     assert_eq!(seen.first().unwrap().phase, "Listing files…");
     assert!(
         seen.iter()
-            .any(|v| v.files.iter().any(|f| f.state == "downloading")),
+            .any(|v| v.files.iter().any(|f| f.state == FileState::Downloading)),
         "no view showed a file downloading: {seen:?}"
     );
     let library = block_on(list_models()).unwrap();

@@ -1,6 +1,6 @@
 //! `ui/src/bindings.ts` is generated from the commands' Rust signatures. This test writes it
 //! when it is stale and then fails, so a change of a command never goes unnoticed: run
-//! `cargo test -p mlxk-app --test bindings` and commit the file.
+//! `cargo test -p mlxk-app --test app bindings` and commit the file.
 
 use std::path::Path;
 

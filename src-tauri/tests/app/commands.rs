@@ -1,9 +1,7 @@
 //! The command functions, called as the windows call them, against fixture caches, a mock
 //! keyring and the project's local test Hub.
 
-mod common;
-
-use common::{fixture_env, mock_app};
+use crate::common::{fixture_env, mock_app};
 use mlxk_app::commands::library::{
     check_health, delete_model, delete_plan, list_models, model_details,
 };
@@ -117,7 +115,10 @@ fn push_check_reports_a_model_folder_and_refuses_files() {
     std::fs::create_dir(&empty).unwrap();
     let check = block_on(push_check(empty.display().to_string())).unwrap();
     assert!(!check.healthy);
-    assert!(check.anomalies.iter().any(|a| a.severity == "error"));
+    assert!(check
+        .anomalies
+        .iter()
+        .any(|a| a.severity == mlxk_core::hub::push::Severity::Error));
 }
 
 #[test]

@@ -8,8 +8,9 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use mlxk_core::health::{check_snapshot, CheckDepth};
-use mlxk_core::hub::pull::{pull, Cancel, PullEvent, PullRequest};
+use mlxk_core::hub::pull::{pull, PullEvent, PullRequest};
 use mlxk_core::hub::push::{self, PushRequest};
+use mlxk_core::hub::CancellationToken;
 use mlxk_core::hub::{HubClient, HubError};
 use mlxk_core::metadata::SnapshotMetadata;
 use mlxk_core::secrets::Secret;
@@ -102,7 +103,7 @@ async fn pull_quietly(
     cache: &HubCache,
     request: &PullRequest,
 ) -> Result<mlxk_core::hub::pull::PullOutcome, HubError> {
-    pull(client, cache, request, &Cancel::default(), &|_| {}).await
+    pull(client, cache, request, &CancellationToken::new(), &|_| {}).await
 }
 
 fn healthy(snapshot: &Path) -> bool {
@@ -120,7 +121,7 @@ async fn pulls_write_the_standard_cache_layout_and_honour_revisions() {
         &anonymous,
         &f.cache,
         &request("org/tiny", None),
-        &Cancel::default(),
+        &CancellationToken::new(),
         &|e| events.lock().unwrap().push(e),
     )
     .await
@@ -339,6 +340,7 @@ async fn pushes_create_private_repos_plan_by_hash_and_send_only_changes() {
         &request,
         &files,
         &plan,
+        &CancellationToken::new(),
         std::sync::Arc::new(move |e| recorder.lock().unwrap().push(e)),
     )
     .await
@@ -365,10 +367,17 @@ async fn pushes_create_private_repos_plan_by_hash_and_send_only_changes() {
         .unwrap();
     assert!(again.no_changes(), "{again:?}");
     assert!(
-        push::push(&alice, &request, &files, &again, quiet())
-            .await
-            .unwrap()
-            .no_changes
+        push::push(
+            &alice,
+            &request,
+            &files,
+            &again,
+            &CancellationToken::new(),
+            quiet()
+        )
+        .await
+        .unwrap()
+        .no_changes
     );
     fs::write(folder.join("tokenizer_config.json"), r#"{"changed": true}"#).unwrap();
     let files = push::scan_folder(&folder).unwrap();
@@ -378,9 +387,16 @@ async fn pushes_create_private_repos_plan_by_hash_and_send_only_changes() {
     assert_eq!(plan.changed, vec!["tokenizer_config.json"]);
     assert_eq!(plan.unchanged.len(), files.len() - 1);
     f.hub.clear_requests();
-    let second = push::push(&alice, &request, &files, &plan, quiet())
-        .await
-        .unwrap();
+    let second = push::push(
+        &alice,
+        &request,
+        &files,
+        &plan,
+        &CancellationToken::new(),
+        quiet(),
+    )
+    .await
+    .unwrap();
     assert_eq!(second.uploaded_files_count, 1);
     let sent: u64 = f
         .hub

@@ -1,0 +1,14 @@
+//! The engine's tests in one binary: MLX operations against independent references, and every
+//! architecture (and the demo model) token for token against mlx-lm.
+
+use std::sync::{Mutex, MutexGuard};
+
+mod mlx_smoke;
+mod parity_demo;
+mod parity_tiny;
+
+/// MLX is not thread-safe: every test that touches it holds this.
+fn mlx() -> MutexGuard<'static, ()> {
+    static MLX: Mutex<()> = Mutex::new(());
+    MLX.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -1,0 +1,153 @@
+//! What the worker runs generations on: the MLX engine, or, in tests, any deterministic
+//! stand-in. A backend lives on the worker thread (MLX state never leaves it), holds at most
+//! one model, and hands out generations the worker steps one token at a time.
+
+use mlxk_core::usage::UsageLog;
+use mlxk_core::{HubCache, RunnableModel};
+use mlxk_engine::{
+    AnswerOptions, EngineError, FinishReason, LoadPolicy, Prompt, TextEvent, TextGeneration,
+    TextModel,
+};
+
+use crate::service::{ServiceError, Usage};
+
+/// Memory a loaded model needs beyond its weights (activations, caches, the runtime).
+const MEMORY_MARGIN: f64 = 1.2;
+
+pub trait Backend {
+    /// Loads `model`, replacing the one held (the worker calls it only for another model).
+    fn load(&mut self, model: &RunnableModel) -> Result<(), ServiceError>;
+    /// Frees the model held, if any.
+    fn unload(&mut self);
+    /// Renders and prefills the prompt on the loaded model.
+    fn start(
+        &mut self,
+        prompt: &Prompt,
+        options: &AnswerOptions,
+    ) -> Result<Box<dyn Generation>, ServiceError>;
+}
+
+/// One running generation.
+pub trait Generation {
+    /// The text of the next token (often none, sometimes several pieces); `None` once over.
+    fn next_events(&mut self) -> Result<Option<Vec<TextEvent>>, ServiceError>;
+    /// Ends before the next token; what was held back still comes out of `next_events`.
+    fn finish(&mut self, reason: FinishReason);
+    /// Set once the generation has ended.
+    fn finish_reason(&self) -> Option<FinishReason>;
+    /// How it ended (never finished counts as cancelled) and the tokens it used.
+    fn end(self: Box<Self>) -> (FinishReason, Usage);
+}
+
+/// Makes the backend on the worker thread.
+pub type BackendFactory = Box<dyn FnOnce() -> Box<dyn Backend> + Send>;
+
+/// The real backend: MLX models from the cache.
+pub struct MlxBackend {
+    policy: LoadPolicy,
+    usage: UsageLog,
+    loaded: Option<TextModel>,
+}
+
+impl MlxBackend {
+    pub fn new(policy: LoadPolicy, cache: &HubCache) -> Self {
+        MlxBackend {
+            policy,
+            usage: UsageLog::for_cache(cache),
+            loaded: None,
+        }
+    }
+
+    /// Refuses a model that would not fit in the memory free now.
+    fn check_memory(&self, model: &RunnableModel) -> Result<(), ServiceError> {
+        let plan = mlxk_engine::plan(&model.dir, &self.policy).map_err(load_error(model))?;
+        let mut system = sysinfo::System::new();
+        system.refresh_memory();
+        let needed = (plan.memory_bytes as f64 * MEMORY_MARGIN) as u64;
+        let available = system.available_memory();
+        if available > 0 && needed > available {
+            return Err(ServiceError::InsufficientMemory(format!(
+                "{} needs about {} MB but only {} MB are free",
+                model.name,
+                needed / 1_000_000,
+                available / 1_000_000
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Backend for MlxBackend {
+    fn load(&mut self, model: &RunnableModel) -> Result<(), ServiceError> {
+        self.unload();
+        self.check_memory(model)?;
+        let loaded = TextModel::load(&model.dir, &self.policy).map_err(load_error(model))?;
+        tracing::info!(model = %model.name, layout = ?loaded.plan.layout, "model loaded");
+        if let Err(e) = self.usage.record(&model.name) {
+            tracing::warn!(model = %model.name, error = %e, "cannot record when the model was used");
+        }
+        self.loaded = Some(loaded);
+        Ok(())
+    }
+
+    fn unload(&mut self) {
+        if self.loaded.take().is_some() {
+            let _ = mlxk_engine::runtime::clear_memory_cache();
+        }
+    }
+
+    fn start(
+        &mut self,
+        prompt: &Prompt,
+        options: &AnswerOptions,
+    ) -> Result<Box<dyn Generation>, ServiceError> {
+        let model = self
+            .loaded
+            .as_ref()
+            .ok_or_else(|| ServiceError::Internal("no model is loaded".into()))?;
+        let generation = model.start(prompt, options).map_err(|e| match e {
+            EngineError::ContextLengthExceeded { .. } => {
+                ServiceError::ContextLengthExceeded(e.to_string())
+            }
+            EngineError::Template(_) => ServiceError::InvalidPrompt(e.to_string()),
+            other => ServiceError::Internal(other.to_string()),
+        })?;
+        Ok(Box::new(MlxGeneration(generation)))
+    }
+}
+
+/// A config no model can have makes the named model unusable (the request cannot succeed as
+/// it is), not a fault of the server.
+fn load_error(model: &RunnableModel) -> impl Fn(EngineError) -> ServiceError + '_ {
+    move |e| match e {
+        EngineError::Config(_) => ServiceError::ModelUnusable(format!("{}: {e}", model.name)),
+        other => ServiceError::Internal(format!("loading {}: {other}", model.name)),
+    }
+}
+
+struct MlxGeneration(TextGeneration);
+
+impl Generation for MlxGeneration {
+    fn next_events(&mut self) -> Result<Option<Vec<TextEvent>>, ServiceError> {
+        self.0
+            .next_events()
+            .map_err(|e| ServiceError::Internal(e.to_string()))
+    }
+
+    fn finish(&mut self, reason: FinishReason) {
+        self.0.finish(reason);
+    }
+
+    fn finish_reason(&self) -> Option<FinishReason> {
+        self.0.finish_reason()
+    }
+
+    fn end(self: Box<Self>) -> (FinishReason, Usage) {
+        let generation = self.0.into_generation();
+        let usage = Usage {
+            prompt_tokens: generation.prompt_tokens,
+            completion_tokens: generation.tokens.len(),
+        };
+        (generation.finish_reason, usage)
+    }
+}

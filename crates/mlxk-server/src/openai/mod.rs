@@ -1,0 +1,115 @@
+//! The OpenAI-compatible routes: `/v1/models`, `/v1/chat/completions`, `/v1/completions`.
+//! Handlers parse and shape; the generation service resolves, queues and generates.
+
+mod request;
+mod response;
+
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use mlxk_core::ModelInfo;
+use mlxk_engine::LoadPolicy;
+use serde_json::{json, Value};
+
+pub use request::{CompletionRequest, Endpoint};
+
+use crate::error::ApiError;
+use crate::extract::{parse_json, ApiJson};
+use crate::routes::Shared;
+
+fn model_object(model: &ModelInfo, loaded: Option<&str>, policy: &LoadPolicy) -> Value {
+    let c = &model.classification;
+    // How the engine will hold it here (dense float32 on the CPU, ...); `null` if unreadable.
+    let weights = model
+        .path
+        .as_deref()
+        .and_then(|dir| mlxk_engine::plan(dir, policy).ok())
+        .map(|plan| {
+            json!({
+                "layout": plan.layout,
+                "compute_dtype": plan.compute_dtype(),
+                "memory_bytes": plan.memory_bytes,
+                "reason": plan.reason,
+            })
+        });
+    json!({
+        "id": model.name,
+        "object": "model",
+        "created": model.last_modified.timestamp(),
+        "owned_by": model.name.split_once('/').map_or("local", |(org, _)| org),
+        "context_length": c.context_length,
+        "capabilities": c.capabilities.iter().map(|cap| cap.label()).collect::<Vec<_>>(),
+        "loaded": loaded == Some(model.name.as_str()),
+        "weights": weights,
+    })
+}
+
+pub async fn list_models(State(state): State<Shared>) -> Result<Json<Value>, ApiError> {
+    let loaded = state.service.worker().loaded_model();
+    let models = state.service.runnable_models().await?;
+    let policy = state.config.load_policy;
+    // Planning reads safetensors headers: off the async threads.
+    let data = tokio::task::spawn_blocking(move || {
+        models
+            .iter()
+            .map(|m| model_object(m, loaded.as_deref(), &policy))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(Json(json!({"object": "list", "data": data})))
+}
+
+pub async fn get_model(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let loaded = state.service.worker().loaded_model();
+    let model = state.service.resolve(&id).await?;
+    let policy = state.config.load_policy;
+    let object =
+        tokio::task::spawn_blocking(move || model_object(&model.info, loaded.as_deref(), &policy))
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(Json(object))
+}
+
+pub async fn chat_completions(
+    State(state): State<Shared>,
+    ApiJson(request): ApiJson<CompletionRequest>,
+) -> Result<Response, ApiError> {
+    complete(state, request, Endpoint::Chat).await
+}
+
+pub async fn completions(
+    State(state): State<Shared>,
+    ApiJson(request): ApiJson<CompletionRequest>,
+) -> Result<Response, ApiError> {
+    complete(state, request, Endpoint::Completion).await
+}
+
+async fn complete(
+    state: Shared,
+    request: CompletionRequest,
+    endpoint: Endpoint,
+) -> Result<Response, ApiError> {
+    let (generation, delivery) = request.into_generation(endpoint, state.config.max_tokens)?;
+    let (model, events) = state.service.generate(generation).await?;
+    let id = response::response_id(endpoint);
+    if delivery.stream {
+        let stream =
+            response::stream_response(events, endpoint, id, model.name, delivery.include_usage);
+        Ok(stream.into_response())
+    } else {
+        let body = response::collect_response(events, endpoint, id, model.name).await?;
+        Ok(Json(body).into_response())
+    }
+}
+
+/// The request checks alone, for the fuzz targets (`fuzz/`): no model, no worker.
+#[doc(hidden)]
+pub fn check_request(endpoint: Endpoint, body: &[u8]) -> Result<(), ApiError> {
+    let request: CompletionRequest = parse_json(body)?;
+    let limit = crate::ServerConfig::default().max_tokens;
+    request.into_generation(endpoint, limit).map(|_| ())
+}

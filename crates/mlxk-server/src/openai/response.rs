@@ -1,0 +1,158 @@
+//! OpenAI's response shapes: a whole completion, or server-sent chunks as they come.
+
+use std::convert::Infallible;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::response::sse::{Event as SseEvent, Sse};
+use futures_util::StreamExt;
+use mlxk_engine::{FinishReason, TextEvent};
+use serde_json::{json, Value};
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+
+use super::request::Endpoint;
+use crate::error::ApiError;
+use crate::service::{Event, ServiceError, Usage};
+
+pub fn response_id(endpoint: Endpoint) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let prefix = if endpoint == Endpoint::Chat {
+        "chatcmpl"
+    } else {
+        "cmpl"
+    };
+    format!("{prefix}-{nanos:x}")
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn reason(finish: FinishReason) -> &'static str {
+    match finish {
+        FinishReason::Length => "length",
+        FinishReason::Stop | FinishReason::Cancelled => "stop",
+    }
+}
+
+fn usage(used: Usage) -> Value {
+    let Usage {
+        prompt_tokens,
+        completion_tokens,
+    } = used;
+    json!({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens})
+}
+
+pub async fn collect_response(
+    mut receiver: UnboundedReceiver<Event>,
+    endpoint: Endpoint,
+    id: String,
+    model: String,
+) -> Result<Value, ApiError> {
+    let (mut content, mut reasoning) = (String::new(), String::new());
+    while let Some(event) = receiver.recv().await {
+        match event {
+            Event::Text(TextEvent::Content(text)) => content.push_str(&text),
+            Event::Text(TextEvent::Reasoning(text)) => reasoning.push_str(&text),
+            Event::Failed(error) => return Err(error.into()),
+            Event::Admitted => {}
+            Event::Done {
+                finish_reason,
+                usage: used,
+            } => {
+                let finish = reason(finish_reason);
+                let choice = match endpoint {
+                    Endpoint::Chat => {
+                        let mut message = json!({"role": "assistant", "content": content});
+                        if !reasoning.is_empty() {
+                            message["reasoning_content"] = json!(reasoning);
+                        }
+                        json!({"index": 0, "message": message, "finish_reason": finish, "logprobs": null})
+                    }
+                    Endpoint::Completion => {
+                        json!({"index": 0, "text": content, "finish_reason": finish, "logprobs": null})
+                    }
+                };
+                let object = if endpoint == Endpoint::Chat {
+                    "chat.completion"
+                } else {
+                    "text_completion"
+                };
+                return Ok(json!({
+                    "id": id, "object": object, "created": now(), "model": model,
+                    "choices": [choice], "usage": usage(used),
+                }));
+            }
+        }
+    }
+    Err(ServiceError::ShuttingDown.into())
+}
+
+pub fn stream_response(
+    receiver: UnboundedReceiver<Event>,
+    endpoint: Endpoint,
+    id: String,
+    model: String,
+    include_usage: bool,
+) -> Sse<impl futures_util::Stream<Item = Result<SseEvent, Infallible>>> {
+    let object = if endpoint == Endpoint::Chat {
+        "chat.completion.chunk"
+    } else {
+        "text_completion"
+    };
+    let created = now();
+    let chunk = move |choice: Value| {
+        let mut value = json!({"id": id, "object": object, "created": created, "model": model, "choices": [choice]});
+        if include_usage {
+            value["usage"] = Value::Null;
+        }
+        value
+    };
+    let first = match endpoint {
+        Endpoint::Chat => vec![chunk(
+            json!({"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}),
+        )],
+        Endpoint::Completion => Vec::new(),
+    };
+    let body = UnboundedReceiverStream::new(receiver).flat_map(move |event| {
+        let mut out: Vec<Value> = Vec::new();
+        match event {
+            Event::Text(text) => {
+                let choice = match (endpoint, text) {
+                    (Endpoint::Chat, TextEvent::Content(t)) => json!({"index": 0, "delta": {"content": t}, "finish_reason": null}),
+                    (Endpoint::Chat, TextEvent::Reasoning(t)) => json!({"index": 0, "delta": {"reasoning_content": t}, "finish_reason": null}),
+                    (Endpoint::Completion, TextEvent::Content(t) | TextEvent::Reasoning(t)) => json!({"index": 0, "text": t, "finish_reason": null, "logprobs": null}),
+                };
+                out.push(chunk(choice));
+            }
+            Event::Done { finish_reason, usage: used } => {
+                let finish = reason(finish_reason);
+                out.push(chunk(match endpoint {
+                    Endpoint::Chat => json!({"index": 0, "delta": {}, "finish_reason": finish}),
+                    Endpoint::Completion => json!({"index": 0, "text": "", "finish_reason": finish, "logprobs": null}),
+                }));
+                if include_usage {
+                    let mut last = chunk(json!(null));
+                    last["choices"] = json!([]);
+                    last["usage"] = usage(used);
+                    out.push(last);
+                }
+                out.push(json!("[DONE]"));
+            }
+            Event::Failed(error) => out.push(ApiError::from(error).body()),
+            Event::Admitted => {}
+        }
+        futures_util::stream::iter(out)
+    });
+    let events = futures_util::stream::iter(first).chain(body).map(|value| {
+        Ok(match value {
+            Value::String(done) if done == "[DONE]" => SseEvent::default().data("[DONE]"),
+            other => SseEvent::default().data(other.to_string()),
+        })
+    });
+    Sse::new(events)
+}

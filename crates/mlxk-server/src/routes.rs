@@ -1,0 +1,84 @@
+//! Every route in one place, the shared state, and the checks that apply to all of them.
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::header;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::timeout::RequestBodyTimeoutLayer;
+
+use crate::config::ServerConfig;
+use crate::error::ApiError;
+use crate::guard::{self, RequestGuard};
+use crate::openai;
+use crate::service::GenerationService;
+
+pub struct AppState {
+    pub config: ServerConfig,
+    pub service: GenerationService,
+}
+
+pub type Shared = Arc<AppState>;
+
+pub fn router(state: Shared) -> Router {
+    let guard = Arc::new(RequestGuard::new(
+        &state.config.allowed_hosts,
+        &state.config.cors_origins,
+        state.config.max_body_bytes,
+    ));
+    let cors_guard = Arc::clone(&guard);
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::predicate(move |origin, _| {
+            cors_guard.origin_allowed(origin.to_str().unwrap_or(""))
+        }))
+        .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]);
+    let v1 = Router::new()
+        .route("/models", get(openai::list_models))
+        .route("/models/{*id}", get(openai::get_model))
+        .route("/chat/completions", post(openai::chat_completions))
+        .route("/completions", post(openai::completions))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            require_key,
+        ));
+    Router::new()
+        .route("/health", get(health))
+        .nest("/v1", v1)
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        // A body that stops arriving ends the request (408), never holds it.
+        .layer(RequestBodyTimeoutLayer::new(state.config.read_timeout))
+        .layer(middleware::from_fn_with_state(guard, guard::guard))
+        .layer(cors)
+        .with_state(state)
+}
+
+/// Liveness and the queue: `status` as mlx-knife 2.0.8 answers, `healthy` as its tests read.
+async fn health(State(state): State<Shared>) -> Json<Value> {
+    let (waiting, active, capacity) = state.service.worker().queue().counts();
+    Json(json!({
+        "status": "ok",
+        "healthy": true,
+        "queue": {"waiting": waiting, "active": active, "capacity": capacity},
+    }))
+}
+
+/// Bearer-token check for `/v1`, when an API key is configured.
+async fn require_key(State(state): State<Shared>, request: Request, next: Next) -> Response {
+    if let Some(key) = &state.config.api_key {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given != Some(key.as_str()) {
+            return ApiError::unauthorized().into_response();
+        }
+    }
+    next.run(request).await
+}

@@ -1,0 +1,166 @@
+//! The generation service every protocol speaks to: a [`GenerationRequest`] in, [`Event`]s
+//! out, failures as a [`ServiceError`]. A protocol module (OpenAI's today) parses its requests
+//! into this shape and turns events and errors into its own answers; resolving models,
+//! queueing and generating are done once, here and in the worker.
+
+use std::time::Duration;
+
+use mlxk_core::{CoreError, Library, ModelInfo, RunnableModel};
+use mlxk_engine::{AnswerOptions, FinishReason, Prompt, SamplingParams, TextEvent};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+
+use crate::worker::{Job, Worker};
+
+/// One generation, as every protocol asks for it.
+#[derive(Debug, Clone)]
+pub struct GenerationRequest {
+    /// The model's name as a client gives it.
+    pub model: String,
+    pub prompt: Prompt,
+    pub sampling: SamplingParams,
+    /// New tokens at most (already capped by the server's limit).
+    pub max_tokens: usize,
+    pub stops: Vec<String>,
+}
+
+/// Tokens a generation read and wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+}
+
+/// What a generation reports, in order: text until `Done`, or a `Failed` at any point.
+#[derive(Debug)]
+pub enum Event {
+    /// The worker took the job from the queue; loading and the prompt follow.
+    Admitted,
+    Text(TextEvent),
+    Done {
+        finish_reason: FinishReason,
+        usage: Usage,
+    },
+    Failed(ServiceError),
+}
+
+/// Why a generation did not happen or did not finish. Each protocol maps these to its own
+/// statuses and shapes.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ServiceError {
+    /// No runnable model by that name (or a name the API does not take).
+    #[error("{0}")]
+    ModelNotFound(String),
+    /// The model's own files make it unusable (an impossible `config.json`).
+    #[error("{0}")]
+    ModelUnusable(String),
+    /// The prompt cannot be rendered (the model's chat template refused it).
+    #[error("{0}")]
+    InvalidPrompt(String),
+    #[error("{0}")]
+    ContextLengthExceeded(String),
+    #[error("{0}")]
+    InsufficientMemory(String),
+    /// The queue is full.
+    #[error("too many requests are waiting; retry shortly")]
+    Busy,
+    #[error("the request waited {} s without a free slot; retry shortly", .0.as_secs())]
+    QueueTimeout(Duration),
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    /// A fault of the engine or the machine, not of the request.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// The models the server offers and the queue in front of the worker.
+pub struct GenerationService {
+    library: Library,
+    worker: Worker,
+    queue_timeout: Duration,
+}
+
+impl GenerationService {
+    pub fn new(library: Library, worker: Worker, queue_timeout: Duration) -> Self {
+        GenerationService {
+            library,
+            worker,
+            queue_timeout,
+        }
+    }
+
+    pub fn worker(&self) -> &Worker {
+        &self.worker
+    }
+
+    /// The cached models that can run here (healthy, implemented, no custom code).
+    pub async fn runnable_models(&self) -> Result<Vec<ModelInfo>, ServiceError> {
+        let library = self.library.clone();
+        blocking(move || {
+            let models = library
+                .list()
+                .map_err(|e| ServiceError::Internal(e.to_string()))?;
+            Ok(models
+                .into_iter()
+                .filter(|m| m.runtime.compatible)
+                .collect())
+        })
+        .await
+    }
+
+    /// The model a request names, resolved as the CLI resolves names; it must be runnable.
+    pub async fn resolve(&self, name: &str) -> Result<RunnableModel, ServiceError> {
+        // The CLI's user owns the disk; an API client does not get to name folders on it.
+        if mlxk_core::workspace::looks_like_path(name) {
+            return Err(ServiceError::ModelNotFound(
+                "'model' names a path: the API serves models from the cache by name, never folders on disk".into(),
+            ));
+        }
+        let (library, name) = (self.library.clone(), name.to_string());
+        blocking(move || {
+            library.find_runnable(&name).map_err(|e| match e {
+                CoreError::NotRunnable { model, why } => {
+                    ServiceError::ModelNotFound(format!("model '{model}' cannot run: {why}"))
+                }
+                other => ServiceError::ModelNotFound(format!("model '{name}': {other}")),
+            })
+        })
+        .await
+    }
+
+    /// Resolves the model, queues the job and waits until the worker takes it (at most the
+    /// queue timeout; loading and the prompt that follow are not bounded). The events of the
+    /// generation follow on the returned receiver.
+    pub async fn generate(
+        &self,
+        request: GenerationRequest,
+    ) -> Result<(RunnableModel, UnboundedReceiver<Event>), ServiceError> {
+        let model = self.resolve(&request.model).await?;
+        let (events, mut receiver) = unbounded_channel();
+        self.worker.submit(Job {
+            options: AnswerOptions {
+                sampling: request.sampling,
+                max_tokens: request.max_tokens,
+                context_length: model.context_length,
+                stops: request.stops,
+                raw: false,
+            },
+            model: model.clone(),
+            prompt: request.prompt,
+            events,
+        })?;
+        match tokio::time::timeout(self.queue_timeout, receiver.recv()).await {
+            Ok(Some(Event::Admitted)) => Ok((model, receiver)),
+            Ok(Some(Event::Failed(error))) => Err(error),
+            Ok(_) => Err(ServiceError::ShuttingDown),
+            Err(_) => Err(ServiceError::QueueTimeout(self.queue_timeout)),
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
+) -> Result<T, ServiceError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ServiceError::Internal(e.to_string()))?
+}

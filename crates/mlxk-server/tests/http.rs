@@ -1,0 +1,790 @@
+//! The server's HTTP behaviour on a deterministic stand-in for the engine: every error status,
+//! the response and stream shapes, cancellation, queueing, auth and shutdown, in milliseconds
+//! and without a model. The real engine is tested through the same server by the Python
+//! interop tests (`tests/interop`).
+
+use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use mlxk_core::{HubCache, RunnableModel};
+use mlxk_engine::{AnswerOptions, FinishReason, Prompt, TextEvent, TextStream};
+use mlxk_fixtures::FixtureCache;
+use mlxk_server::backend::{Backend, Generation};
+use mlxk_server::{start_with_backend, ServerConfig, ServerHandle, ServiceError, Stopped, Usage};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const MODEL: &str = "mlx-community/Llama-3.2-1B-Instruct-4bit";
+/// Loading it fails as a machine short of memory does.
+const TOO_BIG: &str = "mlx-community/Llama-3.2-1B-Instruct-8bit";
+/// Loading it fails as an impossible config.json does.
+const UNUSABLE: &str = "mlx-community/Qwen2.5-0.5B-Instruct-4bit";
+
+/// What the stand-in engine did, for the tests to read.
+#[derive(Default)]
+struct Record {
+    loads: Vec<String>,
+    /// How each generation ended, in order.
+    ended: Vec<FinishReason>,
+}
+
+/// The stand-in engine: answers with the words of the prompt's last message, one per token.
+/// Words in the prompt steer it: `SLOW` (50 ms per token), `FAIL` (an engine error at the
+/// first token), `PANIC` (a panic at the first token), `BADTEMPLATE` (the chat template
+/// refuses the prompt).
+struct FakeBackend {
+    record: Arc<Mutex<Record>>,
+}
+
+impl Backend for FakeBackend {
+    fn load(&mut self, model: &RunnableModel) -> Result<(), ServiceError> {
+        self.record.lock().unwrap().loads.push(model.name.clone());
+        match model.name.as_str() {
+            TOO_BIG => Err(ServiceError::InsufficientMemory(format!(
+                "{TOO_BIG} needs about 9000 MB but only 10 MB are free"
+            ))),
+            UNUSABLE => Err(ServiceError::ModelUnusable(format!(
+                "{UNUSABLE}: config: 'num_hidden_layers' is 0"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    fn unload(&mut self) {}
+
+    fn start(
+        &mut self,
+        prompt: &Prompt,
+        options: &AnswerOptions,
+    ) -> Result<Box<dyn Generation>, ServiceError> {
+        let text = match prompt {
+            Prompt::Chat(messages) => messages.last().map(|m| m.content.clone()).unwrap(),
+            Prompt::Text(text) => text.clone(),
+        };
+        if text.contains("BADTEMPLATE") {
+            return Err(ServiceError::InvalidPrompt(
+                "the chat template failed: roles must alternate".into(),
+            ));
+        }
+        let words: Vec<String> = text.split_whitespace().map(str::to_string).collect();
+        if words.len() >= options.context_length {
+            return Err(ServiceError::ContextLengthExceeded(format!(
+                "the prompt has {} tokens; the context holds {}",
+                words.len(),
+                options.context_length
+            )));
+        }
+        Ok(Box::new(FakeGeneration {
+            slow: text.contains("SLOW"),
+            fail: text.contains("FAIL"),
+            panic: text.contains("PANIC"),
+            prompt_tokens: words.len(),
+            words: words.into_iter().rev().collect(),
+            max_tokens: options.max_tokens,
+            produced: 0,
+            text: TextStream::new(options.stops.clone(), true, false),
+            finish: None,
+            flushed: false,
+            record: Arc::clone(&self.record),
+        }))
+    }
+}
+
+struct FakeGeneration {
+    slow: bool,
+    fail: bool,
+    panic: bool,
+    prompt_tokens: usize,
+    /// What is left to say, last word first.
+    words: Vec<String>,
+    max_tokens: usize,
+    produced: usize,
+    text: TextStream,
+    finish: Option<FinishReason>,
+    flushed: bool,
+    record: Arc<Mutex<Record>>,
+}
+
+impl Generation for FakeGeneration {
+    fn next_events(&mut self) -> Result<Option<Vec<TextEvent>>, ServiceError> {
+        if self.panic {
+            panic!("the fake engine met a hostile tensor");
+        }
+        if self.fail {
+            return Err(ServiceError::Internal("the fake engine failed".into()));
+        }
+        if self.finish.is_some() {
+            if self.flushed {
+                return Ok(None);
+            }
+            self.flushed = true;
+            return Ok(Some(self.text.finish()));
+        }
+        if self.slow {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let Some(word) = self.words.pop() else {
+            self.finish = Some(FinishReason::Stop);
+            return self.next_events();
+        };
+        self.produced += 1;
+        let piece = if self.produced == 1 {
+            word
+        } else {
+            format!(" {word}")
+        };
+        let events = self.text.push(&piece);
+        if self.text.stopped() {
+            self.finish = Some(FinishReason::Stop);
+        } else if self.produced >= self.max_tokens {
+            self.finish = Some(FinishReason::Length);
+        }
+        Ok(Some(events))
+    }
+
+    fn finish(&mut self, reason: FinishReason) {
+        self.finish.get_or_insert(reason);
+    }
+
+    fn finish_reason(&self) -> Option<FinishReason> {
+        self.finish
+    }
+
+    fn end(self: Box<Self>) -> (FinishReason, Usage) {
+        let reason = self.finish.unwrap_or(FinishReason::Cancelled);
+        self.record.lock().unwrap().ended.push(reason);
+        let usage = Usage {
+            prompt_tokens: self.prompt_tokens,
+            completion_tokens: self.produced,
+        };
+        (reason, usage)
+    }
+}
+
+/// A server on a fixture cache with the stand-in engine.
+struct Server {
+    handle: Option<ServerHandle>,
+    addr: SocketAddr,
+    record: Arc<Mutex<Record>>,
+    client: reqwest::Client,
+    _home: tempfile::TempDir,
+}
+
+impl Server {
+    async fn start() -> Server {
+        Server::with(|_| {}).await
+    }
+
+    async fn with(configure: impl FnOnce(&mut ServerConfig)) -> Server {
+        let home = tempfile::tempdir().unwrap();
+        let cache = FixtureCache::create(home.path()).unwrap();
+        mlxk_fixtures::write_standard(&cache).unwrap();
+        let mut config = ServerConfig {
+            port: 0,
+            cache: Some(HubCache::at(cache.hub.clone())),
+            queue_timeout: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(5),
+            ..ServerConfig::default()
+        };
+        configure(&mut config);
+        let record = Arc::new(Mutex::new(Record::default()));
+        let backend_record = Arc::clone(&record);
+        let handle = start_with_backend(
+            config,
+            Box::new(move || -> Box<dyn Backend> {
+                Box::new(FakeBackend {
+                    record: backend_record,
+                })
+            }),
+        )
+        .await
+        .unwrap();
+        Server {
+            addr: handle.addr(),
+            handle: Some(handle),
+            record,
+            client: reqwest::Client::new(),
+            _home: home,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .client
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self.client.get(self.url(path)).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Sends a chat request in the background; the task ends with its status.
+    fn spawn_chat(&self, body: Value) -> tokio::task::JoinHandle<u16> {
+        let (client, url) = (self.client.clone(), self.url("/v1/chat/completions"));
+        tokio::spawn(async move {
+            let response = client.post(url).json(&body).send().await.unwrap();
+            response.status().as_u16()
+        })
+    }
+
+    /// The data lines of a streamed answer, read to its end.
+    async fn stream(&self, path: &str, body: Value) -> Vec<String> {
+        let response = self
+            .client
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let text = response.text().await.unwrap();
+        text.lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Sends raw bytes and returns the status line's code and the whole answer (what arrived
+    /// before the server closed, even if it then reset the connection).
+    async fn raw(&self, request: &str) -> (u16, String) {
+        let mut socket = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+        socket.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        let mut buffer = [0u8; 4096];
+        let error = loop {
+            let read = tokio::time::timeout(Duration::from_secs(10), socket.read(&mut buffer));
+            match read.await {
+                Ok(Ok(0)) => break None,
+                Ok(Ok(n)) => answer.extend_from_slice(&buffer[..n]),
+                Ok(Err(e)) => break Some(e.to_string()),
+                Err(_) => break Some("no answer within 10 s".to_string()),
+            }
+        };
+        let answer = String::from_utf8_lossy(&answer).to_string();
+        let status = answer
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no status in {answer:?} ({error:?})"));
+        (status, answer)
+    }
+
+    async fn stop(mut self) -> Stopped {
+        self.handle.take().unwrap().stop().await
+    }
+}
+
+fn chat(content: &str) -> Value {
+    json!({"model": MODEL, "messages": [{"role": "user", "content": content}]})
+}
+
+fn error_code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("")
+}
+
+#[tokio::test]
+async fn a_chat_answer_has_openai_shape_and_counts() {
+    let server = Server::start().await;
+    let (status, body) = server
+        .post("/v1/chat/completions", chat("hello there world"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["object"], "chat.completion");
+    assert!(body["id"].as_str().unwrap().starts_with("chatcmpl-"));
+    assert_eq!(body["model"], MODEL);
+    let choice = &body["choices"][0];
+    assert_eq!(choice["message"]["role"], "assistant");
+    assert_eq!(choice["message"]["content"], "hello there world");
+    assert_eq!(choice["finish_reason"], "stop");
+    assert_eq!(
+        body["usage"],
+        json!({"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6})
+    );
+    assert_eq!(server.record.lock().unwrap().loads, vec![MODEL.to_string()]);
+    assert_eq!(server.stop().await, Stopped::Cleanly);
+}
+
+#[tokio::test]
+async fn max_tokens_and_stop_strings_end_the_answer() {
+    let server = Server::start().await;
+    let mut request = chat("one two three four five");
+    request["max_tokens"] = json!(2);
+    let (status, body) = server.post("/v1/chat/completions", request).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["choices"][0]["message"]["content"], "one two");
+    assert_eq!(body["choices"][0]["finish_reason"], "length");
+
+    let mut request = chat("one two three four five");
+    request["stop"] = json!(" three");
+    let (_, body) = server.post("/v1/chat/completions", request).await;
+    assert_eq!(body["choices"][0]["message"]["content"], "one two");
+    assert_eq!(body["choices"][0]["finish_reason"], "stop");
+
+    let (status, body) = server
+        .post(
+            "/v1/completions",
+            json!({"model": MODEL, "prompt": "alpha beta"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["object"], "text_completion");
+    assert_eq!(body["choices"][0]["text"], "alpha beta");
+    assert_eq!(server.stop().await, Stopped::Cleanly);
+}
+
+#[tokio::test]
+async fn a_stream_has_the_role_first_then_text_then_finish_usage_and_done() {
+    let server = Server::start().await;
+    let mut request = chat("a b c");
+    request["stream"] = json!(true);
+    request["stream_options"] = json!({"include_usage": true});
+    let lines = server.stream("/v1/chat/completions", request).await;
+    assert_eq!(lines.last().unwrap(), "[DONE]");
+    let chunks: Vec<Value> = lines[..lines.len() - 1]
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(chunks
+        .iter()
+        .all(|c| c["object"] == "chat.completion.chunk"));
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(text, "a b c");
+    let finish = &chunks[chunks.len() - 2];
+    assert_eq!(finish["choices"][0]["finish_reason"], "stop");
+    let usage = chunks.last().unwrap();
+    assert_eq!(usage["choices"], json!([]));
+    assert_eq!(usage["usage"]["completion_tokens"], 3);
+
+    let lines = server
+        .stream(
+            "/v1/completions",
+            json!({"model": MODEL, "prompt": "x y", "stream": true}),
+        )
+        .await;
+    let first: Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(first["object"], "text_completion");
+    assert_eq!(first["choices"][0]["text"], "x");
+    assert_eq!(lines.last().unwrap(), "[DONE]");
+    assert_eq!(server.stop().await, Stopped::Cleanly);
+}
+
+#[tokio::test]
+async fn models_lists_only_runnable_ones_and_names_the_loaded_one() {
+    let server = Server::start().await;
+    let (status, body) = server.get("/v1/models").await;
+    assert_eq!(status, 200);
+    let ids: Vec<&str> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&MODEL), "{ids:?}");
+    for broken in [
+        "openai-community/gpt2",
+        "mlx-community/gemma-2-2b-truncated",
+        "mlx-community/broken-symlink-model",
+        "TheBloke/TinyLlama-1.1B-Chat-GGUF",
+    ] {
+        assert!(!ids.contains(&broken), "{broken} listed: {ids:?}");
+    }
+    server.post("/v1/chat/completions", chat("hi")).await;
+    let (status, model) = server.get(&format!("/v1/models/{MODEL}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(model["id"], MODEL);
+    assert_eq!(model["loaded"], true);
+    let (status, body) = server.get("/health").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["healthy"], true);
+    assert_eq!(body["queue"]["capacity"], 32);
+    assert_eq!(server.stop().await, Stopped::Cleanly);
+}
+
+#[tokio::test]
+async fn malformed_requests_are_400s_naming_the_field() {
+    let server = Server::start().await;
+    let cases = [
+        (json!({"model": MODEL}), "messages"),
+        (json!({"model": MODEL, "messages": []}), "messages"),
+        (
+            json!({"model": MODEL, "messages": [{"role": "wizard", "content": "x"}]}),
+            "messages",
+        ),
+        (
+            json!({"model": MODEL, "messages": [{"role": "user", "content": [{"type": "image_url"}]}]}),
+            "messages",
+        ),
+        (
+            {
+                let mut r = chat("x");
+                r["temperature"] = json!(7);
+                r
+            },
+            "temperature",
+        ),
+        (
+            {
+                let mut r = chat("x");
+                r["top_k"] = json!(1u64 << 30);
+                r
+            },
+            "top_k",
+        ),
+        (
+            {
+                let mut r = chat("x");
+                r["max_tokens"] = json!(0);
+                r
+            },
+            "max_tokens",
+        ),
+        (
+            {
+                let mut r = chat("x");
+                r["n"] = json!(2);
+                r
+            },
+            "n",
+        ),
+        (
+            {
+                let mut r = chat("x");
+                r["stop"] = json!([""]);
+                r
+            },
+            "stop",
+        ),
+    ];
+    for (request, field) in cases {
+        let (status, body) = server.post("/v1/chat/completions", request.clone()).await;
+        assert_eq!(status, 400, "{request} -> {body}");
+        assert_eq!(body["error"]["type"], "invalid_request_error");
+        assert_eq!(body["error"]["param"], field, "{request} -> {body}");
+    }
+    let (status, body) = server
+        .post("/v1/completions", json!({"model": MODEL, "prompt": ""}))
+        .await;
+    assert_eq!(
+        (status, body["error"]["param"].clone()),
+        (400, json!("prompt"))
+    );
+    // A wrong type is named by its path.
+    let (status, body) = server
+        .post(
+            "/v1/chat/completions",
+            json!({"model": MODEL, "messages": [], "temperature": "hot"}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("temperature"),
+        "{body}"
+    );
+    let (status, _) = server
+        .raw("POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 9\r\nConnection: close\r\n\r\n{\"model\":")
+        .await;
+    assert_eq!(status, 400);
+    assert!(server.record.lock().unwrap().loads.is_empty());
+    assert_eq!(server.stop().await, Stopped::Cleanly);
+}
+
+#[tokio::test]
+async fn prompts_the_model_cannot_take_are_400s() {
+    let server = Server::start().await;
+    let (status, body) = server
+        .post("/v1/chat/completions", chat("BADTEMPLATE please"))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("roles must alternate"));
+    let (_, model) = server.get(&format!("/v1/models/{MODEL}")).await;
+    let context = model["context_length"].as_u64().unwrap() as usize;
+    let long = "w ".repeat(context);
+    let (status, body) = server.post("/v1/chat/completions", chat(&long)).await;
+    assert_eq!(status, 400);
+    assert_eq!(error_code(&body), "context_length_exceeded");
+    assert_eq!(server.stop().await, Stopped::Cleanly);
+}
+
+#[tokio::test]
+async fn unknown_unrunnable_and_path_models_are_404s() {
+    let server = Server::start().await;
+    for model in [
+        "no-such-model",
+        "openai-community/gpt2",
+        "/usr",
+        "../../etc",
+    ] {
+        let (status, body) = server
+            .post(
+                "/v1/chat/completions",
+                json!({"model": model, "messages": [{"role": "user", "content": "x"}]}),
+            )
+            .await;
+        assert_eq!(status, 404, "{model}: {body}");
+        assert_eq!(error_code(&body), "model_not_found");
+        assert_eq!(body["error"]["param"], "model");
+    }
+    let (status, _) = server.get("/v1/models/no-such-model").await;
+    assert_eq!(status, 404);
+    assert!(server.record.lock().unwrap().loads.is_empty());
+    assert_eq!(server.stop().await, Stopped::Cleanly);
+}
+
+#[tokio::test]
+async fn models_that_fail_to_load_say_why() {
+    let server = Server::start().await;
+    let ask = |model: &str| json!({"model": model, "messages": [{"role": "user", "content": "x"}]});
+    let (status, body) = server.post("/v1/chat/completions", ask(TOO_BIG)).await;
+    assert_eq!(status, 507, "{body}");
+    assert_eq!(error_code(&body), "insufficient_memory");
+    let (status, body) = server.post("/v1/chat/completions", ask(UNUSABLE)).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(error_code(&body), "model_unusable");
+    // The server goes on with a model that loads.
+    let (status, _) = server.post("/v1/chat/completions", ask(MODEL)).await;
+    assert_eq!(status, 200);
+    assert_eq!(server.stop().await, Stopped::Cleanly);
+}
+
+#[tokio::test]
+async fn an_engine_failure_or_panic_fails_its_request_only() {
+    let server = Server::start().await;
+    for prompt in ["FAIL now", "PANIC now"] {
+        let (status, body) = server.post("/v1/chat/completions", chat(prompt)).await;
+        assert_eq!(status, 500, "{prompt}: {body}");
+        assert_eq!(body["error"]["type"], "server_error");
+    }
+    // In a stream the failure is an error object, and the stream ends.
+    let mut request = chat("FAIL streaming");
+    request["stream"] = json!(true);
+    let lines = server.stream("/v1/chat/completions", request).await;
+    let last: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    assert_eq!(last["error"]["message"], "the fake engine failed");
+    let (status, body) = server
+        .post("/v1/chat/completions", chat("still here"))
+        .await;
+    assert_eq!(
+        (status, &body["choices"][0]["message"]["content"]),
+        (200, &json!("still here"))
+    );
+    assert_eq!(server.stop().await, Stopped::Cleanly);
+}
+
+#[tokio::test]
+async fn a_key_is_required_when_configured() {
+    let server = Server::with(|c| c.api_key = Some("sk-local".into())).await;
+    let (status, body) = server.post("/v1/chat/completions", chat("x")).await;
+    assert_eq!(status, 401);
+    assert_eq!(error_code(&body), "invalid_api_key");
+    let (status, _) = server.get("/v1/models").await;
+    assert_eq!(status, 401);
+    let response = server
+        .client
+        .post(server.url("/v1/chat/completions"))
+        .bearer_auth("sk-local")
+        .json(&chat("x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    // Liveness needs no key.
+    assert_eq!(server.get("/health").await.0, 200);
+    assert_eq!(server.stop().await, Stopped::Cleanly);
+}
+
+#[tokio::test]
+async fn pages_of_other_sites_are_refused() {
+    let server = Server::start().await;
+    let body = chat("x").to_string();
+    let post = |headers: &str, content_type: &str| {
+        format!(
+            "POST /v1/chat/completions HTTP/1.1\r\n{headers}Content-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    // DNS rebinding: a foreign name in Host.
+    let (status, answer) = server
+        .raw(&post("Host: evil.example\r\n", "application/json"))
+        .await;
+    assert_eq!(status, 403, "{answer}");
+    assert!(answer.contains("--allowed-host"), "{answer}");
+    // A "simple" cross-site POST.
+    let (status, _) = server.raw(&post("Host: 127.0.0.1\r\n", "text/plain")).await;
+    assert_eq!(status, 415);
+    // An origin CORS does not allow.
+    let (status, _) = server
+        .raw(&post(
+            "Host: 127.0.0.1\r\nOrigin: https://evil.example\r\n",
+            "application/json",
+        ))
+        .await;
+    assert_eq!(status, 403);
+    let (status, _) = server
+        .raw(&post(
+            "Host: localhost\r\nOrigin: http://localhost:5173\r\n",
+            "application/json",
+        ))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(server.record.lock().unwrap().loads.len(), 1);
+    assert_eq!(server.stop().await, Stopped::Cleanly);
+}
+
+#[tokio::test]
+async fn bodies_too_large_or_too_slow_are_refused() {
+    let server = Server::with(|c| {
+        c.max_body_bytes = 1024;
+        c.read_timeout = Duration::from_secs(1);
+    })
+    .await;
+    // Announced too large: refused before it is read.
+    let (status, answer) = server.raw(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 999999\r\nConnection: close\r\n\r\n",
+    ).await;
+    assert_eq!(status, 413, "{answer}");
+    // Chunked, so only reading finds it too large.
+    let big = format!(
+        "{{\"model\": \"{MODEL}\", \"pad\": \"{}\"}}",
+        "x".repeat(4000)
+    );
+    let response = server
+        .client
+        .post(server.url("/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter([
+            Ok::<_, std::io::Error>(big),
+        ])))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(error_code(&body), "request_too_large");
+    // A body that stops arriving.
+    let (status, _) = server.raw(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\nConnection: close\r\n\r\n{\"model\"",
+    ).await;
+    assert_eq!(status, 408);
+    assert_eq!(server.stop().await, Stopped::Cleanly);
+}
+
+#[tokio::test]
+async fn a_full_queue_is_a_503_with_retry_after() {
+    let server = Server::with(|c| {
+        c.max_active = 1;
+        c.queue_capacity = 1;
+        c.queue_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let slow = chat(&format!("SLOW {}", "w ".repeat(40)));
+    // One runs, one waits; a third finds the queue full or its wait too long.
+    let first = server.spawn_chat(slow.clone());
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let response = server
+        .client
+        .post(server.url("/v1/chat/completions"))
+        .json(&slow)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(error_code(&body), "queue_timeout");
+    let second = server.spawn_chat(slow.clone());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (status, body) = server.post("/v1/chat/completions", slow.clone()).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        ["server_busy", "queue_timeout"].contains(&error_code(&body)),
+        "{body}"
+    );
+    assert_eq!(first.await.unwrap(), 200);
+    assert_eq!(second.await.unwrap(), 503);
+    assert_eq!(server.stop().await, Stopped::Cleanly);
+}
+
+#[tokio::test]
+async fn a_client_that_goes_away_cancels_its_generation() {
+    let server = Server::start().await;
+    let mut request = chat(&format!("SLOW {}", "w ".repeat(200)));
+    request["stream"] = json!(true);
+    let response = server
+        .client
+        .post(server.url("/v1/chat/completions"))
+        .json(&request)
+        .send()
+        .await
+        .unwrap();
+    let mut body = response.bytes_stream();
+    body.next().await.unwrap().unwrap();
+    drop(body);
+    let mut ended = Vec::new();
+    for _ in 0..100 {
+        ended = server.record.lock().unwrap().ended.clone();
+        if !ended.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(ended, vec![FinishReason::Cancelled]);
+    assert_eq!(server.stop().await, Stopped::Cleanly);
+}
+
+#[tokio::test]
+async fn a_stop_ends_streams_cleanly_and_refuses_new_work() {
+    let server = Server::start().await;
+    let mut request = chat(&format!("SLOW {}", "w ".repeat(200)));
+    request["stream"] = json!(true);
+    let response = server
+        .client
+        .post(server.url("/v1/chat/completions"))
+        .json(&request)
+        .send()
+        .await
+        .unwrap();
+    let reading = tokio::spawn(async move { response.text().await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let record = Arc::clone(&server.record);
+    let addr = server.addr;
+    assert_eq!(server.stop().await, Stopped::Cleanly);
+    let text = reading.await.unwrap();
+    assert!(text.contains("\"finish_reason\":\"stop\""), "{text}");
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    assert_eq!(record.lock().unwrap().ended, vec![FinishReason::Stop]);
+    assert!(TcpStream::connect(addr).is_err(), "the port is released");
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_are_refused() {
+    let server = Server::start().await;
+    let (status, _) = server.get("/v1/nothing").await;
+    assert_eq!(status, 404);
+    let (status, _) = server.get("/v1/chat/completions").await;
+    assert_eq!(status, 405);
+    assert_eq!(server.stop().await, Stopped::Cleanly);
+}
