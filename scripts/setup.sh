@@ -64,6 +64,19 @@ else
   log "python: test tools up to date"
 fi
 
+# --- mlx-knife 2.0.8's own code, for the workspace interop tests ------------------------------
+# Its workspace module needs only the standard library; installed without dependencies into
+# its own folder (not the virtualenv: its `mlxk` script must never shadow ours).
+MLX_KNIFE_DIR="$ROOT/.cache/mlx-knife-2.0.8"
+if [ ! -f "$MLX_KNIFE_DIR/mlxk2/operations/workspace.py" ]; then
+  log "python: installing mlx-knife 2.0.8 (its workspace code only) into $MLX_KNIFE_DIR"
+  "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps --no-compile \
+    --target "$MLX_KNIFE_DIR" "mlx-knife==2.0.8"
+  rm -rf "$MLX_KNIFE_DIR/bin"
+else
+  log "python: mlx-knife 2.0.8 (workspace code) present"
+fi
+
 # --- mlx-c's sources: the unmodified mlx-sys 0.7.0 package, downloaded by cargo ---------------
 log "cargo: fetching the mlx-sys 0.7.0 package (mlx-c sources)"
 cargo fetch --quiet --manifest-path "$ROOT/crates/mlx-sys/upstream/Cargo.toml"

@@ -24,11 +24,11 @@ pub fn model_object(model: &ModelInfo, with_quantization: bool) -> Value {
         "health": if model.is_healthy() { "healthy" } else { "unhealthy" },
         "runtime_compatible": model.runtime.compatible,
         "reason": model.reason(),
-        "cached": true,
-        "origin": null,
-        "content_hash": null,
-        "hash_modified": null,
-        "clean": null,
+        "cached": model.workspace.is_none(),
+        "origin": model.workspace.as_ref().and_then(|w| w.origin.clone()),
+        "content_hash": model.workspace.as_ref().and_then(|w| w.content_hash.clone()),
+        "hash_modified": model.workspace.as_ref().and_then(|w| w.hash_modified.clone()),
+        "clean": model.workspace.as_ref().and_then(|w| w.clean),
     });
     if with_quantization {
         object["quantization"] = c.quantization.as_ref().map_or(Value::Null, quantization);

@@ -109,7 +109,7 @@ fn list_all_reports_every_model_and_broken_ones_as_broken() {
 }
 
 #[test]
-fn list_filters_by_pattern_and_rejects_path_tricks() {
+fn list_filters_by_pattern_and_rejects_bad_names() {
     let cache = TestCache::standard();
     let envelope = cache.run(&["list", "LLAMA-3.2", "--json"]).json();
     assert_eq!(envelope["data"]["count"], 2);
@@ -119,7 +119,13 @@ fn list_filters_by_pattern_and_rejects_path_tricks() {
         (0, Some(0))
     );
 
-    for bad in ["../etc", "/etc/passwd", "a/b/c", "x y"] {
+    // A path lists the workspaces it names (as mlx-knife's `list ./dir`): none here.
+    for path in ["../etc", "/etc/passwd"] {
+        let run = cache.run(&["list", path, "--json"]);
+        assert_eq!(run.code, 0, "{path}");
+        assert_eq!(run.json()["data"]["count"], 0, "{path}");
+    }
+    for bad in ["a/b/c", "x y"] {
         let run = cache.run(&["list", bad, "--json"]);
         assert_eq!(run.code, 2, "{bad}");
         let envelope = run.json();
@@ -686,6 +692,63 @@ fn human_output_of_every_offline_command() {
         );
         insta::assert_snapshot!(*name, shown);
     }
+}
+
+/// Workspaces in `$MLXK_WORKSPACE_HOME` beside the cache's models: cloned there by a bare
+/// name, listed with a SRC column, shown with their clean state; dirty after an edit, clean
+/// again after `--recalc-hash`.
+#[test]
+fn workspace_home_in_list_and_show() {
+    let cache = TestCache::standard();
+    let home = cache.home.parent().unwrap().join("workspaces");
+    fs::create_dir(&home).unwrap();
+    let tmp = cache.home.parent().unwrap().display().to_string();
+    let run = |args: &[&str]| {
+        let output = cache
+            .command(args)
+            .env("MLXK_WORKSPACE_HOME", &home)
+            .output()
+            .unwrap();
+        let shown = format!(
+            "$ mlxk {}\nexit {}\n--- stdout\n{}\n--- stderr\n{}",
+            args.join(" "),
+            output.status.code().unwrap(),
+            String::from_utf8_lossy(&output.stdout).trim_end(),
+            String::from_utf8_lossy(&output.stderr).trim_end(),
+        );
+        shown.replace(&tmp, "<tmp>")
+    };
+    let cloned = run(&["clone", "Qwen3-0.6B-sharded", "mine"]);
+    assert!(cloned.contains("exit 0"), "{cloned}");
+    assert!(home.join("mine/.mlxk_workspace.json").is_file());
+    // Times and hashes of a fresh clone vary: the list is checked by its shape.
+    let listed = run(&["list"]);
+    assert!(listed.contains("SRC"), "{listed}");
+    let row = listed.lines().find(|l| l.starts_with("mine ")).unwrap();
+    assert!(row.split_whitespace().any(|cell| cell == "ws"), "{row}");
+    assert!(listed
+        .lines()
+        .any(|l| l.starts_with("Qwen3-0.6B-sharded") && l.contains("cache")));
+    let shown = run(&["show", "mine"]);
+    assert!(
+        shown.contains("Workspace:     managed, from mlx-community/Qwen3-0.6B-sharded"),
+        "{shown}"
+    );
+    assert!(shown.contains("Clean:         yes"), "{shown}");
+    fs::write(home.join("mine/NOTES.md"), "my changes").unwrap();
+    let dirty = run(&["list"]);
+    assert!(
+        dirty
+            .lines()
+            .any(|l| l.starts_with("mine ") && l.contains("ws*")),
+        "{dirty}"
+    );
+    let repinned = run(&["show", "mine", "--recalc-hash"]);
+    assert!(
+        repinned.contains("Hash recalculated and stored"),
+        "{repinned}"
+    );
+    assert!(repinned.contains("Clean:         yes"), "{repinned}");
 }
 
 /// Runs `mlxk` on a pseudo-terminal (util-linux `script`), typing `answer` at its prompt.

@@ -40,6 +40,12 @@ pub enum CoreError {
     #[error("refusing to delete: {0}")]
     UnsafeDeletion(String),
 
+    #[error("{} is not empty: clone into a new or empty folder", .0.display())]
+    FolderNotEmpty(PathBuf),
+
+    #[error("{0}")]
+    Workspace(String),
+
     #[error("{action} failed for {}: {source}", path.display())]
     Io {
         action: &'static str,
@@ -60,6 +66,8 @@ pub enum ErrorKind {
     ModelNotRunnable,
     LocksPresent,
     UnsafeDeletion,
+    FolderNotEmpty,
+    WorkspaceError,
     IoError,
 }
 
@@ -73,6 +81,8 @@ impl ErrorKind {
             ErrorKind::ModelNotRunnable => "model_not_runnable",
             ErrorKind::LocksPresent => "locks_present",
             ErrorKind::UnsafeDeletion => "unsafe_deletion",
+            ErrorKind::FolderNotEmpty => "folder_not_empty",
+            ErrorKind::WorkspaceError => "workspace_error",
             ErrorKind::IoError => "io_error",
         }
     }
@@ -88,6 +98,8 @@ impl CoreError {
             CoreError::NotRunnable { .. } => ErrorKind::ModelNotRunnable,
             CoreError::LocksPresent { .. } => ErrorKind::LocksPresent,
             CoreError::UnsafeDeletion(_) => ErrorKind::UnsafeDeletion,
+            CoreError::FolderNotEmpty(_) => ErrorKind::FolderNotEmpty,
+            CoreError::Workspace(_) => ErrorKind::WorkspaceError,
             CoreError::Io { .. } => ErrorKind::IoError,
         }
     }

@@ -30,6 +30,7 @@ pub mod system;
 pub mod usage;
 pub mod weights;
 pub mod workspace;
+pub mod workspace_hash;
 
 pub use cache::HubCache;
 pub use error::{CoreError, ErrorKind};

@@ -9,6 +9,7 @@ use crate::model::{self, ModelInfo};
 use crate::repo_id::{validate_pattern, ModelSpec};
 use crate::resolve;
 use crate::snapshot::{RepoSnapshots, Selection};
+use crate::workspace;
 
 /// A resolved model name: which cached model, and which of its snapshots.
 #[derive(Debug, Clone)]
@@ -39,6 +40,9 @@ pub const DEFAULT_CONTEXT: usize = 4096;
 pub struct Library {
     cache: HubCache,
     depth: CheckDepth,
+    /// `$MLXK_WORKSPACE_HOME`: its workspaces are listed with the cache's models, and bare
+    /// names resolve there too.
+    workspace_home: Option<PathBuf>,
 }
 
 impl Library {
@@ -46,7 +50,14 @@ impl Library {
         Library {
             cache,
             depth: CheckDepth::Quick,
+            workspace_home: None,
         }
+    }
+
+    /// Lists and resolves the workspaces in `home` too.
+    pub fn with_workspace_home(mut self, home: Option<PathBuf>) -> Self {
+        self.workspace_home = home;
+        self
     }
 
     /// How thoroughly models are health-checked (quick by default).
@@ -55,22 +66,34 @@ impl Library {
         self
     }
 
+    /// The cache `HF_HOME` / `HF_HUB_CACHE` name, and `$MLXK_WORKSPACE_HOME`.
     pub fn from_env() -> Self {
-        Library::new(HubCache::from_env())
+        Library::new(HubCache::from_env()).with_workspace_home(workspace::workspace_home())
     }
 
     pub fn cache(&self) -> &HubCache {
         &self.cache
     }
 
-    /// Every cached model at its default snapshot, sorted by name. A broken model is listed
-    /// as unhealthy; it never hides the others.
+    /// Every cached model at its default snapshot, and the workspaces of the workspace home,
+    /// sorted by name (a workspace's name is its folder). A broken model is listed as
+    /// unhealthy; it never hides the others.
     pub fn list(&self) -> Result<Vec<ModelInfo>> {
-        Ok(self.describe_all(&self.cache.repos()?))
+        let mut models = self.describe_all(&self.cache.repos()?);
+        models.extend(self.home_workspaces(|_| true));
+        models.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(models)
     }
 
-    /// The cached models whose full name contains `pattern` (case-insensitive).
+    /// The models whose full name (a workspace's folder name) contains `pattern`
+    /// (case-insensitive); a path (`./dir`, `.`, `/abs/prefix`) lists the workspaces it names.
     pub fn list_matching(&self, pattern: &str) -> Result<Vec<ModelInfo>> {
+        if workspace::looks_like_path(pattern) {
+            return Ok(workspace::matching_workspaces(pattern)
+                .iter()
+                .map(|folder| model::inspect_folder(folder, self.depth))
+                .collect());
+        }
         validate_pattern(pattern).map_err(|why| CoreError::InvalidName {
             name: pattern.to_string(),
             why,
@@ -78,7 +101,22 @@ impl Library {
         let lower = pattern.to_lowercase();
         let mut repos = self.cache.repos()?;
         repos.retain(|r| r.repo_id.as_str().to_lowercase().contains(&lower));
-        Ok(self.describe_all(&repos))
+        let mut models = self.describe_all(&repos);
+        models.extend(self.home_workspaces(|name| name.to_lowercase().contains(&lower)));
+        models.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(models)
+    }
+
+    /// The workspaces of the workspace home whose folder names pass `keep`.
+    fn home_workspaces(&self, keep: impl Fn(&str) -> bool) -> Vec<ModelInfo> {
+        let Some(home) = &self.workspace_home else {
+            return Vec::new();
+        };
+        workspace::home_workspaces(home)
+            .iter()
+            .filter(|folder| keep(&folder.file_name().unwrap_or_default().to_string_lossy()))
+            .map(|folder| model::inspect_folder(folder, self.depth))
+            .collect()
     }
 
     /// Resolves what a person typed (`name`, `org/name`, `name@rev`) to one model and snapshot.
@@ -118,16 +156,31 @@ impl Library {
     }
 
     /// Resolves and describes a model; a path (`./dir`, `/abs/dir`, `../dir`) names a model
-    /// folder outside the cache (a workspace made by `clone`, a conversion result).
+    /// folder outside the cache (a workspace made by `clone`, a conversion result). A bare
+    /// name is first a folder of the workspace home (as mlx-knife resolves it), then a cached
+    /// model, then the one workspace whose folder name contains it.
     pub fn find(&self, text: &str) -> Result<ModelInfo> {
-        if crate::workspace::looks_like_path(text) {
+        if workspace::looks_like_path(text) {
             let folder = std::path::Path::new(text);
             if !folder.is_dir() {
                 return Err(CoreError::FolderNotFound(text.to_string()));
             }
             return Ok(model::inspect_folder(folder, self.depth));
         }
-        let resolved = self.resolve(text)?;
+        let home = self.workspace_home.as_deref();
+        if let Some(folder) = home.and_then(|home| workspace::named_in_home(home, text)) {
+            return Ok(model::inspect_folder(&folder, self.depth));
+        }
+        let resolved = match self.resolve(text) {
+            Ok(resolved) => resolved,
+            Err(CoreError::ModelNotFound(name)) => {
+                return match home.and_then(|home| workspace::matching_in_home(home, text)) {
+                    Some(folder) => Ok(model::inspect_folder(&folder, self.depth)),
+                    None => Err(CoreError::ModelNotFound(name)),
+                }
+            }
+            Err(other) => return Err(other),
+        };
         Ok(model::inspect(
             &resolved.repo,
             &resolved.snapshots,

@@ -14,6 +14,7 @@ use crate::classify::{self, Classification};
 use crate::health::{self, CheckDepth, HealthReport, ProblemCode};
 use crate::metadata::SnapshotMetadata;
 use crate::snapshot::{self, RepoSnapshots, Selection, SnapshotEntry, SnapshotFile};
+use crate::workspace;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RuntimeStatus {
@@ -46,6 +47,36 @@ pub struct ModelInfo {
     /// The parsed `config.json`, when valid.
     #[serde(skip)]
     pub config: Option<Value>,
+    /// Set for a model folder outside the cache (a workspace).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<WorkspaceState>,
+}
+
+/// A workspace as listings show it: where it came from and whether it changed since.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WorkspaceState {
+    /// It has a marker written by clone or convert (this tool's or mlx-knife's).
+    pub managed: bool,
+    /// The repository it was cloned from.
+    pub origin: Option<String>,
+    pub content_hash: Option<String>,
+    pub hash_modified: Option<String>,
+    /// `None`: unknown (no marker, an older hash, a corrupt index).
+    pub clean: Option<bool>,
+}
+
+impl WorkspaceState {
+    pub fn read(folder: &Path) -> Self {
+        let marker = workspace::read_marker(folder);
+        let clean = workspace::check_clean(folder);
+        WorkspaceState {
+            managed: marker.as_ref().is_some_and(|m| m.managed),
+            origin: marker.as_ref().and_then(|m| m.source_repo.clone()),
+            content_hash: clean.stored_hash,
+            hash_modified: marker.and_then(|m| m.hash_modified),
+            clean: clean.clean,
+        }
+    }
 }
 
 impl ModelInfo {
@@ -138,6 +169,7 @@ pub fn inspect(
         health,
         runtime,
         config,
+        workspace: None,
     }
 }
 
@@ -161,6 +193,7 @@ pub fn inspect_folder(folder: &Path, depth: CheckDepth) -> ModelInfo {
     );
     let runtime = runtime_status(health.is_healthy(), &classification, config.as_ref());
     let modified = snapshot::newest_modification(&files).unwrap_or(SystemTime::UNIX_EPOCH);
+    let workspace = WorkspaceState::read(&folder);
     ModelInfo {
         name,
         commit: None,
@@ -174,6 +207,7 @@ pub fn inspect_folder(folder: &Path, depth: CheckDepth) -> ModelInfo {
         health,
         runtime,
         config,
+        workspace: Some(workspace),
     }
 }
 

@@ -107,7 +107,7 @@ pub async fn start_with_backend(
         .local_addr()
         .map_err(|source| StartError::Bind { addr, source })?;
     let service = GenerationService::new(
-        Library::new(cache_of(&config)),
+        Library::new(cache_of(&config)).with_workspace_home(mlxk_core::workspace::workspace_home()),
         Worker::spawn(&config, backend),
         config.queue_timeout,
     );

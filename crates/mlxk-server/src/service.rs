@@ -117,7 +117,11 @@ impl GenerationService {
         }
         let (library, name) = (self.library.clone(), name.to_string());
         blocking(move || {
-            library.find_runnable(&name).map_err(|e| match e {
+            let found = library.find_runnable(&name).map(|mut model| {
+                model.name = api_name(&model.info);
+                model
+            });
+            found.map_err(|e| match e {
                 CoreError::NotRunnable { model, why } => {
                     ServiceError::ModelNotFound(format!("model '{model}' cannot run: {why}"))
                 }
@@ -154,6 +158,17 @@ impl GenerationService {
             Ok(_) => Err(ServiceError::ShuttingDown),
             Err(_) => Err(ServiceError::QueueTimeout(self.queue_timeout)),
         }
+    }
+}
+
+/// How the API names a model: its repository id, or a workspace's folder name (a client never
+/// learns where a workspace lies on this machine).
+pub fn api_name(model: &ModelInfo) -> String {
+    match (&model.workspace, &model.path) {
+        (Some(_), Some(path)) => path
+            .file_name()
+            .map_or_else(|| model.name.clone(), |n| n.to_string_lossy().to_string()),
+        _ => model.name.clone(),
     }
 }
 

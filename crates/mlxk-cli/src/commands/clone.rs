@@ -3,8 +3,8 @@ use std::path::PathBuf;
 use clap::Args;
 use mlxk_core::hub::pull::PullRequest;
 use mlxk_core::snapshot::Selection;
-use mlxk_core::workspace::{clone_snapshot, CopyMode};
-use mlxk_core::{Library, ModelInfo, ModelSpec, RepoId};
+use mlxk_core::workspace::{self, clone_snapshot, CopyMode};
+use mlxk_core::{HubCache, Library, ModelInfo, ModelSpec, RepoId};
 use serde_json::json;
 
 use crate::human;
@@ -14,18 +14,30 @@ use crate::output::{CliError, Outcome, Output};
 pub struct CloneArgs {
     /// The model: a cached name, or ORG/NAME on the Hub, optionally @REVISION.
     pub model: String,
-    /// The workspace folder to create (new, or empty).
-    pub target: PathBuf,
+    /// The workspace folder to create (new, or empty). A bare name is a folder of
+    /// $MLXK_WORKSPACE_HOME; without one, the model's name there.
+    pub target: Option<PathBuf>,
 }
 
 pub fn run(args: &CloneArgs, _output: &Output) -> Result<Outcome, CliError> {
-    let library = Library::from_env();
+    let target = target_folder(args)?;
+    // The cache alone: a workspace of the same name is not a source.
+    let library = Library::new(HubCache::from_env());
     let (snapshot, repo, commit, pulled) = match cached(&library, &args.model)? {
         Some(found) => found,
+        None if mlxk_core::hub::offline_from_env() => {
+            return Err(CliError::new(
+                "model_not_found",
+                format!(
+                    "{} is not (completely) in the cache, and HF_HUB_OFFLINE is set: nothing is downloaded",
+                    args.model
+                ),
+            ))
+        }
         None => fetch(&args.model)?,
     };
-    let outcome = clone_snapshot(&snapshot, &args.target, &repo, &commit)?;
-    let info: ModelInfo = mlxk_core::model::inspect_folder(&args.target, Default::default());
+    let outcome = clone_snapshot(&snapshot, &target, &repo, &commit)?;
+    let info: ModelInfo = mlxk_core::model::inspect_folder(&target, Default::default());
     let healthy = info.is_healthy();
     let how = match outcome.mode {
         CopyMode::Reflink => "reflinked",
@@ -62,6 +74,31 @@ pub fn run(args: &CloneArgs, _output: &Output) -> Result<Outcome, CliError> {
         format!("Cloned {message}\nwarning: {}", info.health.reason())
     };
     Ok(Outcome::new(data, text))
+}
+
+/// Where the workspace goes: the target as given when it is a path, a bare name inside
+/// `$MLXK_WORKSPACE_HOME`, and without a target the model's own name there (as mlx-knife).
+fn target_folder(args: &CloneArgs) -> Result<PathBuf, CliError> {
+    let home = workspace::workspace_home();
+    let Some(target) = &args.target else {
+        let Some(home) = home else {
+            return Err(CliError::usage(format!(
+                "a target folder is needed (or set MLXK_WORKSPACE_HOME to clone into it): mlxk clone {} ./my-model",
+                args.model
+            )));
+        };
+        let name = args.model.split('@').next().unwrap_or(&args.model);
+        let name = name.rsplit('/').next().unwrap_or(name);
+        let folder = home.join(name);
+        if folder.exists() {
+            return Err(CliError::new(
+                "folder_not_empty",
+                format!("{name} already exists in {}", home.display()),
+            ));
+        }
+        return Ok(folder);
+    };
+    Ok(workspace::place(target))
 }
 
 /// The model's snapshot in the cache, when it is there and healthy.

@@ -6,6 +6,7 @@ use mlxk_convert::{convert_gguf, ConvertOptions, Progress, ScaleDtype};
 use mlxk_core::health::{self, CheckDepth};
 use mlxk_core::install::install_folder;
 use mlxk_core::staging::{self, StagingDir};
+use mlxk_core::workspace::{self, WorkspaceMetadata};
 use mlxk_core::{HubCache, RepoId};
 use serde_json::json;
 
@@ -65,7 +66,9 @@ pub fn run(args: &ConvertArgs, output: &Output) -> Result<Outcome, CliError> {
                 })?;
             Destination::Cache(cache, repo_id, staging)
         }
-        None => Destination::Folder(args.target.clone().expect("clap requires a target")),
+        None => Destination::Folder(workspace::place(
+            args.target.as_deref().expect("clap requires a target"),
+        )),
     };
     let folder = destination.conversion_folder();
     let show_progress = !output.json && io::stderr().is_terminal();
@@ -118,8 +121,25 @@ pub fn run(args: &ConvertArgs, output: &Output) -> Result<Outcome, CliError> {
             format!("the converted model is not healthy: {}", health.reason()),
         ));
     }
+    if let Destination::Folder(folder) = &destination {
+        // A workspace as mlx-knife marks its conversions: managed, with a content hash.
+        let mut marker = WorkspaceMetadata::new(folder, "convert", Some(&source_name(args)), None)?;
+        marker.mode = Some("gguf".into());
+        marker.quantization = report
+            .bits
+            .map(|bits| json!({"bits": bits, "group_size": report.group_size}));
+        workspace::write_marker(folder, &marker)?;
+        data["content_hash"] = json!(marker.content_hash);
+    }
     data["message"] = json!(message);
     Ok(Outcome::new(data, message))
+}
+
+fn source_name(args: &ConvertArgs) -> String {
+    args.from_gguf.file_name().map_or_else(
+        || args.from_gguf.display().to_string(),
+        |n| n.to_string_lossy().to_string(),
+    )
 }
 
 enum Destination {

@@ -66,7 +66,13 @@ fn render(args: &ListArgs, models: &[&ModelInfo], hidden: usize, root: &std::pat
     }
     let full_names = args.all || args.verbose;
     let now = Utc::now();
-    let mut header = vec!["NAME", "ID", "SIZE", "MODIFIED", "TYPE"];
+    // Where each model lives, once any is a workspace (mlx-knife's column).
+    let sources = models.iter().any(|m| m.workspace.is_some());
+    let mut header = vec!["NAME", "ID", "SIZE", "MODIFIED"];
+    if sources {
+        header.push("SRC");
+    }
+    header.push("TYPE");
     if full_names {
         header.push("FRAMEWORK");
     }
@@ -79,23 +85,34 @@ fn render(args: &ListArgs, models: &[&ModelInfo], hidden: usize, root: &std::pat
     let rows = models
         .iter()
         .map(|m| {
-            let name = if full_names {
-                m.name.clone()
-            } else {
-                m.name
+            let name = match (&m.workspace, &m.path) {
+                (Some(_), Some(path)) if !full_names => path
+                    .file_name()
+                    .map_or_else(|| m.name.clone(), |n| n.to_string_lossy().to_string()),
+                _ if full_names => m.name.clone(),
+                _ => m
+                    .name
                     .strip_prefix(DEFAULT_ORG_PREFIX)
                     .unwrap_or(&m.name)
-                    .to_string()
+                    .to_string(),
+            };
+            let id = match &m.workspace {
+                Some(w) => w
+                    .content_hash
+                    .as_deref()
+                    .map(|h| h.trim_start_matches("sha256:")),
+                None => m.commit.as_deref(),
             };
             let mut row = vec![
                 name,
-                m.commit
-                    .as_deref()
-                    .map_or("-".into(), |c| c.chars().take(7).collect()),
+                id.map_or("-".into(), |c| c.chars().take(7).collect()),
                 human::size(m.size_bytes),
                 human::age(m.last_modified, now),
-                type_label(m),
             ];
+            if sources {
+                row.push(source_label(m).into());
+            }
+            row.push(type_label(m));
             if full_names {
                 row.push(m.classification.framework.label().into());
             }
@@ -128,6 +145,17 @@ fn render(args: &ListArgs, models: &[&ModelInfo], hidden: usize, root: &std::pat
         text.push_str(&hidden_note);
     }
     text
+}
+
+/// `cache`, or a workspace: `ws` clean, `ws*` changed since its hash, `ws?` unknown (no
+/// marker or an older hash: `show --recalc-hash`).
+fn source_label(model: &ModelInfo) -> &'static str {
+    match model.workspace.as_ref().map(|w| w.clean) {
+        None => "cache",
+        Some(Some(true)) => "ws",
+        Some(Some(false)) => "ws*",
+        Some(None) => "ws?",
+    }
 }
 
 fn type_label(model: &ModelInfo) -> String {

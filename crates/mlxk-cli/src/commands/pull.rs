@@ -71,6 +71,15 @@ pub fn pull_into_cache(
     request: &PullRequest,
     on_event: &(dyn Fn(PullEvent) + Send + Sync),
 ) -> Result<PullOutcome, CliError> {
+    if mlxk_core::hub::offline_from_env() {
+        return Err(CliError::new(
+            "offline",
+            format!(
+                "HF_HUB_OFFLINE is set: {} is not downloaded (unset it to reach the Hub)",
+                request.repo.as_str()
+            ),
+        ));
+    }
     let client = hub_client()?;
     let cache = HubCache::from_env();
     std::fs::create_dir_all(cache.root()).map_err(|e| {

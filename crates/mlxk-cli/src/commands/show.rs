@@ -21,12 +21,29 @@ pub struct ShowArgs {
     /// Print config.json.
     #[arg(long)]
     pub config: bool,
+    /// For a workspace: hash its files now and store that as its clean state.
+    #[arg(long)]
+    pub recalc_hash: bool,
     #[command(flatten)]
     pub weights: WeightArgs,
 }
 
 pub fn run(args: &ShowArgs, output: &Output) -> Result<Outcome, CliError> {
-    let model = Library::from_env().find(&args.model)?;
+    let library = Library::from_env();
+    let mut model = library.find(&args.model)?;
+    if args.recalc_hash {
+        let folder = match (&model.workspace, &model.path) {
+            (Some(_), Some(folder)) => folder.clone(),
+            _ => {
+                return Err(CliError::usage(format!(
+                    "{} is a cached model: --recalc-hash is for workspaces",
+                    model.name
+                )))
+            }
+        };
+        mlxk_core::workspace::recalc_hash(&folder)?;
+        model = library.find(&args.model)?;
+    }
     let plan = load_plan(&model, &args.weights.policy()?);
     let mut data = json!({
         "model": json_api::model_object(&model, true),
@@ -46,6 +63,9 @@ pub fn run(args: &ShowArgs, output: &Output) -> Result<Outcome, CliError> {
             "reason": plan.reason,
         })),
     });
+    if args.recalc_hash {
+        data["hash_recalculated"] = json!(true);
+    }
     if args.files {
         data["files"] = json!(model
             .files
@@ -62,6 +82,11 @@ pub fn run(args: &ShowArgs, output: &Output) -> Result<Outcome, CliError> {
     }
     let text = if output.json {
         String::new()
+    } else if args.recalc_hash {
+        format!(
+            "{}\nHash recalculated and stored (workspace now marked as clean)",
+            render(args, &model, plan.as_ref())
+        )
     } else {
         render(args, &model, plan.as_ref())
     };
@@ -132,6 +157,9 @@ fn render(args: &ShowArgs, model: &ModelInfo, plan: Option<&LoadPlan>) -> String
     if let Some(reason) = model.runtime.reason.as_ref().filter(|_| model.is_healthy()) {
         lines.push(format!("Runtime:       {reason}"));
     }
+    if let Some(workspace) = &model.workspace {
+        lines.extend(workspace_lines(workspace));
+    }
     if let Some(plan) = plan {
         lines.push(format!(
             "Weights:       {} in memory, {} compute; {}",
@@ -198,6 +226,29 @@ fn summary_lines(model: &ModelInfo) -> Vec<String> {
         ),
         format!("Modified:      {}", modified(model)),
         format!("Health:        {health}"),
+    ]
+}
+
+/// Where a workspace came from and whether it changed since its hash.
+fn workspace_lines(workspace: &mlxk_core::model::WorkspaceState) -> Vec<String> {
+    let origin = match (&workspace.origin, workspace.managed) {
+        (Some(origin), _) => format!("managed, from {origin}"),
+        (None, true) => "managed".to_string(),
+        (None, false) => "unmanaged (no .mlxk_workspace.json)".to_string(),
+    };
+    let clean = match workspace.clean {
+        Some(true) => "yes",
+        Some(false) => "no: changed since its hash (--recalc-hash re-pins it)",
+        None if workspace.managed => "unknown: an older hash (--recalc-hash upgrades it)",
+        None => "unknown",
+    };
+    vec![
+        format!("Workspace:     {origin}"),
+        format!("Clean:         {clean}"),
+        format!(
+            "Content Hash:  {}",
+            workspace.content_hash.as_deref().unwrap_or("-")
+        ),
     ]
 }
 

@@ -40,6 +40,16 @@ const READ_TIMEOUT: Duration = Duration::from_secs(30);
 const API_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `HF_ENDPOINT` (without a trailing `/`), else [`DEFAULT_ENDPOINT`].
+/// `HF_HUB_OFFLINE` set, as huggingface_hub reads it: nothing may be downloaded.
+pub fn offline_from_env() -> bool {
+    std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "1" | "true" | "yes" | "on"
+        )
+    })
+}
+
 pub fn endpoint_from_env() -> String {
     std::env::var("HF_ENDPOINT")
         .ok()

@@ -32,14 +32,22 @@ fn model_object(model: &ModelInfo, loaded: Option<&str>, policy: &LoadPolicy) ->
                 "reason": plan.reason,
             })
         });
+    // A workspace is served by its folder name, never its path on this machine.
+    let (id, owned_by) = match &model.workspace {
+        Some(_) => (crate::service::api_name(model), "workspace"),
+        None => (
+            model.name.clone(),
+            model.name.split_once('/').map_or("local", |(org, _)| org),
+        ),
+    };
     json!({
-        "id": model.name,
+        "id": id,
         "object": "model",
         "created": model.last_modified.timestamp(),
-        "owned_by": model.name.split_once('/').map_or("local", |(org, _)| org),
+        "owned_by": owned_by,
         "context_length": c.context_length,
         "capabilities": c.capabilities.iter().map(|cap| cap.label()).collect::<Vec<_>>(),
-        "loaded": loaded == Some(model.name.as_str()),
+        "loaded": loaded == Some(id.as_str()),
         "weights": weights,
     })
 }

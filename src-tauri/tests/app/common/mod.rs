@@ -33,7 +33,13 @@ pub fn fixture_env() -> Fixture {
     std::env::set_var("HOME", dir.path());
     std::env::set_var("HF_TOKEN_PATH", dir.path().join("no-token"));
     std::env::set_var("MLXK_REQUIRE_TEST_SENTINEL", "1");
-    for var in ["HF_HUB_CACHE", "XDG_CACHE_HOME", "HF_TOKEN", "HF_ENDPOINT"] {
+    for var in [
+        "HF_HUB_CACHE",
+        "XDG_CACHE_HOME",
+        "HF_TOKEN",
+        "HF_ENDPOINT",
+        "MLXK_WORKSPACE_HOME",
+    ] {
         std::env::remove_var(var);
     }
     Fixture {
