@@ -120,6 +120,15 @@ pub struct ModelDetails {
     pub config_json: Option<String>,
 }
 
+impl ModelDetails {
+    /// The details of `model`, with when it was last used from `usage` (as the list shows).
+    pub fn with_usage(model: &ModelInfo, usage: &UsageLog) -> Self {
+        let mut details = ModelDetails::from(model);
+        details.summary.last_used = usage.read().get(&model.name).map(|t| t.to_rfc3339());
+        details
+    }
+}
+
 impl From<&ModelInfo> for ModelDetails {
     fn from(m: &ModelInfo) -> Self {
         let c = &m.classification;

@@ -135,7 +135,9 @@ def test_pull_errors_are_clear(tmp_path, hub):
     missing = cli.run("pull", "nobody/nothing", expect=1)
     assert missing["error"]["type"] == "repo_not_found" and "nobody/nothing" in missing["error"]["message"]
     assert cli.run("pull", f"{REPO}@no-branch", expect=1)["error"]["type"] == "revision_not_found"
-    assert cli.run("pull", "just-a-name", expect=2)["error"]["type"] == "usage_error"
+    # A bare name means mlx-community/NAME, as run and show find it in the cache.
+    bare = cli.run("pull", "just-a-name", expect=1)["error"]
+    assert bare["type"] == "repo_not_found" and "mlx-community/just-a-name" in bare["message"]
     assert cli.run("pull", "../etc/passwd", expect=2)["status"] == "error"
 
 

@@ -775,6 +775,82 @@ fn run_on_terminal(cache: &TestCache, args: &str, answer: &str) -> (i32, String)
     )
 }
 
+/// The chat on a terminal: commands that never reach the model, a line editor's history kept
+/// across sessions. Each line is typed once the prompt is shown, as a person would (a line
+/// editor reads the terminal itself, so typing ahead is not the same).
+#[test]
+fn the_chat_on_a_terminal_takes_commands_and_keeps_a_history() {
+    use std::io::{Read, Write};
+    use std::sync::{Arc, Mutex};
+    let cache = cache_with_demo_model();
+    let command = format!(
+        "{} run {DEMO} --temperature 0 --max-tokens 12",
+        env!("CARGO_BIN_EXE_mlxk")
+    );
+    let mut script = std::process::Command::new("script");
+    script
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    cache.isolate(&mut script);
+    let mut child = script.spawn().expect("util-linux script runs");
+    let screen = Arc::new(Mutex::new(String::new()));
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = {
+        let screen = Arc::clone(&screen);
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buffer) {
+                if n == 0 {
+                    break;
+                }
+                screen
+                    .lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buffer[..n]));
+            }
+        })
+    };
+    let mut stdin = child.stdin.take().unwrap();
+    let lines = [
+        "/help",
+        "/system Answer in one sentence.",
+        "What is the capital of France?",
+        "/clear",
+        "/nope",
+        "/bye",
+    ];
+    for (typed, line) in lines.iter().enumerate() {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while screen.lock().unwrap().matches("You: ").count() <= typed {
+            assert!(std::time::Instant::now() < deadline, "no prompt for {line}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        stdin.write_all(format!("{line}\r").as_bytes()).unwrap();
+        stdin.flush().unwrap();
+    }
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    let screen = screen.lock().unwrap().clone();
+    assert!(status.success(), "{screen}");
+    for shown in [
+        "Commands:",
+        "[system message set]",
+        "Paris",
+        "[the conversation is cleared]",
+        "[unknown command /nope",
+    ] {
+        assert!(screen.contains(shown), "{shown}: {screen}");
+    }
+    let history = cache
+        .home
+        .parent()
+        .unwrap()
+        .join(".local/state/mlxk/chat_history");
+    let saved = fs::read_to_string(&history).unwrap();
+    assert!(saved.contains("What is the capital of France?"), "{saved}");
+}
+
 #[test]
 fn rm_asks_on_a_terminal() {
     let cache = TestCache::standard();

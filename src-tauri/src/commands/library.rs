@@ -29,7 +29,15 @@ pub async fn list_models() -> CommandResult<LibraryView> {
 #[tauri::command]
 #[specta::specta]
 pub async fn model_details(name: String) -> CommandResult<ModelDetails> {
-    blocking(move || Ok(ModelDetails::from(&Library::from_env().find(&name)?))).await
+    blocking(move || {
+        let library = Library::from_env();
+        let model = library.find(&name)?;
+        Ok(ModelDetails::with_usage(
+            &model,
+            &UsageLog::for_cache(library.cache()),
+        ))
+    })
+    .await
 }
 
 /// Re-checks one model (or all); `deep` also verifies every file against its hash.

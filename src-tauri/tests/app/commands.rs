@@ -65,6 +65,19 @@ fn details_and_health_recheck_name_the_model() {
     assert!(checked[0].healthy);
     let missing = block_on(model_details("no-such-model".into())).unwrap_err();
     assert_eq!(missing.kind, "model_not_found");
+    // The pane says when it was last used, as the list row does.
+    assert_eq!(details.summary.last_used, None);
+    let usage = mlxk_core::usage::UsageLog::for_cache(&mlxk_core::HubCache::from_env());
+    usage.record(LLAMA_4BIT).unwrap();
+    let used = block_on(model_details(LLAMA_4BIT.into())).unwrap();
+    let row = block_on(list_models())
+        .unwrap()
+        .models
+        .into_iter()
+        .find(|m| m.name == LLAMA_4BIT)
+        .unwrap();
+    assert!(used.summary.last_used.is_some());
+    assert_eq!(used.summary.last_used, row.last_used);
 }
 
 #[test]

@@ -69,7 +69,7 @@ fn ended(app: &App<MockRuntime>, id: u32) -> TransferView {
 #[test]
 fn a_pull_reports_each_file_and_adds_the_model_to_the_library() {
     let s = setup(&["alice-org/copy"]);
-    let bad = block_on(pull_start(s.app.state(), "no-org".into())).unwrap_err();
+    let bad = block_on(pull_start(s.app.state(), "../etc".into())).unwrap_err();
     assert_eq!(bad.kind, "invalid_name");
 
     let id = block_on(pull_start(s.app.state(), "alice-org/copy".into())).unwrap();

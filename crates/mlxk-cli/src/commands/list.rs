@@ -62,7 +62,17 @@ fn render(args: &ListArgs, models: &[&ModelInfo], hidden: usize, root: &std::pat
             Some(p) => format!("No models matching '{p}' in {}", root.display()),
             None => format!("No models in {}", root.display()),
         };
-        return [what, hidden_note].join("\n").trim_end().to_string();
+        // An empty cache: say how to fill it.
+        let next = if hidden == 0 && args.pattern.is_none() {
+            "Get one with: mlxk pull mlx-community/SmolLM2-135M-Instruct (or mlxk convert --from-gguf FILE --into-cache ORG/NAME)"
+        } else {
+            ""
+        };
+        return [what, hidden_note, next.to_string()]
+            .into_iter()
+            .filter(|line| !line.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n");
     }
     let full_names = args.all || args.verbose;
     let now = Utc::now();

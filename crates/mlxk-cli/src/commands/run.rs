@@ -1,4 +1,4 @@
-use std::io::{self, BufRead, Read, Write};
+use std::io::{self, BufRead, IsTerminal, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -104,7 +104,15 @@ pub fn run(args: &RunArgs, output: &Output) -> Result<Outcome, CliError> {
 
 fn load(name: &str, policy: &LoadPolicy) -> Result<Loaded, CliError> {
     let library = Library::from_env();
-    let runnable = library.find_runnable(name)?;
+    let runnable = library.find_runnable(name).map_err(|e| match e {
+        // Not here at all: the exact command that would fetch it.
+        mlxk_core::CoreError::ModelNotFound(_) => {
+            let mut error = CliError::from(e);
+            error.hint = Some(format!("not in the cache; fetch it with: mlxk pull {name}"));
+            error
+        }
+        other => CliError::from(other),
+    })?;
     let model = TextModel::load(&runnable.dir, policy)
         .map_err(|e| CliError::new("execution_error", e.to_string()))?;
     // For the app's "last used"; a read-only cache must not stop a run.
@@ -261,27 +269,40 @@ fn chat(args: &RunArgs, loaded: &Loaded) -> Result<(), CliError> {
     // Ctrl-C stops the answer being generated; the session goes on.
     let _ = ctrlc::set_handler(move || handler_flag.store(true, Ordering::Relaxed));
     eprintln!(
-        "Chatting with {}. Type 'exit' or 'quit' to end; Ctrl-C stops an answer.",
+        "Chatting with {}. /help lists the commands; /bye ends; Ctrl-C stops an answer.",
         loaded.name
     );
     let mut messages = Vec::new();
     if let Some(system) = &args.system {
         messages.push(ChatMessage::new("system", system));
     }
-    let stdin = io::stdin();
-    let mut lines = stdin.lock().lines();
-    loop {
-        eprint!("You: ");
-        let _ = io::stderr().flush();
-        let Some(Ok(line)) = lines.next() else { break };
-        let line = line.trim();
-        if line.is_empty() {
-            continue;
-        }
-        if matches!(line, "exit" | "quit") {
-            break;
-        }
-        messages.push(ChatMessage::new("user", line));
+    let mut input = ChatInput::open();
+    while let Some(line) = input.next_message() {
+        let text = match ChatCommand::parse(&line) {
+            ChatCommand::Empty => continue,
+            ChatCommand::Bye => break,
+            ChatCommand::Help => {
+                eprintln!("{CHAT_HELP}");
+                continue;
+            }
+            ChatCommand::Clear => {
+                messages.retain(|m: &ChatMessage| m.role == "system");
+                eprintln!("[the conversation is cleared]");
+                continue;
+            }
+            ChatCommand::System(system) => {
+                messages.retain(|m: &ChatMessage| m.role != "system");
+                messages.insert(0, ChatMessage::new("system", &system));
+                eprintln!("[system message set]");
+                continue;
+            }
+            ChatCommand::Unknown(command) => {
+                eprintln!("[unknown command {command}: /help lists them]");
+                continue;
+            }
+            ChatCommand::Message(text) => text,
+        };
+        messages.push(ChatMessage::new("user", &text));
         cancel.store(false, Ordering::Relaxed);
         eprint!("Assistant: ");
         match answer(args, loaded, &messages, !args.no_stream, &cancel) {
@@ -308,5 +329,169 @@ fn chat(args: &RunArgs, loaded: &Loaded) -> Result<(), CliError> {
             }
         }
     }
+    input.save_history();
     Ok(())
+}
+
+const CHAT_HELP: &str = "Commands:
+  /bye (or exit, quit, q)  end the chat
+  /clear                   forget the conversation (the system message stays)
+  /system TEXT             set the system message
+  /help                    this list
+  \"\"\"                      start and end a message of several lines";
+
+/// What a line typed in the chat means.
+#[derive(Debug, PartialEq, Eq)]
+enum ChatCommand {
+    Empty,
+    Bye,
+    Help,
+    Clear,
+    System(String),
+    Unknown(String),
+    Message(String),
+}
+
+impl ChatCommand {
+    fn parse(line: &str) -> ChatCommand {
+        let trimmed = line.trim();
+        match trimmed {
+            "" => ChatCommand::Empty,
+            "/bye" | "/exit" | "/quit" | "exit" | "quit" | "q" => ChatCommand::Bye,
+            "/help" | "/?" => ChatCommand::Help,
+            "/clear" => ChatCommand::Clear,
+            _ => match trimmed.strip_prefix("/system") {
+                Some(rest) if rest.is_empty() || rest.starts_with(' ') => {
+                    ChatCommand::System(rest.trim().to_string())
+                }
+                _ if trimmed.starts_with('/') && !trimmed.contains(char::is_whitespace) => {
+                    ChatCommand::Unknown(trimmed.to_string())
+                }
+                _ => ChatCommand::Message(line.to_string()),
+            },
+        }
+    }
+}
+
+/// Where chat lines come from: a line editor with history on a terminal, plain lines
+/// otherwise (a pipe, a script).
+enum ChatInput {
+    Terminal {
+        editor: Box<rustyline::DefaultEditor>,
+        history: Option<std::path::PathBuf>,
+    },
+    Lines(io::Lines<io::StdinLock<'static>>),
+}
+
+impl ChatInput {
+    fn open() -> ChatInput {
+        if io::stdin().is_terminal() {
+            if let Ok(mut editor) = rustyline::DefaultEditor::new() {
+                let history = history_file();
+                if let Some(path) = &history {
+                    let _ = editor.load_history(path);
+                }
+                return ChatInput::Terminal {
+                    editor: Box::new(editor),
+                    history,
+                };
+            }
+        }
+        ChatInput::Lines(io::stdin().lock().lines())
+    }
+
+    /// The next message; a line of `"""` starts one of several lines, ended by another.
+    /// `None` at the end of input (Ctrl-D).
+    fn next_message(&mut self) -> Option<String> {
+        let first = self.next_line("You: ")?;
+        if first.trim() != "\"\"\"" {
+            return Some(first);
+        }
+        let mut lines = Vec::new();
+        while let Some(line) = self.next_line("... ") {
+            if line.trim() == "\"\"\"" {
+                break;
+            }
+            lines.push(line);
+        }
+        Some(lines.join("\n"))
+    }
+
+    fn next_line(&mut self, prompt: &str) -> Option<String> {
+        match self {
+            ChatInput::Terminal { editor, .. } => loop {
+                match editor.readline(prompt) {
+                    Ok(line) => {
+                        if !line.trim().is_empty() {
+                            let _ = editor.add_history_entry(line.as_str());
+                        }
+                        return Some(line);
+                    }
+                    // Ctrl-C at the prompt clears the line, as shells do.
+                    Err(rustyline::error::ReadlineError::Interrupted) => continue,
+                    Err(_) => return None,
+                }
+            },
+            ChatInput::Lines(lines) => {
+                eprint!("{prompt}");
+                let _ = io::stderr().flush();
+                lines.next()?.ok()
+            }
+        }
+    }
+
+    fn save_history(&mut self) {
+        if let ChatInput::Terminal {
+            editor,
+            history: Some(path),
+        } = self
+        {
+            if let Some(parent) = path.parent() {
+                let _ = std::fs::create_dir_all(parent);
+            }
+            let _ = editor.save_history(path);
+        }
+    }
+}
+
+/// `$XDG_STATE_HOME/mlxk/chat_history`, else `~/.local/state/mlxk/chat_history`.
+fn history_file() -> Option<std::path::PathBuf> {
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|home| std::path::Path::new(&home).join(".local/state"))
+        })?;
+    Some(state.join("mlxk").join("chat_history"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ChatCommand;
+
+    #[test]
+    fn chat_lines_are_commands_or_messages() {
+        for bye in ["/bye", "exit", "quit", "q", " /quit "] {
+            assert_eq!(ChatCommand::parse(bye), ChatCommand::Bye, "{bye}");
+        }
+        assert_eq!(ChatCommand::parse("/clear"), ChatCommand::Clear);
+        assert_eq!(
+            ChatCommand::parse("/system Be brief."),
+            ChatCommand::System("Be brief.".into())
+        );
+        assert_eq!(
+            ChatCommand::parse("/sys"),
+            ChatCommand::Unknown("/sys".into())
+        );
+        assert_eq!(ChatCommand::parse("   "), ChatCommand::Empty);
+        // A path or a sentence that starts with a slash is a message.
+        assert_eq!(
+            ChatCommand::parse("/etc/hosts holds what?"),
+            ChatCommand::Message("/etc/hosts holds what?".into())
+        );
+        assert_eq!(
+            ChatCommand::parse("quitting?"),
+            ChatCommand::Message("quitting?".into())
+        );
+    }
 }

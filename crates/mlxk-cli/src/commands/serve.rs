@@ -134,6 +134,7 @@ pub fn run(args: &ServeArgs, _output: &Output) -> Result<Outcome, CliError> {
             "Serving the OpenAI-compatible API on http://{} (Ctrl-C stops)",
             handle.addr()
         );
+        eprintln!("{}", paste_lines(handle.addr()));
         if !key_source.is_empty() {
             eprintln!("Requests need the API key (from {key_source}).");
         }
@@ -153,6 +154,24 @@ pub fn run(args: &ServeArgs, _output: &Output) -> Result<Outcome, CliError> {
         ));
     }
     Ok(Outcome::new(json!({"status": "stopped"}), String::new()))
+}
+
+/// The base URL to paste into a client, and a request to try with a model that can run.
+fn paste_lines(addr: std::net::SocketAddr) -> String {
+    let model = mlxk_core::Library::from_env()
+        .list()
+        .ok()
+        .and_then(|models| {
+            models
+                .into_iter()
+                .find(|m| m.runtime.compatible && m.workspace.is_none())
+        })
+        .map_or_else(|| "MODEL".to_string(), |m| m.name);
+    let body =
+        format!(r#"{{"model": "{model}", "messages": [{{"role": "user", "content": "Hello!"}}]}}"#);
+    format!(
+        "  OpenAI base URL: http://{addr}/v1\n  Try: curl -s http://{addr}/v1/chat/completions -H 'Content-Type: application/json' -d '{body}'"
+    )
 }
 
 async fn wait_for_signal() {

@@ -69,6 +69,7 @@ impl TestCache {
             .env_remove("XDG_CACHE_HOME")
             .env_remove("HF_TOKEN")
             .env_remove("MLXK_WORKSPACE_HOME")
+            .env_remove("XDG_STATE_HOME")
             // libmlx must be found through the binary's rpath alone.
             .env_remove("LD_LIBRARY_PATH")
             .env_remove("DYLD_LIBRARY_PATH")

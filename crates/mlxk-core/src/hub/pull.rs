@@ -54,22 +54,26 @@ pub enum PullNameError {
     Invalid(#[from] CoreError),
     #[error("'{0}' is not a Hub repository id: pull needs ORG/NAME")]
     NotARepoId(String),
-    #[error("'{0}' has no organisation: pull needs ORG/NAME (e.g. mlx-community/{0})")]
-    NoOrganisation(String),
 }
 
+/// Where a bare name is looked for on the Hub, as `run` and `show` find it in the cache.
+pub const DEFAULT_ORG: &str = "mlx-community";
+
 impl PullRequest {
-    /// What `mlxk pull` and the app accept: `ORG/NAME[@REVISION]`.
+    /// What `mlxk pull` and the app accept: `ORG/NAME[@REVISION]`, or a bare `NAME`, which
+    /// means `mlx-community/NAME`.
     pub fn from_name(
         name: &str,
         all_files: bool,
     ) -> std::result::Result<PullRequest, PullNameError> {
         let spec = ModelSpec::parse(name)?;
-        let repo = RepoId::parse(&spec.pattern)
-            .map_err(|_| PullNameError::NotARepoId(spec.pattern.clone()))?;
-        if repo.org().is_none() {
-            return Err(PullNameError::NoOrganisation(spec.pattern));
-        }
+        let full = if spec.pattern.contains('/') {
+            spec.pattern.clone()
+        } else {
+            format!("{DEFAULT_ORG}/{}", spec.pattern)
+        };
+        let repo =
+            RepoId::parse(&full).map_err(|_| PullNameError::NotARepoId(spec.pattern.clone()))?;
         Ok(PullRequest {
             repo,
             revision: spec.revision,
@@ -576,16 +580,17 @@ fn hash_prefix(path: &Path, len: u64, hasher: &mut ContentHasher) -> Result<()> 
 #[cfg(test)]
 mod tests {
     #[test]
-    fn a_pull_name_is_org_slash_name_with_an_optional_revision() {
+    fn a_pull_name_is_org_slash_name_or_a_bare_name_with_an_optional_revision() {
         let request = PullRequest::from_name("org/model@v1", false).unwrap();
         assert_eq!(
             (request.repo.as_str(), request.revision.as_deref()),
             ("org/model", Some("v1"))
         );
-        assert!(matches!(
-            PullRequest::from_name("model", false),
-            Err(PullNameError::NoOrganisation(name)) if name == "model"
-        ));
+        let bare = PullRequest::from_name("SmolLM2-135M-Instruct@main", false).unwrap();
+        assert_eq!(
+            (bare.repo.as_str(), bare.revision.as_deref()),
+            ("mlx-community/SmolLM2-135M-Instruct", Some("main"))
+        );
         assert!(matches!(
             PullRequest::from_name("org/a--b", false),
             Err(PullNameError::NotARepoId(_))
