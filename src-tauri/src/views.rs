@@ -1,24 +1,90 @@
-//! What the UI receives: plain, typed mirrors of the core's results (the core's own types are
-//! `serde` but not `specta`, and carry more than a window needs). Conversions only; no logic.
+//! What the UI receives. Core types the windows show as they are (`Framework`, `ModelType`,
+//! `Capability`, `HealthProblem`, `Anomaly`, `FolderCheck`, `PushPlan`, `HubUser`…) derive
+//! `specta::Type` behind the core's `specta` feature and appear here as they are; the views below
+//! add what a window needs besides (display names, where a model lives, paths as text) or
+//! leave out what it does not. Conversions only; no logic.
 
-use mlxk_core::health::ProblemCode;
-use mlxk_core::hub::push::{FolderCheck, LocalFile, PushPlan, Severity};
+use mlxk_core::classify::{Capability, Framework, ModelType};
+use mlxk_core::health::HealthProblem;
+use mlxk_core::hub::push::{FolderCheck, LocalFile, PushPlan};
+use mlxk_core::hub::token::TokenSource;
 use mlxk_core::hub::HubUser;
-use mlxk_core::remove::{RemovalOutcome, RemovalPlan, RemovalScope};
+use mlxk_core::model::WorkspaceState;
+use mlxk_core::remove::{RemovalOutcome, RemovalPlan, RemovalScope, WorkspaceRemovalPlan};
+use mlxk_core::snapshot::SnapshotEntry;
 use mlxk_core::usage::UsageLog;
 use mlxk_core::ModelInfo;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+
+/// Where a model lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, specta::Type)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ModelSource {
+    /// The Hugging Face cache.
+    Cache,
+    /// A workspace folder of `$MLXK_WORKSPACE_HOME` (made by `clone` or `convert`, by mlxk or
+    /// mlx-knife, or put there by hand).
+    Workspace {
+        /// The folder, absolute.
+        path: String,
+        /// Whether its files are what its marker recorded.
+        content: ContentState,
+        /// It has a marker written by `clone` or `convert`.
+        managed: bool,
+        /// The repository it was cloned from.
+        origin: Option<String>,
+        /// The marker's content hash (`sha256:…`).
+        content_hash: Option<String>,
+    },
+}
+
+/// A workspace's files against its recorded content hash (the CLI list's `ws`, `ws*`, `ws?`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, specta::Type)]
+#[serde(rename_all = "snake_case")]
+pub enum ContentState {
+    /// Unchanged since its hash was recorded.
+    Clean,
+    /// Changed since (`mlxk show --recalc-hash` re-pins it).
+    Modified,
+    /// Nothing to compare with: no marker, or an older hash.
+    Unknown,
+}
+
+impl ModelSource {
+    fn of(m: &ModelInfo) -> Self {
+        match &m.workspace {
+            None => ModelSource::Cache,
+            Some(w) => ModelSource::workspace(m.path.as_deref(), w),
+        }
+    }
+
+    fn workspace(path: Option<&std::path::Path>, w: &WorkspaceState) -> Self {
+        ModelSource::Workspace {
+            path: path.map(|p| p.display().to_string()).unwrap_or_default(),
+            content: match w.clean {
+                Some(true) => ContentState::Clean,
+                Some(false) => ContentState::Modified,
+                None => ContentState::Unknown,
+            },
+            managed: w.managed,
+            origin: w.origin.clone(),
+            content_hash: w.content_hash.clone(),
+        }
+    }
+}
 
 /// One row of the library.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, specta::Type)]
+#[derive(Debug, Clone, PartialEq, Serialize, specta::Type)]
 pub struct ModelSummary {
+    /// What the commands take: `org/name`, or a workspace's absolute path.
     pub name: String,
+    /// What the row shows: `org/name`, or a workspace's folder name.
+    pub display_name: String,
+    pub source: ModelSource,
     pub commit: Option<String>,
     pub size_bytes: u64,
-    /// `MLX`, `GGUF`, `PyTorch`, `Unknown`.
-    pub framework: String,
-    /// `chat`, `base`, `embedding`, `vision`, `audio`.
-    pub model_type: String,
+    pub framework: Framework,
+    pub model_type: ModelType,
     /// `4-bit`, `8-bit (gptq)`…; `None` when not quantized.
     pub quantization: Option<String>,
     pub healthy: bool,
@@ -51,12 +117,20 @@ impl ModelSummary {
 impl From<&ModelInfo> for ModelSummary {
     fn from(m: &ModelInfo) -> Self {
         let c = &m.classification;
+        let display_name = match (&m.workspace, &m.path) {
+            (Some(_), Some(path)) => path
+                .file_name()
+                .map_or_else(|| m.name.clone(), |n| n.to_string_lossy().into_owned()),
+            _ => m.name.clone(),
+        };
         ModelSummary {
             name: m.name.clone(),
+            display_name,
+            source: ModelSource::of(m),
             commit: m.commit.clone(),
             size_bytes: m.size_bytes,
-            framework: c.framework.label().to_string(),
-            model_type: c.model_type.label().to_string(),
+            framework: c.framework,
+            model_type: c.model_type,
             quantization: c.quantization.as_ref().map(|q| {
                 let bits = q
                     .bits
@@ -77,44 +151,35 @@ impl From<&ModelInfo> for ModelSummary {
 }
 
 /// The library window's content.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, specta::Type)]
+#[derive(Debug, Clone, PartialEq, Serialize, specta::Type)]
 pub struct LibraryView {
     /// The cache folder read (`$HF_HUB_CACHE`, `$HF_HOME/hub`…).
     pub cache_root: String,
+    /// `$MLXK_WORKSPACE_HOME`, whose workspaces are listed too; `None` when unset.
+    pub workspace_home: Option<String>,
     pub models: Vec<ModelSummary>,
-    /// Disk use of the listed snapshots together.
+    /// Disk use of the listed snapshots and workspaces together.
     pub total_bytes: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, specta::Type)]
-pub struct HealthProblemView {
-    pub code: ProblemCode,
-    pub message: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, specta::Type)]
+#[derive(Debug, Clone, PartialEq, Serialize, specta::Type)]
 pub struct FileView {
     pub name: String,
     pub size_bytes: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, specta::Type)]
-pub struct SnapshotView {
-    pub commit: String,
-    pub refs: Vec<String>,
-}
-
 /// The details pane: what `mlxk show` shows.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, specta::Type)]
+#[derive(Debug, Clone, PartialEq, Serialize, specta::Type)]
 pub struct ModelDetails {
     pub summary: ModelSummary,
     pub refs: Vec<String>,
-    pub snapshots: Vec<SnapshotView>,
+    pub snapshots: Vec<SnapshotEntry>,
+    /// The snapshot folder, or the workspace folder.
     pub path: Option<String>,
     pub architecture: Option<String>,
     pub context_length: Option<u64>,
-    pub capabilities: Vec<String>,
-    pub problems: Vec<HealthProblemView>,
+    pub capabilities: Vec<Capability>,
+    pub problems: Vec<HealthProblem>,
     pub files: Vec<FileView>,
     /// `config.json`, pretty-printed.
     pub config_json: Option<String>,
@@ -135,31 +200,12 @@ impl From<&ModelInfo> for ModelDetails {
         ModelDetails {
             summary: ModelSummary::from(m),
             refs: m.refs.clone(),
-            snapshots: m
-                .snapshots
-                .iter()
-                .map(|s| SnapshotView {
-                    commit: s.commit.clone(),
-                    refs: s.refs.clone(),
-                })
-                .collect(),
+            snapshots: m.snapshots.clone(),
             path: m.path.as_ref().map(|p| p.display().to_string()),
             architecture: c.architecture.clone(),
             context_length: c.context_length,
-            capabilities: c
-                .capabilities
-                .iter()
-                .map(|c| c.label().to_string())
-                .collect(),
-            problems: m
-                .health
-                .problems
-                .iter()
-                .map(|p| HealthProblemView {
-                    code: p.code,
-                    message: p.message.clone(),
-                })
-                .collect(),
+            capabilities: c.capabilities.clone(),
+            problems: m.health.problems.clone(),
             files: m
                 .files
                 .iter()
@@ -177,10 +223,13 @@ impl From<&ModelInfo> for ModelDetails {
 }
 
 /// What a delete would remove: shown in the confirmation, then sent back to confirm it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, specta::Type)]
+#[derive(Debug, Clone, PartialEq, Serialize, specta::Type)]
 pub struct DeletePlanView {
+    /// `org/name`, or a workspace's folder name.
     pub model: String,
-    /// `None`: the whole model (all snapshots); else only this snapshot.
+    /// The cache, or the workspace whose folder is deleted.
+    pub source: ModelSource,
+    /// `None`: the whole model (all snapshots, or the whole workspace); else only this snapshot.
     pub snapshot: Option<String>,
     /// Every file and folder that will be deleted.
     pub targets: Vec<String>,
@@ -193,6 +242,7 @@ impl From<&RemovalPlan> for DeletePlanView {
     fn from(p: &RemovalPlan) -> Self {
         DeletePlanView {
             model: p.model.clone(),
+            source: ModelSource::Cache,
             snapshot: match &p.scope {
                 RemovalScope::WholeModel => None,
                 RemovalScope::Snapshot { commit } | RemovalScope::DanglingRef { commit, .. } => {
@@ -210,7 +260,21 @@ impl From<&RemovalPlan> for DeletePlanView {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, specta::Type)]
+impl DeletePlanView {
+    /// Deleting a workspace: its folder, the one target.
+    pub fn workspace(p: &WorkspaceRemovalPlan, state: &WorkspaceState) -> Self {
+        DeletePlanView {
+            model: p.name.clone(),
+            source: ModelSource::workspace(Some(&p.folder), state),
+            snapshot: None,
+            targets: vec![p.folder.display().to_string()],
+            freed_bytes: p.freed_bytes,
+            held_locks: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, specta::Type)]
 pub struct DeleteOutcomeView {
     pub model: String,
     pub freed_bytes: u64,
@@ -227,57 +291,44 @@ impl From<&RemovalOutcome> for DeleteOutcomeView {
     }
 }
 
-/// The account a token belongs to (the Settings window's "Test").
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, specta::Type)]
-pub struct AccountView {
-    pub name: String,
-    pub fullname: Option<String>,
-    pub orgs: Vec<String>,
-    pub token_role: Option<String>,
-    /// Where the token tested came from: `keyring`, `environment` or `token_file`.
-    pub token_source: String,
-    pub endpoint: String,
-}
-
-impl AccountView {
-    pub fn new(user: &HubUser, token_source: String, endpoint: String) -> Self {
-        AccountView {
-            name: user.name.clone(),
-            fullname: user.fullname.clone(),
-            orgs: user.orgs.iter().map(|o| o.name.clone()).collect(),
-            token_role: user.token_role.clone(),
-            token_source,
-            endpoint,
+impl From<&WorkspaceRemovalPlan> for DeleteOutcomeView {
+    fn from(p: &WorkspaceRemovalPlan) -> Self {
+        DeleteOutcomeView {
+            model: p.name.clone(),
+            freed_bytes: p.freed_bytes,
+            removed: vec![p.folder.display().to_string()],
         }
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, specta::Type)]
-pub struct AnomalyView {
-    /// `error` blocks a push; `warning` does not.
-    pub severity: Severity,
-    pub code: ProblemCode,
-    pub message: String,
+/// The account a token belongs to (the Settings window's "Test"): the Hub's answer, and where
+/// the token came from.
+#[derive(Debug, Clone, PartialEq, Serialize, specta::Type)]
+pub struct AccountView {
+    #[serde(flatten)]
+    pub user: HubUser,
+    /// Where the token tested came from.
+    pub token_source: TokenSource,
+    pub endpoint: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, specta::Type)]
+#[derive(Debug, Clone, PartialEq, Serialize, specta::Type)]
 pub struct PushFileView {
     pub path: String,
     pub size_bytes: u64,
 }
 
 /// The offline check of a folder dropped on (or chosen in) the push dialog.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, specta::Type)]
+#[derive(Debug, Clone, PartialEq, Serialize, specta::Type)]
 pub struct FolderCheckView {
     pub folder: String,
     pub files: Vec<PushFileView>,
-    pub total_bytes: u64,
-    pub healthy: bool,
-    pub anomalies: Vec<AnomalyView>,
+    #[serde(flatten)]
+    pub check: FolderCheck,
 }
 
 impl FolderCheckView {
-    pub fn new(folder: String, files: &[LocalFile], check: &FolderCheck) -> Self {
+    pub fn new(folder: String, files: &[LocalFile], check: FolderCheck) -> Self {
         FolderCheckView {
             folder,
             files: files
@@ -287,52 +338,31 @@ impl FolderCheckView {
                     size_bytes: f.size,
                 })
                 .collect(),
-            total_bytes: check.total_bytes,
-            healthy: check.healthy,
-            anomalies: check
-                .anomalies
-                .iter()
-                .map(|a| AnomalyView {
-                    severity: a.severity,
-                    code: a.code,
-                    message: a.message.clone(),
-                })
-                .collect(),
+            check,
         }
     }
 }
 
 /// What a push would change on the remote branch (the dry-run preview).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, specta::Type)]
+#[derive(Debug, Clone, PartialEq, Serialize, specta::Type)]
 pub struct PushPreview {
     pub repo_id: String,
     pub branch: String,
     pub repo_url: String,
-    pub repo_exists: bool,
-    pub branch_exists: bool,
-    pub added: Vec<String>,
-    pub changed: Vec<String>,
-    pub unchanged: Vec<String>,
-    /// Remote files the folder lacks; kept.
-    pub remote_only: Vec<String>,
-    pub deleted: Vec<String>,
+    #[serde(flatten)]
+    pub plan: PushPlan,
+    /// Pushing would commit nothing (the core's one rule, `PushPlan::no_changes`).
     pub no_changes: bool,
 }
 
 impl PushPreview {
-    pub fn new(repo_id: String, branch: String, repo_url: String, plan: &PushPlan) -> Self {
+    pub fn new(repo_id: String, branch: String, repo_url: String, plan: PushPlan) -> Self {
         PushPreview {
             repo_id,
             branch,
             repo_url,
-            repo_exists: plan.repo_exists,
-            branch_exists: plan.branch_exists,
-            added: plan.added.clone(),
-            changed: plan.changed.clone(),
-            unchanged: plan.unchanged.clone(),
-            remote_only: plan.remote_only.clone(),
-            deleted: plan.deleted.clone(),
             no_changes: plan.no_changes(),
+            plan,
         }
     }
 }

@@ -7,18 +7,24 @@ import * as __TAURI_EVENT from "@tauri-apps/api/event";
 
 /** Commands */
 export const commands = {
-	/**  Every cached model (as `mlxk list --all`), with the total disk use. */
+	/**
+	 *  Every cached model (as `mlxk list --all`) and every workspace of `$MLXK_WORKSPACE_HOME`,
+	 *  with the total disk use.
+	 */
 	listModels: () => typedError<LibraryView, CommandError>(__TAURI_INVOKE("list_models")),
-	/**  What `mlxk show NAME` shows. */
+	/**  What `mlxk show NAME` shows (a workspace by its path or folder name). */
 	modelDetails: (name: string) => typedError<ModelDetails, CommandError>(__TAURI_INVOKE("model_details", { name })),
 	/**  Re-checks one model (or all); `deep` also verifies every file against its hash. */
 	checkHealth: (name: string | null, deep: boolean) => typedError<ModelSummary[], CommandError>(__TAURI_INVOKE("check_health", { name, deep })),
-	/**  What deleting `name` (or `name@rev`: one snapshot) would remove: for the confirmation. */
+	/**
+	 *  What deleting `name` (or `name@rev`: one snapshot; or a workspace's path) would remove:
+	 *  for the confirmation.
+	 */
 	deletePlan: (name: string) => typedError<DeletePlanView, CommandError>(__TAURI_INVOKE("delete_plan", { name })),
 	/**
 	 *  Deletes `name` after the person confirmed `confirmed_targets` (the plan's targets). The plan
-	 *  is made again; if it no longer names exactly those paths (the cache changed meanwhile),
-	 *  nothing is deleted. Refused while a download holds a lock.
+	 *  is made again; if it no longer names exactly those paths (the cache or the workspace home
+	 *  changed meanwhile), nothing is deleted. Refused while a download holds a lock.
 	 */
 	deleteModel: (name: string, confirmedTargets: string[]) => typedError<DeleteOutcomeView, CommandError>(__TAURI_INVOKE("delete_model", { name, confirmedTargets })),
 	serverStatus: () => __TAURI_INVOKE<ServerStatus>("server_status"),
@@ -79,19 +85,17 @@ export const events = {
 };
 
 /* Types */
-/**  The account a token belongs to (the Settings window's "Test"). */
+/**
+ *  The account a token belongs to (the Settings window's "Test"): the Hub's answer, and where
+ *  the token came from.
+ */
 export type AccountView = {
-	name: string,
-	fullname: string | null,
-	orgs: string[],
-	token_role: string | null,
-	/**  Where the token tested came from: `keyring`, `environment` or `token_file`. */
-	token_source: string,
+	/**  Where the token tested came from. */
+	token_source: TokenSource,
 	endpoint: string,
-};
+} & HubUser;
 
-export type AnomalyView = {
-	/**  `error` blocks a push; `warning` does not. */
+export type Anomaly = {
 	severity: Severity,
 	code: ProblemCode,
 	message: string,
@@ -99,11 +103,22 @@ export type AnomalyView = {
 
 export type AppWindow = "library" | "settings" | "push";
 
+export type Capability = "text-generation" | "chat" | "vision" | "audio" | "embeddings";
+
 export type CommandError = {
 	/**  `model_not_found`, `keyring_unavailable`, `unauthorized`… as in `mlxk --json`. */
 	kind: string,
 	message: string,
 };
+
+/**  A workspace's files against its recorded content hash (the CLI list's `ws`, `ws*`, `ws?`). */
+export type ContentState = 
+/**  Unchanged since its hash was recorded. */
+"clean" | 
+/**  Changed since (`mlxk show --recalc-hash` re-pins it). */
+"modified" | 
+/**  Nothing to compare with: no marker, or an older hash. */
+"unknown";
 
 export type DeleteOutcomeView = {
 	model: string,
@@ -113,8 +128,11 @@ export type DeleteOutcomeView = {
 
 /**  What a delete would remove: shown in the confirmation, then sent back to confirm it. */
 export type DeletePlanView = {
+	/**  `org/name`, or a workspace's folder name. */
 	model: string,
-	/**  `None`: the whole model (all snapshots); else only this snapshot. */
+	/**  The cache, or the workspace whose folder is deleted. */
+	source: ModelSource,
+	/**  `None`: the whole model (all snapshots, or the whole workspace); else only this snapshot. */
 	snapshot: string | null,
 	/**  Every file and folder that will be deleted. */
 	targets: string[],
@@ -141,26 +159,50 @@ export type FileView = {
 	size_bytes: number | null,
 };
 
+/**  The offline check of a folder before it is pushed. */
+export type FolderCheck = {
+	files_count: number,
+	total_bytes: number,
+	anomalies: Anomaly[],
+	healthy: boolean,
+};
+
 /**  The offline check of a folder dropped on (or chosen in) the push dialog. */
 export type FolderCheckView = {
 	folder: string,
 	files: PushFileView[],
-	total_bytes: number,
-	healthy: boolean,
-	anomalies: AnomalyView[],
-};
+} & FolderCheck;
 
-export type HealthProblemView = {
+export type Framework = "MLX" | "GGUF" | "PyTorch" | "Unknown";
+
+export type HealthProblem = {
 	code: ProblemCode,
 	message: string,
+};
+
+export type HubOrg = {
+	name: string,
+	/**  The user's role in it (`read`, `write`, `admin`...), when the Hub says. */
+	role: string | null,
+};
+
+/**  The account a token authenticates, and its organizations. */
+export type HubUser = {
+	name: string,
+	fullname: string | null,
+	orgs: HubOrg[],
+	/**  What the token may do (`read`, `write`, `fineGrained`), when the Hub says. */
+	token_role: string | null,
 };
 
 /**  The library window's content. */
 export type LibraryView = {
 	/**  The cache folder read (`$HF_HUB_CACHE`, `$HF_HOME/hub`…). */
 	cache_root: string,
+	/**  `$MLXK_WORKSPACE_HOME`, whose workspaces are listed too; `None` when unset. */
+	workspace_home: string | null,
 	models: ModelSummary[],
-	/**  Disk use of the listed snapshots together. */
+	/**  Disk use of the listed snapshots and workspaces together. */
 	total_bytes: number,
 };
 
@@ -168,26 +210,49 @@ export type LibraryView = {
 export type ModelDetails = {
 	summary: ModelSummary,
 	refs: string[],
-	snapshots: SnapshotView[],
+	snapshots: SnapshotEntry[],
+	/**  The snapshot folder, or the workspace folder. */
 	path: string | null,
 	architecture: string | null,
 	context_length: number | null,
-	capabilities: string[],
-	problems: HealthProblemView[],
+	capabilities: Capability[],
+	problems: HealthProblem[],
 	files: FileView[],
 	/**  `config.json`, pretty-printed. */
 	config_json: string | null,
 };
 
+/**  Where a model lives. */
+export type ModelSource = 
+/**  The Hugging Face cache. */
+{ kind: "cache" } | 
+/**
+ *  A workspace folder of `$MLXK_WORKSPACE_HOME` (made by `clone` or `convert`, by mlxk or
+ *  mlx-knife, or put there by hand).
+ */
+{ kind: "workspace"; 
+/**  The folder, absolute. */
+path: string; 
+/**  Whether its files are what its marker recorded. */
+content: ContentState; 
+/**  It has a marker written by `clone` or `convert`. */
+managed: boolean; 
+/**  The repository it was cloned from. */
+origin: string | null; 
+/**  The marker's content hash (`sha256:…`). */
+content_hash: string | null };
+
 /**  One row of the library. */
 export type ModelSummary = {
+	/**  What the commands take: `org/name`, or a workspace's absolute path. */
 	name: string,
+	/**  What the row shows: `org/name`, or a workspace's folder name. */
+	display_name: string,
+	source: ModelSource,
 	commit: string | null,
 	size_bytes: number,
-	/**  `MLX`, `GGUF`, `PyTorch`, `Unknown`. */
-	framework: string,
-	/**  `chat`, `base`, `embedding`, `vision`, `audio`. */
-	model_type: string,
+	framework: Framework,
+	model_type: ModelType,
 	/**  `4-bit`, `8-bit (gptq)`…; `None` when not quantized. */
 	quantization: string | null,
 	healthy: boolean,
@@ -205,6 +270,8 @@ export type ModelSummary = {
 	last_used: string | null,
 };
 
+export type ModelType = "chat" | "base" | "embedding" | "vision" | "audio";
+
 export type ProblemCode = "no_snapshot" | "snapshot_missing" | "incomplete_download" | "broken_symlink" | "config_missing" | "config_invalid" | "no_weights" | "index_invalid" | "missing_shard" | "empty_file" | "lfs_pointer" | "safetensors_invalid" | "gguf_invalid" | "tokenizer_missing" | "tokenizer_invalid" | "content_mismatch";
 
 export type PushFileView = {
@@ -212,21 +279,28 @@ export type PushFileView = {
 	size_bytes: number,
 };
 
+/**  What a push would change on the remote branch. */
+export type PushPlan = {
+	/**  False when the repository does not exist yet. */
+	repo_exists: boolean,
+	branch_exists: boolean,
+	added: string[],
+	/**  Present on both sides with different content (compared by hash). */
+	changed: string[],
+	unchanged: string[],
+	/**  Remote files the folder lacks: deleted only with `delete_remote_only`. */
+	remote_only: string[],
+	deleted: string[],
+};
+
 /**  What a push would change on the remote branch (the dry-run preview). */
 export type PushPreview = {
 	repo_id: string,
 	branch: string,
 	repo_url: string,
-	repo_exists: boolean,
-	branch_exists: boolean,
-	added: string[],
-	changed: string[],
-	unchanged: string[],
-	/**  Remote files the folder lacks; kept. */
-	remote_only: string[],
-	deleted: string[],
+	/**  Pushing would commit nothing (the core's one rule, `PushPlan::no_changes`). */
 	no_changes: boolean,
-};
+} & PushPlan;
 
 export type SecretName = "hub_token" | "server_api_key";
 
@@ -274,10 +348,18 @@ export type SettingsView = {
 /**  How serious a problem of the folder is: errors block a push unless forced. */
 export type Severity = "error" | "warning";
 
-export type SnapshotView = {
+export type SnapshotEntry = {
 	commit: string,
+	/**  The refs (branches, tags) that name this commit. */
 	refs: string[],
 };
+
+/**  Where a token came from. */
+export type TokenSource = "keyring" | 
+/**  The `HF_TOKEN` environment variable. */
+"environment" | 
+/**  `huggingface_hub`'s token file. */
+"token_file";
 
 /**  Sent to every window when a pull or push starts, progresses or ends. */
 export type TransferChanged = TransferView;

@@ -1,6 +1,6 @@
 // Small helpers shared by the windows: building elements, formatting, and the server line.
 import "./style.css";
-import { commands, events, type AppWindow, type CommandError, type FileState, type ServerStatus, type TransferView } from "./bindings";
+import { commands, events, type AppWindow, type CommandError, type FileState, type ProblemCode, type ServerStatus, type Severity, type TransferView } from "./bindings";
 
 /** Creates an element with attributes and children (strings become text, never HTML). */
 export function h<K extends keyof HTMLElementTagNameMap>(
@@ -56,6 +56,56 @@ export function messageOf(error: unknown): string {
 export function say(target: HTMLElement, text: string, isError = false): void {
   target.textContent = text;
   target.classList.toggle("error", isError);
+}
+
+/** The `default` of a switch over a union from bindings.ts: it compiles only while the cases
+ * cover every member (`value` is then `never`), so a member the core adds is a type error here
+ * until the UI handles it. At run time (never, with matching bindings) it falls back. */
+export function unhandled<T>(value: never, fallback: T): T {
+  console.warn("unhandled value from the core:", value);
+  return fallback;
+}
+
+/** How a finding of a push check reads: errors block a push, warnings do not. */
+export function severityLook(severity: Severity): { label: string; badge: "bad" | "warn" } {
+  switch (severity) {
+    case "error":
+      return { label: "error", badge: "bad" };
+    case "warning":
+      return { label: "warning", badge: "warn" };
+    default:
+      return unhandled(severity, { label: String(severity), badge: "bad" });
+  }
+}
+
+/** What kind of problem a health check found, and what a person can do about it (a workspace
+ * is made again by clone or convert, a cached model by pulling it). */
+export function problemAdvice(code: ProblemCode, workspace: boolean): { kind: "incomplete" | "damaged" | "malformed" | "tokenizer"; advice: string } {
+  const again = workspace ? "clone or convert it again" : "pull it again";
+  switch (code) {
+    case "no_snapshot":
+    case "snapshot_missing":
+    case "incomplete_download":
+      return { kind: "incomplete", advice: `The download did not finish: ${again} (a pull resumes).` };
+    case "broken_symlink":
+    case "missing_shard":
+    case "empty_file":
+    case "lfs_pointer":
+    case "content_mismatch":
+      return { kind: "damaged", advice: `Files are missing or damaged: ${again}, or delete it.` };
+    case "config_missing":
+    case "config_invalid":
+    case "no_weights":
+    case "index_invalid":
+    case "safetensors_invalid":
+    case "gguf_invalid":
+      return { kind: "malformed", advice: "Its files do not form a usable model as they are: check where it came from." };
+    case "tokenizer_missing":
+    case "tokenizer_invalid":
+      return { kind: "tokenizer", advice: "Without a usable tokenizer it cannot chat; its weights may be fine." };
+    default:
+      return unhandled(code, { kind: "damaged", advice: "" });
+  }
 }
 
 export function openWindow(window: AppWindow): void {

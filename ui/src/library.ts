@@ -1,8 +1,9 @@
-// The Library window: the cached models, a search box, a details pane, delete with a
-// confirmation naming what is removed, health re-checks and total disk use.
+// The Library window: the cached models and the workspaces of $MLXK_WORKSPACE_HOME, a search
+// box, a details pane, delete with a confirmation naming what is removed, health re-checks and
+// total disk use.
 import { getCurrentWindow } from "@tauri-apps/api/window";
-import { commands, events, type DeletePlanView, type ModelDetails, type ModelSummary, type TransferView } from "./bindings";
-import { formatBytes, formatDate, h, messageOf, openWindow, present, renderTransfer, say, serverLine, unwrap } from "./common";
+import { commands, events, type ContentState, type DeletePlanView, type ModelDetails, type ModelSource, type ModelSummary, type TransferView } from "./bindings";
+import { formatBytes, formatDate, h, messageOf, openWindow, present, problemAdvice, renderTransfer, say, serverLine, unhandled, unwrap } from "./common";
 
 const search = h("input", { id: "search", type: "search", placeholder: "Search models…", autofocus: true });
 const total = h("span", { id: "total-size", class: "muted" });
@@ -25,13 +26,53 @@ function badge(model: ModelSummary): HTMLElement {
   return h("span", { class: `badge ${kind}`, title, "data-health": label }, label);
 }
 
+/** A workspace's files against its recorded hash, in words: [badge, kind, explanation]. */
+function contentLook(content: ContentState): [string, string, string] {
+  switch (content) {
+    case "clean":
+      return ["workspace", "info", "unchanged since it was cloned or converted"];
+    case "modified":
+      return ["modified", "warn", "changed since it was cloned or converted (mlxk show --recalc-hash re-pins it)"];
+    case "unknown":
+      return ["workspace?", "info", "no content hash to compare with (not made by clone or convert, or an older hash)"];
+    default:
+      return unhandled(content, ["workspace", "info", ""]);
+  }
+}
+
+/** Where a model lives, as a small badge: none for the cache, else the workspace's state. */
+function sourceBadge(source: ModelSource): HTMLElement | null {
+  switch (source.kind) {
+    case "cache":
+      return null;
+    case "workspace": {
+      const [label, kind, why] = contentLook(source.content);
+      return h("span", { class: `badge source ${kind}`, "data-source": source.content, title: `A workspace in ${source.path}: ${why}` }, label);
+    }
+    default:
+      return unhandled(source, null);
+  }
+}
+
+/** The Source field of the details pane. */
+function sourceText(source: ModelSource): string {
+  switch (source.kind) {
+    case "cache":
+      return "Hugging Face cache";
+    case "workspace":
+      return `workspace, ${contentLook(source.content)[2]}`;
+    default:
+      return unhandled(source, "");
+  }
+}
+
 function renderRows(): void {
   const query = search.value.trim().toLowerCase();
-  const shown = models.filter((m) => m.name.toLowerCase().includes(query));
+  const shown = models.filter((m) => m.display_name.toLowerCase().includes(query));
   rows.replaceChildren(
     ...shown.map((m) => {
       const row = h("tr", { "data-model": m.name, class: m.name === selected ? "selected" : undefined },
-        h("td", {}, m.name),
+        h("td", { title: m.source.kind === "workspace" ? m.source.path : undefined }, h("span", { class: "name" }, m.display_name), sourceBadge(m.source)),
         h("td", {}, m.model_type),
         h("td", {}, m.quantization ?? "—"),
         h("td", { class: "num" }, formatBytes(m.size_bytes)),
@@ -51,7 +92,8 @@ async function refresh(): Promise<void> {
   try {
     const library = unwrap(await commands.listModels());
     models = library.models;
-    total.textContent = `${models.length} model${models.length === 1 ? "" : "s"}, ${formatBytes(library.total_bytes)} on disk in ${library.cache_root}`;
+    const where = library.workspace_home ? `${library.cache_root} and ${library.workspace_home}` : library.cache_root;
+    total.textContent = `${models.length} model${models.length === 1 ? "" : "s"}, ${formatBytes(library.total_bytes)} on disk in ${where}`;
     if (selected && !models.some((m) => m.name === selected)) {
       selected = null;
       details.replaceChildren(h("p", { class: "muted" }, "Select a model to see its details."));
@@ -74,7 +116,7 @@ function renderDetails(d: ModelDetails): void {
     recheck.disabled = true;
     try {
       const [checked] = unwrap(await commands.checkHealth(s.name, true));
-      say(message, `${s.name}: ${checked.healthy ? "healthy" : checked.health_reason}`, !checked.healthy);
+      say(message, `${s.display_name}: ${checked.healthy ? "healthy" : checked.health_reason}`, !checked.healthy);
       await refresh();
       await select(s.name);
     } catch (error) {
@@ -84,9 +126,14 @@ function renderDetails(d: ModelDetails): void {
     }
   });
   remove.addEventListener("click", () => void confirmDelete(s.name));
+  const workspace = s.source.kind === "workspace" ? s.source : null;
+  const advice = [...new Set(d.problems.map((p) => problemAdvice(p.code, workspace !== null).advice))];
   details.replaceChildren(...present(
-    h("h2", {}, s.name),
+    h("h2", {}, s.display_name),
     h("dl", {},
+      field("Source", sourceText(s.source)),
+      workspace ? field("Cloned from", workspace.origin ?? (workspace.managed ? null : "— (not made by clone or convert)")) : null,
+      workspace ? field("Content hash", workspace.content_hash) : null,
       field("Health", s.healthy ? "healthy" : s.health_reason),
       field("Runs here", s.runnable ? "yes" : s.runtime_reason),
       field("Framework", s.framework),
@@ -98,14 +145,16 @@ function renderDetails(d: ModelDetails): void {
       field("Size", formatBytes(s.size_bytes)),
       field("Last used", s.last_used ? formatDate(s.last_used) : "never (by mlxk run or the server)"),
       field("Modified", formatDate(s.last_modified)),
-      field("Commit", s.commit),
-      field("Refs", d.refs.join(", ")),
-      field("Snapshots", d.snapshots.length),
+      workspace ? null : field("Commit", s.commit),
+      workspace ? null : field("Refs", d.refs.join(", ")),
+      workspace ? null : field("Snapshots", d.snapshots.length),
       field("Path", d.path),
     ),
     d.problems.length
-      ? h("ul", { class: "problems" }, ...d.problems.map((p) => h("li", { "data-code": p.code }, p.message)))
+      ? h("ul", { class: "problems" }, ...d.problems.map((p) =>
+          h("li", { "data-code": p.code, "data-kind": problemAdvice(p.code, workspace !== null).kind }, p.message)))
       : null,
+    ...advice.map((a) => h("p", { class: "advice muted" }, a)),
     h("details", {}, h("summary", {}, `Files (${d.files.length})`),
       h("ul", { class: "files" }, ...d.files.map((f) => h("li", {}, `${f.name}  ${f.size_bytes === null ? "(missing)" : formatBytes(f.size_bytes)}`)))),
     d.config_json ? h("details", {}, h("summary", {}, "config.json"), h("pre", {}, d.config_json)) : null,
@@ -131,14 +180,27 @@ async function confirmDelete(name: string): Promise<void> {
     say(message, messageOf(error), true);
     return;
   }
-  const what = plan.snapshot ? `${plan.model} at ${plan.snapshot.slice(0, 12)} (this snapshot only)` : `${plan.model} (all snapshots)`;
+  const workspace = plan.source.kind === "workspace" ? plan.source : null;
+  const what = workspace
+    ? `the workspace ${plan.model}`
+    : plan.snapshot ? `${plan.model} at ${plan.snapshot.slice(0, 12)} (this snapshot only)` : `${plan.model} (all snapshots)`;
+  const caution = !workspace
+    ? null
+    : workspace.content === "modified"
+      ? "It was changed since it was cloned or converted: those changes are lost."
+      : !workspace.managed
+        ? "It was not made by clone or convert: nothing records where its files came from."
+        : null;
   const cancel = h("button", { id: "confirm-cancel", type: "button" }, "Cancel");
   const go = h("button", { id: "confirm-delete", type: "button", class: "danger", disabled: plan.held_locks.length > 0 }, "Delete");
   dialog.replaceChildren(
     h("div", { class: "modal-box", role: "dialog", "aria-modal": "true" },
       h("h2", {}, `Delete ${what}?`),
-      h("p", {}, `This frees ${formatBytes(plan.freed_bytes)} and removes:`),
+      h("p", {}, workspace
+        ? `This deletes its folder and everything in it (${formatBytes(plan.freed_bytes)}):`
+        : `This frees ${formatBytes(plan.freed_bytes)} and removes:`),
       h("ul", { id: "confirm-targets", class: "files" }, ...plan.targets.map((t) => h("li", {}, t))),
+      caution ? h("p", { id: "confirm-caution", class: "warning" }, caution) : null,
       plan.held_locks.length
         ? h("p", { class: "error" }, `A download is running (it holds ${plan.held_locks[0]}): wait for it to finish.`)
         : null,

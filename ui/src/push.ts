@@ -2,7 +2,7 @@
 // repository, preview the push as a dry run, then push with progress and a link at the end.
 import { getCurrentWebview } from "@tauri-apps/api/webview";
 import { commands, events, type FolderCheckView, type PushPreview, type TransferView } from "./bindings";
-import { formatBytes, h, messageOf, present, renderTransfer, say, unwrap } from "./common";
+import { formatBytes, h, messageOf, present, renderTransfer, say, severityLook, unwrap } from "./common";
 
 const drop = h("div", { id: "drop-zone", class: "drop" }, "Drop a model folder here");
 const choose = h("button", { id: "choose-folder", type: "button" }, "Choose a Folder…");
@@ -29,7 +29,10 @@ function renderCheck(check: FolderCheckView): void {
       h("span", { class: `badge ${check.healthy ? "good" : "bad"}` }, check.healthy ? "ready to push" : "not a healthy model folder")),
     check.anomalies.length
       ? h("ul", { id: "anomalies", class: "problems" },
-          ...check.anomalies.map((a) => h("li", { "data-severity": a.severity, "data-code": a.code }, `${a.severity}: ${a.message}`)))
+          ...check.anomalies.map((a) => {
+            const look = severityLook(a.severity);
+            return h("li", { "data-severity": a.severity, "data-code": a.code }, h("span", { class: `badge ${look.badge}` }, look.label), ` ${a.message}`);
+          }))
       : h("p", { class: "muted" }, "No anomalies."),
   );
 }

@@ -1,9 +1,23 @@
 // Settings: the Hugging Face token and the server's API key (OS keyring, shown masked), and
 // the server's host, port, keep-alive and CORS origins, which apply on the next start.
-import { commands, type SecretName, type SecretStatus, type SettingsView } from "./bindings";
-import { h, messageOf, say, serverLine, unwrap } from "./common";
+import { commands, type SecretName, type SecretStatus, type SettingsView, type TokenSource } from "./bindings";
+import { h, messageOf, say, serverLine, unhandled, unwrap } from "./common";
 
 const banner = h("div", { id: "exposed-banner", class: "banner danger", hidden: true });
+
+/** Where the tested token came from, in words. */
+function tokenSource(source: TokenSource): string {
+  switch (source) {
+    case "keyring":
+      return "the keyring";
+    case "environment":
+      return "HF_TOKEN";
+    case "token_file":
+      return "the token file";
+    default:
+      return unhandled(source, String(source));
+  }
+}
 
 function secretSection(name: SecretName, title: string, hint: string, withTest: boolean): HTMLElement {
   const prefix = name === "hub_token" ? "token" : "api-key";
@@ -38,8 +52,8 @@ function secretSection(name: SecretName, title: string, hint: string, withTest: 
   test?.addEventListener("click", () => run(async () => {
     say(result, "Asking the Hub…");
     const account = unwrap(await commands.tokenTest());
-    const orgs = account.orgs.length ? ` (orgs: ${account.orgs.join(", ")})` : "";
-    say(result, `Logged in as ${account.name}${orgs}, token from ${account.token_source.replace("_", " ")}, ${account.endpoint}`);
+    const orgs = account.orgs.length ? ` (orgs: ${account.orgs.map((o) => o.name).join(", ")})` : "";
+    say(result, `Logged in as ${account.name}${orgs}, token from ${tokenSource(account.token_source)}, ${account.endpoint}`);
   }));
   void run(async () => show(unwrap(await commands.secretStatus(name))));
   return h("section", {},

@@ -43,6 +43,8 @@ async function textWhen(page, selector, check) {
 
 const summary = (name, extra = {}) => ({
   name,
+  display_name: name,
+  source: { kind: "cache" },
   commit: "0123456789abcdef0123456789abcdef01234567",
   size_bytes: 1_000,
   framework: "MLX",
@@ -70,6 +72,7 @@ const MODELS = [
 ];
 const library = (models = MODELS) => ({
   cache_root: "/home/me/.cache/huggingface/hub",
+  workspace_home: null,
   models,
   total_bytes: models.reduce((sum, m) => sum + m.size_bytes, 0),
 });
@@ -84,7 +87,7 @@ const details = (name) => {
     architecture: "Qwen3ForCausalLM",
     context_length: 40960,
     capabilities: ["chat", "tools"],
-    problems: s.healthy ? [] : [{ code: "missing_file", message: s.health_reason }],
+    problems: s.healthy ? [] : [{ code: "broken_symlink", message: s.health_reason }],
     files: [
       { name: "config.json", size_bytes: 1_234 },
       { name: "model.safetensors", size_bytes: s.healthy ? s.size_bytes - 1_234 : null },
@@ -95,7 +98,7 @@ const details = (name) => {
 
 const planFor = (name) => {
   const folder = `/home/me/.cache/huggingface/hub/models--${name.replace("/", "--")}`;
-  return { model: name, snapshot: null, targets: [folder, `${folder}.lock`], freed_bytes: 2_262_000_000, held_locks: [] };
+  return { model: name, source: { kind: "cache" }, snapshot: null, targets: [folder, `${folder}.lock`], freed_bytes: 2_262_000_000, held_locks: [] };
 };
 
 // --- Library ----------------------------------------------------------------------------------
@@ -171,6 +174,9 @@ describe("library", () => {
     assert.equal(fields.Snapshots, "1");
     assert.match(fields.Path, /models--acme--broken-model\/snapshots\//);
     assert.deepEqual(await texts(page, "#details .problems li"), ["model.safetensors is missing"]);
+    assert.equal(await page.getAttribute("#details .problems li", "data-kind"), "damaged");
+    assert.deepEqual(await texts(page, "#details .advice"), ["Files are missing or damaged: pull it again, or delete it."]);
+    assert.equal(fields.Source, "Hugging Face cache");
     assert.deepEqual(await texts(page, "#details .files li"), ["config.json  1.2 KB", "model.safetensors  (missing)"]);
 
     // Another row replaces the pane.
@@ -257,6 +263,113 @@ describe("library", () => {
     // Still listed: nothing was deleted.
     await until("the list to be read again", () => ui.callsOf("list_models").length === 2);
     assert.equal(await page.locator(`#model-rows tr[data-model="${name}"]`).count(), 1);
+    noPageErrors(ui);
+  });
+
+  // Workspaces of $MLXK_WORKSPACE_HOME: the row shows the folder name and a badge; the commands
+  // get the absolute path (the row's `name`).
+  const HOME = "/home/me/mlxk-workspaces";
+  const workspace = (folder, content, extra = {}) => summary(`${HOME}/${folder}`, {
+    display_name: folder,
+    source: {
+      kind: "workspace", path: `${HOME}/${folder}`, content, managed: content !== "unknown",
+      origin: content === "unknown" ? null : "mlx-community/Qwen3-4B-4bit",
+      content_hash: content === "unknown" ? null : "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+    },
+    commit: null,
+    ...extra,
+  });
+  const WORKSPACES = [
+    workspace("qwen-clean", "clean"),
+    workspace("qwen-edited", "modified"),
+    workspace("by-hand", "unknown", { quantization: null }),
+  ];
+  const withWorkspaces = () => ({ ...library([...MODELS, ...WORKSPACES]), workspace_home: HOME });
+  const workspaceDetails = (name) => {
+    const s = WORKSPACES.find((m) => m.name === name);
+    return { ...details(MODELS[0].name), summary: s, refs: [], snapshots: [], path: name };
+  };
+
+  test("workspace rows show the folder name and a workspace/modified badge; details keep the path", async (t) => {
+    const ui = await open(t, "library", { list_models: () => withWorkspaces(), model_details: ({ name }) => workspaceDetails(name) });
+    const { page } = ui;
+    const rowsOf = "#model-rows tr[data-model]";
+    await page.locator(rowsOf).nth(MODELS.length + WORKSPACES.length - 1).waitFor();
+    assert.deepEqual((await texts(page, `${rowsOf} td:nth-child(1) .name`)).slice(MODELS.length), ["qwen-clean", "qwen-edited", "by-hand"]);
+    assert.equal(await page.locator(`${rowsOf} .badge.source`).count(), WORKSPACES.length, "cached models have no source badge");
+    const badges = await page.locator(`${rowsOf} .badge.source`).evaluateAll((nodes) =>
+      nodes.map((n) => ({ text: n.textContent, source: n.dataset.source, cls: n.className, model: n.closest("tr").dataset.model })));
+    assert.deepEqual(badges, [
+      { text: "workspace", source: "clean", cls: "badge source info", model: `${HOME}/qwen-clean` },
+      { text: "modified", source: "modified", cls: "badge source warn", model: `${HOME}/qwen-edited` },
+      { text: "workspace?", source: "unknown", cls: "badge source info", model: `${HOME}/by-hand` },
+    ]);
+    assert.match(await page.getAttribute(`${rowsOf}[data-model="${HOME}/qwen-edited"] .badge.source`, "title"), /changed since it was cloned or converted/);
+    assert.equal(await page.getAttribute(`${rowsOf}[data-model="${HOME}/qwen-edited"] td:nth-child(1)`, "title"), `${HOME}/qwen-edited`);
+    assert.match(await page.textContent("#total-size"), new RegExp(`^7 models, .* on disk in /home/me/\\.cache/huggingface/hub and ${HOME}$`));
+
+    // The search matches folder names, not the home's path every workspace shares.
+    await page.fill("#search", "qwen-");
+    assert.deepEqual(await texts(page, `${rowsOf} td:nth-child(1) .name`), ["qwen-clean", "qwen-edited"]);
+    await page.fill("#search", "mlxk-workspaces");
+    assert.deepEqual(await texts(page, `${rowsOf} td:nth-child(1) .name`), []);
+    await page.fill("#search", "");
+
+    await page.click(`${rowsOf}[data-model="${HOME}/qwen-edited"]`);
+    await textWhen(page, "#details h2", "qwen-edited");
+    assert.deepEqual(ui.callsOf("model_details"), [{ name: `${HOME}/qwen-edited` }]);
+    const fields = Object.fromEntries(await page.locator("#details .field").evaluateAll((nodes) =>
+      nodes.map((n) => [n.querySelector("dt").textContent, n.querySelector("dd").textContent])));
+    assert.match(fields.Source, /^workspace, changed since it was cloned or converted/);
+    assert.equal(fields["Cloned from"], "mlx-community/Qwen3-4B-4bit");
+    assert.match(fields["Content hash"], /^sha256:9f86d0/);
+    assert.equal(fields.Path, `${HOME}/qwen-edited`);
+    assert.equal(fields.Commit, undefined, "a workspace has no commit, refs or snapshots to show");
+    noPageErrors(ui);
+  });
+
+  test("Delete… on a workspace names its folder, warns that edits are lost, and sends its path", async (t) => {
+    const name = `${HOME}/qwen-edited`;
+    const plan = {
+      model: "qwen-edited", source: WORKSPACES[1].source, snapshot: null, targets: [name], freed_bytes: 2_262_000_000, held_locks: [],
+    };
+    const ui = await open(t, "library", {
+      list_models: () => withWorkspaces(),
+      model_details: ({ name: n }) => workspaceDetails(n),
+      delete_plan: () => plan,
+      delete_model: ({ name: n, confirmedTargets }) => ({ model: n, freed_bytes: plan.freed_bytes, removed: confirmedTargets }),
+    });
+    const { page } = ui;
+    await page.click(`#model-rows tr[data-model="${name}"]`);
+    await page.click("#delete");
+    await page.locator("#confirm").waitFor({ state: "visible" });
+    assert.deepEqual(ui.callsOf("delete_plan"), [{ name }]);
+    assert.equal(await page.textContent("#confirm h2"), "Delete the workspace qwen-edited?");
+    assert.match(await page.textContent("#confirm .modal-box"), /deletes its folder and everything in it \(2\.3 GB\)/);
+    assert.deepEqual(await texts(page, "#confirm-targets li"), [name]);
+    assert.equal(await page.textContent("#confirm-caution"), "It was changed since it was cloned or converted: those changes are lost.");
+    await page.click("#confirm-delete");
+    await page.locator("#confirm").waitFor({ state: "hidden" });
+    assert.deepEqual(ui.callsOf("delete_model"), [{ name, confirmedTargets: [name] }]);
+    await textWhen(page, "#library-message", "Deleted the workspace qwen-edited, freed 2.3 GB.");
+    noPageErrors(ui);
+  });
+
+  test("a refused workspace delete shows the reason and opens no confirmation", async (t) => {
+    const name = `${HOME}/by-hand`;
+    const reason = `refusing to delete: ${name} is not a workspace folder directly inside the workspace home ${HOME}`;
+    const ui = await open(t, "library", {
+      list_models: () => withWorkspaces(),
+      model_details: ({ name: n }) => workspaceDetails(n),
+      delete_plan: () => fail("unsafe_deletion", reason),
+    });
+    const { page } = ui;
+    await page.click(`#model-rows tr[data-model="${name}"]`);
+    await page.click("#delete");
+    assert.equal(await textWhen(page, "#library-message", "refusing"), reason);
+    assert.match(await page.getAttribute("#library-message", "class"), /\berror\b/);
+    assert.equal(await page.isHidden("#confirm"), true);
+    assert.equal(ui.callsOf("delete_model").length, 0);
     noPageErrors(ui);
   });
 
@@ -449,6 +562,24 @@ describe("settings", () => {
     noPageErrors(ui);
   });
 
+  test("Test names the account, its organisations and where the token came from", async (t) => {
+    const ui = await open(t, "settings", {
+      ...settingsBackend(),
+      ...secrets({ hub_token: { masked: "hf_…(37 chars)" } }),
+      token_test: () => ({
+        name: "alice", fullname: null, token_role: "write",
+        orgs: [{ name: "alice-org", role: "admin" }, { name: "mlx-community", role: null }],
+        token_source: "token_file", endpoint: "https://huggingface.co",
+      }),
+    });
+    const { page } = ui;
+    await textWhen(page, "#token-masked", "hf_");
+    await page.click("#token-test");
+    assert.equal(await textWhen(page, "#token-result", "Logged in"),
+      "Logged in as alice (orgs: alice-org, mlx-community), token from the token file, https://huggingface.co");
+    noPageErrors(ui);
+  });
+
   test("the token is only ever shown masked", async (t) => {
     const token = "hf_abcdefghijklmnopqrstuvwxyzABCDEFGHIJ";
     const mask = (value) => `${value.slice(0, 3)}…(${value.length} chars)`;
@@ -575,8 +706,8 @@ describe("push", () => {
         total_bytes: 2_261_007_648,
         healthy: false,
         anomalies: [
-          { severity: "error", code: "missing_tokenizer", message: "no tokenizer.json or tokenizer.model" },
-          { severity: "warning", code: "junk_file", message: ".DS_Store will be uploaded" },
+          { severity: "error", code: "safetensors_invalid", message: "model.safetensors: the header is not valid JSON" },
+          { severity: "warning", code: "tokenizer_missing", message: "no tokenizer.json or tokenizer.model" },
         ],
       }),
     });
@@ -587,10 +718,10 @@ describe("push", () => {
     assert.equal(await page.textContent("#check-summary"), "3 files, 2.3 GB: not a healthy model folder");
     assert.equal(await page.getAttribute("#check-summary", "data-healthy"), "false");
     const anomalies = await page.locator("#anomalies li").evaluateAll((nodes) =>
-      nodes.map((n) => [n.dataset.severity, n.dataset.code, n.textContent]));
+      nodes.map((n) => [n.dataset.severity, n.dataset.code, n.querySelector(".badge").className, n.textContent]));
     assert.deepEqual(anomalies, [
-      ["error", "missing_tokenizer", "error: no tokenizer.json or tokenizer.model"],
-      ["warning", "junk_file", "warning: .DS_Store will be uploaded"],
+      ["error", "safetensors_invalid", "badge bad", "error model.safetensors: the header is not valid JSON"],
+      ["warning", "tokenizer_missing", "badge warn", "warning no tokenizer.json or tokenizer.model"],
     ]);
     assert.equal(await page.textContent("#push-message"), "");
     assert.equal(await page.isDisabled("#preview"), false);

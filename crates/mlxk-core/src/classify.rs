@@ -12,6 +12,7 @@ use serde_json::Value;
 use crate::snapshot::SnapshotFile;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub enum Framework {
     #[serde(rename = "MLX")]
     Mlx,
@@ -33,6 +34,7 @@ impl Framework {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(rename_all = "lowercase")]
 pub enum ModelType {
     Chat,
@@ -55,6 +57,7 @@ impl ModelType {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(rename_all = "kebab-case")]
 pub enum Capability {
     TextGeneration,

@@ -63,6 +63,7 @@ pub enum ProblemCode {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct HealthProblem {
     pub code: ProblemCode,
     pub message: String,

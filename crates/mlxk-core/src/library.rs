@@ -75,6 +75,11 @@ impl Library {
         &self.cache
     }
 
+    /// The workspace home listed with the cache, when there is one.
+    pub fn workspace_home(&self) -> Option<&std::path::Path> {
+        self.workspace_home.as_deref()
+    }
+
     /// Every cached model at its default snapshot, and the workspaces of the workspace home,
     /// sorted by name (a workspace's name is its folder). A broken model is listed as
     /// unhealthy; it never hides the others.

@@ -1,9 +1,11 @@
-//! Removing a model, or one snapshot of it, without ever touching anything else.
+//! Removing a model, or one snapshot of it, or a workspace of the workspace home, without ever
+//! touching anything else.
 //!
 //! A removal is planned first (what will go, how many bytes are freed, which downloads hold
 //! locks) so a shell can ask for confirmation, then executed. Every path is checked to lie
-//! inside the model's own folder in the cache root before it is deleted, and symlinks are
-//! removed as links, never followed.
+//! inside the model's own folder in the cache root (a workspace: to be a workspace folder
+//! directly inside the workspace home) before it is deleted, and symlinks are removed as links,
+//! never followed.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
@@ -15,6 +17,7 @@ use crate::cache::{HubCache, REQUIRE_TEST_SENTINEL_ENV, TEST_SENTINEL_FILE};
 use crate::error::{CoreError, Result};
 use crate::library::ResolvedModel;
 use crate::snapshot::{self, Selection, SnapshotEntry};
+use crate::workspace;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -207,6 +210,88 @@ pub fn execute(cache: &HubCache, plan: &RemovalPlan, force: bool) -> Result<Remo
     })
 }
 
+/// Deleting a workspace of the workspace home: its folder and everything in it, nothing else.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkspaceRemovalPlan {
+    /// The folder's name, as listings show the workspace.
+    pub name: String,
+    /// The workspace folder (its parent resolved), directly inside the workspace home.
+    pub folder: PathBuf,
+    /// Bytes of its files (copy-on-write clones may free less).
+    pub freed_bytes: u64,
+    #[serde(skip)]
+    home: PathBuf,
+}
+
+/// Plans deleting the workspace `folder`, which must be a workspace (a folder with a
+/// `config.json`, not a symlink) directly inside the workspace home `home`. Anything else is
+/// refused: a shell deletes only the workspaces it lists, never a folder elsewhere.
+pub fn plan_workspace_removal(home: &Path, folder: &Path) -> Result<WorkspaceRemovalPlan> {
+    let folder = checked_workspace(home, folder)?;
+    Ok(WorkspaceRemovalPlan {
+        name: folder
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        freed_bytes: dir_size(&folder),
+        folder,
+        home: home.to_path_buf(),
+    })
+}
+
+/// Carries out a workspace removal, after checking the folder again.
+pub fn execute_workspace_removal(plan: &WorkspaceRemovalPlan) -> Result<()> {
+    let folder = checked_workspace(&plan.home, &plan.folder)?;
+    if folder != plan.folder {
+        return Err(CoreError::UnsafeDeletion(format!(
+            "{} now resolves to {}",
+            plan.folder.display(),
+            folder.display()
+        )));
+    }
+    // `remove_dir_all` removes symlinks inside as links; it never follows them.
+    fs::remove_dir_all(&folder).map_err(|e| CoreError::io("deleting", &folder, e))
+}
+
+/// `folder` as a workspace directly inside `home` (its parent resolved, its own name kept),
+/// after the test guard; an error saying why it is not one.
+fn checked_workspace(home: &Path, folder: &Path) -> Result<PathBuf> {
+    if std::env::var_os(REQUIRE_TEST_SENTINEL_ENV).is_some_and(|v| !v.is_empty())
+        && !home.join(TEST_SENTINEL_FILE).is_file()
+    {
+        return Err(CoreError::UnsafeDeletion(format!(
+            "{REQUIRE_TEST_SENTINEL_ENV} is set but the workspace home {} has no {TEST_SENTINEL_FILE}",
+            home.display()
+        )));
+    }
+    let home = canonical(home)?;
+    let outside = || {
+        CoreError::UnsafeDeletion(format!(
+            "{} is not a workspace folder directly inside the workspace home {}",
+            folder.display(),
+            home.display()
+        ))
+    };
+    let meta = fs::symlink_metadata(folder).map_err(|e| CoreError::io("checking", folder, e))?;
+    if meta.is_symlink() {
+        return Err(CoreError::UnsafeDeletion(format!(
+            "{} is a symbolic link, not a workspace folder",
+            folder.display()
+        )));
+    }
+    let resolved = canonical_parent(folder)?;
+    if !meta.is_dir() || resolved.parent() != Some(home.as_path()) {
+        return Err(outside());
+    }
+    if !workspace::is_workspace(&resolved) {
+        return Err(CoreError::UnsafeDeletion(format!(
+            "{} has no config.json: not a model workspace",
+            resolved.display()
+        )));
+    }
+    Ok(resolved)
+}
+
 /// The canonical cache root, after the test-cache guard.
 fn guard_cache_root(cache: &HubCache) -> Result<PathBuf> {
     if std::env::var_os(REQUIRE_TEST_SENTINEL_ENV).is_some_and(|v| !v.is_empty())
@@ -291,5 +376,68 @@ fn is_lock_held(path: &Path) -> bool {
     match File::open(path) {
         Ok(file) => matches!(file.try_lock(), Err(fs::TryLockError::WouldBlock)),
         Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A workspace home (marked as a test one) holding `ws`, and a model folder outside it.
+    fn home_with_workspace() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        let ws = home.join("ws");
+        let outside = dir.path().join("outside");
+        for folder in [&ws, &outside] {
+            fs::create_dir_all(folder).unwrap();
+            fs::write(folder.join("config.json"), "{}").unwrap();
+        }
+        fs::write(home.join(TEST_SENTINEL_FILE), "").unwrap();
+        (dir, home, ws, outside)
+    }
+
+    #[test]
+    fn a_workspace_removal_deletes_that_folder_only() {
+        let (_dir, home, ws, outside) = home_with_workspace();
+        fs::write(ws.join("model.safetensors"), "12345").unwrap();
+        // A link inside the workspace to a folder elsewhere: removed as a link, never followed.
+        std::os::unix::fs::symlink(&outside, ws.join("elsewhere")).unwrap();
+        let plan = plan_workspace_removal(&home, &ws).unwrap();
+        assert_eq!(plan.name, "ws");
+        assert_eq!(plan.folder, home.canonicalize().unwrap().join("ws"));
+        assert_eq!(plan.freed_bytes, 7);
+        execute_workspace_removal(&plan).unwrap();
+        assert!(!ws.exists());
+        assert!(outside.join("config.json").is_file());
+        assert!(home.join(TEST_SENTINEL_FILE).is_file());
+    }
+
+    #[test]
+    fn only_workspace_folders_directly_in_the_home_are_removed() {
+        let (_dir, home, ws, outside) = home_with_workspace();
+        let link = home.join("link");
+        std::os::unix::fs::symlink(&outside, &link).unwrap();
+        let plain = home.join("plain");
+        fs::create_dir(&plain).unwrap();
+        let nested = ws.join("nested");
+        fs::create_dir(&nested).unwrap();
+        fs::write(nested.join("config.json"), "{}").unwrap();
+        let dotted = home.join("ws/..");
+        for folder in [&outside, &link, &plain, &nested, &home, &dotted] {
+            let err = plan_workspace_removal(&home, folder).unwrap_err();
+            assert!(
+                matches!(err, CoreError::UnsafeDeletion(_)),
+                "{}: {err}",
+                folder.display()
+            );
+        }
+        // A plan made when it was a workspace is not carried out on what replaced it.
+        let plan = plan_workspace_removal(&home, &ws).unwrap();
+        fs::rename(&ws, home.join("moved")).unwrap();
+        std::os::unix::fs::symlink(&outside, &ws).unwrap();
+        assert!(execute_workspace_removal(&plan).is_err());
+        assert!(outside.join("config.json").is_file());
+        assert!(home.join("moved/config.json").is_file());
     }
 }

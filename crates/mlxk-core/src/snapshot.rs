@@ -14,6 +14,7 @@ use serde::Serialize;
 pub const DEFAULT_REF: &str = "main";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct SnapshotEntry {
     pub commit: String,
     #[serde(skip)]

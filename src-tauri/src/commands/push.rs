@@ -33,7 +33,7 @@ pub async fn push_check(folder: String) -> CommandResult<FolderCheckView> {
         }
         let files = push::scan_folder(&path)?;
         let check = push::check(&path, &files);
-        Ok(FolderCheckView::new(folder, &files, &check))
+        Ok(FolderCheckView::new(folder, &files, check))
     })
     .await
 }
@@ -58,7 +58,7 @@ pub async fn push_preview(
         repo.as_str().to_string(),
         branch,
         repo_url,
-        &plan,
+        plan,
     ))
 }
 

@@ -116,13 +116,9 @@ pub async fn token_test(state: State<'_, AppState>) -> CommandResult<AccountView
         ),
         other => other.into(),
     })?;
-    let source = serde_json::to_value(found.source)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
-    Ok(AccountView::new(
-        &user,
-        source,
-        client.endpoint().to_string(),
-    ))
+    Ok(AccountView {
+        user,
+        token_source: found.source,
+        endpoint: client.endpoint().to_string(),
+    })
 }

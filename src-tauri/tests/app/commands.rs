@@ -1,7 +1,7 @@
 //! The command functions, called as the windows call them, against fixture caches, a mock
 //! keyring and the project's local test Hub.
 
-use crate::common::{fixture_env, mock_app};
+use crate::common::{fixture_env, mock_app, workspace_home};
 use mlxk_app::commands::library::{
     check_health, delete_model, delete_plan, list_models, model_details,
 };
@@ -15,6 +15,7 @@ use mlxk_app::commands::server::{
 use mlxk_app::server::ServerStatus;
 use mlxk_app::settings::ServerSettings;
 use mlxk_app::state::AppState;
+use mlxk_app::views::{ContentState, ModelSource};
 use tauri::async_runtime::block_on;
 use tauri::Manager;
 
@@ -45,7 +46,9 @@ fn the_library_lists_the_fixture_models_with_badges_and_total_size() {
         .find(|m| m.name == LLAMA_4BIT)
         .unwrap();
     assert!(llama.healthy, "{}", llama.health_reason);
-    assert_eq!(llama.framework, "MLX");
+    assert_eq!(llama.framework, mlxk_core::classify::Framework::Mlx);
+    assert_eq!(llama.source, ModelSource::Cache);
+    assert_eq!(llama.display_name, LLAMA_4BIT);
     assert_eq!(llama.quantization.as_deref(), Some("4-bit"));
     assert!(
         library.models.iter().any(|m| !m.healthy),
@@ -111,12 +114,140 @@ fn delete_removes_exactly_what_was_confirmed() {
 }
 
 #[test]
+fn workspaces_are_listed_by_folder_name_and_deleted_only_inside_the_home() {
+    let fx = fixture_env();
+    let home = workspace_home(&fx);
+    let llama = block_on(model_details(LLAMA_4BIT.into())).unwrap();
+    let snapshot = std::path::PathBuf::from(llama.path.unwrap());
+    let commit = llama.summary.commit.unwrap();
+    let clone = |name: &str| {
+        mlxk_core::workspace::clone_snapshot(&snapshot, &home.join(name), LLAMA_4BIT, &commit)
+            .unwrap()
+            .target
+    };
+    let clean = clone("llama-ws");
+    let edited = clone("llama-edited");
+    std::fs::write(edited.join("config.json"), r#"{"model_type": "llama"}"#).unwrap();
+    // A model folder put in the home by hand (no marker), and a link to one outside it.
+    let by_hand = home.join("by-hand");
+    std::fs::create_dir(&by_hand).unwrap();
+    std::fs::copy(clean.join("config.json"), by_hand.join("config.json")).unwrap();
+    let outside = fx.dir.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::copy(clean.join("config.json"), outside.join("config.json")).unwrap();
+    std::os::unix::fs::symlink(&outside, home.join("linked")).unwrap();
+
+    let library = block_on(list_models()).unwrap();
+    assert_eq!(
+        library.workspace_home.as_deref(),
+        Some(home.display().to_string().as_str())
+    );
+    let row = |folder: &std::path::Path| {
+        library
+            .models
+            .iter()
+            .find(|m| m.name == folder.display().to_string())
+            .unwrap_or_else(|| panic!("{} not listed", folder.display()))
+            .clone()
+    };
+    let ws = row(&clean);
+    assert_eq!(ws.display_name, "llama-ws");
+    let ModelSource::Workspace {
+        path,
+        content,
+        managed,
+        origin,
+        content_hash,
+    } = &ws.source
+    else {
+        panic!("{:?} is not a workspace", ws.source);
+    };
+    assert_eq!(path, &clean.display().to_string());
+    assert_eq!(*content, ContentState::Clean);
+    assert!(*managed);
+    assert_eq!(origin.as_deref(), Some(LLAMA_4BIT));
+    assert!(content_hash.as_deref().unwrap().starts_with("sha256:"));
+    let content_of = |folder: &std::path::Path| match row(folder).source {
+        ModelSource::Workspace { content, .. } => content,
+        ModelSource::Cache => panic!("{} is listed as cached", folder.display()),
+    };
+    assert_eq!(content_of(&edited), ContentState::Modified);
+    assert_eq!(content_of(&by_hand), ContentState::Unknown);
+    assert_eq!(row(&outside).display_name, "outside");
+    let cached = library
+        .models
+        .iter()
+        .find(|m| m.name == LLAMA_4BIT)
+        .unwrap();
+    assert_eq!(cached.source, ModelSource::Cache);
+
+    // The details of a row, by the name the row gives; the full path is there.
+    let details = block_on(model_details(ws.name.clone())).unwrap();
+    assert_eq!(details.summary.display_name, "llama-ws");
+    assert_eq!(details.path, Some(clean.display().to_string()));
+
+    // Deleting a workspace names its folder, and deletes that folder only.
+    let plan = block_on(delete_plan(ws.name.clone())).unwrap();
+    assert_eq!(plan.model, "llama-ws");
+    assert_eq!(plan.targets, vec![clean.display().to_string()]);
+    assert!(matches!(plan.source, ModelSource::Workspace { .. }));
+    assert!(plan.freed_bytes > 0);
+    let refused = block_on(delete_model(
+        ws.name.clone(),
+        vec![snapshot.display().to_string()],
+    ))
+    .unwrap_err();
+    assert_eq!(refused.kind, "plan_changed");
+    assert!(clean.is_dir());
+    let done = block_on(delete_model(ws.name.clone(), plan.targets.clone())).unwrap();
+    assert_eq!(done.removed, plan.targets);
+    assert!(!clean.exists());
+    assert!(
+        snapshot.join("config.json").is_file(),
+        "the cache is untouched"
+    );
+    assert!(edited.is_dir() && by_hand.is_dir());
+
+    // A folder outside the home is never deleted, even listed through a link in it.
+    for name in [
+        row(&outside).name,
+        home.join("linked").display().to_string(),
+        snapshot.display().to_string(),
+        home.display().to_string(),
+    ] {
+        let err = block_on(delete_plan(name.clone())).unwrap_err();
+        assert_eq!(err.kind, "unsafe_deletion", "{name}: {}", err.message);
+        let err = block_on(delete_model(name.clone(), vec![name.clone()])).unwrap_err();
+        assert_eq!(err.kind, "unsafe_deletion", "{name}: {}", err.message);
+    }
+    assert!(outside.join("config.json").is_file());
+    assert!(snapshot.join("config.json").is_file());
+
+    // By its folder name too; a cached model of the same short name stays a cached model.
+    let by_name = block_on(delete_plan("by-hand".into())).unwrap();
+    assert_eq!(by_name.targets, vec![by_hand.display().to_string()]);
+    let cached_plan = block_on(delete_plan(LLAMA_4BIT.into())).unwrap();
+    assert_eq!(cached_plan.source, ModelSource::Cache);
+
+    // Without a workspace home, a path is refused with the reason.
+    std::env::remove_var("MLXK_WORKSPACE_HOME");
+    let err = block_on(delete_plan(edited.display().to_string())).unwrap_err();
+    assert_eq!(err.kind, "unsafe_deletion");
+    assert!(
+        err.message.contains("MLXK_WORKSPACE_HOME"),
+        "{}",
+        err.message
+    );
+    assert!(edited.is_dir());
+}
+
+#[test]
 fn push_check_reports_a_model_folder_and_refuses_files() {
     let fx = fixture_env();
     let details = block_on(model_details(LLAMA_4BIT.into())).unwrap();
     let folder = details.path.unwrap();
     let check = block_on(push_check(folder.clone())).unwrap();
-    assert!(check.healthy, "{:?}", check.anomalies);
+    assert!(check.check.healthy, "{:?}", check.check.anomalies);
     assert!(check.files.iter().any(|f| f.path == "config.json"));
 
     let file = format!("{folder}/config.json");
@@ -127,8 +258,9 @@ fn push_check_reports_a_model_folder_and_refuses_files() {
     let empty = fx.dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
     let check = block_on(push_check(empty.display().to_string())).unwrap();
-    assert!(!check.healthy);
+    assert!(!check.check.healthy);
     assert!(check
+        .check
         .anomalies
         .iter()
         .any(|a| a.severity == mlxk_core::hub::push::Severity::Error));
@@ -176,8 +308,9 @@ fn token_test_and_push_preview_against_the_test_hub() {
     assert_eq!(err.kind, "not_logged_in");
     block_on(secret_set(app.state(), SecretName::HubToken, token.into())).unwrap();
     let account = block_on(token_test(app.state())).unwrap();
-    assert_eq!(account.name, "alice");
-    assert_eq!(account.token_source, "keyring");
+    assert_eq!(account.user.name, "alice");
+    assert_eq!(account.token_source, mlxk_core::hub::TokenSource::Keyring);
+    assert!(account.user.orgs.iter().any(|o| o.name == "alice-org"));
 
     block_on(secret_set(
         app.state(),
@@ -210,9 +343,9 @@ fn token_test_and_push_preview_against_the_test_hub() {
         "".into(),
     ))
     .unwrap();
-    assert!(!preview.repo_exists);
+    assert!(!preview.plan.repo_exists);
     assert_eq!(preview.branch, "main");
-    assert!(preview.added.contains(&"config.json".to_string()));
+    assert!(preview.plan.added.contains(&"config.json".to_string()));
     let no_org = block_on(push_preview(
         app.state(),
         folder,

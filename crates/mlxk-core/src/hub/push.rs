@@ -126,6 +126,7 @@ pub enum Severity {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct Anomaly {
     pub severity: Severity,
     pub code: ProblemCode,
@@ -134,6 +135,7 @@ pub struct Anomaly {
 
 /// The offline check of a folder before it is pushed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct FolderCheck {
     pub files_count: usize,
     pub total_bytes: u64,
@@ -168,6 +170,7 @@ pub fn check(folder: &Path, files: &[LocalFile]) -> FolderCheck {
 
 /// What a push would change on the remote branch.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct PushPlan {
     /// False when the repository does not exist yet.
     pub repo_exists: bool,

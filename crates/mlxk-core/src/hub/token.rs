@@ -14,6 +14,7 @@ use crate::secrets::{Secret, SecretError, SecretKind, SecretStore};
 
 /// Where a token came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[serde(rename_all = "snake_case")]
 pub enum TokenSource {
     Keyring,

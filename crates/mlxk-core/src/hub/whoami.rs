@@ -6,6 +6,7 @@ use super::{HubClient, HubError};
 
 /// The account a token authenticates, and its organizations.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct HubUser {
     pub name: String,
     pub fullname: Option<String>,
@@ -15,6 +16,7 @@ pub struct HubUser {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct HubOrg {
     pub name: String,
     /// The user's role in it (`read`, `write`, `admin`...), when the Hub says.

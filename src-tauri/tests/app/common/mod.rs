@@ -50,6 +50,16 @@ pub fn fixture_env() -> Fixture {
     }
 }
 
+/// An empty workspace home as `$MLXK_WORKSPACE_HOME` (marked as a test one, as deletion
+/// requires while `MLXK_REQUIRE_TEST_SENTINEL` is set).
+pub fn workspace_home(fx: &Fixture) -> std::path::PathBuf {
+    let home = fx.dir.path().join("workspaces");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(home.join(mlxk_core::cache::TEST_SENTINEL_FILE), "").unwrap();
+    std::env::set_var("MLXK_WORKSPACE_HOME", &home);
+    home.canonicalize().unwrap()
+}
+
 /// Copied addresses, recorded instead of touching a real clipboard.
 pub type Copied = Arc<Mutex<Vec<String>>>;
 
