@@ -518,6 +518,24 @@ fn rm_at_the_only_snapshot_keeps_refs_to_other_commits() {
     let repo = cache.repo_dir("mlx-community/Qwen3-0.6B-sharded");
     let commit = mlxk_fixtures::commit_id("mlx-community/Qwen3-0.6B-sharded");
     fs::write(repo.join("refs/v2"), mlxk_fixtures::commit_id("elsewhere")).unwrap();
+    let snapshot = repo.join("snapshots").join(&commit);
+    // What may go: the snapshot, the refs naming its commit and the blobs it links to.
+    let refs_to_it: Vec<_> = fs::read_dir(repo.join("refs"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|r| fs::read_to_string(r).unwrap().trim() == commit)
+        .collect();
+    let blobs_of_it: Vec<_> = tree(&snapshot)
+        .into_iter()
+        .filter(|p| p.is_symlink())
+        .map(|link| {
+            let blob = fs::canonicalize(&link).unwrap();
+            repo.join("blobs").join(blob.file_name().unwrap())
+        })
+        .collect();
+    assert!(!refs_to_it.is_empty() && !blobs_of_it.is_empty());
+    let before = tree(&cache.home);
+
     let run = cache.run(&[
         "rm",
         &format!("Qwen3-0.6B-sharded@{}", &commit[..10]),
@@ -526,8 +544,11 @@ fn rm_at_the_only_snapshot_keeps_refs_to_other_commits() {
     ]);
     assert_eq!(run.code, 0, "{}", run.stdout);
     assert_eq!(run.json()["data"]["action"], "snapshot_deleted");
+    let mut gone = vec![snapshot.as_path()];
+    gone.extend(refs_to_it.iter().map(|p| p.as_path()));
+    gone.extend(blobs_of_it.iter().map(|p| p.as_path()));
+    assert_only_removed(&cache, before, &gone);
     assert!(repo.join("refs/v2").exists());
-    assert!(!repo.join("snapshots").join(&commit).exists());
 }
 
 #[test]
@@ -1143,4 +1164,76 @@ fn run_chats_interactively_and_refuses_what_it_cannot_run() {
         .unwrap()
         .to_string();
     assert!(message.contains("8192"), "{message}");
+}
+
+/// Runs `mlxk` to its end, or kills it and fails the test after `limit`.
+fn run_within(cache: &TestCache, args: &[&str], limit: std::time::Duration) -> common::Run {
+    let mut child = cache
+        .command(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            child.kill().unwrap();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "mlxk {args:?} still running after {limit:?}; stderr:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let output = child.wait_with_output().unwrap();
+    common::Run {
+        code: output.status.code().expect("mlxk exited normally"),
+        stdout: String::from_utf8(output.stdout).unwrap(),
+        stderr: String::from_utf8(output.stderr).unwrap(),
+    }
+}
+
+#[test]
+fn run_with_a_hostile_chat_template_ends_promptly_with_a_clear_error() {
+    // The template a model ships is a program from the internet: one that loops (10^10 steps)
+    // or balloons (100 MB of prompt) must stop at the renderer's limits, not hang `mlxk run`.
+    let cache = cache_with_demo_model();
+    let shown = cache.run(&["show", DEMO, "--json"]).json();
+    let snapshot = std::path::PathBuf::from(shown["data"]["path"].as_str().unwrap());
+    let template = snapshot.join("chat_template.jinja");
+    let write_template = |text: &str| {
+        if template.is_symlink() || template.exists() {
+            fs::remove_file(&template).unwrap();
+        }
+        fs::write(&template, text).unwrap();
+    };
+    let limit = std::time::Duration::from_secs(90);
+
+    write_template(
+        "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}",
+    );
+    let looping = run_within(
+        &cache,
+        &["run", DEMO, "hi", "--max-tokens", "4", "--json"],
+        limit,
+    );
+    assert_eq!(looping.code, 1, "{}{}", looping.stdout, looping.stderr);
+    let envelope = looping.json();
+    assert_schema_valid(&envelope);
+    let message = envelope["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("chat template") && message.contains("did not finish"),
+        "{message}"
+    );
+
+    write_template("{% for a in range(100000) %}{{ 'x' * 1000 }}{% endfor %}");
+    let ballooning = run_within(&cache, &["run", DEMO, "hi", "--max-tokens", "4"], limit);
+    assert_eq!(ballooning.code, 1, "{}", ballooning.stderr);
+    assert!(
+        ballooning.stderr.contains("more than 16 MiB"),
+        "{}",
+        ballooning.stderr
+    );
+    assert!(ballooning.stdout.trim().is_empty(), "{}", ballooning.stdout);
 }

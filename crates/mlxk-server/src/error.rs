@@ -195,18 +195,23 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Where a path may start: at the start of the text or after one of these.
+const PATH_OPENERS: &[char] = &[' ', '\t', '\n', '\'', '"', '`', '(', '[', '{', '<', '='];
+/// Where a path ends, but for the spaces [`path_end`] looks past.
+const PATH_CLOSERS: &[char] = &[' ', '\t', '\n', '\'', '"', '`', ')', ']', '}', '>', ','];
+
 /// Cuts every absolute path in `text` to its last component (`/a/b/config.json: denied` becomes
 /// `config.json: denied`). A path starts with `/` at the start of the text or after a space,
-/// quote or bracket, holds at least two `/`, and runs to the next space, quote or bracket.
+/// quote or bracket, holds at least two `/`, and runs to the next quote, bracket or comma, or
+/// to the next space that [`path_end`] does not take for part of a folder name
+/// (`/Users/a/Library/Application Support/…`, an `HF_HOME` on `/Volumes/My Disk`).
 pub fn without_directories(text: &str) -> String {
-    const OPENERS: &[char] = &[' ', '\t', '\n', '\'', '"', '`', '(', '[', '{', '<', '='];
-    const CLOSERS: &[char] = &[' ', '\t', '\n', '\'', '"', '`', ')', ']', '}', '>', ','];
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     let mut at_boundary = true;
     while let Some(c) = rest.chars().next() {
         if c == '/' && at_boundary {
-            let end = rest.find(CLOSERS).unwrap_or(rest.len());
+            let end = path_end(rest);
             let path = &rest[..end];
             if path.matches('/').count() >= 2 {
                 out.push_str(path.rsplit('/').next().unwrap_or(""));
@@ -218,10 +223,30 @@ pub fn without_directories(text: &str) -> String {
             continue;
         }
         out.push(c);
-        at_boundary = OPENERS.contains(&c);
+        at_boundary = PATH_OPENERS.contains(&c);
         rest = &rest[c.len_utf8()..];
     }
     out
+}
+
+/// The length of the path `text` starts with. A space belongs to it when the word after it
+/// goes on deeper into the path: it holds a `/` and starts as a folder name does (not with
+/// `/`, a new path, nor with a bracket). So
+/// `/a/Application Support/x/config.json: denied` runs to `config.json:`, and the message's own
+/// words (`denied`, `failed: 1/2 read`) stay; a `:` before the space ends the path as messages
+/// put one there (`PATH: why`) and folder names do not.
+fn path_end(text: &str) -> usize {
+    let mut end = text.find(PATH_CLOSERS).unwrap_or(text.len());
+    while text[end..].starts_with(' ') && !text[..end].ends_with(':') {
+        let next = &text[end + 1..];
+        let word = &next[..next.find(PATH_CLOSERS).unwrap_or(next.len())];
+        let folder_like = word.starts_with(|c: char| c.is_alphanumeric() || "._-~@+".contains(c));
+        if !folder_like || !word.contains('/') {
+            break;
+        }
+        end += 1 + word.len();
+    }
+    end
 }
 
 #[cfg(test)]
@@ -242,11 +267,49 @@ mod tests {
             ("cannot open '/tmp/x/y.json'", "cannot open 'y.json'"),
             ("a/b and 1/2 and / stay", "a/b and 1/2 and / stay"),
             ("no paths here", "no paths here"),
+            // Two paths side by side stay two.
+            ("copy /a/b/c /d/e/f failed", "copy c f failed"),
         ];
         for (given, expected) in cases {
             assert_eq!(without_directories(given), expected);
         }
         let body = ApiError::internal("reading /srv/cache/hub/x.safetensors failed").body();
         assert_eq!(body["error"]["message"], "reading x.safetensors failed");
+    }
+
+    #[test]
+    fn paths_with_spaces_are_cut_whole() {
+        let cases = [
+            (
+                "reading /Users/a/Library/Application Support/x/models--org--m/snapshots/abc/config.json: denied",
+                "reading config.json: denied",
+            ),
+            (
+                "loading org/m: reading /Volumes/My Disk/hf home/hub/models--org--m/snapshots/abc/model.safetensors: truncated",
+                "loading org/m: reading model.safetensors: truncated",
+            ),
+            // Spaces in several folders, the whole path quoted.
+            (
+                "cannot open '/Users/Jane Doe/My Models/hub/x y/tokenizer.json'",
+                "cannot open 'tokenizer.json'",
+            ),
+            // A space in the last component: the name reads whole, nothing before it shows.
+            (
+                "reading /Users/Jane Doe/models/my config.json failed",
+                "reading my config.json failed",
+            ),
+            // The message's own words after the path stay, slashes and all.
+            (
+                "reading /srv/My Cache/hub/x.safetensors: read 1/2 of the bytes",
+                "reading x.safetensors: read 1/2 of the bytes",
+            ),
+            (
+                "at /root/.cargo/registry/src/index.crates.io-1/mlx-sys-0.7.0/src/mlx-c/mlx/c/ops.cpp:1234 (and/or elsewhere)",
+                "at ops.cpp:1234 (and/or elsewhere)",
+            ),
+        ];
+        for (given, expected) in cases {
+            assert_eq!(without_directories(given), expected, "{given}");
+        }
     }
 }

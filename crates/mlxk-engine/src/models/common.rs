@@ -7,11 +7,24 @@ use mlx_rs::ops::split_at_indices;
 use mlx_rs::Array;
 
 use crate::checkpoint::{Linear, Weights};
-use crate::error::Result;
+use crate::error::{EngineError, Result};
 use crate::kv_cache::KvCache;
 
 use super::rope::Rope;
 use super::Positions;
+
+/// The head size of an architecture that has none of its own: `hidden_size` split evenly
+/// among the heads. The config check divides them only when no `head_dim` is given, and these
+/// architectures ignore one, so a head size of 0 or a remainder is caught here.
+pub fn head_dim_from_hidden(hidden_size: i32, heads: i32) -> Result<i32> {
+    if heads > 0 && hidden_size >= heads && hidden_size % heads == 0 {
+        Ok(hidden_size / heads)
+    } else {
+        Err(EngineError::Config(format!(
+            "num_attention_heads: {heads} does not divide hidden_size ({hidden_size})"
+        )))
+    }
+}
 
 /// Query, key and value projections: separate, or one fused matrix (Phi-3).
 pub enum QkvProjections {

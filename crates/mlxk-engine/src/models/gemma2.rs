@@ -17,7 +17,7 @@ use super::LanguageModel;
 use super::Positions;
 
 #[derive(Debug, Clone, Deserialize)]
-struct Args {
+pub(super) struct Args {
     hidden_size: i32,
     num_hidden_layers: usize,
     num_attention_heads: i32,
@@ -65,9 +65,16 @@ pub struct Gemma2 {
     rope: Rope,
 }
 
-pub fn load(config: &Value, weights: &mut Weights) -> Result<Gemma2> {
+/// Everything `config` decides, before any weights.
+pub(super) fn prepare(config: &Value) -> Result<(Args, Rope)> {
     let args: Args =
         serde_json::from_value(config.clone()).map_err(|e| EngineError::Config(e.to_string()))?;
+    let rope = Rope::new(args.head_dim, args.rope_theta, args.rope_traditional, None)?;
+    Ok((args, rope))
+}
+
+pub fn load(config: &Value, weights: &mut Weights) -> Result<Gemma2> {
+    let (args, rope) = prepare(config)?;
     let norm = |w: &mut Weights, name: String| gemma_norm_weight(w.take(&name));
     let mut layers = Vec::new();
     for i in 0..args.num_hidden_layers {
@@ -82,7 +89,7 @@ pub fn load(config: &Value, weights: &mut Weights) -> Result<Gemma2> {
     }
     let _ = weights.take_optional("lm_head.weight");
     Ok(Gemma2 {
-        rope: Rope::new(args.head_dim, args.rope_theta, args.rope_traditional, None)?,
+        rope,
         embed_tokens: weights.embedding("model.embed_tokens"),
         norm: norm(weights, "model.norm.weight".into())?,
         layers,

@@ -20,7 +20,7 @@ use super::LanguageModel;
 use super::Positions;
 
 #[derive(Debug, Clone, Deserialize)]
-struct Args {
+pub(super) struct Args {
     hidden_size: i32,
     num_hidden_layers: usize,
     num_attention_heads: i32,
@@ -78,9 +78,23 @@ pub struct Gemma3 {
     local_rope: Rope,
 }
 
-pub fn load(config: &Value, weights: &mut Weights) -> Result<Gemma3> {
+/// Everything `config` decides, before any weights: the arguments, the global and the
+/// local (sliding-window) rotary embeddings.
+pub(super) fn prepare(config: &Value) -> Result<(Args, Rope, Rope)> {
     let args: Args =
         serde_json::from_value(config.clone()).map_err(|e| EngineError::Config(e.to_string()))?;
+    let global_rope = Rope::new(
+        args.head_dim,
+        args.rope_theta,
+        false,
+        args.rope_scaling.as_ref(),
+    )?;
+    let local_rope = Rope::new(args.head_dim, args.rope_local_base_freq, false, None)?;
+    Ok((args, global_rope, local_rope))
+}
+
+pub fn load(config: &Value, weights: &mut Weights) -> Result<Gemma3> {
+    let (args, global_rope, local_rope) = prepare(config)?;
     let norm = |w: &mut Weights, name: String| gemma_norm_weight(w.take(&name));
     let mut layers = Vec::new();
     for i in 0..args.num_hidden_layers {
@@ -102,13 +116,8 @@ pub fn load(config: &Value, weights: &mut Weights) -> Result<Gemma3> {
         .contains("lm_head.weight")
         .then(|| weights.linear("lm_head"));
     Ok(Gemma3 {
-        global_rope: Rope::new(
-            args.head_dim,
-            args.rope_theta,
-            false,
-            args.rope_scaling.as_ref(),
-        )?,
-        local_rope: Rope::new(args.head_dim, args.rope_local_base_freq, false, None)?,
+        global_rope,
+        local_rope,
         embed_tokens: weights.embedding("model.embed_tokens"),
         norm: norm(weights, "model.norm.weight".into())?,
         lm_head,

@@ -32,6 +32,12 @@ fn default_rope_theta() -> f32 {
 }
 
 pub fn load(config: &Value, weights: &mut Weights) -> Result<Decoder> {
+    let (shape, rope) = prepare(config)?;
+    Ok(Decoder::load(weights, shape, rope))
+}
+
+/// Everything `config` decides, before any weights.
+pub(super) fn prepare(config: &Value) -> Result<(DecoderShape, Rope)> {
     let a: Args =
         serde_json::from_value(config.clone()).map_err(|e| EngineError::Config(e.to_string()))?;
     let heads = a.num_attention_heads;
@@ -43,8 +49,7 @@ pub fn load(config: &Value, weights: &mut Weights) -> Result<Decoder> {
         a.rope_traditional,
         a.rope_scaling.as_ref(),
     )?;
-    Ok(Decoder::load(
-        weights,
+    Ok((
         DecoderShape {
             layers: a.num_hidden_layers,
             tie_word_embeddings: a.tie_word_embeddings,

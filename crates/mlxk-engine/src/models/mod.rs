@@ -92,18 +92,37 @@ fn read_config(dir: &Path) -> Result<Value> {
     Ok(config)
 }
 
+fn model_type(config: &Value) -> &str {
+    config
+        .get("model_type")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+/// Takes `config` as far as a model is built from it without weights: the config check, the
+/// architecture's own arguments and its rotary embeddings. For the fuzz target: whatever a
+/// `config.json` holds, this is an error or `Ok`, never a panic, a hang or a huge allocation.
+#[doc(hidden)]
+pub fn build_without_weights(config: &Value) -> Result<()> {
+    config_check::check(config)?;
+    match model_type(config) {
+        "llama" | "mistral" => llama::prepare(config).map(drop),
+        "qwen2" => qwen2::prepare(config).map(drop),
+        "phi3" => phi3::prepare(config).map(drop),
+        "gemma2" => gemma2::prepare(config).map(drop),
+        "gemma3_text" => gemma3::prepare(config).map(drop),
+        "qwen3" => qwen3::prepare(config).map(drop),
+        other => Err(EngineError::UnsupportedArchitecture(other.to_string())),
+    }
+}
+
 /// Loads the model in `dir` (an MLX model folder: `config.json` plus safetensors) as `policy`
 /// plans it.
 pub fn load(dir: &Path, policy: &LoadPolicy) -> Result<LoadedModel> {
     let config = read_config(dir)?;
     let plan = policy.plan(&WeightFacts::read(dir, &config)?);
-    let model_type = config
-        .get("model_type")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
     let mut weights = Weights::load(dir, &config, &plan)?;
-    let model: Rc<dyn LanguageModel> = match model_type.as_str() {
+    let model: Rc<dyn LanguageModel> = match model_type(&config) {
         "llama" | "mistral" => Rc::new(llama::load(&config, &mut weights)?),
         "qwen2" => Rc::new(qwen2::load(&config, &mut weights)?),
         "phi3" => Rc::new(phi3::load(&config, &mut weights)?),

@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::checkpoint::Weights;
 use crate::error::{EngineError, Result};
 
-use super::common::{AttentionShape, Decoder, DecoderShape};
+use super::common::{head_dim_from_hidden, AttentionShape, Decoder, DecoderShape};
 use super::rope::Rope;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -37,20 +37,32 @@ fn default_partial_rotary() -> f32 {
 }
 
 pub fn load(config: &Value, weights: &mut Weights) -> Result<Decoder> {
+    let (shape, rope) = prepare(config)?;
+    Ok(Decoder::load(weights, shape, rope))
+}
+
+/// Everything `config` decides, before any weights.
+pub(super) fn prepare(config: &Value) -> Result<(DecoderShape, Rope)> {
     let a: Args =
         serde_json::from_value(config.clone()).map_err(|e| EngineError::Config(e.to_string()))?;
     let heads = a.num_attention_heads;
     let kv_heads = a.num_key_value_heads.unwrap_or(heads);
-    let head_dim = a.hidden_size / heads;
+    let head_dim = head_dim_from_hidden(a.hidden_size, heads)?;
+    // The config check keeps the factor in (0, 1]; a small one can still round to nothing.
     let rope_dims = (head_dim as f32 * a.partial_rotary_factor) as i32;
+    if rope_dims < 1 {
+        return Err(EngineError::Config(format!(
+            "partial_rotary_factor: {} of a {head_dim}-wide head rotates no dimension",
+            a.partial_rotary_factor
+        )));
+    }
     let rope = Rope::new(
         rope_dims,
         a.rope_theta,
         a.rope_traditional,
         a.rope_scaling.as_ref(),
     )?;
-    Ok(Decoder::load(
-        weights,
+    Ok((
         DecoderShape {
             layers: a.num_hidden_layers,
             tie_word_embeddings: a.tie_word_embeddings,

@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::checkpoint::Weights;
 use crate::error::{EngineError, Result};
 
-use super::common::{AttentionShape, Decoder, DecoderShape};
+use super::common::{head_dim_from_hidden, AttentionShape, Decoder, DecoderShape};
 use super::rope::Rope;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -31,17 +31,22 @@ fn default_rope_theta() -> f32 {
 }
 
 pub fn load(config: &Value, weights: &mut Weights) -> Result<Decoder> {
+    let (shape, rope) = prepare(config)?;
+    Ok(Decoder::load(weights, shape, rope))
+}
+
+/// Everything `config` decides, before any weights.
+pub(super) fn prepare(config: &Value) -> Result<(DecoderShape, Rope)> {
     let a: Args =
         serde_json::from_value(config.clone()).map_err(|e| EngineError::Config(e.to_string()))?;
-    let head_dim = a.hidden_size / a.num_attention_heads;
+    let head_dim = head_dim_from_hidden(a.hidden_size, a.num_attention_heads)?;
     let rope = Rope::new(
         head_dim,
         a.rope_theta,
         a.rope_traditional,
         a.rope_scaling.as_ref(),
     )?;
-    Ok(Decoder::load(
-        weights,
+    Ok((
         DecoderShape {
             layers: a.num_hidden_layers,
             tie_word_embeddings: a.tie_word_embeddings,

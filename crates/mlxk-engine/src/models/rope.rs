@@ -24,18 +24,13 @@ pub enum Rope {
 
 impl Rope {
     pub fn new(dims: i32, base: f32, traditional: bool, scaling: Option<&Value>) -> Result<Self> {
+        if dims < 1 {
+            return Err(EngineError::Config(format!(
+                "the rotary embedding would cover {dims} dimensions of each head"
+            )));
+        }
         let scaling = scaling.filter(|s| !s.is_null());
-        let kind = scaling
-            .and_then(|s| s.get("type").or_else(|| s.get("rope_type")))
-            .and_then(Value::as_str)
-            .unwrap_or("default");
-        let number = |key: &str, default: f32| {
-            scaling
-                .and_then(|s| s.get(key))
-                .and_then(Value::as_f64)
-                .map_or(default, |v| v as f32)
-        };
-        match kind {
+        match scaling.map_or("default", scaling_kind) {
             "default" => Ok(Rope::Standard {
                 dims,
                 base,
@@ -45,21 +40,18 @@ impl Rope {
             "linear" => Ok(Rope::Standard {
                 dims,
                 base,
-                scale: 1.0 / number("factor", 1.0),
+                scale: 1.0 / scaling.and_then(|s| number(s, "factor")).unwrap_or(1.0),
                 traditional,
             }),
-            "llama3" => Ok(Rope::Frequencies {
-                dims,
-                freqs: llama3_frequencies(
+            "llama3" => {
+                let freqs = Llama3Scaling::from_config(scaling.unwrap_or(&Value::Null))
+                    .frequencies(dims, base)?;
+                Ok(Rope::Frequencies {
                     dims,
-                    base,
-                    number("factor", 8.0),
-                    number("low_freq_factor", 1.0),
-                    number("high_freq_factor", 4.0),
-                    number("original_max_position_embeddings", 8192.0),
-                ),
-                traditional,
-            }),
+                    freqs: Array::from_slice(&freqs, &[freqs.len() as i32]),
+                    traditional,
+                })
+            }
             other => Err(EngineError::Config(format!(
                 "rope scaling '{other}' is not supported yet"
             ))),
@@ -83,32 +75,73 @@ impl Rope {
     }
 }
 
-/// Llama 3.1's frequency scaling: long wavelengths slowed by `factor`, short ones kept, the band
-/// between blended smoothly.
-fn llama3_frequencies(
-    dims: i32,
-    base: f32,
-    factor: f32,
-    low: f32,
-    high: f32,
-    old_context: f32,
-) -> Array {
-    let low_wavelen = old_context / low;
-    let high_wavelen = old_context / high;
-    let freqs: Vec<f32> = (0..dims)
-        .step_by(2)
-        .map(|i| {
-            let freq = base.powf(i as f32 / dims as f32);
-            let wavelen = 2.0 * std::f32::consts::PI * freq;
-            if wavelen > low_wavelen {
-                freq * factor
-            } else if wavelen > high_wavelen {
-                let smooth = (old_context / wavelen - low) / (high - low);
-                freq / ((1.0 - smooth) / factor + smooth)
-            } else {
-                freq
-            }
-        })
-        .collect();
-    Array::from_slice(&freqs, &[freqs.len() as i32])
+/// `rope_scaling`'s `type` (or `rope_type`), `default` when it names none.
+pub(super) fn scaling_kind(scaling: &Value) -> &str {
+    scaling
+        .get("type")
+        .or_else(|| scaling.get("rope_type"))
+        .and_then(Value::as_str)
+        .unwrap_or("default")
+}
+
+fn number(scaling: &Value, key: &str) -> Option<f32> {
+    scaling.get(key).and_then(Value::as_f64).map(|v| v as f32)
+}
+
+/// Llama 3.1's frequency scaling, with mlx-lm's defaults for what a config leaves out.
+#[derive(Clone, Copy)]
+pub(super) struct Llama3Scaling {
+    pub(super) factor: f32,
+    pub(super) low_freq_factor: f32,
+    pub(super) high_freq_factor: f32,
+    pub(super) original_max_position_embeddings: f32,
+}
+
+impl Llama3Scaling {
+    pub(super) fn from_config(scaling: &Value) -> Self {
+        Llama3Scaling {
+            factor: number(scaling, "factor").unwrap_or(8.0),
+            low_freq_factor: number(scaling, "low_freq_factor").unwrap_or(1.0),
+            high_freq_factor: number(scaling, "high_freq_factor").unwrap_or(4.0),
+            original_max_position_embeddings: number(scaling, "original_max_position_embeddings")
+                .unwrap_or(8192.0),
+        }
+    }
+
+    /// Long wavelengths slowed by `factor`, short ones kept, the band between blended
+    /// smoothly. Numbers the config check let through can still combine into an overflow
+    /// (a huge base times a huge factor): such frequencies are an error, never inf or NaN.
+    fn frequencies(&self, dims: i32, base: f32) -> Result<Vec<f32>> {
+        let Llama3Scaling {
+            factor,
+            low_freq_factor: low,
+            high_freq_factor: high,
+            original_max_position_embeddings: old_context,
+        } = *self;
+        let low_wavelen = old_context / low;
+        let high_wavelen = old_context / high;
+        let freqs: Vec<f32> = (0..dims)
+            .step_by(2)
+            .map(|i| {
+                let freq = base.powf(i as f32 / dims as f32);
+                let wavelen = 2.0 * std::f32::consts::PI * freq;
+                if wavelen > low_wavelen {
+                    freq * factor
+                } else if wavelen > high_wavelen {
+                    let smooth = (old_context / wavelen - low) / (high - low);
+                    freq / ((1.0 - smooth) / factor + smooth)
+                } else {
+                    freq
+                }
+            })
+            .collect();
+        if freqs.iter().all(|f| f.is_finite() && *f > 0.0) {
+            Ok(freqs)
+        } else {
+            Err(EngineError::Config(format!(
+                "rope_scaling: llama3 scaling of rope base {base} gives frequencies that are \
+                 not finite positive numbers"
+            )))
+        }
+    }
 }

@@ -3,6 +3,7 @@
 
 use std::sync::{Mutex, MutexGuard};
 
+mod config_without_weights;
 mod mlx_smoke;
 mod parity_demo;
 mod parity_tiny;
