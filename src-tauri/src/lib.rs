@@ -24,21 +24,26 @@ use crate::commands::{ServerStatusChanged, TransferChanged};
 use crate::state::AppState;
 use crate::windows::AppWindow;
 
-/// Connects the server's state to the tray, every window and notifications.
+/// Connects the server's state to the tray, every window and notifications: each new state,
+/// as it comes, for the whole life of the app.
 pub fn observe_server<R: Runtime>(app: &tauri::AppHandle<R>) {
     let handle = app.clone();
-    app.state::<AppState>().server.set_observer(move |status| {
-        if let Err(e) = tray::refresh(&handle, status) {
-            eprintln!("mlxk-app: cannot update the tray: {e}");
-        }
-        // Emitted by name so that it also works on runtimes the bindings' builder is not
-        // mounted on (Tauri's mock runtime in tests).
-        let _ = handle.emit(
-            ServerStatusChanged::NAME,
-            ServerStatusChanged(status.clone()),
-        );
-        if let Some(note) = notifications::for_server(status) {
-            notifications::show(&handle, note);
+    let mut updates = app.state::<AppState>().server.subscribe();
+    tauri::async_runtime::spawn(async move {
+        while updates.changed().await.is_ok() {
+            let status = updates.borrow_and_update().clone();
+            if let Err(e) = tray::refresh(&handle, &status) {
+                eprintln!("mlxk-app: cannot update the tray: {e}");
+            }
+            // Emitted by name so that it also works on runtimes the bindings' builder is not
+            // mounted on (Tauri's mock runtime in tests).
+            let _ = handle.emit(
+                ServerStatusChanged::NAME,
+                ServerStatusChanged(status.clone()),
+            );
+            if let Some(note) = notifications::for_server(&status) {
+                notifications::show(&handle, note);
+            }
         }
     });
 }

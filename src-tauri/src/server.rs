@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use mlxk_server::{ServerConfig, ServerHandle};
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
 /// What the tray icon, its tooltip and the windows show.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, specta::Type)]
@@ -45,44 +46,53 @@ impl ServerStatus {
     }
 }
 
-type Observer = Box<dyn Fn(&ServerStatus) + Send + Sync>;
-
-/// Starts and stops the embedded server, and tells an observer every change of state.
-#[derive(Clone, Default)]
+/// Starts and stops the embedded server. Its state is a value that changes, so it lives in a
+/// `watch` channel: the tray and the windows follow the latest state, and a reader that falls
+/// behind skips to it rather than replaying stale ones.
+#[derive(Clone)]
 pub struct ServerControl {
-    inner: Arc<Mutex<Inner>>,
-    observer: Arc<Mutex<Option<Observer>>>,
+    handle: Arc<Mutex<Option<ServerHandle>>>,
+    status: Arc<watch::Sender<ServerStatus>>,
 }
 
-#[derive(Default)]
-struct Inner {
-    status: Option<ServerStatus>,
-    handle: Option<ServerHandle>,
+impl Default for ServerControl {
+    fn default() -> Self {
+        ServerControl {
+            handle: Arc::default(),
+            status: Arc::new(watch::Sender::new(ServerStatus::Stopped)),
+        }
+    }
 }
 
 impl ServerControl {
     pub fn status(&self) -> ServerStatus {
-        self.lock().status.clone().unwrap_or(ServerStatus::Stopped)
+        self.status.borrow().clone()
     }
 
-    /// Called with every new status (the tray and the windows' event).
-    pub fn set_observer(&self, observer: impl Fn(&ServerStatus) + Send + Sync + 'static) {
-        *self.observer.lock().expect("observer lock") = Some(Box::new(observer));
+    /// Sees every new status from now on (the tray and the windows' event).
+    pub fn subscribe(&self) -> watch::Receiver<ServerStatus> {
+        self.status.subscribe()
     }
 
     /// Starts the server unless it is already starting or running; a failure to bind (port
     /// taken…) becomes [`ServerStatus::Error`]. Must run inside a Tokio runtime.
     pub async fn start(&self, config: ServerConfig) -> ServerStatus {
-        let requested = format!("{}:{}", config.host, config.port);
-        {
-            let mut inner = self.lock();
-            let current = inner.status.clone().unwrap_or(ServerStatus::Stopped);
-            if current.is_active() {
-                return current;
+        let starting = ServerStatus::Starting {
+            address: format!("{}:{}", config.host, config.port),
+        };
+        // Checked and set at once: two clicks never start two servers.
+        let mut current = None;
+        self.status.send_if_modified(|status| {
+            if status.is_active() {
+                current = Some(status.clone());
+                return false;
             }
-            inner.status = Some(ServerStatus::Starting { address: requested });
+            *status = starting;
+            true
+        });
+        if let Some(current) = current {
+            return current;
         }
-        self.notify();
         let status = match mlxk_server::start(config).await {
             Ok(handle) => {
                 let addr = handle.addr();
@@ -90,34 +100,27 @@ impl ServerControl {
                     address: addr.to_string(),
                     exposed: !addr.ip().is_loopback(),
                 };
-                let mut inner = self.lock();
-                inner.handle = Some(handle);
-                inner.status = Some(status.clone());
+                *self.lock() = Some(handle);
                 status
             }
-            Err(e) => {
-                let status = ServerStatus::Error {
-                    message: e.to_string(),
-                };
-                self.lock().status = Some(status.clone());
-                status
-            }
+            Err(e) => ServerStatus::Error {
+                message: e.to_string(),
+            },
         };
-        self.notify();
+        self.status.send_replace(status.clone());
         status
     }
 
     /// Records a failure that happened before the server could start (bad settings).
     pub fn fail(&self, message: String) -> ServerStatus {
         let status = ServerStatus::Error { message };
-        self.lock().status = Some(status.clone());
-        self.notify();
+        self.status.send_replace(status.clone());
         status
     }
 
     /// Stops gracefully (streams end, the port is released); a no-op when not running.
     pub async fn stop(&self) -> ServerStatus {
-        let handle = self.lock().handle.take();
+        let handle = self.lock().take();
         if let Some(handle) = handle {
             if handle.stop().await == mlxk_server::Stopped::WorkerAbandoned {
                 eprintln!(
@@ -125,20 +128,12 @@ impl ServerControl {
                 );
             }
         }
-        self.lock().status = Some(ServerStatus::Stopped);
-        self.notify();
+        self.status.send_replace(ServerStatus::Stopped);
         ServerStatus::Stopped
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().expect("server state lock")
-    }
-
-    fn notify(&self) {
-        let status = self.status();
-        if let Some(observer) = self.observer.lock().expect("observer lock").as_ref() {
-            observer(&status);
-        }
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<ServerHandle>> {
+        self.handle.lock().expect("server handle lock")
     }
 }
 
@@ -156,9 +151,19 @@ mod tests {
     #[tokio::test]
     async fn start_then_stop_releases_the_port_and_reports_each_state() {
         let control = ServerControl::default();
+        let mut updates = control.subscribe();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = Arc::clone(&seen);
-        control.set_observer(move |s| log.lock().unwrap().push(s.clone()));
+        let reader = tokio::spawn(async move {
+            while updates.changed().await.is_ok() {
+                let status = updates.borrow_and_update().clone();
+                let stopped = status == ServerStatus::Stopped;
+                log.lock().unwrap().push(status);
+                if stopped {
+                    break;
+                }
+            }
+        });
 
         let ServerStatus::Running { address, exposed } = control.start(loopback_any_port()).await
         else {
@@ -173,6 +178,7 @@ mod tests {
         ));
         assert_eq!(control.stop().await, ServerStatus::Stopped);
         assert!(std::net::TcpStream::connect(&address).is_err());
+        reader.await.unwrap();
 
         let states: Vec<&str> = seen
             .lock()
@@ -185,7 +191,12 @@ mod tests {
                 ServerStatus::Error { .. } => "error",
             })
             .collect();
-        assert_eq!(states, ["starting", "running", "stopped"]);
+        // "starting" may be skipped when the server is up before the reader runs: a watch
+        // holds the latest state, never a stale one.
+        assert!(
+            states == ["starting", "running", "stopped"] || states == ["running", "stopped"],
+            "{states:?}"
+        );
     }
 
     #[tokio::test]

@@ -104,6 +104,9 @@ impl TransferView {
     }
 }
 
+/// Transfers report events, not one state: the end of a pull must reach its notification even
+/// when another transfer changed in between, so this stays a callback where the server's state
+/// is a `watch` channel (which keeps only the latest value).
 type Observer = Box<dyn Fn(&TransferView) + Send + Sync>;
 
 struct Entry {

@@ -132,7 +132,7 @@ fn build_menu<R: Runtime>(app: &AppHandle<R>, status: &ServerStatus) -> tauri::R
 }
 
 /// What a click on a menu item does. Starting and stopping run in the background; the tray
-/// follows through the server's observer.
+/// follows the server's state (`ServerControl::subscribe`).
 pub fn handle_menu_event<R: Runtime>(app: &AppHandle<R>, id: &str) {
     let state = app.state::<AppState>();
     match id {

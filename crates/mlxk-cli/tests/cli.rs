@@ -715,6 +715,69 @@ fn human_output_of_every_offline_command() {
     }
 }
 
+/// The rest of what a person meets offline: the version, an empty cache, a model to fetch,
+/// refusals of `serve`, `pull`, `clone` and `convert` that need nothing but the
+/// command line (never the network or a keyring).
+#[test]
+fn human_output_of_the_other_commands() {
+    let cache = TestCache::standard();
+    let tmp = cache.home.parent().unwrap().display().to_string();
+    let empty_home = cache.home.parent().unwrap().join("empty_home");
+    mlxk_fixtures::FixtureCache::create(&empty_home).unwrap();
+    let empty_home = empty_home.to_str().unwrap().to_string();
+    let bogus = cache.home.parent().unwrap().join("bogus.gguf");
+    fs::write(&bogus, "not a gguf file").unwrap();
+    let bogus = bogus.to_str().unwrap().to_string();
+    let taken = cache.home.parent().unwrap().join("taken");
+    fs::create_dir(&taken).unwrap();
+    fs::write(taken.join("notes.txt"), "mine").unwrap();
+    let taken = taken.to_str().unwrap().to_string();
+    let offline: &[(&str, &str)] = &[("HF_HUB_OFFLINE", "1")];
+    // (snapshot name, environment, arguments)
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a [&'a str]);
+    let cases: &[Case] = &[
+        ("version", &[], &["--version"]),
+        ("list_empty_cache", &[("HF_HOME", &empty_home)], &["list"]),
+        ("error_run_not_in_cache", &[], &["run", "org/absent", "hi"]),
+        (
+            "error_serve_exposed_without_key",
+            &[("MLXK_API_KEY", "")],
+            &["serve", "--host", "0.0.0.0", "--port", "1"],
+        ),
+        ("error_pull_offline", offline, &["pull", "org/absent"]),
+        ("error_pull_bad_name", &[], &["pull", "../etc/passwd"]),
+        (
+            "error_clone_into_non_empty_folder",
+            offline,
+            &["clone", "Qwen3-0.6B-sharded", &taken],
+        ),
+        (
+            "error_convert_not_gguf",
+            &[],
+            &["convert", "--from-gguf", &bogus, "--into-cache", "org/out"],
+        ),
+    ];
+    for (name, env, args) in cases {
+        let mut command = cache.command(args);
+        for (key, value) in env.iter() {
+            command.env(key, value);
+        }
+        let output = command.output().unwrap();
+        let shown = format!(
+            "$ mlxk {}\nexit {}\n--- stdout\n{}\n--- stderr\n{}",
+            args.join(" ").replace(&tmp, "<tmp>"),
+            output.status.code().unwrap(),
+            String::from_utf8_lossy(&output.stdout)
+                .replace(&tmp, "<tmp>")
+                .trim_end(),
+            String::from_utf8_lossy(&output.stderr)
+                .replace(&tmp, "<tmp>")
+                .trim_end(),
+        );
+        insta::assert_snapshot!(*name, shown);
+    }
+}
+
 /// Workspaces in `$MLXK_WORKSPACE_HOME` beside the cache's models: cloned there by a bare
 /// name, listed with a SRC column, shown with their clean state; dirty after an edit, clean
 /// again after `--recalc-hash`.

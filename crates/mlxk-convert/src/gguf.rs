@@ -38,6 +38,20 @@ pub struct GgufFile {
 
 impl GgufFile {
     pub fn open(path: &Path) -> Result<Self, ConvertError> {
+        // The reader's own error for another kind of file is a bare "failed to fill whole
+        // buffer": say what the file is not.
+        let mut magic = [0u8; 4];
+        let starts_as_gguf = File::open(path)
+            .and_then(|mut file| std::io::Read::read_exact(&mut file, &mut magic))
+            .map(|()| &magic == b"GGUF");
+        if let Ok(false) | Err(_) = starts_as_gguf {
+            if path.is_file() {
+                return Err(ConvertError::Gguf(format!(
+                    "{}: it does not start with the GGUF signature",
+                    path.display()
+                )));
+            }
+        }
         let reader = gguf_rs_lib::reader::file_reader::open_gguf_file(path)
             .map_err(|e| ConvertError::Gguf(format!("{}: {e}", path.display())))?;
         Ok(GgufFile { reader })

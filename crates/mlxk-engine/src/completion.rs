@@ -5,7 +5,7 @@ use std::rc::Rc;
 
 use crate::error::Result;
 use crate::generate::{FinishReason, Generation, Generator};
-use crate::text::{TextEvent, TextStream, THINK_START};
+use crate::text::{Reasoning, TextEvent, TextStream, THINK_START};
 use crate::tokenizer::{StreamDecoder, Tokenizer};
 
 pub struct TextGeneration {
@@ -25,12 +25,16 @@ impl TextGeneration {
         stops: Vec<String>,
         prompt_text: &str,
     ) -> Self {
-        let opens_reasoning = prompt_text.trim_end().ends_with(THINK_START);
+        let reasoning = if prompt_text.trim_end().ends_with(THINK_START) {
+            Reasoning::SplitOpenedByPrompt
+        } else {
+            Reasoning::Split
+        };
         TextGeneration {
             generator,
             tokenizer,
             decoder: StreamDecoder::default(),
-            text: TextStream::new(stops, true, opens_reasoning),
+            text: TextStream::new(stops, reasoning),
             flushed: false,
         }
     }

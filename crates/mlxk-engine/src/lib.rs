@@ -46,6 +46,6 @@ pub use load_plan::{LoadPlan, LoadPolicy, WeightLayout};
 pub use models::{load, plan, LanguageModel, LoadedModel, Positions};
 pub use runtime::{Blas, DeviceKind, RuntimeInfo};
 pub use sampler::{Sampler, SamplingParams};
-pub use text::{TextEvent, TextStream};
+pub use text::{Reasoning, TextEvent, TextStream};
 pub use text_model::{AnswerOptions, Prompt, TextModel};
 pub use tokenizer::{ChatMessage, Tokenizer};

@@ -14,6 +14,17 @@ pub enum TextEvent {
     Reasoning(String),
 }
 
+/// What a stream does with `<think>` blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reasoning {
+    /// Left in the content as the model wrote it.
+    InContent,
+    /// Split from the content.
+    Split,
+    /// Split, and the prompt itself opened the block (some chat templates do).
+    SplitOpenedByPrompt,
+}
+
 /// Feeds on decoded text, holds back only what might still become a stop string or a tag.
 pub struct TextStream {
     stops: Vec<String>,
@@ -24,12 +35,11 @@ pub struct TextStream {
 }
 
 impl TextStream {
-    /// `starts_in_reasoning`: the prompt itself opened a `<think>` block (some chat templates do).
-    pub fn new(stops: Vec<String>, split_reasoning: bool, starts_in_reasoning: bool) -> Self {
+    pub fn new(stops: Vec<String>, reasoning: Reasoning) -> Self {
         TextStream {
             stops: stops.into_iter().filter(|s| !s.is_empty()).collect(),
-            split_reasoning,
-            in_reasoning: split_reasoning && starts_in_reasoning,
+            split_reasoning: reasoning != Reasoning::InContent,
+            in_reasoning: reasoning == Reasoning::SplitOpenedByPrompt,
             pending: String::new(),
             stopped: false,
         }
@@ -171,7 +181,7 @@ mod tests {
 
     #[test]
     fn stop_strings_spanning_pieces_are_never_emitted() {
-        let mut stream = TextStream::new(vec!["\nUser:".into()], false, false);
+        let mut stream = TextStream::new(vec!["\nUser:".into()], Reasoning::InContent);
         let (content, _) = run(&mut stream, &["Hello", " there\n", "Us", "er:", " more"]);
         assert_eq!(content, "Hello there");
         assert!(stream.stopped());
@@ -179,10 +189,10 @@ mod tests {
 
     #[test]
     fn near_misses_are_released() {
-        let mut stream = TextStream::new(vec!["STOP".into()], false, false);
+        let mut stream = TextStream::new(vec!["STOP".into()], Reasoning::InContent);
         let (content, _) = run(&mut stream, &["ST", "OP", "!"]);
         assert_eq!(content, "");
-        let mut stream = TextStream::new(vec!["STOP".into()], false, false);
+        let mut stream = TextStream::new(vec!["STOP".into()], Reasoning::InContent);
         let (content, _) = run(&mut stream, &["ST", "ART", " now ST"]);
         assert_eq!(
             (content.as_str(), stream.stopped()),
@@ -192,7 +202,7 @@ mod tests {
 
     #[test]
     fn reasoning_is_split_from_the_answer() {
-        let mut stream = TextStream::new(vec![], true, false);
+        let mut stream = TextStream::new(vec![], Reasoning::Split);
         let (content, reasoning) = run(
             &mut stream,
             &[
@@ -206,18 +216,18 @@ mod tests {
         assert_eq!(reasoning, "Let me think");
         assert_eq!(content, "The answer is 4.");
 
-        let mut opened_by_prompt = TextStream::new(vec![], true, true);
+        let mut opened_by_prompt = TextStream::new(vec![], Reasoning::SplitOpenedByPrompt);
         let (content, reasoning) = run(&mut opened_by_prompt, &["hmm</think>", "Done"]);
         assert_eq!((content.as_str(), reasoning.as_str()), ("Done", "hmm"));
 
-        let mut off = TextStream::new(vec![], false, false);
+        let mut off = TextStream::new(vec![], Reasoning::InContent);
         let (content, _) = run(&mut off, &["<think>x</think>y"]);
         assert_eq!(content, "<think>x</think>y");
     }
 
     #[test]
     fn multibyte_text_is_handled_at_char_boundaries() {
-        let mut stream = TextStream::new(vec!["ünd".into()], false, false);
+        let mut stream = TextStream::new(vec!["ünd".into()], Reasoning::InContent);
         let (content, _) = run(&mut stream, &["Grü", "ße ü", "nd mehr"]);
         assert_eq!(content, "Grüße ");
     }

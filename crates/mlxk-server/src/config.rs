@@ -69,10 +69,16 @@ impl ServerConfig {
         !self.host.is_loopback()
     }
 
+    /// The key requests must carry. A blank one (an empty `MLXK_API_KEY`) is no key: it would
+    /// otherwise let anyone in who sends an empty bearer token.
+    pub fn required_key(&self) -> Option<&str> {
+        self.api_key.as_deref().filter(|key| !key.trim().is_empty())
+    }
+
     /// Refuses to serve other machines without an API key unless the person explicitly
     /// allowed it (`mlxk serve --insecure-no-auth`, the app's setting).
     pub fn check_exposure(&self, allow_without_key: bool) -> Result<(), UnprotectedExposure> {
-        if self.is_exposed() && self.api_key.is_none() && !allow_without_key {
+        if self.is_exposed() && self.required_key().is_none() && !allow_without_key {
             return Err(UnprotectedExposure { host: self.host });
         }
         Ok(())
@@ -105,6 +111,12 @@ mod tests {
         assert!(on([127, 0, 0, 1], None).check_exposure(false).is_ok());
         assert!(on([0, 0, 0, 0], Some("k")).check_exposure(false).is_ok());
         assert!(on([0, 0, 0, 0], None).check_exposure(true).is_ok());
+        // A blank key protects nothing.
+        for blank in ["", "  "] {
+            let config = on([0, 0, 0, 0], Some(blank));
+            assert!(config.check_exposure(false).is_err(), "{blank:?}");
+            assert_eq!(config.required_key(), None);
+        }
         let refused = on([0, 0, 0, 0], None).check_exposure(false).unwrap_err();
         assert!(refused.to_string().contains("0.0.0.0 without an API key"));
         assert!(ServerConfig::default().host.is_loopback());

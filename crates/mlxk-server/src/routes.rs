@@ -70,13 +70,13 @@ async fn health(State(state): State<Shared>) -> Json<Value> {
 
 /// Bearer-token check for `/v1`, when an API key is configured.
 async fn require_key(State(state): State<Shared>, request: Request, next: Next) -> Response {
-    if let Some(key) = &state.config.api_key {
+    if let Some(key) = state.config.required_key() {
         let given = request
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        if given != Some(key.as_str()) {
+        if given != Some(key) {
             return ApiError::unauthorized().into_response();
         }
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use mlxk_core::{HubCache, RunnableModel};
-use mlxk_engine::{AnswerOptions, FinishReason, Prompt, TextEvent, TextStream};
+use mlxk_engine::{AnswerOptions, FinishReason, Prompt, Reasoning, TextEvent, TextStream};
 use mlxk_fixtures::FixtureCache;
 use mlxk_server::backend::{Backend, Generation};
 use mlxk_server::{start_with_backend, ServerConfig, ServerHandle, ServiceError, Stopped, Usage};
@@ -84,7 +84,7 @@ impl Backend for FakeBackend {
             words: words.into_iter().rev().collect(),
             max_tokens: options.max_tokens,
             produced: 0,
-            text: TextStream::new(options.stops.clone(), true, false),
+            text: TextStream::new(options.stops.clone(), Reasoning::Split),
             finish: None,
             flushed: false,
             record: Arc::clone(&self.record),
@@ -413,6 +413,8 @@ async fn models_lists_only_runnable_ones_and_names_the_loaded_one() {
     assert_eq!(model["loaded"], true);
     let (status, body) = server.get("/health").await;
     assert_eq!(status, 200);
+    // mlx-knife 2.0.8's code answers `status`, its tests read `healthy`: both hold.
+    assert_eq!(body["status"], "ok");
     assert_eq!(body["healthy"], true);
     assert_eq!(body["queue"]["capacity"], 32);
     assert_eq!(server.stop().await, Stopped::Cleanly);
@@ -777,6 +779,33 @@ async fn a_stop_ends_streams_cleanly_and_refuses_new_work() {
     assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
     assert_eq!(record.lock().unwrap().ended, vec![FinishReason::Stop]);
     assert!(TcpStream::connect(addr).is_err(), "the port is released");
+}
+
+#[tokio::test]
+async fn a_stop_refuses_the_requests_still_waiting_with_shutting_down() {
+    let server = Server::with(|c| {
+        c.max_active = 1;
+        c.queue_timeout = Duration::from_secs(30);
+    })
+    .await;
+    let slow = chat(&format!("SLOW {}", "w ".repeat(200)));
+    let running = server.spawn_chat(slow.clone());
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    // The second waits for the one slot; the stop comes first.
+    let (client, url) = (server.client.clone(), server.url("/v1/chat/completions"));
+    let waiting = tokio::spawn(async move {
+        let response = client.post(url).json(&slow).send().await.unwrap();
+        let retry_after = response.headers().get("retry-after").cloned();
+        let body: Value = response.json().await.unwrap();
+        (body, retry_after)
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(server.stop().await, Stopped::Cleanly);
+    let (body, retry_after) = waiting.await.unwrap();
+    assert_eq!(error_code(&body), "shutting_down", "{body}");
+    assert_eq!(body["error"]["message"], "the server is shutting down");
+    assert_eq!(retry_after.unwrap(), "1");
+    assert_eq!(running.await.unwrap(), 200);
 }
 
 #[tokio::test]

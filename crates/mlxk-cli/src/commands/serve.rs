@@ -76,8 +76,10 @@ pub fn run(args: &ServeArgs, _output: &Output) -> Result<Outcome, CliError> {
     if args.store_api_key || args.forget_api_key {
         return manage_stored_key(args.store_api_key);
     }
-    let (api_key, key_source) = match &args.api_key {
-        Some(key) => (Some(key.clone()), "--api-key or MLXK_API_KEY"),
+    // An empty MLXK_API_KEY is no key (the keyring's is used, else none).
+    let given = args.api_key.as_deref().filter(|key| !key.trim().is_empty());
+    let (api_key, key_source) = match given {
+        Some(key) => (Some(key.to_string()), "--api-key or MLXK_API_KEY"),
         None => match stored_key() {
             Some(key) => (Some(key), "the keyring"),
             None => (None, ""),
