@@ -6,6 +6,7 @@
 //! [`windows`] opens the Library, Settings and Push windows.
 
 pub mod commands;
+pub mod downloads;
 pub mod error;
 pub mod notifications;
 pub mod server;

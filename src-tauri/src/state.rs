@@ -24,8 +24,15 @@ pub struct AppState {
     /// A fixed keyring (tests use keyring-core's mock store); `None` opens the OS keyring.
     secrets: Option<SecretStore>,
     copy_text: Mutex<Option<CopyText>>,
-    /// The settings the running server was started with ("applies on restart").
-    started_with: Arc<Mutex<Option<ServerSettings>>>,
+    /// The settings (and API key) the running server was started with ("applies on restart",
+    /// the chat pane's key).
+    started_with: Arc<Mutex<Option<Started>>>,
+}
+
+/// What the running server was started with.
+struct Started {
+    settings: ServerSettings,
+    api_key: Option<String>,
 }
 
 impl AppState {
@@ -92,8 +99,21 @@ impl AppState {
         }
     }
 
-    pub fn remember_started_with(&self, settings: Option<ServerSettings>) {
-        *self.started_with.lock().expect("settings lock") = settings;
+    pub fn remember_started_with(&self, settings: Option<ServerSettings>, api_key: Option<String>) {
+        *self.started_with.lock().expect("settings lock") =
+            settings.map(|settings| Started { settings, api_key });
+    }
+
+    /// The API key of the running server; `None` when it has none or is not running.
+    pub fn started_key(&self) -> Option<String> {
+        if !self.server.status().is_active() {
+            return None;
+        }
+        self.started_with
+            .lock()
+            .expect("settings lock")
+            .as_ref()
+            .and_then(|s| s.api_key.clone())
     }
 
     /// Whether the running server was started with other settings than the current ones.
@@ -104,6 +124,6 @@ impl AppState {
                 .lock()
                 .expect("settings lock")
                 .as_ref()
-                .is_some_and(|s| *s != self.settings())
+                .is_some_and(|s| s.settings != self.settings())
     }
 }

@@ -13,8 +13,10 @@ use mlxk_core::model::WorkspaceState;
 use mlxk_core::remove::{RemovalOutcome, RemovalPlan, RemovalScope, WorkspaceRemovalPlan};
 use mlxk_core::snapshot::SnapshotEntry;
 use mlxk_core::usage::UsageLog;
-use mlxk_core::ModelInfo;
+use mlxk_core::{Library, ModelInfo};
 use serde::Serialize;
+
+use crate::downloads::Download;
 
 /// Where a model lives.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, specta::Type)]
@@ -98,16 +100,20 @@ pub struct ModelSummary {
     /// When `mlxk run` or the server last loaded it (RFC 3339, UTC); `None`: not since
     /// mlxk records it.
     pub last_used: Option<String>,
+    /// A download of it not finished yet (running, or cut short); `None` when there is none.
+    pub download: Option<Download>,
 }
 
 impl ModelSummary {
-    /// The summaries of `models`, with when each was last used from `usage`.
-    pub fn with_usage(models: &[ModelInfo], usage: &UsageLog) -> Vec<ModelSummary> {
-        let used = usage.read();
+    /// The summaries of `models` of `library`, each with when it was last used (its usage log)
+    /// and the state of an unfinished download.
+    pub fn rows(models: &[ModelInfo], library: &Library) -> Vec<ModelSummary> {
+        let used = UsageLog::for_cache(library.cache()).read();
         models
             .iter()
             .map(|m| ModelSummary {
                 last_used: used.get(&m.name).map(|t| t.to_rfc3339()),
+                download: Download::of(library.cache(), m),
                 ..ModelSummary::from(m)
             })
             .collect()
@@ -146,6 +152,7 @@ impl From<&ModelInfo> for ModelSummary {
             runtime_reason: m.runtime.reason.clone(),
             last_modified: m.last_modified.to_rfc3339(),
             last_used: None,
+            download: None,
         }
     }
 }
@@ -186,10 +193,12 @@ pub struct ModelDetails {
 }
 
 impl ModelDetails {
-    /// The details of `model`, with when it was last used from `usage` (as the list shows).
-    pub fn with_usage(model: &ModelInfo, usage: &UsageLog) -> Self {
+    /// The details of `model` of `library`, its summary as the list shows it.
+    pub fn of(model: &ModelInfo, library: &Library) -> Self {
         let mut details = ModelDetails::from(model);
-        details.summary.last_used = usage.read().get(&model.name).map(|t| t.to_rfc3339());
+        if let Some(row) = ModelSummary::rows(std::slice::from_ref(model), library).pop() {
+            details.summary = row;
+        }
         details
     }
 }

@@ -9,7 +9,7 @@ import * as __TAURI_EVENT from "@tauri-apps/api/event";
 export const commands = {
 	/**
 	 *  Every cached model (as `mlxk list --all`) and every workspace of `$MLXK_WORKSPACE_HOME`,
-	 *  with the total disk use.
+	 *  with the total disk use; a model still downloading says so.
 	 */
 	listModels: () => typedError<LibraryView, CommandError>(__TAURI_INVOKE("list_models")),
 	/**  What `mlxk show NAME` shows (a workspace by its path or folder name). */
@@ -31,6 +31,18 @@ export const commands = {
 	/**  Starts the server with the saved settings (and the API key from the keyring). */
 	serverStart: () => typedError<ServerStatus, CommandError>(__TAURI_INVOKE("server_start")),
 	serverStop: () => typedError<ServerStatus, CommandError>(__TAURI_INVOKE("server_stop")),
+	/**
+	 *  Stops the server and starts it again with the saved settings (Settings' Restart Server,
+	 *  offered when they differ from the running server's).
+	 */
+	serverRestart: () => typedError<ServerStatus, CommandError>(__TAURI_INVOKE("server_restart")),
+	/**
+	 *  The API key the running server was started with, for the app's own client (the chat
+	 *  pane); `None` when it runs without one or is not running. Never shown.
+	 */
+	chatApiKey: () => __TAURI_INVOKE<string | null>("chat_api_key"),
+	/**  Puts `text` on the system clipboard. */
+	copyText: (text: string) => typedError<null, CommandError>(__TAURI_INVOKE("copy_text", { text })),
 	getSettings: () => __TAURI_INVOKE<SettingsView>("get_settings"),
 	/**  Validates and stores the settings. A running server keeps its settings until restarted. */
 	saveSettings: (server: ServerSettings) => typedError<SettingsView, CommandError>(__TAURI_INVOKE("save_settings", { server })),
@@ -140,6 +152,13 @@ export type DeletePlanView = {
 	/**  Lock files held by a running download: deleting is refused while there are any. */
 	held_locks: string[],
 };
+
+/**  A download of a model that is not complete yet. */
+export type Download = 
+/**  Still running: a program holds the model's download lock. */
+"running" | 
+/**  Cut short: partial files, and no program downloading (a pull resumes it). */
+"interrupted";
 
 export type FileProgressView = {
 	path: string,
@@ -268,6 +287,8 @@ export type ModelSummary = {
 	 *  mlxk records it.
 	 */
 	last_used: string | null,
+	/**  A download of it not finished yet (running, or cut short); `None` when there is none. */
+	download: Download | null,
 };
 
 export type ModelType = "chat" | "base" | "embedding" | "vision" | "audio";

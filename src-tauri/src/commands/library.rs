@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use mlxk_core::health::CheckDepth;
 use mlxk_core::model::WorkspaceState;
-use mlxk_core::usage::UsageLog;
 use mlxk_core::{remove, workspace, CoreError, Library};
 
 use super::blocking;
@@ -12,14 +11,13 @@ use crate::error::{CommandError, CommandResult};
 use crate::views::{DeleteOutcomeView, DeletePlanView, LibraryView, ModelDetails, ModelSummary};
 
 /// Every cached model (as `mlxk list --all`) and every workspace of `$MLXK_WORKSPACE_HOME`,
-/// with the total disk use.
+/// with the total disk use; a model still downloading says so.
 #[tauri::command]
 #[specta::specta]
 pub async fn list_models() -> CommandResult<LibraryView> {
     blocking(|| {
         let library = Library::from_env();
-        let usage = UsageLog::for_cache(library.cache());
-        let models = ModelSummary::with_usage(&library.list()?, &usage);
+        let models = ModelSummary::rows(&library.list()?, &library);
         Ok(LibraryView {
             cache_root: library.cache().root().display().to_string(),
             workspace_home: library.workspace_home().map(|h| h.display().to_string()),
@@ -37,10 +35,7 @@ pub async fn model_details(name: String) -> CommandResult<ModelDetails> {
     blocking(move || {
         let library = Library::from_env();
         let model = library.find(&name)?;
-        Ok(ModelDetails::with_usage(
-            &model,
-            &UsageLog::for_cache(library.cache()),
-        ))
+        Ok(ModelDetails::of(&model, &library))
     })
     .await
 }
@@ -60,10 +55,7 @@ pub async fn check_health(name: Option<String>, deep: bool) -> CommandResult<Vec
             Some(name) => vec![library.find(&name)?],
             None => library.list()?,
         };
-        Ok(ModelSummary::with_usage(
-            &models,
-            &UsageLog::for_cache(library.cache()),
-        ))
+        Ok(ModelSummary::rows(&models, &library))
     })
     .await
 }

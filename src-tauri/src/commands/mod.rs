@@ -3,6 +3,7 @@
 //! `mlxk-core` or `mlxk-server`; slow work (file system, keyring, network) runs off the main
 //! thread.
 
+pub mod clipboard;
 pub mod library;
 pub mod push;
 pub mod secrets;
@@ -38,6 +39,9 @@ pub fn specta_builder() -> Builder<tauri::Wry> {
             server::server_status,
             server::server_start,
             server::server_stop,
+            server::server_restart,
+            server::chat_api_key,
+            clipboard::copy_text,
             server::get_settings,
             server::save_settings,
             secrets::secret_status,

@@ -28,6 +28,23 @@ pub async fn server_stop(state: State<'_, AppState>) -> CommandResult<ServerStat
     Ok(state.server.stop().await)
 }
 
+/// Stops the server and starts it again with the saved settings (Settings' Restart Server,
+/// offered when they differ from the running server's).
+#[tauri::command]
+#[specta::specta]
+pub async fn server_restart(state: State<'_, AppState>) -> CommandResult<ServerStatus> {
+    state.server.stop().await;
+    Ok(start_server(&state).await)
+}
+
+/// The API key the running server was started with, for the app's own client (the chat
+/// pane); `None` when it runs without one or is not running. Never shown.
+#[tauri::command]
+#[specta::specta]
+pub fn chat_api_key(state: State<'_, AppState>) -> Option<String> {
+    state.started_key()
+}
+
 /// Starts the server as the settings say; shared by the command and the tray.
 pub async fn start_server(state: &AppState) -> ServerStatus {
     let settings = state.settings();
@@ -37,9 +54,9 @@ pub async fn start_server(state: &AppState) -> ServerStatus {
         .ok()
         .and_then(|store| store.get(SecretKind::ServerApiKey).ok().flatten())
         .map(|key| key.expose().to_string());
-    match settings.server_config(api_key) {
+    match settings.server_config(api_key.clone()) {
         Ok(config) => {
-            state.remember_started_with(Some(settings));
+            state.remember_started_with(Some(settings), api_key);
             state.server.start(config).await
         }
         Err(e) => state.server.fail(e.message),

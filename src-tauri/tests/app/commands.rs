@@ -2,6 +2,7 @@
 //! keyring and the project's local test Hub.
 
 use crate::common::{fixture_env, mock_app, workspace_home};
+use mlxk_app::commands::clipboard::copy_text;
 use mlxk_app::commands::library::{
     check_health, delete_model, delete_plan, list_models, model_details,
 };
@@ -10,8 +11,10 @@ use mlxk_app::commands::secrets::{
     secret_remove, secret_set, secret_status, token_test, SecretName,
 };
 use mlxk_app::commands::server::{
-    get_settings, save_settings, server_start, server_status, server_stop,
+    chat_api_key, get_settings, save_settings, server_restart, server_start, server_status,
+    server_stop,
 };
+use mlxk_app::downloads::Download;
 use mlxk_app::server::ServerStatus;
 use mlxk_app::settings::ServerSettings;
 use mlxk_app::state::AppState;
@@ -410,4 +413,82 @@ fn an_exposed_host_without_a_key_is_an_error_state_and_settings_are_validated() 
         "invalid_settings"
     );
     assert_eq!(get_settings(app.state()).server.host, "0.0.0.0");
+}
+
+#[test]
+fn a_download_still_running_is_told_from_one_cut_short() {
+    let _fx = fixture_env();
+    let cache = mlxk_core::HubCache::from_env();
+    let repo = mlxk_core::RepoId::parse(LLAMA_4BIT).unwrap();
+    let blobs = cache.root().join(repo.cache_dir_name()).join("blobs");
+    std::fs::write(blobs.join("0a1b2c.incomplete"), b"half a file").unwrap();
+    let row = || {
+        block_on(list_models())
+            .unwrap()
+            .models
+            .into_iter()
+            .find(|m| m.name == LLAMA_4BIT)
+            .unwrap()
+    };
+    let cut = row();
+    assert!(!cut.healthy, "a partial blob is a health problem");
+    assert_eq!(cut.download, Some(Download::Interrupted));
+
+    // A program downloading holds the blob's lock (as huggingface_hub and mlxk pull do).
+    let locks = cache.locks_dir(&repo);
+    std::fs::create_dir_all(&locks).unwrap();
+    let lock = std::fs::File::create(locks.join("0a1b2c.lock")).unwrap();
+    lock.lock().unwrap();
+    assert_eq!(row().download, Some(Download::Running));
+    let details = block_on(model_details(LLAMA_4BIT.into())).unwrap();
+    assert_eq!(details.summary.download, Some(Download::Running));
+    drop(lock);
+    assert_eq!(row().download, Some(Download::Interrupted));
+
+    let library = block_on(list_models()).unwrap();
+    assert!(library
+        .models
+        .iter()
+        .filter(|m| m.healthy)
+        .all(|m| m.download.is_none()));
+}
+
+#[test]
+fn restart_applies_saved_settings_and_the_chat_gets_the_running_servers_key() {
+    let _fx = fixture_env();
+    let (app, copied) = mock_app();
+    let key = "sk-chat-pane-key-0123456789";
+    block_on(secret_set(
+        app.state(),
+        SecretName::ServerApiKey,
+        key.into(),
+    ))
+    .unwrap();
+    assert_eq!(chat_api_key(app.state()), None, "no server, no key");
+    assert!(matches!(
+        block_on(server_start(app.state())).unwrap(),
+        ServerStatus::Running { .. }
+    ));
+    assert_eq!(chat_api_key(app.state()).as_deref(), Some(key));
+
+    let changed = ServerSettings {
+        keep_alive_secs: 0,
+        ..app.state::<AppState>().settings()
+    };
+    assert!(save_settings(app.state(), changed).unwrap().restart_needed);
+    let ServerStatus::Running { address, .. } = block_on(server_restart(app.state())).unwrap()
+    else {
+        panic!(
+            "not running after a restart: {:?}",
+            server_status(app.state())
+        );
+    };
+    assert!(std::net::TcpStream::connect(&address).is_ok());
+    assert!(!get_settings(app.state()).restart_needed);
+
+    block_on(server_stop(app.state())).unwrap();
+    assert_eq!(chat_api_key(app.state()), None);
+
+    copy_text(app.state(), format!("http://{address}/v1")).unwrap();
+    assert_eq!(*copied.lock().unwrap(), [format!("http://{address}/v1")]);
 }
