@@ -39,7 +39,7 @@ impl AppWindow {
 
     fn size(self) -> (f64, f64) {
         match self {
-            AppWindow::Library => (980.0, 640.0),
+            AppWindow::Library => (1100.0, 700.0),
             AppWindow::Settings => (560.0, 620.0),
             AppWindow::Push => (680.0, 640.0),
         }

@@ -143,13 +143,17 @@ try {
   await click("#launch-at-login");
   await until("the entry removed", async () => entries().length === 0);
 
-  step("0.0.0.0 shows the warning banner");
-  await type("#server-host", "0.0.0.0");
+  step("Other devices on my network shows the warning banner; Advanced holds the address");
+  await click("#reach-network");
   await click("#server-save");
   await until("the banner", async () => (await script('return !document.querySelector("#exposed-banner").hidden')) === true);
+  await click("#server-advanced summary");
+  const host = await script('return document.querySelector("#server-host").value');
+  if (host !== "0.0.0.0") throw new Error(`"Other devices" set the host to ${host}`);
   await screenshot("settings-exposed");
-  await type("#server-host", "127.0.0.1");
+  await click("#reach-local");
   await click("#server-save");
+  await until("the banner gone", async () => (await script('return document.querySelector("#exposed-banner").hidden')) === true);
 
   step("a dropped folder shows its check result");
   await script('location.href = "push.html"');

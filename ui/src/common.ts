@@ -40,6 +40,34 @@ export function formatDate(rfc3339: string): string {
   return Number.isNaN(date.getTime()) ? rfc3339 : date.toLocaleDateString();
 }
 
+/** The exact date and time, for a hover. */
+export function formatExact(rfc3339: string): string {
+  const date = new Date(rfc3339);
+  return Number.isNaN(date.getTime()) ? rfc3339 : date.toLocaleString();
+}
+
+const relative = new Intl.RelativeTimeFormat("en", { numeric: "auto" });
+/** Each unit and how many of it make the next one. */
+const UNITS: [Intl.RelativeTimeFormatUnit, number][] = [["second", 60], ["minute", 60], ["hour", 24], ["day", 7], ["week", 4.35], ["month", 12], ["year", Infinity]];
+
+/** "just now", "5 minutes ago", "yesterday", "3 days ago"… */
+export function formatRelative(rfc3339: string, now = Date.now()): string {
+  const then = new Date(rfc3339).getTime();
+  if (Number.isNaN(then)) return rfc3339;
+  let value = (then - now) / 1000;
+  if (Math.abs(value) < 45) return "just now";
+  for (const [unit, size] of UNITS) {
+    if (Math.abs(value) < size) return relative.format(Math.round(value), unit);
+    value /= size;
+  }
+  return formatDate(rfc3339);
+}
+
+/** A time as "3 days ago", the exact time on hover. */
+export function timeAgo(rfc3339: string): HTMLTimeElement {
+  return h("time", { datetime: rfc3339, title: formatExact(rfc3339) }, formatRelative(rfc3339));
+}
+
 /** The value of a command's result, or throws its error (shown by `report`). */
 export function unwrap<T>(result: { status: "ok"; data: T } | { status: "error"; error: CommandError }): T {
   if (result.status === "error") throw result.error;
@@ -125,15 +153,54 @@ export function describeStatus(status: ServerStatus): string {
   }
 }
 
-/** A status line with a Start/Stop button that follows the server's state. */
-export function serverLine(): HTMLElement {
+/** The APIs the server speaks and where a client finds each. Only OpenAI's today; an
+ * Anthropic or Ollama API is one more line here when the server has it. */
+const CLIENT_APIS = [{ api: "openai", name: "OpenAI", path: "/v1" }] as const;
+export type ClientUrl = { api: (typeof CLIENT_APIS)[number]["api"]; name: string; url: string };
+
+/** The base URLs to give clients of a server bound to `address` (`host:port`). A server on
+ * every interface (0.0.0.0, ::) is reached on this machine through loopback. */
+export function clientUrls(address: string): ClientUrl[] {
+  const split = address.lastIndexOf(":");
+  let host = address.slice(0, split);
+  const port = address.slice(split + 1);
+  if (host === "0.0.0.0") host = "127.0.0.1";
+  if (host === "[::]") host = "[::1]";
+  return CLIENT_APIS.map(({ api, name, path }) => ({ api, name, url: `http://${host}:${port}${path}` }));
+}
+
+/** The client URLs with a Copy button each (shown while the server runs). */
+function clientUrlLine(): { element: HTMLElement; show: (status: ServerStatus) => void } {
+  const element = h("div", { id: "client-urls", class: "client-urls", hidden: true });
+  const show = (status: ServerStatus) => {
+    element.hidden = status.state !== "running";
+    if (status.state !== "running") return element.replaceChildren();
+    element.replaceChildren(h("span", { class: "muted" }, "Base URL for clients:"), ...clientUrls(status.address).map(({ api, name, url }) => {
+      const copy = h("button", { type: "button", class: "copy-url", "data-api": api, title: `Copy the ${name} base URL` }, "Copy");
+      copy.addEventListener("click", async () => {
+        const result = await commands.copyText(url);
+        copy.textContent = result.status === "ok" ? "Copied" : "Copy failed";
+        if (result.status === "error") copy.title = result.error.message;
+        setTimeout(() => (copy.textContent = "Copy"), 1500);
+      });
+      return h("span", { class: "client-url", "data-api": api }, `${name} `, h("code", {}, url), " ", copy);
+    }));
+  };
+  return { element, show };
+}
+
+/** A status line with a Start/Stop button that follows the server's state; with `urls`, the
+ * base URLs for clients below it. */
+export function serverLine(options: { urls?: boolean } = {}): HTMLElement {
   const text = h("span", { id: "server-status", "data-state": "stopped" });
   const warning = h("span", { id: "server-exposed", class: "warning", hidden: true },
     "⚠ reachable from other machines");
   const button = h("button", { id: "server-toggle", type: "button" });
+  const urls = options.urls ? clientUrlLine() : null;
   let current: ServerStatus = { state: "stopped" };
   const show = (status: ServerStatus) => {
     current = status;
+    urls?.show(status);
     text.textContent = describeStatus(status);
     text.dataset.state = status.state;
     warning.hidden = !(status.state === "running" && status.exposed);
@@ -152,7 +219,8 @@ export function serverLine(): HTMLElement {
   });
   void commands.serverStatus().then(show);
   void events.serverStatusChanged.listen((event) => show(event.payload));
-  return h("div", { class: "server-line" }, text, warning, button);
+  const line = h("div", { class: "server-line" }, text, warning, button);
+  return urls ? h("div", {}, line, urls.element) : line;
 }
 
 /** Where a pulled file is, for the progress list; the switch covers every state the core has. */

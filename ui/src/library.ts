@@ -1,9 +1,11 @@
 // The Library window: the cached models and the workspaces of $MLXK_WORKSPACE_HOME, a search
 // box, a details pane, delete with a confirmation naming what is removed, health re-checks and
-// total disk use.
+// total disk use; pulls with their progress; a chat pane to try a model; keyboard shortcuts
+// (Ctrl/⌘F search, Delete/⌫ delete, Ctrl/⌘R refresh).
 import { getCurrentWindow } from "@tauri-apps/api/window";
 import { commands, events, type ContentState, type DeletePlanView, type ModelDetails, type ModelSource, type ModelSummary, type TransferView } from "./bindings";
-import { formatBytes, formatDate, h, messageOf, openWindow, present, problemAdvice, renderTransfer, say, serverLine, unhandled, unwrap } from "./common";
+import { chatPane } from "./chat";
+import { formatBytes, formatExact, formatRelative, h, messageOf, openWindow, present, problemAdvice, renderTransfer, say, serverLine, timeAgo, unhandled, unwrap } from "./common";
 
 const search = h("input", { id: "search", type: "search", placeholder: "Search models…", autofocus: true });
 const total = h("span", { id: "total-size", class: "muted" });
@@ -20,10 +22,32 @@ const pulls = new Map<number, TransferView>();
 let models: ModelSummary[] = [];
 let selected: string | null = null;
 
+/** The app's own pull of `model`, while it runs. */
+function runningPull(model: ModelSummary): TransferView | undefined {
+  return [...pulls.values()].find((p) => p.state.state === "running" && p.target.split("@")[0] === model.name);
+}
+
+/** The health badge: a download still running or cut short is not "unhealthy". */
 function badge(model: ModelSummary): HTMLElement {
+  const pull = runningPull(model);
+  const look = (label: string, kind: string, title: string, text = label) =>
+    h("span", { class: `badge ${kind}`, title, "data-health": label }, text);
+  if (pull) {
+    const percent = pull.total_bytes > 0 ? Math.min(100, Math.floor((pull.done_bytes / pull.total_bytes) * 100)) : 0;
+    return look("downloading", "info", `Pulling: ${formatBytes(pull.done_bytes)} of ${formatBytes(pull.total_bytes)}`, `downloading ${percent}%`);
+  }
+  switch (model.download) {
+    case "running":
+      return look("downloading", "info", "A download is still running (another program holds its lock)");
+    case "interrupted":
+      return look("incomplete", "warn", `The download did not finish: pull it again (a pull resumes). ${model.health_reason}`);
+    case null:
+      break;
+    default:
+      unhandled(model.download, null);
+  }
   const [label, kind] = !model.healthy ? ["unhealthy", "bad"] : model.runnable ? ["healthy", "good"] : ["healthy*", "warn"];
-  const title = !model.healthy ? model.health_reason : model.runtime_reason ?? "healthy and runnable";
-  return h("span", { class: `badge ${kind}`, title, "data-health": label }, label);
+  return look(label, kind, !model.healthy ? model.health_reason : model.runtime_reason ?? "healthy and runnable");
 }
 
 /** A workspace's files against its recorded hash, in words: [badge, kind, explanation]. */
@@ -77,7 +101,7 @@ function renderRows(): void {
         h("td", {}, m.quantization ?? "—"),
         h("td", { class: "num" }, formatBytes(m.size_bytes)),
         h("td", {}, badge(m)),
-        h("td", { class: "used", title: `modified ${formatDate(m.last_modified)}` }, m.last_used ? formatDate(m.last_used) : "never"),
+        h("td", { class: "used" }, m.last_used ? timeAgo(m.last_used) : "never"),
       );
       row.addEventListener("click", () => void select(m.name));
       return row;
@@ -99,19 +123,31 @@ async function refresh(): Promise<void> {
       details.replaceChildren(h("p", { class: "muted" }, "Select a model to see its details."));
     }
     renderRows();
+    chat.refreshModels();
   } catch (error) {
     say(message, messageOf(error), true);
   }
 }
 
-function field(label: string, value: string | number | null | undefined): HTMLElement {
-  return h("div", { class: "field" }, h("dt", {}, label), h("dd", {}, value === null || value === undefined || value === "" ? "—" : String(value)));
+function field(label: string, value: Node | string | number | null | undefined): HTMLElement {
+  const shown = value === null || value === undefined || value === "" ? "—" : value instanceof Node ? value : String(value);
+  return h("div", { class: "field" }, h("dt", {}, label), h("dd", {}, shown));
+}
+
+/** A time in the details: "3 days ago (2026-11-20 09:00)", exact on hover too. */
+function when(rfc3339: string): HTMLElement {
+  return h("span", { title: formatExact(rfc3339) }, `${formatRelative(rfc3339)} (${formatExact(rfc3339)})`);
 }
 
 function renderDetails(d: ModelDetails): void {
   const s = d.summary;
   const recheck = h("button", { id: "recheck", type: "button" }, "Re-check health (deep)");
-  const remove = h("button", { id: "delete", type: "button", class: "danger" }, "Delete…");
+  const remove = h("button", { id: "delete", type: "button", class: "danger", title: "Delete (Delete or ⌫)" }, "Delete…");
+  const tryIt = s.healthy && s.runnable ? h("button", { id: "try-chat", type: "button" }, "Chat…") : null;
+  tryIt?.addEventListener("click", () => {
+    chat.choose(s.name);
+    showTab("chat");
+  });
   recheck.addEventListener("click", async () => {
     recheck.disabled = true;
     try {
@@ -130,6 +166,8 @@ function renderDetails(d: ModelDetails): void {
   const advice = [...new Set(d.problems.map((p) => problemAdvice(p.code, workspace !== null).advice))];
   details.replaceChildren(...present(
     h("h2", {}, s.display_name),
+    // First, so that they are in view without scrolling the pane.
+    h("div", { class: "actions" }, tryIt, recheck, remove),
     h("dl", {},
       field("Source", sourceText(s.source)),
       workspace ? field("Cloned from", workspace.origin ?? (workspace.managed ? null : "— (not made by clone or convert)")) : null,
@@ -143,8 +181,8 @@ function renderDetails(d: ModelDetails): void {
       field("Context length", d.context_length),
       field("Capabilities", d.capabilities.join(", ")),
       field("Size", formatBytes(s.size_bytes)),
-      field("Last used", s.last_used ? formatDate(s.last_used) : "never (by mlxk run or the server)"),
-      field("Modified", formatDate(s.last_modified)),
+      field("Last used", s.last_used ? when(s.last_used) : "never (by mlxk run or the server)"),
+      field("Modified", when(s.last_modified)),
       workspace ? null : field("Commit", s.commit),
       workspace ? null : field("Refs", d.refs.join(", ")),
       workspace ? null : field("Snapshots", d.snapshots.length),
@@ -158,7 +196,6 @@ function renderDetails(d: ModelDetails): void {
     h("details", {}, h("summary", {}, `Files (${d.files.length})`),
       h("ul", { class: "files" }, ...d.files.map((f) => h("li", {}, `${f.name}  ${f.size_bytes === null ? "(missing)" : formatBytes(f.size_bytes)}`)))),
     d.config_json ? h("details", {}, h("summary", {}, "config.json"), h("pre", {}, d.config_json)) : null,
-    h("div", { class: "actions" }, recheck, remove),
   ));
 }
 
@@ -209,6 +246,7 @@ async function confirmDelete(name: string): Promise<void> {
   );
   dialog.hidden = false;
   cancel.addEventListener("click", () => (dialog.hidden = true));
+  cancel.focus();
   go.addEventListener("click", async () => {
     go.disabled = true;
     try {
@@ -251,6 +289,7 @@ function showPull(view: TransferView): void {
   const before = pulls.get(view.id)?.state.state;
   pulls.set(view.id, view);
   renderPulls();
+  renderRows(); // the badge of the model being pulled
   // A finished pull adds a model (or completes one): show it.
   if (before === "running" && view.state.state !== "running") {
     say(message, ""); // the transfer's box says how it ended
@@ -282,7 +321,55 @@ pullName.addEventListener("keydown", (event) => {
   if (event.key === "Enter") void startPull();
 });
 search.addEventListener("input", renderRows);
-document.querySelector("#app")!.append(
+
+const chat = chatPane(() => models);
+const modelsTab = h("button", { id: "tab-models", type: "button", role: "tab" }, "Models");
+const chatTab = h("button", { id: "tab-chat", type: "button", role: "tab" }, "Chat");
+const split = h("main", { class: "split" },
+  h("div", { class: "list" },
+    h("table", {},
+      h("thead", {}, h("tr", {}, ...["Name", "Type", "Quant.", "Size", "Health", "Last used"].map((t) => h("th", {}, t)))),
+      rows)),
+  details);
+
+function showTab(tab: "models" | "chat"): void {
+  split.hidden = tab !== "models";
+  chat.element.hidden = tab !== "chat";
+  modelsTab.setAttribute("aria-selected", String(tab === "models"));
+  chatTab.setAttribute("aria-selected", String(tab === "chat"));
+  if (tab === "chat") chat.refreshModels();
+}
+modelsTab.addEventListener("click", () => showTab("models"));
+chatTab.addEventListener("click", () => showTab("chat"));
+showTab("models");
+
+/** Whether a key goes to a field being typed in (so it is no shortcut). */
+const typing = (target: EventTarget | null) =>
+  target instanceof HTMLElement && target.closest("input, textarea, select, [contenteditable]") !== null;
+
+document.addEventListener("keydown", (event) => {
+  const command = event.metaKey || event.ctrlKey;
+  const key = event.key.toLowerCase();
+  if (command && key === "f") {
+    event.preventDefault();
+    showTab("models");
+    search.focus();
+    search.select();
+  } else if (command && key === "r") {
+    event.preventDefault(); // not a reload of the page
+    void refresh();
+  } else if (event.key === "Escape" && !dialog.hidden) {
+    dialog.hidden = true;
+  } else if ((event.key === "Delete" || event.key === "Backspace") && !event.ctrlKey && !event.altKey
+    && !typing(event.target) && dialog.hidden && !split.hidden && selected) {
+    event.preventDefault();
+    void confirmDelete(selected);
+  }
+});
+
+const app = document.querySelector<HTMLElement>("#app")!;
+app.classList.add("fill");
+app.append(
   h("header", {},
     h("h1", {}, "Library"),
     search,
@@ -291,17 +378,14 @@ document.querySelector("#app")!.append(
     toolbarButton("open-push", "Push a Folder…", () => openWindow("push")),
     toolbarButton("open-settings", "Settings…", () => openWindow("settings")),
   ),
-  serverLine(),
+  serverLine({ urls: true }),
   h("div", { class: "row" }, pullName, pullButton),
   transfers,
   total,
   message,
-  h("main", { class: "split" },
-    h("div", { class: "list" },
-      h("table", {},
-        h("thead", {}, h("tr", {}, ...["Name", "Type", "Quant.", "Size", "Health", "Last used"].map((t) => h("th", {}, t)))),
-        rows)),
-    details),
+  h("div", { class: "tabs", role: "tablist" }, modelsTab, chatTab),
+  split,
+  chat.element,
   dialog,
 );
 // The CLI may change the cache meanwhile: look again whenever the window comes to the front.

@@ -167,6 +167,13 @@ export async function openPage(browser, baseUrl, pageName, handlers = {}) {
   };
 }
 
+/** With $UI_SCREENSHOTS set, saves a screenshot of `page` there as `name`.png (for notes and
+ * reviews; the tests do not depend on it). */
+export async function snap(page, name) {
+  const dir = process.env.UI_SCREENSHOTS;
+  if (dir) await page.screenshot({ path: join(dir, `${name}.png`) });
+}
+
 /** Polls `check` until it returns something truthy (for calls that arrive asynchronously). */
 export async function until(what, check, timeout = 5000) {
   const end = Date.now() + timeout;

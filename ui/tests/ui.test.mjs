@@ -3,7 +3,7 @@
 // tested end to end by scripts/e2e.sh; these tests cover the UI's own behaviour quickly.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { fail, launch, openPage, serveDist, until } from "./harness.mjs";
+import { fail, launch, openPage, serveDist, snap, until } from "./harness.mjs";
 
 let browser;
 let server;
@@ -56,11 +56,14 @@ const summary = (name, extra = {}) => ({
   runtime_reason: null,
   last_modified: "2026-05-01T10:00:00Z",
   last_used: null,
+  download: null,
   ...extra,
 });
+const DAY = 86_400_000;
+const daysAgo = (days) => new Date(Date.now() - days * DAY).toISOString();
 
 const MODELS = [
-  summary("mlx-community/Qwen3-4B-4bit", { size_bytes: 2_262_000_000, last_used: "2026-11-20T09:00:00Z" }),
+  summary("mlx-community/Qwen3-4B-4bit", { size_bytes: 2_262_000_000, last_used: daysAgo(3) }),
   summary("mlx-community/Llama-3.2-1B-Instruct-8bit", { size_bytes: 1_310_500_000, quantization: "8-bit" }),
   summary("TheBloke/Mistral-7B-GGUF", {
     size_bytes: 812_340, framework: "GGUF", quantization: null, runnable: false,
@@ -113,7 +116,9 @@ describe("library", () => {
     assert.deepEqual(await texts(page, "#model-rows tr[data-model] td:nth-child(3)"), ["4-bit", "8-bit", "—", "4-bit"]);
     const used = await texts(page, "#model-rows tr[data-model] td:nth-child(6)");
     assert.deepEqual(used.slice(1), ["never", "never", "never"], "only the first model was ever used");
-    assert.equal(used[0], new Date("2026-11-20T09:00:00Z").toLocaleDateString("en-US"));
+    assert.equal(used[0], "3 days ago", "relative dates");
+    assert.equal(await page.getAttribute("#model-rows tr[data-model] td.used time", "title"),
+      new Date(MODELS[0].last_used).toLocaleString("en-US"), "the exact time on hover");
     const badges = await page.locator("#model-rows .badge").evaluateAll((nodes) =>
       nodes.map((n) => ({ text: n.textContent, health: n.dataset.health, cls: n.className, title: n.title })));
     assert.deepEqual(badges, [
@@ -525,7 +530,8 @@ describe("settings", () => {
     const { page } = ui;
     await until("the settings", async () => (await page.inputValue("#server-host")) === "127.0.0.1");
     assert.equal(await page.isVisible("#exposed-banner"), false);
-    await page.fill("#server-host", "0.0.0.0");
+    await page.check("#reach-network");
+    await page.click("#server-advanced summary");
     await page.fill("#server-port", "8080");
     await page.click("#server-save");
     await page.locator("#exposed-banner").waitFor({ state: "visible" });
@@ -533,15 +539,16 @@ describe("settings", () => {
       server: { host: "0.0.0.0", port: 8080, keep_alive_secs: 300, cors_origins: [], insecure_no_auth: false },
     }]);
     const banner = await page.textContent("#exposed-banner");
-    assert.match(banner, /listen on 0\.0\.0\.0: every machine that can reach this one on port 8080 can use your models/);
+    assert.match(banner, /^Other devices can use your models: the server is set to listen on 0\.0\.0\.0, and every machine that can reach this one on port 8080 can send it requests/);
     const color = await page.$eval("#exposed-banner", (n) => getComputedStyle(n).backgroundColor);
     const [r, g, b] = color.match(/\d+/g).map(Number);
     assert.ok(r > 200 && r > g + 20 && r > b + 20, `the banner is red (${color})`);
     assert.equal(await textWhen(page, "#server-result", "Saved."), "Saved. Changes apply when the server is (re)started.");
 
-    await page.fill("#server-host", "127.0.0.1");
+    await page.check("#reach-local");
     await page.click("#server-save");
     await page.locator("#exposed-banner").waitFor({ state: "hidden" });
+    assert.equal(ui.callsOf("save_settings")[1].server.host, "127.0.0.1");
     noPageErrors(ui);
   });
 
@@ -549,6 +556,7 @@ describe("settings", () => {
     const ui = await open(t, "settings", { ...settingsBackend(), ...secrets() });
     const { page } = ui;
     await until("the settings", async () => (await page.inputValue("#server-port")) === "8000");
+    await page.click("#server-advanced summary");
     await page.fill("#server-keep-alive", "0");
     await page.fill("#server-cors", " https://a.example \n\nhttps://b.example\n");
     await page.check("#server-insecure");
@@ -646,6 +654,8 @@ describe("settings", () => {
     await until("the settings", async () => (await page.inputValue("#server-port")) === "8000");
     await textWhen(page, "#server-status", "Server running");
     assert.equal(await page.textContent("#server-result"), "");
+    assert.equal(await page.isVisible("#server-restart"), false);
+    await page.click("#server-advanced summary");
     await page.fill("#server-port", "9000");
     await page.click("#server-save");
     assert.equal(
@@ -756,6 +766,236 @@ describe("push", () => {
     await textWhen(page, "#preview-summary", "me/tiny does not exist yet: it would be created private.");
     assert.deepEqual(ui.callsOf("push_preview"), [{ folder, repoId: "me/tiny", branch: "main" }]);
     await textWhen(page, "#push-message", "No Hugging Face token in the keyring");
+    noPageErrors(ui);
+  });
+});
+
+// --- Library: downloads, layout, shortcuts, dark mode, base URLs -----------------------------
+
+describe("library, the first hour", () => {
+  const downloading = summary("org/arriving", {
+    healthy: false, runnable: false, download: "running", health_reason: "partial download in blobs/abc.incomplete (interrupted or still running)",
+  });
+  const cut = summary("org/cut-short", {
+    healthy: false, runnable: false, download: "interrupted", health_reason: "partial download in blobs/def.incomplete (interrupted or still running)",
+  });
+  const pulled = summary("org/pulled-here", { healthy: false, runnable: false, download: "running", health_reason: "partial download" });
+
+  test("a model still downloading is 'downloading' (with the app's pull progress), one cut short 'incomplete'", async (t) => {
+    const ui = await open(t, "library", { list_models: () => library([...MODELS, downloading, cut, pulled]) });
+    const { page } = ui;
+    const health = (name) => page.locator(`#model-rows tr[data-model="${name}"] .badge`);
+    await health(pulled.name).waitFor();
+    assert.equal(await health(downloading.name).textContent(), "downloading");
+    assert.equal(await health(downloading.name).getAttribute("class"), "badge info");
+    assert.equal(await health(cut.name).textContent(), "incomplete");
+    assert.equal(await health(cut.name).getAttribute("class"), "badge warn");
+    assert.match(await health(cut.name).getAttribute("title"), /pull it again \(a pull resumes\)/);
+    assert.equal(await health("acme/broken-model").textContent(), "unhealthy", "other problems stay red");
+
+    await ui.listening("transfer-changed");
+    await ui.emit("transfer-changed", {
+      id: 4, kind: "pull", target: pulled.name, phase: "Downloading…", files: [], total_bytes: 2_000_000, done_bytes: 900_000, state: { state: "running" },
+    });
+    await textWhen(page, `#model-rows tr[data-model="${pulled.name}"] .badge`, "downloading 45%");
+    assert.match(await health(pulled.name).getAttribute("title"), /900\.0 KB of 2\.0 MB/);
+    noPageErrors(ui);
+  });
+
+  test("layout: names on one line, no word split, details and Delete in view, the page itself does not scroll", async (t) => {
+    const long = summary("mlx-community/DeepSeek-R1-Distill-Qwen-14B-4bit-DWQ-Instruct", { last_used: daysAgo(400) });
+    const ui = await open(t, "library", {
+      list_models: () => library([...MODELS, long, ...Array.from({ length: 40 }, (_, i) => summary(`org/model-${i}`))]),
+      model_details: ({ name }) => ({ ...details(MODELS[0].name), summary: [...MODELS, long].find((m) => m.name === name) ?? MODELS[0],
+        files: Array.from({ length: 60 }, (_, i) => ({ name: `model-${i}-of-60.safetensors`, size_bytes: 1 })) }),
+    });
+    const { page } = ui;
+    const row = page.locator(`#model-rows tr[data-model="${long.name}"]`);
+    await row.waitFor();
+    const lineHeight = await page.$eval("#model-rows td", (td) => parseFloat(getComputedStyle(td).lineHeight) || 20);
+    const nameHeight = (await row.locator(".name").boundingBox()).height;
+    assert.ok(nameHeight < lineHeight * 1.5, `the name fits on one line (${nameHeight}px)`);
+    await row.click();
+    await textWhen(page, "#details h2", long.name);
+    const deleteBox = await page.locator("#delete").boundingBox();
+    assert.ok(deleteBox && deleteBox.y + deleteBox.height <= 700, `Delete is in view (${JSON.stringify(deleteBox)})`);
+    const pageScrolls = await page.evaluate(() => document.scrollingElement.scrollHeight > window.innerHeight + 1);
+    assert.equal(pageScrolls, false, "the lists scroll inside the window, not the page around them");
+    const breaks = await page.$$eval("h2, dd, td, .files li", (nodes) => nodes.map((n) => getComputedStyle(n).wordBreak));
+    assert.ok(!breaks.includes("break-all"), "no word-break: break-all");
+    assert.equal(await row.locator("td.used").textContent(), "last year");
+    noPageErrors(ui);
+  });
+
+  test("shortcuts: Ctrl/⌘F searches, Ctrl/⌘R refreshes, Delete/⌫ asks to delete the selection", async (t) => {
+    const ui = await open(t, "library", {
+      list_models: () => library(),
+      model_details: ({ name }) => details(name),
+      delete_plan: ({ name }) => planFor(name),
+    });
+    const { page } = ui;
+    await page.locator("#model-rows tr[data-model]").first().waitFor();
+    await page.evaluate(() => document.activeElement?.blur()); // the search box has focus at first
+    await page.keyboard.press("Control+f");
+    assert.equal(await page.evaluate(() => document.activeElement?.id), "search");
+    await page.keyboard.press("Meta+f");
+    assert.equal(await page.evaluate(() => document.activeElement?.id), "search");
+    const before = ui.callsOf("list_models").length;
+    await page.keyboard.press("Control+r");
+    await until("a refresh", () => ui.callsOf("list_models").length === before + 1);
+    assert.equal(await page.locator("#model-rows tr[data-model]").count(), MODELS.length, "the page was not reloaded");
+
+    // In the search box ⌫ edits the text; on a selected row it asks to delete.
+    await page.fill("#search", "qwen");
+    await page.press("#search", "Backspace");
+    assert.equal(await page.inputValue("#search"), "qwe");
+    assert.equal(ui.callsOf("delete_plan").length, 0);
+    await page.fill("#search", "");
+    await page.click('#model-rows tr[data-model="mlx-community/Qwen3-4B-4bit"]');
+    await textWhen(page, "#details h2", "Qwen3");
+    await page.keyboard.press("Delete");
+    await page.locator("#confirm").waitFor({ state: "visible" });
+    assert.deepEqual(ui.callsOf("delete_plan"), [{ name: "mlx-community/Qwen3-4B-4bit" }]);
+    assert.equal(ui.callsOf("delete_model").length, 0, "only the confirmation deletes");
+    await page.keyboard.press("Escape");
+    await page.locator("#confirm").waitFor({ state: "hidden" });
+    await page.keyboard.press("Backspace");
+    await page.locator("#confirm").waitFor({ state: "visible" });
+    assert.equal(ui.callsOf("delete_plan").length, 2);
+    noPageErrors(ui);
+  });
+
+  test("dark mode follows the system's colour scheme", async (t) => {
+    const ui = await open(t, "library", {
+      list_models: () => library(),
+      model_details: ({ name }) => details(name),
+      server_status: () => ({ state: "running", address: "127.0.0.1:8000", exposed: false }),
+    });
+    const { page } = ui;
+    await page.click('#model-rows tr[data-model="acme/broken-model"]');
+    await textWhen(page, "#details h2", "acme/broken-model");
+    const look = () => page.evaluate(() => {
+      const rgb = (c) => c.match(/\d+/g).slice(0, 3).map(Number);
+      const luminance = ([r, g, b]) => 0.2126 * r + 0.7152 * g + 0.0722 * b;
+      return {
+        page: luminance(rgb(getComputedStyle(document.documentElement).backgroundColor)),
+        text: luminance(rgb(getComputedStyle(document.body).color)),
+        table: luminance(rgb(getComputedStyle(document.querySelector("table")).backgroundColor)),
+      };
+    });
+    await page.emulateMedia({ colorScheme: "light" });
+    const light = await look();
+    assert.ok(light.page > 200 && light.text < 60 && light.table > 200, JSON.stringify(light));
+    await page.emulateMedia({ colorScheme: "dark" });
+    const dark = await look();
+    assert.ok(dark.page < 60 && dark.text > 200 && dark.table < 60, JSON.stringify(dark));
+    await snap(page, "library-dark");
+    await page.emulateMedia({ colorScheme: "light" });
+    await snap(page, "library-light");
+    noPageErrors(ui);
+  });
+
+  test("while the server runs, its OpenAI base URL is shown with Copy", async (t) => {
+    const ui = await open(t, "library", {
+      list_models: () => library(),
+      server_status: () => ({ state: "running", address: "0.0.0.0:8123", exposed: true }),
+      copy_text: () => null,
+    });
+    const { page } = ui;
+    await textWhen(page, "#client-urls", "http://127.0.0.1:8123/v1");
+    assert.deepEqual(await texts(page, "#client-urls .client-url code"), ["http://127.0.0.1:8123/v1"], "OpenAI only, until the server speaks more APIs");
+    await page.click('#client-urls .copy-url[data-api="openai"]');
+    await until("copy_text", () => ui.callsOf("copy_text").length === 1);
+    assert.deepEqual(ui.callsOf("copy_text"), [{ text: "http://127.0.0.1:8123/v1" }]);
+    await textWhen(page, '#client-urls .copy-url[data-api="openai"]', "Copied");
+    await ui.listening("server-status-changed");
+    await ui.emit("server-status-changed", { state: "stopped" });
+    await page.locator("#client-urls").waitFor({ state: "hidden" });
+    noPageErrors(ui);
+  });
+});
+
+describe("settings, the first hour", () => {
+  test("who may reach the server is a choice; address, port and CORS sit under Advanced", async (t) => {
+    const ui = await open(t, "settings", { ...settingsBackend(), ...secrets() });
+    const { page } = ui;
+    await until("the settings", async () => (await page.inputValue("#server-host")) === "127.0.0.1");
+    assert.equal(await page.isChecked("#reach-local"), true);
+    assert.equal(await page.isChecked("#reach-network"), false);
+    assert.match(await page.textContent("label:has(#reach-local)"), /^Only this Mac$/);
+    assert.match(await page.textContent("label:has(#reach-network)"), /^Other devices on my network \(needs an API key\)$/);
+    for (const id of ["#server-host", "#server-port", "#server-cors", "#server-insecure"]) {
+      assert.equal(await page.isVisible(id), false, `${id} is folded away`);
+    }
+    assert.doesNotMatch(await page.evaluate(() => document.body.innerText), /loopback/i, "no jargon in view");
+    await snap(page, "settings");
+    await page.check("#reach-network");
+    await page.click("#server-advanced summary");
+    assert.equal(await page.inputValue("#server-host"), "0.0.0.0");
+    await page.fill("#server-host", "192.168.1.20");
+    assert.equal(await page.isChecked("#reach-network"), true);
+    await page.check("#reach-local");
+    assert.equal(await page.inputValue("#server-host"), "127.0.0.1");
+    await page.check("#reach-network");
+    await page.click("#server-save");
+    await page.locator("#exposed-banner").waitFor({ state: "visible" });
+    assert.equal(ui.callsOf("save_settings")[0].server.host, "0.0.0.0");
+    await snap(page, "settings-other-devices-advanced");
+    noPageErrors(ui);
+  });
+
+  test("the exposure banner stays above the fields: scrolling never puts it over one", async (t) => {
+    const ui = await open(t, "settings", { ...settingsBackend(), ...secrets() });
+    const { page } = ui;
+    await page.setViewportSize({ width: 560, height: 420 });
+    await until("the settings", async () => (await page.inputValue("#server-host")) === "127.0.0.1");
+    await page.check("#reach-network");
+    await page.click("#server-save");
+    await page.locator("#exposed-banner").waitFor({ state: "visible" });
+    await page.click("#server-advanced summary");
+    for (const top of [0, 150, 400, 10_000]) {
+      await page.$eval("#settings-body", (n, y) => n.scrollTo(0, y), top);
+      const overlaps = await page.evaluate(() => {
+        const banner = document.querySelector("#exposed-banner").getBoundingClientRect();
+        const body = document.querySelector("#settings-body").getBoundingClientRect();
+        // The fields in view (those scrolled out are clipped by their container, not covered).
+        return [...document.querySelectorAll("#settings-body input, #settings-body textarea, #settings-body button")]
+          .map((n) => ({ id: n.id, r: n.getBoundingClientRect() }))
+          .filter(({ r }) => r.height > 0 && r.bottom > body.top && r.top < body.bottom)
+          .filter(({ r }) => r.top < banner.bottom && r.bottom > banner.top && r.left < banner.right && r.right > banner.left)
+          .map(({ id }) => id);
+      });
+      assert.deepEqual(overlaps, [], `at scroll ${top}`);
+      const [bannerBottom, bodyTop] = await page.evaluate(() =>
+        [document.querySelector("#exposed-banner").getBoundingClientRect().bottom, document.querySelector("#settings-body").getBoundingClientRect().top]);
+      assert.ok(bannerBottom <= bodyTop, "the banner sits above the scrolling fields");
+      assert.equal(await page.isVisible("#exposed-banner"), true);
+    }
+    noPageErrors(ui);
+  });
+
+  test("Restart Server appears when the saved settings differ from the running server's", async (t) => {
+    let restartNeeded = true;
+    const server = { host: "127.0.0.1", port: 9000, keep_alive_secs: 300, cors_origins: [], insecure_no_auth: false };
+    const ui = await open(t, "settings", {
+      ...secrets(),
+      get_settings: () => ({ server, exposed: false, restart_needed: restartNeeded }),
+      server_status: () => ({ state: "running", address: "127.0.0.1:8000", exposed: false }),
+      server_restart: () => {
+        restartNeeded = false;
+        return { state: "running", address: "127.0.0.1:9000", exposed: false };
+      },
+    });
+    const { page } = ui;
+    await page.locator("#server-restart").waitFor({ state: "visible" });
+    await textWhen(page, "#server-status", "Server running on http://127.0.0.1:8000");
+    await snap(page, "settings-restart-needed");
+    await page.click("#server-restart");
+    await textWhen(page, "#server-result", "The server runs with the saved settings.");
+    assert.equal(ui.callsOf("server_restart").length, 1);
+    await page.locator("#server-restart").waitFor({ state: "hidden" });
+    await ui.emit("server-status-changed", { state: "running", address: "127.0.0.1:9000", exposed: false });
+    await textWhen(page, "#client-urls", "http://127.0.0.1:9000/v1");
     noPageErrors(ui);
   });
 });
