@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -31,6 +32,10 @@ class Server:
             [str(BIN_DIR / "mlxk"), "serve", "--port", str(self.port), *flags],
             env=cache.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
+        # Read as it comes: a server logging into a full pipe would stall.
+        self._stderr: list[str] = []
+        self._reader = threading.Thread(target=lambda: self._stderr.extend(self.proc.stderr), daemon=True)
+        self._reader.start()
         deadline = time.time() + 30
         while time.time() < deadline:
             try:
@@ -40,6 +45,12 @@ class Server:
                 time.sleep(0.1)
         self.stop()
         raise RuntimeError("the server did not come up")
+
+    def stderr(self) -> str:
+        """What the server wrote to stderr so far (all of it once stopped)."""
+        if self.proc.poll() is not None:
+            self._reader.join(timeout=10)
+        return "".join(self._stderr)
 
     def client(self, key: str = "unused") -> openai.OpenAI:
         return openai.OpenAI(base_url=self.base + "/v1", api_key=key, max_retries=0, timeout=120)
@@ -70,7 +81,7 @@ def cache(tmp_path_factory) -> FixtureCache:
 def server(cache):
     server = Server(cache, "--keep-alive", "0", "--max-body-bytes", "200000")
     yield server
-    assert server.stop() == 0, server.proc.stderr.read()
+    assert server.stop() == 0, server.stderr()
     with socket.socket() as s:
         # Nothing listens there any more (connections in TIME_WAIT do not count).
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -200,10 +211,10 @@ def test_api_key(cache):
             server.client("wrong").models.list()
         assert [m.id for m in server.client("s3cret").models.list().data] == [NAME]
         assert httpx.get(server.base + "/health").status_code == 200
-        assert "s3cret" not in server.proc.stderr.peek() if hasattr(server.proc.stderr, "peek") else True
+        assert "s3cret" not in server.stderr()
     finally:
         assert server.stop() == 0
-    assert "s3cret" not in server.proc.stderr.read()
+    assert "s3cret" not in server.stderr()
 
 
 def test_eight_clients_at_once_none_starves(server):
@@ -328,3 +339,97 @@ def test_a_model_too_large_for_memory_is_a_507(cache, tmp_path):
         import shutil
         shutil.rmtree(repo)
 
+
+
+def wait_for(predicate, seconds: float = 10) -> bool:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def test_one_log_line_per_request_never_its_content(server):
+    marker = "zebra-marker-4711"
+    question = [{"role": "user", "content": f"Say {marker} back."}]
+    client = server.client()
+    client.chat.completions.create(model=NAME, messages=question, temperature=0, max_tokens=5)
+    list(client.chat.completions.create(model=NAME, messages=question, temperature=0, max_tokens=5, stream=True))
+    assert httpx.post(server.base + "/v1/chat/completions", json={"model": "nobody/none", "messages": question}).status_code == 404
+
+    def lines() -> list[str]:
+        return [line for line in server.stderr().splitlines() if "path=/v1/chat/completions" in line]
+
+    # Three requests, three lines (the streamed one once its stream has ended).
+    assert wait_for(lambda: sum(f"model={NAME}" in line for line in lines()) >= 2 and any("status=404" in line for line in lines()))
+    done = [line for line in lines() if f"model={NAME}" in line and "status=200" in line]
+    for line in done[-2:]:
+        for field in ("method=POST", "prompt_tokens=", "cached_tokens=0", "generated_tokens=5", "ttft_ms=", "duration_ms="):
+            assert field in line, line
+    assert any("model=nobody/none" in line and "status=404" in line for line in lines())
+    log = server.stderr()
+    assert marker not in log, "a prompt reached the log"
+    assert "\x1b[" not in log, "colour codes written to a pipe"
+
+
+def test_sampling_left_out_comes_from_the_models_generation_config(cache, tmp_path):
+    # A copy of the demo model whose generation_config.json asks for greedy decoding.
+    home = tmp_path / "hf_home"
+    shutil.copytree(cache.home, home, symlinks=True)
+    snapshot = next((home / "hub" / f"models--{NAME.replace('/', '--')}" / "snapshots").iterdir())
+    config = snapshot / "generation_config.json"
+    settings = json.loads(config.read_text()) | {"do_sample": False}
+    config.unlink()  # a link into blobs/: replaced, the blob stays as it was
+    config.write_text(json.dumps(settings))
+    greedy_cache = FixtureCache(home)
+    ran = greedy_cache.mlxk("run", NAME, QUESTION[0]["content"], "--max-tokens", "12")["data"]["response"]
+    greedy = greedy_cache.mlxk("run", NAME, QUESTION[0]["content"], "--max-tokens", "12", "--temperature", "0")
+    assert ran == greedy["data"]["response"]
+    server = Server(greedy_cache, "--keep-alive", "0")
+    try:
+        answers = {
+            server.client().chat.completions.create(model=NAME, messages=QUESTION, max_tokens=12).choices[0].message.content
+            for _ in range(2)
+        }
+        assert answers == {ran}
+    finally:
+        assert server.stop() == 0
+
+
+def test_ps_and_stop_show_and_unload_the_model_a_server_holds(cache):
+    # Started with --model: held before any request; ps finds it through serve's record.
+    server = Server(cache, "--model", NAME, "--keep-alive", "600")
+    try:
+        # /health answers while the model loads; serve announces itself once it is held.
+        assert wait_for(lambda: "Serving" in server.stderr(), 60), server.stderr()
+        held = cache.mlxk("ps")["data"]
+        assert held["server"] == server.base
+        [model] = held["models"]
+        assert model["name"] == NAME and model["memory_bytes"] > 10_000_000
+        assert model["loaded_at"] and model["expires_at"]
+        shown = subprocess.run([str(BIN_DIR / "mlxk"), "ps"], env=cache.env, capture_output=True, text=True)
+        assert shown.returncode == 0 and NAME in shown.stdout and f"Server: {server.base}" in shown.stdout, shown
+        stopped = cache.mlxk("stop", NAME.split("/")[1])["data"]
+        assert stopped == {"model": NAME, "server": server.base, "was_loaded": True}
+        assert cache.mlxk("ps", "--server", server.base)["data"]["models"] == []
+        again = cache.mlxk("stop", NAME, "--server", server.base)["data"]
+        assert again["was_loaded"] is False
+        # A request loads it again, as before.
+        server.client().chat.completions.create(model=NAME, messages=QUESTION, max_tokens=2, temperature=0)
+        assert [m["name"] for m in cache.mlxk("ps", "--server", server.base)["data"]["models"]] == [NAME]
+        missing = cache.mlxk("stop", "nobody/none", "--server", server.base, expect=1)["error"]
+        assert missing["type"] == "model_not_found" and "nobody/none" in missing["message"]
+    finally:
+        assert server.stop() == 0
+    # Stopped: the record is gone and nothing answers there.
+    nobody = cache.mlxk("ps", "--server", server.base, expect=1)["error"]
+    assert nobody["type"] == "server_not_running" and server.base in nobody["message"]
+
+
+def test_serve_with_a_model_it_cannot_load_stops_before_serving(cache):
+    port = free_port()
+    proc = subprocess.run([str(BIN_DIR / "mlxk"), "serve", "--port", str(port), "--model", "nobody/none"],
+                          env=cache.env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and "nobody/none" in proc.stderr, proc.stderr
+    assert "Serving" not in proc.stderr

@@ -75,7 +75,7 @@ def test_a_stuck_chat_template_does_not_keep_the_server_from_stopping(cache, tmp
     except subprocess.TimeoutExpired:
         server.proc.kill()
         pytest.fail("SIGTERM did not stop a server whose worker is stuck")
-    stderr = server.proc.stderr.read()
+    stderr = server.stderr()
     assert code == 1, stderr  # an orderly exit that says what happened, not a crash
     assert "did not finish within 2 s" in stderr, stderr
     assert time.time() - started < 15

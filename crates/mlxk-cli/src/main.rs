@@ -3,6 +3,7 @@
 mod commands;
 mod human;
 mod json_api;
+mod local_server;
 mod output;
 
 use std::process::ExitCode;
@@ -55,6 +56,10 @@ enum Command {
     /// Serve the OpenAI-compatible API (chat, completions, models) on this machine.
     #[command(alias = "server")]
     Serve(commands::serve::ServeArgs),
+    /// List the models a running server holds in memory.
+    Ps(commands::ps::PsArgs),
+    /// Unload a model from a running server.
+    Stop(commands::stop::StopArgs),
     /// Check a Hugging Face token with the Hub and store it in the OS keyring.
     Login(commands::login::LoginArgs),
     /// Remove the Hugging Face token from the OS keyring.
@@ -76,6 +81,8 @@ impl Command {
             Command::Pull(_) => "pull",
             Command::Push(_) => "push",
             Command::Clone(_) => "clone",
+            Command::Ps(_) => "ps",
+            Command::Stop(_) => "stop",
             Command::Login(_) => "login",
             Command::Logout(_) => "logout",
             Command::Whoami(_) => "whoami",
@@ -84,8 +91,8 @@ impl Command {
 }
 
 const COMMAND_NAMES: &[&str] = &[
-    "list", "ls", "show", "health", "rm", "convert", "run", "serve", "pull", "push", "clone",
-    "login", "logout", "whoami",
+    "list", "ls", "show", "health", "rm", "convert", "run", "serve", "pull", "push", "clone", "ps",
+    "stop", "login", "logout", "whoami",
 ];
 
 fn main() -> ExitCode {
@@ -122,6 +129,8 @@ fn dispatch(command: &Command, output: &Output) -> Result<Outcome, CliError> {
         Command::Pull(args) => commands::pull::run(args, output),
         Command::Push(args) => commands::push::run(args, output),
         Command::Clone(args) => commands::clone::run(args, output),
+        Command::Ps(args) => commands::ps::run(args, output),
+        Command::Stop(args) => commands::stop::run(args, output),
         Command::Login(args) => commands::login::run(args, output),
         Command::Logout(args) => commands::logout::run(args, output),
         Command::Whoami(args) => commands::whoami::run(args, output),

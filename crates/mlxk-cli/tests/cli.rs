@@ -1300,3 +1300,70 @@ fn run_with_a_hostile_chat_template_ends_promptly_with_a_clear_error() {
     );
     assert!(ballooning.stdout.trim().is_empty(), "{}", ballooning.stdout);
 }
+
+/// On a terminal, `run` offers a model that is not in the cache for download (a bare name is
+/// looked for as mlx-community/NAME), pulls it from the Hub and answers with it.
+#[test]
+fn run_on_a_terminal_offers_to_pull_a_missing_model_then_answers() {
+    use mlxk_testhub::{HubConfig, RepoSettings, TestHub};
+    let demo = cache_with_demo_model();
+    let snapshots = demo.repo_dir(DEMO).join("snapshots");
+    let snapshot = fs::read_dir(&snapshots)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let hub_dir = tempfile::tempdir().unwrap();
+    let hub = runtime
+        .block_on(TestHub::start(HubConfig::new(hub_dir.path())))
+        .unwrap();
+    hub.seed(
+        &snapshot,
+        "mlx-community/tiny-demo",
+        RepoSettings::default(),
+        None,
+    )
+    .unwrap();
+
+    let cache = TestCache::standard();
+    let command = format!(
+        "{} run tiny-demo 'What is the capital of France?' --temperature 0 --max-tokens 8",
+        env!("CARGO_BIN_EXE_mlxk")
+    );
+    let mut script = std::process::Command::new("script");
+    script
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    cache.isolate(&mut script);
+    script.env("HF_ENDPOINT", hub.url());
+    let mut child = script.spawn().expect("util-linux script runs");
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(b"y\r").unwrap();
+    }
+    let output = child.wait_with_output().unwrap();
+    let screen = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{screen}");
+    assert!(
+        screen.contains("Pull mlx-community/tiny-demo from the Hugging Face Hub now? [Y/n]"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("Pulled mlx-community/tiny-demo"),
+        "{screen}"
+    );
+    assert!(screen.contains("Paris"), "{screen}");
+    let listed = cache.run(&["list", "--json"]).json();
+    assert!(
+        listed["data"]["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["name"] == "mlx-community/tiny-demo"),
+        "{listed}"
+    );
+    runtime.block_on(hub.stop());
+}

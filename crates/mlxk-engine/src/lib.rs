@@ -45,7 +45,7 @@ pub use generate::{generate, Control, FinishReason, Generation, Generator};
 pub use load_plan::{LoadPlan, LoadPolicy, WeightLayout};
 pub use models::{load, plan, LanguageModel, LoadedModel, Positions};
 pub use runtime::{Blas, DeviceKind, RuntimeInfo};
-pub use sampler::{Sampler, SamplingParams};
+pub use sampler::{Sampler, SamplingChoice, SamplingParams, DEFAULT_TEMPERATURE, DEFAULT_TOP_P};
 pub use text::{Reasoning, TextEvent, TextStream};
 pub use text_model::{AnswerOptions, Prompt, TextModel};
 pub use tokenizer::{ChatMessage, Tokenizer};

@@ -6,6 +6,8 @@ use mlx_rs::ops::indexing::{argmax_axis, IndexOp};
 use mlx_rs::ops::{argpartition_axis, select, sort_axis};
 use mlx_rs::random::{categorical, RandomState};
 use mlx_rs::Array;
+use std::path::Path;
+
 use serde::Serialize;
 
 use crate::error::Result;
@@ -40,6 +42,87 @@ impl Default for SamplingParams {
         }
     }
 }
+
+/// Sampling as a request asks for it. Each value left out comes from the model's own
+/// `generation_config.json` (as mlx-lm and Ollama use it), then from one set of defaults shared
+/// by `mlxk run` and every API: [`DEFAULT_TEMPERATURE`], [`DEFAULT_TOP_P`], the rest off.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct SamplingChoice {
+    pub temperature: Option<f32>,
+    pub top_p: Option<f32>,
+    pub top_k: Option<usize>,
+    pub min_p: Option<f32>,
+    pub repetition_penalty: Option<f32>,
+    pub seed: Option<u64>,
+}
+
+/// The temperature when neither the request nor the model names one.
+pub const DEFAULT_TEMPERATURE: f32 = 0.7;
+/// The top-p when neither the request nor the model names one.
+pub const DEFAULT_TOP_P: f32 = 0.9;
+
+impl SamplingChoice {
+    /// Each value of `self`, else of `fallback`.
+    pub fn or(self, fallback: SamplingChoice) -> SamplingChoice {
+        SamplingChoice {
+            temperature: self.temperature.or(fallback.temperature),
+            top_p: self.top_p.or(fallback.top_p),
+            top_k: self.top_k.or(fallback.top_k),
+            min_p: self.min_p.or(fallback.min_p),
+            repetition_penalty: self.repetition_penalty.or(fallback.repetition_penalty),
+            seed: self.seed.or(fallback.seed),
+        }
+    }
+
+    /// What the sampler runs with: the values chosen, the shared defaults for the rest.
+    pub fn resolve(self) -> SamplingParams {
+        let off = SamplingParams::default();
+        SamplingParams {
+            temperature: self.temperature.unwrap_or(DEFAULT_TEMPERATURE),
+            top_p: self.top_p.unwrap_or(DEFAULT_TOP_P),
+            top_k: self.top_k.unwrap_or(off.top_k),
+            min_p: self.min_p.unwrap_or(off.min_p),
+            repetition_penalty: self.repetition_penalty.unwrap_or(off.repetition_penalty),
+            seed: self.seed,
+            ..off
+        }
+    }
+
+    /// The model's defaults from `generation_config.json` in `dir`. A value outside its range
+    /// (a hostile or broken file) is ignored, never used; `do_sample: false` means greedy, as
+    /// in `transformers`.
+    pub fn from_generation_config(dir: &Path) -> SamplingChoice {
+        let Ok(text) = std::fs::read_to_string(dir.join("generation_config.json")) else {
+            return SamplingChoice::default();
+        };
+        let Ok(config) = serde_json::from_str::<serde_json::Value>(&text) else {
+            return SamplingChoice::default();
+        };
+        let number = |key: &str, valid: fn(f64) -> bool| {
+            config
+                .get(key)
+                .and_then(serde_json::Value::as_f64)
+                .filter(|v| v.is_finite() && valid(*v))
+                .map(|v| v as f32)
+        };
+        let greedy = config.get("do_sample") == Some(&serde_json::Value::Bool(false));
+        SamplingChoice {
+            temperature: if greedy {
+                Some(0.0)
+            } else {
+                number("temperature", |t| (0.0..=2.0).contains(&t))
+            },
+            top_p: number("top_p", |p| p > 0.0 && p <= 1.0),
+            top_k: number("top_k", |k| k >= 0.0 && k <= MAX_TOP_K as f64).map(|k| k as usize),
+            min_p: number("min_p", |p| (0.0..1.0).contains(&p)),
+            repetition_penalty: number("repetition_penalty", |r| r > 0.0 && r <= 10.0),
+            seed: None,
+        }
+    }
+}
+
+/// Larger than any vocabulary; a `top_k` above it keeps every token.
+pub const MAX_TOP_K: usize = 1 << 24;
 
 impl SamplingParams {
     pub fn uses_history(&self) -> bool {
@@ -141,4 +224,52 @@ fn apply_top_p(logprobs: &Array, top_p: f32) -> Result<Array> {
         scalar(f32::NEG_INFINITY),
         logprobs,
     )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_generation_config(json: &str) -> SamplingChoice {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("generation_config.json"), json).unwrap();
+        SamplingChoice::from_generation_config(dir.path())
+    }
+
+    #[test]
+    fn a_request_wins_then_the_model_then_the_shared_defaults() {
+        let model = with_generation_config(r#"{"temperature": 0.3, "top_k": 20, "top_p": 0.8}"#);
+        let asked = SamplingChoice {
+            top_p: Some(0.5),
+            seed: Some(7),
+            ..SamplingChoice::default()
+        };
+        let params = asked.or(model).resolve();
+        assert_eq!(
+            (params.temperature, params.top_p, params.top_k, params.seed),
+            (0.3, 0.5, 20, Some(7))
+        );
+        let nothing = SamplingChoice::default().resolve();
+        assert_eq!(
+            (nothing.temperature, nothing.top_p, nothing.top_k),
+            (DEFAULT_TEMPERATURE, DEFAULT_TOP_P, 0)
+        );
+        assert_eq!(nothing.repetition_penalty, 1.0);
+    }
+
+    #[test]
+    fn a_model_that_does_not_sample_is_greedy_and_broken_values_are_ignored() {
+        let greedy = with_generation_config(r#"{"do_sample": false, "temperature": 0.9}"#);
+        assert_eq!(greedy.temperature, Some(0.0));
+        let hostile = with_generation_config(
+            r#"{"temperature": -1, "top_p": 7, "top_k": 1e30, "min_p": "x", "repetition_penalty": 0}"#,
+        );
+        assert_eq!(hostile, SamplingChoice::default());
+        assert_eq!(
+            with_generation_config("not json"),
+            SamplingChoice::default()
+        );
+        let none = SamplingChoice::from_generation_config(Path::new("/nonexistent"));
+        assert_eq!(none, SamplingChoice::default());
+    }
 }

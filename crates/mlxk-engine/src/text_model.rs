@@ -10,7 +10,7 @@ use crate::error::Result;
 use crate::generate::Generator;
 use crate::load_plan::{LoadPlan, LoadPolicy};
 use crate::models::{self, LanguageModel};
-use crate::sampler::SamplingParams;
+use crate::sampler::SamplingChoice;
 use crate::tokenizer::{ChatMessage, Tokenizer};
 
 /// What a person asks: a conversation, or raw text sent as it is.
@@ -23,7 +23,8 @@ pub enum Prompt {
 /// How one answer is generated.
 #[derive(Debug, Clone)]
 pub struct AnswerOptions {
-    pub sampling: SamplingParams,
+    /// What the request chose; the rest comes from the model's defaults, then the shared ones.
+    pub sampling: SamplingChoice,
     /// New tokens at most (the context bounds them too).
     pub max_tokens: usize,
     /// Prompt plus answer at most, in tokens.
@@ -40,6 +41,8 @@ pub struct TextModel {
     pub tokenizer: Rc<Tokenizer>,
     /// How its weights are laid out in memory.
     pub plan: LoadPlan,
+    /// Its own sampling defaults (`generation_config.json`).
+    pub sampling_defaults: SamplingChoice,
 }
 
 impl TextModel {
@@ -52,6 +55,7 @@ impl TextModel {
             model: loaded.model,
             tokenizer,
             plan: loaded.plan,
+            sampling_defaults: SamplingChoice::from_generation_config(dir),
         })
     }
 
@@ -65,7 +69,7 @@ impl TextModel {
             options.max_tokens,
             options.context_length,
             self.tokenizer.eos_ids(),
-            &options.sampling,
+            &options.sampling.or(self.sampling_defaults).resolve(),
         )?;
         Ok(TextGeneration::new(
             generator,

@@ -15,8 +15,9 @@ use crate::service::{ServiceError, Usage};
 const MEMORY_MARGIN: f64 = 1.2;
 
 pub trait Backend {
-    /// Loads `model`, replacing the one held (the worker calls it only for another model).
-    fn load(&mut self, model: &RunnableModel) -> Result<(), ServiceError>;
+    /// Loads `model`, replacing the one held (the worker calls it only for another model);
+    /// returns the memory it now holds, in bytes.
+    fn load(&mut self, model: &RunnableModel) -> Result<u64, ServiceError>;
     /// Frees the model held, if any.
     fn unload(&mut self);
     /// Renders and prefills the prompt on the loaded model.
@@ -78,7 +79,7 @@ impl MlxBackend {
 }
 
 impl Backend for MlxBackend {
-    fn load(&mut self, model: &RunnableModel) -> Result<(), ServiceError> {
+    fn load(&mut self, model: &RunnableModel) -> Result<u64, ServiceError> {
         self.unload();
         self.check_memory(model)?;
         let loaded = TextModel::load(&model.dir, &self.policy).map_err(load_error(model))?;
@@ -86,8 +87,9 @@ impl Backend for MlxBackend {
         if let Err(e) = self.usage.record(&model.name) {
             tracing::warn!(model = %model.name, error = %e, "cannot record when the model was used");
         }
+        let memory_bytes = loaded.plan.memory_bytes;
         self.loaded = Some(loaded);
-        Ok(())
+        Ok(memory_bytes)
     }
 
     fn unload(&mut self) {

@@ -11,7 +11,7 @@ use crate::backend::{Backend, BackendFactory, MlxBackend};
 use crate::config::ServerConfig;
 use crate::connections::{self, ConnectionLimits};
 use crate::routes::{self, AppState, Shared};
-use crate::service::GenerationService;
+use crate::service::{GenerationService, ServiceError};
 use crate::worker::{Worker, WorkerStop};
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +42,15 @@ impl ServerHandle {
     /// The model held in memory, if any.
     pub fn loaded_model(&self) -> Option<String> {
         self.state.service.worker().loaded_model()
+    }
+
+    /// Loads the model `name` names before any request asks for it (`mlxk serve --model`);
+    /// returns its name as the API shows it.
+    pub async fn preload(&self, name: &str) -> Result<String, ServiceError> {
+        let model = self.state.service.resolve(name).await?;
+        let shown = model.name.clone();
+        self.state.service.worker().load(model).await?;
+        Ok(shown)
     }
 
     /// Graceful stop: new connections are refused, active generations end with

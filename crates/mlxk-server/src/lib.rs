@@ -5,8 +5,9 @@
 //! work happens on one inference worker thread that interleaves the active generations token by
 //! token, so HTTP stays responsive and no request waits for another to finish.
 //!
-//! Layers, outside in: `connections` (accepting, limits), `guard` (host, origin, content type),
-//! `routes`, a protocol module (`openai`) that parses requests into the protocol-neutral
+//! Layers, outside in: `connections` (accepting, limits), `request_log` (one line per
+//! request, never content), `guard` (host, origin, content type),
+//! `routes`, a protocol module (`openai`; the first of Ollama's routes in `ollama`) that parses requests into the protocol-neutral
 //! `service`, which resolves models and queues jobs for the `worker`, which steps generations
 //! on a [`backend::Backend`] (the MLX engine, or a stand-in in tests).
 
@@ -17,7 +18,9 @@ mod error;
 mod extract;
 mod guard;
 mod handle;
+mod ollama;
 mod openai;
+mod request_log;
 mod routes;
 mod service;
 mod worker;

@@ -15,7 +15,9 @@ use tower_http::timeout::RequestBodyTimeoutLayer;
 use crate::config::ServerConfig;
 use crate::error::ApiError;
 use crate::guard::{self, RequestGuard};
+use crate::ollama;
 use crate::openai;
+use crate::request_log;
 use crate::service::GenerationService;
 
 pub struct AppState {
@@ -47,14 +49,25 @@ pub fn router(state: Shared) -> Router {
             Arc::clone(&state),
             require_key,
         ));
+    let ollama = Router::new()
+        .route("/version", get(ollama::version))
+        .route("/ps", get(ollama::ps))
+        .route("/generate", post(ollama::generate))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            require_key,
+        ));
     Router::new()
         .route("/health", get(health))
         .nest("/v1", v1)
+        .nest("/api", ollama)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         // A body that stops arriving ends the request (408), never holds it.
         .layer(RequestBodyTimeoutLayer::new(state.config.read_timeout))
         .layer(middleware::from_fn_with_state(guard, guard::guard))
         .layer(cors)
+        // Outermost: refusals by the layers above are logged too.
+        .layer(middleware::from_fn(request_log::log_requests))
         .with_state(state)
 }
 

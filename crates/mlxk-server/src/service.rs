@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use mlxk_core::{CoreError, Library, ModelInfo, RunnableModel};
-use mlxk_engine::{AnswerOptions, FinishReason, Prompt, SamplingParams, TextEvent};
+use mlxk_engine::{AnswerOptions, FinishReason, Prompt, SamplingChoice, TextEvent};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 use crate::worker::{Job, Worker};
@@ -17,7 +17,8 @@ pub struct GenerationRequest {
     /// The model's name as a client gives it.
     pub model: String,
     pub prompt: Prompt,
-    pub sampling: SamplingParams,
+    /// What the client chose; the model's defaults fill the rest.
+    pub sampling: SamplingChoice,
     /// New tokens at most (already capped by the server's limit).
     pub max_tokens: usize,
     pub stops: Vec<String>,

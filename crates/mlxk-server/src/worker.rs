@@ -7,11 +7,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use mlxk_core::RunnableModel;
 use mlxk_engine::{AnswerOptions, FinishReason, Prompt};
 use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::oneshot;
 
 use crate::backend::{Backend, BackendFactory, Generation};
 use crate::config::ServerConfig;
@@ -27,7 +28,27 @@ pub struct Job {
 
 enum Message {
     Job(Box<Job>),
+    /// Load a model before any request asks for it (`serve --model`, Ollama's empty generate).
+    Load {
+        model: Box<RunnableModel>,
+        done: oneshot::Sender<Result<(), ServiceError>>,
+    },
+    /// Let go of a model now, or once its generations end; answers whether it was loaded.
+    Unload {
+        model: String,
+        done: oneshot::Sender<bool>,
+    },
     Shutdown,
+}
+
+/// The model in memory, as `/api/ps` and `mlxk ps` show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resident {
+    pub name: String,
+    pub memory_bytes: u64,
+    pub loaded_at: SystemTime,
+    /// When it is let go if no request comes; `None` while it generates or when kept for ever.
+    pub expires_at: Option<SystemTime>,
 }
 
 /// How many requests wait and run: bounds admission, and `/health` shows it.
@@ -54,7 +75,7 @@ impl QueueState {
 pub struct Worker {
     jobs: SyncSender<Message>,
     queue: Arc<QueueState>,
-    loaded: Arc<Mutex<Option<String>>>,
+    resident: Arc<Mutex<Option<Resident>>>,
     thread: Mutex<WorkerThread>,
     shutdown_timeout: Duration,
 }
@@ -84,8 +105,8 @@ impl Worker {
             ..QueueState::default()
         });
         let worker_queue = Arc::clone(&queue);
-        let loaded = Arc::new(Mutex::new(None));
-        let loaded_name = Arc::clone(&loaded);
+        let resident = Arc::new(Mutex::new(None));
+        let shown = Arc::clone(&resident);
         let (keep_alive, max_active) = (config.keep_alive, config.max_active.max(1));
         // MLX state never leaves this thread: it is created here.
         let thread = std::thread::Builder::new()
@@ -94,7 +115,8 @@ impl Worker {
                 WorkerLoop {
                     receiver,
                     queue: worker_queue,
-                    loaded_name,
+                    shown,
+                    unload_when_idle: false,
                     keep_alive,
                     max_active,
                     backend: backend(),
@@ -108,7 +130,7 @@ impl Worker {
         Worker {
             jobs,
             queue,
-            loaded,
+            resident,
             thread: Mutex::new(WorkerThread::Running(thread)),
             shutdown_timeout: config.shutdown_timeout,
         }
@@ -138,7 +160,41 @@ impl Worker {
     }
 
     pub fn loaded_model(&self) -> Option<String> {
-        self.loaded.lock().map(|g| g.clone()).unwrap_or(None)
+        self.resident().map(|r| r.name)
+    }
+
+    pub fn resident(&self) -> Option<Resident> {
+        self.resident.lock().map(|g| g.clone()).unwrap_or(None)
+    }
+
+    /// Loads `model` now (replacing an idle one); waits for the worker's answer.
+    pub async fn load(&self, model: RunnableModel) -> Result<(), ServiceError> {
+        let (done, answer) = oneshot::channel();
+        self.send(Message::Load {
+            model: Box::new(model),
+            done,
+        })?;
+        answer.await.map_err(|_| ServiceError::ShuttingDown)?
+    }
+
+    /// Unloads `model` now, or once its running generations end; whether it was loaded.
+    pub async fn unload(&self, model: &str) -> Result<bool, ServiceError> {
+        let (done, answer) = oneshot::channel();
+        self.send(Message::Unload {
+            model: model.to_string(),
+            done,
+        })?;
+        answer.await.map_err(|_| ServiceError::ShuttingDown)
+    }
+
+    fn send(&self, message: Message) -> Result<(), ServiceError> {
+        if self.queue.stopping.load(Ordering::SeqCst) {
+            return Err(ServiceError::ShuttingDown);
+        }
+        self.jobs.try_send(message).map_err(|e| match e {
+            TrySendError::Full(_) => ServiceError::Busy,
+            TrySendError::Disconnected(_) => ServiceError::ShuttingDown,
+        })
     }
 
     /// Ends active generations cleanly (`finish_reason: stop`), refuses waiting ones and
@@ -202,7 +258,10 @@ struct Session {
 struct WorkerLoop {
     receiver: Receiver<Message>,
     queue: Arc<QueueState>,
-    loaded_name: Arc<Mutex<Option<String>>>,
+    /// What `/api/ps` shows of the model held.
+    shown: Arc<Mutex<Option<Resident>>>,
+    /// An unload asked for while the model generated: done once it is idle.
+    unload_when_idle: bool,
     keep_alive: Duration,
     max_active: usize,
     backend: Box<dyn Backend>,
@@ -217,11 +276,17 @@ impl WorkerLoop {
         let mut idle_since = Instant::now();
         loop {
             let message = if self.active.is_empty() && self.waiting.is_empty() {
+                if self.unload_when_idle {
+                    self.unload();
+                }
                 let wait = if self.loaded.is_some() && !self.keep_alive.is_zero() {
                     self.keep_alive.saturating_sub(idle_since.elapsed())
                 } else {
                     Duration::from_secs(3600)
                 };
+                self.show_expiry(
+                    (self.loaded.is_some() && !self.keep_alive.is_zero()).then_some(wait),
+                );
                 match self.receiver.recv_timeout(wait) {
                     Ok(message) => Some(message),
                     Err(RecvTimeoutError::Timeout) => {
@@ -243,6 +308,18 @@ impl WorkerLoop {
             for message in messages {
                 match message {
                     Message::Job(job) => self.waiting.push_back(job),
+                    Message::Load { model, done } => {
+                        let _ = done.send(self.preload(&model));
+                    }
+                    Message::Unload { model, done } => {
+                        let held = self.loaded.as_ref() == Some(&model);
+                        if held && self.active.is_empty() {
+                            self.unload();
+                        } else if held {
+                            self.unload_when_idle = true;
+                        }
+                        let _ = done.send(held);
+                    }
                     Message::Shutdown => return self.shut_down(),
                 }
             }
@@ -250,6 +327,9 @@ impl WorkerLoop {
                 return self.shut_down();
             }
             self.admit();
+            if !self.active.is_empty() {
+                self.show_expiry(None);
+            }
             self.step_all();
             self.queue.active.store(self.active.len(), Ordering::SeqCst);
             idle_since = Instant::now();
@@ -295,24 +375,60 @@ impl WorkerLoop {
     }
 
     fn start(&mut self, job: &Job) -> Result<Session, ServiceError> {
-        if self.loaded.as_ref() != Some(&job.model.name) {
-            self.unload();
-            self.backend.load(&job.model)?;
-            *self.loaded_name.lock().expect("not poisoned") = Some(job.model.name.clone());
-            self.loaded = Some(job.model.name.clone());
-        }
+        self.hold(&job.model)?;
         Ok(Session {
             generation: self.backend.start(&job.prompt, &job.options)?,
             events: job.events.clone(),
         })
     }
 
+    /// Makes `model` the one in memory (a no-op when it already is).
+    fn hold(&mut self, model: &RunnableModel) -> Result<(), ServiceError> {
+        self.unload_when_idle = false;
+        if self.loaded.as_ref() == Some(&model.name) {
+            return Ok(());
+        }
+        self.unload();
+        let memory_bytes = self.backend.load(model)?;
+        *self.shown.lock().expect("not poisoned") = Some(Resident {
+            name: model.name.clone(),
+            memory_bytes,
+            loaded_at: SystemTime::now(),
+            expires_at: None,
+        });
+        self.loaded = Some(model.name.clone());
+        Ok(())
+    }
+
+    /// A load asked for ahead of requests: refused while another model generates (one model in
+    /// memory at a time), and a panic in the engine fails the load only.
+    fn preload(&mut self, model: &RunnableModel) -> Result<(), ServiceError> {
+        let switching = self.loaded.as_ref().is_some_and(|l| *l != model.name);
+        if switching && !self.active.is_empty() {
+            return Err(ServiceError::Busy);
+        }
+        match catch_unwind(AssertUnwindSafe(|| self.hold(model))) {
+            Ok(result) => result,
+            Err(panic) => {
+                self.unload();
+                Err(engine_panic(&model.name, &panic))
+            }
+        }
+    }
+
+    fn show_expiry(&self, left: Option<Duration>) {
+        if let Some(resident) = self.shown.lock().expect("not poisoned").as_mut() {
+            resident.expires_at = left.map(|left| SystemTime::now() + left);
+        }
+    }
+
     fn unload(&mut self) {
+        self.unload_when_idle = false;
         if let Some(name) = self.loaded.take() {
             self.backend.unload();
             tracing::info!(model = %name, "model unloaded");
         }
-        *self.loaded_name.lock().expect("not poisoned") = None;
+        *self.shown.lock().expect("not poisoned") = None;
     }
 
     /// One token for every active generation.
@@ -373,7 +489,7 @@ impl WorkerLoop {
             .try_iter()
             .filter_map(|m| match m {
                 Message::Job(job) => Some(job),
-                Message::Shutdown => None,
+                Message::Load { .. } | Message::Unload { .. } | Message::Shutdown => None,
             })
             .collect();
         for job in self.waiting.drain(..).chain(queued) {

@@ -21,6 +21,8 @@ const MODEL: &str = "mlx-community/Llama-3.2-1B-Instruct-4bit";
 const TOO_BIG: &str = "mlx-community/Llama-3.2-1B-Instruct-8bit";
 /// Loading it fails as an impossible config.json does.
 const UNUSABLE: &str = "mlx-community/Qwen2.5-0.5B-Instruct-4bit";
+/// What the stand-in says a loaded model holds.
+const FAKE_MODEL_BYTES: u64 = 700_000_000;
 
 /// What the stand-in engine did, for the tests to read.
 #[derive(Default)]
@@ -39,7 +41,7 @@ struct FakeBackend {
 }
 
 impl Backend for FakeBackend {
-    fn load(&mut self, model: &RunnableModel) -> Result<(), ServiceError> {
+    fn load(&mut self, model: &RunnableModel) -> Result<u64, ServiceError> {
         self.record.lock().unwrap().loads.push(model.name.clone());
         match model.name.as_str() {
             TOO_BIG => Err(ServiceError::InsufficientMemory(format!(
@@ -48,7 +50,7 @@ impl Backend for FakeBackend {
             UNUSABLE => Err(ServiceError::ModelUnusable(format!(
                 "{UNUSABLE}: config: 'num_hidden_layers' is 0"
             ))),
-            _ => Ok(()),
+            _ => Ok(FAKE_MODEL_BYTES),
         }
     }
 
@@ -613,6 +615,8 @@ async fn a_key_is_required_when_configured() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
+    // Ollama's routes are behind the same key.
+    assert_eq!(server.get("/api/ps").await.0, 401);
     // Liveness needs no key.
     assert_eq!(server.get("/health").await.0, 200);
     assert_eq!(server.stop().await, Stopped::Cleanly);
@@ -806,6 +810,106 @@ async fn a_stop_refuses_the_requests_still_waiting_with_shutting_down() {
     assert_eq!(body["error"]["message"], "the server is shutting down");
     assert_eq!(retry_after.unwrap(), "1");
     assert_eq!(running.await.unwrap(), 200);
+}
+
+#[tokio::test]
+async fn ollamas_ps_and_generate_show_load_and_unload_the_model_in_memory() {
+    let server = Server::start().await;
+    let (status, body) = server.get("/api/version").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(server.get("/api/ps").await.1, json!({"models": []}));
+
+    let (status, _) = server
+        .post("/v1/chat/completions", chat("hello there"))
+        .await;
+    assert_eq!(status, 200);
+    let (_, ps) = server.get("/api/ps").await;
+    let resident = &ps["models"][0];
+    assert_eq!(resident["name"], MODEL);
+    assert_eq!(resident["size"], FAKE_MODEL_BYTES);
+    // Idle with the default keep-alive (5 minutes): it goes in about that long.
+    let expires = chrono::DateTime::parse_from_rfc3339(resident["expires_at"].as_str().unwrap())
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let left = (expires - chrono::Utc::now()).num_seconds();
+    assert!((250..=300).contains(&left), "{left} s left");
+    assert!(resident["loaded_at"].is_string());
+
+    // `ollama stop` / `mlxk stop`: an empty generate with keep_alive 0.
+    let (status, body) = server
+        .post("/api/generate", json!({"model": MODEL, "keep_alive": 0}))
+        .await;
+    assert_eq!(
+        (status, body["done_reason"].as_str()),
+        (200, Some("unload"))
+    );
+    assert_eq!(server.get("/api/ps").await.1, json!({"models": []}));
+    let (_, models) = server.get(&format!("/v1/models/{MODEL}")).await;
+    assert_eq!(models["loaded"], false);
+
+    // An empty generate without keep_alive loads it ahead of requests.
+    let (status, body) = server.post("/api/generate", json!({"model": MODEL})).await;
+    assert_eq!((status, body["done_reason"].as_str()), (200, Some("load")));
+    assert_eq!(server.get("/api/ps").await.1["models"][0]["name"], MODEL);
+    assert_eq!(server.record.lock().unwrap().loads, [MODEL, MODEL]);
+
+    // Errors in Ollama's shape: no such model, generation not here yet, a model that fails.
+    let (status, body) = server
+        .post(
+            "/api/generate",
+            json!({"model": "nobody/none", "keep_alive": "0s"}),
+        )
+        .await;
+    assert_eq!(status, 404);
+    assert!(
+        body["error"].as_str().unwrap().contains("nobody/none"),
+        "{body}"
+    );
+    let (status, body) = server
+        .post("/api/generate", json!({"model": MODEL, "prompt": "hi"}))
+        .await;
+    assert_eq!(status, 501);
+    assert!(body["error"]
+        .as_str()
+        .unwrap()
+        .contains("v1/chat/completions"));
+    let (status, body) = server
+        .post("/api/generate", json!({"model": TOO_BIG}))
+        .await;
+    assert_eq!(status, 507, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("MB"), "{body}");
+    let (status, body) = server.post("/api/generate", json!({"prompt": 1})).await;
+    assert_eq!(status, 400);
+    assert!(body["error"].is_string(), "{body}");
+    assert_eq!(server.stop().await, Stopped::Cleanly);
+}
+
+#[tokio::test]
+async fn an_unload_asked_during_a_generation_waits_for_its_end() {
+    let server = Server::start().await;
+    let slow = server.spawn_chat(chat(&format!("SLOW {}", "w ".repeat(10))));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let (status, body) = server
+        .post("/api/generate", json!({"model": MODEL, "keep_alive": 0}))
+        .await;
+    assert_eq!(
+        (status, body["done_reason"].as_str()),
+        (200, Some("unload"))
+    );
+    // Still held while it answers; gone once the answer is complete.
+    assert_eq!(server.get("/api/ps").await.1["models"][0]["name"], MODEL);
+    assert_eq!(slow.await.unwrap(), 200);
+    let mut gone = false;
+    for _ in 0..50 {
+        if server.get("/api/ps").await.1 == json!({"models": []}) {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(gone, "the model stayed after its generation ended");
+    assert_eq!(server.stop().await, Stopped::Cleanly);
 }
 
 #[tokio::test]

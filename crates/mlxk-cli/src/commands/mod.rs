@@ -6,12 +6,14 @@ pub mod health;
 pub mod list;
 pub mod login;
 pub mod logout;
+pub mod ps;
 pub mod pull;
 pub mod push;
 pub mod rm;
 pub mod run;
 pub mod serve;
 pub mod show;
+pub mod stop;
 pub mod version;
 pub mod whoami;
 

@@ -4,11 +4,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Args;
+use indicatif::ProgressBar;
 use mlxk_core::usage::UsageLog;
 use mlxk_core::Library;
 use mlxk_engine::{
     AnswerOptions, ChatMessage, EngineError, FinishReason, LoadPolicy, Prompt, RuntimeInfo,
-    SamplingParams, TextEvent, TextModel,
+    SamplingChoice, TextEvent, TextModel,
 };
 use serde_json::json;
 
@@ -24,20 +25,24 @@ pub struct RunArgs {
     /// A system message to start the conversation with.
     #[arg(long)]
     pub system: Option<String>,
-    /// Sampling temperature; 0 picks the most likely token every time.
-    #[arg(long, default_value_t = 0.7)]
-    pub temperature: f32,
-    #[arg(long, default_value_t = 0.9)]
-    pub top_p: f32,
-    /// 0 = off.
-    #[arg(long, default_value_t = 0)]
-    pub top_k: usize,
-    /// 0 = off.
-    #[arg(long, default_value_t = 0.0)]
-    pub min_p: f32,
-    /// 1 = off.
-    #[arg(long, default_value_t = 1.0)]
-    pub repetition_penalty: f32,
+    // Sampling left out comes from the model's generation_config.json, then the defaults
+    // the API shares (temperature 0.7, top-p 0.9, the rest off).
+    /// Sampling temperature; 0 picks the most likely token every time [default: the model's,
+    /// else 0.7].
+    #[arg(long)]
+    pub temperature: Option<f32>,
+    /// [default: the model's, else 0.9]
+    #[arg(long)]
+    pub top_p: Option<f32>,
+    /// 0 = off [default: the model's, else off].
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// 0 = off [default: the model's, else off].
+    #[arg(long)]
+    pub min_p: Option<f32>,
+    /// 1 = off [default: the model's, else off].
+    #[arg(long)]
+    pub repetition_penalty: Option<f32>,
     /// At most this many new tokens (clamped to the model's context).
     #[arg(long, default_value_t = 512)]
     pub max_tokens: usize,
@@ -71,7 +76,7 @@ struct Loaded {
 
 pub fn run(args: &RunArgs, output: &Output) -> Result<Outcome, CliError> {
     let started = Instant::now();
-    let loaded = load(&args.model, &args.weights.policy()?)?;
+    let loaded = load(&args.model, &args.weights.policy()?, output)?;
     if args.verbose {
         eprintln!(
             "[loaded {} in {:.2} s; weights {}: {}; BLAS {}]",
@@ -102,19 +107,32 @@ pub fn run(args: &RunArgs, output: &Output) -> Result<Outcome, CliError> {
     }
 }
 
-fn load(name: &str, policy: &LoadPolicy) -> Result<Loaded, CliError> {
+fn load(name: &str, policy: &LoadPolicy, output: &Output) -> Result<Loaded, CliError> {
     let library = Library::from_env();
-    let runnable = library.find_runnable(name).map_err(|e| match e {
+    let runnable = match library.find_runnable(name) {
+        Err(mlxk_core::CoreError::ModelNotFound(_)) if offer_pull(name, output)? => {
+            Library::from_env().find_runnable(name)?
+        }
         // Not here at all: the exact command that would fetch it.
-        mlxk_core::CoreError::ModelNotFound(_) => {
+        Err(e @ mlxk_core::CoreError::ModelNotFound(_)) => {
             let mut error = CliError::from(e);
             error.hint = Some(format!("not in the cache; fetch it with: mlxk pull {name}"));
-            error
+            return Err(error);
         }
-        other => CliError::from(other),
-    })?;
-    let model = TextModel::load(&runnable.dir, policy)
-        .map_err(|e| CliError::new("execution_error", e.to_string()))?;
+        other => other?,
+    };
+    // Loading takes seconds: say so on a terminal rather than sit silent.
+    let spinner = if !output.json && io::stderr().is_terminal() {
+        let spinner = ProgressBar::new_spinner();
+        spinner.set_message(format!("Loading {}…", runnable.name));
+        spinner.enable_steady_tick(std::time::Duration::from_millis(100));
+        spinner
+    } else {
+        ProgressBar::hidden()
+    };
+    let model = TextModel::load(&runnable.dir, policy);
+    spinner.finish_and_clear();
+    let model = model.map_err(|e| CliError::new("execution_error", e.to_string()))?;
     // For the app's "last used"; a read-only cache must not stop a run.
     let _ = UsageLog::for_cache(library.cache()).record(&runnable.name);
     Ok(Loaded {
@@ -124,16 +142,48 @@ fn load(name: &str, policy: &LoadPolicy) -> Result<Loaded, CliError> {
     })
 }
 
-fn sampling(args: &RunArgs) -> SamplingParams {
-    SamplingParams {
+fn sampling(args: &RunArgs) -> SamplingChoice {
+    SamplingChoice {
         temperature: args.temperature,
         top_p: args.top_p,
         top_k: args.top_k,
         min_p: args.min_p,
         repetition_penalty: args.repetition_penalty,
         seed: args.seed,
-        ..SamplingParams::default()
     }
+}
+
+/// On a terminal, a model that is not in the cache is offered for download; true once pulled.
+fn offer_pull(name: &str, output: &Output) -> Result<bool, CliError> {
+    if output.json || !io::stdin().is_terminal() || !io::stderr().is_terminal() {
+        return Ok(false);
+    }
+    let Ok(request) = mlxk_core::hub::pull::PullRequest::from_name(name, false) else {
+        return Ok(false);
+    };
+    eprint!(
+        "{name} is not in the cache. Pull {} from the Hugging Face Hub now? [Y/n] ",
+        request.repo.as_str()
+    );
+    let _ = io::stderr().flush();
+    let mut answer = String::new();
+    if io::stdin().lock().read_line(&mut answer).is_err()
+        || !matches!(
+            answer.trim().to_ascii_lowercase().as_str(),
+            "" | "y" | "yes"
+        )
+    {
+        return Ok(false);
+    }
+    let pulled = super::pull::run(
+        &super::pull::PullArgs {
+            model: name.to_string(),
+            all_files: false,
+        },
+        output,
+    )?;
+    eprintln!("{}", pulled.text);
+    Ok(true)
 }
 
 /// The answer and the reasoning of one generation.
@@ -233,6 +283,11 @@ fn one_shot(
         reasoning,
         generation,
     } = answer(args, loaded, &messages, stream, &AtomicBool::new(false))?;
+    if stream {
+        // The answer's line ends before any report: stats go on a line of their own.
+        println!();
+        let _ = io::stdout().flush();
+    }
     if args.verbose {
         report(&generation);
     }
@@ -258,8 +313,8 @@ fn one_shot(
             "peak_memory_bytes": mlxk_engine::runtime::peak_memory_bytes(),
         },
     });
-    // Streamed text is already on screen; only the newline is left.
-    let shown = if stream { String::from("\n") } else { text };
+    // Streamed text is already on screen, its line ended.
+    let shown = if stream { String::new() } else { text };
     Ok(Outcome::new(data, shown))
 }
 
@@ -456,13 +511,7 @@ impl ChatInput {
 
 /// `$XDG_STATE_HOME/mlxk/chat_history`, else `~/.local/state/mlxk/chat_history`.
 fn history_file() -> Option<std::path::PathBuf> {
-    let state = std::env::var_os("XDG_STATE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(std::path::PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|home| std::path::Path::new(&home).join(".local/state"))
-        })?;
-    Some(state.join("mlxk").join("chat_history"))
+    crate::local_server::state_dir().map(|dir| dir.join("chat_history"))
 }
 
 #[cfg(test)]

@@ -65,6 +65,9 @@ pub struct ServeArgs {
     /// past it the server exits without them.
     #[arg(long, default_value_t = 10)]
     pub shutdown_timeout: u64,
+    /// Load this model at start, before any request asks for it (named as for `run`).
+    #[arg(long = "model", value_name = "NAME")]
+    pub preload: Option<String>,
     /// Log as JSON lines (to stderr) instead of text. Prompts, answers and keys are never logged.
     #[arg(long)]
     pub log_json: bool,
@@ -87,8 +90,10 @@ pub fn run(args: &ServeArgs, _output: &Output) -> Result<Outcome, CliError> {
     };
     let filter =
         tracing_subscriber::EnvFilter::try_from_env("MLXK_LOG").unwrap_or_else(|_| "info".into());
+    // Colours only for a person at a terminal, never into a file or a journal.
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if args.log_json {
         logs.json().init();
@@ -132,6 +137,16 @@ pub fn run(args: &ServeArgs, _output: &Output) -> Result<Outcome, CliError> {
         let handle = start(config)
             .await
             .map_err(|e| CliError::new("server_error", e.to_string()))?;
+        if let Some(name) = &args.preload {
+            eprintln!("Loading {name}…");
+            if let Err(e) = handle.preload(name).await {
+                let _ = handle.stop().await;
+                return Err(CliError::new(
+                    "model_not_loaded",
+                    format!("--model {name}: {e}"),
+                ));
+            }
+        }
         eprintln!(
             "Serving the OpenAI-compatible API on http://{} (Ctrl-C stops)",
             handle.addr()
@@ -140,7 +155,10 @@ pub fn run(args: &ServeArgs, _output: &Output) -> Result<Outcome, CliError> {
         if !key_source.is_empty() {
             eprintln!("Requests need the API key (from {key_source}).");
         }
+        // Where `mlxk ps` and `mlxk stop` find this server.
+        crate::local_server::record(&format!("http://{}", handle.addr()));
         wait_for_signal().await;
+        crate::local_server::forget();
         eprintln!("Stopping...");
         Ok::<_, CliError>(handle.stop().await)
     })?;
@@ -193,7 +211,7 @@ async fn wait_for_signal() {
 }
 
 /// The server key kept in the OS keyring, if a keyring is reachable and holds one.
-fn stored_key() -> Option<String> {
+pub fn stored_key() -> Option<String> {
     let store = SecretStore::platform().ok()?;
     let key = store.get(SecretKind::ServerApiKey).ok()??;
     Some(key.expose().to_string())

@@ -4,8 +4,11 @@
 mod request;
 mod response;
 
+use std::sync::Arc;
+
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use mlxk_core::ModelInfo;
 use mlxk_engine::LoadPolicy;
@@ -15,6 +18,7 @@ pub use request::{CompletionRequest, Endpoint};
 
 use crate::error::ApiError;
 use crate::extract::{parse_json, ApiJson};
+use crate::request_log::RequestLog;
 use crate::routes::Shared;
 
 fn model_object(model: &ModelInfo, loaded: Option<&str>, policy: &LoadPolicy) -> Value {
@@ -84,32 +88,44 @@ pub async fn get_model(
 
 pub async fn chat_completions(
     State(state): State<Shared>,
+    Extension(log): Extension<Arc<RequestLog>>,
     ApiJson(request): ApiJson<CompletionRequest>,
 ) -> Result<Response, ApiError> {
-    complete(state, request, Endpoint::Chat).await
+    complete(state, log, request, Endpoint::Chat).await
 }
 
 pub async fn completions(
     State(state): State<Shared>,
+    Extension(log): Extension<Arc<RequestLog>>,
     ApiJson(request): ApiJson<CompletionRequest>,
 ) -> Result<Response, ApiError> {
-    complete(state, request, Endpoint::Completion).await
+    complete(state, log, request, Endpoint::Completion).await
 }
 
 async fn complete(
     state: Shared,
+    log: Arc<RequestLog>,
     request: CompletionRequest,
     endpoint: Endpoint,
 ) -> Result<Response, ApiError> {
     let (generation, delivery) = request.into_generation(endpoint, state.config.max_tokens)?;
+    log.model(&generation.model);
     let (model, events) = state.service.generate(generation).await?;
+    log.model(&model.name);
     let id = response::response_id(endpoint);
     if delivery.stream {
-        let stream =
-            response::stream_response(events, endpoint, id, model.name, delivery.include_usage);
+        let end = log.defer();
+        let stream = response::stream_response(
+            events,
+            endpoint,
+            id,
+            model.name,
+            delivery.include_usage,
+            end,
+        );
         Ok(stream.into_response())
     } else {
-        let body = response::collect_response(events, endpoint, id, model.name).await?;
+        let body = response::collect_response(events, endpoint, id, model.name, &log).await?;
         Ok(Json(body).into_response())
     }
 }

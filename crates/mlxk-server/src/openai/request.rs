@@ -2,7 +2,7 @@
 //! field by field (each failure a 400 naming the field) and turned into a
 //! [`GenerationRequest`].
 
-use mlxk_engine::{ChatMessage, Prompt, SamplingParams};
+use mlxk_engine::{ChatMessage, Prompt, SamplingChoice};
 use serde::Deserialize;
 
 use crate::error::ApiError;
@@ -142,7 +142,7 @@ fn validate(request: &CompletionRequest) -> Result<(), ApiError> {
 }
 
 /// Larger than any vocabulary: a `top_k` beyond it filters nothing.
-const MAX_TOP_K: u32 = 1 << 24;
+const MAX_TOP_K: u32 = mlxk_engine::sampler::MAX_TOP_K as u32;
 const MAX_STOPS: usize = 16;
 
 /// How the answer is delivered.
@@ -219,16 +219,16 @@ fn prepare(
         .or(request
             .presence_penalty
             .filter(|p| *p > 0.0)
-            .map(|p| 1.0 + p))
-        .unwrap_or(1.0);
-    let sampling = SamplingParams {
-        temperature: request.temperature.unwrap_or(1.0),
-        top_p: request.top_p.unwrap_or(1.0),
-        top_k: request.top_k.unwrap_or(0) as usize,
-        min_p: request.min_p.unwrap_or(0.0),
+            .map(|p| 1.0 + p));
+    // What the client left out comes from the model's generation_config.json, then the
+    // defaults `mlxk run` shares.
+    let sampling = SamplingChoice {
+        temperature: request.temperature,
+        top_p: request.top_p,
+        top_k: request.top_k.map(|k| k as usize),
+        min_p: request.min_p,
         repetition_penalty: penalty,
         seed: request.seed,
-        ..SamplingParams::default()
     };
     let stops = match request.stop {
         Some(StopField::One(s)) => vec![s],

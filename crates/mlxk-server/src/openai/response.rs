@@ -12,6 +12,7 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 
 use super::request::Endpoint;
 use crate::error::ApiError;
+use crate::request_log::{RequestLog, StreamEnd};
 use crate::service::{Event, ServiceError, Usage};
 
 pub fn response_id(endpoint: Endpoint) -> String {
@@ -52,9 +53,11 @@ pub async fn collect_response(
     endpoint: Endpoint,
     id: String,
     model: String,
+    log: &RequestLog,
 ) -> Result<Value, ApiError> {
     let (mut content, mut reasoning) = (String::new(), String::new());
     while let Some(event) = receiver.recv().await {
+        log.saw(&event);
         match event {
             Event::Text(TextEvent::Content(text)) => content.push_str(&text),
             Event::Text(TextEvent::Reasoning(text)) => reasoning.push_str(&text),
@@ -98,6 +101,7 @@ pub fn stream_response(
     id: String,
     model: String,
     include_usage: bool,
+    end: StreamEnd,
 ) -> Sse<impl futures_util::Stream<Item = Result<SseEvent, Infallible>>> {
     let object = if endpoint == Endpoint::Chat {
         "chat.completion.chunk"
@@ -119,6 +123,8 @@ pub fn stream_response(
         Endpoint::Completion => Vec::new(),
     };
     let body = UnboundedReceiverStream::new(receiver).flat_map(move |event| {
+        // Owned by the stream: the request's line is written when the stream is dropped.
+        end.log().saw(&event);
         let mut out: Vec<Value> = Vec::new();
         match event {
             Event::Text(text) => {
