@@ -12,7 +12,7 @@ use crate::config::ServerConfig;
 use crate::connections::{self, ConnectionLimits};
 use crate::routes::{self, AppState, Shared};
 use crate::service::{GenerationService, ServiceError};
-use crate::worker::{Worker, WorkerStop};
+use crate::worker::{Resident, Worker, WorkerStop};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -42,6 +42,17 @@ impl ServerHandle {
     /// The model held in memory, if any.
     pub fn loaded_model(&self) -> Option<String> {
         self.state.service.worker().loaded_model()
+    }
+
+    /// The model in memory: its name, memory, when loaded and when it goes if idle.
+    pub fn resident(&self) -> Option<Resident> {
+        self.state.service.worker().resident()
+    }
+
+    /// Lets go of the model `name` (as the API names it) now, or once its running answers
+    /// end; whether it was loaded.
+    pub async fn unload(&self, name: &str) -> Result<bool, ServiceError> {
+        self.state.service.worker().unload(name).await
     }
 
     /// Loads the model `name` names before any request asks for it (`mlxk serve --model`);

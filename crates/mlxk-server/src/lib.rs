@@ -29,6 +29,7 @@ pub use config::{ServerConfig, UnprotectedExposure};
 pub use error::ApiError;
 pub use handle::{start, start_with_backend, ServerHandle, StartError, Stopped};
 pub use service::{ServiceError, Usage};
+pub use worker::Resident;
 
 /// Entry points for the fuzz targets in `fuzz/`; not an API.
 #[doc(hidden)]
