@@ -433,3 +433,21 @@ def test_serve_with_a_model_it_cannot_load_stops_before_serving(cache):
                           env=cache.env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and "nobody/none" in proc.stderr, proc.stderr
     assert "Serving" not in proc.stderr
+
+
+def test_run_through_a_running_server_answers_as_a_local_run(server, cache):
+    local = cache.mlxk("run", NAME, QUESTION[0]["content"], "--temperature", "0", "--max-tokens", "24")["data"]
+    remote = cache.mlxk("run", NAME, QUESTION[0]["content"], "--temperature", "0", "--max-tokens", "24",
+                        f"--server={server.base}")["data"]
+    for field in ("model", "response", "finish_reason", "tokens_generated", "prompt_tokens"):
+        assert remote[field] == local[field], (field, remote, local)
+    # On a terminal's terms: the answer on stdout, the numbers on a line of their own on stderr.
+    shown = subprocess.run([str(BIN_DIR / "mlxk"), "run", NAME, QUESTION[0]["content"], "--temperature", "0",
+                            "--max-tokens", "24", "--verbose", f"--server={server.base}"],
+                           env=cache.env, capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.strip() == local["response"].strip()
+    assert f"served by {server.base}" in shown.stderr and "decode: " in shown.stderr
+    nobody = f"http://127.0.0.1:{free_port()}"
+    missing = cache.mlxk("run", NAME, "hi", f"--server={nobody}", expect=1)["error"]
+    assert missing["type"] == "server_not_running" and nobody in missing["message"]

@@ -97,7 +97,21 @@ impl LocalServer {
             .await
     }
 
+    /// Posts `body` and hands back the answer as it arrives (a stream), once its status is OK.
+    pub async fn stream(&self, path: &str, body: &Value) -> Result<reqwest::Response, CliError> {
+        self.answer(self.client.post(format!("{}{path}", self.url)).json(body))
+            .await
+    }
+
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, CliError> {
+        let response = self.answer(request).await?;
+        Ok(response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn answer(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, CliError> {
         let request = match &self.key {
             Some(key) => request.bearer_auth(key),
             None => request,
@@ -115,10 +129,10 @@ impl LocalServer {
             error
         })?;
         let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
         if status.is_success() {
-            return Ok(body);
+            return Ok(response);
         }
+        let body: Value = response.json().await.unwrap_or(Value::Null);
         // Ollama's shape (`{"error": "…"}`) or OpenAI's (`{"error": {"message": …}}`).
         let message = body["error"]
             .as_str()

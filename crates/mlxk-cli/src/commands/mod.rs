@@ -11,6 +11,7 @@ pub mod pull;
 pub mod push;
 pub mod rm;
 pub mod run;
+mod run_remote;
 pub mod serve;
 pub mod show;
 pub mod stop;

@@ -1,7 +1,7 @@
 use std::io::{self, BufRead, IsTerminal, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::Args;
 use indicatif::ProgressBar;
@@ -13,7 +13,8 @@ use mlxk_engine::{
 };
 use serde_json::json;
 
-use super::WeightArgs;
+use super::{block_on, WeightArgs};
+use crate::local_server::{LocalServer, ServerArgs};
 use crate::output::{CliError, Outcome, Output};
 
 #[derive(Debug, Args)]
@@ -64,26 +65,75 @@ pub struct RunArgs {
     /// memory.
     #[arg(long, short)]
     pub verbose: bool,
+    /// Answer through a running mlxk server (which may already hold the model) instead of
+    /// loading it here: `--server` for the one `mlxk serve` last started (else MLXK_SERVER,
+    /// else http://127.0.0.1:8000), `--server=URL` for another.
+    #[arg(long, value_name = "URL", num_args = 0..=1, require_equals = true, default_missing_value = "")]
+    pub server: Option<String>,
     #[command(flatten)]
     pub weights: WeightArgs,
 }
 
 struct Loaded {
     name: String,
-    model: TextModel,
-    context_length: usize,
+    engine: Engine,
+}
+
+/// Where answers come from.
+enum Engine {
+    Here {
+        model: Box<TextModel>,
+        context_length: usize,
+    },
+    Server(LocalServer),
+}
+
+/// How one answer went, generated here or by a server.
+pub struct Stats {
+    pub finish_reason: FinishReason,
+    pub prompt_tokens: usize,
+    pub generated_tokens: usize,
+    /// Until the first token.
+    pub prompt_time: Duration,
+    pub decode_time: Duration,
+}
+
+impl Stats {
+    fn prompt_tokens_per_second(&self) -> f64 {
+        self.prompt_tokens as f64 / self.prompt_time.as_secs_f64().max(1e-9)
+    }
+
+    /// The first token comes with the prompt: the rest over the decode time, as mlx-lm counts.
+    fn decode_tokens_per_second(&self) -> f64 {
+        self.generated_tokens.saturating_sub(1) as f64 / self.decode_time.as_secs_f64().max(1e-9)
+    }
+}
+
+impl From<mlxk_engine::Generation> for Stats {
+    fn from(generation: mlxk_engine::Generation) -> Self {
+        Stats {
+            finish_reason: generation.finish_reason,
+            prompt_tokens: generation.prompt_tokens,
+            generated_tokens: generation.tokens.len(),
+            prompt_time: generation.prompt_time,
+            decode_time: generation.decode_time,
+        }
+    }
 }
 
 pub fn run(args: &RunArgs, output: &Output) -> Result<Outcome, CliError> {
     let started = Instant::now();
-    let loaded = load(&args.model, &args.weights.policy()?, output)?;
-    if args.verbose {
+    let loaded = match &args.server {
+        Some(url) => through_server(args, url)?,
+        None => load(&args.model, &args.weights.policy()?, output)?,
+    };
+    if let (true, Engine::Here { model, .. }) = (args.verbose, &loaded.engine) {
         eprintln!(
             "[loaded {} in {:.2} s; weights {}: {}; BLAS {}]",
             loaded.name,
             started.elapsed().as_secs_f64(),
-            loaded.model.plan.layout.label(),
-            loaded.model.plan.reason,
+            model.plan.layout.label(),
+            model.plan.reason,
             RuntimeInfo::detect().blas.name,
         );
     }
@@ -137,8 +187,29 @@ fn load(name: &str, policy: &LoadPolicy, output: &Output) -> Result<Loaded, CliE
     let _ = UsageLog::for_cache(library.cache()).record(&runnable.name);
     Ok(Loaded {
         name: runnable.name,
-        context_length: runnable.context_length,
-        model,
+        engine: Engine::Here {
+            model: Box::new(model),
+            context_length: runnable.context_length,
+        },
+    })
+}
+
+/// Answers will come from the server `url` names ("" for the running one); it resolves the
+/// model's name itself, loading the model if it does not hold it.
+fn through_server(args: &RunArgs, url: &str) -> Result<Loaded, CliError> {
+    if args.no_chat_template {
+        return Err(CliError::usage(
+            "--no-chat-template works on a model loaded here, not with --server",
+        ));
+    }
+    let server = LocalServer::find(&ServerArgs {
+        server: (!url.is_empty()).then(|| url.to_string()),
+    })?;
+    // Asked first, so that a server that is not there is said before any prompt is read.
+    block_on(server.get("/api/ps"))??;
+    Ok(Loaded {
+        name: args.model.clone(),
+        engine: Engine::Server(server),
     })
 }
 
@@ -190,7 +261,7 @@ fn offer_pull(name: &str, output: &Output) -> Result<bool, CliError> {
 struct Answer {
     content: String,
     reasoning: String,
-    generation: mlxk_engine::Generation,
+    stats: Stats,
 }
 
 /// Generates one answer, streaming it when `stream` (the answer to stdout, reasoning to
@@ -202,6 +273,20 @@ fn answer(
     stream: bool,
     cancel: &AtomicBool,
 ) -> Result<Answer, CliError> {
+    let (model, context_length) = match &loaded.engine {
+        Engine::Here {
+            model,
+            context_length,
+        } => (model, *context_length),
+        Engine::Server(server) => {
+            let remote = super::run_remote::answer(server, args, messages, stream, cancel)?;
+            return Ok(Answer {
+                content: remote.content,
+                reasoning: remote.reasoning,
+                stats: remote.stats,
+            });
+        }
+    };
     let engine_error = |e: EngineError| match e {
         EngineError::ContextLengthExceeded { .. } => {
             CliError::new("context_length_exceeded", e.to_string())
@@ -211,12 +296,11 @@ fn answer(
     let options = AnswerOptions {
         sampling: sampling(args),
         max_tokens: args.max_tokens,
-        context_length: loaded.context_length,
+        context_length,
         stops: args.stops.clone(),
         raw: args.no_chat_template,
     };
-    let mut generation = loaded
-        .model
+    let mut generation = model
         .start(&Prompt::Chat(messages.to_vec()), &options)
         .map_err(engine_error)?;
     let (mut content, mut reasoning) = (String::new(), String::new());
@@ -246,19 +330,22 @@ fn answer(
     Ok(Answer {
         content,
         reasoning,
-        generation: generation.into_generation(),
+        stats: generation.into_generation().into(),
     })
 }
 
-fn report(generation: &mlxk_engine::Generation) {
+fn report(stats: &Stats, engine: &Engine) {
+    let whose = match engine {
+        Engine::Here { .. } => format!("peak memory {:.2} GB", mlx_peak_memory_gb()),
+        Engine::Server(server) => format!("served by {}", server.url),
+    };
     eprintln!(
-        "[prompt: {} tokens, {:.1} tok/s, first token after {:.2} s | decode: {} tokens, {:.1} tok/s | peak memory {:.2} GB]",
-        generation.prompt_tokens,
-        generation.prompt_tokens_per_second(),
-        generation.prompt_time.as_secs_f64(),
-        generation.tokens.len(),
-        generation.decode_tokens_per_second(),
-        mlx_peak_memory_gb(),
+        "[prompt: {} tokens, {:.1} tok/s, first token after {:.2} s | decode: {} tokens, {:.1} tok/s | {whose}]",
+        stats.prompt_tokens,
+        stats.prompt_tokens_per_second(),
+        stats.prompt_time.as_secs_f64(),
+        stats.generated_tokens,
+        stats.decode_tokens_per_second(),
     );
 }
 
@@ -281,7 +368,7 @@ fn one_shot(
     let Answer {
         content: text,
         reasoning,
-        generation,
+        stats,
     } = answer(args, loaded, &messages, stream, &AtomicBool::new(false))?;
     if stream {
         // The answer's line ends before any report: stats go on a line of their own.
@@ -289,12 +376,12 @@ fn one_shot(
         let _ = io::stdout().flush();
     }
     if args.verbose {
-        report(&generation);
+        report(&stats, &loaded.engine);
     }
-    if generation.finish_reason == FinishReason::Length {
+    if stats.finish_reason == FinishReason::Length {
         eprintln!(
             "[output cut at {} tokens: raise --max-tokens for more]",
-            generation.tokens.len()
+            stats.generated_tokens
         );
     }
     let data = json!({
@@ -302,14 +389,14 @@ fn one_shot(
         "prompt": prompt,
         "response": text,
         "reasoning": if reasoning.is_empty() { None } else { Some(&reasoning) },
-        "finish_reason": generation.finish_reason,
-        "tokens_generated": generation.tokens.len(),
-        "prompt_tokens": generation.prompt_tokens,
-        "generation_time_s": (generation.prompt_time + generation.decode_time).as_secs_f64(),
+        "finish_reason": stats.finish_reason,
+        "tokens_generated": stats.generated_tokens,
+        "prompt_tokens": stats.prompt_tokens,
+        "generation_time_s": (stats.prompt_time + stats.decode_time).as_secs_f64(),
         "stats": {
-            "prompt_tokens_per_second": generation.prompt_tokens_per_second(),
-            "decode_tokens_per_second": generation.decode_tokens_per_second(),
-            "time_to_first_token_s": generation.prompt_time.as_secs_f64(),
+            "prompt_tokens_per_second": stats.prompt_tokens_per_second(),
+            "decode_tokens_per_second": stats.decode_tokens_per_second(),
+            "time_to_first_token_s": stats.prompt_time.as_secs_f64(),
             "peak_memory_bytes": mlxk_engine::runtime::peak_memory_bytes(),
         },
     });
@@ -363,18 +450,18 @@ fn chat(args: &RunArgs, loaded: &Loaded) -> Result<(), CliError> {
         match answer(args, loaded, &messages, !args.no_stream, &cancel) {
             Ok(Answer {
                 content: text,
-                generation,
+                stats,
                 ..
             }) => {
                 if args.no_stream {
                     print!("{text}");
                 }
                 println!();
-                if generation.finish_reason == FinishReason::Cancelled {
+                if stats.finish_reason == FinishReason::Cancelled {
                     eprintln!("[stopped]");
                 }
                 if args.verbose {
-                    report(&generation);
+                    report(&stats, &loaded.engine);
                 }
                 messages.push(ChatMessage::new("assistant", &text));
             }
