@@ -835,9 +835,9 @@ fn workspace_home_in_list_and_show() {
     assert!(repinned.contains("Clean:         yes"), "{repinned}");
 }
 
-/// Runs `mlxk` on a pseudo-terminal (util-linux `script`), typing `answer` at its prompt.
-fn run_on_terminal(cache: &TestCache, args: &str, answer: &str) -> (i32, String) {
-    use std::io::Write;
+/// `mlxk ARGS` on a pseudo-terminal (util-linux `script`): what is written to its stdin is
+/// typed, its stdout is the screen.
+fn on_terminal(cache: &TestCache, args: &str) -> std::process::Command {
     let command = format!("{} {args}", env!("CARGO_BIN_EXE_mlxk"));
     let mut script = std::process::Command::new("script");
     script
@@ -845,7 +845,15 @@ fn run_on_terminal(cache: &TestCache, args: &str, answer: &str) -> (i32, String)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped());
     cache.isolate(&mut script);
-    let mut child = script.spawn().expect("util-linux script runs");
+    script
+}
+
+/// Runs `mlxk` on a pseudo-terminal, typing `answer` at its prompt.
+fn run_on_terminal(cache: &TestCache, args: &str, answer: &str) -> (i32, String) {
+    use std::io::Write;
+    let mut child = on_terminal(cache, args)
+        .spawn()
+        .expect("util-linux script runs");
     child
         .stdin
         .take()
@@ -867,17 +875,12 @@ fn the_chat_on_a_terminal_takes_commands_and_keeps_a_history() {
     use std::io::{Read, Write};
     use std::sync::{Arc, Mutex};
     let cache = cache_with_demo_model();
-    let command = format!(
-        "{} run {DEMO} --temperature 0 --max-tokens 12",
-        env!("CARGO_BIN_EXE_mlxk")
-    );
-    let mut script = std::process::Command::new("script");
-    script
-        .args(["-qec", &command, "/dev/null"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped());
-    cache.isolate(&mut script);
-    let mut child = script.spawn().expect("util-linux script runs");
+    let mut child = on_terminal(
+        &cache,
+        &format!("run {DEMO} --temperature 0 --max-tokens 12"),
+    )
+    .spawn()
+    .expect("util-linux script runs");
     let screen = Arc::new(Mutex::new(String::new()));
     let mut stdout = child.stdout.take().unwrap();
     let reader = {
@@ -1328,18 +1331,13 @@ fn run_on_a_terminal_offers_to_pull_a_missing_model_then_answers() {
     .unwrap();
 
     let cache = TestCache::standard();
-    let command = format!(
-        "{} run tiny-demo 'What is the capital of France?' --temperature 0 --max-tokens 8",
-        env!("CARGO_BIN_EXE_mlxk")
-    );
-    let mut script = std::process::Command::new("script");
-    script
-        .args(["-qec", &command, "/dev/null"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped());
-    cache.isolate(&mut script);
-    script.env("HF_ENDPOINT", hub.url());
-    let mut child = script.spawn().expect("util-linux script runs");
+    let mut child = on_terminal(
+        &cache,
+        "run tiny-demo 'What is the capital of France?' --temperature 0 --max-tokens 8",
+    )
+    .env("HF_ENDPOINT", hub.url())
+    .spawn()
+    .expect("util-linux script runs");
     {
         use std::io::Write;
         child.stdin.take().unwrap().write_all(b"y\r").unwrap();

@@ -243,6 +243,18 @@ impl Server {
         })
     }
 
+    /// Starts a streamed chat answer and hands back the response as it arrives.
+    async fn open_stream(&self, content: &str) -> reqwest::Response {
+        let mut request = chat(content);
+        request["stream"] = json!(true);
+        self.client
+            .post(self.url("/v1/chat/completions"))
+            .json(&request)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// The data lines of a streamed answer, read to its end.
     async fn stream(&self, path: &str, body: Value) -> Vec<String> {
         let response = self
@@ -737,15 +749,9 @@ async fn a_full_queue_is_a_503_with_retry_after() {
 #[tokio::test]
 async fn a_client_that_goes_away_cancels_its_generation() {
     let server = Server::start().await;
-    let mut request = chat(&format!("SLOW {}", "w ".repeat(200)));
-    request["stream"] = json!(true);
     let response = server
-        .client
-        .post(server.url("/v1/chat/completions"))
-        .json(&request)
-        .send()
-        .await
-        .unwrap();
+        .open_stream(&format!("SLOW {}", "w ".repeat(200)))
+        .await;
     let mut body = response.bytes_stream();
     body.next().await.unwrap().unwrap();
     drop(body);
@@ -764,15 +770,9 @@ async fn a_client_that_goes_away_cancels_its_generation() {
 #[tokio::test]
 async fn a_stop_ends_streams_cleanly_and_refuses_new_work() {
     let server = Server::start().await;
-    let mut request = chat(&format!("SLOW {}", "w ".repeat(200)));
-    request["stream"] = json!(true);
     let response = server
-        .client
-        .post(server.url("/v1/chat/completions"))
-        .json(&request)
-        .send()
-        .await
-        .unwrap();
+        .open_stream(&format!("SLOW {}", "w ".repeat(200)))
+        .await;
     let reading = tokio::spawn(async move { response.text().await.unwrap() });
     tokio::time::sleep(Duration::from_millis(200)).await;
     let record = Arc::clone(&server.record);
