@@ -56,4 +56,12 @@ impl From<HubError> for CommandError {
     }
 }
 
+/// The server's refusals by the code its API gives them (`server_busy`, `shutting_down`…).
+impl From<mlxk_server::ServiceError> for CommandError {
+    fn from(e: mlxk_server::ServiceError) -> Self {
+        let api = mlxk_server::ApiError::from(e);
+        CommandError::new(api.code.unwrap_or(api.kind), api.message)
+    }
+}
+
 pub type CommandResult<T> = Result<T, CommandError>;

@@ -2,11 +2,11 @@
 //! [`mlxk_server::ServerHandle`] and the state the tray and the windows show. The server runs
 //! in-process (MLX on the server's own worker thread); nothing here knows Tauri.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use mlxk_server::{ServerConfig, ServerHandle};
+use mlxk_server::{Resident, ServerConfig, ServerHandle, ServiceError};
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+use tokio::sync::{watch, Mutex, MutexGuard};
 
 /// What the tray icon, its tooltip and the windows show.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, specta::Type)]
@@ -100,7 +100,7 @@ impl ServerControl {
                     address: addr.to_string(),
                     exposed: !addr.ip().is_loopback(),
                 };
-                *self.lock() = Some(handle);
+                *self.lock().await = Some(handle);
                 status
             }
             Err(e) => ServerStatus::Error {
@@ -120,7 +120,7 @@ impl ServerControl {
 
     /// Stops gracefully (streams end, the port is released); a no-op when not running.
     pub async fn stop(&self) -> ServerStatus {
-        let handle = self.lock().take();
+        let handle = self.lock().await.take();
         if let Some(handle) = handle {
             if handle.stop().await == mlxk_server::Stopped::WorkerAbandoned {
                 eprintln!(
@@ -132,8 +132,30 @@ impl ServerControl {
         ServerStatus::Stopped
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<ServerHandle>> {
-        self.handle.lock().expect("server handle lock")
+    /// The models the running server holds in memory (one at most today); none when it is
+    /// not running.
+    pub async fn resident(&self) -> Vec<Resident> {
+        self.lock()
+            .await
+            .as_ref()
+            .and_then(ServerHandle::resident)
+            .into_iter()
+            .collect()
+    }
+
+    /// Lets go of the model `name` (as the API names it) now, or once its running answers
+    /// end; whether it was loaded. `false` when the server is not running.
+    pub async fn unload(&self, name: &str) -> Result<bool, ServiceError> {
+        match self.lock().await.as_ref() {
+            Some(handle) => handle.unload(name).await,
+            None => Ok(false),
+        }
+    }
+
+    /// The handle is held across awaits (an unload waits for the worker's answer), so the
+    /// lock is Tokio's; a stop waits for an unload under way.
+    async fn lock(&self) -> MutexGuard<'_, Option<ServerHandle>> {
+        self.handle.lock().await
     }
 }
 
@@ -152,7 +174,7 @@ mod tests {
     async fn start_then_stop_releases_the_port_and_reports_each_state() {
         let control = ServerControl::default();
         let mut updates = control.subscribe();
-        let seen = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
         let log = Arc::clone(&seen);
         let reader = tokio::spawn(async move {
             while updates.changed().await.is_ok() {

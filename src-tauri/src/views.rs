@@ -169,6 +169,32 @@ pub struct LibraryView {
     pub total_bytes: u64,
 }
 
+/// A model the running server holds in memory (the Library's "Loaded" badge, `mlxk ps`).
+#[derive(Debug, Clone, PartialEq, Serialize, specta::Type)]
+pub struct ResidentModel {
+    /// As the API names it: a row's `display_name` (`org/name`, a workspace's folder name).
+    pub name: String,
+    pub memory_bytes: u64,
+    /// RFC 3339, UTC.
+    pub loaded_at: String,
+    /// When the server lets it go if no request comes (RFC 3339, UTC); `None` while it
+    /// answers, or when it is kept for ever.
+    pub expires_at: Option<String>,
+}
+
+impl From<&mlxk_server::Resident> for ResidentModel {
+    fn from(r: &mlxk_server::Resident) -> Self {
+        let rfc3339 =
+            |t: std::time::SystemTime| chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339();
+        ResidentModel {
+            name: r.name.clone(),
+            memory_bytes: r.memory_bytes,
+            loaded_at: rfc3339(r.loaded_at),
+            expires_at: r.expires_at.map(rfc3339),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, specta::Type)]
 pub struct FileView {
     pub name: String,

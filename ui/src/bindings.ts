@@ -41,6 +41,13 @@ export const commands = {
 	 *  pane); `None` when it runs without one or is not running. Never shown.
 	 */
 	chatApiKey: () => __TAURI_INVOKE<string | null>("chat_api_key"),
+	/**  The models the running server holds in memory (one at most today); none when stopped. */
+	residentModels: () => typedError<ResidentModel[], CommandError>(__TAURI_INVOKE("resident_models")),
+	/**
+	 *  Lets go of the model `name` (a resident model's name) now, or once its running answers
+	 *  end; whether it was loaded.
+	 */
+	unloadModel: (name: string) => typedError<boolean, CommandError>(__TAURI_INVOKE("unload_model", { name })),
 	/**  Puts `text` on the system clipboard. */
 	copyText: (text: string) => typedError<null, CommandError>(__TAURI_INVOKE("copy_text", { text })),
 	getSettings: () => __TAURI_INVOKE<SettingsView>("get_settings"),
@@ -322,6 +329,20 @@ export type PushPreview = {
 	/**  Pushing would commit nothing (the core's one rule, `PushPlan::no_changes`). */
 	no_changes: boolean,
 } & PushPlan;
+
+/**  A model the running server holds in memory (the Library's "Loaded" badge, `mlxk ps`). */
+export type ResidentModel = {
+	/**  As the API names it: a row's `display_name` (`org/name`, a workspace's folder name). */
+	name: string,
+	memory_bytes: number,
+	/**  RFC 3339, UTC. */
+	loaded_at: string,
+	/**
+	 *  When the server lets it go if no request comes (RFC 3339, UTC); `None` while it
+	 *  answers, or when it is kept for ever.
+	 */
+	expires_at: string | null,
+};
 
 export type SecretName = "hub_token" | "server_api_key";
 

@@ -1,9 +1,10 @@
 // The Library window: the cached models and the workspaces of $MLXK_WORKSPACE_HOME, a search
 // box, a details pane, delete with a confirmation naming what is removed, health re-checks and
 // total disk use; pulls with their progress; a chat pane to try a model; keyboard shortcuts
-// (Ctrl/⌘F search, Delete/⌫ delete, Ctrl/⌘R refresh).
+// (Ctrl/⌘F search, Delete/⌫ delete, Ctrl/⌘R refresh); the models the server holds in memory
+// ("Loaded · 540 MB") with Unload.
 import { getCurrentWindow } from "@tauri-apps/api/window";
-import { commands, events, type ContentState, type DeletePlanView, type ModelDetails, type ModelSource, type ModelSummary, type TransferView } from "./bindings";
+import { commands, events, type ContentState, type DeletePlanView, type ModelDetails, type ModelSource, type ModelSummary, type ResidentModel, type TransferView } from "./bindings";
 import { chatPane } from "./chat";
 import { formatBytes, formatExact, formatRelative, h, messageOf, openWindow, present, problemAdvice, renderTransfer, say, serverLine, timeAgo, unhandled, unwrap } from "./common";
 
@@ -21,6 +22,21 @@ const pulls = new Map<number, TransferView>();
 
 let models: ModelSummary[] = [];
 let selected: string | null = null;
+/** The models the running server holds in memory (one at most today, a list for later). */
+let resident: ResidentModel[] = [];
+/** The details pane's part about memory, filled again at every refresh. */
+let loadedBox: HTMLElement | null = null;
+
+/** The resident model a row is, if it is one: the server names models as rows show them. */
+const residentOf = (model: ModelSummary) => resident.find((r) => r.name === model.display_name);
+
+/** "Loaded · 540 MB" on the row of a model in memory. */
+function loadedBadge(model: ModelSummary): HTMLElement | null {
+  const r = residentOf(model);
+  if (!r) return null;
+  return h("span", { class: "badge loaded", "data-loaded": r.name, title: `In the server's memory since ${formatExact(r.loaded_at)}` },
+    `Loaded · ${formatBytes(r.memory_bytes)}`);
+}
 
 /** The app's own pull of `model`, while it runs. */
 function runningPull(model: ModelSummary): TransferView | undefined {
@@ -96,7 +112,7 @@ function renderRows(): void {
   rows.replaceChildren(
     ...shown.map((m) => {
       const row = h("tr", { "data-model": m.name, class: m.name === selected ? "selected" : undefined },
-        h("td", { title: m.source.kind === "workspace" ? m.source.path : undefined }, h("span", { class: "name" }, m.display_name), sourceBadge(m.source)),
+        h("td", { title: m.source.kind === "workspace" ? m.source.path : undefined }, h("span", { class: "name" }, m.display_name), sourceBadge(m.source), loadedBadge(m)),
         h("td", {}, m.model_type),
         h("td", {}, m.quantization ?? "—"),
         h("td", { class: "num" }, formatBytes(m.size_bytes)),
@@ -114,12 +130,16 @@ function renderRows(): void {
 
 async function refresh(): Promise<void> {
   try {
-    const library = unwrap(await commands.listModels());
-    models = library.models;
-    const where = library.workspace_home ? `${library.cache_root} and ${library.workspace_home}` : library.cache_root;
-    total.textContent = `${models.length} model${models.length === 1 ? "" : "s"}, ${formatBytes(library.total_bytes)} on disk in ${where}`;
+    const [library, inMemory] = await Promise.all([commands.listModels(), commands.residentModels()]);
+    models = unwrap(library).models;
+    resident = inMemory.status === "ok" ? inMemory.data : [];
+    renderLoaded();
+    const { cache_root: root, workspace_home: home, total_bytes: bytes } = unwrap(library);
+    const where = home ? `${root} and ${home}` : root;
+    total.textContent = `${models.length} model${models.length === 1 ? "" : "s"}, ${formatBytes(bytes)} on disk in ${where}`;
     if (selected && !models.some((m) => m.name === selected)) {
       selected = null;
+      loadedBox = null;
       details.replaceChildren(h("p", { class: "muted" }, "Select a model to see its details."));
     }
     renderRows();
@@ -137,6 +157,43 @@ function field(label: string, value: Node | string | number | null | undefined):
 /** A time in the details: "3 days ago (2026-11-20 09:00)", exact on hover too. */
 function when(rfc3339: string): HTMLElement {
   return h("span", { title: formatExact(rfc3339) }, `${formatRelative(rfc3339)} (${formatExact(rfc3339)})`);
+}
+
+/** The details pane's memory line: loaded since when, when it unloads by itself, Unload. */
+function renderLoaded(): void {
+  const model = models.find((m) => m.name === selected);
+  const r = model && residentOf(model);
+  if (!loadedBox) return;
+  if (!model || !r) {
+    loadedBox.hidden = true;
+    loadedBox.replaceChildren();
+    return;
+  }
+  const unload = h("button", { id: "unload", type: "button", title: "Free its memory now (the next request loads it again)" }, "Unload");
+  unload.addEventListener("click", () => void unloadModel(model, r, unload));
+  const idle = r.expires_at
+    ? h("span", { id: "unloads-at", title: formatExact(r.expires_at) }, `Unloads by itself ${formatRelative(r.expires_at)} if idle.`)
+    : h("span", { id: "unloads-at" }, "Stays loaded while it answers.");
+  loadedBox.hidden = false;
+  loadedBox.replaceChildren(
+    h("span", { class: "badge loaded" }, `Loaded · ${formatBytes(r.memory_bytes)}`),
+    h("span", { class: "muted" }, " since ", timeAgo(r.loaded_at), ". ", idle),
+    unload,
+  );
+}
+
+async function unloadModel(model: ModelSummary, r: ResidentModel, button: HTMLButtonElement): Promise<void> {
+  button.disabled = true;
+  try {
+    const held = unwrap(await commands.unloadModel(r.name));
+    await refresh();
+    const still = residentOf(model);
+    say(message, !held ? `${model.display_name} was not loaded.`
+      : still ? `${model.display_name} unloads when its answers end.` : `Unloaded ${model.display_name}.`);
+  } catch (error) {
+    say(message, messageOf(error), true);
+    button.disabled = false;
+  }
 }
 
 function renderDetails(d: ModelDetails): void {
@@ -168,6 +225,7 @@ function renderDetails(d: ModelDetails): void {
     h("h2", {}, s.display_name),
     // First, so that they are in view without scrolling the pane.
     h("div", { class: "actions" }, tryIt, recheck, remove),
+    (loadedBox = h("div", { id: "loaded", class: "loaded-box", hidden: true })),
     h("dl", {},
       field("Source", sourceText(s.source)),
       workspace ? field("Cloned from", workspace.origin ?? (workspace.managed ? null : "— (not made by clone or convert)")) : null,
@@ -196,7 +254,7 @@ function renderDetails(d: ModelDetails): void {
     h("details", {}, h("summary", {}, `Files (${d.files.length})`),
       h("ul", { class: "files" }, ...d.files.map((f) => h("li", {}, `${f.name}  ${f.size_bytes === null ? "(missing)" : formatBytes(f.size_bytes)}`)))),
     d.config_json ? h("details", {}, h("summary", {}, "config.json"), h("pre", {}, d.config_json)) : null,
-  ));
+  ));  renderLoaded();
 }
 
 async function select(name: string): Promise<void> {

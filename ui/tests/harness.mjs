@@ -121,6 +121,7 @@ export const defaultHandlers = () => ({
   open_window: () => null,
   transfers_list: () => [],
   launch_at_login: () => false,
+  resident_models: () => [],
 });
 
 /**

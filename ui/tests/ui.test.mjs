@@ -999,3 +999,97 @@ describe("settings, the first hour", () => {
     noPageErrors(ui);
   });
 });
+
+describe("library, models in memory", () => {
+  const QWEN = "mlx-community/Qwen3-4B-4bit";
+  const minutes = (n) => new Date(Date.now() + n * 60_000).toISOString();
+  const loaded = (name, extra = {}) => ({ name, memory_bytes: 540_000_000, loaded_at: minutes(-2), expires_at: minutes(5), ...extra });
+  const loadedRows = (page) => page.locator("#model-rows tr[data-model] .badge.loaded")
+    .evaluateAll((nodes) => nodes.map((n) => ({ model: n.closest("tr").dataset.model, text: n.textContent })));
+
+  test("the resident model's row says Loaded with its memory; the details say when it unloads, and Unload frees it", async (t) => {
+    let resident = [loaded(QWEN)];
+    const ui = await open(t, "library", {
+      list_models: () => library(),
+      model_details: ({ name }) => details(name),
+      resident_models: () => resident,
+      unload_model: ({ name }) => {
+        const held = resident.some((r) => r.name === name);
+        resident = resident.filter((r) => r.name !== name);
+        return held;
+      },
+    });
+    const { page } = ui;
+    await page.locator("#model-rows .badge.loaded").waitFor();
+    assert.deepEqual(await loadedRows(page), [{ model: QWEN, text: "Loaded · 540.0 MB" }], "only the resident model");
+    assert.equal(await page.locator("#model-rows .badge[data-health]").count(), MODELS.length, "the health badges stay");
+
+    await page.click('#model-rows tr[data-model="mlx-community/Llama-3.2-1B-Instruct-8bit"]');
+    await textWhen(page, "#details h2", "Llama-3.2-1B");
+    assert.equal(await page.isHidden("#loaded"), true, "a model not in memory has no Unload");
+    assert.equal(await page.locator("#unload").count(), 0);
+
+    await page.click(`#model-rows tr[data-model="${QWEN}"]`);
+    await textWhen(page, "#details h2", "Qwen3");
+    await textWhen(page, "#loaded", "Loaded · 540.0 MB");
+    assert.match(await page.textContent("#unloads-at"), /^Unloads by itself in [45] minutes if idle\.$/);
+    assert.ok(await page.getAttribute("#unloads-at", "title"), "the exact time on hover");
+    assert.match(await page.textContent("#loaded"), /since 2 minutes ago/);
+    await snap(page, "library-loaded");
+
+    await page.click("#unload");
+    await textWhen(page, "#library-message", `Unloaded ${QWEN}.`);
+    assert.deepEqual(ui.callsOf("unload_model"), [{ name: QWEN }]);
+    assert.deepEqual(await loadedRows(page), []);
+    assert.equal(await page.isHidden("#loaded"), true);
+    noPageErrors(ui);
+  });
+
+  test("the list's refresh shows a model loaded meanwhile, and one answering stays until its answers end", async (t) => {
+    let resident = [];
+    const ui = await open(t, "library", {
+      list_models: () => library(),
+      model_details: ({ name }) => details(name),
+      resident_models: () => resident,
+      unload_model: () => true, // answering: it goes when its answers end
+    });
+    const { page } = ui;
+    await page.click(`#model-rows tr[data-model="${QWEN}"]`);
+    await textWhen(page, "#details h2", "Qwen3");
+    assert.equal(await page.isHidden("#loaded"), true);
+
+    // A chat (or a client) loads it; the next refresh (the 5 s poll, focus, ⌘R) shows it.
+    resident = [loaded(QWEN, { expires_at: null, memory_bytes: 1_234_000_000 })];
+    await page.evaluate(() => document.activeElement?.blur());
+    await page.keyboard.press("Control+r");
+    await textWhen(page, `#model-rows tr[data-model="${QWEN}"] .badge.loaded`, "Loaded · 1.2 GB");
+    await textWhen(page, "#unloads-at", "Stays loaded while it answers.");
+    await page.click("#unload");
+    await textWhen(page, "#library-message", `${QWEN} unloads when its answers end.`);
+    assert.equal(await page.isVisible("#unload"), true);
+    noPageErrors(ui);
+  });
+
+  test("a workspace in memory is matched by its folder name; a refused unload is shown", async (t) => {
+    const folder = summary("/home/me/mlxk-workspaces/my-qwen", {
+      display_name: "my-qwen",
+      source: { kind: "workspace", path: "/home/me/mlxk-workspaces/my-qwen", content: "clean", managed: true, origin: QWEN, content_hash: null },
+      commit: null,
+    });
+    const ui = await open(t, "library", {
+      list_models: () => ({ ...library([...MODELS, folder]), workspace_home: "/home/me/mlxk-workspaces" }),
+      model_details: ({ name }) => ({ ...details(QWEN), summary: name === folder.name ? folder : MODELS.find((m) => m.name === name), path: name }),
+      resident_models: () => [loaded("my-qwen")],
+      unload_model: () => fail("shutting_down", "the server is shutting down"),
+    });
+    const { page } = ui;
+    await page.locator("#model-rows .badge.loaded").waitFor();
+    assert.deepEqual(await loadedRows(page), [{ model: folder.name, text: "Loaded · 540.0 MB" }]);
+    await page.click(`#model-rows tr[data-model="${folder.name}"]`);
+    await page.click("#unload");
+    await textWhen(page, "#library-message", "the server is shutting down");
+    assert.match(await page.getAttribute("#library-message", "class"), /\berror\b/);
+    assert.deepEqual(ui.callsOf("unload_model"), [{ name: "my-qwen" }], "the server's name, not the path");
+    noPageErrors(ui);
+  });
+});

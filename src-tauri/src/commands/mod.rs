@@ -41,6 +41,8 @@ pub fn specta_builder() -> Builder<tauri::Wry> {
             server::server_stop,
             server::server_restart,
             server::chat_api_key,
+            server::resident_models,
+            server::unload_model,
             clipboard::copy_text,
             server::get_settings,
             server::save_settings,

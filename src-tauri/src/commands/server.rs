@@ -8,6 +8,7 @@ use crate::error::CommandResult;
 use crate::server::ServerStatus;
 use crate::settings::ServerSettings;
 use crate::state::AppState;
+use crate::views::ResidentModel;
 
 #[tauri::command]
 #[specta::specta]
@@ -43,6 +44,22 @@ pub async fn server_restart(state: State<'_, AppState>) -> CommandResult<ServerS
 #[specta::specta]
 pub fn chat_api_key(state: State<'_, AppState>) -> Option<String> {
     state.started_key()
+}
+
+/// The models the running server holds in memory (one at most today); none when stopped.
+#[tauri::command]
+#[specta::specta]
+pub async fn resident_models(state: State<'_, AppState>) -> CommandResult<Vec<ResidentModel>> {
+    let resident = state.server.resident().await;
+    Ok(resident.iter().map(ResidentModel::from).collect())
+}
+
+/// Lets go of the model `name` (a resident model's name) now, or once its running answers
+/// end; whether it was loaded.
+#[tauri::command]
+#[specta::specta]
+pub async fn unload_model(state: State<'_, AppState>, name: String) -> CommandResult<bool> {
+    Ok(state.server.unload(&name).await?)
 }
 
 /// Starts the server as the settings say; shared by the command and the tray.

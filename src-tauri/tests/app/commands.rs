@@ -1,7 +1,9 @@
 //! The command functions, called as the windows call them, against fixture caches, a mock
 //! keyring and the project's local test Hub.
 
-use crate::common::{fixture_env, mock_app, workspace_home};
+use crate::common::{
+    fixture_env, mock_app, wait_until, with_demo_model, workspace_home, DEMO_MODEL,
+};
 use mlxk_app::commands::clipboard::copy_text;
 use mlxk_app::commands::library::{
     check_health, delete_model, delete_plan, list_models, model_details,
@@ -11,8 +13,8 @@ use mlxk_app::commands::secrets::{
     secret_remove, secret_set, secret_status, token_test, SecretName,
 };
 use mlxk_app::commands::server::{
-    chat_api_key, get_settings, save_settings, server_restart, server_start, server_status,
-    server_stop,
+    chat_api_key, get_settings, resident_models, save_settings, server_restart, server_start,
+    server_status, server_stop, unload_model,
 };
 use mlxk_app::downloads::Download;
 use mlxk_app::server::ServerStatus;
@@ -491,4 +493,73 @@ fn restart_applies_saved_settings_and_the_chat_gets_the_running_servers_key() {
 
     copy_text(app.state(), format!("http://{address}/v1")).unwrap();
     assert_eq!(*copied.lock().unwrap(), [format!("http://{address}/v1")]);
+}
+
+/// Asks the server at `address` for a one-token answer from `model`: loads it.
+fn one_token_answer(address: &str, model: &str) -> String {
+    use std::io::{Read, Write};
+    let body = format!(
+        r#"{{"model": "{model}", "max_tokens": 1, "messages": [{{"role": "user", "content": "Hi"}}]}}"#
+    );
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+#[test]
+fn the_loaded_model_is_listed_with_its_memory_and_unloads_on_request() {
+    let fx = fixture_env();
+    with_demo_model(&fx);
+    let (app, _) = mock_app();
+    assert!(block_on(resident_models(app.state())).unwrap().is_empty());
+    assert!(
+        !block_on(unload_model(app.state(), DEMO_MODEL.into())).unwrap(),
+        "nothing to unload without a server"
+    );
+    let ServerStatus::Running { address, .. } = block_on(server_start(app.state())).unwrap() else {
+        panic!("not running: {:?}", server_status(app.state()));
+    };
+    assert!(block_on(resident_models(app.state())).unwrap().is_empty());
+
+    let answer = one_token_answer(&address, DEMO_MODEL);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // The worker sets the expiry once the answer is over (it may still be finishing).
+    let resident = || block_on(resident_models(app.state())).unwrap();
+    assert!(wait_until(|| resident()
+        .first()
+        .is_some_and(|r| r.expires_at.is_some())));
+    let resident = resident();
+    assert_eq!(resident.len(), 1, "{resident:?}");
+    let loaded = &resident[0];
+    assert_eq!(loaded.name, DEMO_MODEL);
+    assert!(
+        loaded.memory_bytes > 10_000_000,
+        "a 135M model at 4 bits: {}",
+        loaded.memory_bytes
+    );
+    let loaded_at = chrono::DateTime::parse_from_rfc3339(&loaded.loaded_at).unwrap();
+    let expires_at =
+        chrono::DateTime::parse_from_rfc3339(loaded.expires_at.as_deref().unwrap()).unwrap();
+    assert!(expires_at > loaded_at);
+    // The Library row it belongs to: the one whose display name is the API's name.
+    let rows = block_on(list_models()).unwrap().models;
+    assert!(rows.iter().any(|m| m.display_name == loaded.name));
+
+    assert!(!block_on(unload_model(app.state(), LLAMA_4BIT.into())).unwrap());
+    assert_eq!(block_on(resident_models(app.state())).unwrap().len(), 1);
+    assert!(block_on(unload_model(app.state(), DEMO_MODEL.into())).unwrap());
+    assert!(block_on(resident_models(app.state())).unwrap().is_empty());
+
+    // Loaded again, then the server stops: nothing is resident any more.
+    assert!(one_token_answer(&address, DEMO_MODEL).starts_with("HTTP/1.1 200"));
+    assert_eq!(block_on(resident_models(app.state())).unwrap().len(), 1);
+    block_on(server_stop(app.state())).unwrap();
+    assert!(block_on(resident_models(app.state())).unwrap().is_empty());
 }

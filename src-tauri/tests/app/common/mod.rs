@@ -60,6 +60,43 @@ pub fn workspace_home(fx: &Fixture) -> std::path::PathBuf {
     home.canonicalize().unwrap()
 }
 
+/// The demo model (SmolLM2-135M-Instruct at 4 bits) that scripts/setup.sh converted from GGUF.
+pub const DEMO_MODEL: &str = "mlxk-demo/SmolLM2-135M-Instruct-Q4_1-mlx";
+
+/// Copies the demo model from setup.sh's demo cache (`target/demo-hf-home`) into the fixture
+/// cache: a model the real engine loads.
+pub fn with_demo_model(fx: &Fixture) {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
+        std::path::PathBuf::from,
+    );
+    let folder = "models--mlxk-demo--SmolLM2-135M-Instruct-Q4_1-mlx";
+    let source = target.join("demo-hf-home/hub").join(folder);
+    assert!(
+        source.is_dir(),
+        "{} is missing: run ./scripts/setup.sh",
+        source.display()
+    );
+    copy_tree(&source, &fx.cache.hub.join(folder));
+}
+
+/// Copies a cache repository folder, its snapshot links as links.
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let (source, target) = (entry.path(), to.join(entry.file_name()));
+        let kind = entry.file_type().unwrap();
+        if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&source).unwrap(), &target).unwrap();
+        } else if kind.is_dir() {
+            copy_tree(&source, &target);
+        } else {
+            std::fs::copy(&source, &target).unwrap();
+        }
+    }
+}
+
 /// Copied addresses, recorded instead of touching a real clipboard.
 pub type Copied = Arc<Mutex<Vec<String>>>;
 
