@@ -72,6 +72,8 @@ CASES = {
 VARIANTS = [
     ("-8bit-g64", 8, 64, None),
     ("-3bit-g32", 3, 32, None),
+    # GGUF Q5_0/Q5_1/Q5_K convert to 5 bits, g32 (mlxk convert --from-gguf).
+    ("-5bit-g32", 5, 32, None),
     ("-bf16", None, None, mx.bfloat16),
     ("-4bit-f16", 4, 32, mx.float16),
     ("-sharded", 4, 32, None),

@@ -6,10 +6,16 @@ pub enum ConvertError {
     Gguf(String),
     #[error("the GGUF file lacks the metadata key '{0}'")]
     MissingMetadata(String),
-    #[error("GGUF architecture '{0}' is not supported (supported: llama)")]
+    #[error(
+        "GGUF architecture '{}' is not supported (supported: {})",
+        .0,
+        crate::arch::Architecture::SUPPORTED
+    )]
     UnsupportedArchitecture(String),
-    #[error("unsupported GGUF tensors (supported types: F32, F16, Q4_1, Q8_0): {}", .0.join(", "))]
+    #[error("unsupported GGUF tensors (supported types: {}): {}", crate::ggml::SUPPORTED_TYPES, .0.join(", "))]
     UnsupportedTensors(Vec<String>),
+    #[error("{0}")]
+    Options(String),
     #[error("tokenizer: {0}")]
     Tokenizer(String),
     #[error("the target {} already exists and is not empty", .0.display())]
@@ -30,6 +36,7 @@ impl ConvertError {
             ConvertError::MissingMetadata(_) => "invalid_gguf",
             ConvertError::UnsupportedArchitecture(_) => "unsupported_architecture",
             ConvertError::UnsupportedTensors(_) => "unsupported_tensor_type",
+            ConvertError::Options(_) => "invalid_options",
             ConvertError::Tokenizer(_) => "tokenizer_error",
             ConvertError::TargetNotEmpty(_) => "target_not_empty",
             ConvertError::Io { .. } => "io_error",

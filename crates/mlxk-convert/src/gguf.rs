@@ -1,8 +1,11 @@
-//! A GGUF file seen through `gguf-rs-lib`: typed metadata look-ups and raw tensor payloads.
+//! A GGUF model seen through `gguf-rs-lib`: typed metadata look-ups and raw tensor payloads.
+//! A model split by llama.cpp's `gguf-split` (`name-00001-of-00003.gguf`, …) is opened as one:
+//! metadata from the first part, tensors from whichever part holds them.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::BufReader;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use gguf_rs_lib::format::metadata::MetadataValue;
 use gguf_rs_lib::reader::file_reader::GGUFFileReader;
@@ -32,33 +35,89 @@ impl TensorDesc {
     }
 }
 
+type Reader = GGUFFileReader<BufReader<File>>;
+
 pub struct GgufFile {
-    reader: GGUFFileReader<BufReader<File>>,
+    parts: Vec<Reader>,
+    /// Which part holds each tensor.
+    part_of: HashMap<String, usize>,
+}
+
+/// The parts of a split model when `path` names one of them (`…-00002-of-00003.gguf`).
+fn split_parts(path: &Path) -> Option<Vec<PathBuf>> {
+    let name = path.file_name()?.to_str()?.strip_suffix(".gguf")?;
+    let (rest, count) = name.rsplit_once("-of-")?;
+    let (prefix, number) = rest.rsplit_once('-')?;
+    let digits = |s: &str| s.len() == 5 && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(count) || !digits(number) {
+        return None;
+    }
+    let count: usize = count.parse().ok().filter(|c| *c > 0)?;
+    Some(
+        (1..=count)
+            .map(|n| path.with_file_name(format!("{prefix}-{n:05}-of-{count:05}.gguf")))
+            .collect(),
+    )
+}
+
+fn open_one(path: &Path) -> Result<Reader, ConvertError> {
+    // The reader's own error for another kind of file is a bare "failed to fill whole
+    // buffer": say what the file is not.
+    let mut magic = [0u8; 4];
+    let starts_as_gguf = File::open(path)
+        .and_then(|mut file| std::io::Read::read_exact(&mut file, &mut magic))
+        .map(|()| &magic == b"GGUF");
+    if let Ok(false) | Err(_) = starts_as_gguf {
+        if path.is_file() {
+            return Err(ConvertError::Gguf(format!(
+                "{}: it does not start with the GGUF signature",
+                path.display()
+            )));
+        }
+    }
+    gguf_rs_lib::reader::file_reader::open_gguf_file(path)
+        .map_err(|e| ConvertError::Gguf(format!("{}: {e}", path.display())))
 }
 
 impl GgufFile {
+    /// Opens a GGUF file, or every part of a split model when `path` names one part.
     pub fn open(path: &Path) -> Result<Self, ConvertError> {
-        // The reader's own error for another kind of file is a bare "failed to fill whole
-        // buffer": say what the file is not.
-        let mut magic = [0u8; 4];
-        let starts_as_gguf = File::open(path)
-            .and_then(|mut file| std::io::Read::read_exact(&mut file, &mut magic))
-            .map(|()| &magic == b"GGUF");
-        if let Ok(false) | Err(_) = starts_as_gguf {
-            if path.is_file() {
+        let paths = split_parts(path).unwrap_or_else(|| vec![path.to_path_buf()]);
+        if let Some(missing) = paths.iter().find(|p| !p.is_file()) {
+            if paths.len() > 1 {
                 return Err(ConvertError::Gguf(format!(
-                    "{}: it does not start with the GGUF signature",
-                    path.display()
+                    "{} is one of {} parts, and {} is missing",
+                    path.display(),
+                    paths.len(),
+                    missing.display()
                 )));
             }
         }
-        let reader = gguf_rs_lib::reader::file_reader::open_gguf_file(path)
-            .map_err(|e| ConvertError::Gguf(format!("{}: {e}", path.display())))?;
-        Ok(GgufFile { reader })
+        let parts = paths
+            .iter()
+            .map(|p| open_one(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut part_of = HashMap::new();
+        for (index, part) in parts.iter().enumerate() {
+            for info in part.tensor_infos() {
+                if part_of.insert(info.name().to_string(), index).is_some() {
+                    return Err(ConvertError::Gguf(format!(
+                        "tensor {} is in more than one part",
+                        info.name()
+                    )));
+                }
+            }
+        }
+        Ok(GgufFile { parts, part_of })
+    }
+
+    /// How many files the model is (1 unless split).
+    pub fn part_count(&self) -> usize {
+        self.parts.len()
     }
 
     fn value(&self, key: &str) -> Option<&MetadataValue> {
-        self.reader.metadata().get(key)
+        self.parts[0].metadata().get(key)
     }
 
     pub fn string(&self, key: &str) -> Option<&str> {
@@ -110,10 +169,11 @@ impl GgufFile {
         }
     }
 
+    /// Every tensor, in file order (part after part).
     pub fn tensors(&self) -> Vec<TensorDesc> {
-        self.reader
-            .tensor_infos()
+        self.parts
             .iter()
+            .flat_map(|part| part.tensor_infos())
             .map(|info| TensorDesc {
                 name: info.name().to_string(),
                 kind: info.tensor_type(),
@@ -123,8 +183,11 @@ impl GgufFile {
     }
 
     pub fn read(&mut self, name: &str) -> Result<Vec<u8>, ConvertError> {
-        let data = self
-            .reader
+        let part = self
+            .part_of
+            .get(name)
+            .ok_or_else(|| ConvertError::Gguf(format!("no tensor {name}")))?;
+        let data = self.parts[*part]
             .load_tensor_data(name)
             .map_err(|e| ConvertError::Gguf(format!("reading tensor {name}: {e}")))?
             .ok_or_else(|| ConvertError::Gguf(format!("tensor {name} has no data")))?;

@@ -1,15 +1,24 @@
 //! Model conversion into MLX model folders.
 //!
-//! `convert_gguf` turns a llama-family GGUF file (F32/F16 tensors, Q4_1 and Q8_0 blocks) into
-//! the folder mlx-lm and `mlxk-engine` load: `config.json` with `quantization`, MLX-quantized
-//! `model.safetensors` (re-packed without loss), `tokenizer.json` rebuilt from the GGUF
-//! vocabulary and `tokenizer_config.json` with the chat template. It needs no MLX at run time.
+//! `convert_gguf` turns a GGUF model (one file or a split set; `llama`, `qwen2` or `gemma3`)
+//! into the folder mlx-lm and `mlxk-engine` load: `config.json` with `quantization`,
+//! `model.safetensors`, `tokenizer.json` rebuilt from the GGUF vocabulary and
+//! `tokenizer_config.json` with the chat template. It needs no MLX at run time.
+//!
+//! Exactness: every tensor type with an MLX form is re-packed without loss (`Q4_0`, `Q4_1`,
+//! `Q5_0`, `Q5_1`, `Q8_0`, and with float32 scales `Q4_K`, `Q5_K`: MLX affine, groups of 32);
+//! `Q2_K`, `Q3_K`, `Q6_K` (16-value sub-blocks, no MLX form) and the float types are stored
+//! dense in float32, also exact. Only two opt-ins lose precision, and the report says so:
+//! `requantize` (those dense K-quant tensors quantized with MLX's own method) and float16
+//! scales (which cannot hold every K-quant scale `d·sc`).
+//!
 //! The folder is written next to the target and renamed into place when complete, so an
 //! interrupted conversion never leaves a folder that looks finished.
 
+mod arch;
 mod error;
+pub mod ggml;
 mod gguf;
-mod llama;
 pub mod quant;
 mod tokenizer;
 
@@ -23,13 +32,15 @@ use safetensors::tensor::{Dtype, TensorView};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use arch::{Mapping, ModelParams};
 pub use error::ConvertError;
+use ggml::{MlxForm, GROUP};
 use gguf::{GgufFile, TensorDesc};
-use quant::{MlxQuantized, BLOCK};
+use quant::MlxQuantized;
 
 /// The dtype of quantization scales and biases (and of dense weights) in the output.
-/// GGUF stores them as float16; float32 holds the same values exactly and runs far faster on
-/// MLX's CPU backend.
+/// float32 holds every GGUF scale exactly (float16 does not hold K-quant scales) and runs far
+/// faster on MLX's CPU backend.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ScaleDtype {
@@ -41,6 +52,9 @@ pub enum ScaleDtype {
 #[derive(Debug, Clone, Default)]
 pub struct ConvertOptions {
     pub scales: ScaleDtype,
+    /// Store the tensors that have no exact MLX form (`Q2_K`, `Q3_K`, `Q6_K`) quantized with
+    /// this many bits (groups of 32) instead of dense float32. Lossy.
+    pub requantize: Option<u32>,
 }
 
 /// Where a conversion is, for progress displays.
@@ -60,7 +74,10 @@ pub enum Progress {
 pub struct ConvertReport {
     pub source: PathBuf,
     pub target: PathBuf,
+    /// The GGUF architecture (`llama`, `qwen2`, `gemma3`).
     pub architecture: String,
+    /// Files the model was read from (more than one for a split model).
+    pub parts: usize,
     pub tensors: usize,
     /// The bits most quantized layers use (others are listed in `config.json`).
     pub bits: Option<u32>,
@@ -68,6 +85,17 @@ pub struct ConvertReport {
     pub scales: ScaleDtype,
     pub vocab_size: usize,
     pub bytes_written: u64,
+    /// GGUF tensor count by type, e.g. `{"Q4_K": 12, "Q6_K": 12}`.
+    pub source_types: BTreeMap<String, usize>,
+    /// Quantized GGUF tensors stored dense in float32 (exact; no MLX form).
+    pub dense_tensors: Vec<String>,
+    /// Every value equals what the GGUF file encodes; false only with a lossy option.
+    pub exact: bool,
+    /// Why not exact, if so.
+    pub lossy: Vec<String>,
+    /// `config.json` values the GGUF file does not hold, filled from the architecture's
+    /// published configurations (`key = value`).
+    pub assumed: Vec<String>,
 }
 
 struct OutTensor {
@@ -77,7 +105,18 @@ struct OutTensor {
     data: Vec<u8>,
 }
 
-/// Converts a GGUF file into an MLX model folder at `target` (new, or an empty folder).
+/// What the tensors came to, for the report and `config.json`.
+#[derive(Default)]
+struct Tally {
+    quantized_modules: BTreeMap<String, u32>,
+    dense: Vec<String>,
+    requantized: Vec<String>,
+    /// Scales, biases or dense values float16 could not hold.
+    rounded_scales: usize,
+}
+
+/// Converts a GGUF file (or split set) into an MLX model folder at `target` (new, or an empty
+/// folder).
 pub fn convert_gguf(
     source: &Path,
     target: &Path,
@@ -87,34 +126,37 @@ pub fn convert_gguf(
     if fs::read_dir(target).is_ok_and(|mut entries| entries.next().is_some()) {
         return Err(ConvertError::TargetNotEmpty(target.to_path_buf()));
     }
+    if let Some(bits) = options.requantize {
+        if !quant::MLX_BITS.contains(&bits) {
+            return Err(ConvertError::Options(format!(
+                "cannot requantize to {bits} bits (MLX has 2, 3, 4, 5, 6 and 8)"
+            )));
+        }
+    }
     let mut gguf = GgufFile::open(source)?;
-    let params = llama::LlamaParams::read(&gguf)?;
-    let tokenizer = tokenizer::GgufTokenizer::read(&gguf)?;
+    let params = ModelParams::read(&gguf)?;
+    let tokenizer = tokenizer::GgufTokenizer::read(&gguf, params.arch.gguf_name())?;
     let descs = gguf.tensors();
     check_supported(&descs, &params)?;
 
     let mut out = Vec::new();
-    let mut quantized_modules: BTreeMap<String, u32> = BTreeMap::new();
+    let mut tally = Tally::default();
+    let mut source_types: BTreeMap<String, usize> = BTreeMap::new();
     for (index, desc) in descs.iter().enumerate() {
         progress(Progress::Tensor {
             index,
             total: descs.len(),
             name: desc.name.clone(),
         });
+        *source_types.entry(format!("{:?}", desc.kind)).or_default() += 1;
         let bytes = gguf.read(&desc.name)?;
-        convert_tensor(
-            desc,
-            &bytes,
-            &params,
-            options,
-            &mut out,
-            &mut quantized_modules,
-        )?;
+        convert_tensor(desc, &bytes, &params, options, &mut out, &mut tally)
+            .map_err(|why| ConvertError::Gguf(format!("{}: {why}", desc.name)))?;
     }
 
-    let quantization = quantization_config(&quantized_modules);
+    let quantization = quantization_config(&tally.quantized_modules);
     let tied = !descs.iter().any(|d| d.name == "output.weight");
-    let config = llama::config(
+    let config = arch::config(
         &params,
         tokenizer.vocab_size(),
         tied,
@@ -124,7 +166,14 @@ pub fn convert_gguf(
 
     progress(Progress::Writing);
     let staging = staging_dir(target)?;
-    let written = write_folder(&staging, &out, &config, &tokenizer, &params, &mut progress);
+    let written = write_folder(
+        &staging,
+        &out,
+        &config,
+        &tokenizer,
+        params.context_length,
+        &mut progress,
+    );
     let bytes_written = match written {
         Ok(bytes) => bytes,
         Err(e) => {
@@ -138,31 +187,54 @@ pub fn convert_gguf(
         .get("bits")
         .and_then(Value::as_u64)
         .map(|b| b as u32);
+    let mut lossy = Vec::new();
+    if !tally.requantized.is_empty() {
+        lossy.push(format!(
+            "{} tensors without an exact MLX form requantized to {} bits",
+            tally.requantized.len(),
+            options.requantize.unwrap_or(0)
+        ));
+    }
+    if tally.rounded_scales > 0 {
+        lossy.push(format!(
+            "{} scales, biases or weights rounded to float16",
+            tally.rounded_scales
+        ));
+    }
     Ok(ConvertReport {
         source: source.to_path_buf(),
         target: target.to_path_buf(),
-        architecture: "llama".into(),
+        architecture: params.arch.gguf_name().into(),
+        parts: gguf.part_count(),
         tensors: out.len(),
         bits,
-        group_size: bits.map(|_| BLOCK),
+        group_size: bits.map(|_| GROUP),
         scales: options.scales,
         vocab_size: tokenizer.vocab_size(),
         bytes_written,
+        source_types,
+        dense_tensors: tally.dense,
+        exact: lossy.is_empty(),
+        lossy,
+        assumed: arch::assumed_values(&params)
+            .into_iter()
+            .map(|(key, value)| format!("{key} = {value}"))
+            .collect(),
     })
 }
 
-/// Every tensor is one llama has, in a type this converter reads; all others are named.
-fn check_supported(descs: &[TensorDesc], params: &llama::LlamaParams) -> Result<(), ConvertError> {
+/// Every tensor is one the architecture has, in a type this converter reads; all others are
+/// named.
+fn check_supported(descs: &[TensorDesc], params: &ModelParams) -> Result<(), ConvertError> {
     let unsupported: Vec<String> = descs
         .iter()
-        .filter_map(|d| match llama::map_tensor(&d.name, params) {
-            None => Some(format!("{} (unknown to llama)", d.name)),
-            Some(_)
-                if !matches!(
-                    d.kind,
-                    TensorType::F32 | TensorType::F16 | TensorType::Q4_1 | TensorType::Q8_0
-                ) =>
-            {
+        .filter_map(|d| match arch::map_tensor(&d.name, params) {
+            None => Some(format!(
+                "{} (unknown to {})",
+                d.name,
+                params.arch.gguf_name()
+            )),
+            Some(_) if ggml::mlx_form(d.kind).is_none() => {
                 Some(format!("{} ({:?})", d.name, d.kind))
             }
             Some(_) => None,
@@ -176,53 +248,103 @@ fn check_supported(descs: &[TensorDesc], params: &llama::LlamaParams) -> Result<
 }
 
 /// One GGUF tensor into its MLX tensors: quantized blocks re-packed (and the quantized module
-/// noted), float tensors as they are; query and key rows back in Hugging Face head order.
+/// noted), the rest as float values; query and key rows back in Hugging Face head order,
+/// Gemma's `1 + w` norms back to `w`.
 fn convert_tensor(
     desc: &TensorDesc,
     bytes: &[u8],
-    params: &llama::LlamaParams,
+    params: &ModelParams,
     options: &ConvertOptions,
     out: &mut Vec<OutTensor>,
-    quantized_modules: &mut BTreeMap<String, u32>,
-) -> Result<(), ConvertError> {
-    let mapping = llama::map_tensor(&desc.name, params).expect("checked as supported");
+    tally: &mut Tally,
+) -> Result<(), String> {
+    let mapping = arch::map_tensor(&desc.name, params).expect("checked as supported");
     let (rows, cols) = desc.rows_cols();
+    let is_vector = desc.dims.len() == 1;
+    let form = ggml::mlx_form(desc.kind).expect("checked as supported");
     let unpermute = |row: usize| match mapping.unpermute_heads {
         Some(heads) => quant::unpermute_qk_source_row(row, rows, heads as usize),
         None => row,
     };
-    let bad = |why: String| ConvertError::Gguf(format!("{}: {why}", desc.name));
-    if matches!(desc.kind, TensorType::Q4_1 | TensorType::Q8_0) {
-        let q = if desc.kind == TensorType::Q4_1 {
-            quant::q4_1_to_mlx(bytes, rows, cols)
-        } else {
-            quant::q8_0_to_mlx(bytes, rows, cols)
+    let quantized = match form {
+        MlxForm::Affine { bits } => {
+            let groups = ggml::affine_groups(desc.kind, bytes, rows * cols, cols)?;
+            Some(MlxQuantized::from_groups(&groups, rows, cols, bits))
         }
-        .map_err(bad)?;
-        let q = if mapping.unpermute_heads.is_some() {
-            q.permute_rows(unpermute)
-        } else {
-            q
-        };
-        quantized_modules.insert(mapping.mlx_name.clone(), q.bits);
-        push_quantized(out, &mapping.mlx_name, &q, options.scales);
-        return Ok(());
-    }
-    let values = dense_values(bytes, desc.kind).map_err(bad)?;
+        MlxForm::Dense => None,
+    };
+    let quantized = match quantized {
+        Some(q) if is_vector => {
+            // A quantized vector (never seen in practice) is stored as its values.
+            let values = (0..cols).map(|c| q.value(0, c)).collect();
+            return push_dense(out, &mapping, desc, values, options, tally);
+        }
+        Some(q) => q,
+        None => {
+            let values = ggml::dequantize(desc.kind, bytes, rows * cols, cols)?;
+            let requantize = options.requantize.filter(|_| {
+                !is_vector
+                    && matches!(
+                        desc.kind,
+                        TensorType::Q2_K | TensorType::Q3_K | TensorType::Q6_K
+                    )
+            });
+            match requantize {
+                Some(bits) => {
+                    tally.requantized.push(desc.name.clone());
+                    quant::quantize(&values, rows, cols, bits, GROUP)
+                }
+                None => {
+                    if !matches!(
+                        desc.kind,
+                        TensorType::F32 | TensorType::F16 | TensorType::BF16
+                    ) {
+                        tally.dense.push(desc.name.clone());
+                    }
+                    let values = if mapping.unpermute_heads.is_some() && !is_vector {
+                        (0..rows)
+                            .flat_map(|r| values[unpermute(r) * cols..][..cols].to_vec())
+                            .collect()
+                    } else {
+                        values
+                    };
+                    return push_dense(out, &mapping, desc, values, options, tally);
+                }
+            }
+        }
+    };
+    let quantized = if mapping.unpermute_heads.is_some() {
+        quantized.permute_rows(unpermute)
+    } else {
+        quantized
+    };
+    tally
+        .quantized_modules
+        .insert(mapping.mlx_name.clone(), quantized.bits);
+    tally.rounded_scales += push_quantized(out, &mapping.mlx_name, &quantized, options.scales);
+    Ok(())
+}
+
+fn push_dense(
+    out: &mut Vec<OutTensor>,
+    mapping: &Mapping,
+    desc: &TensorDesc,
+    mut values: Vec<f32>,
+    options: &ConvertOptions,
+    tally: &mut Tally,
+) -> Result<(), String> {
+    let (rows, cols) = desc.rows_cols();
     let is_vector = desc.dims.len() == 1;
+    if mapping.stored_plus_one {
+        values.iter_mut().for_each(|v| *v -= 1.0);
+    }
     let name = if is_vector {
         mapping.mlx_name.clone()
     } else {
         format!("{}.weight", mapping.mlx_name)
     };
-    let values = if mapping.unpermute_heads.is_some() && !is_vector {
-        (0..rows)
-            .flat_map(|r| values[unpermute(r) * cols..][..cols].to_vec())
-            .collect()
-    } else {
-        values
-    };
-    // Norm weights stay float32: they are tiny and mlx-lm computes norms in it anyway.
+    // Vectors (norms, biases) stay float32: they are tiny and mlx-lm computes norms in it.
+    // A float16 source matrix stays exact in float16.
     let dtype = if is_vector {
         ScaleDtype::F32
     } else {
@@ -233,7 +355,9 @@ fn convert_tensor(
     } else {
         vec![rows, cols]
     };
-    out.push(float_tensor(name, shape, &values, dtype));
+    let (tensor, rounded) = float_tensor(name, shape, &values, dtype);
+    out.push(tensor);
+    tally.rounded_scales += rounded;
     Ok(())
 }
 
@@ -243,7 +367,7 @@ fn write_folder(
     out: &[OutTensor],
     config: &Value,
     tokenizer: &tokenizer::GgufTokenizer,
-    params: &llama::LlamaParams,
+    context_length: u64,
     progress: &mut impl FnMut(Progress),
 ) -> Result<u64, ConvertError> {
     let weights_path = staging.join("model.safetensors");
@@ -267,7 +391,7 @@ fn write_folder(
     tokenizer.write_tokenizer_json(&staging.join("tokenizer.json"))?;
     write_json(
         &staging.join("tokenizer_config.json"),
-        &tokenizer.tokenizer_config(params.context_length),
+        &tokenizer.tokenizer_config(context_length),
     )?;
     write_json(
         &staging.join("generation_config.json"),
@@ -316,50 +440,57 @@ fn quantization_config(modules: &BTreeMap<String, u32>) -> Value {
     let Some((&default_bits, _)) = counts.iter().max_by_key(|(bits, n)| (**n, **bits)) else {
         return Value::Null;
     };
-    let mut config = json!({"group_size": BLOCK, "bits": default_bits});
+    let mut config = json!({"group_size": GROUP, "bits": default_bits});
     for (module, bits) in modules.iter().filter(|(_, b)| **b != default_bits) {
-        config[module] = json!({"group_size": BLOCK, "bits": bits});
+        config[module] = json!({"group_size": GROUP, "bits": bits});
     }
     config
 }
 
-fn dense_values(bytes: &[u8], kind: TensorType) -> Result<Vec<f32>, String> {
-    match kind {
-        TensorType::F32 => Ok(bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect()),
-        TensorType::F16 => Ok(bytes
-            .chunks_exact(2)
-            .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect()),
-        other => Err(format!("{other:?} is not a dense type")),
-    }
-}
-
-fn float_tensor(name: String, shape: Vec<usize>, values: &[f32], dtype: ScaleDtype) -> OutTensor {
-    let (dtype, data) = match dtype {
+/// A float tensor; also how many values the dtype could not hold exactly.
+fn float_tensor(
+    name: String,
+    shape: Vec<usize>,
+    values: &[f32],
+    dtype: ScaleDtype,
+) -> (OutTensor, usize) {
+    let (dtype, data, rounded) = match dtype {
         ScaleDtype::F32 => (
             Dtype::F32,
             values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            0,
         ),
-        ScaleDtype::F16 => (
-            Dtype::F16,
-            values
+        ScaleDtype::F16 => {
+            let halves: Vec<f16> = values.iter().map(|v| f16::from_f32(*v)).collect();
+            let rounded = halves
                 .iter()
-                .flat_map(|v| f16::from_f32(*v).to_le_bytes())
-                .collect(),
-        ),
+                .zip(values)
+                .filter(|(h, v)| h.to_f32() != **v)
+                .count();
+            (
+                Dtype::F16,
+                halves.iter().flat_map(|h| h.to_le_bytes()).collect(),
+                rounded,
+            )
+        }
     };
-    OutTensor {
+    let tensor = OutTensor {
         name,
         dtype,
         shape,
         data,
-    }
+    };
+    (tensor, rounded)
 }
 
-fn push_quantized(out: &mut Vec<OutTensor>, module: &str, q: &MlxQuantized, dtype: ScaleDtype) {
+/// Pushes a quantized module's three tensors; returns how many scales and biases the chosen
+/// dtype rounded.
+fn push_quantized(
+    out: &mut Vec<OutTensor>,
+    module: &str,
+    q: &MlxQuantized,
+    dtype: ScaleDtype,
+) -> usize {
     out.push(OutTensor {
         name: format!("{module}.weight"),
         dtype: Dtype::U32,
@@ -367,16 +498,11 @@ fn push_quantized(out: &mut Vec<OutTensor>, module: &str, q: &MlxQuantized, dtyp
         data: q.packed.iter().flat_map(|w| w.to_le_bytes()).collect(),
     });
     let groups = vec![q.rows, q.groups_per_row()];
-    out.push(float_tensor(
-        format!("{module}.scales"),
-        groups.clone(),
-        &q.scales,
-        dtype,
-    ));
-    out.push(float_tensor(
-        format!("{module}.biases"),
-        groups,
-        &q.biases,
-        dtype,
-    ));
+    let (scales, rounded_scales) =
+        float_tensor(format!("{module}.scales"), groups.clone(), &q.scales, dtype);
+    let (biases, rounded_biases) =
+        float_tensor(format!("{module}.biases"), groups, &q.biases, dtype);
+    out.push(scales);
+    out.push(biases);
+    rounded_scales + rounded_biases
 }

@@ -1,16 +1,12 @@
-//! GGML block formats re-packed into MLX's affine quantization, without loss.
+//! MLX's affine quantization: the layout GGML groups are re-packed into, and (lossy, on
+//! request) quantization of dense values.
 //!
-//! MLX affine quantization stores, per group of `group_size` values along a row, a scale and a
-//! bias (`w = scale * q + bias`) and packs the unsigned `q`s little-end first into `u32` words.
-//! GGML's Q4_1 (`w = d * q + m`) is exactly that with 4 bits and groups of 32; Q8_0
-//! (`w = d * q`, signed `q`) becomes 8 bits with `q + 128` and bias `-128 d`.
+//! MLX stores, per group of `group_size` values along a row, a scale and a bias
+//! (`w = scale * q + bias`, computed in float32 as `fl(fl(scale * q) + bias)`), and packs the
+//! unsigned `q`s of a row as one little-endian bit stream into `u32` words (value `i` at bit
+//! `bits * i`), whatever the bit width.
 
-use half::f16;
-
-/// Values per GGML block for the legacy formats handled here.
-pub const BLOCK: usize = 32;
-const Q4_1_BLOCK_BYTES: usize = 2 + 2 + BLOCK / 2;
-const Q8_0_BLOCK_BYTES: usize = 2 + BLOCK;
+use crate::ggml::{Group, GROUP};
 
 /// An MLX-quantized matrix: packed words and one scale and bias per group, all row-major.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,7 +20,24 @@ pub struct MlxQuantized {
     pub biases: Vec<f32>,
 }
 
+/// The bit widths MLX's affine quantization has.
+pub const MLX_BITS: [u32; 6] = [2, 3, 4, 5, 6, 8];
+
 impl MlxQuantized {
+    /// Packs 32-value groups (row after row) with `bits` bits per value.
+    pub fn from_groups(groups: &[Group], rows: usize, cols: usize, bits: u32) -> MlxQuantized {
+        let quants: Vec<u8> = groups.iter().flat_map(|g| g.quants).collect();
+        MlxQuantized {
+            rows,
+            cols,
+            bits,
+            group_size: GROUP,
+            packed: pack_rows(&quants, cols, bits),
+            scales: groups.iter().map(|g| g.scale).collect(),
+            biases: groups.iter().map(|g| g.bias).collect(),
+        }
+    }
+
     pub fn words_per_row(&self) -> usize {
         self.cols * self.bits as usize / 32
     }
@@ -33,14 +46,21 @@ impl MlxQuantized {
         self.cols / self.group_size
     }
 
+    /// The quant at (row, col).
+    pub fn quant(&self, row: usize, col: usize) -> u32 {
+        let words = &self.packed[row * self.words_per_row()..][..self.words_per_row()];
+        let bit = col * self.bits as usize;
+        let mut stream = words[bit / 32] as u64;
+        if let Some(next) = words.get(bit / 32 + 1) {
+            stream |= (*next as u64) << 32;
+        }
+        ((stream >> (bit % 32)) & ((1 << self.bits) - 1)) as u32
+    }
+
     /// The value at (row, col), as MLX's dequantize computes it.
     pub fn value(&self, row: usize, col: usize) -> f32 {
-        let per_word = 32 / self.bits as usize;
-        let word = self.packed[row * self.words_per_row() + col / per_word];
-        let mask = (1u32 << self.bits) - 1;
-        let q = (word >> (self.bits as usize * (col % per_word))) & mask;
         let group = row * self.groups_per_row() + col / self.group_size;
-        self.scales[group] * q as f32 + self.biases[group]
+        self.scales[group] * self.quant(row, col) as f32 + self.biases[group]
     }
 
     /// Reorders rows: row `i` of the result is row `source_row(i)` of `self`.
@@ -60,94 +80,71 @@ impl MlxQuantized {
     }
 }
 
-fn check_len(
-    bytes: &[u8],
+/// Packs `quants` (rows of `cols` values, each below `2^bits`) into each row's bit stream.
+fn pack_rows(quants: &[u8], cols: usize, bits: u32) -> Vec<u32> {
+    let words_per_row = cols * bits as usize / 32;
+    let mut packed = Vec::with_capacity(quants.len() / cols * words_per_row);
+    for row in quants.chunks_exact(cols) {
+        let (mut acc, mut filled) = (0u64, 0u32);
+        for &q in row {
+            acc |= (q as u64) << filled;
+            filled += bits;
+            if filled >= 32 {
+                packed.push(acc as u32);
+                acc >>= 32;
+                filled -= 32;
+            }
+        }
+    }
+    packed
+}
+
+/// Quantizes dense rows as MLX's `quantize` does (affine, per group: the end of the range
+/// farther from zero is hit exactly and the scale adjusted so that it is a whole number of
+/// steps, rounding half to even). Lossy: a value may land up to one step away.
+pub fn quantize(
+    values: &[f32],
     rows: usize,
     cols: usize,
-    block_bytes: usize,
-    format: &str,
-) -> Result<(), String> {
-    if !cols.is_multiple_of(BLOCK) {
-        return Err(format!(
-            "{format} rows of {cols} values are not a whole number of {BLOCK}-value blocks"
-        ));
-    }
-    let expected = rows * cols / BLOCK * block_bytes;
-    if bytes.len() != expected {
-        return Err(format!(
-            "{format} data is {} bytes, expected {expected}",
-            bytes.len()
-        ));
-    }
-    Ok(())
-}
-
-fn f16_at(bytes: &[u8], at: usize) -> f32 {
-    f16::from_le_bytes([bytes[at], bytes[at + 1]]).to_f32()
-}
-
-/// Q4_1 blocks: `d: f16, m: f16, qs: [u8; 16]`; byte `j` holds value `j` in its low nibble and
-/// value `j + 16` in its high nibble.
-pub fn q4_1_to_mlx(bytes: &[u8], rows: usize, cols: usize) -> Result<MlxQuantized, String> {
-    check_len(bytes, rows, cols, Q4_1_BLOCK_BYTES, "Q4_1")?;
-    let blocks = rows * cols / BLOCK;
-    let mut packed = Vec::with_capacity(blocks * 4);
-    let mut scales = Vec::with_capacity(blocks);
-    let mut biases = Vec::with_capacity(blocks);
-    for block in bytes.chunks_exact(Q4_1_BLOCK_BYTES) {
-        scales.push(f16_at(block, 0));
-        biases.push(f16_at(block, 2));
-        let qs = &block[4..];
-        let nibble = |i: usize| -> u32 {
-            if i < 16 {
-                (qs[i] & 0x0f) as u32
-            } else {
-                (qs[i - 16] >> 4) as u32
-            }
+    bits: u32,
+    group_size: usize,
+) -> MlxQuantized {
+    let steps = ((1u32 << bits) - 1) as f32;
+    let mut quants = Vec::with_capacity(values.len());
+    let mut scales = Vec::with_capacity(values.len() / group_size);
+    let mut biases = Vec::with_capacity(values.len() / group_size);
+    for group in values.chunks_exact(group_size) {
+        let max = group.iter().copied().fold(f32::MIN, f32::max);
+        let min = group.iter().copied().fold(f32::MAX, f32::min);
+        let from_min = min.abs() > max.abs();
+        let mut scale = ((max - min) / steps).max(1e-7);
+        if !from_min {
+            scale = -scale;
+        }
+        let edge = if from_min { min } else { max };
+        let q0 = (edge / scale).round_ties_even();
+        let (scale, bias) = if q0 == 0.0 {
+            (scale, 0.0)
+        } else {
+            (edge / q0, edge)
         };
-        for word in 0..4 {
-            packed.push((0..8).fold(0u32, |acc, k| acc | nibble(word * 8 + k) << (4 * k)));
-        }
+        scales.push(scale);
+        biases.push(bias);
+        quants.extend(
+            group
+                .iter()
+                .map(|w| ((w - bias) / scale).round_ties_even().clamp(0.0, steps) as u8),
+        );
     }
-    Ok(MlxQuantized {
+    MlxQuantized {
         rows,
         cols,
-        bits: 4,
-        group_size: BLOCK,
-        packed,
+        bits,
+        group_size,
+        packed: pack_rows(&quants, cols, bits),
         scales,
         biases,
-    })
-}
-
-/// Q8_0 blocks: `d: f16, qs: [i8; 32]`.
-pub fn q8_0_to_mlx(bytes: &[u8], rows: usize, cols: usize) -> Result<MlxQuantized, String> {
-    check_len(bytes, rows, cols, Q8_0_BLOCK_BYTES, "Q8_0")?;
-    let blocks = rows * cols / BLOCK;
-    let mut packed = Vec::with_capacity(blocks * 8);
-    let mut scales = Vec::with_capacity(blocks);
-    let mut biases = Vec::with_capacity(blocks);
-    for block in bytes.chunks_exact(Q8_0_BLOCK_BYTES) {
-        let d = f16_at(block, 0);
-        scales.push(d);
-        biases.push(-128.0 * d);
-        let qs = &block[2..];
-        for word in 0..8 {
-            packed.push((0..4).fold(0u32, |acc, k| {
-                let q = (qs[word * 4 + k] as i8 as i32 + 128) as u32;
-                acc | q << (8 * k)
-            }));
-        }
     }
-    Ok(MlxQuantized {
-        rows,
-        cols,
-        bits: 8,
-        group_size: BLOCK,
-        packed,
-        scales,
-        biases,
-    })
 }
 
 /// The source row of each output row that undoes llama.cpp's Q/K permutation.
@@ -167,75 +164,42 @@ pub fn unpermute_qk_source_row(row: usize, rows: usize, heads: usize) -> usize {
 mod tests {
     use super::*;
 
-    /// GGML's own dequantization of a Q4_1 block, straight from the format's definition.
-    fn ggml_q4_1_dequant(block: &[u8]) -> Vec<f32> {
-        let (d, m) = (f16_at(block, 0), f16_at(block, 2));
-        let mut out = vec![0.0; BLOCK];
-        for j in 0..16 {
-            out[j] = d * (block[4 + j] & 0x0f) as f32 + m;
-            out[j + 16] = d * (block[4 + j] >> 4) as f32 + m;
-        }
-        out
-    }
-
-    fn sample_bytes(n: usize, seed: u8) -> Vec<u8> {
-        (0..n)
-            .map(|i| (i as u8).wrapping_mul(37).wrapping_add(seed).rotate_left(3))
-            .collect()
-    }
-
-    fn block_header(d: f32, m: Option<f32>) -> Vec<u8> {
-        let mut v = f16::from_f32(d).to_le_bytes().to_vec();
-        if let Some(m) = m {
-            v.extend(f16::from_f32(m).to_le_bytes());
-        }
-        v
-    }
-
     #[test]
-    fn q4_1_repacks_losslessly() {
-        let (rows, cols) = (3, 64);
-        let mut bytes = Vec::new();
-        for b in 0..rows * cols / BLOCK {
-            bytes.extend(block_header(
-                0.01 + b as f32 * 0.003,
-                Some(-0.2 + b as f32 * 0.01),
-            ));
-            bytes.extend(sample_bytes(16, b as u8));
-        }
-        let mlx = q4_1_to_mlx(&bytes, rows, cols).unwrap();
-        for r in 0..rows {
-            for c in 0..cols {
-                let b = (r * cols + c) / BLOCK;
-                let expected = ggml_q4_1_dequant(&bytes[b * 20..(b + 1) * 20])[c % BLOCK];
-                assert_eq!(mlx.value(r, c), expected, "({r}, {c})");
+    fn packs_every_width_as_one_bit_stream() {
+        for bits in MLX_BITS {
+            let cols = 64;
+            let quants: Vec<u8> = (0..cols * 2)
+                .map(|i| ((i * 7 + 3) % (1 << bits)) as u8)
+                .collect();
+            let groups: Vec<Group> = quants
+                .chunks_exact(GROUP)
+                .map(|q| Group {
+                    scale: 1.0,
+                    bias: 0.0,
+                    quants: q.try_into().unwrap(),
+                })
+                .collect();
+            let mlx = MlxQuantized::from_groups(&groups, 2, cols, bits);
+            assert_eq!(mlx.packed.len(), 2 * cols * bits as usize / 32);
+            for (i, q) in quants.iter().enumerate() {
+                assert_eq!(mlx.quant(i / cols, i % cols), *q as u32, "{bits} bits, {i}");
             }
         }
     }
 
     #[test]
-    fn q8_0_repacks_losslessly() {
-        let (rows, cols) = (2, 64);
-        let mut bytes = Vec::new();
-        for b in 0..rows * cols / BLOCK {
-            bytes.extend(block_header(0.0123 * (b + 1) as f32, None));
-            bytes.extend(sample_bytes(32, b as u8 * 7));
-        }
-        let mlx = q8_0_to_mlx(&bytes, rows, cols).unwrap();
-        for r in 0..rows {
-            for c in 0..cols {
-                let b = (r * cols + c) / BLOCK;
-                let d = f16_at(&bytes, b * 34);
-                let q = bytes[b * 34 + 2 + c % BLOCK] as i8 as f32;
-                assert_eq!(mlx.value(r, c), d * q, "({r}, {c})");
+    fn quantize_stays_within_a_step() {
+        let values: Vec<f32> = (0..128)
+            .map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0)
+            .collect();
+        for bits in MLX_BITS {
+            let q = quantize(&values, 2, 64, bits, 32);
+            for (i, v) in values.iter().enumerate() {
+                let step = q.scales[i / 32].abs();
+                let err = (q.value(i / 64, i % 64) - v).abs();
+                assert!(err <= step + 1e-6, "{bits} bits: {err} > {step}");
             }
         }
-    }
-
-    #[test]
-    fn rejects_wrong_sizes() {
-        assert!(q4_1_to_mlx(&[0; 19], 1, 32).is_err());
-        assert!(q8_0_to_mlx(&[0; 34], 1, 48).is_err());
     }
 
     #[test]

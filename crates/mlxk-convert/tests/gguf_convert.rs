@@ -296,6 +296,7 @@ fn float16_scales_on_request() {
         &target,
         &ConvertOptions {
             scales: ScaleDtype::F16,
+            ..Default::default()
         },
         |_| {},
     )
@@ -311,15 +312,15 @@ fn float16_scales_on_request() {
 #[test]
 fn unsupported_input_is_named_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let gguf = dir.path().join("k-quant.gguf");
+    let gguf = dir.path().join("i-quant.gguf");
     tiny_llama(
         &gguf,
         "llama",
         Some((
             "blk.0.ffn_up.weight",
-            TensorType::Q4_K,
-            vec![256, 1],
-            vec![0u8; 144],
+            TensorType::IQ4_NL,
+            vec![32, 1],
+            vec![0u8; 18],
         )),
     );
     let target = dir.path().join("out");
@@ -327,7 +328,7 @@ fn unsupported_input_is_named_and_writes_nothing() {
         Err(ConvertError::UnsupportedTensors(list)) => {
             assert_eq!(list.len(), 1);
             assert!(
-                list[0].starts_with("blk.0.ffn_up.weight") && list[0].contains("Q4_K"),
+                list[0].starts_with("blk.0.ffn_up.weight") && list[0].contains("IQ4_NL"),
                 "{list:?}"
             );
         }
@@ -335,11 +336,11 @@ fn unsupported_input_is_named_and_writes_nothing() {
     }
     assert!(!target.exists());
 
-    let qwen = dir.path().join("qwen.gguf");
-    tiny_llama(&qwen, "qwen2", None);
+    let phi = dir.path().join("phi.gguf");
+    tiny_llama(&phi, "phi2", None);
     assert!(matches!(
-        convert_gguf(&qwen, &target, &ConvertOptions::default(), |_| {}),
-        Err(ConvertError::UnsupportedArchitecture(a)) if a == "qwen2"
+        convert_gguf(&phi, &target, &ConvertOptions::default(), |_| {}),
+        Err(ConvertError::UnsupportedArchitecture(a)) if a == "phi2"
     ));
 
     std::fs::write(dir.path().join("not.gguf"), b"definitely not gguf").unwrap();

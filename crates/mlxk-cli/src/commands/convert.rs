@@ -14,7 +14,8 @@ use crate::output::{CliError, Outcome, Output};
 
 #[derive(Debug, Args)]
 pub struct ConvertArgs {
-    /// A GGUF file to convert (llama family; F32, F16, Q4_1 and Q8_0 tensors).
+    /// A GGUF file to convert (llama, qwen2, gemma3; F32/F16/BF16, Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 and
+    /// Q2_K-Q6_K tensors), or the first part of a split one (NAME-00001-of-0000N.gguf).
     #[arg(long = "from-gguf", value_name = "FILE")]
     pub from_gguf: PathBuf,
     /// The MLX model folder to write (new or empty).
@@ -26,6 +27,10 @@ pub struct ConvertArgs {
     /// Dtype of quantization scales, biases and dense weights.
     #[arg(long, value_enum, default_value_t = Scales::F32)]
     pub scales: Scales,
+    /// Store Q2_K/Q3_K/Q6_K tensors (no exact MLX form, dense float32 by default) quantized with
+    /// BITS bits (2, 3, 4, 5, 6, 8; groups of 32) as MLX's quantize does. Lossy.
+    #[arg(long, value_name = "BITS")]
+    pub requantize: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -42,6 +47,7 @@ pub fn run(args: &ConvertArgs, output: &Output) -> Result<Outcome, CliError> {
             Scales::F32 => ScaleDtype::F32,
             Scales::F16 => ScaleDtype::F16,
         },
+        requantize: args.requantize,
     };
     let destination = match &args.into_cache {
         Some(name) => {
@@ -93,18 +99,42 @@ pub fn run(args: &ConvertArgs, output: &Output) -> Result<Outcome, CliError> {
         "group_size": report.group_size,
         "scales_dtype": report.scales,
         "tensors": report.tensors,
+        "parts": report.parts,
+        "source_types": report.source_types,
+        "dense_tensors": report.dense_tensors.len(),
+        "exact": report.exact,
+        "lossy": report.lossy,
+        "assumed_config": report.assumed,
         "health_check": true,
         "health_status": if health.is_healthy() { "healthy" } else { "unhealthy" },
         "health_reason": health.reason(),
     });
     let mut message = format!(
-        "Converted {} to {} ({} tensors, {}-bit, {} MB)",
+        "Converted {} to {} ({} tensors, {}-bit, {} MB, {})",
         args.from_gguf.display(),
         folder.display(),
         report.tensors,
         report.bits.map_or("no".to_string(), |b| b.to_string()),
-        report.bytes_written / 1_000_000
+        report.bytes_written / 1_000_000,
+        if report.exact {
+            "exact".to_string()
+        } else {
+            format!("lossy: {}", report.lossy.join("; "))
+        }
     );
+    if !report.dense_tensors.is_empty() {
+        message.push_str(&format!(
+            "; {} tensors without an MLX quantized form stored dense in float32 (exact; \
+             --requantize BITS to store them quantized, lossy)",
+            report.dense_tensors.len()
+        ));
+    }
+    if !report.assumed.is_empty() {
+        message.push_str(&format!(
+            "; not in the GGUF file, filled from the architecture's published configs: {}",
+            report.assumed.join(", ")
+        ));
+    }
     if let Destination::Cache(cache, repo_id, _) = &destination {
         let commit = install_folder(cache, repo_id, &folder)?;
         data["target"] = json!(cache.repo_dir(repo_id).join("snapshots").join(&commit));
