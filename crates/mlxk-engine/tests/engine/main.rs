@@ -1,11 +1,13 @@
 //! The engine's tests in one binary: MLX operations against independent references, and every
-//! architecture (and the demo model) token for token against mlx-lm.
+//! architecture (and the demo model, and the real models converted from GGUF) token for token
+//! against mlx-lm.
 
 use std::sync::{Mutex, MutexGuard};
 
 mod config_without_weights;
 mod mlx_smoke;
 mod parity_demo;
+mod parity_real;
 mod parity_tiny;
 
 /// MLX is not thread-safe: every test that touches it holds this.

@@ -1,0 +1,123 @@
+//! The real models `scripts/setup.sh` converts from PyPI packages into the test cache
+//! (`target/test-models-hf-home`): Qwen2.5-Coder-0.5B-Instruct (qwen2, Q4_K_M: Q5_0, Q8_0,
+//! Q4_K re-packed, Q6_K dense) and Gemma 3 270M (gemma3, base). mlx-lm loads each folder and
+//! our engine's greedy tokens, under its default load plan, equal mlx-lm's: a chat prompt for
+//! Qwen (which must answer with Python code), a raw completion for Gemma.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use mlxk_engine::{generate, Control, LoadPolicy, SamplingParams, Tokenizer};
+use serde_json::Value;
+
+const TOKENS: usize = 32;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The snapshot folder of a model setup.sh installed into the test cache.
+fn installed(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or(root().join("target"), PathBuf::from);
+    let repo = target
+        .join("test-models-hf-home/hub")
+        .join(format!("models--{}", name.replace('/', "--")));
+    let commit = std::fs::read_to_string(repo.join("refs/main"))
+        .unwrap_or_else(|_| panic!("{name} is not in the test cache: run ./scripts/setup.sh"));
+    repo.join("snapshots").join(commit.trim())
+}
+
+fn mlx_lm_reference(model: &Path, prompt: &str, raw: bool) -> Value {
+    let mut command = Command::new(root().join(".venv/bin/python"));
+    command
+        .arg(root().join("tests/reference/mlx_lm_greedy.py"))
+        .arg(model)
+        .arg(prompt)
+        .arg(TOKENS.to_string());
+    if raw {
+        command.arg("--raw");
+    }
+    let output = command
+        .output()
+        .expect("the test virtualenv's python runs (./scripts/setup.sh)");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn ids(value: &Value) -> Vec<u32> {
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect()
+}
+
+/// Our greedy generation equals mlx-lm's on the same folder; returns our text.
+fn check(name: &str, question: &str, chat: bool) -> String {
+    let _mlx = super::mlx();
+    let model_dir = installed(name);
+    let reference = mlx_lm_reference(&model_dir, question, !chat);
+    let tokenizer = Tokenizer::load(&model_dir).unwrap();
+    let prompt = if chat {
+        let messages = [mlxk_engine::ChatMessage::new("user", question)];
+        tokenizer.apply_chat_template(&messages, true).unwrap()
+    } else {
+        question.to_string()
+    };
+    assert_eq!(
+        prompt,
+        reference["prompt"].as_str().unwrap(),
+        "{name}: prompt"
+    );
+    let prompt_ids = tokenizer.encode(&prompt).unwrap();
+    assert_eq!(
+        prompt_ids,
+        ids(&reference["prompt_ids"]),
+        "{name}: tokenization"
+    );
+    let loaded = mlxk_engine::load(&model_dir, &LoadPolicy::default()).unwrap();
+    let generation = generate(
+        &loaded.model,
+        &prompt_ids,
+        TOKENS,
+        8192,
+        tokenizer.eos_ids(),
+        &SamplingParams::default(),
+        |_| Control::Continue,
+    )
+    .unwrap();
+    let text = tokenizer.decode(&generation.tokens).unwrap();
+    assert_eq!(
+        generation.tokens,
+        ids(&reference["tokens"]),
+        "{name} ({}): greedy tokens; ours: {text:?}, mlx-lm's: {:?}",
+        loaded.plan.layout.label(),
+        reference["text"]
+    );
+    text
+}
+
+#[test]
+fn qwen2_coder_matches_mlx_lm_and_writes_python() {
+    let text = check(
+        "mlxk-test/Qwen2.5-Coder-0.5B-Instruct-Q4_K_M-mlx",
+        "Write a Python function that returns the sum of two numbers.",
+        true,
+    );
+    assert!(text.contains("def "), "{text}");
+}
+
+#[test]
+fn gemma3_matches_mlx_lm() {
+    let text = check(
+        "mlxk-test/gemma-3-270m-Q4_K_M-mlx",
+        "The capital of France is",
+        false,
+    );
+    assert!(!text.trim().is_empty());
+}
