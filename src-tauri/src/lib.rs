@@ -2,12 +2,13 @@
 //!
 //! The shell holds no business logic. [`commands`] are thin typed wrappers the windows call
 //! (their TypeScript bindings are generated into `ui/src/bindings.ts`), [`tray`] is the
-//! menu-bar icon and its menu, [`server`] keeps the embedded server's handle and state, and
-//! [`windows`] opens the Library, Settings and Push windows.
+//! menu-bar icon ([`glyph`] draws it) and its menu, [`server`] keeps the embedded server's
+//! handle and state, and [`windows`] opens the Library, Settings and Push windows.
 
 pub mod commands;
 pub mod downloads;
 pub mod error;
+pub mod glyph;
 pub mod notifications;
 pub mod server;
 pub mod settings;

@@ -8,6 +8,7 @@ use tauri::tray::TrayIconBuilder;
 use tauri::{AppHandle, Manager, Runtime};
 
 use crate::commands;
+use crate::glyph::{self, Glyph};
 use crate::server::ServerStatus;
 use crate::state::AppState;
 use crate::windows::{self, AppWindow};
@@ -82,24 +83,19 @@ pub fn menu_entries(status: &ServerStatus) -> Vec<MenuEntry> {
     entries
 }
 
-/// The icon for a state: grey ring stopped, amber starting, green running, orange with a
-/// mark when exposed beyond loopback, red cross on error.
+/// The icon for a state: its glyph (see [`crate::glyph`]).
 pub fn icon_for(status: &ServerStatus) -> Image<'static> {
-    let bytes: &'static [u8] = match status {
-        ServerStatus::Stopped => include_bytes!("../icons/tray-stopped.png"),
-        ServerStatus::Starting { .. } => include_bytes!("../icons/tray-starting.png"),
-        ServerStatus::Running { exposed: false, .. } => include_bytes!("../icons/tray-running.png"),
-        ServerStatus::Running { exposed: true, .. } => include_bytes!("../icons/tray-exposed.png"),
-        ServerStatus::Error { .. } => include_bytes!("../icons/tray-error.png"),
-    };
-    Image::from_bytes(bytes).expect("the tray icons are valid PNG files")
+    Image::new_owned(Glyph::of(status).rgba(), glyph::SIZE, glyph::SIZE)
 }
 
 /// Creates the tray icon (once, at startup).
 pub fn create<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<()> {
     let status = app.state::<AppState>().server.status();
-    TrayIconBuilder::with_id(TRAY_ID)
-        .icon(icon_for(&status))
+    let builder = TrayIconBuilder::with_id(TRAY_ID).icon(icon_for(&status));
+    // A template image: the menu bar tints it for its light or dark appearance.
+    #[cfg(target_os = "macos")]
+    let builder = builder.icon_as_template(true);
+    builder
         .tooltip(format!("MLX Knife: {}", status.describe()))
         .menu(&build_menu(app, &status)?)
         .show_menu_on_left_click(true)
@@ -114,6 +110,8 @@ pub fn refresh<R: Runtime>(app: &AppHandle<R>, status: &ServerStatus) -> tauri::
         return Ok(());
     };
     tray.set_icon(Some(icon_for(status)))?;
+    #[cfg(target_os = "macos")]
+    tray.set_icon_as_template(true)?;
     tray.set_tooltip(Some(format!("MLX Knife: {}", status.describe())))?;
     tray.set_menu(Some(build_menu(app, status)?))
 }

@@ -57,9 +57,12 @@ async function until(what, check, timeout = 15000) {
   throw new Error(`timed out waiting for ${what} (last: ${last})`);
 }
 const step = (name) => console.log(`== ${name}`);
-/** The tray as the desktop shows it: trayer's strip at the top right of the 1280x800 screen
- * (scripts/e2e.sh). Returns how many pixels are clearly green (the running icon). */
-function trayGreenPixels(saveAs) {
+/** The tray icon as the desktop shows it: trayer's strip at the top right of the 1280x800 screen
+ * (scripts/e2e.sh), read from a screen capture. The icon is a glyph of one dark ink (src-tauri/
+ * src/glyph.rs): a ring when stopped, a filled disc when running, a ring struck through on error.
+ * Returns "none" (no ink), "ring" (an empty middle), "disc" (a full middle, ink over most of its
+ * box) or "struck" (a full middle, much less ink). */
+function trayGlyph(saveAs) {
   const desktop = join(shots, ".desktop.png");
   execFileSync("import", ["-silent", "-window", "root", desktop]);
   const crop = [desktop, "-crop", "120x28+1160+0", "+repage"];
@@ -68,12 +71,27 @@ function trayGreenPixels(saveAs) {
     execFileSync("convert", [...crop, "-scale", "400%", join(shots, `${saveAs}.png`)]);
     console.log(`screenshot: ${join(shots, `${saveAs}.png`)}`);
   }
-  let green = 0;
-  for (const m of txt.matchAll(/^\d+,\d+: \((\d+(?:\.\d+)?),(\d+(?:\.\d+)?),(\d+(?:\.\d+)?)/gm)) {
-    const [r, g, b] = m.slice(1, 4).map(Number).map((v) => (v > 255 ? v / 257 : v));
-    if (g > r + 50 && g > b + 30) green += 1;
+  const ink = new Set();
+  for (const m of txt.matchAll(/^(\d+),(\d+): \((\d+(?:\.\d+)?),(\d+(?:\.\d+)?),(\d+(?:\.\d+)?)/gm)) {
+    const [x, y] = [Number(m[1]), Number(m[2])];
+    const [r, g, b] = m.slice(3, 6).map(Number).map((v) => (v > 255 ? v / 257 : v));
+    if (0.2126 * r + 0.7152 * g + 0.0722 * b < 110) ink.add(`${x},${y}`);
   }
-  return green;
+  if (ink.size < 10) return "none";
+  const points = [...ink].map((p) => p.split(",").map(Number));
+  const [xs, ys] = [points.map((p) => p[0]), points.map((p) => p[1])];
+  const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
+  const [cx, cy, reach] = [Math.round((x0 + x1) / 2), Math.round((y0 + y1) / 2), 1];
+  let middle = 0;
+  let cells = 0;
+  for (let x = cx - reach; x <= cx + reach; x++) {
+    for (let y = cy - reach; y <= cy + reach; y++) {
+      cells += 1;
+      if (ink.has(`${x},${y}`)) middle += 1;
+    }
+  }
+  if (middle / cells < 0.5) return "ring";
+  return ink.size / ((x1 - x0 + 1) * (y1 - y0 + 1)) > 0.6 ? "disc" : "struck";
 }
 let failed = false;
 
@@ -95,16 +113,17 @@ try {
   if (!outcome.includes("e2e-org/pull-me at ")) throw new Error(`the pull ended with "${outcome}"`);
   await screenshot("library-pulled");
 
-  step("Start Server makes the port answer /v1/models and turns the tray icon green; the tray menu's Stop closes it");
+  step("Start Server makes the port answer /v1/models and fills the tray's ring; the tray menu's Stop closes it");
   const base = `http://127.0.0.1:${process.env.SERVER_PORT}`;
-  if (trayGreenPixels("tray-stopped") > 0) throw new Error("the tray shows green while the server is stopped");
+  const stoppedGlyph = trayGlyph("tray-stopped");
+  if (stoppedGlyph !== "ring") throw new Error(`the tray shows "${stoppedGlyph}" while the server is stopped, not a ring`);
   await click("#server-toggle");
   await until("running", async () => (await script('return document.querySelector("#server-status").dataset.state')) === "running");
-  await until("the tray icon to turn green", async () => trayGreenPixels() > 20);
+  await until("the tray's ring to fill", async () => trayGlyph() === "disc");
   const models = await (await fetch(`${base}/v1/models`)).json();
   if (models.object !== "list") throw new Error(`/v1/models answered ${JSON.stringify(models)}`);
   await screenshot("library-server-running");
-  trayGreenPixels("tray-running");
+  trayGlyph("tray-running");
   // The tray's menu as the desktop shows it (a click on the icon in trayer's strip).
   execFileSync("xdotool", ["mousemove", "1267", "14", "click", "1"]);
   await new Promise((r) => setTimeout(r, 800));
@@ -114,7 +133,7 @@ try {
   execFileSync("xdotool", ["mousemove", "1042", "93", "click", "1"]);
   await until("stopped", async () => (await script('return document.querySelector("#server-status").dataset.state')) === "stopped");
   await until("the port closed", async () => fetch(`${base}/health`).then(() => false, () => true));
-  await until("the tray icon to turn grey again", async () => trayGreenPixels() === 0);
+  await until("the tray's ring again", async () => trayGlyph() === "ring");
 
   step("the token is stored in the Secret Service, shown masked");
   await script('location.href = "settings.html"');
