@@ -3,7 +3,9 @@
 // scripts/e2e.sh, which sets up all of that; this file speaks the W3C WebDriver protocol with
 // Node's fetch (no client library).
 //   env: APP (binary), DRIVER_URL, SCREENSHOTS (folder), SERVER_PORT, PUSH_FOLDER, EXPECTED_MODELS,
-//        HUB_URL and HUB_TOKEN (the local test Hub the app's HF_ENDPOINT names)
+//        HUB_URL and HUB_TOKEN (the local test Hub the app's HF_ENDPOINT names), DEMO_MODEL (a model
+//        the real engine runs), E2E_APPEARANCE ("light", the whole run, or "dark": the app under a
+//        dark GTK theme, its windows' look and screenshots only)
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -34,6 +36,8 @@ const click = async (css) => wd("POST", s(`/element/${await find(css)}/click`), 
 const text = async (css) => wd("GET", s(`/element/${await find(css)}/text`));
 const type = async (css, value) => {
   const id = await find(css);
+  // WebKitWebDriver does not scroll a field inside a scrolling pane into view by itself.
+  await wd("POST", s("/execute/sync"), { script: "arguments[0].scrollIntoView({ block: 'nearest' })", args: [{ [ELEMENT]: id }] });
   await wd("POST", s(`/element/${id}/clear`), {});
   await wd("POST", s(`/element/${id}/value`), { text: value });
 };
@@ -93,9 +97,72 @@ function trayGlyph(saveAs) {
   if (middle / cells < 0.5) return "ring";
   return ink.size / ((x1 - x0 + 1) * (y1 - y0 + 1)) > 0.6 ? "disc" : "struck";
 }
-let failed = false;
+const state = () => script('return document.querySelector("#server-status").dataset.state');
+const demo = process.env.DEMO_MODEL;
+const demoRow = `tr[data-model="${demo}"]`;
 
-try {
+/** Starts the server from the chat pane, asks the demo model a short question (a few tokens,
+ * greedy) and waits for the answer and its statistics line; returns them and how many times
+ * the answer's text was set while it came (more than once: it was streamed in pieces). */
+async function chatOnce(question) {
+  await click("#tab-chat");
+  if ((await state()) !== "running") {
+    await until("the offer to start the server", async () => script('return !document.querySelector("#chat-start-server").hidden'));
+    await click("#chat-start-server");
+    await until("running", async () => (await state()) === "running", 30000);
+  }
+  await until("the demo model in the chat's list", async () =>
+    script("return [...document.querySelectorAll('#chat-model option')].some((o) => o.value === arguments[0])", [demo]));
+  await script("const s = document.querySelector('#chat-model'); s.value = arguments[0]; s.dispatchEvent(new Event('change'))", [demo]);
+  if (!(await script('return document.querySelector("#chat-options").open'))) await click("#chat-options summary");
+  await until("the chat's options open", async () => script('return document.querySelector("#chat-options").open'), 3000);
+  await type("#chat-temperature", "0");
+  await type("#chat-max-tokens", "24");
+  await type("#chat-input", question);
+  // Counts the changes of the answer's text as it arrives.
+  await script(`window.__answerChanges = 0;
+    new MutationObserver((records) => {
+      window.__answerChanges += records.filter((r) => r.target instanceof Element && r.target.matches('[data-role="assistant"] .text')).length;
+    })
+      .observe(document.querySelector("#chat-transcript"), { subtree: true, childList: true, characterData: true });`);
+  await click("#chat-send");
+  const stats = await until("the statistics line", async () => {
+    const line = await text("#chat-stats");
+    return /tokens\/s/.test(line) ? line : null;
+  }, 120000);
+  const answer = await script(`const a = [...document.querySelectorAll('#chat-transcript [data-role="assistant"] .text')].pop(); return a ? a.textContent : ""`);
+  const failure = await text("#chat-message");
+  return { answer, stats, failure, changes: await script("return window.__answerChanges") };
+}
+
+/** The app under a dark GTK theme (GTK_THEME=Adwaita:dark): its pages follow it. */
+async function darkPass() {
+  step("under a dark desktop theme every window is dark: library, chat, settings");
+  await until("the library's rows", async () => (await findAll("tr[data-model]")).length > 0);
+  const luminance = () => script(`const [r, g, b] = getComputedStyle(document.documentElement).backgroundColor.match(/\\d+/g).map(Number);
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;`);
+  const page = await luminance();
+  if (page > 80) throw new Error(`the library's page is not dark under a dark theme (luminance ${page})`);
+  await click(`${demoRow} td`);
+  await until("the details pane", async () => (await text("#details h2")).includes("SmolLM2"));
+  const chat = await chatOnce("What is the capital of France?");
+  if (!chat.answer.trim()) throw new Error(`no answer in the dark pass: ${chat.failure}`);
+  await screenshot("chat-dark");
+  await click("#tab-models");
+  await click("#refresh");
+  await until("the Loaded badge", async () => (await findAll(`${demoRow} .badge.loaded`)).length === 1, 20000);
+  await click(`${demoRow} td`);
+  await until("Unload in the details", async () => (await findAll("#unload")).length === 1);
+  await screenshot("library-dark");
+  await click("#server-toggle");
+  await until("stopped", async () => (await state()) === "stopped", 30000);
+  await script('location.href = "settings.html"');
+  await until("the settings page", async () => (await findAll("#server-save")).length === 1);
+  if ((await luminance()) > 80) throw new Error("the settings page is not dark under a dark theme");
+  await screenshot("settings-dark");
+}
+
+async function mainPass() {
   step("the library lists the fixture models");
   const expected = Number(process.env.EXPECTED_MODELS);
   await until(`${expected} model rows`, async () => (await findAll("tr[data-model]")).length === expected);
@@ -135,6 +202,37 @@ try {
   await until("the port closed", async () => fetch(`${base}/health`).then(() => false, () => true));
   await until("the tray's ring again", async () => trayGlyph() === "ring");
 
+  step("Chat with the demo model through the real embedded server: the answer streams in, then time to first token and tokens/s");
+  const chat = await chatOnce("What is the capital of France?");
+  if (!chat.answer.trim()) throw new Error(`no answer: ${chat.failure}`);
+  if (chat.changes < 2) throw new Error(`the answer came in ${chat.changes} change(s), not streamed: "${chat.answer}"`);
+  if (!/^\d+\.\d\d s to first token · \d+(\.\d)? tokens\/s · \d+ tokens$/.test(chat.stats)) throw new Error(`the statistics line: "${chat.stats}"`);
+  const tokens = Number(chat.stats.match(/(\d+) tokens$/)[1]);
+  if (tokens < 2 || tokens > 24) throw new Error(`${tokens} tokens with max tokens 24`);
+  console.log(`answer (${chat.stats}): ${chat.answer}`);
+  await screenshot("chat");
+
+  step("the model in memory: 'Loaded · size' on its row (as the server's /api/ps says), Unload in its details frees it");
+  const ps = await (await fetch(`${base}/api/ps`)).json();
+  if (ps.models?.[0]?.name !== demo) throw new Error(`/api/ps: ${JSON.stringify(ps)}`);
+  await click("#tab-models");
+  await until("the Loaded badge", async () => (await findAll(`${demoRow} .badge.loaded`)).length === 1, 20000);
+  const loadedText = await text(`${demoRow} .badge.loaded`);
+  if (!/^Loaded · \d+(\.\d)? MB$/.test(loadedText)) throw new Error(`the badge says "${loadedText}"`);
+  if ((await findAll("tr[data-model] .badge.loaded")).length !== 1) throw new Error("more than one model shows Loaded");
+  await click(`${demoRow} td`);
+  await until("Unload in the details", async () => (await findAll("#unload")).length === 1);
+  // The server sets the expiry once the answer is over: a refresh (every 5 s) later at most.
+  await until("when it unloads by itself", async () => /^Unloads by itself in \d+ minutes? if idle\.$/.test(await text("#unloads-at")));
+  await screenshot("library-loaded");
+  await click("#unload");
+  await until("the unloaded message", async () => (await text("#library-message")).startsWith("Unloaded"));
+  await until("the badge gone", async () => (await findAll(`${demoRow} .badge.loaded`)).length === 0);
+  const after = await (await fetch(`${base}/api/ps`)).json();
+  if (after.models.length !== 0) throw new Error(`still loaded after Unload: ${JSON.stringify(after)}`);
+  await click("#server-toggle");
+  await until("stopped", async () => (await state()) === "stopped", 30000);
+
   step("the token is stored in the Secret Service, shown masked");
   await script('location.href = "settings.html"');
   await until("the settings page", async () => (await findAll("#token-input")).length === 1);
@@ -167,6 +265,7 @@ try {
   await click("#server-save");
   await until("the banner", async () => (await script('return !document.querySelector("#exposed-banner").hidden')) === true);
   await click("#server-advanced summary");
+  await until("Advanced open", async () => script('return document.querySelector("#server-advanced").open'), 3000);
   const host = await script('return document.querySelector("#server-host").value');
   if (host !== "0.0.0.0") throw new Error(`"Other devices" set the host to ${host}`);
   await screenshot("settings-exposed");
@@ -200,6 +299,11 @@ try {
   const anonymous = await fetch(`${process.env.HUB_URL}/api/models/e2e-user/pushed`);
   if (anonymous.status !== 401 && anonymous.status !== 404) throw new Error(`a private repo answered ${anonymous.status} without a token`);
   await screenshot("push-done");
+}
+
+let failed = false;
+try {
+  await (process.env.E2E_APPEARANCE === "dark" ? darkPass() : mainPass());
 } catch (error) {
   failed = true;
   console.error(`FAILED: ${error.message}`);

@@ -1,5 +1,5 @@
 // The chat pane: try a model against the embedded server's OpenAI API, streamed as it is
-// generated, with a system prompt, temperature and stop strings; shows time to first token and
+// generated, with a system prompt, temperature, stop strings and a token limit; shows time to first token and
 // tokens per second. It talks to /v1/chat/completions like any client would: the server must
 // be running (it offers to start it).
 import { commands, events, type ModelSummary, type ServerStatus } from "./bindings";
@@ -46,8 +46,9 @@ export function chatPane(models: () => ModelSummary[]): { element: HTMLElement; 
   const system = h("textarea", { id: "chat-system", rows: "2", placeholder: "You are a helpful assistant." });
   const temperature = h("input", { id: "chat-temperature", type: "number", min: "0", max: "2", step: "0.1", placeholder: "model default" });
   const stop = h("input", { id: "chat-stop", type: "text", placeholder: "e.g. ###, one per comma" });
+  const maxTokens = h("input", { id: "chat-max-tokens", type: "number", min: "1", step: "1", placeholder: "model default" });
   const transcript = h("div", { id: "chat-transcript", class: "transcript", "aria-live": "polite" });
-  const input = h("textarea", { id: "chat-input", rows: "3", placeholder: "Ask something… (Enter sends, Shift+Enter for a new line)" });
+  const input = h("textarea", { id: "chat-input", rows: "2", placeholder: "Ask something… (Enter sends, Shift+Enter for a new line)" });
   const send = h("button", { id: "chat-send", type: "button" }, "Send");
   const stopButton = h("button", { id: "chat-stop-button", type: "button", hidden: true }, "Stop");
   const clear = h("button", { id: "chat-clear", type: "button" }, "New chat");
@@ -121,6 +122,7 @@ export function chatPane(models: () => ModelSummary[]): { element: HTMLElement; 
     if (temperature.value.trim() !== "") body.temperature = Number(temperature.value);
     const stops = stop.value.split(",").map((s) => s.trim()).filter(Boolean);
     if (stops.length) body.stop = stops;
+    if (maxTokens.value.trim() !== "") body.max_tokens = Number(maxTokens.value);
     const started = performance.now();
     let first: number | null = null;
     let chunks = 0;
@@ -194,11 +196,12 @@ export function chatPane(models: () => ModelSummary[]): { element: HTMLElement; 
     h("div", { class: "row" }, label("Model", model), clear),
     h("details", { id: "chat-options" }, h("summary", {}, "Options"),
       label("System prompt", system),
-      h("div", { class: "row" }, label("Temperature", temperature), label("Stop at", stop))),
+      h("div", { class: "row" }, label("Temperature", temperature), label("Stop at", stop), label("Max tokens", maxTokens))),
     transcript,
     h("div", { class: "row" }, message, startServer),
-    h("div", { class: "composer" }, input, h("div", { class: "composer-buttons" }, send, stopButton)),
+    // Above the composer: in view with it when the pane is short.
     stats,
+    h("div", { class: "composer" }, input, h("div", { class: "composer-buttons" }, send, stopButton)),
   );
   return {
     element,

@@ -95,6 +95,7 @@ describe("chat", () => {
     await page.fill("#chat-system", "Answer in one sentence.");
     await page.fill("#chat-temperature", "0");
     await page.fill("#chat-stop", "###, END");
+    await page.fill("#chat-max-tokens", "64");
     await page.fill("#chat-input", "What is the capital of France?");
     await page.press("#chat-input", "Enter");
     await until("the answer", async () => (await page.textContent('#chat-transcript [data-role="assistant"] .text')) === "Paris is the capital.");
@@ -110,7 +111,7 @@ describe("chat", () => {
     assert.deepEqual(fake.requests[0].body, {
       model: MODEL.name,
       messages: [{ role: "system", content: "Answer in one sentence." }, { role: "user", content: "What is the capital of France?" }],
-      stream: true, stream_options: { include_usage: true }, temperature: 0, stop: ["###", "END"],
+      stream: true, stream_options: { include_usage: true }, temperature: 0, stop: ["###", "END"], max_tokens: 64,
     });
     assert.equal(await page.isVisible("#chat-send"), true);
     assert.equal(await page.isVisible("#chat-stop-button"), false);
