@@ -3,18 +3,20 @@
 //! `keep_alive: 0`, unloads it (what `ollama stop` and `mlxk stop` send). Generating through
 //! `/api/generate` and `/api/chat` is not here yet: such a request is a clear 501.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use axum::extract::{FromRequest, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::{without_directories, ApiError};
 use crate::extract::ApiJson;
+use crate::request_log::RequestLog;
 use crate::routes::Shared;
 
 /// An error as Ollama answers one: `{"error": "…"}` with the status.
@@ -119,8 +121,10 @@ impl KeepAlive {
 /// which this server offers on `/v1/chat/completions` and `/v1/completions` for now.
 pub async fn generate(
     State(state): State<Shared>,
+    Extension(log): Extension<Arc<RequestLog>>,
     OllamaJson(request): OllamaJson<GenerateRequest>,
 ) -> Result<Response, OllamaError> {
+    log.model(&request.model);
     if request.prompt.as_deref().is_some_and(|p| !p.is_empty()) {
         return Err(OllamaError {
             status: StatusCode::NOT_IMPLEMENTED,

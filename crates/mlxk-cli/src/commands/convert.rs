@@ -109,10 +109,15 @@ pub fn run(args: &ConvertArgs, output: &Output) -> Result<Outcome, CliError> {
         "health_status": if health.is_healthy() { "healthy" } else { "unhealthy" },
         "health_reason": health.reason(),
     });
+    // Into the cache, the folder is a staging one: the message names where it ends up.
+    let shown_target = match &destination {
+        Destination::Cache(..) => "the cache".to_string(),
+        Destination::Folder(folder) => folder.display().to_string(),
+    };
     let mut message = format!(
-        "Converted {} to {} ({} tensors, {}-bit, {} MB, {})",
+        "Converted {} into {} ({} tensors, {}-bit, {} MB, {})",
         args.from_gguf.display(),
-        folder.display(),
+        shown_target,
         report.tensors,
         report.bits.map_or("no".to_string(), |b| b.to_string()),
         report.bytes_written / 1_000_000,
