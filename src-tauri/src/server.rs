@@ -46,6 +46,10 @@ impl ServerStatus {
     }
 }
 
+/// How long an unload may wait for the worker's answer (it answers between two tokens, or
+/// once a model has loaded).
+const UNLOAD_ANSWER: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Starts and stops the embedded server. Its state is a value that changes, so it lives in a
 /// `watch` channel: the tray and the windows follow the latest state, and a reader that falls
 /// behind skips to it rather than replaying stale ones.
@@ -146,14 +150,18 @@ impl ServerControl {
     /// Lets go of the model `name` (as the API names it) now, or once its running answers
     /// end; whether it was loaded. `false` when the server is not running.
     pub async fn unload(&self, name: &str) -> Result<bool, ServiceError> {
-        match self.lock().await.as_ref() {
-            Some(handle) => handle.unload(name).await,
-            None => Ok(false),
+        // Asked without holding the handle: a worker busy loading (or stuck) must never keep
+        // Stop or Quit waiting.
+        let Some(models) = self.lock().await.as_ref().map(ServerHandle::models) else {
+            return Ok(false);
+        };
+        match tokio::time::timeout(UNLOAD_ANSWER, models.unload(name)).await {
+            Ok(unloaded) => Ok(unloaded?.was_loaded()),
+            Err(_) => Err(ServiceError::Busy),
         }
     }
 
-    /// The handle is held across awaits (an unload waits for the worker's answer), so the
-    /// lock is Tokio's; a stop waits for an unload under way.
+    /// The handle's lock is Tokio's: a start and a stop each hold it across their awaits.
     async fn lock(&self) -> MutexGuard<'_, Option<ServerHandle>> {
         self.handle.lock().await
     }

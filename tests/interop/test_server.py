@@ -411,10 +411,10 @@ def test_ps_and_stop_show_and_unload_the_model_a_server_holds(cache):
         shown = subprocess.run([str(BIN_DIR / "mlxk"), "ps"], env=cache.env, capture_output=True, text=True)
         assert shown.returncode == 0 and NAME in shown.stdout and f"Server: {server.base}" in shown.stdout, shown
         stopped = cache.mlxk("stop", NAME.split("/")[1])["data"]
-        assert stopped == {"model": NAME, "server": server.base, "was_loaded": True}
+        assert stopped == {"model": NAME, "server": server.base, "was_loaded": True, "unloaded": "now"}
         assert cache.mlxk("ps", "--server", server.base)["data"]["models"] == []
         again = cache.mlxk("stop", NAME, "--server", server.base)["data"]
-        assert again["was_loaded"] is False
+        assert again["was_loaded"] is False and again["unloaded"] == "not_loaded"
         # A request loads it again, as before.
         server.client().chat.completions.create(model=NAME, messages=QUESTION, max_tokens=2, temperature=0)
         assert [m["name"] for m in cache.mlxk("ps", "--server", server.base)["data"]["models"]] == [NAME]

@@ -106,7 +106,9 @@ export function chatPane(models: () => ModelSummary[]): { element: HTMLElement; 
     if (server.state !== "running") return showServer(server);
     if (!model.value) return say(message, "Choose a model that can chat.", true);
     const base = clientUrls(server.address).find((u) => u.api === "openai")!.url;
-    history.push({ role: "user", content: text });
+    // This answer belongs to this conversation, even if "New chat" starts another meanwhile.
+    const conversation = history;
+    conversation.push({ role: "user", content: text });
     transcript.append(bubble("user", text));
     const answer = bubble("assistant", "");
     const answerText = answer.querySelector(".text")!;
@@ -117,7 +119,7 @@ export function chatPane(models: () => ModelSummary[]): { element: HTMLElement; 
     const controller = new AbortController();
     running = controller;
     setRunning(true);
-    const messages: Message[] = [...(system.value.trim() ? [{ role: "system" as const, content: system.value.trim() }] : []), ...history];
+    const messages: Message[] = [...(system.value.trim() ? [{ role: "system" as const, content: system.value.trim() }] : []), ...conversation];
     const body: Record<string, unknown> = { model: model.value, messages, stream: true, stream_options: { include_usage: true } };
     if (temperature.value.trim() !== "") body.temperature = Number(temperature.value);
     const stops = stop.value.split(",").map((s) => s.trim()).filter(Boolean);
@@ -151,14 +153,14 @@ export function chatPane(models: () => ModelSummary[]): { element: HTMLElement; 
           transcript.scrollTop = transcript.scrollHeight;
         }
       }
-      history.push({ role: "assistant", content });
+      conversation.push({ role: "assistant", content });
     } catch (error) {
       if (controller.signal.aborted) {
         answer.append(h("span", { class: "muted stopped" }, " (stopped)"));
-        if (content) history.push({ role: "assistant", content });
+        if (content) conversation.push({ role: "assistant", content });
       } else {
         answer.classList.add("failed");
-        history.pop(); // the question was not answered: it is not part of the conversation
+        conversation.pop(); // the question was not answered: it is not part of the conversation
         say(message, messageOf(error), true);
       }
     } finally {

@@ -149,6 +149,27 @@ describe("chat", () => {
     assert.deepEqual(ui.errors, []);
   });
 
+  test("New chat while an answer streams starts clean: the cut answer stays out of the next conversation", async (t) => {
+    const fake = await fakeServer({ hold: true });
+    t.after(() => fake.close());
+    const ui = await openChat(t, {
+      server_status: () => ({ state: "running", address: fake.address, exposed: false }),
+      chat_api_key: () => null,
+    });
+    const { page } = ui;
+    await page.fill("#chat-input", "Tell me a long story.");
+    await page.click("#chat-send");
+    await until("the first piece", async () => (await page.textContent('#chat-transcript [data-role="assistant"] .text')) === "Paris");
+    await page.click("#chat-clear");
+    await until("the pane to be free", () => page.isVisible("#chat-send"));
+    assert.equal(await page.locator("#chat-transcript [data-role]").count(), 0);
+    await page.fill("#chat-input", "Hello?");
+    await page.click("#chat-send");
+    await until("the second request", () => fake.requests.length === 2);
+    assert.deepEqual(fake.requests[1].body.messages, [{ role: "user", content: "Hello?" }]);
+    assert.deepEqual(ui.errors, []);
+  });
+
   test("with the server stopped the pane offers to start it; a refused request shows its message", async (t) => {
     const fake = await fakeServer({ status: 404 });
     t.after(() => fake.close());

@@ -2,11 +2,15 @@
 //! which key, and its answers. `mlxk serve` records its address where these commands look.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
 use serde_json::Value;
 
 use crate::output::CliError;
+
+/// How long a short question (`ps`, `stop`: a load or unload included) may take.
+const QUESTION_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Where a running server is found unless told.
 const DEFAULT_SERVER: &str = "http://127.0.0.1:8000";
@@ -73,28 +77,35 @@ impl LocalServer {
                 .and_then(|record| record["url"].as_str().map(str::to_string))
                 .unwrap_or_else(|| DEFAULT_SERVER.to_string()),
         };
-        // The key `mlxk serve` would use: MLXK_API_KEY, else the one kept in the keyring.
+        // The key `mlxk serve` would use: MLXK_API_KEY, else the one kept in the keyring; the
+        // keyring's goes to this machine only, never to a server named elsewhere.
         let key = std::env::var("MLXK_API_KEY")
             .ok()
             .filter(|key| !key.trim().is_empty())
-            .or_else(crate::commands::serve::stored_key);
+            .or_else(|| {
+                is_loopback(&url)
+                    .then(crate::commands::serve::stored_key)
+                    .flatten()
+            });
         let client = reqwest::Client::builder()
             // Only ever this machine's (or the named) server: no proxy in between.
             .no_proxy()
-            .timeout(std::time::Duration::from_secs(120))
+            .connect_timeout(Duration::from_secs(10))
+            // Between two pieces of an answer; a long answer as a whole may take its time.
+            .read_timeout(Duration::from_secs(300))
             .build()
             .map_err(|e| CliError::new("server_error", e.to_string()))?;
         Ok(LocalServer { url, key, client })
     }
 
     pub async fn get(&self, path: &str) -> Result<Value, CliError> {
-        self.send(self.client.get(format!("{}{path}", self.url)))
-            .await
+        let request = self.client.get(format!("{}{path}", self.url));
+        self.send(request.timeout(QUESTION_TIMEOUT)).await
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> Result<Value, CliError> {
-        self.send(self.client.post(format!("{}{path}", self.url)).json(body))
-            .await
+        let request = self.client.post(format!("{}{path}", self.url)).json(body);
+        self.send(request.timeout(QUESTION_TIMEOUT)).await
     }
 
     /// Posts `body` and hands back the answer as it arrives (a stream), once its status is OK.
@@ -155,10 +166,44 @@ impl LocalServer {
     }
 }
 
+/// Whether `url` names this machine (a loopback address or localhost).
+fn is_loopback(url: &str) -> bool {
+    let Ok(url) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    let host = url.host_str().unwrap_or("");
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
     let mut cause = error;
     while let Some(next) = cause.source() {
         cause = next;
     }
     cause.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_this_machines_servers_get_the_keyrings_key() {
+        for url in [
+            "http://127.0.0.1:8000",
+            "http://localhost:1",
+            "http://[::1]:8000",
+        ] {
+            assert!(super::is_loopback(url), "{url}");
+        }
+        for url in [
+            "http://192.168.1.5:8000",
+            "https://example.com",
+            "not a url",
+        ] {
+            assert!(!super::is_loopback(url), "{url}");
+        }
+    }
 }

@@ -12,7 +12,7 @@ use crate::config::ServerConfig;
 use crate::connections::{self, ConnectionLimits};
 use crate::routes::{self, AppState, Shared};
 use crate::service::{GenerationService, ServiceError};
-use crate::worker::{Resident, Worker, WorkerStop};
+use crate::worker::{Resident, Unloaded, Worker, WorkerStop};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -44,15 +44,21 @@ impl ServerHandle {
         self.state.service.worker().loaded_model()
     }
 
+    /// What the server holds in memory, to ask while it runs (cheap to clone, and usable
+    /// without holding on to this handle).
+    pub fn models(&self) -> Models {
+        Models(Arc::clone(&self.state))
+    }
+
     /// The model in memory: its name, memory, when loaded and when it goes if idle.
     pub fn resident(&self) -> Option<Resident> {
-        self.state.service.worker().resident()
+        self.models().resident()
     }
 
     /// Lets go of the model `name` (as the API names it) now, or once its running answers
-    /// end; whether it was loaded.
-    pub async fn unload(&self, name: &str) -> Result<bool, ServiceError> {
-        self.state.service.worker().unload(name).await
+    /// end.
+    pub async fn unload(&self, name: &str) -> Result<Unloaded, ServiceError> {
+        self.models().unload(name).await
     }
 
     /// Loads the model `name` names before any request asks for it (`mlxk serve --model`);
@@ -85,6 +91,20 @@ impl ServerHandle {
             Ok(WorkerStop::Stopped) => Stopped::Cleanly,
             _ => Stopped::WorkerAbandoned,
         }
+    }
+}
+
+/// The models side of a running server: what is in memory, and letting go of it.
+#[derive(Clone)]
+pub struct Models(Shared);
+
+impl Models {
+    pub fn resident(&self) -> Option<Resident> {
+        self.0.service.worker().resident()
+    }
+
+    pub async fn unload(&self, name: &str) -> Result<Unloaded, ServiceError> {
+        self.0.service.worker().unload(name).await
     }
 }
 

@@ -27,9 +27,9 @@ mod worker;
 
 pub use config::{ServerConfig, UnprotectedExposure};
 pub use error::ApiError;
-pub use handle::{start, start_with_backend, ServerHandle, StartError, Stopped};
+pub use handle::{start, start_with_backend, Models, ServerHandle, StartError, Stopped};
 pub use service::{ServiceError, Usage};
-pub use worker::Resident;
+pub use worker::{Resident, Unloaded};
 
 /// Entry points for the fuzz targets in `fuzz/`; not an API.
 #[doc(hidden)]

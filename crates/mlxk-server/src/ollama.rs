@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use axum::extract::{FromRequest, Request, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -44,7 +44,13 @@ impl From<crate::service::ServiceError> for OllamaError {
 impl IntoResponse for OllamaError {
     fn into_response(self) -> Response {
         let body = json!({"error": without_directories(&self.message)});
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
     }
 }
 
@@ -132,23 +138,36 @@ pub async fn generate(
             message: "generating through Ollama's api/generate is not implemented yet: use the OpenAI-compatible endpoints on this port (v1/chat/completions, v1/completions)".into(),
         });
     }
-    let model = state.service.resolve(&request.model).await?;
     let worker = state.service.worker();
-    let done_reason = if request.keep_alive.as_ref().is_some_and(KeepAlive::is_zero) {
-        worker.unload(&model.name).await?;
-        "unload"
-    } else {
-        worker.load(model.clone()).await?;
-        "load"
-    };
-    Ok(Json(json!({
-        "model": model.name,
+    if request.keep_alive.as_ref().is_some_and(KeepAlive::is_zero) {
+        // The model in memory by the name given, even if its files are gone from the cache
+        // since: letting go of memory never needs the disk.
+        let name = match worker.resident() {
+            Some(resident) if resident.name == request.model => resident.name,
+            _ => state.service.resolve(&request.model).await?.name,
+        };
+        let unloaded = worker.unload(&name).await?;
+        return Ok(done(&name, "unload", Some(unloaded.label())));
+    }
+    let model = state.service.resolve(&request.model).await?;
+    worker.load(model.clone()).await?;
+    Ok(done(&model.name, "load", None))
+}
+
+/// Ollama's answer to an empty generate; `unloaded` (ours) says whether the model went now,
+/// goes when its answers end, or was not loaded.
+fn done(model: &str, reason: &str, unloaded: Option<&str>) -> Response {
+    let mut body = json!({
+        "model": model,
         "created_at": rfc3339(SystemTime::now()),
         "response": "",
         "done": true,
-        "done_reason": done_reason,
-    }))
-    .into_response())
+        "done_reason": reason,
+    });
+    if let Some(unloaded) = unloaded {
+        body["unloaded"] = json!(unloaded);
+    }
+    Json(body).into_response()
 }
 
 fn rfc3339(time: SystemTime) -> String {

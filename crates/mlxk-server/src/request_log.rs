@@ -43,8 +43,15 @@ impl RequestLog {
         }
     }
 
+    /// The model as the client named it: cut short and without control characters, so that
+    /// a name can never forge or break a log line.
     pub fn model(&self, name: &str) {
-        self.seen().model = Some(name.to_string());
+        let shown: String = name
+            .chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .take(200)
+            .collect();
+        self.seen().model = Some(shown);
     }
 
     /// Notes what a generation's event tells: its first text, its token counts.

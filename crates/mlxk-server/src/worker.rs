@@ -33,13 +33,46 @@ enum Message {
         model: Box<RunnableModel>,
         done: oneshot::Sender<Result<(), ServiceError>>,
     },
-    /// Let go of a model now, or once its generations end; answers whether it was loaded.
+    /// Let go of a model now, or once its generations end.
     Unload {
         model: String,
-        done: oneshot::Sender<bool>,
+        done: oneshot::Sender<Unloaded>,
     },
     Shutdown,
 }
+
+/// What an unload did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unloaded {
+    /// The model was let go at once.
+    Now,
+    /// It was answering: it goes once its answers end, unless a new request comes first.
+    WhenIdle,
+    /// It was not in memory.
+    NotLoaded,
+}
+
+impl Unloaded {
+    pub fn was_loaded(self) -> bool {
+        self != Unloaded::NotLoaded
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Unloaded::Now => "now",
+            Unloaded::WhenIdle => "when_idle",
+            Unloaded::NotLoaded => "not_loaded",
+        }
+    }
+}
+
+/// Load and unload requests in the channel at once, at most: they must never take the places
+/// of jobs, nor the one kept for a shutdown.
+const CONTROL_SLOTS: usize = 8;
+
+/// A keep-alive longer than this is "for ever" when shown: no date that far out is useful,
+/// and calendars overflow.
+const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// The model in memory, as `/api/ps` and `mlxk ps` show it.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,6 +90,8 @@ pub struct QueueState {
     waiting: AtomicUsize,
     active: AtomicUsize,
     capacity: usize,
+    /// Load and unload requests sent and not yet read by the worker.
+    control: AtomicUsize,
     /// Set by a shutdown: the worker stops at its next step even with jobs in the channel.
     stopping: AtomicBool,
 }
@@ -98,8 +133,8 @@ pub enum WorkerStop {
 impl Worker {
     /// Starts the worker thread; `backend` is made on it.
     pub fn spawn(config: &ServerConfig, backend: BackendFactory) -> Worker {
-        // One slot more than the queue: a shutdown always finds room.
-        let (jobs, receiver) = sync_channel(config.queue_capacity + 1);
+        // Room for every waiting job, the control messages, and one shutdown.
+        let (jobs, receiver) = sync_channel(config.queue_capacity + CONTROL_SLOTS + 1);
         let queue = Arc::new(QueueState {
             capacity: config.queue_capacity,
             ..QueueState::default()
@@ -177,8 +212,8 @@ impl Worker {
         answer.await.map_err(|_| ServiceError::ShuttingDown)?
     }
 
-    /// Unloads `model` now, or once its running generations end; whether it was loaded.
-    pub async fn unload(&self, model: &str) -> Result<bool, ServiceError> {
+    /// Unloads `model` now, or once its running generations end.
+    pub async fn unload(&self, model: &str) -> Result<Unloaded, ServiceError> {
         let (done, answer) = oneshot::channel();
         self.send(Message::Unload {
             model: model.to_string(),
@@ -187,13 +222,21 @@ impl Worker {
         answer.await.map_err(|_| ServiceError::ShuttingDown)
     }
 
+    /// Sends a load or an unload, within the control messages' own budget.
     fn send(&self, message: Message) -> Result<(), ServiceError> {
         if self.queue.stopping.load(Ordering::SeqCst) {
             return Err(ServiceError::ShuttingDown);
         }
-        self.jobs.try_send(message).map_err(|e| match e {
-            TrySendError::Full(_) => ServiceError::Busy,
-            TrySendError::Disconnected(_) => ServiceError::ShuttingDown,
+        if self.queue.control.fetch_add(1, Ordering::SeqCst) >= CONTROL_SLOTS {
+            self.queue.control.fetch_sub(1, Ordering::SeqCst);
+            return Err(ServiceError::Busy);
+        }
+        self.jobs.try_send(message).map_err(|e| {
+            self.queue.control.fetch_sub(1, Ordering::SeqCst);
+            match e {
+                TrySendError::Full(_) => ServiceError::Busy,
+                TrySendError::Disconnected(_) => ServiceError::ShuttingDown,
+            }
         })
     }
 
@@ -305,20 +348,31 @@ impl WorkerLoop {
             };
             let mut messages: Vec<Message> = message.into_iter().collect();
             messages.extend(self.receiver.try_iter());
+            // Only work keeps a model: an unload of another one does not renew its keep-alive.
+            let mut used = false;
             for message in messages {
                 match message {
-                    Message::Job(job) => self.waiting.push_back(job),
+                    Message::Job(job) => {
+                        used = true;
+                        self.waiting.push_back(job);
+                    }
                     Message::Load { model, done } => {
+                        self.queue.control.fetch_sub(1, Ordering::SeqCst);
+                        used = true;
                         let _ = done.send(self.preload(&model));
                     }
                     Message::Unload { model, done } => {
-                        let held = self.loaded.as_ref() == Some(&model);
-                        if held && self.active.is_empty() {
+                        self.queue.control.fetch_sub(1, Ordering::SeqCst);
+                        let outcome = if self.loaded.as_ref() != Some(&model) {
+                            Unloaded::NotLoaded
+                        } else if self.active.is_empty() {
                             self.unload();
-                        } else if held {
+                            Unloaded::Now
+                        } else {
                             self.unload_when_idle = true;
-                        }
-                        let _ = done.send(held);
+                            Unloaded::WhenIdle
+                        };
+                        let _ = done.send(outcome);
                     }
                     Message::Shutdown => return self.shut_down(),
                 }
@@ -330,9 +384,12 @@ impl WorkerLoop {
             if !self.active.is_empty() {
                 self.show_expiry(None);
             }
+            let busy = !self.active.is_empty();
             self.step_all();
             self.queue.active.store(self.active.len(), Ordering::SeqCst);
-            idle_since = Instant::now();
+            if used || busy {
+                idle_since = Instant::now();
+            }
         }
     }
 
@@ -418,7 +475,9 @@ impl WorkerLoop {
 
     fn show_expiry(&self, left: Option<Duration>) {
         if let Some(resident) = self.shown.lock().expect("not poisoned").as_mut() {
-            resident.expires_at = left.map(|left| SystemTime::now() + left);
+            resident.expires_at = left
+                .filter(|left| *left < FOREVER)
+                .and_then(|left| SystemTime::now().checked_add(left));
         }
     }
 

@@ -243,6 +243,19 @@ impl Server {
         })
     }
 
+    /// Waits (up to 10 s) until `/health` counts `active` running and `waiting` queued
+    /// requests: no test guesses how long the server takes to get there.
+    async fn wait_for_queue(&self, active: u64, waiting: u64) {
+        for _ in 0..200 {
+            let (_, health) = self.get("/health").await;
+            if health["queue"]["active"] == active && health["queue"]["waiting"] == waiting {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the queue never reached {active} active, {waiting} waiting");
+    }
+
     /// Starts a streamed chat answer and hands back the response as it arrives.
     async fn open_stream(&self, content: &str) -> reqwest::Response {
         let mut request = chat(content);
@@ -794,7 +807,7 @@ async fn a_stop_refuses_the_requests_still_waiting_with_shutting_down() {
     .await;
     let slow = chat(&format!("SLOW {}", "w ".repeat(200)));
     let running = server.spawn_chat(slow.clone());
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    server.wait_for_queue(1, 0).await;
     // The second waits for the one slot; the stop comes first.
     let (client, url) = (server.client.clone(), server.url("/v1/chat/completions"));
     let waiting = tokio::spawn(async move {
@@ -803,7 +816,7 @@ async fn a_stop_refuses_the_requests_still_waiting_with_shutting_down() {
         let body: Value = response.json().await.unwrap();
         (body, retry_after)
     });
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    server.wait_for_queue(1, 1).await;
     assert_eq!(server.stop().await, Stopped::Cleanly);
     let (body, retry_after) = waiting.await.unwrap();
     assert_eq!(error_code(&body), "shutting_down", "{body}");
@@ -844,7 +857,12 @@ async fn ollamas_ps_and_generate_show_load_and_unload_the_model_in_memory() {
         (status, body["done_reason"].as_str()),
         (200, Some("unload"))
     );
+    assert_eq!(body["unloaded"], "now");
     assert_eq!(server.get("/api/ps").await.1, json!({"models": []}));
+    let (_, again) = server
+        .post("/api/generate", json!({"model": MODEL, "keep_alive": "0s"}))
+        .await;
+    assert_eq!(again["unloaded"], "not_loaded");
     let (_, models) = server.get(&format!("/v1/models/{MODEL}")).await;
     assert_eq!(models["loaded"], false);
 
@@ -889,7 +907,7 @@ async fn ollamas_ps_and_generate_show_load_and_unload_the_model_in_memory() {
 async fn an_unload_asked_during_a_generation_waits_for_its_end() {
     let server = Server::start().await;
     let slow = server.spawn_chat(chat(&format!("SLOW {}", "w ".repeat(10))));
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    server.wait_for_queue(1, 0).await;
     let (status, body) = server
         .post("/api/generate", json!({"model": MODEL, "keep_alive": 0}))
         .await;
@@ -897,6 +915,7 @@ async fn an_unload_asked_during_a_generation_waits_for_its_end() {
         (status, body["done_reason"].as_str()),
         (200, Some("unload"))
     );
+    assert_eq!(body["unloaded"], "when_idle");
     // Still held while it answers; gone once the answer is complete.
     assert_eq!(server.get("/api/ps").await.1["models"][0]["name"], MODEL);
     assert_eq!(slow.await.unwrap(), 200);

@@ -64,6 +64,11 @@ pub async fn unload_model(state: State<'_, AppState>, name: String) -> CommandRe
 
 /// Starts the server as the settings say; shared by the command and the tray.
 pub async fn start_server(state: &AppState) -> ServerStatus {
+    // Already up: what it was started with stays what the windows compare against.
+    let current = state.server.status();
+    if current.is_active() {
+        return current;
+    }
     let settings = state.settings();
     // The key is only needed (and the keyring only asked) when it is configured or required.
     let api_key = state

@@ -202,9 +202,12 @@ fn through_server(args: &RunArgs, url: &str) -> Result<Loaded, CliError> {
             "--no-chat-template works on a model loaded here, not with --server",
         ));
     }
-    let server = LocalServer::find(&ServerArgs {
-        server: (!url.is_empty()).then(|| url.to_string()),
-    })?;
+    // `--server` alone: MLXK_SERVER, else the recorded server (clap reads no environment for a
+    // flag whose value is optional).
+    let named = Some(url.to_string())
+        .filter(|url| !url.is_empty())
+        .or_else(|| std::env::var("MLXK_SERVER").ok().filter(|v| !v.is_empty()));
+    let server = LocalServer::find(&ServerArgs { server: named })?;
     // Asked first, so that a server that is not there is said before any prompt is read.
     block_on(server.get("/api/ps"))??;
     Ok(Loaded {
@@ -397,7 +400,11 @@ fn one_shot(
             "prompt_tokens_per_second": stats.prompt_tokens_per_second(),
             "decode_tokens_per_second": stats.decode_tokens_per_second(),
             "time_to_first_token_s": stats.prompt_time.as_secs_f64(),
-            "peak_memory_bytes": mlxk_engine::runtime::peak_memory_bytes(),
+            // This process's memory says nothing of a server's.
+            "peak_memory_bytes": match loaded.engine {
+                Engine::Here { .. } => Some(mlxk_engine::runtime::peak_memory_bytes()),
+                Engine::Server(_) => None,
+            },
         },
     });
     // Streamed text is already on screen, its line ended.

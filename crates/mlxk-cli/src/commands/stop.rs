@@ -17,23 +17,28 @@ pub struct StopArgs {
 
 pub fn run(args: &StopArgs, _output: &Output) -> Result<Outcome, CliError> {
     let server = LocalServer::find(&args.server)?;
-    let loaded_before = block_on(server.get("/api/ps"))??;
     // Ollama's way (what `ollama stop` sends): an empty generate with keep_alive 0.
     let answer = block_on(server.post(
         "/api/generate",
         &json!({"model": args.model, "keep_alive": 0}),
     ))??;
     let name = answer["model"].as_str().unwrap_or(&args.model).to_string();
-    let was_loaded = loaded_before["models"]
-        .as_array()
-        .is_some_and(|models| models.iter().any(|m| m["name"] == name.as_str()));
-    let text = if was_loaded {
-        format!("Unloaded {name} (server at {}).", server.url)
-    } else {
-        format!("{name} was not loaded (server at {}).", server.url)
+    let unloaded = answer["unloaded"].as_str().unwrap_or("now").to_string();
+    let text = match unloaded.as_str() {
+        "not_loaded" => format!("{name} was not loaded (server at {}).", server.url),
+        "when_idle" => format!(
+            "{name} is answering: it is unloaded once its answers end, unless a new request comes first (server at {}).",
+            server.url
+        ),
+        _ => format!("Unloaded {name} (server at {}).", server.url),
     };
     Ok(Outcome::new(
-        json!({"model": name, "server": server.url, "was_loaded": was_loaded}),
+        json!({
+            "model": name,
+            "server": server.url,
+            "was_loaded": unloaded != "not_loaded",
+            "unloaded": unloaded,
+        }),
         text,
     ))
 }
