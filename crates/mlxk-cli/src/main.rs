@@ -43,7 +43,7 @@ enum Command {
     Health(commands::health::HealthArgs),
     /// Delete a model (or one snapshot with NAME@REVISION) from the cache.
     Rm(commands::rm::RmArgs),
-    /// Convert a GGUF file into an MLX model folder (or into the cache).
+    /// Convert a GGUF file or a safetensors model into an MLX model folder (or into the cache).
     Convert(commands::convert::ConvertArgs),
     /// Generate text: one answer for a prompt, or an interactive chat.
     Run(commands::run::RunArgs),

@@ -12,13 +12,19 @@
 //! `requantize` (those dense K-quant tensors quantized with MLX's own method) and float16
 //! scales (which cannot hold every K-quant scale `d·sc`).
 //!
+//! `quantize_folder` and `dequantize_folder` turn a dense Hugging Face safetensors folder into an
+//! MLX-quantized one and back, with the same tensors and `quantization` config as
+//! `mlx_lm.convert`; `repair_index` rebuilds a folder's `model.safetensors.index.json`.
+//!
 //! The folder is written next to the target and renamed into place when complete, so an
 //! interrupted conversion never leaves a folder that looks finished.
 
 mod arch;
 mod error;
+mod folder;
 pub mod ggml;
 mod gguf;
+mod mlx_lm_quant;
 pub mod quant;
 mod tokenizer;
 
@@ -36,6 +42,10 @@ use arch::{Mapping, ModelParams};
 pub use error::ConvertError;
 use ggml::{MlxForm, GROUP};
 use gguf::{GgufFile, TensorDesc};
+pub use mlx_lm_quant::{
+    dequantize_folder, quantize_folder, repair_index, FolderReport, RepairReport,
+    DEFAULT_GROUP_SIZE, MLX_GROUP_SIZES,
+};
 use quant::MlxQuantized;
 
 /// The dtype of quantization scales and biases (and of dense weights) in the output.
@@ -401,7 +411,7 @@ fn write_folder(
 }
 
 /// The finished folder takes the target's place (an empty target folder is replaced).
-fn move_into_place(staging: &Path, target: &Path) -> Result<(), ConvertError> {
+pub(crate) fn move_into_place(staging: &Path, target: &Path) -> Result<(), ConvertError> {
     if target.exists() {
         fs::remove_dir(target)
             .map_err(|e| ConvertError::io("replacing the empty folder", target, e))?;
@@ -410,7 +420,7 @@ fn move_into_place(staging: &Path, target: &Path) -> Result<(), ConvertError> {
 }
 
 /// A hidden folder beside the target, on the same file system, for the atomic rename.
-fn staging_dir(target: &Path) -> Result<PathBuf, ConvertError> {
+pub(crate) fn staging_dir(target: &Path) -> Result<PathBuf, ConvertError> {
     let parent = target
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
