@@ -162,9 +162,9 @@ pub fn write_weights(
                 ((*name).clone(), view)
             })
             .collect();
-        let metadata = Some(BTreeMap::from([("format".to_string(), "mlx".to_string())]));
+        let metadata = [("format".to_string(), "mlx".to_string())];
         let path = folder.join(&file_name);
-        safetensors::serialize_to_file(views, metadata.map(|m| m.into_iter().collect()), &path)
+        safetensors::serialize_to_file(views, Some(metadata.into_iter().collect()), &path)
             .map_err(|e| ConvertError::io("writing", &path, std::io::Error::other(e)))?;
         for (name, t) in shard {
             weight_map.insert((*name).clone(), json!(file_name));
@@ -210,6 +210,24 @@ pub fn copy_companions(source: &Path, target: &Path) -> Result<Vec<String>, Conv
     fs::write(target.join("README.md"), MODEL_CARD)
         .map_err(|e| ConvertError::io("writing", target.join("README.md"), e))?;
     Ok(copied)
+}
+
+/// Every top-level file but the safetensors files and their index, unchanged (config and README
+/// included): what a folder keeps when only its index is rebuilt.
+pub fn copy_all_but_weights(source: &Path, target: &Path) -> Result<(), ConvertError> {
+    let entries = fs::read_dir(source).map_err(|e| ConvertError::io("reading", source, e))?;
+    for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if path.is_file()
+            && !name.starts_with('.')
+            && !name.ends_with(".safetensors")
+            && name != INDEX_FILE
+        {
+            fs::copy(&path, target.join(name))
+                .map_err(|e| ConvertError::io("copying", &path, e))?;
+        }
+    }
+    Ok(())
 }
 
 /// The card mlx-lm writes for a converted local folder.

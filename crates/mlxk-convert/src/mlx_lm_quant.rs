@@ -92,7 +92,7 @@ pub fn quantize_folder(
     let rules = LoadRules::for_config(&model.config)?;
     let mut config = load_config(&model);
     let cast = cast_dtype(&config);
-    let (tensors, dropped) = rules.load(&model)?;
+    let Loaded { tensors, dropped } = rules.load(&model)?;
 
     let mut out = BTreeMap::new();
     let mut not_divisible = Vec::new();
@@ -181,7 +181,7 @@ pub fn dequantize_folder(
     let rules = LoadRules::for_config(&model.config)?;
     let mut config = load_config(&model);
     let cast = cast_dtype(&config);
-    let (tensors, dropped) = rules.load(&model)?;
+    let Loaded { tensors, dropped } = rules.load(&model)?;
     let default = QuantParams::read(&Value::Object(quantization.clone()), "quantization")?;
 
     let mut out = BTreeMap::new();
@@ -286,7 +286,7 @@ pub fn repair_index(source: &Path, target: &Path) -> Result<RepairReport, Conver
             std::fs::copy(file, staging.join(name))
                 .map_err(|e| ConvertError::io("copying", file, e))?;
         }
-        copy_all_but_weights(source, &staging)?;
+        folder::copy_all_but_weights(source, &staging)?;
         folder::write_json(&staging.join(folder::INDEX_FILE), &index)
     })();
     if let Err(e) = result {
@@ -302,23 +302,6 @@ pub fn repair_index(source: &Path, target: &Path) -> Result<RepairReport, Conver
         total_size: index["metadata"]["total_size"].as_u64().unwrap_or(0),
         changed,
     })
-}
-
-/// Every top-level file but the weights and the index, unchanged (config and README included).
-fn copy_all_but_weights(source: &Path, target: &Path) -> Result<(), ConvertError> {
-    let entries = std::fs::read_dir(source).map_err(|e| ConvertError::io("reading", source, e))?;
-    for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if path.is_file()
-            && !name.starts_with('.')
-            && !name.ends_with(".safetensors")
-            && name != folder::INDEX_FILE
-        {
-            std::fs::copy(&path, target.join(name))
-                .map_err(|e| ConvertError::io("copying", &path, e))?;
-        }
-    }
-    Ok(())
 }
 
 fn check_target(target: &Path) -> Result<(), ConvertError> {
@@ -381,11 +364,7 @@ impl LoadRules {
     }
 
     /// The folder's tensors as the model class loads them, and the names it dropped.
-    #[allow(clippy::type_complexity)]
-    fn load(
-        &self,
-        model: &ModelFolder,
-    ) -> Result<(BTreeMap<String, Tensor>, Vec<String>), ConvertError> {
+    fn load(&self, model: &ModelFolder) -> Result<Loaded, ConvertError> {
         let mut tensors = model.read_tensors()?;
         let dropped: Vec<String> = tensors
             .keys()
@@ -398,8 +377,13 @@ impl LoadRules {
         for name in &dropped {
             tensors.remove(name);
         }
-        Ok((tensors, dropped))
+        Ok(Loaded { tensors, dropped })
     }
+}
+
+struct Loaded {
+    tensors: BTreeMap<String, Tensor>,
+    dropped: Vec<String>,
 }
 
 /// `config.json` as mlx-lm's `load_config` reads it: with `eos_token_id` from
