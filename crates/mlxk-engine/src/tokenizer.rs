@@ -175,8 +175,9 @@ pub fn chat_context(
 }
 
 /// Template instructions one rendering may run. A long conversation with tools takes well
-/// under a million; a template that loops for ever stops here instead of holding the worker.
-const TEMPLATE_FUEL: u64 = 50_000_000;
+/// under a million; a template that loops for ever stops here instead of holding the worker
+/// (50 million took about a minute in a debug build: too long to hold a worker or a fuzzer).
+const TEMPLATE_FUEL: u64 = 5_000_000;
 /// The most text one rendering may produce: far beyond any model's context window.
 const MAX_RENDERED_BYTES: usize = 16 << 20;
 
