@@ -224,6 +224,10 @@ def test_bad_input_is_named_and_nothing_is_overwritten(tmp_path):
                 expect=1)["error"]["type"] == "unsupported_dtype"
     assert mlxk(str(src), str(tmp_path / "d"), "--quantize", "7",
                 expect=1)["error"]["type"] == "invalid_options"
+    # What to do with SRC is said once: a mode, and --group-size only with --quantize.
+    assert mlxk(str(src), str(tmp_path / "e"), expect=2)["error"]["type"] == "usage_error"
+    assert mlxk(str(src), str(tmp_path / "e"), "--dequantize", "--group-size", "32",
+                expect=2)["error"]["type"] == "usage_error"
     taken = tmp_path / "taken"
     taken.mkdir()
     (taken / "keep.txt").write_text("mine")

@@ -19,7 +19,7 @@ use crate::output::{CliError, Outcome, Output};
 pub struct ConvertArgs {
     /// SRC TARGET: a Hugging Face model folder (safetensors) and the folder to write (new or
     /// empty); with --from-gguf only TARGET; with --into-cache no TARGET.
-    #[arg(value_name = "SRC TARGET", num_args = 0..=2)]
+    #[arg(value_names = ["SRC", "TARGET"], num_args = 0..=2)]
     pub paths: Vec<PathBuf>,
     /// A GGUF file to convert (llama, qwen2, gemma3; F32/F16/BF16, Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 and
     /// Q2_K-Q6_K tensors), or the first part of a split one (NAME-00001-of-0000N.gguf).
@@ -30,8 +30,9 @@ pub struct ConvertArgs {
     #[arg(long, value_name = "BITS", conflicts_with_all = ["dequantize", "repair_index"])]
     pub quantize: Option<u32>,
     /// Values per quantization group (32, 64, 128), as mlx-lm's --q-group-size.
-    #[arg(long, value_name = "G", requires = "quantize", default_value_t = DEFAULT_GROUP_SIZE)]
-    pub group_size: usize,
+    /// [default: 64]
+    #[arg(long, value_name = "G")]
+    pub group_size: Option<usize>,
     /// Turn the MLX-quantized model SRC back into a dense one, as `mlx_lm.convert --dequantize`.
     #[arg(long, conflicts_with = "repair_index")]
     pub dequantize: bool,
@@ -67,7 +68,7 @@ impl ConvertArgs {
                 (Some(gguf), _) => (Job::Gguf(gguf), self.paths.as_slice()),
                 (None, Some((source, rest))) => {
                     let job = if let Some(bits) = self.quantize {
-                        Job::Quantize(source, bits, self.group_size)
+                        Job::Quantize(source, bits, self.group_size.unwrap_or(DEFAULT_GROUP_SIZE))
                     } else if self.dequantize {
                         Job::Dequantize(source)
                     } else if self.repair_index {
@@ -85,6 +86,9 @@ impl ConvertArgs {
                      --repair-index, or --from-gguf FILE TARGET",
                 )),
             };
+        if self.group_size.is_some() && self.quantize.is_none() {
+            return Err(CliError::usage("--group-size goes with --quantize"));
+        }
         if !matches!(job, Job::Gguf(_)) && (self.requantize.is_some() || self.scales != Scales::F32)
         {
             return Err(CliError::usage(
