@@ -191,4 +191,13 @@ install_real_model() {  # GGUF NAME
 }
 install_real_model "$QWEN_GGUF" "mlxk-test/Qwen2.5-Coder-0.5B-Instruct-Q4_K_M-mlx"
 install_real_model "$GEMMA_GGUF" "mlxk-test/gemma-3-270m-Q4_K_M-mlx"
+# The Qwen model in the demo cache too, as the demo's model that can call tools: hard links of
+# the test cache's conversion (same commit, no second copy on disk), renewed when it changes.
+demo_qwen="$DEMO_HF_HOME/hub/models--mlxk-demo--Qwen2.5-Coder-0.5B-Instruct-Q4_K_M-mlx"
+test_qwen="$TEST_HF_HOME/hub/models--mlxk-test--Qwen2.5-Coder-0.5B-Instruct-Q4_K_M-mlx"
+if [ "$(cat "$demo_qwen/refs/main" 2>/dev/null)" != "$(cat "$test_qwen/refs/main")" ]; then
+  log "demo model: Qwen2.5-Coder-0.5B-Instruct into $DEMO_HF_HOME as mlxk-demo/Qwen2.5-Coder-0.5B-Instruct-Q4_K_M-mlx"
+  rm -rf "$demo_qwen"
+  cp -al "$test_qwen" "$demo_qwen" 2>/dev/null || cp -a "$test_qwen" "$demo_qwen"
+fi
 log "done"
