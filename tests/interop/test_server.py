@@ -353,21 +353,26 @@ def wait_for(predicate, seconds: float = 10) -> bool:
 def test_one_log_line_per_request_never_its_content(server):
     marker = "zebra-marker-4711"
     question = [{"role": "user", "content": f"Say {marker} back."}]
-    client = server.client()
-    client.chat.completions.create(model=NAME, messages=question, temperature=0, max_tokens=5)
-    list(client.chat.completions.create(model=NAME, messages=question, temperature=0, max_tokens=5, stream=True))
-    assert httpx.post(server.base + "/v1/chat/completions", json={"model": "nobody/none", "messages": question}).status_code == 404
 
     def lines() -> list[str]:
         return [line for line in server.stderr().splitlines() if "path=/v1/chat/completions" in line]
 
+    # Earlier tests on this server logged lines too: only the ones after this point count.
+    before = len(lines())
+    client = server.client()
+    client.chat.completions.create(model=NAME, messages=question, temperature=0, max_tokens=5)
+    list(client.chat.completions.create(model=NAME, messages=question, temperature=0, max_tokens=5, stream=True))
+    assert httpx.post(server.base + "/v1/chat/completions", json={"model": "nobody/none", "messages": question}).status_code == 404
     # Three requests, three lines (the streamed one once its stream has ended).
-    assert wait_for(lambda: sum(f"model={NAME}" in line for line in lines()) >= 2 and any("status=404" in line for line in lines()))
-    done = [line for line in lines() if f"model={NAME}" in line and "status=200" in line]
-    for line in done[-2:]:
+    assert wait_for(lambda: len(lines()) >= before + 3), lines()[before:]
+    ours = lines()[before:]
+    assert len(ours) == 3, ours
+    done = [line for line in ours if f"model={NAME}" in line and "status=200" in line]
+    assert len(done) == 2, ours
+    for line in done:
         for field in ("method=POST", "prompt_tokens=", "cached_tokens=0", "generated_tokens=5", "ttft_ms=", "duration_ms="):
             assert field in line, line
-    assert any("model=nobody/none" in line and "status=404" in line for line in lines())
+    assert any("model=nobody/none" in line and "status=404" in line for line in ours), ours
     log = server.stderr()
     assert marker not in log, "a prompt reached the log"
     assert "\x1b[" not in log, "colour codes written to a pipe"
