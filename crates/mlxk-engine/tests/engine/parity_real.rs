@@ -4,17 +4,12 @@
 //! our engine's greedy tokens, under its default load plan, equal mlx-lm's: a chat prompt for
 //! Qwen (which must answer with Python code), a raw completion for Gemma.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
+use super::reference::{ids, mlx_lm_greedy, root};
 use mlxk_engine::{generate, Control, LoadPolicy, SamplingParams, Tokenizer};
-use serde_json::Value;
 
 const TOKENS: usize = 32;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 /// The snapshot folder of a model setup.sh installed into the test cache.
 fn installed(name: &str) -> PathBuf {
@@ -27,41 +22,11 @@ fn installed(name: &str) -> PathBuf {
     repo.join("snapshots").join(commit.trim())
 }
 
-fn mlx_lm_reference(model: &Path, prompt: &str, raw: bool) -> Value {
-    let mut command = Command::new(root().join(".venv/bin/python"));
-    command
-        .arg(root().join("tests/reference/mlx_lm_greedy.py"))
-        .arg(model)
-        .arg(prompt)
-        .arg(TOKENS.to_string());
-    if raw {
-        command.arg("--raw");
-    }
-    let output = command
-        .output()
-        .expect("the test virtualenv's python runs (./scripts/setup.sh)");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
-}
-
-fn ids(value: &Value) -> Vec<u32> {
-    value
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap() as u32)
-        .collect()
-}
-
 /// Our greedy generation equals mlx-lm's on the same folder; returns our text.
 fn check(name: &str, question: &str, chat: bool) -> String {
     let _mlx = super::mlx();
     let model_dir = installed(name);
-    let reference = mlx_lm_reference(&model_dir, question, !chat);
+    let reference = mlx_lm_greedy(&model_dir, question, TOKENS, !chat);
     let tokenizer = Tokenizer::load(&model_dir).unwrap();
     let prompt = if chat {
         let messages = [mlxk_engine::ChatMessage::new("user", question)];

@@ -27,6 +27,7 @@ use mlxk_engine::{
 use serde_json::Value;
 
 use super::mlx;
+use super::reference::ids;
 
 fn make_models(out: &Path) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -36,15 +37,6 @@ fn make_models(out: &Path) {
         .status()
         .expect("the test virtualenv's python runs (./scripts/setup.sh)");
     assert!(status.success());
-}
-
-fn ids(value: &Value) -> Vec<u32> {
-    value
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap() as u32)
-        .collect()
 }
 
 /// What mlx-lm's generate_step yields first: log-softmax of the last position's logits after
