@@ -157,7 +157,10 @@ impl ServerControl {
         };
         match tokio::time::timeout(UNLOAD_ANSWER, models.unload(name)).await {
             Ok(unloaded) => Ok(unloaded?.was_loaded()),
-            Err(_) => Err(ServiceError::Busy),
+            Err(_) => Err(ServiceError::Internal(format!(
+                "the server did not answer within {} s (it may be loading a model); try again",
+                UNLOAD_ANSWER.as_secs()
+            ))),
         }
     }
 
