@@ -81,6 +81,21 @@ async function openChat(t, handlers) {
   return ui;
 }
 
+/** A question whose answer streams its first piece, then holds (the server keeps it open). */
+async function startHeldAnswer(t) {
+  const fake = await fakeServer({ hold: true });
+  t.after(() => fake.close());
+  const ui = await openChat(t, {
+    server_status: () => ({ state: "running", address: fake.address, exposed: false }),
+    chat_api_key: () => null,
+  });
+  const { page } = ui;
+  await page.fill("#chat-input", "Tell me a long story.");
+  await page.click("#chat-send");
+  await until("the first piece", async () => (await page.textContent('#chat-transcript [data-role="assistant"] .text')) === "Paris");
+  return { fake, ui, page };
+}
+
 describe("chat", () => {
   test("a question streams its answer from /v1/chat/completions with the options, then the stats", async (t) => {
     const fake = await fakeServer();
@@ -129,16 +144,7 @@ describe("chat", () => {
   });
 
   test("Stop cancels a running answer: the request is closed and what came stays", async (t) => {
-    const fake = await fakeServer({ hold: true });
-    t.after(() => fake.close());
-    const ui = await openChat(t, {
-      server_status: () => ({ state: "running", address: fake.address, exposed: false }),
-      chat_api_key: () => null,
-    });
-    const { page } = ui;
-    await page.fill("#chat-input", "Tell me a long story.");
-    await page.click("#chat-send");
-    await until("the first piece", async () => (await page.textContent('#chat-transcript [data-role="assistant"] .text')) === "Paris");
+    const { fake, ui, page } = await startHeldAnswer(t);
     assert.equal(await page.isVisible("#chat-stop-button"), true);
     assert.equal(fake.requests[0].authorization, null, "no key, no Authorization header");
     await page.click("#chat-stop-button");
@@ -150,16 +156,7 @@ describe("chat", () => {
   });
 
   test("New chat while an answer streams starts clean: the cut answer stays out of the next conversation", async (t) => {
-    const fake = await fakeServer({ hold: true });
-    t.after(() => fake.close());
-    const ui = await openChat(t, {
-      server_status: () => ({ state: "running", address: fake.address, exposed: false }),
-      chat_api_key: () => null,
-    });
-    const { page } = ui;
-    await page.fill("#chat-input", "Tell me a long story.");
-    await page.click("#chat-send");
-    await until("the first piece", async () => (await page.textContent('#chat-transcript [data-role="assistant"] .text')) === "Paris");
+    const { fake, ui, page } = await startHeldAnswer(t);
     await page.click("#chat-clear");
     await until("the pane to be free", () => page.isVisible("#chat-send"));
     assert.equal(await page.locator("#chat-transcript [data-role]").count(), 0);

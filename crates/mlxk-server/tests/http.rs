@@ -256,6 +256,19 @@ impl Server {
         panic!("the queue never reached {active} active, {waiting} waiting");
     }
 
+    /// Ollama's unload (`ollama stop`, `mlxk stop`): an empty generate with keep_alive 0; it
+    /// must be answered as one. Returns the answer.
+    async fn unload(&self, model: &str) -> Value {
+        let (status, body) = self
+            .post("/api/generate", json!({"model": model, "keep_alive": 0}))
+            .await;
+        assert_eq!(
+            (status, body["done_reason"].as_str()),
+            (200, Some("unload"))
+        );
+        body
+    }
+
     /// Starts a streamed chat answer and hands back the response as it arrives.
     async fn open_stream(&self, content: &str) -> reqwest::Response {
         let mut request = chat(content);
@@ -850,13 +863,7 @@ async fn ollamas_ps_and_generate_show_load_and_unload_the_model_in_memory() {
     assert!(resident["loaded_at"].is_string());
 
     // `ollama stop` / `mlxk stop`: an empty generate with keep_alive 0.
-    let (status, body) = server
-        .post("/api/generate", json!({"model": MODEL, "keep_alive": 0}))
-        .await;
-    assert_eq!(
-        (status, body["done_reason"].as_str()),
-        (200, Some("unload"))
-    );
+    let body = server.unload(MODEL).await;
     assert_eq!(body["unloaded"], "now");
     assert_eq!(server.get("/api/ps").await.1, json!({"models": []}));
     let (_, again) = server
@@ -908,13 +915,7 @@ async fn an_unload_asked_during_a_generation_waits_for_its_end() {
     let server = Server::start().await;
     let slow = server.spawn_chat(chat(&format!("SLOW {}", "w ".repeat(10))));
     server.wait_for_queue(1, 0).await;
-    let (status, body) = server
-        .post("/api/generate", json!({"model": MODEL, "keep_alive": 0}))
-        .await;
-    assert_eq!(
-        (status, body["done_reason"].as_str()),
-        (200, Some("unload"))
-    );
+    let body = server.unload(MODEL).await;
     assert_eq!(body["unloaded"], "when_idle");
     // Still held while it answers; gone once the answer is complete.
     assert_eq!(server.get("/api/ps").await.1["models"][0]["name"], MODEL);
