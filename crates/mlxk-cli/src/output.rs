@@ -208,6 +208,24 @@ pub fn print_stdout(text: &str) {
     }
 }
 
+/// Asks a yes/no question on the terminal (stderr) and reads the answer; an empty answer is
+/// `yes_by_default`, anything unreadable is no.
+pub fn ask(question: &str, yes_by_default: bool) -> bool {
+    eprint!(
+        "{question} {} ",
+        if yes_by_default { "[Y/n]" } else { "[y/N]" }
+    );
+    let _ = io::stderr().flush();
+    let mut answer = String::new();
+    if io::BufRead::read_line(&mut io::stdin().lock(), &mut answer).is_err() {
+        return false;
+    }
+    match answer.trim().to_ascii_lowercase().as_str() {
+        "" => yes_by_default,
+        reply => matches!(reply, "y" | "yes"),
+    }
+}
+
 pub fn stdin_is_terminal() -> bool {
     io::stdin().is_terminal()
 }

@@ -1,12 +1,10 @@
-use std::io::{self, BufRead, Write};
-
 use clap::Args;
 use mlxk_core::remove::{self, RemovalPlan, RemovalScope};
 use mlxk_core::Library;
 use serde_json::json;
 
 use crate::human;
-use crate::output::{stdin_is_terminal, CliError, Outcome, Output};
+use crate::output::{ask, stdin_is_terminal, CliError, Outcome, Output};
 
 #[derive(Debug, Args)]
 pub struct RmArgs {
@@ -91,15 +89,12 @@ fn short(commit: &str) -> &str {
 }
 
 fn confirm(plan: &RemovalPlan) -> bool {
-    eprint!(
-        "Delete {}, {}? [y/N] ",
-        describe(plan),
-        human::size(plan.freed_bytes)
-    );
-    let _ = io::stderr().flush();
-    let mut answer = String::new();
-    if io::stdin().lock().read_line(&mut answer).is_err() {
-        return false;
-    }
-    matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+    ask(
+        &format!(
+            "Delete {}, {}?",
+            describe(plan),
+            human::size(plan.freed_bytes)
+        ),
+        false,
+    )
 }

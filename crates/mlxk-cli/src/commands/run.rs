@@ -15,7 +15,7 @@ use serde_json::json;
 
 use super::{block_on, WeightArgs};
 use crate::local_server::{LocalServer, ServerArgs};
-use crate::output::{CliError, Outcome, Output};
+use crate::output::{ask, CliError, Outcome, Output};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -235,18 +235,11 @@ fn offer_pull(name: &str, output: &Output) -> Result<bool, CliError> {
     let Ok(request) = mlxk_core::hub::pull::PullRequest::from_name(name, false) else {
         return Ok(false);
     };
-    eprint!(
-        "{name} is not in the cache. Pull {} from the Hugging Face Hub now? [Y/n] ",
+    let question = format!(
+        "{name} is not in the cache. Pull {} from the Hugging Face Hub now?",
         request.repo.as_str()
     );
-    let _ = io::stderr().flush();
-    let mut answer = String::new();
-    if io::stdin().lock().read_line(&mut answer).is_err()
-        || !matches!(
-            answer.trim().to_ascii_lowercase().as_str(),
-            "" | "y" | "yes"
-        )
-    {
+    if !ask(&question, true) {
         return Ok(false);
     }
     let pulled = super::pull::run(
