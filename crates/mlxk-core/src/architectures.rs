@@ -17,6 +17,10 @@ pub const SUPPORTED_ARCHITECTURES: &[&str] = &[
     "gemma3_text",
 ];
 
+/// `model_type` values the engine embeds text with: the BERT encoder, and causal models whose
+/// last hidden states an embedding model such as Qwen3-Embedding pools.
+pub const EMBEDDING_ARCHITECTURES: &[&str] = &["bert", "llama", "mistral", "qwen2", "qwen3"];
+
 /// Whether a `config.json` asks for Python code shipped with the model: `model_file`, or
 /// `auto_map` / `trust_remote_code` for an architecture the engine does not implement itself
 /// (for one it does, the model runs natively and the code is ignored). Such code never runs here.
@@ -43,9 +47,18 @@ pub fn runtime_compatibility(
     model_type: ModelType,
     architecture: Option<&str>,
     declares_remote_code: bool,
+    has_safetensors: bool,
 ) -> Result<(), String> {
     if !healthy {
         return Err("the model is not healthy".into());
+    }
+    if model_type == ModelType::Embedding {
+        return embedding_compatibility(
+            framework,
+            architecture,
+            declares_remote_code,
+            has_safetensors,
+        );
     }
     if framework != Framework::Mlx {
         return Err(format!(
@@ -71,5 +84,78 @@ pub fn runtime_compatibility(
         Some(arch) => Err(format!(
             "architecture '{arch}' is not supported by the engine yet"
         )),
+    }
+}
+
+/// An embedding model runs from MLX conversions and from the float safetensors
+/// sentence-transformers publish (MLX reads those as they are); never from pickled weights.
+fn embedding_compatibility(
+    framework: Framework,
+    architecture: Option<&str>,
+    declares_remote_code: bool,
+    has_safetensors: bool,
+) -> Result<(), String> {
+    if !matches!(framework, Framework::Mlx | Framework::PyTorch) {
+        return Err(format!(
+            "incompatible framework: {} (MLX or safetensors weights are required)",
+            framework.label()
+        ));
+    }
+    if !has_safetensors {
+        return Err("the weights are not safetensors (pickled weights are never loaded)".into());
+    }
+    if declares_remote_code {
+        return Err(
+            "the model needs custom Python code (config.json: model_file, auto_map or trust_remote_code), which is never executed"
+                .into(),
+        );
+    }
+    match architecture {
+        None => Err("config.json does not name an architecture (model_type)".into()),
+        Some(arch) if EMBEDDING_ARCHITECTURES.contains(&arch) => Ok(()),
+        Some(arch) => Err(format!(
+            "embedding architecture '{arch}' is not supported by the engine yet (bert, or a causal {})",
+            EMBEDDING_ARCHITECTURES[1..].join("/")
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedding_models_run_from_safetensors_of_known_architectures() {
+        let check = |framework, arch, safetensors| {
+            runtime_compatibility(
+                true,
+                framework,
+                ModelType::Embedding,
+                arch,
+                false,
+                safetensors,
+            )
+        };
+        assert_eq!(check(Framework::PyTorch, Some("bert"), true), Ok(()));
+        assert_eq!(check(Framework::Mlx, Some("qwen3"), true), Ok(()));
+        assert!(check(Framework::PyTorch, Some("bert"), false)
+            .unwrap_err()
+            .contains("pickled"));
+        assert!(check(Framework::Gguf, Some("bert"), true)
+            .unwrap_err()
+            .contains("GGUF"));
+        assert!(check(Framework::Mlx, Some("xlm-roberta"), true)
+            .unwrap_err()
+            .contains("xlm-roberta"));
+        // A text model still needs MLX.
+        assert!(runtime_compatibility(
+            true,
+            Framework::PyTorch,
+            ModelType::Chat,
+            Some("llama"),
+            false,
+            true
+        )
+        .is_err());
     }
 }

@@ -151,7 +151,12 @@ pub fn inspect(
         &snapshot_dir,
         &files,
     );
-    let runtime = runtime_status(health.is_healthy(), &classification, config.as_ref());
+    let runtime = runtime_status(
+        health.is_healthy(),
+        &classification,
+        config.as_ref(),
+        &files,
+    );
     let modified = snapshot::newest_modification(&files)
         .or_else(|| fs::metadata(&repo.dir).and_then(|m| m.modified()).ok())
         .unwrap_or(SystemTime::UNIX_EPOCH);
@@ -191,7 +196,12 @@ pub fn inspect_folder(folder: &Path, depth: CheckDepth) -> ModelInfo {
         &folder,
         &files,
     );
-    let runtime = runtime_status(health.is_healthy(), &classification, config.as_ref());
+    let runtime = runtime_status(
+        health.is_healthy(),
+        &classification,
+        config.as_ref(),
+        &files,
+    );
     let modified = snapshot::newest_modification(&files).unwrap_or(SystemTime::UNIX_EPOCH);
     let workspace = WorkspaceState::read(&folder);
     ModelInfo {
@@ -215,6 +225,7 @@ fn runtime_status(
     healthy: bool,
     classification: &Classification,
     config: Option<&Value>,
+    files: &[SnapshotFile],
 ) -> RuntimeStatus {
     match architectures::runtime_compatibility(
         healthy,
@@ -222,6 +233,7 @@ fn runtime_status(
         classification.model_type,
         classification.architecture.as_deref(),
         config.is_some_and(architectures::asks_for_custom_code),
+        files.iter().any(|f| f.name.ends_with(".safetensors")),
     ) {
         Ok(()) => RuntimeStatus {
             compatible: true,

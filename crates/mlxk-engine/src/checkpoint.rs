@@ -87,6 +87,16 @@ impl Weights {
                 .map_err(|e| EngineError::Weights(format!("{}: {e}", file.display())))?;
             tensors.extend(loaded);
         }
+        // A checkpoint saved from the bare transformer (Qwen3-Embedding's are) is read as the
+        // causal model it came from.
+        if tensors.contains_key("embed_tokens.weight")
+            && !tensors.keys().any(|k| k.starts_with("model."))
+        {
+            tensors = tensors
+                .into_iter()
+                .map(|(name, tensor)| (format!("model.{name}"), tensor))
+                .collect();
+        }
         if plan.layout != WeightLayout::AsPublished {
             upcast_to_float32(&mut tensors)?;
         }

@@ -28,6 +28,7 @@
 
 mod checkpoint;
 pub mod completion;
+pub mod embedding;
 mod error;
 pub mod generate;
 mod kv_cache;
@@ -40,6 +41,7 @@ mod text_model;
 pub mod tokenizer;
 
 pub use completion::TextGeneration;
+pub use embedding::{Embedded, EmbeddingInput, EmbeddingModel, InputKind, Pooling, PoolingMode};
 pub use error::{EngineError, Result};
 pub use generate::{generate, Control, FinishReason, Generation, Generator};
 pub use load_plan::{LoadPlan, LoadPolicy, WeightLayout};

@@ -5,8 +5,8 @@
 use mlxk_core::usage::UsageLog;
 use mlxk_core::{HubCache, RunnableModel};
 use mlxk_engine::{
-    AnswerOptions, EngineError, FinishReason, LoadPolicy, Prompt, TextEvent, TextGeneration,
-    TextModel,
+    AnswerOptions, Embedded, EmbeddingInput, EmbeddingModel, EngineError, FinishReason, InputKind,
+    LoadPolicy, Prompt, TextEvent, TextGeneration, TextModel,
 };
 
 use crate::service::{ServiceError, Usage};
@@ -26,6 +26,27 @@ pub trait Backend {
         prompt: &Prompt,
         options: &AnswerOptions,
     ) -> Result<Box<dyn Generation>, ServiceError>;
+
+    /// Loads the embedding model `model`, held beside the text model (replacing another
+    /// embedding model); returns the memory it now holds, in bytes.
+    fn load_embedder(&mut self, model: &RunnableModel) -> Result<u64, ServiceError> {
+        Err(ServiceError::ModelUnusable(format!(
+            "{}: this server makes no embeddings",
+            model.name
+        )))
+    }
+    /// Frees the embedding model held, if any.
+    fn unload_embedder(&mut self) {}
+    /// The vectors of `inputs` from the loaded embedding model, in their order.
+    fn embed(
+        &mut self,
+        _inputs: &[EmbeddingInput],
+        _kind: InputKind,
+    ) -> Result<Vec<Embedded>, ServiceError> {
+        Err(ServiceError::Internal(
+            "no embedding model is loaded".into(),
+        ))
+    }
 }
 
 /// One running generation.
@@ -48,6 +69,7 @@ pub struct MlxBackend {
     policy: LoadPolicy,
     usage: UsageLog,
     loaded: Option<TextModel>,
+    embedder: Option<EmbeddingModel>,
 }
 
 impl MlxBackend {
@@ -56,6 +78,7 @@ impl MlxBackend {
             policy,
             usage: UsageLog::for_cache(cache),
             loaded: None,
+            embedder: None,
         }
     }
 
@@ -115,6 +138,40 @@ impl Backend for MlxBackend {
             other => ServiceError::Internal(other.to_string()),
         })?;
         Ok(Box::new(MlxGeneration(generation)))
+    }
+
+    fn load_embedder(&mut self, model: &RunnableModel) -> Result<u64, ServiceError> {
+        self.unload_embedder();
+        self.check_memory(model)?;
+        let loaded = EmbeddingModel::load(&model.dir, &self.policy).map_err(load_error(model))?;
+        tracing::info!(model = %model.name, dimensions = loaded.dimensions(), "embedding model loaded");
+        if let Err(e) = self.usage.record(&model.name) {
+            tracing::warn!(model = %model.name, error = %e, "cannot record when the model was used");
+        }
+        let memory_bytes = loaded.plan.memory_bytes;
+        self.embedder = Some(loaded);
+        Ok(memory_bytes)
+    }
+
+    fn unload_embedder(&mut self) {
+        if self.embedder.take().is_some() {
+            let _ = mlxk_engine::runtime::clear_memory_cache();
+        }
+    }
+
+    fn embed(
+        &mut self,
+        inputs: &[EmbeddingInput],
+        kind: InputKind,
+    ) -> Result<Vec<Embedded>, ServiceError> {
+        let model = self
+            .embedder
+            .as_ref()
+            .ok_or_else(|| ServiceError::Internal("no embedding model is loaded".into()))?;
+        model.embed(inputs, kind).map_err(|e| match e {
+            EngineError::Tokenizer(_) => ServiceError::InvalidPrompt(e.to_string()),
+            other => ServiceError::Internal(other.to_string()),
+        })
     }
 }
 

@@ -171,6 +171,10 @@ impl From<ServiceError> for ApiError {
             ServiceError::ModelNotFound(_) => ApiError::model_not_found(message),
             ServiceError::ModelUnusable(_) => ApiError::model_unusable(message),
             ServiceError::InvalidPrompt(_) => ApiError::bad_request(message),
+            ServiceError::WrongModelKind(_) => ApiError::bad_request(message).with_param("model"),
+            ServiceError::InvalidInput(param, _) => {
+                ApiError::bad_request(message).with_param(param)
+            }
             ServiceError::ContextLengthExceeded(_) => ApiError::context_length_exceeded(message),
             ServiceError::InsufficientMemory(_) => ApiError::insufficient_memory(message),
             ServiceError::Busy => ApiError::unavailable("server_busy", message),

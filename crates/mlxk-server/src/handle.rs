@@ -39,9 +39,9 @@ impl ServerHandle {
         self.addr
     }
 
-    /// The model held in memory, if any.
-    pub fn loaded_model(&self) -> Option<String> {
-        self.state.service.worker().loaded_model()
+    /// The models held in memory (a text model, an embedding model).
+    pub fn loaded_models(&self) -> Vec<String> {
+        self.state.service.worker().loaded_models()
     }
 
     /// What the server holds in memory, to ask while it runs (cheap to clone, and usable
@@ -50,9 +50,9 @@ impl ServerHandle {
         Models(Arc::clone(&self.state))
     }
 
-    /// The model in memory: its name, memory, when loaded and when it goes if idle.
-    pub fn resident(&self) -> Option<Resident> {
-        self.models().resident()
+    /// The models in memory: names, memory, when loaded and when they go if idle.
+    pub fn residents(&self) -> Vec<Resident> {
+        self.models().residents()
     }
 
     /// Lets go of the model `name` (as the API names it) now, or once its running answers
@@ -99,8 +99,8 @@ impl ServerHandle {
 pub struct Models(Shared);
 
 impl Models {
-    pub fn resident(&self) -> Option<Resident> {
-        self.0.service.worker().resident()
+    pub fn residents(&self) -> Vec<Resident> {
+        self.0.service.worker().residents()
     }
 
     pub async fn unload(&self, name: &str) -> Result<Unloaded, ServiceError> {

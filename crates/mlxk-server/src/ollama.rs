@@ -1,10 +1,11 @@
 //! The first of Ollama's routes, in Ollama's shapes: `GET /api/version`, `GET /api/ps` (the
-//! model in memory), and `POST /api/generate` without a prompt, which loads a model or, with
-//! `keep_alive: 0`, unloads it (what `ollama stop` and `mlxk stop` send). Generating through
+//! models in memory), `POST /api/generate` without a prompt, which loads a model or, with
+//! `keep_alive: 0`, unloads it (what `ollama stop` and `mlxk stop` send), and embeddings
+//! (`POST /api/embed`, and the older `POST /api/embeddings`). Generating through
 //! `/api/generate` and `/api/chat` is not here yet: such a request is a clear 501.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use axum::extract::{FromRequest, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -14,10 +15,13 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use mlxk_engine::{EmbeddingInput, InputKind};
+
 use crate::error::{without_directories, ApiError};
 use crate::extract::ApiJson;
 use crate::request_log::RequestLog;
 use crate::routes::Shared;
+use crate::service::EmbeddingRequest;
 
 /// An error as Ollama answers one: `{"error": "…"}` with the status.
 #[derive(Debug)]
@@ -70,12 +74,13 @@ pub async fn version() -> Json<Value> {
     Json(json!({"version": env!("CARGO_PKG_VERSION")}))
 }
 
-/// The model in memory (one at a time today), as Ollama lists it, with when it was loaded.
+/// The models in memory (a text model, an embedding model), as Ollama lists them, with when
+/// they were loaded.
 pub async fn ps(State(state): State<Shared>) -> Json<Value> {
     let models: Vec<Value> = state
         .service
         .worker()
-        .resident()
+        .residents()
         .into_iter()
         .map(|resident| {
             json!({
@@ -142,9 +147,13 @@ pub async fn generate(
     if request.keep_alive.as_ref().is_some_and(KeepAlive::is_zero) {
         // The model in memory by the name given, even if its files are gone from the cache
         // since: letting go of memory never needs the disk.
-        let name = match worker.resident() {
-            Some(resident) if resident.name == request.model => resident.name,
-            _ => state.service.resolve(&request.model).await?.name,
+        let name = match worker
+            .loaded_models()
+            .into_iter()
+            .find(|n| *n == request.model)
+        {
+            Some(resident) => resident,
+            None => state.service.resolve(&request.model).await?.name,
         };
         let unloaded = worker.unload(&name).await?;
         return Ok(done(&name, "unload", Some(unloaded.label())));
@@ -152,6 +161,89 @@ pub async fn generate(
     let model = state.service.resolve(&request.model).await?;
     worker.load(model.clone()).await?;
     Ok(done(&model.name, "load", None))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum EmbedInput {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EmbedRequest {
+    model: String,
+    input: EmbedInput,
+    /// Cut inputs longer than the model reads (Ollama's default); `false` makes them an error.
+    #[serde(default)]
+    truncate: Option<bool>,
+    #[serde(default)]
+    dimensions: Option<usize>,
+}
+
+/// `POST /api/embed`: `{"model", "input": text or texts}` to `{"embeddings": [[...]]}`.
+pub async fn embed(
+    State(state): State<Shared>,
+    Extension(log): Extension<Arc<RequestLog>>,
+    OllamaJson(request): OllamaJson<EmbedRequest>,
+) -> Result<Response, OllamaError> {
+    log.model(&request.model);
+    let started = Instant::now();
+    let inputs = match request.input {
+        EmbedInput::One(text) => vec![EmbeddingInput::Text(text)],
+        EmbedInput::Many(texts) => texts.into_iter().map(EmbeddingInput::Text).collect(),
+    };
+    let (model, vectors) = state
+        .service
+        .embed(EmbeddingRequest {
+            model: request.model,
+            inputs,
+            kind: InputKind::Document,
+            dimensions: request.dimensions,
+            truncate: request.truncate.unwrap_or(true),
+        })
+        .await?;
+    log.model(&model.name);
+    let tokens: usize = vectors.iter().map(|v| v.tokens).sum();
+    log.read_tokens(tokens);
+    let embeddings: Vec<&[f32]> = vectors.iter().map(|v| v.vector.as_slice()).collect();
+    Ok(Json(json!({
+        "model": model.name,
+        "embeddings": embeddings,
+        "total_duration": started.elapsed().as_nanos() as u64,
+        "load_duration": 0,
+        "prompt_eval_count": tokens,
+    }))
+    .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LegacyEmbeddingRequest {
+    model: String,
+    prompt: String,
+}
+
+/// `POST /api/embeddings` (Ollama's older endpoint): `{"model", "prompt"}` to `{"embedding"}`.
+pub async fn embeddings(
+    State(state): State<Shared>,
+    Extension(log): Extension<Arc<RequestLog>>,
+    OllamaJson(request): OllamaJson<LegacyEmbeddingRequest>,
+) -> Result<Response, OllamaError> {
+    log.model(&request.model);
+    let (model, vectors) = state
+        .service
+        .embed(EmbeddingRequest {
+            model: request.model,
+            inputs: vec![EmbeddingInput::Text(request.prompt)],
+            kind: InputKind::Document,
+            dimensions: None,
+            truncate: true,
+        })
+        .await?;
+    log.model(&model.name);
+    log.read_tokens(vectors.iter().map(|v| v.tokens).sum());
+    let embedding = vectors.into_iter().next().map(|v| v.vector);
+    Ok(Json(json!({ "embedding": embedding.unwrap_or_default() })).into_response())
 }
 
 /// Ollama's answer to an empty generate; `unloaded` (ours) says whether the model went now,

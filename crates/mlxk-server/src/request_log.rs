@@ -66,6 +66,14 @@ impl RequestLog {
         }
     }
 
+    /// The tokens an answer without a generation read (embeddings).
+    pub fn read_tokens(&self, prompt_tokens: usize) {
+        self.seen().usage = Some(Usage {
+            prompt_tokens,
+            completion_tokens: 0,
+        });
+    }
+
     /// The answer streams: [`StreamEnd`] writes the line.
     pub fn defer(self: &Arc<Self>) -> StreamEnd {
         self.deferred.store(true, Ordering::SeqCst);

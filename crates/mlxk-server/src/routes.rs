@@ -45,6 +45,7 @@ pub fn router(state: Shared) -> Router {
         .route("/models/{*id}", get(openai::get_model))
         .route("/chat/completions", post(openai::chat_completions))
         .route("/completions", post(openai::completions))
+        .route("/embeddings", post(openai::embeddings))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             require_key,
@@ -53,6 +54,8 @@ pub fn router(state: Shared) -> Router {
         .route("/version", get(ollama::version))
         .route("/ps", get(ollama::ps))
         .route("/generate", post(ollama::generate))
+        .route("/embed", post(ollama::embed))
+        .route("/embeddings", post(ollama::embeddings))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             require_key,

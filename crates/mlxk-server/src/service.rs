@@ -5,11 +5,17 @@
 
 use std::time::Duration;
 
+use mlxk_core::classify::ModelType;
 use mlxk_core::{CoreError, Library, ModelInfo, RunnableModel};
-use mlxk_engine::{AnswerOptions, FinishReason, Prompt, SamplingChoice, TextEvent};
+use mlxk_engine::embedding::shortened;
+use mlxk_engine::{
+    AnswerOptions, Embedded, EmbeddingInput, FinishReason, InputKind, Prompt, SamplingChoice,
+    TextEvent,
+};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use tokio::sync::oneshot;
 
-use crate::worker::{Job, Worker};
+use crate::worker::{EmbedJob, Job, Worker};
 
 /// One generation, as every protocol asks for it.
 #[derive(Debug, Clone)]
@@ -22,6 +28,18 @@ pub struct GenerationRequest {
     /// New tokens at most (already capped by the server's limit).
     pub max_tokens: usize,
     pub stops: Vec<String>,
+}
+
+/// Vectors for texts, as every protocol asks for them.
+#[derive(Debug, Clone)]
+pub struct EmbeddingRequest {
+    pub model: String,
+    pub inputs: Vec<EmbeddingInput>,
+    pub kind: InputKind,
+    /// Keep the first N dimensions, scaled back to length 1.
+    pub dimensions: Option<usize>,
+    /// Cut inputs longer than the model reads (else such an input is an error).
+    pub truncate: bool,
 }
 
 /// Tokens a generation read and wrote.
@@ -57,6 +75,12 @@ pub enum ServiceError {
     /// The prompt cannot be rendered (the model's chat template refused it).
     #[error("{0}")]
     InvalidPrompt(String),
+    /// The model is of the wrong kind for the request (an embedding model asked for text).
+    #[error("{0}")]
+    WrongModelKind(String),
+    /// A request field the model cannot honour (the field, why).
+    #[error("{1}")]
+    InvalidInput(&'static str, String),
     #[error("{0}")]
     ContextLengthExceeded(String),
     #[error("{0}")]
@@ -140,6 +164,12 @@ impl GenerationService {
         request: GenerationRequest,
     ) -> Result<(RunnableModel, UnboundedReceiver<Event>), ServiceError> {
         let model = self.resolve(&request.model).await?;
+        if model.info.classification.model_type == ModelType::Embedding {
+            return Err(ServiceError::WrongModelKind(format!(
+                "model '{}' is an embedding model: it makes vectors (v1/embeddings), not text",
+                model.name
+            )));
+        }
         let (events, mut receiver) = unbounded_channel();
         self.worker.submit(Job {
             options: AnswerOptions {
@@ -159,6 +189,66 @@ impl GenerationService {
             Ok(_) => Err(ServiceError::ShuttingDown),
             Err(_) => Err(ServiceError::QueueTimeout(self.queue_timeout)),
         }
+    }
+}
+
+impl GenerationService {
+    /// The vectors of the request's inputs, in order, from the embedding model it names. The
+    /// worker runs them between two tokens of the generations in progress, together with the
+    /// other embedding requests that arrived meanwhile.
+    pub async fn embed(
+        &self,
+        request: EmbeddingRequest,
+    ) -> Result<(RunnableModel, Vec<Embedded>), ServiceError> {
+        if request.inputs.is_empty() {
+            return Err(ServiceError::InvalidInput(
+                "input",
+                "'input' is empty: give at least one text".into(),
+            ));
+        }
+        let model = self.resolve(&request.model).await?;
+        if model.info.classification.model_type != ModelType::Embedding {
+            return Err(ServiceError::WrongModelKind(format!(
+                "model '{}' is a {} model, not an embedding model (it declares no pooling): embeddings need one such as a sentence-transformers model",
+                model.name,
+                model.info.classification.model_type.label()
+            )));
+        }
+        let (reply, answer) = oneshot::channel();
+        self.worker.submit_embedding(EmbedJob {
+            model: model.clone(),
+            inputs: request.inputs,
+            kind: request.kind,
+            reply,
+        })?;
+        let mut vectors = answer.await.map_err(|_| ServiceError::ShuttingDown)??;
+        if !request.truncate {
+            if let Some(i) = vectors.iter().position(|v| v.truncated) {
+                return Err(ServiceError::InvalidInput(
+                    "input",
+                    format!(
+                        "input {i} is longer than model '{}' reads, and truncation is off",
+                        model.name
+                    ),
+                ));
+            }
+        }
+        if let Some(n) = request.dimensions {
+            let native = vectors.first().map_or(0, |v| v.vector.len());
+            if n == 0 || n > native {
+                return Err(ServiceError::InvalidInput(
+                    "dimensions",
+                    format!(
+                        "'dimensions' is {n}, but model '{}' makes vectors of {native}",
+                        model.name
+                    ),
+                ));
+            }
+            for v in &mut vectors {
+                v.vector = shortened(&v.vector, n);
+            }
+        }
+        Ok((model, vectors))
     }
 }
 

@@ -1,5 +1,7 @@
 //! The inference worker: one thread owns MLX, the loaded model and every active generation, and
 //! steps the generations round-robin, one token each, so none waits for another to finish.
+//! An embedding model is held beside the text model: the embedding requests that arrived run
+//! together, in one batch per model, between two tokens of the generations.
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -9,8 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
+use mlxk_core::classify::ModelType;
 use mlxk_core::RunnableModel;
-use mlxk_engine::{AnswerOptions, FinishReason, Prompt};
+use mlxk_engine::{AnswerOptions, Embedded, EmbeddingInput, FinishReason, InputKind, Prompt};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::oneshot;
 
@@ -26,8 +29,17 @@ pub struct Job {
     pub events: UnboundedSender<Event>,
 }
 
+/// One embedding request, resolved to a runnable embedding model.
+pub struct EmbedJob {
+    pub model: RunnableModel,
+    pub inputs: Vec<EmbeddingInput>,
+    pub kind: InputKind,
+    pub reply: oneshot::Sender<Result<Vec<Embedded>, ServiceError>>,
+}
+
 enum Message {
     Job(Box<Job>),
+    Embed(Box<EmbedJob>),
     /// Load a model before any request asks for it (`serve --model`, Ollama's empty generate).
     Load {
         model: Box<RunnableModel>,
@@ -84,6 +96,19 @@ pub struct Resident {
     pub expires_at: Option<SystemTime>,
 }
 
+/// The models in memory: the text model the generations use, and an embedding model.
+#[derive(Debug, Default)]
+struct Shown {
+    text: Option<Resident>,
+    embedder: Option<Resident>,
+}
+
+impl Shown {
+    fn all(&self) -> Vec<Resident> {
+        self.text.iter().chain(&self.embedder).cloned().collect()
+    }
+}
+
 /// How many requests wait and run: bounds admission, and `/health` shows it.
 #[derive(Debug, Default)]
 pub struct QueueState {
@@ -110,7 +135,7 @@ impl QueueState {
 pub struct Worker {
     jobs: SyncSender<Message>,
     queue: Arc<QueueState>,
-    resident: Arc<Mutex<Option<Resident>>>,
+    resident: Arc<Mutex<Shown>>,
     thread: Mutex<WorkerThread>,
     shutdown_timeout: Duration,
 }
@@ -140,7 +165,7 @@ impl Worker {
             ..QueueState::default()
         });
         let worker_queue = Arc::clone(&queue);
-        let resident = Arc::new(Mutex::new(None));
+        let resident = Arc::new(Mutex::new(Shown::default()));
         let shown = Arc::clone(&resident);
         let (keep_alive, max_active) = (config.keep_alive, config.max_active.max(1));
         // MLX state never leaves this thread: it is created here.
@@ -156,6 +181,8 @@ impl Worker {
                     max_active,
                     backend: backend(),
                     loaded: None,
+                    embedder: None,
+                    embed_jobs: Vec::new(),
                     active: Vec::new(),
                     waiting: VecDeque::new(),
                 }
@@ -174,6 +201,15 @@ impl Worker {
     /// Queues a job; a full queue is a 503 the client can retry. At most the queue capacity
     /// of jobs wait at any time, however fast they arrive.
     pub fn submit(&self, job: Job) -> Result<(), ServiceError> {
+        self.enqueue(Message::Job(Box::new(job)))
+    }
+
+    /// Queues an embedding request, within the same bound as generations.
+    pub fn submit_embedding(&self, job: EmbedJob) -> Result<(), ServiceError> {
+        self.enqueue(Message::Embed(Box::new(job)))
+    }
+
+    fn enqueue(&self, message: Message) -> Result<(), ServiceError> {
         if self.queue.stopping.load(Ordering::SeqCst) {
             return Err(ServiceError::ShuttingDown);
         }
@@ -181,7 +217,7 @@ impl Worker {
             self.queue.waiting.fetch_sub(1, Ordering::SeqCst);
             return Err(ServiceError::Busy);
         }
-        let refused = match self.jobs.try_send(Message::Job(Box::new(job))) {
+        let refused = match self.jobs.try_send(message) {
             Ok(()) => return Ok(()),
             Err(TrySendError::Full(_)) => ServiceError::Busy,
             Err(TrySendError::Disconnected(_)) => ServiceError::ShuttingDown,
@@ -194,12 +230,14 @@ impl Worker {
         &self.queue
     }
 
-    pub fn loaded_model(&self) -> Option<String> {
-        self.resident().map(|r| r.name)
+    /// The names of the models in memory.
+    pub fn loaded_models(&self) -> Vec<String> {
+        self.residents().into_iter().map(|r| r.name).collect()
     }
 
-    pub fn resident(&self) -> Option<Resident> {
-        self.resident.lock().map(|g| g.clone()).unwrap_or(None)
+    /// The models in memory: the text model first, then the embedding model.
+    pub fn residents(&self) -> Vec<Resident> {
+        self.resident.lock().map(|g| g.all()).unwrap_or_default()
     }
 
     /// Loads `model` now (replacing an idle one); waits for the worker's answer.
@@ -301,15 +339,19 @@ struct Session {
 struct WorkerLoop {
     receiver: Receiver<Message>,
     queue: Arc<QueueState>,
-    /// What `/api/ps` shows of the model held.
-    shown: Arc<Mutex<Option<Resident>>>,
+    /// What `/api/ps` shows of the models held.
+    shown: Arc<Mutex<Shown>>,
     /// An unload asked for while the model generated: done once it is idle.
     unload_when_idle: bool,
     keep_alive: Duration,
     max_active: usize,
     backend: Box<dyn Backend>,
-    /// The name of the model the backend holds.
+    /// The name of the text model the backend holds.
     loaded: Option<String>,
+    /// The name of the embedding model the backend holds.
+    embedder: Option<String>,
+    /// Embedding requests read since the last step: they run before the next one.
+    embed_jobs: Vec<EmbedJob>,
     active: Vec<Session>,
     waiting: VecDeque<Box<Job>>,
 }
@@ -322,22 +364,22 @@ impl WorkerLoop {
                 if self.unload_when_idle {
                     self.unload();
                 }
-                let wait = if self.loaded.is_some() && !self.keep_alive.is_zero() {
+                let holds = self.loaded.is_some() || self.embedder.is_some();
+                let wait = if holds && !self.keep_alive.is_zero() {
                     self.keep_alive.saturating_sub(idle_since.elapsed())
                 } else {
                     Duration::from_secs(3600)
                 };
-                self.show_expiry(
-                    (self.loaded.is_some() && !self.keep_alive.is_zero()).then_some(wait),
-                );
+                self.show_expiry((holds && !self.keep_alive.is_zero()).then_some(wait));
                 match self.receiver.recv_timeout(wait) {
                     Ok(message) => Some(message),
                     Err(RecvTimeoutError::Timeout) => {
-                        if self.loaded.is_some()
+                        if holds
                             && !self.keep_alive.is_zero()
                             && idle_since.elapsed() >= self.keep_alive
                         {
                             self.unload();
+                            self.unload_embedder();
                         }
                         continue;
                     }
@@ -356,6 +398,10 @@ impl WorkerLoop {
                         used = true;
                         self.waiting.push_back(job);
                     }
+                    Message::Embed(job) => {
+                        used = true;
+                        self.embed_jobs.push(*job);
+                    }
                     Message::Load { model, done } => {
                         self.queue.control.fetch_sub(1, Ordering::SeqCst);
                         used = true;
@@ -363,7 +409,10 @@ impl WorkerLoop {
                     }
                     Message::Unload { model, done } => {
                         self.queue.control.fetch_sub(1, Ordering::SeqCst);
-                        let outcome = if self.loaded.as_ref() != Some(&model) {
+                        let outcome = if self.embedder.as_ref() == Some(&model) {
+                            self.unload_embedder();
+                            Unloaded::Now
+                        } else if self.loaded.as_ref() != Some(&model) {
                             Unloaded::NotLoaded
                         } else if self.active.is_empty() {
                             self.unload();
@@ -380,6 +429,7 @@ impl WorkerLoop {
             if self.queue.stopping.load(Ordering::SeqCst) {
                 return self.shut_down();
             }
+            self.run_embeddings();
             self.admit();
             if !self.active.is_empty() {
                 self.show_expiry(None);
@@ -447,7 +497,7 @@ impl WorkerLoop {
         }
         self.unload();
         let memory_bytes = self.backend.load(model)?;
-        *self.shown.lock().expect("not poisoned") = Some(Resident {
+        self.shown.lock().expect("not poisoned").text = Some(Resident {
             name: model.name.clone(),
             memory_bytes,
             loaded_at: SystemTime::now(),
@@ -457,9 +507,104 @@ impl WorkerLoop {
         Ok(())
     }
 
+    /// Makes `model` the embedding model in memory (a no-op when it already is).
+    fn hold_embedder(&mut self, model: &RunnableModel) -> Result<(), ServiceError> {
+        if self.embedder.as_ref() == Some(&model.name) {
+            return Ok(());
+        }
+        self.unload_embedder();
+        let memory_bytes = self.backend.load_embedder(model)?;
+        self.shown.lock().expect("not poisoned").embedder = Some(Resident {
+            name: model.name.clone(),
+            memory_bytes,
+            loaded_at: SystemTime::now(),
+            expires_at: None,
+        });
+        self.embedder = Some(model.name.clone());
+        Ok(())
+    }
+
+    fn unload_embedder(&mut self) {
+        if let Some(name) = self.embedder.take() {
+            self.backend.unload_embedder();
+            tracing::info!(model = %name, "embedding model unloaded");
+        }
+        self.shown.lock().expect("not poisoned").embedder = None;
+    }
+
+    /// Runs the embedding requests read since the last step: one batch per model and kind
+    /// (queries, documents), so that requests of several clients share forward passes.
+    fn run_embeddings(&mut self) {
+        let jobs = std::mem::take(&mut self.embed_jobs);
+        self.queue.waiting.fetch_sub(jobs.len(), Ordering::SeqCst);
+        let mut groups: Vec<Vec<EmbedJob>> = Vec::new();
+        for job in jobs.into_iter().filter(|job| !job.reply.is_closed()) {
+            match groups
+                .iter_mut()
+                .find(|group| group[0].model.name == job.model.name && group[0].kind == job.kind)
+            {
+                Some(group) => group.push(job),
+                None => groups.push(vec![job]),
+            }
+        }
+        for group in groups {
+            match self.embed_together(&group) {
+                Ok(vectors) => {
+                    let mut vectors = vectors.into_iter();
+                    for job in group {
+                        let mine = vectors.by_ref().take(job.inputs.len()).collect();
+                        let _ = job.reply.send(Ok(mine));
+                    }
+                }
+                // One request's bad input must not fail the others: each alone, then.
+                Err(_) if group.len() > 1 => {
+                    for job in group {
+                        let result = self.embed_together(std::slice::from_ref(&job));
+                        let _ = job.reply.send(result);
+                    }
+                }
+                Err(error) => {
+                    for job in group {
+                        let _ = job.reply.send(Err(error.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The vectors of every input of `jobs` (one model, one kind), in order; a panic in the
+    /// engine fails these requests only.
+    fn embed_together(&mut self, jobs: &[EmbedJob]) -> Result<Vec<Embedded>, ServiceError> {
+        let model = &jobs[0].model;
+        let inputs: Vec<EmbeddingInput> = jobs
+            .iter()
+            .flat_map(|job| job.inputs.iter().cloned())
+            .collect();
+        let kind = jobs[0].kind;
+        match catch_unwind(AssertUnwindSafe(|| {
+            self.hold_embedder(model)?;
+            self.backend.embed(&inputs, kind)
+        })) {
+            Ok(result) => result,
+            Err(panic) => {
+                self.unload_embedder();
+                Err(engine_panic(&model.name, &panic))
+            }
+        }
+    }
+
     /// A load asked for ahead of requests: refused while another model generates (one model in
     /// memory at a time), and a panic in the engine fails the load only.
     fn preload(&mut self, model: &RunnableModel) -> Result<(), ServiceError> {
+        if model.info.classification.model_type == ModelType::Embedding {
+            return match catch_unwind(AssertUnwindSafe(|| self.hold_embedder(model))) {
+                Ok(result) => result,
+                Err(panic) => {
+                    self.unload_embedder();
+                    Err(engine_panic(&model.name, &panic))
+                }
+            };
+        }
         let switching = self.loaded.as_ref().is_some_and(|l| *l != model.name);
         if switching && !self.active.is_empty() {
             return Err(ServiceError::Busy);
@@ -474,10 +619,13 @@ impl WorkerLoop {
     }
 
     fn show_expiry(&self, left: Option<Duration>) {
-        if let Some(resident) = self.shown.lock().expect("not poisoned").as_mut() {
-            resident.expires_at = left
-                .filter(|left| *left < FOREVER)
-                .and_then(|left| SystemTime::now().checked_add(left));
+        let expires_at = left
+            .filter(|left| *left < FOREVER)
+            .and_then(|left| SystemTime::now().checked_add(left));
+        let mut shown = self.shown.lock().expect("not poisoned");
+        let Shown { text, embedder } = &mut *shown;
+        for resident in text.iter_mut().chain(embedder.iter_mut()) {
+            resident.expires_at = expires_at;
         }
     }
 
@@ -487,7 +635,7 @@ impl WorkerLoop {
             self.backend.unload();
             tracing::info!(model = %name, "model unloaded");
         }
-        *self.shown.lock().expect("not poisoned") = None;
+        self.shown.lock().expect("not poisoned").text = None;
     }
 
     /// One token for every active generation.
@@ -543,20 +691,26 @@ impl WorkerLoop {
                 usage,
             });
         }
-        let queued: Vec<Box<Job>> = self
-            .receiver
-            .try_iter()
-            .filter_map(|m| match m {
-                Message::Job(job) => Some(job),
-                Message::Load { .. } | Message::Unload { .. } | Message::Shutdown => None,
-            })
-            .collect();
+        let mut queued = Vec::new();
+        let mut embeddings = std::mem::take(&mut self.embed_jobs);
+        for message in self.receiver.try_iter() {
+            match message {
+                Message::Job(job) => queued.push(job),
+                Message::Embed(job) => embeddings.push(*job),
+                Message::Load { .. } | Message::Unload { .. } | Message::Shutdown => {}
+            }
+        }
         for job in self.waiting.drain(..).chain(queued) {
             self.queue.waiting.fetch_sub(1, Ordering::SeqCst);
             let _ = job.events.send(Event::Failed(ServiceError::ShuttingDown));
         }
+        for job in embeddings {
+            self.queue.waiting.fetch_sub(1, Ordering::SeqCst);
+            let _ = job.reply.send(Err(ServiceError::ShuttingDown));
+        }
         self.queue.active.store(0, Ordering::SeqCst);
         self.unload();
+        self.unload_embedder();
     }
 }
 

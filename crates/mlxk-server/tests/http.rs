@@ -9,8 +9,11 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use mlxk_core::{HubCache, RunnableModel};
-use mlxk_engine::{AnswerOptions, FinishReason, Prompt, Reasoning, TextEvent, TextStream};
-use mlxk_fixtures::FixtureCache;
+use mlxk_engine::{
+    AnswerOptions, Embedded, EmbeddingInput, FinishReason, InputKind, Prompt, Reasoning, TextEvent,
+    TextStream,
+};
+use mlxk_fixtures::{FixtureCache, ModelSpec, SnapshotSpec};
 use mlxk_server::backend::{Backend, Generation};
 use mlxk_server::{start_with_backend, ServerConfig, ServerHandle, ServiceError, Stopped, Usage};
 use serde_json::{json, Value};
@@ -23,6 +26,10 @@ const TOO_BIG: &str = "mlx-community/Llama-3.2-1B-Instruct-8bit";
 const UNUSABLE: &str = "mlx-community/Qwen2.5-0.5B-Instruct-4bit";
 /// What the stand-in says a loaded model holds.
 const FAKE_MODEL_BYTES: u64 = 700_000_000;
+/// An embedding model (a quantized BERT), added to the standard fixtures.
+const EMBEDDER: &str = "mlx-community/all-MiniLM-L6-v2-4bit";
+/// The stand-in embedder's vectors: `[length of the text, 1, 0, 0]`, then normalised.
+const FAKE_DIMENSIONS: usize = 4;
 
 /// What the stand-in engine did, for the tests to read.
 #[derive(Default)]
@@ -30,12 +37,15 @@ struct Record {
     loads: Vec<String>,
     /// How each generation ended, in order.
     ended: Vec<FinishReason>,
+    /// The number of inputs of each embedding batch, in order.
+    embed_batches: Vec<usize>,
 }
 
 /// The stand-in engine: answers with the words of the prompt's last message, one per token.
 /// Words in the prompt steer it: `SLOW` (50 ms per token), `FAIL` (an engine error at the
 /// first token), `PANIC` (a panic at the first token), `BADTEMPLATE` (the chat template
-/// refuses the prompt).
+/// refuses the prompt). As an embedder it takes 100 ms per batch, and an input with `BADTOKEN`
+/// fails its batch.
 struct FakeBackend {
     record: Arc<Mutex<Record>>,
 }
@@ -55,6 +65,41 @@ impl Backend for FakeBackend {
     }
 
     fn unload(&mut self) {}
+
+    fn load_embedder(&mut self, model: &RunnableModel) -> Result<u64, ServiceError> {
+        self.record.lock().unwrap().loads.push(model.name.clone());
+        Ok(90_000_000)
+    }
+
+    fn embed(
+        &mut self,
+        inputs: &[EmbeddingInput],
+        _kind: InputKind,
+    ) -> Result<Vec<Embedded>, ServiceError> {
+        self.record.lock().unwrap().embed_batches.push(inputs.len());
+        std::thread::sleep(Duration::from_millis(100));
+        inputs
+            .iter()
+            .map(|input| {
+                let text = match input {
+                    EmbeddingInput::Text(text) => text.clone(),
+                    EmbeddingInput::Tokens(ids) => format!("{ids:?}"),
+                };
+                if text.contains("BADTOKEN") {
+                    return Err(ServiceError::InvalidPrompt(
+                        "token id 99999 is outside the vocabulary".into(),
+                    ));
+                }
+                let raw = [text.len() as f32, 1.0, 0.0, 0.0];
+                let norm = raw.iter().map(|x| x * x).sum::<f32>().sqrt();
+                Ok(Embedded {
+                    vector: raw.iter().map(|x| x / norm).collect(),
+                    tokens: text.split_whitespace().count() + 2,
+                    truncated: text.contains("LONG"),
+                })
+            })
+            .collect()
+    }
 
     fn start(
         &mut self,
@@ -183,6 +228,19 @@ impl Server {
         let home = tempfile::tempdir().unwrap();
         let cache = FixtureCache::create(home.path()).unwrap();
         mlxk_fixtures::write_standard(&cache).unwrap();
+        let commit = mlxk_fixtures::commit_id(EMBEDDER);
+        cache
+            .write(&ModelSpec {
+                repo_id: EMBEDDER.into(),
+                snapshots: vec![SnapshotSpec {
+                    commit: commit.clone(),
+                    files: mlxk_fixtures::healthy_model_files("bert", Some(4), false),
+                }],
+                refs: vec![("main".into(), commit)],
+                extra_blobs: Vec::new(),
+                modified: mlxk_fixtures::fixed_time(),
+            })
+            .unwrap();
         let mut config = ServerConfig {
             port: 0,
             cache: Some(HubCache::at(cache.hub.clone())),
@@ -939,5 +997,321 @@ async fn unknown_routes_and_methods_are_refused() {
     assert_eq!(status, 404);
     let (status, _) = server.get("/v1/chat/completions").await;
     assert_eq!(status, 405);
+    assert_eq!(server.stop().await, Stopped::Cleanly);
+}
+
+fn embed(input: Value) -> Value {
+    json!({"model": EMBEDDER, "input": input})
+}
+
+#[tokio::test]
+async fn embeddings_have_openai_shape_in_float_and_base64() {
+    let server = Server::start().await;
+    let (status, body) = server
+        .post("/v1/embeddings", embed(json!(["ab", "abcd"])))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["object"], "list");
+    assert_eq!(body["model"], EMBEDDER);
+    assert_eq!(
+        body["usage"],
+        json!({"prompt_tokens": 6, "total_tokens": 6})
+    );
+    let data = body["data"].as_array().unwrap();
+    assert_eq!(data.len(), 2);
+    for (i, item) in data.iter().enumerate() {
+        assert_eq!(
+            (item["object"].as_str(), item["index"].as_u64()),
+            (Some("embedding"), Some(i as u64))
+        );
+        assert_eq!(item["embedding"].as_array().unwrap().len(), FAKE_DIMENSIONS);
+        assert!(item.get("truncated").is_none());
+    }
+    let first: Vec<f64> = serde_json::from_value(data[0]["embedding"].clone()).unwrap();
+
+    let mut request = embed(json!("ab"));
+    request["encoding_format"] = json!("base64");
+    let (_, body) = server.post("/v1/embeddings", request).await;
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(body["data"][0]["embedding"].as_str().unwrap())
+        .unwrap();
+    let decoded: Vec<f64> = bytes
+        .chunks(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
+        .collect();
+    assert_eq!(decoded, first);
+
+    // Shortened to 2 dimensions: the first two, scaled back to length 1.
+    let mut request = embed(json!("ab"));
+    request["dimensions"] = json!(2);
+    let (_, body) = server.post("/v1/embeddings", request).await;
+    let short: Vec<f64> = serde_json::from_value(body["data"][0]["embedding"].clone()).unwrap();
+    let norm = (first[0] * first[0] + first[1] * first[1]).sqrt();
+    assert!(
+        (short[0] - first[0] / norm).abs() < 1e-6 && (short[1] - first[1] / norm).abs() < 1e-6,
+        "{short:?}"
+    );
+
+    // Token arrays, one or several.
+    let (status, body) = server
+        .post("/v1/embeddings", embed(json!([[101, 102], [7]])))
+        .await;
+    assert_eq!((status, body["data"].as_array().unwrap().len()), (200, 2));
+    // A cut input says so, and is an error when truncation is off.
+    let (_, body) = server
+        .post("/v1/embeddings", embed(json!(["a LONG text", "short"])))
+        .await;
+    assert_eq!(body["data"][0]["truncated"], true);
+    assert!(body["data"][1].get("truncated").is_none());
+    let mut request = embed(json!("a LONG text"));
+    request["truncate"] = json!(false);
+    let (status, body) = server.post("/v1/embeddings", request).await;
+    assert_eq!(
+        (status, body["error"]["param"].as_str()),
+        (400, Some("input")),
+        "{body}"
+    );
+    assert!(server
+        .record
+        .lock()
+        .unwrap()
+        .loads
+        .iter()
+        .all(|m| m == EMBEDDER));
+    assert_eq!(server.stop().await, Stopped::Cleanly);
+}
+
+#[tokio::test]
+async fn embedding_requests_the_model_cannot_honour_are_400s_naming_why() {
+    let server = Server::start().await;
+    for (request, param, words) in [
+        (embed(json!([])), "input", "empty"),
+        (
+            json!({"model": EMBEDDER, "input": "x", "dimensions": 5}),
+            "dimensions",
+            "vectors of 4",
+        ),
+        (
+            json!({"model": EMBEDDER, "input": "x", "dimensions": 0}),
+            "dimensions",
+            "is 0",
+        ),
+        (
+            json!({"model": MODEL, "input": "x"}),
+            "model",
+            "not an embedding model",
+        ),
+        (
+            json!({"model": EMBEDDER, "input": "x", "encoding_format": "int8"}),
+            "",
+            "encoding_format",
+        ),
+        (json!({"model": EMBEDDER, "input": [1.5]}), "", "input"),
+    ] {
+        let (status, body) = server.post("/v1/embeddings", request.clone()).await;
+        assert_eq!(status, 400, "{request}: {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(words), "{request}: {message}");
+        if !param.is_empty() {
+            assert_eq!(body["error"]["param"], param, "{request}");
+        }
+    }
+    // A chat request to the embedding model, and an unknown model.
+    let (status, body) = server
+        .post(
+            "/v1/chat/completions",
+            json!({"model": EMBEDDER, "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("embedding model"),
+        "{body}"
+    );
+    let (status, _) = server
+        .post(
+            "/v1/embeddings",
+            json!({"model": "nobody/none", "input": "x"}),
+        )
+        .await;
+    assert_eq!(status, 404);
+    assert_eq!(server.stop().await, Stopped::Cleanly);
+}
+
+#[tokio::test]
+async fn embeddings_of_several_clients_share_batches_and_pass_a_long_generation() {
+    let server = Server::start().await;
+    // A long answer (50 ms a token, 60 tokens) holds the worker for 3 s.
+    let words = vec!["SLOW"; 60].join(" ");
+    let chat_task = server.spawn_chat(chat(&words));
+    server.wait_for_queue(1, 0).await;
+
+    let requests: Vec<_> = (0..6)
+        .map(|i| {
+            let (client, url) = (server.client.clone(), server.url("/v1/embeddings"));
+            let text = "x".repeat(i + 1);
+            tokio::spawn(async move {
+                let response = client
+                    .post(url)
+                    .json(&embed(json!([text])))
+                    .send()
+                    .await
+                    .unwrap();
+                (
+                    response.status().as_u16(),
+                    response.json::<Value>().await.unwrap(),
+                )
+            })
+        })
+        .collect();
+    for (i, request) in requests.into_iter().enumerate() {
+        let (status, body) = request.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        // Each client gets its own vector: the stand-in's first component is the length.
+        let v: Vec<f64> = serde_json::from_value(body["data"][0]["embedding"].clone()).unwrap();
+        let length = (i + 1) as f64;
+        assert!(
+            (v[0] - length / (length * length + 1.0).sqrt()).abs() < 1e-6,
+            "{i}: {v:?}"
+        );
+    }
+    // Every embedding was answered while the generation still ran.
+    assert!(
+        !chat_task.is_finished(),
+        "the embeddings waited for the generation"
+    );
+    let batches = server.record.lock().unwrap().embed_batches.clone();
+    assert_eq!(batches.iter().sum::<usize>(), 6, "{batches:?}");
+    assert!(
+        batches.len() < 6,
+        "six requests, no batch shared: {batches:?}"
+    );
+    assert_eq!(chat_task.await.unwrap(), 200);
+
+    // One request's bad input fails that request only, though it shared a batch.
+    let bad = tokio::spawn({
+        let (client, url) = (server.client.clone(), server.url("/v1/embeddings"));
+        async move {
+            client
+                .post(url)
+                .json(&embed(json!(["BADTOKEN"])))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    });
+    let (status, _) = server.post("/v1/embeddings", embed(json!(["fine"]))).await;
+    assert_eq!((status, bad.await.unwrap()), (200, 400));
+    assert_eq!(server.stop().await, Stopped::Cleanly);
+}
+
+#[tokio::test]
+async fn ollama_embeds_and_lists_both_models_in_memory() {
+    let server = Server::start().await;
+    let (status, body) = server
+        .post(
+            "/api/embed",
+            json!({"model": EMBEDDER, "input": ["ab", "abc"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["model"], EMBEDDER);
+    assert_eq!(body["embeddings"].as_array().unwrap().len(), 2);
+    assert_eq!(body["prompt_eval_count"], 6);
+    let (status, body) = server
+        .post(
+            "/api/embed",
+            json!({"model": EMBEDDER, "input": "ab", "dimensions": 2}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["embeddings"][0].as_array().unwrap().len()),
+        (200, 2)
+    );
+    let (status, body) = server
+        .post(
+            "/api/embeddings",
+            json!({"model": EMBEDDER, "prompt": "ab"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["embedding"].as_array().unwrap().len()),
+        (200, FAKE_DIMENSIONS)
+    );
+    let (status, body) = server
+        .post(
+            "/api/embed",
+            json!({"model": EMBEDDER, "input": "a LONG one", "truncate": false}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("truncation is off"),
+        "{body}"
+    );
+    let (status, body) = server
+        .post("/api/embed", json!({"model": MODEL, "input": "x"}))
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("not an embedding model"),
+        "{body}"
+    );
+
+    // A text model beside the embedding model: both in memory, both listed, each let go alone.
+    let (status, _) = server.post("/v1/chat/completions", chat("hello")).await;
+    assert_eq!(status, 200);
+    let (_, ps) = server.get("/api/ps").await;
+    let names: Vec<&str> = ps["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, [MODEL, EMBEDDER]);
+    let (_, models) = server.get("/v1/models").await;
+    let loaded: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["loaded"] == true)
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(loaded.len(), 2, "{loaded:?}");
+    let embedder = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == EMBEDDER)
+        .unwrap();
+    assert_eq!(embedder["capabilities"], json!(["embeddings"]));
+    assert_eq!(server.unload(EMBEDDER).await["unloaded"], "now");
+    let (_, ps) = server.get("/api/ps").await;
+    assert_eq!(ps["models"].as_array().unwrap().len(), 1);
+    assert_eq!(ps["models"][0]["name"], MODEL);
+    // An embedding model loaded ahead of requests, as `serve --model` does.
+    let (status, _) = server
+        .post("/api/generate", json!({"model": EMBEDDER}))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        server.get("/api/ps").await.1["models"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
     assert_eq!(server.stop().await, Stopped::Cleanly);
 }

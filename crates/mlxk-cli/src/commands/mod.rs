@@ -2,6 +2,7 @@
 
 pub mod clone;
 pub mod convert;
+pub mod embed;
 pub mod health;
 pub mod list;
 pub mod login;

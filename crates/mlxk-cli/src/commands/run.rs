@@ -171,6 +171,15 @@ fn load(name: &str, policy: &LoadPolicy, output: &Output) -> Result<Loaded, CliE
         }
         other => other?,
     };
+    if runnable.info.classification.model_type == mlxk_core::classify::ModelType::Embedding {
+        return Err(CliError::new(
+            "not_a_text_model",
+            format!(
+                "{} is an embedding model: it makes vectors, not text; use `mlxk embed {}`",
+                runnable.name, runnable.name
+            ),
+        ));
+    }
     // Loading takes seconds: say so on a terminal rather than sit silent.
     let spinner = if !output.json && io::stderr().is_terminal() {
         let spinner = ProgressBar::new_spinner();

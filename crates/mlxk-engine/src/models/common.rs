@@ -294,6 +294,15 @@ impl super::LanguageModel for Decoder {
     fn num_layers(&self) -> usize {
         self.layers.len()
     }
+
+    fn hidden_states(&self, tokens: &Array) -> Result<Array> {
+        let mut caches = self.make_caches();
+        let mut h = self.embed_tokens.forward(tokens)?;
+        for (block, cache) in self.layers.iter().zip(caches.iter_mut()) {
+            h = block.forward(&h, self.eps, &self.rope, cache)?;
+        }
+        Ok(fast::rms_norm(&h, Some(&self.norm), self.eps)?)
+    }
 }
 
 /// `down(gelu_approx(gate(x)) * up(x))` (Gemma), with mlx's tanh approximation of GELU.

@@ -1,5 +1,6 @@
 //! Model architectures, one file each, behind one trait.
 
+pub(crate) mod bert;
 mod common;
 mod config_check;
 mod gemma2;
@@ -63,6 +64,14 @@ pub trait LanguageModel {
     }
     fn num_layers(&self) -> usize;
 
+    /// The last hidden states `[1, L, hidden]` of `tokens` `[1, L]` (after the final norm,
+    /// before the output projection): what a causal embedding model pools.
+    fn hidden_states(&self, _tokens: &Array) -> Result<Array> {
+        Err(EngineError::UnsupportedArchitecture(
+            "this architecture (as an embedding model)".into(),
+        ))
+    }
+
     /// Fresh caches for a generation, one per layer.
     fn make_caches(&self) -> Vec<KvCache> {
         KvCache::new_per_layer(self.num_layers())
@@ -83,7 +92,7 @@ pub fn plan(dir: &Path, policy: &LoadPolicy) -> Result<LoadPlan> {
     Ok(policy.plan(&WeightFacts::read(dir, &config)?))
 }
 
-fn read_config(dir: &Path) -> Result<Value> {
+pub(crate) fn read_config(dir: &Path) -> Result<Value> {
     let path = dir.join("config.json");
     let text = fs::read(&path).map_err(|e| EngineError::io("reading", &path, e))?;
     let config: Value =
@@ -92,7 +101,7 @@ fn read_config(dir: &Path) -> Result<Value> {
     Ok(config)
 }
 
-fn model_type(config: &Value) -> &str {
+pub(crate) fn model_type(config: &Value) -> &str {
     config
         .get("model_type")
         .and_then(Value::as_str)
@@ -112,6 +121,7 @@ pub fn build_without_weights(config: &Value) -> Result<()> {
         "gemma2" => gemma2::prepare(config).map(drop),
         "gemma3_text" => gemma3::prepare(config).map(drop),
         "qwen3" => qwen3::prepare(config).map(drop),
+        "bert" => bert::prepare(config).map(drop),
         other => Err(EngineError::UnsupportedArchitecture(other.to_string())),
     }
 }

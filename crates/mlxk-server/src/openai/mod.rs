@@ -1,6 +1,8 @@
-//! The OpenAI-compatible routes: `/v1/models`, `/v1/chat/completions`, `/v1/completions`.
-//! Handlers parse and shape; the generation service resolves, queues and generates.
+//! The OpenAI-compatible routes: `/v1/models`, `/v1/chat/completions`, `/v1/completions`,
+//! `/v1/embeddings`. Handlers parse and shape; the generation service resolves, queues and
+//! generates.
 
+mod embeddings;
 mod request;
 mod response;
 
@@ -14,6 +16,7 @@ use mlxk_core::ModelInfo;
 use mlxk_engine::LoadPolicy;
 use serde_json::{json, Value};
 
+pub use embeddings::embeddings;
 pub use request::{CompletionRequest, Endpoint};
 
 use crate::error::ApiError;
@@ -21,7 +24,7 @@ use crate::extract::{parse_json, ApiJson};
 use crate::request_log::RequestLog;
 use crate::routes::Shared;
 
-fn model_object(model: &ModelInfo, loaded: Option<&str>, policy: &LoadPolicy) -> Value {
+fn model_object(model: &ModelInfo, loaded: &[String], policy: &LoadPolicy) -> Value {
     let c = &model.classification;
     // How the engine will hold it here (dense float32 on the CPU, ...); `null` if unreadable.
     let weights = model
@@ -51,20 +54,20 @@ fn model_object(model: &ModelInfo, loaded: Option<&str>, policy: &LoadPolicy) ->
         "owned_by": owned_by,
         "context_length": c.context_length,
         "capabilities": c.capabilities.iter().map(|cap| cap.label()).collect::<Vec<_>>(),
-        "loaded": loaded == Some(id.as_str()),
+        "loaded": loaded.contains(&id),
         "weights": weights,
     })
 }
 
 pub async fn list_models(State(state): State<Shared>) -> Result<Json<Value>, ApiError> {
-    let loaded = state.service.worker().loaded_model();
+    let loaded = state.service.worker().loaded_models();
     let models = state.service.runnable_models().await?;
     let policy = state.config.load_policy;
     // Planning reads safetensors headers: off the async threads.
     let data = tokio::task::spawn_blocking(move || {
         models
             .iter()
-            .map(|m| model_object(m, loaded.as_deref(), &policy))
+            .map(|m| model_object(m, &loaded, &policy))
             .collect::<Vec<_>>()
     })
     .await
@@ -76,13 +79,12 @@ pub async fn get_model(
     State(state): State<Shared>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let loaded = state.service.worker().loaded_model();
+    let loaded = state.service.worker().loaded_models();
     let model = state.service.resolve(&id).await?;
     let policy = state.config.load_policy;
-    let object =
-        tokio::task::spawn_blocking(move || model_object(&model.info, loaded.as_deref(), &policy))
-            .await
-            .map_err(|e| ApiError::internal(e.to_string()))?;
+    let object = tokio::task::spawn_blocking(move || model_object(&model.info, &loaded, &policy))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(Json(object))
 }
 
