@@ -4,7 +4,7 @@
 //! the tokens a padding mask keeps.
 
 use mlx_rs::fast::{self, ScaledDotProductAttentionMask};
-use mlx_rs::ops::{expand_dims_axes, indexing::IndexOp};
+use mlx_rs::ops::expand_dims_axes;
 use mlx_rs::Array;
 use serde::Deserialize;
 use serde_json::Value;
@@ -115,9 +115,9 @@ impl Layer {
 
 pub struct Bert {
     word_embeddings: Embedding,
-    position_embeddings: Array,
-    /// Row 0 of the token-type table: every text is a single segment.
-    token_type: Array,
+    /// Tables, quantized too in some MLX conversions.
+    position_embeddings: Embedding,
+    token_type_embeddings: Embedding,
     embeddings_norm: LayerNorm,
     layers: Vec<Layer>,
     heads: i32,
@@ -137,11 +137,10 @@ pub fn load(config: &Value, weights: &mut Weights) -> Result<Bert> {
         ""
     };
     let e = format!("{root}embeddings");
-    let token_types = weights.take(&format!("{e}.token_type_embeddings.weight"));
     let bert = Bert {
         word_embeddings: weights.embedding(&format!("{e}.word_embeddings")),
-        position_embeddings: weights.take(&format!("{e}.position_embeddings.weight")),
-        token_type: token_types.index(0),
+        position_embeddings: weights.embedding(&format!("{e}.position_embeddings")),
+        token_type_embeddings: weights.embedding(&format!("{e}.token_type_embeddings")),
         embeddings_norm: LayerNorm::load(weights, &format!("{e}.LayerNorm")),
         layers: (0..a.num_hidden_layers)
             .map(|i| Layer::load(weights, &format!("{root}encoder.layer.{i}")))
@@ -176,12 +175,18 @@ impl Bert {
                 context: self.max_positions as usize,
             });
         }
-        let positions = self.position_embeddings.index(..length);
+        let positions = self
+            .position_embeddings
+            .forward(&Array::arange::<_, i32>(None, length, None)?)?;
+        // Every text is a single segment: token type 0.
+        let segment = self
+            .token_type_embeddings
+            .forward(&Array::from_slice(&[0i32], &[1]))?;
         let h = self
             .word_embeddings
             .forward(tokens)?
             .add(&positions)?
-            .add(&self.token_type)?;
+            .add(&segment)?;
         let mut h = self.embeddings_norm.forward(&h, self.eps)?;
         // [B, 1, 1, L]: every query sees every real token of its own text.
         let keep = expand_dims_axes(mask, &[1, 2])?;

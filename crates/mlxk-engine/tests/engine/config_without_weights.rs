@@ -115,3 +115,20 @@ fn architectures_that_ignore_head_dim_check_their_own_head_size() {
         );
     }
 }
+
+#[test]
+fn a_bert_config_builds_and_names_what_the_encoder_does_not_implement() {
+    let mut bert = config("bert");
+    bert["max_position_embeddings"] = json!(512);
+    build_without_weights(&bert).unwrap();
+    for (field, value, words) in [
+        ("hidden_act", json!("relu"), "hidden_act"),
+        ("position_embedding_type", json!("relative_key"), "absolute"),
+        ("hidden_size", json!(66), "does not divide hidden_size"),
+    ] {
+        let mut hostile = bert.clone();
+        hostile[field] = value;
+        let error = config_error(&hostile);
+        assert!(error.contains(words), "{field}: {error}");
+    }
+}
