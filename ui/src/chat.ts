@@ -85,7 +85,8 @@ export function chatPane(models: () => ModelSummary[]): { element: HTMLElement; 
   void events.serverStatusChanged.listen((event) => showServer(event.payload));
 
   const refreshModels = () => {
-    const runnable = models().filter((m) => m.healthy && m.runnable);
+    // Embedding models run too, but make vectors, not answers.
+    const runnable = models().filter((m) => m.healthy && m.runnable && m.model_type !== "embedding");
     const current = wanted ?? model.value;
     model.replaceChildren(...runnable.map((m) => h("option", { value: m.name, selected: m.name === current }, m.display_name)));
     if (runnable.length === 0) model.append(h("option", { value: "" }, "No model here can chat"));

@@ -200,7 +200,8 @@ function renderDetails(d: ModelDetails): void {
   const s = d.summary;
   const recheck = h("button", { id: "recheck", type: "button" }, "Re-check health (deep)");
   const remove = h("button", { id: "delete", type: "button", class: "danger", title: "Delete (Delete or ⌫)" }, "Delete…");
-  const tryIt = s.healthy && s.runnable ? h("button", { id: "try-chat", type: "button" }, "Chat…") : null;
+  const canChat = s.healthy && s.runnable && s.model_type !== "embedding";
+  const tryIt = canChat ? h("button", { id: "try-chat", type: "button" }, "Chat…") : null;
   tryIt?.addEventListener("click", () => {
     chat.choose(s.name);
     showTab("chat");

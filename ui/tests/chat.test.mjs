@@ -71,7 +71,9 @@ const MODEL = {
   last_modified: "2026-05-01T10:00:00Z", last_used: null, download: null,
 };
 const BROKEN = { ...MODEL, name: "acme/broken", display_name: "acme/broken", healthy: false, runnable: false };
-const library = () => ({ cache_root: "/hub", workspace_home: null, models: [MODEL, BROKEN], total_bytes: 1 });
+// Runnable, but it makes vectors: never offered for a chat.
+const EMBEDDER = { ...MODEL, name: "acme/all-MiniLM-L6-v2", display_name: "acme/all-MiniLM-L6-v2", model_type: "embedding" };
+const library = () => ({ cache_root: "/hub", workspace_home: null, models: [MODEL, BROKEN, EMBEDDER], total_bytes: 1 });
 
 async function openChat(t, handlers) {
   const ui = await openPage(browser, pages.url, "library", { list_models: () => library(), ...handlers });
@@ -105,7 +107,7 @@ describe("chat", () => {
       chat_api_key: () => "sk-test-key",
     });
     const { page } = ui;
-    assert.deepEqual(await page.locator("#chat-model option").allTextContents(), [MODEL.name], "only models that can run");
+    assert.deepEqual(await page.locator("#chat-model option").allTextContents(), [MODEL.name], "only models that can chat");
     await page.click("#chat-options summary");
     await page.fill("#chat-system", "Answer in one sentence.");
     await page.fill("#chat-temperature", "0");
@@ -192,14 +194,17 @@ describe("chat", () => {
   test("Chat… in the details pane opens the pane on that model", async (t) => {
     const other = { ...MODEL, name: "mlx-community/Qwen3-4B-4bit", display_name: "mlx-community/Qwen3-4B-4bit" };
     const ui = await openPage(browser, pages.url, "library", {
-      list_models: () => ({ ...library(), models: [MODEL, other, BROKEN] }),
+      list_models: () => ({ ...library(), models: [MODEL, other, BROKEN, EMBEDDER] }),
       model_details: ({ name }) => ({
-        summary: name === other.name ? other : MODEL, refs: [], snapshots: [], path: "/x", architecture: null,
+        summary: [other, EMBEDDER].find((m) => m.name === name) ?? MODEL, refs: [], snapshots: [], path: "/x", architecture: null,
         context_length: null, capabilities: [], problems: [], files: [], config_json: null,
       }),
     });
     t.after(() => ui.close());
     const { page } = ui;
+    await page.click(`#model-rows tr[data-model="${EMBEDDER.name}"]`);
+    await until("the embedder's details", async () => (await page.textContent("#details")).includes("embedding"));
+    assert.equal(await page.locator("#try-chat").count(), 0, "no chat with an embedding model");
     await page.click(`#model-rows tr[data-model="${other.name}"]`);
     await page.click("#try-chat");
     assert.equal(await page.isVisible("#chat"), true);
