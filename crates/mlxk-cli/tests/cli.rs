@@ -1365,3 +1365,49 @@ fn run_on_a_terminal_offers_to_pull_a_missing_model_then_answers() {
     );
     runtime.block_on(hub.stop());
 }
+
+#[test]
+fn embed_refuses_what_it_cannot_embed_before_loading_anything() {
+    let cache = TestCache::standard();
+    // A chat model is not an embedding model.
+    let run = cache.run(&["embed", "Llama-3.2-1B-Instruct-4bit", "hello", "--json"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let envelope = run.json();
+    assert_schema_valid(&envelope);
+    assert_eq!(envelope["error"]["type"], "not_an_embedding_model");
+    assert!(
+        envelope["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("mlxk run"),
+        "{envelope}"
+    );
+    // Nothing to embed, and a --batch line that is not a record, are usage errors.
+    let run = cache.run(&["embed", "Llama-3.2-1B-Instruct-4bit"]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("nothing to embed"), "{}", run.stderr);
+    let mut batch = cache.command(&["embed", "Llama-3.2-1B-Instruct-4bit", "--batch"]);
+    batch.stdin(std::process::Stdio::piped());
+    batch.stdout(std::process::Stdio::piped());
+    batch.stderr(std::process::Stdio::piped());
+    let mut child = batch.spawn().unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"{\"text\": \"fine\"}\n[1, 2]\n")
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("line 2"), "{stderr}");
+    // An unknown model says how to fetch it.
+    let run = cache.run(&["embed", "nobody/none", "x"]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains("mlxk pull nobody/none"),
+        "{}",
+        run.stderr
+    );
+}
