@@ -39,6 +39,7 @@ pub mod sampler;
 pub mod text;
 mod text_model;
 pub mod tokenizer;
+pub mod tool_calls;
 
 pub use completion::TextGeneration;
 pub use embedding::{Embedded, EmbeddingInput, EmbeddingModel, InputKind, Pooling, PoolingMode};
