@@ -24,6 +24,9 @@ pub enum EngineError {
     Template(String),
     #[error("the prompt has {prompt} tokens but the model's context holds {context}")]
     ContextLengthExceeded { prompt: usize, context: usize },
+    /// A grammar that cannot be enforced, or a token it refuses.
+    #[error("grammar: {0}")]
+    Grammar(String),
     #[error("MLX: {0}")]
     Mlx(String),
 }

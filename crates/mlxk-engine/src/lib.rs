@@ -28,6 +28,7 @@
 
 mod checkpoint;
 pub mod completion;
+pub mod constraint;
 pub mod embedding;
 mod error;
 pub mod generate;
