@@ -1,5 +1,6 @@
 //! A generation seen as text: tokens decoded as they come, stop strings applied, reasoning
-//! split from the answer. The CLI and the server both consume generations through this.
+//! split from the answer, tool calls parsed out of it. The CLI and the server both consume
+//! generations through this.
 
 use std::rc::Rc;
 
@@ -7,12 +8,15 @@ use crate::error::Result;
 use crate::generate::{FinishReason, Generation, Generator};
 use crate::text::{Reasoning, TextEvent, TextStream, THINK_START};
 use crate::tokenizer::{StreamDecoder, Tokenizer};
+use crate::tool_calls::{ToolCallParser, ToolEvent, ToolFormat};
 
 pub struct TextGeneration {
     generator: Generator,
     tokenizer: Rc<Tokenizer>,
     decoder: StreamDecoder,
     text: TextStream,
+    /// Parses the calls out of the answer when tools are offered.
+    tool_calls: Option<ToolCallParser>,
     flushed: bool,
 }
 
@@ -35,8 +39,19 @@ impl TextGeneration {
             tokenizer,
             decoder: StreamDecoder::default(),
             text: TextStream::new(stops, reasoning),
+            tool_calls: None,
             flushed: false,
         }
+    }
+
+    /// Parses tool calls in `format` out of the answer (decoding special tokens when the
+    /// format's markers are special tokens).
+    pub fn with_tool_calls(mut self, format: ToolFormat) -> Self {
+        if format.needs_special_tokens() {
+            self.decoder = StreamDecoder::keeping_special_tokens();
+        }
+        self.tool_calls = Some(ToolCallParser::new(format));
+        self
     }
 
     /// The text of the next token (often none, sometimes several pieces); `None` once the
@@ -47,7 +62,8 @@ impl TextGeneration {
                 return Ok(None);
             }
             self.flushed = true;
-            return Ok(Some(self.text.finish()));
+            let events = self.text.finish();
+            return Ok(Some(self.parse_calls(events, true)));
         };
         let mut events = Vec::new();
         if !self.tokenizer.eos_ids().contains(&token) {
@@ -58,7 +74,34 @@ impl TextGeneration {
         if self.text.stopped() {
             self.generator.finish(FinishReason::Stop);
         }
-        Ok(Some(events))
+        Ok(Some(self.parse_calls(events, false)))
+    }
+
+    /// The answer's text through the tool-call parser, when tools are offered.
+    fn parse_calls(&mut self, events: Vec<TextEvent>, end: bool) -> Vec<TextEvent> {
+        let Some(parser) = self.tool_calls.as_mut() else {
+            return events;
+        };
+        let mut parsed = Vec::new();
+        for event in events {
+            match event {
+                TextEvent::Content(text) => {
+                    parsed.extend(parser.push(&text).into_iter().filter_map(text_event))
+                }
+                reasoning => parsed.push(reasoning),
+            }
+        }
+        if end {
+            parsed.extend(parser.finish().into_iter().filter_map(text_event));
+        }
+        parsed
+    }
+
+    /// Whether the answer made at least one tool call.
+    pub fn made_tool_calls(&self) -> bool {
+        self.tool_calls
+            .as_ref()
+            .is_some_and(|parser| !parser.calls().is_empty())
     }
 
     /// Ends before the next token: `Cancelled` for a request given up (Ctrl-C, a disconnect),
@@ -73,5 +116,20 @@ impl TextGeneration {
 
     pub fn into_generation(self) -> Generation {
         self.generator.into_generation()
+    }
+}
+
+/// A parser's event as a text event (the end of a call adds nothing to the text).
+fn text_event(event: ToolEvent) -> Option<TextEvent> {
+    match event {
+        ToolEvent::Content(text) => Some(TextEvent::Content(text)),
+        ToolEvent::Reasoning(text) => Some(TextEvent::Reasoning(text)),
+        ToolEvent::CallStart { index, id, name } => {
+            Some(TextEvent::ToolCallStart { index, id, name })
+        }
+        ToolEvent::Arguments { index, fragment } => {
+            Some(TextEvent::ToolCallArguments { index, fragment })
+        }
+        ToolEvent::CallEnd { .. } => None,
     }
 }

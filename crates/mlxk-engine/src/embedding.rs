@@ -23,8 +23,8 @@ use crate::models::{self, bert::Bert, LanguageModel};
 /// Texts run together in one forward pass, at most.
 pub const MAX_BATCH: usize = 32;
 /// Padded tokens in one forward pass, at most (batch × longest text): bounds the attention's
-/// memory for long texts.
-const MAX_BATCH_TOKENS: usize = 16_384;
+/// memory for long texts, and larger passes are no faster.
+const MAX_BATCH_TOKENS: usize = 8_192;
 
 /// How the token states of a text become one vector (sentence-transformers' `Pooling`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,7 +168,7 @@ pub struct Embedded {
 }
 
 enum Encoder {
-    Bert(Bert),
+    Bert(Box<Bert>),
     /// A causal language model's last hidden states (no padding: one text per pass).
     Causal(Rc<dyn LanguageModel>),
 }
@@ -207,7 +207,7 @@ impl EmbeddingModel {
             });
             let positions = bert.max_positions();
             (
-                Encoder::Bert(bert),
+                Encoder::Bert(Box::new(bert)),
                 pooling,
                 plan,
                 positions,
@@ -368,7 +368,15 @@ impl EmbeddingModel {
                 Encoder::Bert(_) => (MAX_BATCH_TOKENS / longest).clamp(1, MAX_BATCH),
                 Encoder::Causal(_) => 1,
             };
-            let batch = &order[start..(start + fits).min(order.len())];
+            // A batch ends where padding would double a text: one long text does not make
+            // thirty short ones pay for its length.
+            let size = order[start..]
+                .iter()
+                .take(fits)
+                .take_while(|&&i| tokenized[i].0.len() * 2 > longest)
+                .count()
+                .max(1);
+            let batch = &order[start..start + size];
             let ids: Vec<&[u32]> = batch.iter().map(|&i| tokenized[i].0.as_slice()).collect();
             for (&i, vector) in batch.iter().zip(self.embed_batch(&ids)?) {
                 vectors[i] = Some(vector);
@@ -401,7 +409,11 @@ impl EmbeddingModel {
         let shape = [batch as i32, length as i32];
         let tokens = Array::from_slice(&ids, &shape);
         let hidden = match &self.encoder {
-            Encoder::Bert(bert) => bert.forward(&tokens, &Array::from_slice(&mask, &shape))?,
+            Encoder::Bert(bert) => {
+                let padded = texts.iter().any(|t| t.len() < length);
+                let mask = padded.then(|| Array::from_slice(&mask, &shape));
+                bert.forward(&tokens, mask.as_ref())?
+            }
             Encoder::Causal(model) => model.hidden_states(&tokens)?,
         };
         let hidden = hidden.as_dtype(mlx_rs::Dtype::Float32)?;

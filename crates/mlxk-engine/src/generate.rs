@@ -3,11 +3,12 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use mlx_rs::ops::concatenate;
+use mlx_rs::ops::{self, concatenate};
 use mlx_rs::transforms::{async_eval, eval};
 use mlx_rs::Array;
 use serde::Serialize;
 
+use crate::constraint::Constraint;
 use crate::error::{EngineError, Result};
 use crate::kv_cache::KvCache;
 use crate::models::{LanguageModel, Positions};
@@ -74,6 +75,8 @@ pub struct Generator {
     started: Instant,
     prompt_time: Option<Duration>,
     finish_reason: Option<FinishReason>,
+    /// A grammar the output must match: each step's logits are masked to the tokens it allows.
+    constraint: Option<Constraint>,
 }
 
 impl Generator {
@@ -86,6 +89,27 @@ impl Generator {
         context_length: usize,
         eos_ids: &[u32],
         sampling: &SamplingParams,
+    ) -> Result<Self> {
+        Self::constrained(
+            model,
+            prompt,
+            max_tokens,
+            context_length,
+            eos_ids,
+            sampling,
+            None,
+        )
+    }
+
+    /// As [`Generator::new`], with the output held to `constraint`'s grammar.
+    pub fn constrained(
+        model: Rc<dyn LanguageModel>,
+        prompt: &[u32],
+        max_tokens: usize,
+        context_length: usize,
+        eos_ids: &[u32],
+        sampling: &SamplingParams,
+        constraint: Option<Constraint>,
     ) -> Result<Self> {
         if prompt.is_empty() {
             return Err(EngineError::Tokenizer("the prompt has no tokens".into()));
@@ -112,6 +136,7 @@ impl Generator {
             started: Instant::now(),
             prompt_time: None,
             finish_reason: None,
+            constraint,
         };
         // Prompt chunks fill the cache; the last chunk also yields the first token (its logits
         // for the last position only), which saves a forward pass over mlx-lm's split.
@@ -136,6 +161,9 @@ impl Generator {
     /// The next token, or `None` once finished (see [`Generator::finish_reason`]). An EOS token
     /// is returned, and ends the generation.
     pub fn next_token(&mut self) -> Result<Option<u32>> {
+        if self.constraint.is_some() {
+            return self.next_constrained_token();
+        }
         let Some(current) = self.current.take() else {
             return Ok(None);
         };
@@ -165,6 +193,36 @@ impl Generator {
         if self.eos_ids.contains(&token) {
             self.finish(FinishReason::Stop);
         } else if self.current.is_none() {
+            self.finish(FinishReason::Length);
+        }
+        Ok(Some(token))
+    }
+
+    /// The next token under a grammar: the step after it depends on the token (the grammar's
+    /// next mask), so it is read before the next step is queued; the mask is computed on the
+    /// CPU while the device computes that step's logits.
+    fn next_constrained_token(&mut self) -> Result<Option<u32>> {
+        let Some(current) = self.current.take() else {
+            return Ok(None);
+        };
+        let token = read_token(&current)?;
+        self.prompt_time
+            .get_or_insert_with(|| self.started.elapsed());
+        self.tokens.push(token);
+        if self.eos_ids.contains(&token) {
+            self.finish(FinishReason::Stop);
+            return Ok(Some(token));
+        }
+        let constraint = self.constraint.as_mut().expect("a constrained generation");
+        constraint.commit(token)?;
+        if constraint.is_finished() {
+            self.finish(FinishReason::Stop);
+        } else if self.tokens.len() < self.max_tokens {
+            if let Some(h) = self.history.as_mut() {
+                *h = concatenate(&[h.clone(), current.as_type::<i32>()?], 0)?;
+            }
+            self.current = Some(self.step(&current)?);
+        } else {
             self.finish(FinishReason::Length);
         }
         Ok(Some(token))
@@ -222,7 +280,13 @@ impl Generator {
             .shape()
             .last()
             .expect("logits have a vocabulary axis");
-        let row = logits.reshape(&[1, vocab])?;
+        let mut row = logits.reshape(&[1, vocab])?;
+        if let Some(constraint) = self.constraint.as_mut() {
+            // The device computes the logits while the CPU computes which tokens may follow.
+            async_eval([&row])?;
+            let allowed = allowed_tokens(constraint.allowed()?, vocab);
+            row = ops::select(&allowed, &row, Array::from_f32(f32::NEG_INFINITY))?;
+        }
         let token = self.sampler.sample(&row, self.history.as_ref())?;
         async_eval([&token])?;
         Ok(token)
@@ -262,6 +326,18 @@ pub fn generate(
         }
     }
     Ok(generator.into_generation())
+}
+
+/// A grammar's bitmask (bit `i % 32` of word `i / 32` for token `i`) as a `[1, vocab]` boolean
+/// array; tokens past the mask are not allowed.
+fn allowed_tokens(mask: &[u32], vocab: i32) -> Array {
+    let allowed: Vec<bool> = (0..vocab as usize)
+        .map(|i| {
+            mask.get(i / 32)
+                .is_some_and(|word| word >> (i % 32) & 1 == 1)
+        })
+        .collect();
+    Array::from_slice(&allowed, &[1, vocab])
 }
 
 /// Reads a one-element token array back to the host (waiting for it if it is still queued).

@@ -41,6 +41,7 @@ pub mod text;
 mod text_model;
 pub mod tokenizer;
 pub mod tool_calls;
+pub mod tool_use;
 
 pub use completion::TextGeneration;
 pub use embedding::{Embedded, EmbeddingInput, EmbeddingModel, InputKind, Pooling, PoolingMode};

@@ -12,6 +12,17 @@ pub const THINK_END: &str = "</think>";
 pub enum TextEvent {
     Content(String),
     Reasoning(String),
+    /// A tool call begins: its place among the answer's calls, its id and the function.
+    ToolCallStart {
+        index: usize,
+        id: String,
+        name: String,
+    },
+    /// A piece of a call's arguments (their JSON object text, in order).
+    ToolCallArguments {
+        index: usize,
+        fragment: String,
+    },
 }
 
 /// What a stream does with `<think>` blocks.
@@ -139,8 +150,9 @@ impl TextStream {
 }
 
 fn emit(events: &mut Vec<TextEvent>, event: TextEvent) {
-    let (TextEvent::Content(text) | TextEvent::Reasoning(text)) = &event;
-    if !text.is_empty() {
+    let empty =
+        matches!(&event, TextEvent::Content(text) | TextEvent::Reasoning(text) if text.is_empty());
+    if !empty {
         events.push(event);
     }
 }
@@ -174,6 +186,7 @@ mod tests {
             match event {
                 TextEvent::Content(t) => content.push_str(&t),
                 TextEvent::Reasoning(t) => reasoning.push_str(&t),
+                other => panic!("a text stream makes no tool calls: {other:?}"),
             }
         }
         (content, reasoning)

@@ -2,16 +2,22 @@
 //! generation, shared by `mlxk run` and the server, so what a prompt can hold (tools, images,
 //! audio) is added here once.
 
+use std::cell::OnceCell;
 use std::path::Path;
 use std::rc::Rc;
 
+use serde_json::Value;
+
 use crate::completion::TextGeneration;
-use crate::error::Result;
+use crate::constraint::{ConstraintFactory, Grammar};
+use crate::error::{EngineError, Result};
 use crate::generate::Generator;
 use crate::load_plan::{LoadPlan, LoadPolicy};
 use crate::models::{self, LanguageModel};
 use crate::sampler::SamplingChoice;
 use crate::tokenizer::{ChatMessage, Tokenizer};
+use crate::tool_calls::ToolFormat;
+use crate::tool_use::ToolUse;
 
 /// What a person asks: a conversation, or raw text sent as it is.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,6 +39,31 @@ pub struct AnswerOptions {
     pub stops: Vec<String>,
     /// A conversation is sent as its messages' text, without the model's chat template.
     pub raw: bool,
+    /// Tools the model may (or must) call.
+    pub tools: Option<ToolUse>,
+    /// A grammar the answer must match (`response_format`).
+    pub grammar: Option<Grammar>,
+}
+
+impl AnswerOptions {
+    /// Plain text generation: no tools, no grammar.
+    pub fn text(
+        sampling: SamplingChoice,
+        max_tokens: usize,
+        context_length: usize,
+        stops: Vec<String>,
+        raw: bool,
+    ) -> Self {
+        AnswerOptions {
+            sampling,
+            max_tokens,
+            context_length,
+            stops,
+            raw,
+            tools: None,
+            grammar: None,
+        }
+    }
 }
 
 /// A loaded model with its tokenizer.
@@ -43,6 +74,13 @@ pub struct TextModel {
     pub plan: LoadPlan,
     /// Its own sampling defaults (`generation_config.json`).
     pub sampling_defaults: SamplingChoice,
+    /// How it writes tool calls, from its chat template and special tokens; `None` when the
+    /// template has no tool support (tools are then offered in the generic format).
+    pub tool_format: Option<ToolFormat>,
+    /// The width of its logits.
+    vocab_size: usize,
+    /// Made on the first constrained request (the token trie takes a moment to build).
+    constraints: OnceCell<ConstraintFactory>,
 }
 
 impl TextModel {
@@ -51,31 +89,105 @@ impl TextModel {
     pub fn load(dir: &Path, policy: &LoadPolicy) -> Result<Self> {
         let tokenizer = Rc::new(Tokenizer::load(dir)?);
         let loaded = models::load(dir, policy)?;
+        let tool_format = ToolFormat::detect(tokenizer.chat_template(), &tokenizer.added_tokens());
+        let vocab_size = loaded
+            .config
+            .get("vocab_size")
+            .or_else(|| loaded.config.pointer("/text_config/vocab_size"))
+            .and_then(Value::as_u64)
+            .unwrap_or(0) as usize;
         Ok(TextModel {
             model: loaded.model,
             tokenizer,
             plan: loaded.plan,
             sampling_defaults: SamplingChoice::from_generation_config(dir),
+            tool_format,
+            vocab_size,
+            constraints: OnceCell::new(),
         })
+    }
+
+    /// What builds this model's grammar constraints.
+    fn constraints(&self) -> Result<&ConstraintFactory> {
+        if let Some(factory) = self.constraints.get() {
+            return Ok(factory);
+        }
+        let factory = ConstraintFactory::new(
+            self.tokenizer.hf(),
+            self.tokenizer.eos_ids(),
+            self.vocab_size,
+        )?;
+        Ok(self.constraints.get_or_init(|| factory))
+    }
+
+    /// The grammar an answer must match under `options`: a forced tool call, else the
+    /// response format. Both at once cannot be honoured.
+    fn grammar(&self, options: &AnswerOptions) -> Result<Option<Grammar>> {
+        let forced = match options.tools.as_ref().filter(|t| t.active()) {
+            Some(tools) => tools.forced_call_grammar(
+                self.tool_format.unwrap_or(ToolFormat::Hermes),
+                self.tool_format.is_some(),
+            )?,
+            None => None,
+        };
+        match (forced, &options.grammar) {
+            (Some(_), Some(_)) => Err(EngineError::Grammar(
+                "a required or named tool_choice and a response_format cannot both be enforced"
+                    .into(),
+            )),
+            (Some(forced), None) => Ok(Some(forced)),
+            (None, grammar) => Ok(grammar.clone()),
+        }
+    }
+
+    /// Checks what `options` ask of the grammar engine without generating (an unsupported
+    /// schema keyword is an error naming it).
+    pub fn check(&self, options: &AnswerOptions) -> Result<()> {
+        match self.grammar(options)? {
+            Some(grammar) => self.constraints()?.check(&grammar),
+            None => Ok(()),
+        }
     }
 
     /// Prefills the prompt and returns the generation, ready to be stepped token by token.
     pub fn start(&self, prompt: &Prompt, options: &AnswerOptions) -> Result<TextGeneration> {
-        let text = self.tokenizer.render_prompt(prompt, options.raw)?;
+        let tools = options.tools.as_ref().filter(|t| t.active());
+        let text = match (prompt, tools, self.tool_format) {
+            (Prompt::Chat(_), Some(tools), Some(_)) => {
+                self.tokenizer
+                    .render_prompt(prompt, options.raw, Some(&tools.template_tools()))?
+            }
+            // The template knows no tools: they are described in the generic format.
+            (Prompt::Chat(messages), Some(tools), None) => self.tokenizer.render_prompt(
+                &Prompt::Chat(tools.generic_conversation(messages)),
+                options.raw,
+                None,
+            )?,
+            _ => self.tokenizer.render_prompt(prompt, options.raw, None)?,
+        };
         let ids = self.tokenizer.encode(&text)?;
-        let generator = Generator::new(
+        let constraint = match self.grammar(options)? {
+            Some(grammar) => Some(self.constraints()?.start(&grammar)?),
+            None => None,
+        };
+        let generator = Generator::constrained(
             Rc::clone(&self.model),
             &ids,
             options.max_tokens,
             options.context_length,
             self.tokenizer.eos_ids(),
             &options.sampling.or(self.sampling_defaults).resolve(),
+            constraint,
         )?;
-        Ok(TextGeneration::new(
+        let generation = TextGeneration::new(
             generator,
             Rc::clone(&self.tokenizer),
             options.stops.clone(),
             &text,
-        ))
+        );
+        Ok(match tools {
+            Some(_) => generation.with_tool_calls(self.tool_format.unwrap_or(ToolFormat::Hermes)),
+            None => generation,
+        })
     }
 }

@@ -11,10 +11,22 @@ use tokenizers::Tokenizer as HfTokenizer;
 use crate::error::{EngineError, Result};
 use crate::text_model::Prompt;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One message of a conversation, as Hugging Face's `apply_chat_template` hands it to a chat
+/// template: the fields a message without tools lacks are left out, not null.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ChatMessage {
     pub role: String,
     pub content: String,
+    /// An assistant's calls, in OpenAI's shape with each call's `arguments` as an object
+    /// (templates differ on strings; most expect `arguments | tojson` or iterate over it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<Value>>,
+    /// A tool result's call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+    /// A tool result's function name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 impl ChatMessage {
@@ -22,6 +34,9 @@ impl ChatMessage {
         ChatMessage {
             role: role.to_string(),
             content: content.to_string(),
+            tool_calls: None,
+            tool_call_id: None,
+            name: None,
         }
     }
 }
@@ -123,10 +138,16 @@ impl Tokenizer {
 
     /// The text a prompt is sent to the model as: a conversation through the chat template
     /// (or, `raw` or without one, its messages' text joined by blank lines), text as it is.
-    pub fn render_prompt(&self, prompt: &Prompt, raw: bool) -> Result<String> {
+    /// `tools` (OpenAI's function objects) go to the template as `tools`.
+    pub fn render_prompt(
+        &self,
+        prompt: &Prompt,
+        raw: bool,
+        tools: Option<&[Value]>,
+    ) -> Result<String> {
         match prompt {
             Prompt::Chat(messages) if !raw && self.has_chat_template() => {
-                self.apply_chat_template(messages, true)
+                self.apply_chat_template_with_tools(messages, true, tools)
             }
             Prompt::Chat(messages) => Ok(messages
                 .iter()
@@ -143,19 +164,56 @@ impl Tokenizer {
         messages: &[ChatMessage],
         add_generation_prompt: bool,
     ) -> Result<String> {
+        self.apply_chat_template_with_tools(messages, add_generation_prompt, None)
+    }
+
+    /// As [`Tokenizer::apply_chat_template`], with `tools=` as Hugging Face passes them.
+    pub fn apply_chat_template_with_tools(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+        tools: Option<&[Value]>,
+    ) -> Result<String> {
         let template = self
             .chat_template
             .as_deref()
             .ok_or_else(|| EngineError::Template("the model has no chat template".into()))?;
-        render_chat_template(
-            template,
-            chat_context(
-                messages,
-                add_generation_prompt,
-                self.bos_token.as_deref().unwrap_or_default(),
-                self.eos_token.as_deref().unwrap_or_default(),
-            ),
-        )
+        let mut context = chat_context(
+            messages,
+            add_generation_prompt,
+            self.bos_token.as_deref().unwrap_or_default(),
+            self.eos_token.as_deref().unwrap_or_default(),
+        );
+        if let Some(tools) = tools {
+            context = minijinja::context! { tools => tools, ..context };
+        }
+        render_chat_template(template, context)
+    }
+
+    /// The chat template's text, if the model has one.
+    pub fn chat_template(&self) -> Option<&str> {
+        self.chat_template.as_deref()
+    }
+
+    /// The text of every added token (special or not): tool-call markers are among them.
+    pub fn added_tokens(&self) -> Vec<String> {
+        self.inner
+            .get_added_tokens_decoder()
+            .into_values()
+            .map(|t| t.content)
+            .collect()
+    }
+
+    /// The Hugging Face tokenizer itself (for the grammar's token trie).
+    pub(crate) fn hf(&self) -> &HfTokenizer {
+        &self.inner
+    }
+
+    /// Decodes keeping special tokens (tool-call markers some formats write as special tokens).
+    pub fn decode_with_special(&self, ids: &[u32]) -> Result<String> {
+        self.inner
+            .decode(ids, false)
+            .map_err(|e| EngineError::Tokenizer(e.to_string()))
     }
 }
 
@@ -189,6 +247,7 @@ pub fn render_chat_template(template: &str, context: minijinja::Value) -> Result
     minijinja_contrib::add_to_environment(&mut env);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.set_fuel(Some(TEMPLATE_FUEL));
+    env.add_filter("tojson", python_tojson);
     env.add_function(
         "raise_exception",
         |message: String| -> Result<String, TemplateError> {
@@ -212,6 +271,78 @@ pub fn render_chat_template(template: &str, context: minijinja::Value) -> Result
             "the chat template did not finish within {TEMPLATE_FUEL} steps (it loops); refusing it"
         ))),
         Err(e) => Err(EngineError::Template(e.to_string())),
+    }
+}
+
+/// `tojson` as transformers defines it for chat templates (`json.dumps` with
+/// `ensure_ascii=False`): keys in their order, `", "` and `": "` between items (or Python's
+/// indented layout with `indent`), nothing escaped for HTML. minijinja's own filter sorts keys,
+/// writes no spaces and escapes `<` and `>`, so a tool's JSON in a prompt would differ from what
+/// the model was trained on.
+fn python_tojson(
+    value: minijinja::Value,
+    kwargs: minijinja::value::Kwargs,
+) -> Result<minijinja::Value, TemplateError> {
+    let indent: Option<usize> = kwargs.get("indent")?;
+    // Accepted as transformers accepts them; its defaults are what this writes.
+    let _: Option<bool> = kwargs.get("ensure_ascii")?;
+    let _: Option<bool> = kwargs.get("sort_keys")?;
+    let _: Option<minijinja::Value> = kwargs.get("separators")?;
+    kwargs.assert_all_used()?;
+    let mut out = Vec::new();
+    let written = match indent {
+        Some(width) => {
+            let spaces = vec![b' '; width];
+            let mut ser = serde_json::Serializer::with_formatter(
+                &mut out,
+                serde_json::ser::PrettyFormatter::with_indent(&spaces),
+            );
+            serde::Serialize::serialize(&value, &mut ser)
+        }
+        None => {
+            let mut ser = serde_json::Serializer::with_formatter(&mut out, PythonJsonFormatter);
+            serde::Serialize::serialize(&value, &mut ser)
+        }
+    };
+    written.map_err(|e| TemplateError::new(ErrorKind::InvalidOperation, e.to_string()))?;
+    let text = String::from_utf8(out)
+        .map_err(|e| TemplateError::new(ErrorKind::InvalidOperation, e.to_string()))?;
+    Ok(minijinja::Value::from_safe_string(text))
+}
+
+/// Python's `json.dumps` separators: `", "` between items, `": "` after keys.
+struct PythonJsonFormatter;
+
+impl serde_json::ser::Formatter for PythonJsonFormatter {
+    fn begin_array_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            writer.write_all(b", ")
+        }
+    }
+
+    fn begin_object_key<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            writer.write_all(b", ")
+        }
+    }
+
+    fn begin_object_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+    ) -> std::io::Result<()> {
+        writer.write_all(b": ")
     }
 }
 
@@ -246,14 +377,28 @@ pub struct StreamDecoder {
     ids: Vec<u32>,
     prefix: usize,
     read: usize,
+    /// Special tokens are text too (a tool-call format whose markers are special tokens).
+    keep_special: bool,
 }
 
 impl StreamDecoder {
+    /// A decoder that keeps special tokens in the text.
+    pub fn keeping_special_tokens() -> Self {
+        StreamDecoder {
+            keep_special: true,
+            ..StreamDecoder::default()
+        }
+    }
+
     /// The text `id` completes, if any.
     pub fn step(&mut self, tokenizer: &Tokenizer, id: u32) -> Result<Option<String>> {
         self.ids.push(id);
-        let before = tokenizer.decode(&self.ids[self.prefix..self.read])?;
-        let now = tokenizer.decode(&self.ids[self.prefix..])?;
+        let decode = |ids: &[u32]| match self.keep_special {
+            true => tokenizer.decode_with_special(ids),
+            false => tokenizer.decode(ids),
+        };
+        let before = decode(&self.ids[self.prefix..self.read])?;
+        let now = decode(&self.ids[self.prefix..])?;
         if now.len() > before.len()
             && !now.ends_with('\u{FFFD}')
             && now.is_char_boundary(before.len())

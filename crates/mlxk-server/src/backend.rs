@@ -134,7 +134,9 @@ impl Backend for MlxBackend {
             EngineError::ContextLengthExceeded { .. } => {
                 ServiceError::ContextLengthExceeded(e.to_string())
             }
-            EngineError::Template(_) => ServiceError::InvalidPrompt(e.to_string()),
+            EngineError::Template(_) | EngineError::Grammar(_) => {
+                ServiceError::InvalidPrompt(e.to_string())
+            }
             other => ServiceError::Internal(other.to_string()),
         })?;
         Ok(Box::new(MlxGeneration(generation)))

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use mlxk_core::classify::ModelType;
 use mlxk_core::{CoreError, Library, ModelInfo, RunnableModel};
+use mlxk_engine::constraint::Grammar;
 use mlxk_engine::embedding::shortened;
+use mlxk_engine::tool_use::ToolUse;
 use mlxk_engine::{
     AnswerOptions, Embedded, EmbeddingInput, FinishReason, InputKind, Prompt, SamplingChoice,
     TextEvent,
@@ -28,6 +30,10 @@ pub struct GenerationRequest {
     /// New tokens at most (already capped by the server's limit).
     pub max_tokens: usize,
     pub stops: Vec<String>,
+    /// Tools offered, and whether a call is required.
+    pub tools: Option<ToolUse>,
+    /// A grammar the answer must match (`response_format`).
+    pub grammar: Option<Grammar>,
 }
 
 /// Vectors for texts, as every protocol asks for them.
@@ -178,6 +184,8 @@ impl GenerationService {
                 context_length: model.context_length,
                 stops: request.stops,
                 raw: false,
+                tools: request.tools,
+                grammar: request.grammar,
             },
             model: model.clone(),
             prompt: request.prompt,
@@ -223,12 +231,13 @@ impl GenerationService {
         })?;
         let mut vectors = answer.await.map_err(|_| ServiceError::ShuttingDown)??;
         if !request.truncate {
-            if let Some(i) = vectors.iter().position(|v| v.truncated) {
+            if let Some((i, cut)) = vectors.iter().enumerate().find(|(_, v)| v.truncated) {
+                // A cut input holds as many tokens as the model reads.
                 return Err(ServiceError::InvalidInput(
                     "input",
                     format!(
-                        "input {i} is longer than model '{}' reads, and truncation is off",
-                        model.name
+                        "input {i} is longer than the {} tokens model '{}' reads, and truncation is off",
+                        cut.tokens, model.name
                     ),
                 ));
             }

@@ -37,7 +37,13 @@ pub fn run(args: &ListArgs, output: &Output) -> Result<Outcome, CliError> {
     let total = models.len();
     let shown: Vec<&ModelInfo> = models
         .iter()
-        .filter(|m| args.all || (m.is_healthy() && m.classification.framework == Framework::Mlx))
+        // Healthy MLX models, and whatever else runs here (an embedding model in the float
+        // safetensors sentence-transformers publish).
+        .filter(|m| {
+            args.all
+                || (m.is_healthy()
+                    && (m.classification.framework == Framework::Mlx || m.runtime.compatible))
+        })
         .collect();
     let data = json!({
         "models": shown.iter().map(|m| json_api::model_object(m, false)).collect::<Vec<_>>(),

@@ -7,6 +7,7 @@ use clap::Args;
 use indicatif::ProgressBar;
 use mlxk_core::usage::UsageLog;
 use mlxk_core::Library;
+use mlxk_engine::constraint::Grammar;
 use mlxk_engine::{
     AnswerOptions, ChatMessage, EngineError, FinishReason, LoadPolicy, Prompt, RuntimeInfo,
     SamplingChoice, TextEvent, TextModel,
@@ -58,6 +59,12 @@ pub struct RunArgs {
     /// End the answer where this text appears (never printed); repeatable.
     #[arg(long = "stop", value_name = "TEXT")]
     pub stops: Vec<String>,
+    /// Answer with JSON valid against the JSON Schema in FILE (enforced by a grammar).
+    #[arg(long, value_name = "FILE", conflicts_with = "json_object")]
+    pub json_schema: Option<std::path::PathBuf>,
+    /// Answer with a JSON object (enforced by a grammar). (`--json` is the JSON envelope.)
+    #[arg(long)]
+    pub json_object: bool,
     /// Do not show a reasoning model's thinking (`<think>…</think>`); it goes to stderr otherwise.
     #[arg(long)]
     pub hide_reasoning: bool,
@@ -122,6 +129,8 @@ impl From<mlxk_engine::Generation> for Stats {
 }
 
 pub fn run(args: &RunArgs, output: &Output) -> Result<Outcome, CliError> {
+    // A schema file that cannot be read is said before the model loads.
+    structured_output(args)?;
     let started = Instant::now();
     let loaded = match &args.server {
         Some(url) => through_server(args, url)?,
@@ -225,6 +234,35 @@ fn through_server(args: &RunArgs, url: &str) -> Result<Loaded, CliError> {
     })
 }
 
+/// What `--json-schema` / `--json-object` ask the answer to be.
+pub enum StructuredOutput {
+    Object,
+    Schema(serde_json::Value),
+}
+
+/// Reads `--json-schema FILE` (a JSON Schema object) or `--json-object`.
+pub fn structured_output(args: &RunArgs) -> Result<Option<StructuredOutput>, CliError> {
+    if args.json_object {
+        return Ok(Some(StructuredOutput::Object));
+    }
+    let Some(path) = &args.json_schema else {
+        return Ok(None);
+    };
+    let text = std::fs::read(path)
+        .map_err(|e| CliError::usage(format!("--json-schema {}: {e}", path.display())))?;
+    match serde_json::from_slice(&text) {
+        Ok(schema @ serde_json::Value::Object(_)) => Ok(Some(StructuredOutput::Schema(schema))),
+        Ok(_) => Err(CliError::usage(format!(
+            "--json-schema {}: not a JSON Schema object",
+            path.display()
+        ))),
+        Err(e) => Err(CliError::usage(format!(
+            "--json-schema {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
 fn sampling(args: &RunArgs) -> SamplingChoice {
     SamplingChoice {
         temperature: args.temperature,
@@ -298,13 +336,17 @@ fn answer(
         }
         other => CliError::new("execution_error", other.to_string()),
     };
-    let options = AnswerOptions {
-        sampling: sampling(args),
-        max_tokens: args.max_tokens,
+    let mut options = AnswerOptions::text(
+        sampling(args),
+        args.max_tokens,
         context_length,
-        stops: args.stops.clone(),
-        raw: args.no_chat_template,
-    };
+        args.stops.clone(),
+        args.no_chat_template,
+    );
+    options.grammar = structured_output(args)?.map(|format| match format {
+        StructuredOutput::Object => Grammar::JsonObject,
+        StructuredOutput::Schema(schema) => Grammar::JsonSchema(schema),
+    });
     let mut generation = model
         .start(&Prompt::Chat(messages.to_vec()), &options)
         .map_err(engine_error)?;
@@ -326,6 +368,8 @@ fn answer(
                     }
                     reasoning.push_str(&piece);
                 }
+                // `run` offers no tools: no calls to show.
+                TextEvent::ToolCallStart { .. } | TextEvent::ToolCallArguments { .. } => {}
             }
         }
         if cancel.load(Ordering::Relaxed) {

@@ -161,5 +161,16 @@ fn request_body(args: &RunArgs, messages: &[ChatMessage]) -> Value {
     if !args.stops.is_empty() {
         body["stop"] = json!(args.stops);
     }
+    // Read (and checked) before the run began.
+    match super::run::structured_output(args) {
+        Ok(Some(super::run::StructuredOutput::Object)) => {
+            body["response_format"] = json!({"type": "json_object"});
+        }
+        Ok(Some(super::run::StructuredOutput::Schema(schema))) => {
+            body["response_format"] =
+                json!({"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}});
+        }
+        Ok(None) | Err(_) => {}
+    }
     body
 }

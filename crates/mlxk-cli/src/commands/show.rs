@@ -63,6 +63,9 @@ pub fn run(args: &ShowArgs, output: &Output) -> Result<Outcome, CliError> {
             "reason": plan.reason,
         })),
     });
+    if let Some(tools) = tool_support(&model) {
+        data["tools"] = json!(tools);
+    }
     if args.recalc_hash {
         data["hash_recalculated"] = json!(true);
     }
@@ -149,6 +152,20 @@ fn load_plan(model: &ModelInfo, policy: &LoadPolicy) -> Option<LoadPlan> {
     mlxk_engine::plan(model.path.as_deref()?, policy).ok()
 }
 
+/// How a runnable text model is offered tools (none for embedding models).
+fn tool_support(model: &ModelInfo) -> Option<mlxk_engine::tool_use::ToolSupport> {
+    let runnable_text = model.runtime.compatible
+        && model.classification.model_type != mlxk_core::classify::ModelType::Embedding;
+    runnable_text
+        .then(|| {
+            model
+                .path
+                .as_deref()
+                .map(mlxk_engine::tool_use::ToolSupport::of_folder)
+        })
+        .flatten()
+}
+
 fn render(args: &ShowArgs, model: &ModelInfo, plan: Option<&LoadPlan>) -> String {
     let mut lines = summary_lines(model);
     for problem in &model.health.problems {
@@ -167,6 +184,15 @@ fn render(args: &ShowArgs, model: &ModelInfo, plan: Option<&LoadPlan>) -> String
             plan.compute_dtype(),
             plan.reason
         ));
+    }
+    if let Some(tools) = tool_support(model) {
+        lines.push(match tools.native {
+            true => format!(
+                "Tools:         {} (the chat template's own format)",
+                tools.format.label()
+            ),
+            false => "Tools:         generic format (the chat template has no tool support)".into(),
+        });
     }
     if model.snapshots.len() > 1 {
         lines.extend(snapshot_lines(model));

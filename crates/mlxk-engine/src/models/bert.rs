@@ -165,9 +165,9 @@ impl Bert {
         self.max_positions as usize
     }
 
-    /// `tokens` `[B, L]` (int32) with `mask` `[B, L]` (true for real tokens, false for padding)
-    /// to the last hidden states `[B, L, hidden]`.
-    pub fn forward(&self, tokens: &Array, mask: &Array) -> Result<Array> {
+    /// `tokens` `[B, L]` (int32) with `mask` `[B, L]` (true for real tokens, false for padding;
+    /// `None` when nothing is padded) to the last hidden states `[B, L, hidden]`.
+    pub fn forward(&self, tokens: &Array, mask: Option<&Array>) -> Result<Array> {
         let (batch, length) = (tokens.shape()[0], tokens.shape()[1]);
         if length > self.max_positions {
             return Err(EngineError::ContextLengthExceeded {
@@ -189,7 +189,7 @@ impl Bert {
             .add(&segment)?;
         let mut h = self.embeddings_norm.forward(&h, self.eps)?;
         // [B, 1, 1, L]: every query sees every real token of its own text.
-        let keep = expand_dims_axes(mask, &[1, 2])?;
+        let keep = mask.map(|m| expand_dims_axes(m, &[1, 2])).transpose()?;
         let scale = (self.head_dim as f32).powf(-0.5);
         for layer in &self.layers {
             let heads = |x: Array| -> Result<Array> {
@@ -204,7 +204,7 @@ impl Bert {
                 &k,
                 &v,
                 scale,
-                ScaledDotProductAttentionMask::Array(&keep),
+                keep.as_ref().map(ScaledDotProductAttentionMask::Array),
                 None,
             )?
             .transpose_axes(&[0, 2, 1, 3])?

@@ -118,6 +118,9 @@ pub struct ToolCallParser {
 
 /// One parser per family; `<tool_call>` families share one that differs only in the body.
 enum Grammar {
+    /// Hermes before the answer's first visible character: an answer that opens with `{` is
+    /// read as a bare JSON call (small Qwen 2.5 models leave the tags out), else as tagged.
+    HermesUndecided(String),
     Tagged(TaggedParser),
     Llama3(Llama3Parser),
     Mistral(MistralParser),
@@ -127,7 +130,7 @@ enum Grammar {
 impl ToolCallParser {
     pub fn new(format: ToolFormat) -> Self {
         let grammar = match format {
-            ToolFormat::Hermes => Grammar::Tagged(TaggedParser::new(Body::Json)),
+            ToolFormat::Hermes => Grammar::HermesUndecided(String::new()),
             ToolFormat::Qwen3Xml => Grammar::Tagged(TaggedParser::new(Body::Xml)),
             ToolFormat::Llama3Json => Grammar::Llama3(Llama3Parser::default()),
             ToolFormat::Mistral => Grammar::Mistral(MistralParser::default()),
@@ -141,8 +144,21 @@ impl ToolCallParser {
 
     /// Feeds decoded text, split anywhere (between whole characters).
     pub fn push(&mut self, text: &str) -> Vec<ToolEvent> {
+        if let Grammar::HermesUndecided(pending) = &mut self.grammar {
+            pending.push_str(text);
+            let Some(first) = pending.trim_start().chars().next() else {
+                return Vec::new();
+            };
+            let held = std::mem::take(pending);
+            self.grammar = match first {
+                '{' => Grammar::Llama3(Llama3Parser::default()),
+                _ => Grammar::Tagged(TaggedParser::new(Body::Json)),
+            };
+            return self.push(&held);
+        }
         let out = &mut self.output;
         match &mut self.grammar {
+            Grammar::HermesUndecided(_) => unreachable!("decided above"),
             Grammar::Tagged(parser) => parser.push(text, out),
             Grammar::Llama3(parser) => parser.push(text, out),
             Grammar::Mistral(parser) => parser.push(text, out),
@@ -154,8 +170,17 @@ impl ToolCallParser {
     /// The output ended: what was held back comes out. A call cut off unfinished comes back as
     /// content, as written, unless what arrived of it is already a whole call.
     pub fn finish(&mut self) -> Vec<ToolEvent> {
+        if let Grammar::HermesUndecided(pending) = &mut self.grammar {
+            // Only whitespace, or nothing: the tagged reading keeps it as it was.
+            let held = std::mem::take(pending);
+            self.grammar = Grammar::Tagged(TaggedParser::new(Body::Json));
+            let mut events = self.push(&held);
+            events.extend(self.finish());
+            return events;
+        }
         let out = &mut self.output;
         match &mut self.grammar {
+            Grammar::HermesUndecided(_) => unreachable!("decided above"),
             Grammar::Tagged(parser) => parser.finish(out),
             Grammar::Llama3(parser) => parser.finish(out),
             Grammar::Mistral(parser) => parser.finish(out),

@@ -347,6 +347,19 @@ fn hermes() {
             )
             .call("get_weather", paris()),
             case("a tag cut off", "Done. <tool_ca", "Done. <tool_ca"),
+            // Qwen2.5-Coder-0.5B-Instruct's own answer to a weather question: no tags.
+            case(
+                "a bare call",
+                "{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}",
+                "",
+            )
+            .call("get_weather", paris()),
+            case(
+                "a bare object that is no call",
+                "  {\"city\": \"Paris\"}",
+                "  {\"city\": \"Paris\"}",
+            ),
+            case("only whitespace", "  \n", "  \n"),
         ],
     );
 }

@@ -86,3 +86,64 @@ fn gemma3_matches_mlx_lm() {
     );
     assert!(!text.trim().is_empty());
 }
+
+/// A conversation with a tool offered, an assistant's call and its result renders through
+/// Qwen's own template exactly as transformers' `apply_chat_template(tools=...)` renders it.
+#[test]
+fn qwen2_renders_tools_calls_and_results_as_transformers_does() {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+
+    use mlxk_engine::tool_use::{Tool, ToolChoice, ToolUse};
+    use serde_json::json;
+
+    let model_dir = installed("mlxk-test/Qwen2.5-Coder-0.5B-Instruct-Q4_K_M-mlx");
+    let tools = ToolUse {
+        tools: vec![Tool {
+            name: "get_weather".into(),
+            description: Some("Get the current weather in a city".into()),
+            parameters: json!({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}),
+            strict: false,
+        }],
+        choice: ToolChoice::Auto,
+        parallel: true,
+    };
+    let mut call = mlxk_engine::ChatMessage::new("assistant", "");
+    call.tool_calls = Some(vec![json!({"id": "call_1", "type": "function",
+        "function": {"name": "get_weather", "arguments": {"city": "Paris"}}})]);
+    let mut result = mlxk_engine::ChatMessage::new("tool", "{\"temperature_celsius\": 31}");
+    result.tool_call_id = Some("call_1".into());
+    let messages = vec![
+        mlxk_engine::ChatMessage::new("user", "What is the weather like in Paris today?"),
+        call,
+        result,
+    ];
+    let ours = Tokenizer::load(&model_dir)
+        .unwrap()
+        .apply_chat_template_with_tools(&messages, true, Some(&tools.template_tools()))
+        .unwrap();
+
+    let mut python = Command::new(root().join(".venv/bin/python"))
+        .arg(root().join("tests/reference/render_chat.py"))
+        .arg(&model_dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the test virtualenv's python runs (./scripts/setup.sh)");
+    let request = json!({"messages": messages, "tools": tools.template_tools()});
+    python
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(request.to_string().as_bytes())
+        .unwrap();
+    let output = python.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(ours, String::from_utf8(output.stdout).unwrap());
+    assert!(ours.contains("<tool_response>\n{\"temperature_celsius\": 31}\n</tool_response>"));
+}

@@ -47,6 +47,11 @@ fn model_object(model: &ModelInfo, loaded: &[String], policy: &LoadPolicy) -> Va
             model.name.split_once('/').map_or("local", |(org, _)| org),
         ),
     };
+    // How tools reach it: its template's own format, or the generic one (`native: false`).
+    let tools = match (c.model_type, &model.path) {
+        (mlxk_core::classify::ModelType::Embedding, _) | (_, None) => Value::Null,
+        (_, Some(dir)) => json!(mlxk_engine::tool_use::ToolSupport::of_folder(dir)),
+    };
     json!({
         "id": id,
         "object": "model",
@@ -56,6 +61,7 @@ fn model_object(model: &ModelInfo, loaded: &[String], policy: &LoadPolicy) -> Va
         "capabilities": c.capabilities.iter().map(|cap| cap.label()).collect::<Vec<_>>(),
         "loaded": loaded.contains(&id),
         "weights": weights,
+        "tools": tools,
     })
 }
 

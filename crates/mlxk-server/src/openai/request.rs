@@ -1,9 +1,16 @@
 //! OpenAI's request bodies for `/v1/chat/completions` and `/v1/completions`: parsed, checked
 //! field by field (each failure a 400 naming the field) and turned into a
-//! [`GenerationRequest`].
+//! [`GenerationRequest`]. Tools (`tools`, `tool_choice`, `parallel_tool_calls`, assistant
+//! `tool_calls` and `tool` results in the history) and `response_format` are honoured or
+//! refused, never ignored.
 
+use std::collections::HashSet;
+
+use mlxk_engine::constraint::Grammar;
+use mlxk_engine::tool_use::{Tool, ToolChoice, ToolUse};
 use mlxk_engine::{ChatMessage, Prompt, SamplingChoice};
 use serde::Deserialize;
+use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::service::GenerationRequest;
@@ -28,6 +35,87 @@ struct Message {
     role: String,
     #[serde(default)]
     content: Option<Content>,
+    #[serde(default)]
+    tool_calls: Option<Vec<CallParam>>,
+    #[serde(default)]
+    tool_call_id: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// An earlier call in the history (an assistant message's `tool_calls`).
+#[derive(Debug, Deserialize)]
+struct CallParam {
+    id: String,
+    #[serde(rename = "type", default = "function_type")]
+    kind: String,
+    function: CalledFunction,
+}
+
+#[derive(Debug, Deserialize)]
+struct CalledFunction {
+    name: String,
+    /// A JSON object as text (OpenAI's shape); an object is taken as well.
+    #[serde(default)]
+    arguments: Option<Value>,
+}
+
+fn function_type() -> String {
+    "function".into()
+}
+
+/// A tool offered (`tools`): only functions exist.
+#[derive(Debug, Deserialize)]
+struct ToolParam {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    function: Option<FunctionParam>,
+}
+
+#[derive(Debug, Deserialize)]
+struct FunctionParam {
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    parameters: Option<Value>,
+    #[serde(default)]
+    strict: Option<bool>,
+}
+
+/// `"none"`, `"auto"`, `"required"`, or `{"type": "function", "function": {"name": ...}}`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum ToolChoiceParam {
+    Mode(String),
+    Named {
+        #[serde(rename = "type")]
+        kind: String,
+        function: NamedFunction,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+struct NamedFunction {
+    name: String,
+}
+
+/// `{"type": "text" | "json_object" | "json_schema", "json_schema": {"name", "schema", "strict"}}`.
+#[derive(Debug, Deserialize)]
+struct ResponseFormat {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    json_schema: Option<JsonSchemaParam>,
+}
+
+#[derive(Debug, Deserialize)]
+struct JsonSchemaParam {
+    #[serde(default)]
+    schema: Option<Value>,
+    #[serde(default)]
+    strict: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -87,6 +175,14 @@ pub struct CompletionRequest {
     /// mlx-lm's name for it; documented in the README.
     #[serde(default)]
     repetition_penalty: Option<f32>,
+    #[serde(default)]
+    tools: Option<Vec<ToolParam>>,
+    #[serde(default)]
+    tool_choice: Option<ToolChoiceParam>,
+    #[serde(default)]
+    parallel_tool_calls: Option<bool>,
+    #[serde(default)]
+    response_format: Option<ResponseFormat>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,6 +270,14 @@ fn prepare(
     if request.n.unwrap_or(1) != 1 {
         return Err(ApiError::bad_request("only n = 1 is supported").with_param("n"));
     }
+    let tools = tool_use(&request)?;
+    let grammar = response_grammar(request.response_format.as_ref())?;
+    if endpoint == Endpoint::Completion && (tools.is_some() || request.tool_choice.is_some()) {
+        return Err(ApiError::bad_request(
+            "tools are for chat completions (v1/chat/completions), not raw completions",
+        )
+        .with_param("tools"));
+    }
     let prompt = match endpoint {
         Endpoint::Chat => {
             let messages = request.messages.as_ref().ok_or_else(|| {
@@ -182,6 +286,7 @@ fn prepare(
             if messages.is_empty() {
                 return Err(ApiError::bad_request("'messages' is empty").with_param("messages"));
             }
+            check_tool_results(messages)?;
             Prompt::Chat(
                 messages
                     .iter()
@@ -245,8 +350,192 @@ fn prepare(
         sampling,
         max_tokens,
         stops,
+        tools,
+        grammar,
     };
     Ok((generation, delivery))
+}
+
+/// Function names as OpenAI allows them.
+fn valid_function_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// `tools`, `tool_choice` and `parallel_tool_calls`, checked; `None` without tools.
+fn tool_use(request: &CompletionRequest) -> Result<Option<ToolUse>, ApiError> {
+    let bad = |field: &'static str, message: String| {
+        Err(ApiError::bad_request(message).with_param(field))
+    };
+    let Some(params) = &request.tools else {
+        if request.tool_choice.is_some() {
+            return bad("tool_choice", "'tool_choice' needs 'tools'".into());
+        }
+        return Ok(None);
+    };
+    let mut tools = Vec::with_capacity(params.len());
+    let mut names = HashSet::new();
+    for (i, param) in params.iter().enumerate() {
+        if param.kind != "function" {
+            return bad(
+                "tools",
+                format!(
+                    "tools[{i}].type is '{}': only 'function' tools exist",
+                    param.kind
+                ),
+            );
+        }
+        let Some(function) = &param.function else {
+            return bad("tools", format!("tools[{i}].function is missing"));
+        };
+        if !valid_function_name(&function.name) {
+            return bad(
+                "tools",
+                format!(
+                    "tools[{i}].function.name '{}' must be 1 to 64 letters, digits, '_' or '-'",
+                    function.name
+                ),
+            );
+        }
+        if !names.insert(function.name.clone()) {
+            return bad(
+                "tools",
+                format!(
+                    "tools[{i}].function.name '{}' is given twice",
+                    function.name
+                ),
+            );
+        }
+        let parameters = match &function.parameters {
+            None => serde_json::json!({"type": "object", "properties": {}}),
+            Some(schema @ Value::Object(_)) => schema.clone(),
+            Some(_) => {
+                return bad(
+                    "tools",
+                    format!("tools[{i}].function.parameters must be a JSON Schema object"),
+                )
+            }
+        };
+        tools.push(Tool {
+            name: function.name.clone(),
+            description: function.description.clone(),
+            parameters,
+            strict: function.strict.unwrap_or(false),
+        });
+    }
+    let choice = match &request.tool_choice {
+        None => ToolChoice::Auto,
+        Some(ToolChoiceParam::Mode(mode)) => match mode.as_str() {
+            "none" => ToolChoice::None,
+            "auto" => ToolChoice::Auto,
+            "required" => ToolChoice::Required,
+            other => {
+                return bad(
+                    "tool_choice",
+                    format!("'tool_choice' is '{other}': none, auto, required or a named function"),
+                )
+            }
+        },
+        Some(ToolChoiceParam::Named { kind, function }) => {
+            if kind != "function" {
+                return bad(
+                    "tool_choice",
+                    format!("tool_choice.type is '{kind}': only 'function' exists"),
+                );
+            }
+            if !names.contains(&function.name) {
+                return bad(
+                    "tool_choice",
+                    format!(
+                        "tool_choice names '{}', which is not among the tools",
+                        function.name
+                    ),
+                );
+            }
+            ToolChoice::Named(function.name.clone())
+        }
+    };
+    if tools.is_empty() && matches!(choice, ToolChoice::Required | ToolChoice::Named(_)) {
+        return bad(
+            "tool_choice",
+            "'tool_choice' asks for a call but 'tools' is empty".into(),
+        );
+    }
+    Ok(Some(ToolUse {
+        tools,
+        choice,
+        parallel: request.parallel_tool_calls.unwrap_or(true),
+    }))
+}
+
+/// `response_format` as a grammar; `text` (or none) is free text.
+fn response_grammar(format: Option<&ResponseFormat>) -> Result<Option<Grammar>, ApiError> {
+    let Some(format) = format else {
+        return Ok(None);
+    };
+    match format.kind.as_str() {
+        "text" => Ok(None),
+        "json_object" => Ok(Some(Grammar::JsonObject)),
+        "json_schema" => match format.json_schema.as_ref().and_then(|s| s.schema.as_ref()) {
+            Some(schema @ Value::Object(_)) => {
+                let mut schema = schema.clone();
+                if format.json_schema.as_ref().and_then(|s| s.strict) == Some(true) {
+                    // OpenAI's strict mode: no properties but those listed.
+                    mlxk_engine::tool_use::close_objects(&mut schema);
+                }
+                Ok(Some(Grammar::JsonSchema(schema)))
+            }
+            Some(_) => Err(ApiError::bad_request(
+                "response_format.json_schema.schema must be a JSON Schema object",
+            )
+            .with_param("response_format")),
+            None => Err(ApiError::bad_request(
+                "response_format.json_schema.schema is required for type 'json_schema'",
+            )
+            .with_param("response_format")),
+        },
+        other => Err(ApiError::bad_request(format!(
+            "response_format.type is '{other}': text, json_object or json_schema"
+        ))
+        .with_param("response_format")),
+    }
+}
+
+/// Every `tool` message answers a call an earlier assistant message made (by its id).
+fn check_tool_results(messages: &[Message]) -> Result<(), ApiError> {
+    let mut calls = HashSet::new();
+    for (i, message) in messages.iter().enumerate() {
+        for call in message.tool_calls.iter().flatten() {
+            if call.kind != "function" {
+                return Err(ApiError::bad_request(format!(
+                    "messages[{i}].tool_calls: type '{}' is not 'function'",
+                    call.kind
+                ))
+                .with_param("messages"));
+            }
+            calls.insert(call.id.as_str());
+        }
+        if message.role == "tool" {
+            match message.tool_call_id.as_deref() {
+                None => {
+                    return Err(ApiError::bad_request(format!(
+                        "messages[{i}] is a tool result without 'tool_call_id'"
+                    ))
+                    .with_param("messages"))
+                }
+                Some(id) if !calls.contains(id) => {
+                    return Err(ApiError::bad_request(format!(
+                        "messages[{i}].tool_call_id '{id}' answers no earlier assistant tool call"
+                    ))
+                    .with_param("messages"))
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 fn chat_message(message: &Message) -> Result<ChatMessage, ApiError> {
@@ -282,5 +571,26 @@ fn chat_message(message: &Message) -> Result<ChatMessage, ApiError> {
     } else {
         message.role.as_str()
     };
-    Ok(ChatMessage::new(role, &content))
+    let mut chat = ChatMessage::new(role, &content);
+    chat.tool_calls = message.tool_calls.as_ref().map(|calls| {
+        calls
+            .iter()
+            .map(|call| {
+                // Templates get the arguments as an object (most write `arguments | tojson`);
+                // text that is not JSON stays text.
+                let arguments = match &call.function.arguments {
+                    Some(Value::String(text)) => {
+                        serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.clone()))
+                    }
+                    Some(other) => other.clone(),
+                    None => serde_json::json!({}),
+                };
+                serde_json::json!({"id": call.id, "type": "function",
+                    "function": {"name": call.function.name, "arguments": arguments}})
+            })
+            .collect()
+    });
+    chat.tool_call_id = message.tool_call_id.clone();
+    chat.name = message.name.clone();
+    Ok(chat)
 }

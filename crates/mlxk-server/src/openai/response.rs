@@ -33,10 +33,42 @@ fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn reason(finish: FinishReason) -> &'static str {
+/// OpenAI's `finish_reason`: an answer that ends after making calls ends for them.
+fn reason(finish: FinishReason, made_calls: bool) -> &'static str {
     match finish {
         FinishReason::Length => "length",
+        FinishReason::Stop | FinishReason::Cancelled if made_calls => "tool_calls",
         FinishReason::Stop | FinishReason::Cancelled => "stop",
+    }
+}
+
+/// The calls of a whole answer, as they are put together from their events.
+#[derive(Default)]
+struct Calls(Vec<(String, String, String)>);
+
+impl Calls {
+    fn start(&mut self, index: usize, id: String, name: String) {
+        if self.0.len() <= index {
+            self.0.resize(index + 1, Default::default());
+        }
+        self.0[index] = (id, name, String::new());
+    }
+
+    fn arguments(&mut self, index: usize, fragment: &str) {
+        if let Some(call) = self.0.get_mut(index) {
+            call.2.push_str(fragment);
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        Value::Array(
+            self.0
+                .iter()
+                .map(|(id, name, arguments)| {
+                    json!({"id": id, "type": "function", "function": {"name": name, "arguments": arguments}})
+                })
+                .collect(),
+        )
     }
 }
 
@@ -56,23 +88,36 @@ pub async fn collect_response(
     log: &RequestLog,
 ) -> Result<Value, ApiError> {
     let (mut content, mut reasoning) = (String::new(), String::new());
+    let mut calls = Calls::default();
     while let Some(event) = receiver.recv().await {
         log.saw(&event);
         match event {
             Event::Text(TextEvent::Content(text)) => content.push_str(&text),
             Event::Text(TextEvent::Reasoning(text)) => reasoning.push_str(&text),
+            Event::Text(TextEvent::ToolCallStart { index, id, name }) => {
+                calls.start(index, id, name)
+            }
+            Event::Text(TextEvent::ToolCallArguments { index, fragment }) => {
+                calls.arguments(index, &fragment)
+            }
             Event::Failed(error) => return Err(error.into()),
             Event::Admitted => {}
             Event::Done {
                 finish_reason,
                 usage: used,
             } => {
-                let finish = reason(finish_reason);
+                let finish = reason(finish_reason, !calls.0.is_empty());
                 let choice = match endpoint {
                     Endpoint::Chat => {
                         let mut message = json!({"role": "assistant", "content": content});
                         if !reasoning.is_empty() {
                             message["reasoning_content"] = json!(reasoning);
+                        }
+                        if !calls.0.is_empty() {
+                            message["tool_calls"] = calls.to_json();
+                            if content.is_empty() {
+                                message["content"] = Value::Null;
+                            }
                         }
                         json!({"index": 0, "message": message, "finish_reason": finish, "logprobs": null})
                     }
@@ -122,6 +167,7 @@ pub fn stream_response(
         )],
         Endpoint::Completion => Vec::new(),
     };
+    let mut made_calls = false;
     let body = UnboundedReceiverStream::new(receiver).flat_map(move |event| {
         // Owned by the stream: the request's line is written when the stream is dropped.
         end.log().saw(&event);
@@ -131,12 +177,19 @@ pub fn stream_response(
                 let choice = match (endpoint, text) {
                     (Endpoint::Chat, TextEvent::Content(t)) => json!({"index": 0, "delta": {"content": t}, "finish_reason": null}),
                     (Endpoint::Chat, TextEvent::Reasoning(t)) => json!({"index": 0, "delta": {"reasoning_content": t}, "finish_reason": null}),
+                    (Endpoint::Chat, TextEvent::ToolCallStart { index, id, name }) => {
+                        made_calls = true;
+                        json!({"index": 0, "delta": {"tool_calls": [{"index": index, "id": id, "type": "function", "function": {"name": name, "arguments": ""}}]}, "finish_reason": null})
+                    }
+                    (Endpoint::Chat, TextEvent::ToolCallArguments { index, fragment }) => json!({"index": 0, "delta": {"tool_calls": [{"index": index, "function": {"arguments": fragment}}]}, "finish_reason": null}),
                     (Endpoint::Completion, TextEvent::Content(t) | TextEvent::Reasoning(t)) => json!({"index": 0, "text": t, "finish_reason": null, "logprobs": null}),
+                    // Completions take no tools (a 400 before any generation).
+                    (Endpoint::Completion, TextEvent::ToolCallStart { .. } | TextEvent::ToolCallArguments { .. }) => return futures_util::stream::iter(out),
                 };
                 out.push(chunk(choice));
             }
             Event::Done { finish_reason, usage: used } => {
-                let finish = reason(finish_reason);
+                let finish = reason(finish_reason, made_calls);
                 out.push(chunk(match endpoint {
                     Endpoint::Chat => json!({"index": 0, "delta": {}, "finish_reason": finish}),
                     Endpoint::Completion => json!({"index": 0, "text": "", "finish_reason": finish, "logprobs": null}),

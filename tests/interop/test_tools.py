@@ -1,0 +1,210 @@
+"""Tool calling and structured output through the real `mlxk serve`, driven by the official
+`openai` client: Qwen2.5-Coder-0.5B-Instruct (its template's own Hermes format) calls a tool and
+answers from its result, streaming and not; `tool_choice` named, required and none are honoured;
+SmolLM2 (no tools in its template: the generic format) still makes a valid call when one is
+required, enforced by the grammar; `response_format` answers validate with `jsonschema` on both
+models; malformed tools, orphan tool results and unsupported schemas are 400s naming the field.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import httpx
+import jsonschema
+import pytest
+
+from conftest import ROOT, FixtureCache
+from test_server import Server
+
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+QWEN = "mlxk-test/Qwen2.5-Coder-0.5B-Instruct-Q4_K_M-mlx"
+SMOL = "mlxk-demo/SmolLM2-135M-Instruct-Q4_1-mlx"
+SOURCES = {
+    QWEN: TARGET / "test-models-hf-home" / "hub" / "models--mlxk-test--Qwen2.5-Coder-0.5B-Instruct-Q4_K_M-mlx",
+    SMOL: TARGET / "demo-hf-home" / "hub" / "models--mlxk-demo--SmolLM2-135M-Instruct-Q4_1-mlx",
+}
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Get the current weather in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "city": {"type": "string", "description": "The city, e.g. Paris", "maxLength": 40},
+                "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+            },
+            "required": ["city"],
+        },
+    },
+}
+TIME = {
+    "type": "function",
+    "function": {
+        "name": "get_time",
+        "description": "Get the current local time in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 40}}, "required": ["city"]},
+    },
+}
+ASK = [{"role": "user", "content": "What is the weather like in Paris today?"}]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """One server over a private cache holding both models (hard links of the set-up caches)."""
+    home = tmp_path_factory.mktemp("tools") / "hf_home"
+    (home / "hub").mkdir(parents=True)
+    (home / ".mlxk-test-sentinel").write_text("test cache\n")
+    for source in SOURCES.values():
+        assert (source / "refs" / "main").is_file(), f"{source} is missing: run ./scripts/setup.sh"
+        target = home / "hub" / source.name
+        if subprocess.run(["cp", "-al", str(source), str(target)], capture_output=True).returncode != 0:
+            shutil.copytree(source, target, symlinks=True)
+    server = Server(FixtureCache(home), "--keep-alive", "0")
+    yield server
+    assert server.stop() == 0, server.stderr()
+
+
+def arguments_of(call) -> dict:
+    arguments = json.loads(call.function.arguments)
+    jsonschema.validate(arguments, next(t for t in (WEATHER, TIME) if t["function"]["name"] == call.function.name)["function"]["parameters"])
+    return arguments
+
+
+def test_models_say_how_they_take_tools(server):
+    models = {m["id"]: m for m in httpx.get(server.base + "/v1/models").json()["data"]}
+    assert models[QWEN]["tools"] == {"format": "hermes", "native": True}
+    assert models[SMOL]["tools"] == {"format": "hermes", "native": False}
+
+
+def test_qwen_calls_the_tool_and_answers_from_its_result(server):
+    client = server.client()
+    first = client.chat.completions.create(model=QWEN, messages=ASK, tools=[WEATHER], temperature=0, max_tokens=64)
+    choice = first.choices[0]
+    assert choice.finish_reason == "tool_calls", choice
+    assert not choice.message.content
+    (call,) = choice.message.tool_calls
+    assert call.type == "function" and call.function.name == "get_weather" and call.id.startswith("call_")
+    assert arguments_of(call)["city"] == "Paris"
+    messages = ASK + [
+        {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+        {"role": "tool", "tool_call_id": call.id, "content": "The temperature in Paris is 31 degrees Celsius."},
+    ]
+    # With the tool still offered this 0.5B model calls it again (the transcript in the closing
+    # note); the client then says "answer now" with tool_choice none, as agents do.
+    again = client.chat.completions.create(model=QWEN, messages=messages, tools=[WEATHER], temperature=0, max_tokens=48)
+    print("\nQwen, tool still offered:", again.choices[0].finish_reason, again.choices[0].message)
+    final = client.chat.completions.create(
+        model=QWEN, messages=messages, tools=[WEATHER], tool_choice="none", temperature=0, max_tokens=48)
+    answer = final.choices[0].message.content
+    print("Qwen round trip:", call.function.name, call.function.arguments, "->", repr(answer))
+    assert final.choices[0].finish_reason == "stop" and not final.choices[0].message.tool_calls
+    assert "31" in answer and "<tool_call>" not in answer, answer
+
+
+def test_a_streamed_call_arrives_as_openai_deltas(server):
+    stream = server.client().chat.completions.create(
+        model=QWEN, messages=ASK, tools=[WEATHER], temperature=0, max_tokens=64, stream=True)
+    calls, finish = {}, None
+    for chunk in stream:
+        if not chunk.choices:
+            continue
+        delta = chunk.choices[0].delta
+        assert not delta.content, "no markup leaks into content"
+        for part in delta.tool_calls or []:
+            entry = calls.setdefault(part.index, {"id": None, "name": "", "arguments": ""})
+            entry["id"] = part.id or entry["id"]
+            if part.function and part.function.name:
+                entry["name"] += part.function.name
+            if part.function and part.function.arguments:
+                entry["arguments"] += part.function.arguments
+        finish = chunk.choices[0].finish_reason or finish
+    assert finish == "tool_calls"
+    assert list(calls) == [0] and calls[0]["name"] == "get_weather" and calls[0]["id"].startswith("call_")
+    jsonschema.validate(json.loads(calls[0]["arguments"]), WEATHER["function"]["parameters"])
+
+
+def test_tool_choice_named_required_and_none_are_honoured(server):
+    client = server.client()
+    named = client.chat.completions.create(
+        model=QWEN, messages=ASK, tools=[WEATHER, TIME], temperature=0, max_tokens=64,
+        tool_choice={"type": "function", "function": {"name": "get_time"}})
+    assert [c.function.name for c in named.choices[0].message.tool_calls] == ["get_time"]
+    arguments_of(named.choices[0].message.tool_calls[0])
+    chat = [{"role": "user", "content": "Say hello."}]
+    required = client.chat.completions.create(
+        model=QWEN, messages=chat, tools=[WEATHER], tool_choice="required", temperature=0, max_tokens=64)
+    assert required.choices[0].finish_reason == "tool_calls"
+    arguments_of(required.choices[0].message.tool_calls[0])
+    none = client.chat.completions.create(
+        model=QWEN, messages=ASK, tools=[WEATHER], tool_choice="none", temperature=0, max_tokens=24)
+    assert not none.choices[0].message.tool_calls and none.choices[0].message.content
+    assert "<tool_call>" not in none.choices[0].message.content
+
+
+def test_a_model_without_tools_in_its_template_makes_a_valid_required_call(server):
+    reply = server.client().chat.completions.create(
+        model=SMOL, messages=ASK, tools=[WEATHER], tool_choice="required", temperature=0, max_tokens=160)
+    choice = reply.choices[0]
+    assert choice.finish_reason == "tool_calls", choice
+    assert choice.message.tool_calls[0].function.name == "get_weather"
+    arguments_of(choice.message.tool_calls[0])
+
+
+SCHEMAS = [
+    ("Name a color.", {"type": "object", "properties": {"color": {"type": "string", "maxLength": 12}}, "required": ["color"], "additionalProperties": False}),
+    ("Is water wet?", {"type": "object", "properties": {"answer": {"type": "boolean"}}, "required": ["answer"]}),
+    ("Pick a size.", {"type": "object", "properties": {"size": {"enum": ["small", "medium", "large"]}}, "required": ["size"]}),
+    ("How many legs has a cat?", {"type": "object", "properties": {"legs": {"type": "integer", "minimum": 0, "maximum": 10}}, "required": ["legs"]}),
+    ("Give a city and its country.", {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20}, "country": {"type": "string", "maxLength": 20}}, "required": ["city", "country"], "additionalProperties": False}),
+    ("List two fruits.", {"type": "object", "properties": {"fruits": {"type": "array", "items": {"type": "string", "maxLength": 12}, "minItems": 2, "maxItems": 2}}, "required": ["fruits"]}),
+    ("Describe a person.", {"type": "object", "properties": {"person": {"type": "object", "properties": {"name": {"type": "string", "maxLength": 16}, "age": {"type": "integer", "minimum": 0, "maximum": 120}}, "required": ["name", "age"], "additionalProperties": False}}, "required": ["person"]}),
+    ("Rate Python from 1 to 5.", {"type": "object", "properties": {"rating": {"type": "integer", "enum": [1, 2, 3, 4, 5]}}, "required": ["rating"]}),
+    ("What is 2 + 2?", {"type": "object", "properties": {"result": {"type": "number"}}, "required": ["result"]}),
+    ("Pick a weekday.", {"type": "object", "properties": {"day": {"enum": ["mon", "tue", "wed", "thu", "fri"]}, "reason": {"type": "string", "maxLength": 20}}, "required": ["day"]}),
+]
+
+
+@pytest.mark.parametrize("model", [SMOL, QWEN])
+def test_json_schema_answers_validate(server, model):
+    client = server.client()
+    # Ten schemas per model here, twenty across the two (plus json_object below).
+    for prompt, schema in SCHEMAS:
+        reply = client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": prompt + " Answer in JSON."}], temperature=0, max_tokens=96,
+            response_format={"type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": True}})
+        text = reply.choices[0].message.content
+        assert reply.choices[0].finish_reason == "stop", (prompt, text)
+        jsonschema.validate(json.loads(text), schema)
+    reply = client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "Describe Paris in JSON."}], temperature=0, max_tokens=64,
+        response_format={"type": "json_object"})
+    if reply.choices[0].finish_reason == "stop":
+        assert isinstance(json.loads(reply.choices[0].message.content), dict)
+
+
+def bad(server, body: dict) -> tuple[str, str]:
+    response = httpx.post(server.base + "/v1/chat/completions", json={"model": SMOL, "messages": ASK, **body}, timeout=60)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    return error["param"], error["message"]
+
+
+def test_malformed_tools_and_results_are_400s_naming_the_field(server):
+    assert bad(server, {"tools": {"type": "function"}})[1].startswith("invalid request body: tools")
+    param, message = bad(server, {"tools": [{"type": "function", "function": {"description": "no name"}}]})
+    assert "tools" in message and "name" in message
+    param, message = bad(server, {"tools": [{"type": "function", "function": {"name": "f", "parameters": "object"}}]})
+    assert (param, "tools[0].function.parameters") == ("tools", message.split(" ")[0])
+    param, message = bad(server, {"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "nope"}}})
+    assert param == "tool_choice" and "nope" in message
+    param, message = bad(server, {"messages": ASK + [{"role": "tool", "tool_call_id": "call_x", "content": "21"}]})
+    assert param == "messages" and "call_x" in message
+    param, message = bad(server, {"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}})
+    assert param == "response_format"
+    param, message = bad(server, {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object", "properties": {"a": {"$ref": "https://example.com/remote.json"}}}}}})
+    assert "grammar" in message or "$ref" in message, message
