@@ -54,6 +54,27 @@ pub fn lark_json(schema: &Value) -> String {
 }
 
 impl Grammar {
+    /// Checks the grammar without a model (over a vocabulary of single bytes): what a server
+    /// does before queueing a request, so that a schema it cannot enforce is refused at once.
+    pub fn check(&self) -> Result<()> {
+        static BYTES: std::sync::OnceLock<std::result::Result<ParserFactory, String>> =
+            std::sync::OnceLock::new();
+        let parsers = BYTES
+            .get_or_init(|| {
+                let mut parsers =
+                    ParserFactory::new_simple(&toktrie::ApproximateTokEnv::single_byte_env())
+                        .map_err(|e| e.to_string())?;
+                parsers.quiet();
+                Ok(parsers)
+            })
+            .as_ref()
+            .map_err(|e| EngineError::Grammar(e.clone()))?;
+        parsers
+            .create_parser(self.to_llguidance())
+            .map(drop)
+            .map_err(|e| invalid_grammar(self, e))
+    }
+
     fn to_llguidance(&self) -> TopLevelGrammar {
         match self {
             Grammar::JsonObject => {

@@ -77,6 +77,9 @@ pub struct TextModel {
     /// How it writes tool calls, from its chat template and special tokens; `None` when the
     /// template has no tool support (tools are then offered in the generic format).
     pub tool_format: Option<ToolFormat>,
+    /// Its template takes tools in a markup none of the known formats match: its calls are not
+    /// parsed (tools go to it in the generic format), which a server says once, loudly.
+    pub tool_format_unknown: bool,
     /// The width of its logits.
     vocab_size: usize,
     /// Made on the first constrained request (the token trie takes a moment to build).
@@ -90,6 +93,10 @@ impl TextModel {
         let tokenizer = Rc::new(Tokenizer::load(dir)?);
         let loaded = models::load(dir, policy)?;
         let tool_format = ToolFormat::detect(tokenizer.chat_template(), &tokenizer.added_tokens());
+        let tool_format_unknown = tool_format.is_none()
+            && tokenizer
+                .chat_template()
+                .is_some_and(|t| t.contains("tools") && t.contains("tool_call"));
         let vocab_size = loaded
             .config
             .get("vocab_size")
@@ -102,6 +109,7 @@ impl TextModel {
             plan: loaded.plan,
             sampling_defaults: SamplingChoice::from_generation_config(dir),
             tool_format,
+            tool_format_unknown,
             vocab_size,
             constraints: OnceCell::new(),
         })

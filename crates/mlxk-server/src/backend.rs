@@ -107,6 +107,12 @@ impl Backend for MlxBackend {
         self.check_memory(model)?;
         let loaded = TextModel::load(&model.dir, &self.policy).map_err(load_error(model))?;
         tracing::info!(model = %model.name, layout = ?loaded.plan.layout, "model loaded");
+        if loaded.tool_format_unknown {
+            tracing::warn!(
+                model = %model.name,
+                "the chat template takes tools in a tool-call format this server does not know: tools are offered in the generic format and calls in the model's own markup stay in the content"
+            );
+        }
         if let Err(e) = self.usage.record(&model.name) {
             tracing::warn!(model = %model.name, error = %e, "cannot record when the model was used");
         }

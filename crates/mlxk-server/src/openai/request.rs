@@ -272,6 +272,28 @@ fn prepare(
     }
     let tools = tool_use(&request)?;
     let grammar = response_grammar(request.response_format.as_ref())?;
+    // Refused here, before the request queues (a stream must not start with a 200 and then
+    // fail): a schema the grammar engine cannot enforce.
+    if let Some(grammar) = &grammar {
+        grammar.check().map_err(|e| {
+            ApiError::bad_request(format!("response_format: {e}")).with_param("response_format")
+        })?;
+    }
+    if let Some(tools) = tools
+        .as_ref()
+        .filter(|t| matches!(t.choice, ToolChoice::Required | ToolChoice::Named(_)))
+    {
+        for (i, tool) in tools.tools.iter().enumerate() {
+            Grammar::JsonSchema(tool.parameters.clone())
+                .check()
+                .map_err(|e| {
+                    ApiError::bad_request(format!(
+                        "tools[{i}].function.parameters cannot be enforced for a required call: {e}"
+                    ))
+                    .with_param("tools")
+                })?;
+        }
+    }
     if endpoint == Endpoint::Completion && (tools.is_some() || request.tool_choice.is_some()) {
         return Err(ApiError::bad_request(
             "tools are for chat completions (v1/chat/completions), not raw completions",
