@@ -147,6 +147,18 @@ def test_tool_choice_named_required_and_none_are_honoured(server):
     assert "<tool_call>" not in none.choices[0].message.content
 
 
+def test_strict_tools_leave_the_model_free_to_answer_or_call_validly(server):
+    strict = {"type": "function", "function": {**WEATHER["function"], "strict": True}}
+    client = server.client()
+    called = client.chat.completions.create(model=QWEN, messages=ASK, tools=[strict], temperature=0, max_tokens=64)
+    (call,) = called.choices[0].message.tool_calls
+    arguments = json.loads(call.function.arguments)
+    jsonschema.validate(arguments, {**WEATHER["function"]["parameters"], "additionalProperties": False})
+    answered = client.chat.completions.create(
+        model=QWEN, messages=[{"role": "user", "content": "Write the word hello."}], tools=[strict], temperature=0, max_tokens=16)
+    assert answered.choices[0].message.content and not answered.choices[0].message.tool_calls, answered
+
+
 def test_a_model_without_tools_in_its_template_makes_a_valid_required_call(server):
     reply = server.client().chat.completions.create(
         model=SMOL, messages=ASK, tools=[WEATHER], tool_choice="required", temperature=0, max_tokens=160)

@@ -132,7 +132,7 @@ impl TextModel {
     /// response format. Both at once cannot be honoured.
     fn grammar(&self, options: &AnswerOptions) -> Result<Option<Grammar>> {
         let forced = match options.tools.as_ref().filter(|t| t.active()) {
-            Some(tools) => tools.forced_call_grammar(
+            Some(tools) => tools.call_grammar(
                 self.tool_format.unwrap_or(ToolFormat::Hermes),
                 self.tool_format.is_some(),
             )?,
@@ -140,7 +140,7 @@ impl TextModel {
         };
         match (forced, &options.grammar) {
             (Some(_), Some(_)) => Err(EngineError::Grammar(
-                "a required or named tool_choice and a response_format cannot both be enforced"
+                "a tool grammar (a required or named tool_choice, or strict tools) and a response_format cannot both be enforced"
                     .into(),
             )),
             (Some(forced), None) => Ok(Some(forced)),

@@ -106,17 +106,21 @@ impl ToolUse {
         out
     }
 
-    /// The grammar that forces the call a `required` or named choice demands, in `format`;
-    /// `None` when the model is free to answer with text. The arguments hold exactly the
-    /// properties the tool declares. A named choice is one call; `required` allows several
-    /// (with `parallel`) only to a model whose template knows tools: one that never learned them
-    /// would go on calling until the token limit.
-    pub fn forced_call_grammar(&self, format: ToolFormat, native: bool) -> Result<Option<Grammar>> {
+    /// The grammar the answer must match in `format`, if any: the call a `required` or named
+    /// choice demands, or, with `auto` and a `strict` tool, either a free answer or calls whose
+    /// arguments validate. A strict tool's arguments hold exactly the properties it declares
+    /// (so do a forced call's). A named choice is one call; several (with `parallel`) only for a
+    /// model whose template knows tools: one that never learned them would go on calling until
+    /// the token limit.
+    pub fn call_grammar(&self, format: ToolFormat, native: bool) -> Result<Option<Grammar>> {
+        let strict = self.tools.iter().any(|t| t.strict);
         let offered: Vec<&Tool> = match &self.choice {
-            ToolChoice::None | ToolChoice::Auto => return Ok(None),
-            ToolChoice::Required => self.tools.iter().collect(),
+            ToolChoice::None => return Ok(None),
+            ToolChoice::Auto if !strict => return Ok(None),
+            ToolChoice::Auto | ToolChoice::Required => self.tools.iter().collect(),
             ToolChoice::Named(name) => self.tools.iter().filter(|t| t.name == *name).collect(),
         };
+        let forced = self.choice != ToolChoice::Auto;
         if offered.is_empty() {
             return Err(EngineError::Grammar(
                 "tool_choice names a function that is not among the tools".into(),
@@ -130,7 +134,10 @@ impl ToolUse {
                         "type": "object",
                         "properties": {
                             name_key: {"const": tool.name},
-                            arguments_key: exact_arguments(&tool.parameters),
+                            arguments_key: match forced || tool.strict {
+                                true => exact_arguments(&tool.parameters),
+                                false => tool.parameters.clone(),
+                            },
                         },
                         "required": [name_key, arguments_key],
                         "additionalProperties": false,
@@ -139,28 +146,49 @@ impl ToolUse {
                 .collect();
             json!({"anyOf": one_of})
         };
-        let several = self.parallel && native && self.choice == ToolChoice::Required;
+        let several = self.parallel
+            && native
+            && matches!(self.choice, ToolChoice::Required | ToolChoice::Auto);
         let repeat = if several { "+" } else { "" };
-        let lark = match format {
-            ToolFormat::Hermes => format!(
-                "start: call{repeat}\ncall: \"<tool_call>\\n\" {} \"\\n</tool_call>\\n\"\n",
-                lark_json(&call("name", "arguments"))
+        // With `auto`, a free answer is the other branch: text whose first character can begin
+        // no call (neither blank nor the call's opening one).
+        let (calls, free_text) = match format {
+            ToolFormat::Hermes => (
+                format!(
+                    "calls: call{repeat} | {}\ncall: \"<tool_call>\\n\" {} \"\\n</tool_call>\\n\"\n",
+                    // A bare JSON call, as small Qwen 2.5 models write it.
+                    lark_json(&call("name", "arguments")),
+                    lark_json(&call("name", "arguments"))
+                ),
+                r"TEXT: /[^<{\s](.|\n)*/",
             ),
-            ToolFormat::Llama3Json => {
-                format!("start: {}\n", lark_json(&call("name", "parameters")))
-            }
+            ToolFormat::Llama3Json => (
+                format!("calls: {}\n", lark_json(&call("name", "parameters"))),
+                r"TEXT: /[^{\s](.|\n)*/",
+            ),
             ToolFormat::Mistral => {
                 let calls = json!({"type": "array", "items": call("name", "arguments"), "minItems": 1,
                     "maxItems": if several { Value::Null } else { json!(1) }});
                 let calls = strip_nulls(calls);
-                format!("start: \"[TOOL_CALLS]\" {}\n", lark_json(&calls))
+                (
+                    format!("calls: \"[TOOL_CALLS]\" {}\n", lark_json(&calls)),
+                    r"TEXT: /[^\[\s](.|\n)*/",
+                )
             }
             ToolFormat::Qwen3Xml | ToolFormat::Harmony => {
                 return Err(EngineError::Grammar(format!(
-                    "a required or named tool_choice cannot be enforced for the {} tool-call format yet",
+                    "{} cannot be enforced for the {} tool-call format yet",
+                    match forced {
+                        true => "a required or named tool_choice",
+                        false => "a strict tool",
+                    },
                     format.label()
                 )))
             }
+        };
+        let lark = match forced {
+            true => format!("start: calls\n{calls}"),
+            false => format!("start: TEXT | calls\n{calls}{free_text}\n"),
         };
         Ok(Some(Grammar::Lark(lark)))
     }
@@ -266,18 +294,29 @@ mod tests {
     }
 
     #[test]
+    fn strict_tools_in_auto_allow_text_or_calls_that_validate() {
+        let mut tools = weather();
+        tools.tools[0].strict = true;
+        let Ok(Some(Grammar::Lark(lark))) = tools.call_grammar(ToolFormat::Hermes, true) else {
+            panic!("a grammar");
+        };
+        assert!(lark.starts_with("start: TEXT | calls\n"), "{lark}");
+        assert!(lark.contains("TEXT: /[^<{\\s]"), "{lark}");
+        assert!(lark.contains("\"additionalProperties\":false"), "{lark}");
+        assert!(tools.call_grammar(ToolFormat::Harmony, true).is_err());
+        tools.choice = ToolChoice::None;
+        assert_eq!(tools.call_grammar(ToolFormat::Hermes, true).unwrap(), None);
+    }
+
+    #[test]
     fn a_forced_call_has_a_grammar_per_format_and_auto_has_none() {
         let mut tools = weather();
-        assert_eq!(
-            tools.forced_call_grammar(ToolFormat::Hermes, true).unwrap(),
-            None
-        );
+        assert_eq!(tools.call_grammar(ToolFormat::Hermes, true).unwrap(), None);
         tools.choice = ToolChoice::Required;
-        let lark =
-            |tools: &ToolUse, native| match tools.forced_call_grammar(ToolFormat::Hermes, native) {
-                Ok(Some(Grammar::Lark(lark))) => lark,
-                other => panic!("a lark grammar, not {other:?}"),
-            };
+        let lark = |tools: &ToolUse, native| match tools.call_grammar(ToolFormat::Hermes, native) {
+            Ok(Some(Grammar::Lark(lark))) => lark,
+            other => panic!("a lark grammar, not {other:?}"),
+        };
         let several = lark(&tools, true);
         assert!(
             several.contains("<tool_call>") && several.contains("\"const\":\"get_weather\""),
@@ -287,18 +326,19 @@ mod tests {
             several.contains("\"additionalProperties\":false"),
             "{several}"
         );
-        assert!(several.starts_with("start: call+"), "{several}");
+        assert!(
+            several.starts_with("start: calls\ncalls: call+ |"),
+            "{several}"
+        );
         // A model that never learned tools makes one call.
-        assert!(lark(&tools, false).starts_with("start: call\n"));
+        assert!(lark(&tools, false).contains("calls: call |"));
         tools.choice = ToolChoice::Named("nope".into());
-        assert!(tools.forced_call_grammar(ToolFormat::Hermes, true).is_err());
+        assert!(tools.call_grammar(ToolFormat::Hermes, true).is_err());
         tools.choice = ToolChoice::Named("get_weather".into());
-        assert!(lark(&tools, true).starts_with("start: call\n"));
+        assert!(lark(&tools, true).contains("calls: call |"));
+        assert!(tools.call_grammar(ToolFormat::Qwen3Xml, true).is_err());
         assert!(tools
-            .forced_call_grammar(ToolFormat::Qwen3Xml, true)
-            .is_err());
-        assert!(tools
-            .forced_call_grammar(ToolFormat::Llama3Json, true)
+            .call_grammar(ToolFormat::Llama3Json, true)
             .unwrap()
             .is_some());
     }

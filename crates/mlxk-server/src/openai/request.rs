@@ -279,16 +279,24 @@ fn prepare(
             ApiError::bad_request(format!("response_format: {e}")).with_param("response_format")
         })?;
     }
-    if let Some(tools) = tools
-        .as_ref()
-        .filter(|t| matches!(t.choice, ToolChoice::Required | ToolChoice::Named(_)))
-    {
-        for (i, tool) in tools.tools.iter().enumerate() {
+    if let Some(tools) = tools.as_ref().filter(|t| t.choice != ToolChoice::None) {
+        let forced = matches!(tools.choice, ToolChoice::Required | ToolChoice::Named(_));
+        for (i, tool) in tools
+            .tools
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| forced || t.strict)
+        {
             Grammar::JsonSchema(tool.parameters.clone())
                 .check()
                 .map_err(|e| {
                     ApiError::bad_request(format!(
-                        "tools[{i}].function.parameters cannot be enforced for a required call: {e}"
+                        "tools[{i}].function.parameters cannot be enforced ({}): {e}",
+                        if forced {
+                            "a required call"
+                        } else {
+                            "a strict tool"
+                        }
                     ))
                     .with_param("tools")
                 })?;
