@@ -77,6 +77,9 @@ pub struct Generator {
     finish_reason: Option<FinishReason>,
     /// A grammar the output must match: each step's logits are masked to the tokens it allows.
     constraint: Option<Constraint>,
+    /// The tokens that end a reasoning block the prompt opened: the grammar holds only after
+    /// them (`None` once they came, or when there is no such block).
+    constraint_after: Option<Vec<u32>>,
 }
 
 impl Generator {
@@ -137,6 +140,7 @@ impl Generator {
             prompt_time: None,
             finish_reason: None,
             constraint,
+            constraint_after: None,
         };
         // Prompt chunks fill the cache; the last chunk also yields the first token (its logits
         // for the last position only), which saves a forward pass over mlx-lm's split.
@@ -214,7 +218,15 @@ impl Generator {
             return Ok(Some(token));
         }
         let constraint = self.constraint.as_mut().expect("a constrained generation");
-        constraint.commit(token)?;
+        match &self.constraint_after {
+            // Still reasoning: free, until the block's end has been written.
+            Some(end) => {
+                if self.tokens.ends_with(end) {
+                    self.constraint_after = None;
+                }
+            }
+            None => constraint.commit(token)?,
+        }
         if constraint.is_finished() {
             self.finish(FinishReason::Stop);
         } else if self.tokens.len() < self.max_tokens {
@@ -226,6 +238,34 @@ impl Generator {
             self.finish(FinishReason::Length);
         }
         Ok(Some(token))
+    }
+
+    /// As [`Generator::constrained`], for a prompt that opened a reasoning block: the tokens
+    /// until `reasoning_end` (which closes it) are free, the grammar holds after them.
+    #[allow(clippy::too_many_arguments)]
+    pub fn constrained_after(
+        model: Rc<dyn LanguageModel>,
+        prompt: &[u32],
+        max_tokens: usize,
+        context_length: usize,
+        eos_ids: &[u32],
+        sampling: &SamplingParams,
+        constraint: Constraint,
+        reasoning_end: Vec<u32>,
+    ) -> Result<Self> {
+        // The first token is queued by the constructor: it must already be free.
+        let mut generator = Self::constrained(
+            model,
+            prompt,
+            max_tokens,
+            context_length,
+            eos_ids,
+            sampling,
+            None,
+        )?;
+        generator.constraint = Some(constraint);
+        generator.constraint_after = (!reasoning_end.is_empty()).then_some(reasoning_end);
+        Ok(generator)
     }
 
     /// Ends the generation early (a stop string, a cancelled request).
@@ -281,7 +321,11 @@ impl Generator {
             .last()
             .expect("logits have a vocabulary axis");
         let mut row = logits.reshape(&[1, vocab])?;
-        if let Some(constraint) = self.constraint.as_mut() {
+        if let Some(constraint) = self
+            .constraint
+            .as_mut()
+            .filter(|_| self.constraint_after.is_none())
+        {
             // The device computes the logits while the CPU computes which tokens may follow.
             async_eval([&row])?;
             let allowed = allowed_tokens(constraint.allowed()?, vocab);

@@ -15,6 +15,7 @@ use crate::generate::Generator;
 use crate::load_plan::{LoadPlan, LoadPolicy};
 use crate::models::{self, LanguageModel};
 use crate::sampler::SamplingChoice;
+use crate::text::{THINK_END, THINK_START};
 use crate::tokenizer::{ChatMessage, Tokenizer};
 use crate::tool_calls::ToolFormat;
 use crate::tool_use::ToolUse;
@@ -121,7 +122,7 @@ impl TextModel {
             return Ok(factory);
         }
         let factory = ConstraintFactory::new(
-            self.tokenizer.hf(),
+            self.tokenizer.hf_tokenizer(),
             self.tokenizer.eos_ids(),
             self.vocab_size,
         )?;
@@ -178,15 +179,31 @@ impl TextModel {
             Some(grammar) => Some(self.constraints()?.start(&grammar)?),
             None => None,
         };
-        let generator = Generator::constrained(
-            Rc::clone(&self.model),
-            &ids,
-            options.max_tokens,
-            options.context_length,
-            self.tokenizer.eos_ids(),
-            &options.sampling.or(self.sampling_defaults).resolve(),
-            constraint,
-        )?;
+        let sampling = options.sampling.or(self.sampling_defaults).resolve();
+        let generator = match constraint {
+            // A reasoning model thinks freely; the grammar holds for the answer after it.
+            Some(constraint) if text.trim_end().ends_with(THINK_START) => {
+                Generator::constrained_after(
+                    Rc::clone(&self.model),
+                    &ids,
+                    options.max_tokens,
+                    options.context_length,
+                    self.tokenizer.eos_ids(),
+                    &sampling,
+                    constraint,
+                    self.tokenizer.encode_plain(THINK_END)?,
+                )?
+            }
+            constraint => Generator::constrained(
+                Rc::clone(&self.model),
+                &ids,
+                options.max_tokens,
+                options.context_length,
+                self.tokenizer.eos_ids(),
+                &sampling,
+                constraint,
+            )?,
+        };
         let generation = TextGeneration::new(
             generator,
             Rc::clone(&self.tokenizer),

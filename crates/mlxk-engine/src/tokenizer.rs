@@ -130,6 +130,15 @@ impl Tokenizer {
         Ok(encoding.get_ids().to_vec())
     }
 
+    /// Token ids of a piece of text, without any special tokens added.
+    pub fn encode_plain(&self, text: &str) -> Result<Vec<u32>> {
+        let encoding = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| EngineError::Tokenizer(e.to_string()))?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         self.inner
             .decode(ids, true)
@@ -205,7 +214,7 @@ impl Tokenizer {
     }
 
     /// The Hugging Face tokenizer itself (for the grammar's token trie).
-    pub(crate) fn hf(&self) -> &HfTokenizer {
+    pub fn hf_tokenizer(&self) -> &HfTokenizer {
         &self.inner
     }
 

@@ -5,6 +5,7 @@
 use std::sync::{Mutex, MutexGuard};
 
 mod config_without_weights;
+mod constrained;
 mod embedding_tiny;
 mod mlx_smoke;
 mod parity_demo;
