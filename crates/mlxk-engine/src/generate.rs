@@ -240,32 +240,12 @@ impl Generator {
         Ok(Some(token))
     }
 
-    /// As [`Generator::constrained`], for a prompt that opened a reasoning block: the tokens
-    /// until `reasoning_end` (which closes it) are free, the grammar holds after them.
-    #[allow(clippy::too_many_arguments)]
-    pub fn constrained_after(
-        model: Rc<dyn LanguageModel>,
-        prompt: &[u32],
-        max_tokens: usize,
-        context_length: usize,
-        eos_ids: &[u32],
-        sampling: &SamplingParams,
-        constraint: Constraint,
-        reasoning_end: Vec<u32>,
-    ) -> Result<Self> {
-        // The first token is queued by the constructor: it must already be free.
-        let mut generator = Self::constrained(
-            model,
-            prompt,
-            max_tokens,
-            context_length,
-            eos_ids,
-            sampling,
-            None,
-        )?;
-        generator.constraint = Some(constraint);
-        generator.constraint_after = (!reasoning_end.is_empty()).then_some(reasoning_end);
-        Ok(generator)
+    /// Holds the output to `constraint`'s grammar once `reasoning_end` (the tokens closing a
+    /// reasoning block the prompt opened) has been generated; the thinking before is free. For
+    /// a generation made without a constraint (its first token is already queued, free).
+    pub fn hold_after(&mut self, constraint: Constraint, reasoning_end: Vec<u32>) {
+        self.constraint = Some(constraint);
+        self.constraint_after = (!reasoning_end.is_empty()).then_some(reasoning_end);
     }
 
     /// Ends the generation early (a stop string, a cancelled request).

@@ -179,31 +179,23 @@ impl TextModel {
             Some(grammar) => Some(self.constraints()?.start(&grammar)?),
             None => None,
         };
-        let sampling = options.sampling.or(self.sampling_defaults).resolve();
-        let generator = match constraint {
-            // A reasoning model thinks freely; the grammar holds for the answer after it.
-            Some(constraint) if text.trim_end().ends_with(THINK_START) => {
-                Generator::constrained_after(
-                    Rc::clone(&self.model),
-                    &ids,
-                    options.max_tokens,
-                    options.context_length,
-                    self.tokenizer.eos_ids(),
-                    &sampling,
-                    constraint,
-                    self.tokenizer.encode_plain(THINK_END)?,
-                )?
-            }
-            constraint => Generator::constrained(
-                Rc::clone(&self.model),
-                &ids,
-                options.max_tokens,
-                options.context_length,
-                self.tokenizer.eos_ids(),
-                &sampling,
-                constraint,
-            )?,
+        // A reasoning model thinks freely; the grammar holds for the answer after it.
+        let (now, after_reasoning) = match constraint {
+            Some(c) if text.trim_end().ends_with(THINK_START) => (None, Some(c)),
+            c => (c, None),
         };
+        let mut generator = Generator::constrained(
+            Rc::clone(&self.model),
+            &ids,
+            options.max_tokens,
+            options.context_length,
+            self.tokenizer.eos_ids(),
+            &options.sampling.or(self.sampling_defaults).resolve(),
+            now,
+        )?;
+        if let Some(constraint) = after_reasoning {
+            generator.hold_after(constraint, self.tokenizer.encode_plain(THINK_END)?);
+        }
         let generation = TextGeneration::new(
             generator,
             Rc::clone(&self.tokenizer),

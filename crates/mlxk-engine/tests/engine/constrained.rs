@@ -74,17 +74,13 @@ fn a_grammar_holds_the_answer_and_can_wait_for_a_reasoning_block_to_end() {
     let answer: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
     assert!(answer["words"].is_string(), "{answer}");
 
-    let mut after = Generator::constrained_after(
-        model,
-        &prompt,
-        64,
-        2048,
-        tokenizer.eos_ids(),
-        &greedy,
+    let mut after =
+        Generator::constrained(model, &prompt, 64, 2048, tokenizer.eos_ids(), &greedy, None)
+            .unwrap();
+    after.hold_after(
         factory.start(&Grammar::JsonSchema(schema)).unwrap(),
         vec![first],
-    )
-    .unwrap();
+    );
     let tokens = run(&mut after);
     assert_eq!(tokens[0], first, "the reasoning is free");
     let text = tokenizer.decode(&tokens[1..]).unwrap();
