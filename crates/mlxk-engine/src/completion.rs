@@ -97,13 +97,6 @@ impl TextGeneration {
         parsed
     }
 
-    /// Whether the answer made at least one tool call.
-    pub fn made_tool_calls(&self) -> bool {
-        self.tool_calls
-            .as_ref()
-            .is_some_and(|parser| !parser.calls().is_empty())
-    }
-
     /// Ends before the next token: `Cancelled` for a request given up (Ctrl-C, a disconnect),
     /// `Stop` for a clean end (shutdown). What was held back still comes out of `next_events`.
     pub fn finish(&mut self, reason: FinishReason) {

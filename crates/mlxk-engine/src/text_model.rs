@@ -103,7 +103,10 @@ impl TextModel {
             .get("vocab_size")
             .or_else(|| loaded.config.pointer("/text_config/vocab_size"))
             .and_then(Value::as_u64)
-            .unwrap_or(0) as usize;
+            .map_or_else(
+                || tokenizer.hf_tokenizer().get_vocab_size(true),
+                |n| n as usize,
+            );
         Ok(TextModel {
             model: loaded.model,
             tokenizer,
@@ -146,15 +149,6 @@ impl TextModel {
             )),
             (Some(forced), None) => Ok(Some(forced)),
             (None, grammar) => Ok(grammar.clone()),
-        }
-    }
-
-    /// Checks what `options` ask of the grammar engine without generating (an unsupported
-    /// schema keyword is an error naming it).
-    pub fn check(&self, options: &AnswerOptions) -> Result<()> {
-        match self.grammar(options)? {
-            Some(grammar) => self.constraints()?.check(&grammar),
-            None => Ok(()),
         }
     }
 
