@@ -198,9 +198,7 @@ impl GenerationService {
             Err(_) => Err(ServiceError::QueueTimeout(self.queue_timeout)),
         }
     }
-}
 
-impl GenerationService {
     /// The vectors of the request's inputs, in order, from the embedding model it names. The
     /// worker runs them between two tokens of the generations in progress, together with the
     /// other embedding requests that arrived meanwhile.

@@ -10,6 +10,7 @@ use serde_json::Value;
 use super::json_call::{arguments_object, ParsedCall};
 use super::output::Output;
 use super::scan::{compatible_with, find_first, partial_marker_len};
+use super::FormatParser;
 
 const START: &str = "<|start|>";
 const END: &str = "<|end|>";
@@ -55,14 +56,9 @@ enum Route {
     Content,
 }
 
-impl HarmonyParser {
-    pub(super) fn push(&mut self, text: &str, out: &mut Output) {
-        self.buffer.push_str(text);
-        self.advance(out, false);
-    }
-
-    pub(super) fn finish(&mut self, out: &mut Output) {
-        self.advance(out, true);
+impl FormatParser for HarmonyParser {
+    fn buffer(&mut self) -> &mut String {
+        &mut self.buffer
     }
 
     fn advance(&mut self, out: &mut Output, ended: bool) {
@@ -145,7 +141,9 @@ impl HarmonyParser {
             }
         }
     }
+}
 
+impl HarmonyParser {
     /// After a message's text: its end marker is dropped; a `<|start|>` stays, as the next
     /// header's first token.
     fn end_message(&mut self, marker: &str) {

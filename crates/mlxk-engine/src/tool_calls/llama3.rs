@@ -5,6 +5,7 @@
 use super::json_call::{call_from_json, ArgumentsKey};
 use super::output::Output;
 use super::scan::{compatible_with, JsonExtent};
+use super::FormatParser;
 
 const PYTHON_TAG: &str = "<|python_tag|>";
 
@@ -28,13 +29,12 @@ enum State {
     Text,
 }
 
-impl Llama3Parser {
-    pub(super) fn push(&mut self, text: &str, out: &mut Output) {
-        self.buffer.push_str(text);
-        self.advance(out, false);
+impl FormatParser for Llama3Parser {
+    fn buffer(&mut self) -> &mut String {
+        &mut self.buffer
     }
 
-    pub(super) fn finish(&mut self, out: &mut Output) {
+    fn finish(&mut self, out: &mut Output) {
         self.advance(out, true);
         if self.after_call {
             // Only separators and whitespace are left after the calls.

@@ -8,6 +8,7 @@ use serde_json::Value;
 use super::json_call::{arguments_object, call_from_json, ArgumentsKey, ParsedCall};
 use super::output::Output;
 use super::scan::{compatible_with, partial_marker_len, JsonExtent};
+use super::FormatParser;
 
 const TOOL_CALLS: &str = "[TOOL_CALLS]";
 const ARGS: &str = "[ARGS]";
@@ -37,14 +38,9 @@ enum State {
     },
 }
 
-impl MistralParser {
-    pub(super) fn push(&mut self, text: &str, out: &mut Output) {
-        self.buffer.push_str(text);
-        self.advance(out, false);
-    }
-
-    pub(super) fn finish(&mut self, out: &mut Output) {
-        self.advance(out, true);
+impl FormatParser for MistralParser {
+    fn buffer(&mut self) -> &mut String {
+        &mut self.buffer
     }
 
     fn advance(&mut self, out: &mut Output, ended: bool) {
@@ -110,7 +106,9 @@ impl MistralParser {
             }
         }
     }
+}
 
+impl MistralParser {
     /// The `[TOOL_CALLS]` was text after all; what followed it is read again as text.
     fn not_a_call(&mut self, out: &mut Output) {
         out.content(TOOL_CALLS);

@@ -117,6 +117,23 @@ pub struct ToolCallParser {
 }
 
 /// One parser per family; `<tool_call>` families share one that differs only in the body.
+/// What every format's parser does: text is buffered and read as far as it allows; at the end,
+/// what is left is read as the end.
+trait FormatParser {
+    fn buffer(&mut self) -> &mut String;
+    /// Reads as far as the text allows; `ended` when no more will come.
+    fn advance(&mut self, out: &mut Output, ended: bool);
+
+    fn push(&mut self, text: &str, out: &mut Output) {
+        self.buffer().push_str(text);
+        self.advance(out, false);
+    }
+
+    fn finish(&mut self, out: &mut Output) {
+        self.advance(out, true);
+    }
+}
+
 enum Grammar {
     /// Hermes before the answer's first visible character: an answer that opens with `{` is
     /// read as a bare JSON call (small Qwen 2.5 models leave the tags out), else as tagged.
@@ -125,6 +142,19 @@ enum Grammar {
     Llama3(Llama3Parser),
     Mistral(MistralParser),
     Harmony(HarmonyParser),
+}
+
+impl Grammar {
+    /// The parser of a decided format.
+    fn decided(&mut self) -> &mut dyn FormatParser {
+        match self {
+            Grammar::HermesUndecided(_) => unreachable!("decided before any parsing"),
+            Grammar::Tagged(parser) => parser,
+            Grammar::Llama3(parser) => parser,
+            Grammar::Mistral(parser) => parser,
+            Grammar::Harmony(parser) => parser,
+        }
+    }
 }
 
 impl ToolCallParser {
@@ -156,15 +186,8 @@ impl ToolCallParser {
             };
             return self.push(&held);
         }
-        let out = &mut self.output;
-        match &mut self.grammar {
-            Grammar::HermesUndecided(_) => unreachable!("decided above"),
-            Grammar::Tagged(parser) => parser.push(text, out),
-            Grammar::Llama3(parser) => parser.push(text, out),
-            Grammar::Mistral(parser) => parser.push(text, out),
-            Grammar::Harmony(parser) => parser.push(text, out),
-        }
-        out.take_events()
+        self.grammar.decided().push(text, &mut self.output);
+        self.output.take_events()
     }
 
     /// The output ended: what was held back comes out. A call cut off unfinished comes back as
@@ -178,16 +201,9 @@ impl ToolCallParser {
             events.extend(self.finish());
             return events;
         }
-        let out = &mut self.output;
-        match &mut self.grammar {
-            Grammar::HermesUndecided(_) => unreachable!("decided above"),
-            Grammar::Tagged(parser) => parser.finish(out),
-            Grammar::Llama3(parser) => parser.finish(out),
-            Grammar::Mistral(parser) => parser.finish(out),
-            Grammar::Harmony(parser) => parser.finish(out),
-        }
-        out.finish();
-        out.take_events()
+        self.grammar.decided().finish(&mut self.output);
+        self.output.finish();
+        self.output.take_events()
     }
 
     /// The calls completed so far, in order.

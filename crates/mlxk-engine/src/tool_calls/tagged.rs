@@ -7,6 +7,7 @@ use super::json_call::{call_from_json, ArgumentsKey, ParsedCall};
 use super::output::Output;
 use super::qwen3_xml;
 use super::scan::{compatible_with, find_first, partial_marker_len};
+use super::FormatParser;
 
 const CALL_START: &str = "<tool_call>";
 const CALL_END: &str = "</tool_call>";
@@ -67,14 +68,11 @@ impl TaggedParser {
             state: State::Text,
         }
     }
+}
 
-    pub(super) fn push(&mut self, text: &str, out: &mut Output) {
-        self.buffer.push_str(text);
-        self.advance(out, false);
-    }
-
-    pub(super) fn finish(&mut self, out: &mut Output) {
-        self.advance(out, true);
+impl FormatParser for TaggedParser {
+    fn buffer(&mut self) -> &mut String {
+        &mut self.buffer
     }
 
     /// Reads as far as the text allows; `ended` when no more will come.
@@ -126,7 +124,9 @@ impl TaggedParser {
             }
         }
     }
+}
 
+impl TaggedParser {
     /// The `<tool_call>` was text after all; what followed it is read again as text, so a
     /// real call after a stray tag is still found.
     fn not_a_call(&mut self, out: &mut Output) {

@@ -157,3 +157,13 @@ fn token_ids_outside_the_vocabulary_and_empty_inputs_are_refused() {
         .unwrap();
     assert_eq!((long[0].tokens, long[0].truncated), (16, true));
 }
+
+#[test]
+fn the_runtime_table_names_the_architectures_the_engine_embeds_with() {
+    let mut engine = vec!["bert"];
+    engine.extend(mlxk_engine::embedding::CAUSAL_EMBEDDING_ARCHITECTURES);
+    assert_eq!(
+        mlxk_core::architectures::EMBEDDING_ARCHITECTURES,
+        engine.as_slice()
+    );
+}
