@@ -143,6 +143,16 @@ impl ApiError {
         .with_param("messages")
     }
 
+    /// A route the server knows but does not serve yet.
+    pub fn not_implemented(message: impl Into<String>) -> Self {
+        ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "invalid_request_error",
+            Some("not_implemented"),
+            message,
+        )
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         let message = message.into();
         tracing::error!(error = %message, "request failed");

@@ -7,20 +7,26 @@
 //!
 //! Layers, outside in: `connections` (accepting, limits), `request_log` (one line per
 //! request, never content), `guard` (host, origin, content type),
-//! `routes`, a protocol module (`openai`; the first of Ollama's routes in `ollama`) that parses requests into the protocol-neutral
-//! `service`, which resolves models and queues jobs for the `worker`, which steps generations
+//! `routes`, a protocol module (`openai`, `responses`, `anthropic`, `ollama`: translators, each
+//! parsing requests into the protocol-neutral `service` with the shared `checks`, and shaping
+//! its events, a whole `answer` or a stream), then the `service`, which resolves models and queues jobs for the `worker`, which steps generations
 //! on a [`backend::Backend`] (the MLX engine, or a stand-in in tests).
 
+mod answer;
+mod anthropic;
 pub mod backend;
+mod checks;
 mod config;
 mod connections;
 mod error;
 mod extract;
 mod guard;
 mod handle;
+mod metrics;
 mod ollama;
 mod openai;
 mod request_log;
+mod responses;
 mod routes;
 mod service;
 mod worker;

@@ -12,12 +12,15 @@ use serde_json::{json, Value};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
+use crate::anthropic;
 use crate::config::ServerConfig;
 use crate::error::ApiError;
 use crate::guard::{self, RequestGuard};
+use crate::metrics;
 use crate::ollama;
 use crate::openai;
 use crate::request_log;
+use crate::responses;
 use crate::service::GenerationService;
 
 pub struct AppState {
@@ -39,13 +42,21 @@ pub fn router(state: Shared) -> Router {
             cors_guard.origin_allowed(origin.to_str().unwrap_or(""))
         }))
         .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]);
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::HeaderName::from_static("x-api-key"),
+            header::HeaderName::from_static("anthropic-version"),
+        ]);
     let v1 = Router::new()
         .route("/models", get(openai::list_models))
         .route("/models/{*id}", get(openai::get_model))
         .route("/chat/completions", post(openai::chat_completions))
         .route("/completions", post(openai::completions))
         .route("/embeddings", post(openai::embeddings))
+        .route("/responses", post(responses::responses))
+        .route("/messages", post(anthropic::messages))
+        .route("/messages/count_tokens", post(anthropic::count_tokens))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             require_key,
@@ -53,6 +64,9 @@ pub fn router(state: Shared) -> Router {
     let ollama = Router::new()
         .route("/version", get(ollama::version))
         .route("/ps", get(ollama::ps))
+        .route("/tags", get(ollama::tags))
+        .route("/show", post(ollama::show))
+        .route("/chat", post(ollama::chat))
         .route("/generate", post(ollama::generate))
         .route("/embed", post(ollama::embed))
         .route("/embeddings", post(ollama::embeddings))
@@ -62,6 +76,7 @@ pub fn router(state: Shared) -> Router {
         ));
     Router::new()
         .route("/health", get(health))
+        .route("/metrics", get(metrics::metrics))
         .nest("/v1", v1)
         .nest("/api", ollama)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
@@ -84,15 +99,17 @@ async fn health(State(state): State<Shared>) -> Json<Value> {
     }))
 }
 
-/// Bearer-token check for `/v1`, when an API key is configured.
+/// The API key check for `/v1` and `/api`, when a key is configured: `Authorization: Bearer`
+/// as OpenAI's clients send it, or `x-api-key` as Anthropic's do.
 async fn require_key(State(state): State<Shared>, request: Request, next: Next) -> Response {
     if let Some(key) = state.config.required_key() {
-        let given = request
-            .headers()
+        let headers = request.headers();
+        let bearer = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        if given != Some(key) {
+        let api_key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
+        if bearer != Some(key) && api_key != Some(key) {
             return ApiError::unauthorized().into_response();
         }
     }

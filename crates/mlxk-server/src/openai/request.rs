@@ -12,6 +12,7 @@ use mlxk_engine::{ChatMessage, Prompt, SamplingChoice};
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::checks;
 use crate::error::ApiError;
 use crate::service::GenerationRequest;
 
@@ -194,25 +195,18 @@ pub enum Endpoint {
 /// Every sampling field within the range it has meaning in, checked before any work; the
 /// error names the field.
 fn validate(request: &CompletionRequest) -> Result<(), ApiError> {
-    let range = |field: &'static str, value: Option<f32>, low: f32, high: f32| match value {
-        Some(v) if !(v.is_finite() && (low..=high).contains(&v)) => Err(ApiError::bad_request(
-            format!("'{field}' must be between {low} and {high}, not {v}"),
-        )
-        .with_param(field)),
-        _ => Ok(()),
-    };
-    range("temperature", request.temperature, 0.0, 2.0)?;
-    range("top_p", request.top_p, 0.0, 1.0)?;
-    range("min_p", request.min_p, 0.0, 1.0)?;
-    range("frequency_penalty", request.frequency_penalty, -2.0, 2.0)?;
-    range("presence_penalty", request.presence_penalty, -2.0, 2.0)?;
-    range("repetition_penalty", request.repetition_penalty, 0.01, 10.0)?;
-    if let Some(k) = request.top_k.filter(|k| *k > MAX_TOP_K) {
-        return Err(ApiError::bad_request(format!(
-            "'top_k' must be at most {MAX_TOP_K} (0 turns it off), not {k}"
-        ))
-        .with_param("top_k"));
-    }
+    checks::sampling(
+        &request.sampling(),
+        [
+            "temperature",
+            "top_p",
+            "top_k",
+            "min_p",
+            "repetition_penalty",
+        ],
+    )?;
+    checks::in_range("frequency_penalty", request.frequency_penalty, -2.0, 2.0)?;
+    checks::in_range("presence_penalty", request.presence_penalty, -2.0, 2.0)?;
     for (field, value) in [
         ("max_tokens", request.max_tokens),
         ("max_completion_tokens", request.max_completion_tokens),
@@ -228,18 +222,8 @@ fn validate(request: &CompletionRequest) -> Result<(), ApiError> {
         Some(StopField::Many(list)) => list,
         None => &[],
     };
-    if stops.len() > MAX_STOPS || stops.iter().any(String::is_empty) {
-        return Err(ApiError::bad_request(format!(
-            "'stop' takes up to {MAX_STOPS} non-empty strings"
-        ))
-        .with_param("stop"));
-    }
-    Ok(())
+    checks::stops("stop", stops)
 }
-
-/// Larger than any vocabulary: a `top_k` beyond it filters nothing.
-const MAX_TOP_K: u32 = mlxk_engine::sampler::MAX_TOP_K as u32;
-const MAX_STOPS: usize = 16;
 
 /// How the answer is delivered.
 #[derive(Debug, Clone, Copy)]
@@ -250,6 +234,25 @@ pub struct Delivery {
 }
 
 impl CompletionRequest {
+    /// What the client chose; what it left out comes from the model's
+    /// generation_config.json, then the defaults `mlxk run` shares. OpenAI's additive
+    /// penalties have no exact mlx-lm counterpart; either maps onto the multiplicative
+    /// repetition penalty (1 + penalty), as documented.
+    fn sampling(&self) -> SamplingChoice {
+        let penalty = self
+            .repetition_penalty
+            .or(self.frequency_penalty.filter(|p| *p > 0.0).map(|p| 1.0 + p))
+            .or(self.presence_penalty.filter(|p| *p > 0.0).map(|p| 1.0 + p));
+        SamplingChoice {
+            temperature: self.temperature,
+            top_p: self.top_p,
+            top_k: self.top_k.map(|k| k as usize),
+            min_p: self.min_p,
+            repetition_penalty: penalty,
+            seed: self.seed,
+        }
+    }
+
     /// Everything about a request that needs no model: validation and the prompt, each
     /// failure a 400 naming the field. `max_tokens` is the server's limit (and the default).
     pub fn into_generation(
@@ -272,36 +275,13 @@ fn prepare(
     }
     let tools = tool_use(&request)?;
     let grammar = response_grammar(request.response_format.as_ref())?;
-    // Refused here, before the request queues (a stream must not start with a 200 and then
-    // fail): a schema the grammar engine cannot enforce.
-    if let Some(grammar) = &grammar {
-        grammar.check().map_err(|e| {
-            ApiError::bad_request(format!("response_format: {e}")).with_param("response_format")
-        })?;
-    }
-    if let Some(tools) = tools.as_ref().filter(|t| t.choice != ToolChoice::None) {
-        let forced = matches!(tools.choice, ToolChoice::Required | ToolChoice::Named(_));
-        for (i, tool) in tools
-            .tools
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| forced || t.strict)
-        {
-            Grammar::JsonSchema(tool.parameters.clone())
-                .check()
-                .map_err(|e| {
-                    ApiError::bad_request(format!(
-                        "tools[{i}].function.parameters cannot be enforced ({}): {e}",
-                        if forced {
-                            "a required call"
-                        } else {
-                            "a strict tool"
-                        }
-                    ))
-                    .with_param("tools")
-                })?;
-        }
-    }
+    checks::enforceable(
+        tools.as_ref(),
+        "tools",
+        |i| format!("tools[{i}].function.parameters"),
+        grammar.as_ref(),
+        "response_format",
+    )?;
     if endpoint == Endpoint::Completion && (tools.is_some() || request.tool_choice.is_some()) {
         return Err(ApiError::bad_request(
             "tools are for chat completions (v1/chat/completions), not raw completions",
@@ -343,28 +323,7 @@ fn prepare(
         .max_completion_tokens
         .or(request.max_tokens)
         .map_or(limit, |n| (n as usize).min(limit));
-    // OpenAI's additive penalties have no exact mlx-lm counterpart; either maps onto the
-    // multiplicative repetition penalty (1 + penalty), as documented.
-    let penalty = request
-        .repetition_penalty
-        .or(request
-            .frequency_penalty
-            .filter(|p| *p > 0.0)
-            .map(|p| 1.0 + p))
-        .or(request
-            .presence_penalty
-            .filter(|p| *p > 0.0)
-            .map(|p| 1.0 + p));
-    // What the client left out comes from the model's generation_config.json, then the
-    // defaults `mlxk run` shares.
-    let sampling = SamplingChoice {
-        temperature: request.temperature,
-        top_p: request.top_p,
-        top_k: request.top_k.map(|k| k as usize),
-        min_p: request.min_p,
-        repetition_penalty: penalty,
-        seed: request.seed,
-    };
+    let sampling = request.sampling();
     let stops = match request.stop {
         Some(StopField::One(s)) => vec![s],
         Some(StopField::Many(list)) => list,
@@ -386,14 +345,6 @@ fn prepare(
     Ok((generation, delivery))
 }
 
-/// Function names as OpenAI allows them.
-fn valid_function_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-}
-
 /// `tools`, `tool_choice` and `parallel_tool_calls`, checked; `None` without tools.
 fn tool_use(request: &CompletionRequest) -> Result<Option<ToolUse>, ApiError> {
     let bad = |field: &'static str, message: String| {
@@ -406,7 +357,6 @@ fn tool_use(request: &CompletionRequest) -> Result<Option<ToolUse>, ApiError> {
         return Ok(None);
     };
     let mut tools = Vec::with_capacity(params.len());
-    let mut names = HashSet::new();
     for (i, param) in params.iter().enumerate() {
         if param.kind != "function" {
             return bad(
@@ -420,24 +370,6 @@ fn tool_use(request: &CompletionRequest) -> Result<Option<ToolUse>, ApiError> {
         let Some(function) = &param.function else {
             return bad("tools", format!("tools[{i}].function is missing"));
         };
-        if !valid_function_name(&function.name) {
-            return bad(
-                "tools",
-                format!(
-                    "tools[{i}].function.name '{}' must be 1 to 64 letters, digits, '_' or '-'",
-                    function.name
-                ),
-            );
-        }
-        if !names.insert(function.name.clone()) {
-            return bad(
-                "tools",
-                format!(
-                    "tools[{i}].function.name '{}' is given twice",
-                    function.name
-                ),
-            );
-        }
         let parameters = match &function.parameters {
             None => serde_json::json!({"type": "object", "properties": {}}),
             Some(schema @ Value::Object(_)) => schema.clone(),
@@ -455,6 +387,7 @@ fn tool_use(request: &CompletionRequest) -> Result<Option<ToolUse>, ApiError> {
             strict: function.strict.unwrap_or(false),
         });
     }
+    checks::tools(&tools, "tools", |i| format!("tools[{i}].function"))?;
     let choice = match &request.tool_choice {
         None => ToolChoice::Auto,
         Some(ToolChoiceParam::Mode(mode)) => match mode.as_str() {
@@ -475,29 +408,16 @@ fn tool_use(request: &CompletionRequest) -> Result<Option<ToolUse>, ApiError> {
                     format!("tool_choice.type is '{kind}': only 'function' exists"),
                 );
             }
-            if !names.contains(&function.name) {
-                return bad(
-                    "tool_choice",
-                    format!(
-                        "tool_choice names '{}', which is not among the tools",
-                        function.name
-                    ),
-                );
-            }
             ToolChoice::Named(function.name.clone())
         }
     };
-    if tools.is_empty() && matches!(choice, ToolChoice::Required | ToolChoice::Named(_)) {
-        return bad(
-            "tool_choice",
-            "'tool_choice' asks for a call but 'tools' is empty".into(),
-        );
-    }
-    Ok(Some(ToolUse {
+    let tool_use = ToolUse {
         tools,
         choice,
         parallel: request.parallel_tool_calls.unwrap_or(true),
-    }))
+    };
+    checks::tool_choice(&tool_use, "tool_choice")?;
+    Ok(Some(tool_use))
 }
 
 /// `response_format` as a grammar; `text` (or none) is free text.

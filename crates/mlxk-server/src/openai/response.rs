@@ -11,9 +11,10 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
 use super::request::Endpoint;
+use crate::answer;
 use crate::error::ApiError;
 use crate::request_log::{RequestLog, StreamEnd};
-use crate::service::{Event, ServiceError, Usage};
+use crate::service::{Event, Usage};
 
 pub fn response_id(endpoint: Endpoint) -> String {
     let nanos = SystemTime::now()
@@ -42,36 +43,6 @@ fn reason(finish: FinishReason, made_calls: bool) -> &'static str {
     }
 }
 
-/// The calls of a whole answer, as they are put together from their events.
-#[derive(Default)]
-struct Calls(Vec<(String, String, String)>);
-
-impl Calls {
-    fn start(&mut self, index: usize, id: String, name: String) {
-        if self.0.len() <= index {
-            self.0.resize(index + 1, Default::default());
-        }
-        self.0[index] = (id, name, String::new());
-    }
-
-    fn arguments(&mut self, index: usize, fragment: &str) {
-        if let Some(call) = self.0.get_mut(index) {
-            call.2.push_str(fragment);
-        }
-    }
-
-    fn to_json(&self) -> Value {
-        Value::Array(
-            self.0
-                .iter()
-                .map(|(id, name, arguments)| {
-                    json!({"id": id, "type": "function", "function": {"name": name, "arguments": arguments}})
-                })
-                .collect(),
-        )
-    }
-}
-
 fn usage(used: Usage) -> Value {
     let Usage {
         prompt_tokens,
@@ -81,63 +52,45 @@ fn usage(used: Usage) -> Value {
 }
 
 pub async fn collect_response(
-    mut receiver: UnboundedReceiver<Event>,
+    receiver: UnboundedReceiver<Event>,
     endpoint: Endpoint,
     id: String,
     model: String,
     log: &RequestLog,
 ) -> Result<Value, ApiError> {
-    let (mut content, mut reasoning) = (String::new(), String::new());
-    let mut calls = Calls::default();
-    while let Some(event) = receiver.recv().await {
-        log.saw(&event);
-        match event {
-            Event::Text(TextEvent::Content(text)) => content.push_str(&text),
-            Event::Text(TextEvent::Reasoning(text)) => reasoning.push_str(&text),
-            Event::Text(TextEvent::ToolCallStart { index, id, name }) => {
-                calls.start(index, id, name)
+    let answer = answer::collect(receiver, log).await?;
+    let finish = reason(answer.finish, answer.ended_for_calls());
+    let choice = match endpoint {
+        Endpoint::Chat => {
+            let mut message = json!({"role": "assistant", "content": answer.content});
+            if !answer.reasoning.is_empty() {
+                message["reasoning_content"] = json!(answer.reasoning);
             }
-            Event::Text(TextEvent::ToolCallArguments { index, fragment }) => {
-                calls.arguments(index, &fragment)
+            if !answer.calls.is_empty() {
+                message["tool_calls"] = answer
+                    .calls
+                    .iter()
+                    .map(|call| json!({"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}))
+                    .collect();
+                if answer.content.is_empty() {
+                    message["content"] = Value::Null;
+                }
             }
-            Event::Failed(error) => return Err(error.into()),
-            Event::Admitted => {}
-            Event::Done {
-                finish_reason,
-                usage: used,
-            } => {
-                let finish = reason(finish_reason, !calls.0.is_empty());
-                let choice = match endpoint {
-                    Endpoint::Chat => {
-                        let mut message = json!({"role": "assistant", "content": content});
-                        if !reasoning.is_empty() {
-                            message["reasoning_content"] = json!(reasoning);
-                        }
-                        if !calls.0.is_empty() {
-                            message["tool_calls"] = calls.to_json();
-                            if content.is_empty() {
-                                message["content"] = Value::Null;
-                            }
-                        }
-                        json!({"index": 0, "message": message, "finish_reason": finish, "logprobs": null})
-                    }
-                    Endpoint::Completion => {
-                        json!({"index": 0, "text": content, "finish_reason": finish, "logprobs": null})
-                    }
-                };
-                let object = if endpoint == Endpoint::Chat {
-                    "chat.completion"
-                } else {
-                    "text_completion"
-                };
-                return Ok(json!({
-                    "id": id, "object": object, "created": now(), "model": model,
-                    "choices": [choice], "usage": usage(used),
-                }));
-            }
+            json!({"index": 0, "message": message, "finish_reason": finish, "logprobs": null})
         }
-    }
-    Err(ServiceError::ShuttingDown.into())
+        Endpoint::Completion => {
+            json!({"index": 0, "text": answer.content, "finish_reason": finish, "logprobs": null})
+        }
+    };
+    let object = if endpoint == Endpoint::Chat {
+        "chat.completion"
+    } else {
+        "text_completion"
+    };
+    Ok(json!({
+        "id": id, "object": object, "created": now(), "model": model,
+        "choices": [choice], "usage": usage(answer.usage),
+    }))
 }
 
 pub fn stream_response(

@@ -265,3 +265,30 @@ fn done(model: &str, reason: &str, unloaded: Option<&str>) -> Response {
 fn rfc3339(time: SystemTime) -> String {
     DateTime::<Utc>::from(time).to_rfc3339_opts(SecondsFormat::Millis, true)
 }
+
+/// `GET /api/tags`: the models on disk, as Ollama lists them.
+pub async fn tags() -> Response {
+    OllamaError {
+        status: StatusCode::NOT_IMPLEMENTED,
+        message: "api/tags is not implemented yet".into(),
+    }
+    .into_response()
+}
+
+/// `POST /api/show`: one model's details and capabilities.
+pub async fn show() -> Response {
+    OllamaError {
+        status: StatusCode::NOT_IMPLEMENTED,
+        message: "api/show is not implemented yet".into(),
+    }
+    .into_response()
+}
+
+/// `POST /api/chat`: a chat turn, NDJSON when streamed.
+pub async fn chat() -> Response {
+    OllamaError {
+        status: StatusCode::NOT_IMPLEMENTED,
+        message: "api/chat is not implemented yet".into(),
+    }
+    .into_response()
+}

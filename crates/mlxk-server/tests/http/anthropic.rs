@@ -1,0 +1,4 @@
+//! Anthropic's Messages API on the stand-in engine: event sequences and error shapes.
+
+#[allow(unused_imports)]
+use super::*;

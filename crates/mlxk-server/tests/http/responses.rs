@@ -1,0 +1,4 @@
+//! OpenAI's Responses API on the stand-in engine: event sequences and error shapes.
+
+#[allow(unused_imports)]
+use super::*;
