@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -49,3 +50,34 @@ def fixture_cache(tmp_path: Path) -> FixtureCache:
     subprocess.run([str(BIN_DIR / "mlxk-fixtures"), "standard", str(home)], check=True,
                    capture_output=True, timeout=60)
     return FixtureCache(home)
+
+
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+# The real chat models the API tests share: Qwen's template has tools (Hermes format); SmolLM2's
+# has none (the generic format).
+QWEN = "mlxk-test/Qwen2.5-Coder-0.5B-Instruct-Q4_K_M-mlx"
+SMOL = "mlxk-demo/SmolLM2-135M-Instruct-Q4_1-mlx"
+MODEL_SOURCES = {
+    QWEN: TARGET / "test-models-hf-home" / "hub" / "models--mlxk-test--Qwen2.5-Coder-0.5B-Instruct-Q4_K_M-mlx",
+    SMOL: TARGET / "demo-hf-home" / "hub" / "models--mlxk-demo--SmolLM2-135M-Instruct-Q4_1-mlx",
+}
+
+
+@pytest.fixture(scope="session")
+def model_server(tmp_path_factory):
+    """One `mlxk serve` for the whole run over a private cache holding both models (hard links
+    of the set-up caches): the API test files share it, so each model loads once."""
+    from test_server import Server  # noqa: PLC0415 (test_server imports this module)
+
+    home = tmp_path_factory.mktemp("models") / "hf_home"
+    (home / "hub").mkdir(parents=True)
+    (home / ".mlxk-test-sentinel").write_text("test cache\n")
+    for source in MODEL_SOURCES.values():
+        assert (source / "refs" / "main").is_file(), f"{source} is missing: run ./scripts/setup.sh"
+        target = home / "hub" / source.name
+        if subprocess.run(["cp", "-al", str(source), str(target)], capture_output=True).returncode != 0:
+            shutil.copytree(source, target, symlinks=True)
+    server = Server(FixtureCache(home), "--keep-alive", "0")
+    server.cache = FixtureCache(home)
+    yield server
+    assert server.stop() == 0, server.stderr()

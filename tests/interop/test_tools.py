@@ -7,25 +7,12 @@ models; malformed tools, orphan tool results and unsupported schemas are 400s na
 """
 
 import json
-import os
-import shutil
-import subprocess
-from pathlib import Path
 
 import httpx
 import jsonschema
 import pytest
 
-from conftest import ROOT, FixtureCache
-from test_server import Server
-
-TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
-QWEN = "mlxk-test/Qwen2.5-Coder-0.5B-Instruct-Q4_K_M-mlx"
-SMOL = "mlxk-demo/SmolLM2-135M-Instruct-Q4_1-mlx"
-SOURCES = {
-    QWEN: TARGET / "test-models-hf-home" / "hub" / "models--mlxk-test--Qwen2.5-Coder-0.5B-Instruct-Q4_K_M-mlx",
-    SMOL: TARGET / "demo-hf-home" / "hub" / "models--mlxk-demo--SmolLM2-135M-Instruct-Q4_1-mlx",
-}
+from conftest import QWEN, SMOL
 
 WEATHER = {
     "type": "function",
@@ -53,21 +40,9 @@ TIME = {
 ASK = [{"role": "user", "content": "What is the weather like in Paris today?"}]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """One server over a private cache holding both models (hard links of the set-up caches)."""
-    home = tmp_path_factory.mktemp("tools") / "hf_home"
-    (home / "hub").mkdir(parents=True)
-    (home / ".mlxk-test-sentinel").write_text("test cache\n")
-    for source in SOURCES.values():
-        assert (source / "refs" / "main").is_file(), f"{source} is missing: run ./scripts/setup.sh"
-        target = home / "hub" / source.name
-        if subprocess.run(["cp", "-al", str(source), str(target)], capture_output=True).returncode != 0:
-            shutil.copytree(source, target, symlinks=True)
-    server = Server(FixtureCache(home), "--keep-alive", "0")
-    server.cache = FixtureCache(home)
-    yield server
-    assert server.stop() == 0, server.stderr()
+@pytest.fixture
+def server(model_server):
+    return model_server
 
 
 def arguments_of(call) -> dict:
