@@ -5,6 +5,7 @@
 //! module per API holds its tests.
 
 mod anthropic;
+mod metrics;
 mod ollama;
 mod openai;
 mod responses;
