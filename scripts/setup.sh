@@ -264,4 +264,5 @@ if [ "$(cat "$demo_qwen/refs/main" 2>/dev/null)" != "$(cat "$test_qwen/refs/main
   rm -rf "$demo_qwen"
   cp -al "$test_qwen" "$demo_qwen" 2>/dev/null || cp -a "$test_qwen" "$demo_qwen"
 fi
+"$ROOT/scripts/agents.sh"  # Claude Code and Codex from npm, for tests/interop/test_agents.py
 log "done"
