@@ -34,6 +34,7 @@ mod error;
 pub mod generate;
 mod kv_cache;
 pub mod load_plan;
+pub mod logprobs;
 pub mod models;
 pub mod runtime;
 pub mod sampler;
@@ -48,6 +49,7 @@ pub use embedding::{Embedded, EmbeddingInput, EmbeddingModel, InputKind, Pooling
 pub use error::{EngineError, Result};
 pub use generate::{generate, Control, FinishReason, Generation, Generator};
 pub use load_plan::{LoadPlan, LoadPolicy, WeightLayout};
+pub use logprobs::{Candidate, TokenLogprob};
 pub use models::{load, plan, LanguageModel, LoadedModel, Positions};
 pub use runtime::{Blas, DeviceKind, RuntimeInfo};
 pub use sampler::{Sampler, SamplingChoice, SamplingParams, DEFAULT_TEMPERATURE, DEFAULT_TOP_P};

@@ -44,6 +44,8 @@ pub struct AnswerOptions {
     pub tools: Option<ToolUse>,
     /// A grammar the answer must match (`response_format`).
     pub grammar: Option<Grammar>,
+    /// Report each token's log-probability and this many alternatives (`Some(0)`: none).
+    pub logprobs: Option<usize>,
 }
 
 impl AnswerOptions {
@@ -63,6 +65,7 @@ impl AnswerOptions {
             raw,
             tools: None,
             grammar: None,
+            logprobs: None,
         }
     }
 }

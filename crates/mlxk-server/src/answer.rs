@@ -1,7 +1,7 @@
 //! A whole answer, put together from a generation's events: what every protocol's
 //! non-streaming response is made from (each shapes it its own way).
 
-use mlxk_engine::{FinishReason, TextEvent};
+use mlxk_engine::{FinishReason, TextEvent, TokenLogprob};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::request_log::RequestLog;
@@ -23,6 +23,8 @@ pub struct Answer {
     pub calls: Vec<Call>,
     pub finish: FinishReason,
     pub usage: Usage,
+    /// Each token's log-probabilities, when the request asked for them.
+    pub logprobs: Vec<TokenLogprob>,
 }
 
 impl Answer {
@@ -62,6 +64,7 @@ pub async fn collect(
 ) -> Result<Answer, ServiceError> {
     let (mut content, mut reasoning) = (String::new(), String::new());
     let mut calls = Calls::default();
+    let mut logprobs = Vec::new();
     while let Some(event) = receiver.recv().await {
         log.saw(&event);
         match event {
@@ -73,6 +76,7 @@ pub async fn collect(
             Event::Text(TextEvent::ToolCallArguments { index, fragment }) => {
                 calls.arguments(index, &fragment)
             }
+            Event::Logprobs(tokens) => logprobs.extend(tokens),
             Event::Failed(error) => return Err(error),
             Event::Admitted => {}
             Event::Done {
@@ -85,6 +89,7 @@ pub async fn collect(
                     calls: calls.0,
                     finish: finish_reason,
                     usage,
+                    logprobs,
                 })
             }
         }

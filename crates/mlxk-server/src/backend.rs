@@ -6,7 +6,7 @@ use mlxk_core::usage::UsageLog;
 use mlxk_core::{HubCache, RunnableModel};
 use mlxk_engine::{
     AnswerOptions, Embedded, EmbeddingInput, EmbeddingModel, EngineError, FinishReason, InputKind,
-    LoadPolicy, Prompt, TextEvent, TextGeneration, TextModel,
+    LoadPolicy, Prompt, TextEvent, TextGeneration, TextModel, TokenLogprob,
 };
 
 use crate::service::{ServiceError, Usage};
@@ -59,6 +59,11 @@ pub trait Generation {
     fn finish_reason(&self) -> Option<FinishReason>;
     /// How it ended (never finished counts as cancelled) and the tokens it used.
     fn end(self: Box<Self>) -> (FinishReason, Usage);
+    /// The log-probabilities of the tokens chosen since the last call, when they were asked
+    /// for.
+    fn take_logprobs(&mut self) -> Vec<TokenLogprob> {
+        Vec::new()
+    }
 }
 
 /// Makes the backend on the worker thread.

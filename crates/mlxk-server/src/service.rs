@@ -12,7 +12,7 @@ use mlxk_engine::embedding::shortened;
 use mlxk_engine::tool_use::ToolUse;
 use mlxk_engine::{
     AnswerOptions, Embedded, EmbeddingInput, FinishReason, InputKind, Prompt, SamplingChoice,
-    TextEvent,
+    TextEvent, TokenLogprob,
 };
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use tokio::sync::oneshot;
@@ -34,6 +34,9 @@ pub struct GenerationRequest {
     pub tools: Option<ToolUse>,
     /// A grammar the answer must match (`response_format`).
     pub grammar: Option<Grammar>,
+    /// Each token's log-probability and this many alternatives (`Some(0)`: none), reported as
+    /// [`Event::Logprobs`].
+    pub logprobs: Option<usize>,
 }
 
 /// Vectors for texts, as every protocol asks for them.
@@ -61,6 +64,8 @@ pub enum Event {
     /// The worker took the job from the queue; loading and the prompt follow.
     Admitted,
     Text(TextEvent),
+    /// The log-probabilities of the tokens since the last event (only when asked for).
+    Logprobs(Vec<TokenLogprob>),
     Done {
         finish_reason: FinishReason,
         usage: Usage,
@@ -186,6 +191,7 @@ impl GenerationService {
                 raw: false,
                 tools: request.tools,
                 grammar: request.grammar,
+                logprobs: request.logprobs,
             },
             model: model.clone(),
             prompt: request.prompt,

@@ -720,8 +720,14 @@ impl Session {
         let Some(events) = self.generation.next_events()? else {
             return Ok(false);
         };
-        for event in events {
-            if self.events.send(Event::Text(event)).is_err() {
+        // Before the text they belong to: a stream attaches them to its next piece of text.
+        let logprobs = self.generation.take_logprobs();
+        let logprobs = (!logprobs.is_empty()).then_some(Event::Logprobs(logprobs));
+        for event in logprobs
+            .into_iter()
+            .chain(events.into_iter().map(Event::Text))
+        {
+            if self.events.send(event).is_err() {
                 self.generation.finish(FinishReason::Cancelled);
             }
         }

@@ -341,6 +341,7 @@ fn prepare(
         stops,
         tools,
         grammar,
+        logprobs: None,
     };
     Ok((generation, delivery))
 }

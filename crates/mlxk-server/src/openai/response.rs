@@ -156,7 +156,7 @@ pub fn stream_response(
                 out.push(json!("[DONE]"));
             }
             Event::Failed(error) => out.push(ApiError::from(error).body()),
-            Event::Admitted => {}
+            Event::Logprobs(_) | Event::Admitted => {}
         }
         futures_util::stream::iter(out)
     });
