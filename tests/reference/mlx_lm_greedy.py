@@ -1,13 +1,15 @@
 """mlx-lm's greedy generation, the reference our engine must match token for token.
 
-Usage: mlx_lm_greedy.py MODEL_DIR PROMPT MAX_TOKENS [--raw]
+Usage: mlx_lm_greedy.py MODEL_DIR PROMPT MAX_TOKENS [--raw] [--logprobs K]
 Prints JSON: the rendered prompt, its token ids, the generated token ids and the text.
-With --raw the prompt is used as is; otherwise it is the user message of a chat.
+With --raw the prompt is used as is; otherwise it is the user message of a chat. With
+--logprobs K also each token's log-probability and the K likeliest ids with theirs.
 """
 
 import json
 import sys
 
+import mlx.core as mx
 from mlx_lm import load, stream_generate
 
 
@@ -20,12 +22,23 @@ def main() -> None:
     bos = tokenizer.bos_token
     add_special = not (bos and prompt.startswith(bos))
     prompt_ids = tokenizer.encode(prompt, add_special_tokens=add_special)
-    tokens = []
+    top = int(sys.argv[sys.argv.index("--logprobs") + 1]) if "--logprobs" in sys.argv else None
+    tokens, logprobs = [], []
     text = ""
     for response in stream_generate(model, tokenizer, prompt_ids, max_tokens=max_tokens):
         tokens.append(int(response.token))
         text += response.text
-    print(json.dumps({"prompt": prompt, "prompt_ids": prompt_ids, "tokens": tokens, "text": text}))
+        if top is not None:
+            row = response.logprobs.astype(mx.float32)
+            order = mx.argsort(-row)[:top].tolist()
+            logprobs.append({
+                "logprob": row[response.token].item(),
+                "top": [[i, row[i].item()] for i in order],
+            })
+    result = {"prompt": prompt, "prompt_ids": prompt_ids, "tokens": tokens, "text": text}
+    if top is not None:
+        result["logprobs"] = logprobs
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -4,8 +4,10 @@
 
 use std::rc::Rc;
 
+use crate::constraint::bytes_of_token;
 use crate::error::Result;
 use crate::generate::{FinishReason, Generation, Generator};
+use crate::logprobs::{Candidate, TokenLogprob};
 use crate::text::{Reasoning, TextEvent, TextStream, THINK_START};
 use crate::tokenizer::{StreamDecoder, Tokenizer};
 use crate::tool_calls::{ToolCallParser, ToolEvent, ToolFormat};
@@ -105,6 +107,47 @@ impl TextGeneration {
 
     pub fn finish_reason(&self) -> Option<FinishReason> {
         self.generator.finish_reason()
+    }
+
+    /// Reports each token's log-probability with `top` alternatives from the next token on.
+    pub fn report_logprobs(&mut self, top: usize) {
+        self.generator.report_logprobs(top);
+    }
+
+    /// The log-probabilities of the tokens generated since the last call, with their text.
+    pub fn take_logprobs(&mut self) -> Result<Vec<TokenLogprob>> {
+        let candidate = |id: u32, logprob: f32| -> Result<Candidate> {
+            let text = self.tokenizer.decode_with_special(&[id])?;
+            // A token inside a UTF-8 character decodes to U+FFFD; its bytes are still known.
+            let bytes = match text.contains('\u{FFFD}') {
+                true => bytes_of_token(self.tokenizer.hf_tokenizer(), id)
+                    .unwrap_or_else(|| text.clone().into_bytes()),
+                false => text.clone().into_bytes(),
+            };
+            Ok(Candidate {
+                id,
+                text,
+                bytes,
+                logprob,
+            })
+        };
+        let eos = self.tokenizer.eos_ids();
+        self.generator
+            .take_logprobs()
+            .into_iter()
+            // The end of the answer is not part of its text.
+            .filter(|raw| !eos.contains(&raw.token))
+            .map(|raw| {
+                Ok(TokenLogprob {
+                    chosen: candidate(raw.token, raw.logprob)?,
+                    top: raw
+                        .top
+                        .iter()
+                        .map(|&(id, logprob)| candidate(id, logprob))
+                        .collect::<Result<_>>()?,
+                })
+            })
+            .collect()
     }
 
     pub fn into_generation(self) -> Generation {

@@ -341,6 +341,24 @@ fn token_bytes(tokenizer: &tokenizers::Tokenizer, vocab_size: usize) -> Result<V
     Ok(tokens)
 }
 
+/// The bytes one ordinary (not added) token stands for, from its vocabulary string: for a token
+/// whose text alone is not valid UTF-8 (part of a character). `None` if the spelling is unknown.
+pub(crate) fn bytes_of_token(tokenizer: &tokenizers::Tokenizer, id: u32) -> Option<Vec<u8>> {
+    let text = tokenizer.id_to_token(id)?;
+    match vocabulary_spelling(tokenizer).ok()? {
+        VocabularySpelling::ByteLevel => {
+            let table = byte_level_table();
+            text.chars()
+                .map(|c| table.get(c as usize).copied().flatten())
+                .collect()
+        }
+        VocabularySpelling::SpaceMarker(space) => Some(match raw_byte(&text) {
+            Some(byte) => vec![byte],
+            None => text.replace(space, " ").into_bytes(),
+        }),
+    }
+}
+
 /// The character GPT-2's byte-level tokenizers print for each byte, inverted: printable
 /// Latin-1 bytes stand for themselves, the others for U+0100 onwards in byte order.
 fn byte_level_table() -> Vec<Option<u8>> {

@@ -3,6 +3,7 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use mlx_rs::ops::indexing::IndexOp;
 use mlx_rs::ops::{self, concatenate};
 use mlx_rs::transforms::{async_eval, eval};
 use mlx_rs::Array;
@@ -13,6 +14,15 @@ use crate::error::{EngineError, Result};
 use crate::kv_cache::KvCache;
 use crate::models::{LanguageModel, Positions};
 use crate::sampler::{Sampler, SamplingParams};
+
+/// A token's log-probability and the likeliest alternatives (ids and log-probabilities, most
+/// likely first), before they are given their text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawLogprob {
+    pub token: u32,
+    pub logprob: f32,
+    pub top: Vec<(u32, f32)>,
+}
 
 /// Prompt tokens processed per forward pass during prefill (mlx-lm's default).
 const PREFILL_STEP: usize = 2048;
@@ -68,6 +78,12 @@ pub struct Generator {
     history: Option<Array>,
     /// The token being computed (queued on the device), not yet read.
     current: Option<Array>,
+    /// The distribution `current` is drawn from (lazily; read only when logprobs are asked).
+    current_logprobs: Option<Array>,
+    /// Report logprobs with this many alternatives per token.
+    top_logprobs: Option<usize>,
+    /// Logprobs of tokens read but not taken yet: (token, its logprob, alternatives).
+    logprobs: Vec<RawLogprob>,
     tokens: Vec<u32>,
     max_tokens: usize,
     eos_ids: Vec<u32>,
@@ -132,6 +148,9 @@ impl Generator {
                 false => None,
             },
             current: None,
+            current_logprobs: None,
+            top_logprobs: None,
+            logprobs: Vec::new(),
             tokens: Vec::new(),
             max_tokens: max_tokens.min(context_length - prompt.len()),
             eos_ids: eos_ids.to_vec(),
@@ -171,6 +190,7 @@ impl Generator {
         let Some(current) = self.current.take() else {
             return Ok(None);
         };
+        let distribution = self.current_logprobs.take();
         // The first token is read before the next step is queued: building and queueing that
         // step would add a decode step's latency to the time to first token. Later tokens are
         // read after it, so that the step overlaps with the caller's work.
@@ -193,6 +213,7 @@ impl Generator {
         };
         self.prompt_time
             .get_or_insert_with(|| self.started.elapsed());
+        self.record_logprobs(token, distribution)?;
         self.tokens.push(token);
         if self.eos_ids.contains(&token) {
             self.finish(FinishReason::Stop);
@@ -209,9 +230,11 @@ impl Generator {
         let Some(current) = self.current.take() else {
             return Ok(None);
         };
+        let distribution = self.current_logprobs.take();
         let token = read_token(&current)?;
         self.prompt_time
             .get_or_insert_with(|| self.started.elapsed());
+        self.record_logprobs(token, distribution)?;
         self.tokens.push(token);
         if self.eos_ids.contains(&token) {
             self.finish(FinishReason::Stop);
@@ -311,9 +334,56 @@ impl Generator {
             let allowed = allowed_tokens(constraint.allowed()?, vocab);
             row = ops::select(&allowed, &row, Array::from_f32(f32::NEG_INFINITY))?;
         }
-        let token = self.sampler.sample(&row, self.history.as_ref())?;
+        let logprobs = self.sampler.logprobs(&row, self.history.as_ref())?;
+        let token = self.sampler.draw(&logprobs)?;
         async_eval([&token])?;
+        self.current_logprobs = Some(logprobs);
         Ok(token)
+    }
+
+    /// Keeps the log-probability of each token from now on, with the `top` likeliest
+    /// alternatives at its place (read with [`Generator::take_logprobs`]).
+    pub fn report_logprobs(&mut self, top: usize) {
+        self.top_logprobs = Some(top);
+    }
+
+    /// The log-probabilities of the tokens returned since the last call.
+    pub fn take_logprobs(&mut self) -> Vec<RawLogprob> {
+        std::mem::take(&mut self.logprobs)
+    }
+
+    fn record_logprobs(&mut self, token: u32, distribution: Option<Array>) -> Result<()> {
+        let (Some(top), Some(distribution)) = (self.top_logprobs, distribution) else {
+            return Ok(());
+        };
+        let row = distribution.reshape(&[-1])?;
+        let chosen = row.index(token as i32);
+        let vocab = row.shape()[0];
+        let top = top.min(vocab.max(0) as usize) as i32;
+        let alternatives = if top > 0 {
+            let order = ops::argpartition_axis(&row.negative()?, top - 1, -1)?.index(..top);
+            let values = row.take_axis(&order, 0)?;
+            eval([&chosen, &order, &values])?;
+            let ids = order.as_type::<u32>()?;
+            let mut pairs: Vec<(u32, f32)> = ids
+                .as_slice::<u32>()
+                .iter()
+                .copied()
+                .zip(values.as_type::<f32>()?.as_slice::<f32>().iter().copied())
+                .collect();
+            pairs.sort_by(|a, b| b.1.total_cmp(&a.1));
+            pairs
+        } else {
+            eval([&chosen])?;
+            Vec::new()
+        };
+        let logprob = chosen.as_type::<f32>()?.item_exact::<f32>();
+        self.logprobs.push(RawLogprob {
+            token,
+            logprob,
+            top: alternatives,
+        });
+        Ok(())
     }
 }
 

@@ -159,6 +159,13 @@ impl Sampler {
     /// Picks the next token from `logits` (`[1, vocab]`); `history` holds every token so far
     /// (it may still be queued on the device). Returns `[1]`, lazily.
     pub fn sample(&mut self, logits: &Array, history: Option<&Array>) -> Result<Array> {
+        let logprobs = self.logprobs(logits, history)?;
+        self.draw(&logprobs)
+    }
+
+    /// The distribution a token is drawn from, before temperature and truncation: the
+    /// log-softmax of `logits` after the repetition penalty (`[1, vocab]`, lazily).
+    pub fn logprobs(&self, logits: &Array, history: Option<&Array>) -> Result<Array> {
         let p = &self.params;
         let mut logits = logits.clone();
         if let (Some(history), true) = (history, p.uses_history()) {
@@ -175,11 +182,16 @@ impl Sampler {
             )?;
             logits = logits.put_along_axis(&window, &adjusted, -1)?;
         }
-        let logprobs = logits.subtract(logits.logsumexp_axis(-1, true)?)?;
+        Ok(logits.subtract(logits.logsumexp_axis(-1, true)?)?)
+    }
+
+    /// Draws a token from [`Sampler::logprobs`]' distribution (`[1]`, lazily).
+    pub fn draw(&mut self, logprobs: &Array) -> Result<Array> {
+        let p = &self.params;
         let Some(keys) = self.keys.as_mut() else {
-            return Ok(argmax_axis(&logprobs, -1, None)?);
+            return Ok(argmax_axis(logprobs, -1, None)?);
         };
-        let mut logprobs = logprobs;
+        let mut logprobs = logprobs.clone();
         if 0.0 < p.top_p && p.top_p < 1.0 {
             logprobs = apply_top_p(&logprobs, p.top_p)?;
         }

@@ -158,19 +158,13 @@ impl TextModel {
     /// Prefills the prompt and returns the generation, ready to be stepped token by token.
     pub fn start(&self, prompt: &Prompt, options: &AnswerOptions) -> Result<TextGeneration> {
         let tools = options.tools.as_ref().filter(|t| t.active());
-        let text = match (prompt, tools, self.tool_format) {
-            (Prompt::Chat(_), Some(tools), Some(_)) => {
-                self.tokenizer
-                    .render_prompt(prompt, options.raw, Some(&tools.template_tools()))?
-            }
-            // The template knows no tools: they are described in the generic format.
-            (Prompt::Chat(messages), Some(tools), None) => self.tokenizer.render_prompt(
-                &Prompt::Chat(tools.generic_conversation(messages)),
-                options.raw,
-                None,
-            )?,
-            _ => self.tokenizer.render_prompt(prompt, options.raw, None)?,
-        };
+        let text = prompt_text(
+            &self.tokenizer,
+            self.tool_format,
+            prompt,
+            options.raw,
+            tools,
+        )?;
         let ids = self.tokenizer.encode(&text)?;
         let constraint = match self.grammar(options)? {
             Some(grammar) => Some(self.constraints()?.start(&grammar)?),
@@ -193,6 +187,9 @@ impl TextModel {
         if let Some(constraint) = after_reasoning {
             generator.hold_after(constraint, self.tokenizer.encode_plain(THINK_END)?);
         }
+        if let Some(top) = options.logprobs {
+            generator.report_logprobs(top);
+        }
         let generation = TextGeneration::new(
             generator,
             Rc::clone(&self.tokenizer),
@@ -204,4 +201,38 @@ impl TextModel {
             None => generation,
         })
     }
+}
+
+/// The text a prompt is sent to the model as, with the tools offered (`None` or inactive: no
+/// tools): through the model's own template when it knows tools, else described in the generic
+/// format.
+fn prompt_text(
+    tokenizer: &Tokenizer,
+    tool_format: Option<ToolFormat>,
+    prompt: &Prompt,
+    raw: bool,
+    tools: Option<&ToolUse>,
+) -> Result<String> {
+    match (prompt, tools.filter(|t| t.active()), tool_format) {
+        (Prompt::Chat(_), Some(tools), Some(_)) => {
+            tokenizer.render_prompt(prompt, raw, Some(&tools.template_tools()))
+        }
+        // The template knows no tools: they are described in the generic format.
+        (Prompt::Chat(messages), Some(tools), None) => tokenizer.render_prompt(
+            &Prompt::Chat(tools.generic_conversation(messages)),
+            raw,
+            None,
+        ),
+        _ => tokenizer.render_prompt(prompt, raw, None),
+    }
+}
+
+/// How many tokens `prompt` takes with `tools` offered, as [`TextModel::start`] would prefill
+/// it for the model in `dir`. Only the tokenizer and its chat template are read, never the
+/// weights: a client can count a prompt without the model in memory.
+pub fn prompt_tokens(dir: &Path, prompt: &Prompt, tools: Option<&ToolUse>) -> Result<usize> {
+    let tokenizer = Tokenizer::load(dir)?;
+    let tool_format = ToolFormat::detect(tokenizer.chat_template(), &tokenizer.added_tokens());
+    let text = prompt_text(&tokenizer, tool_format, prompt, false, tools)?;
+    Ok(tokenizer.encode(&text)?.len())
 }

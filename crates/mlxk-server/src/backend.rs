@@ -61,8 +61,8 @@ pub trait Generation {
     fn end(self: Box<Self>) -> (FinishReason, Usage);
     /// The log-probabilities of the tokens chosen since the last call, when they were asked
     /// for.
-    fn take_logprobs(&mut self) -> Vec<TokenLogprob> {
-        Vec::new()
+    fn take_logprobs(&mut self) -> Result<Vec<TokenLogprob>, ServiceError> {
+        Ok(Vec::new())
     }
 }
 
@@ -212,6 +212,12 @@ impl Generation for MlxGeneration {
 
     fn finish_reason(&self) -> Option<FinishReason> {
         self.0.finish_reason()
+    }
+
+    fn take_logprobs(&mut self) -> Result<Vec<TokenLogprob>, ServiceError> {
+        self.0
+            .take_logprobs()
+            .map_err(|e| ServiceError::Internal(e.to_string()))
     }
 
     fn end(self: Box<Self>) -> (FinishReason, Usage) {

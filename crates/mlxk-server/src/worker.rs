@@ -50,6 +50,12 @@ enum Message {
         model: String,
         done: oneshot::Sender<Unloaded>,
     },
+    /// How long a model in memory stays once idle; answers whether it was in memory.
+    KeepAlive {
+        model: String,
+        keep: KeepAlive,
+        done: oneshot::Sender<bool>,
+    },
     Shutdown,
 }
 
@@ -76,6 +82,18 @@ impl Unloaded {
             Unloaded::NotLoaded => "not_loaded",
         }
     }
+}
+
+/// How long a model stays in memory once idle, as the last request that said so asked
+/// (Ollama's `keep_alive`); a model loaded anew starts with the server's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeepAlive {
+    /// The server's keep-alive (`serve --keep-alive`).
+    Server,
+    /// This long after its last work; zero lets it go as soon as its answers end.
+    For(Duration),
+    /// Until it is unloaded or another model takes its place.
+    Forever,
 }
 
 /// Load and unload requests in the channel at once, at most: they must never take the places
@@ -178,6 +196,9 @@ impl Worker {
                     shown,
                     unload_when_idle: false,
                     keep_alive,
+                    text_keep: KeepAlive::Server,
+                    embedder_keep: KeepAlive::Server,
+                    idle_since: Instant::now(),
                     max_active,
                     backend: backend(),
                     loaded: None,
@@ -260,6 +281,18 @@ impl Worker {
         answer.await.map_err(|_| ServiceError::ShuttingDown)
     }
 
+    /// Sets how long `model` stays once idle, if it is in memory (else `Ok(false)`); a
+    /// zero lets it go as soon as its answers end.
+    pub async fn keep_alive(&self, model: &str, keep: KeepAlive) -> Result<bool, ServiceError> {
+        let (done, answer) = oneshot::channel();
+        self.send(Message::KeepAlive {
+            model: model.to_string(),
+            keep,
+            done,
+        })?;
+        answer.await.map_err(|_| ServiceError::ShuttingDown)
+    }
+
     /// Sends a load or an unload, within the control messages' own budget.
     fn send(&self, message: Message) -> Result<(), ServiceError> {
         if self.queue.stopping.load(Ordering::SeqCst) {
@@ -331,6 +364,13 @@ impl Drop for Worker {
     }
 }
 
+/// How long each model in memory has left while idle; `None`: not held, or for ever.
+#[derive(Debug, Clone, Copy, Default)]
+struct Expiry {
+    text: Option<Duration>,
+    embedder: Option<Duration>,
+}
+
 struct Session {
     generation: Box<dyn Generation>,
     events: UnboundedSender<Event>,
@@ -343,7 +383,13 @@ struct WorkerLoop {
     shown: Arc<Mutex<Shown>>,
     /// An unload asked for while the model generated: done once it is idle.
     unload_when_idle: bool,
+    /// The server's keep-alive; zero keeps models for ever.
     keep_alive: Duration,
+    /// How long the text model and the embedding model stay once idle.
+    text_keep: KeepAlive,
+    embedder_keep: KeepAlive,
+    /// Since the last work (a job, an embedding, a load).
+    idle_since: Instant,
     max_active: usize,
     backend: Box<dyn Backend>,
     /// The name of the text model the backend holds.
@@ -358,31 +404,21 @@ struct WorkerLoop {
 
 impl WorkerLoop {
     fn run(mut self) {
-        let mut idle_since = Instant::now();
         loop {
-            let message = if self.active.is_empty() && self.waiting.is_empty() {
+            let message = if self.idle() {
                 if self.unload_when_idle {
                     self.unload();
                 }
-                let holds = self.loaded.is_some() || self.embedder.is_some();
-                let wait = if holds && !self.keep_alive.is_zero() {
-                    self.keep_alive.saturating_sub(idle_since.elapsed())
-                } else {
-                    Duration::from_secs(3600)
-                };
-                self.show_expiry((holds && !self.keep_alive.is_zero()).then_some(wait));
+                let left = self.let_expired_go();
+                let wait = [left.text, left.embedder]
+                    .into_iter()
+                    .flatten()
+                    .min()
+                    .unwrap_or(Duration::from_secs(3600));
                 match self.receiver.recv_timeout(wait) {
                     Ok(message) => Some(message),
-                    Err(RecvTimeoutError::Timeout) => {
-                        if holds
-                            && !self.keep_alive.is_zero()
-                            && idle_since.elapsed() >= self.keep_alive
-                        {
-                            self.unload();
-                            self.unload_embedder();
-                        }
-                        continue;
-                    }
+                    // The next iteration lets the model that expired go.
+                    Err(RecvTimeoutError::Timeout) => continue,
                     Err(RecvTimeoutError::Disconnected) => return,
                 }
             } else {
@@ -423,6 +459,23 @@ impl WorkerLoop {
                         };
                         let _ = done.send(outcome);
                     }
+                    Message::KeepAlive { model, keep, done } => {
+                        self.queue.control.fetch_sub(1, Ordering::SeqCst);
+                        let held = if self.loaded.as_ref() == Some(&model) {
+                            self.text_keep = keep;
+                            true
+                        } else if self.embedder.as_ref() == Some(&model) {
+                            self.embedder_keep = keep;
+                            true
+                        } else {
+                            false
+                        };
+                        // Idle already: the new keep-alive holds from now on (and is shown).
+                        if held && self.idle() {
+                            self.let_expired_go();
+                        }
+                        let _ = done.send(held);
+                    }
                     Message::Shutdown => return self.shut_down(),
                 }
             }
@@ -432,13 +485,13 @@ impl WorkerLoop {
             self.run_embeddings();
             self.admit();
             if !self.active.is_empty() {
-                self.show_expiry(None);
+                self.show_expiry(Expiry::default());
             }
             let busy = !self.active.is_empty();
             self.step_all();
             self.queue.active.store(self.active.len(), Ordering::SeqCst);
             if used || busy {
-                idle_since = Instant::now();
+                self.idle_since = Instant::now();
             }
         }
     }
@@ -525,6 +578,7 @@ impl WorkerLoop {
     }
 
     fn unload_embedder(&mut self) {
+        self.embedder_keep = KeepAlive::Server;
         if let Some(name) = self.embedder.take() {
             self.backend.unload_embedder();
             tracing::info!(model = %name, "embedding model unloaded");
@@ -618,19 +672,63 @@ impl WorkerLoop {
         }
     }
 
-    fn show_expiry(&self, left: Option<Duration>) {
-        let expires_at = left
-            .filter(|left| *left < FOREVER)
-            .and_then(|left| SystemTime::now().checked_add(left));
+    fn idle(&self) -> bool {
+        self.active.is_empty() && self.waiting.is_empty()
+    }
+
+    /// How long `keep` holds a model once idle; `None` for ever.
+    fn hold_time(&self, keep: KeepAlive) -> Option<Duration> {
+        match keep {
+            KeepAlive::Server if self.keep_alive.is_zero() => None,
+            KeepAlive::Server => Some(self.keep_alive),
+            KeepAlive::For(time) => Some(time),
+            KeepAlive::Forever => None,
+        }
+    }
+
+    /// While idle: unloads the models whose keep-alive has run out, shows when the others go,
+    /// and returns how long each has left (`None`: not held, or held for ever).
+    fn let_expired_go(&mut self) -> Expiry {
+        let idle = self.idle_since.elapsed();
+        let left = |held: bool, keep| {
+            self.hold_time(keep)
+                .filter(|_| held)
+                .map(|time| time.saturating_sub(idle))
+        };
+        let text = left(self.loaded.is_some(), self.text_keep);
+        let embedder = left(self.embedder.is_some(), self.embedder_keep);
+        if text.is_some_and(|left| left.is_zero()) {
+            self.unload();
+        }
+        if embedder.is_some_and(|left| left.is_zero()) {
+            self.unload_embedder();
+        }
+        let left = Expiry {
+            text: text.filter(|left| !left.is_zero()),
+            embedder: embedder.filter(|left| !left.is_zero()),
+        };
+        self.show_expiry(left);
+        left
+    }
+
+    /// What `/api/ps` shows: when each model goes if no request comes (none while it works).
+    fn show_expiry(&self, left: Expiry) {
+        let at = |left: Option<Duration>| {
+            left.filter(|left| *left < FOREVER)
+                .and_then(|left| SystemTime::now().checked_add(left))
+        };
         let mut shown = self.shown.lock().expect("not poisoned");
-        let Shown { text, embedder } = &mut *shown;
-        for resident in text.iter_mut().chain(embedder.iter_mut()) {
-            resident.expires_at = expires_at;
+        if let Some(resident) = &mut shown.text {
+            resident.expires_at = at(left.text);
+        }
+        if let Some(resident) = &mut shown.embedder {
+            resident.expires_at = at(left.embedder);
         }
     }
 
     fn unload(&mut self) {
         self.unload_when_idle = false;
+        self.text_keep = KeepAlive::Server;
         if let Some(name) = self.loaded.take() {
             self.backend.unload();
             tracing::info!(model = %name, "model unloaded");
@@ -697,7 +795,10 @@ impl WorkerLoop {
             match message {
                 Message::Job(job) => queued.push(job),
                 Message::Embed(job) => embeddings.push(*job),
-                Message::Load { .. } | Message::Unload { .. } | Message::Shutdown => {}
+                Message::Load { .. }
+                | Message::Unload { .. }
+                | Message::KeepAlive { .. }
+                | Message::Shutdown => {}
             }
         }
         for job in self.waiting.drain(..).chain(queued) {
@@ -721,7 +822,7 @@ impl Session {
             return Ok(false);
         };
         // Before the text they belong to: a stream attaches them to its next piece of text.
-        let logprobs = self.generation.take_logprobs();
+        let logprobs = self.generation.take_logprobs()?;
         let logprobs = (!logprobs.is_empty()).then_some(Event::Logprobs(logprobs));
         for event in logprobs
             .into_iter()

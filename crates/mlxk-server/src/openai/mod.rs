@@ -118,6 +118,7 @@ async fn complete(
 ) -> Result<Response, ApiError> {
     let (generation, delivery) = request.into_generation(endpoint, state.config.max_tokens)?;
     log.model(&generation.model);
+    let logprobs = generation.logprobs.is_some();
     let (model, events) = state.service.generate(generation).await?;
     log.model(&model.name);
     let id = response::response_id(endpoint);
@@ -129,11 +130,13 @@ async fn complete(
             id,
             model.name,
             delivery.include_usage,
+            logprobs,
             end,
         );
         Ok(stream.into_response())
     } else {
-        let body = response::collect_response(events, endpoint, id, model.name, &log).await?;
+        let body =
+            response::collect_response(events, endpoint, id, model.name, logprobs, &log).await?;
         Ok(Json(body).into_response())
     }
 }

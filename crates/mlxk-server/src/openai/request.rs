@@ -7,6 +7,7 @@
 use std::collections::HashSet;
 
 use mlxk_engine::constraint::Grammar;
+use mlxk_engine::logprobs::MAX_TOP_LOGPROBS;
 use mlxk_engine::tool_use::{Tool, ToolChoice, ToolUse};
 use mlxk_engine::{ChatMessage, Prompt, SamplingChoice};
 use serde::Deserialize;
@@ -184,6 +185,12 @@ pub struct CompletionRequest {
     parallel_tool_calls: Option<bool>,
     #[serde(default)]
     response_format: Option<ResponseFormat>,
+    /// Chat: `true` for each token's log-probability; completions: the number of alternatives.
+    #[serde(default)]
+    logprobs: Option<Value>,
+    /// Chat: alternatives per token (needs `logprobs: true`).
+    #[serde(default)]
+    top_logprobs: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -324,6 +331,7 @@ fn prepare(
         .or(request.max_tokens)
         .map_or(limit, |n| (n as usize).min(limit));
     let sampling = request.sampling();
+    let logprobs = logprobs(&request, endpoint)?;
     let stops = match request.stop {
         Some(StopField::One(s)) => vec![s],
         Some(StopField::Many(list)) => list,
@@ -341,7 +349,7 @@ fn prepare(
         stops,
         tools,
         grammar,
-        logprobs: None,
+        logprobs,
     };
     Ok((generation, delivery))
 }
@@ -419,6 +427,47 @@ fn tool_use(request: &CompletionRequest) -> Result<Option<ToolUse>, ApiError> {
     };
     checks::tool_choice(&tool_use, "tool_choice")?;
     Ok(Some(tool_use))
+}
+
+/// How many alternatives per token to report (`Some(0)`: the chosen token's log-probability
+/// alone), in each endpoint's own way of asking: chat's `logprobs: true` with `top_logprobs`
+/// (0 to 20), completions' `logprobs: N` (0 to 5).
+fn logprobs(request: &CompletionRequest, endpoint: Endpoint) -> Result<Option<usize>, ApiError> {
+    let bad = |field: &'static str, message: &str| {
+        Err(ApiError::bad_request(message.to_string()).with_param(field))
+    };
+    match endpoint {
+        Endpoint::Chat => {
+            let wanted = match &request.logprobs {
+                None | Some(Value::Null) | Some(Value::Bool(false)) => false,
+                Some(Value::Bool(true)) => true,
+                Some(_) => return bad("logprobs", "'logprobs' is true or false"),
+            };
+            match (wanted, request.top_logprobs) {
+                (_, Some(n)) if n as usize > MAX_TOP_LOGPROBS => {
+                    bad("top_logprobs", "'top_logprobs' must be between 0 and 20")
+                }
+                (false, Some(_)) => bad("top_logprobs", "'top_logprobs' needs 'logprobs': true"),
+                (true, top) => Ok(Some(top.unwrap_or(0) as usize)),
+                (false, None) => Ok(None),
+            }
+        }
+        Endpoint::Completion => {
+            if request.top_logprobs.is_some() {
+                return bad(
+                    "top_logprobs",
+                    "completions take the number of alternatives in 'logprobs' (0 to 5)",
+                );
+            }
+            match &request.logprobs {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n <= 5) => {
+                    Ok(n.as_u64().map(|n| n as usize))
+                }
+                Some(_) => bad("logprobs", "'logprobs' is a number of alternatives, 0 to 5"),
+            }
+        }
+    }
 }
 
 /// `response_format` as a grammar; `text` (or none) is free text.

@@ -17,8 +17,8 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use mlxk_core::{HubCache, RunnableModel};
 use mlxk_engine::{
-    AnswerOptions, Embedded, EmbeddingInput, FinishReason, InputKind, Prompt, Reasoning, TextEvent,
-    TextStream,
+    AnswerOptions, Candidate, Embedded, EmbeddingInput, FinishReason, InputKind, Prompt, Reasoning,
+    TextEvent, TextStream, TokenLogprob,
 };
 use mlxk_fixtures::{FixtureCache, ModelSpec, SnapshotSpec};
 use mlxk_server::backend::{Backend, Generation};
@@ -140,6 +140,8 @@ impl Backend for FakeBackend {
             .filter(|_| text.contains("CALL"))
             .map(|tool| tool.name.clone());
         Ok(Box::new(FakeGeneration {
+            logprobs: options.logprobs,
+            said: Vec::new(),
             call,
             slow: text.contains("SLOW"),
             fail: text.contains("FAIL"),
@@ -157,6 +159,10 @@ impl Backend for FakeBackend {
 }
 
 struct FakeGeneration {
+    /// Alternatives per token, when log-probabilities are asked for.
+    logprobs: Option<usize>,
+    /// The pieces said since log-probabilities were last taken.
+    said: Vec<String>,
     /// The tool to call once the words are said.
     call: Option<String>,
     slow: bool,
@@ -221,6 +227,7 @@ impl Generation for FakeGeneration {
         } else {
             format!(" {word}")
         };
+        self.said.push(piece.clone());
         let events = self.text.push(&piece);
         if self.text.stopped() {
             self.finish = Some(FinishReason::Stop);
@@ -232,6 +239,35 @@ impl Generation for FakeGeneration {
 
     fn finish(&mut self, reason: FinishReason) {
         self.finish.get_or_insert(reason);
+    }
+
+    /// Token `n` (from 1) has log-probability `-n / 10`; its alternatives are `alt0`, `alt1`…
+    /// each less likely.
+    fn take_logprobs(&mut self) -> Result<Vec<TokenLogprob>, ServiceError> {
+        let Some(top) = self.logprobs else {
+            return Ok(Vec::new());
+        };
+        let first = self.produced + 1 - self.said.len();
+        let candidate = |id: usize, text: String, logprob: f32| Candidate {
+            id: id as u32,
+            bytes: text.clone().into_bytes(),
+            text,
+            logprob,
+        };
+        Ok(std::mem::take(&mut self.said)
+            .into_iter()
+            .enumerate()
+            .map(|(i, piece)| {
+                let n = first + i;
+                let logprob = -(n as f32) / 10.0;
+                TokenLogprob {
+                    chosen: candidate(n, piece, logprob),
+                    top: (0..top)
+                        .map(|k| candidate(1000 + k, format!("alt{k}"), logprob - 1.0 - k as f32))
+                        .collect(),
+                }
+            })
+            .collect())
     }
 
     fn finish_reason(&self) -> Option<FinishReason> {

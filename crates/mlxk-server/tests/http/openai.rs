@@ -968,3 +968,101 @@ async fn a_tool_call_ends_the_answer_with_tool_calls() {
     );
     assert_eq!(server.stop().await, Stopped::Cleanly);
 }
+
+#[tokio::test]
+async fn logprobs_come_per_token_whole_and_streamed_in_both_endpoints() {
+    let server = Server::start().await;
+    let mut request = chat("one two three");
+    request["logprobs"] = json!(true);
+    request["top_logprobs"] = json!(2);
+    let (status, body) = server.post("/v1/chat/completions", request.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    let content = body["choices"][0]["logprobs"]["content"]
+        .as_array()
+        .unwrap();
+    let tokens: Vec<&str> = content
+        .iter()
+        .map(|t| t["token"].as_str().unwrap())
+        .collect();
+    assert_eq!(tokens, ["one", " two", " three"]);
+    assert_eq!(content[1]["logprob"], json!(-0.2_f32));
+    assert_eq!(content[1]["bytes"], json!(" two".as_bytes()));
+    let top: Vec<&str> = content[1]["top_logprobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["token"].as_str().unwrap())
+        .collect();
+    assert_eq!(top, ["alt0", "alt1"]);
+
+    request["stream"] = json!(true);
+    let lines = server.stream("/v1/chat/completions", request).await;
+    let streamed: Vec<String> = lines
+        .iter()
+        .filter(|l| *l != "[DONE]")
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .flat_map(|c| {
+            c["choices"][0]["logprobs"]["content"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .map(|t| t["token"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(streamed, tokens);
+
+    let (status, body) = server
+        .post(
+            "/v1/completions",
+            json!({"model": MODEL, "prompt": "red green", "logprobs": 1}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let logprobs = &body["choices"][0]["logprobs"];
+    assert_eq!(logprobs["tokens"], json!(["red", " green"]));
+    assert_eq!(logprobs["text_offset"], json!([0, 3]));
+    assert_eq!(logprobs["token_logprobs"], json!([-0.1_f32, -0.2_f32]));
+    assert_eq!(logprobs["top_logprobs"][0], json!({"alt0": -1.1_f32}));
+
+    // Not asked for: null, as OpenAI answers.
+    let (_, body) = server.post("/v1/chat/completions", chat("plain")).await;
+    assert_eq!(body["choices"][0]["logprobs"], Value::Null);
+    assert_eq!(server.stop().await, Stopped::Cleanly);
+}
+
+#[tokio::test]
+async fn logprobs_asked_wrongly_are_400s_naming_the_field() {
+    let server = Server::start().await;
+    let cases = [
+        (
+            "/v1/chat/completions",
+            json!({"logprobs": true, "top_logprobs": 21}),
+            "top_logprobs",
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"top_logprobs": 2}),
+            "top_logprobs",
+        ),
+        ("/v1/chat/completions", json!({"logprobs": 3}), "logprobs"),
+        ("/v1/completions", json!({"logprobs": 6}), "logprobs"),
+        ("/v1/completions", json!({"logprobs": true}), "logprobs"),
+    ];
+    for (path, extra, param) in cases {
+        let mut request = if path.ends_with("chat/completions") {
+            chat("hello")
+        } else {
+            json!({"model": MODEL, "prompt": "hello"})
+        };
+        for (key, value) in extra.as_object().unwrap() {
+            request[key] = value.clone();
+        }
+        let (status, body) = server.post(path, request).await;
+        assert_eq!(
+            (status, body["error"]["param"].as_str()),
+            (400, Some(param)),
+            "{extra}: {body}"
+        );
+    }
+    assert_eq!(server.stop().await, Stopped::Cleanly);
+}
