@@ -3,8 +3,10 @@
 //! The shell holds no business logic. [`commands`] are thin typed wrappers the windows call
 //! (their TypeScript bindings are generated into `ui/src/bindings.ts`), [`tray`] is the
 //! menu-bar icon ([`glyph`] draws it) and its menu, [`server`] keeps the embedded server's
-//! handle and state, and [`windows`] opens the Library, Settings and Push windows.
+//! handle and state ([`client_urls`] the base URLs it gives clients), and [`windows`] opens the
+//! Library, Settings and Push windows.
 
+pub mod client_urls;
 pub mod commands;
 pub mod downloads;
 pub mod error;

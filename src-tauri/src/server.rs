@@ -2,11 +2,14 @@
 //! [`mlxk_server::ServerHandle`] and the state the tray and the windows show. The server runs
 //! in-process (MLX on the server's own worker thread); nothing here knows Tauri.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use mlxk_server::{Resident, ServerConfig, ServerHandle, ServiceError};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, Mutex, MutexGuard};
+
+use crate::client_urls::{client_urls, every_interface, ClientUrl};
 
 /// What the tray icon, its tooltip and the windows show.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, specta::Type)]
@@ -21,6 +24,13 @@ pub enum ServerStatus {
         address: String,
         /// Listening on something other than loopback: other machines can connect.
         exposed: bool,
+        /// What to paste into clients, one per API.
+        urls: Vec<ClientUrl>,
+        /// Listening on every interface: the URLs name loopback, and other devices put this
+        /// machine's network address in its place.
+        every_interface: bool,
+        /// Clients must send the server's API key (never the key itself).
+        key_required: bool,
     },
     Error {
         message: String,
@@ -28,6 +38,17 @@ pub enum ServerStatus {
 }
 
 impl ServerStatus {
+    /// A server bound to `bound`, started with or without an API key.
+    pub fn running(bound: SocketAddr, key_required: bool) -> ServerStatus {
+        ServerStatus::Running {
+            address: bound.to_string(),
+            exposed: !bound.ip().is_loopback(),
+            urls: client_urls(bound),
+            every_interface: every_interface(bound),
+            key_required,
+        }
+    }
+
     /// One line for the tooltip and the menu.
     pub fn describe(&self) -> String {
         match self {
@@ -97,13 +118,10 @@ impl ServerControl {
         if let Some(current) = current {
             return current;
         }
+        let key_required = config.required_key().is_some();
         let status = match mlxk_server::start(config).await {
             Ok(handle) => {
-                let addr = handle.addr();
-                let status = ServerStatus::Running {
-                    address: addr.to_string(),
-                    exposed: !addr.ip().is_loopback(),
-                };
+                let status = ServerStatus::running(handle.addr(), key_required);
                 *self.lock().await = Some(handle);
                 status
             }
@@ -197,11 +215,18 @@ mod tests {
             }
         });
 
-        let ServerStatus::Running { address, exposed } = control.start(loopback_any_port()).await
+        let ServerStatus::Running {
+            address,
+            exposed,
+            urls,
+            key_required,
+            ..
+        } = control.start(loopback_any_port()).await
         else {
             panic!("not running: {:?}", control.status());
         };
-        assert!(!exposed);
+        assert!(!exposed && !key_required);
+        assert_eq!(urls[0].url, format!("http://{address}/v1"));
         assert!(std::net::TcpStream::connect(&address).is_ok());
         // A second start while running changes nothing.
         assert!(matches!(

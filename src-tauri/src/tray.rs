@@ -3,10 +3,11 @@
 //! clicks are handled.
 
 use tauri::image::Image;
-use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
+use tauri::menu::{IsMenuItem, Menu, MenuItem, PredefinedMenuItem, Submenu};
 use tauri::tray::TrayIconBuilder;
 use tauri::{AppHandle, Manager, Runtime};
 
+use crate::client_urls::{ClientApi, ClientUrl};
 use crate::commands;
 use crate::glyph::{self, Glyph};
 use crate::server::ServerStatus;
@@ -19,7 +20,12 @@ pub const TRAY_ID: &str = "mlxk";
 pub mod ids {
     pub const STATUS: &str = "status";
     pub const TOGGLE_SERVER: &str = "toggle-server";
-    pub const COPY_ADDRESS: &str = "copy-address";
+    /// The "Copy Base URL" submenu, and its item for each API.
+    pub const COPY_URL: &str = "copy-url";
+    pub const COPY_OPENAI_URL: &str = "copy-url-openai";
+    pub const COPY_ANTHROPIC_URL: &str = "copy-url-anthropic";
+    pub const COPY_OLLAMA_URL: &str = "copy-url-ollama";
+    pub const KEY_REQUIRED: &str = "key-required";
     pub const EXPOSED_WARNING: &str = "exposed-warning";
     pub const OPEN_LIBRARY: &str = "open-library";
     pub const PUSH_FOLDER: &str = "push-folder";
@@ -34,6 +40,11 @@ pub enum MenuEntry {
         id: &'static str,
         text: String,
         enabled: bool,
+    },
+    Submenu {
+        id: &'static str,
+        text: String,
+        entries: Vec<MenuEntry>,
     },
     Separator,
 }
@@ -50,12 +61,13 @@ fn item(id: &'static str, text: impl Into<String>, enabled: bool) -> MenuEntry {
 pub fn menu_entries(status: &ServerStatus) -> Vec<MenuEntry> {
     let mut entries = vec![item(ids::STATUS, status.describe(), false)];
     match status {
-        ServerStatus::Running { address, exposed } => {
-            entries.push(item(
-                ids::COPY_ADDRESS,
-                format!("http://{address}  (click to copy)"),
-                true,
-            ));
+        ServerStatus::Running {
+            exposed,
+            urls,
+            key_required,
+            ..
+        } => {
+            entries.push(copy_url_submenu(urls, *key_required));
             if *exposed {
                 entries.push(item(
                     ids::EXPOSED_WARNING,
@@ -81,6 +93,37 @@ pub fn menu_entries(status: &ServerStatus) -> Vec<MenuEntry> {
         item(ids::QUIT, "Quit MLX Knife", true),
     ]);
     entries
+}
+
+/// The menu item id that copies `api`'s base URL.
+fn copy_url_id(api: ClientApi) -> &'static str {
+    match api {
+        ClientApi::Openai => ids::COPY_OPENAI_URL,
+        ClientApi::Anthropic => ids::COPY_ANTHROPIC_URL,
+        ClientApi::Ollama => ids::COPY_OLLAMA_URL,
+    }
+}
+
+/// "Copy Base URL ▸" with one item per API, each showing what it copies; a line saying that
+/// clients need the API key when the server has one (never the key).
+fn copy_url_submenu(urls: &[ClientUrl], key_required: bool) -> MenuEntry {
+    let mut entries: Vec<MenuEntry> = urls
+        .iter()
+        .map(|u| item(copy_url_id(u.api), format!("{}: {}", u.name, u.url), true))
+        .collect();
+    if key_required {
+        entries.push(MenuEntry::Separator);
+        entries.push(item(
+            ids::KEY_REQUIRED,
+            "Clients must send the server's API key",
+            false,
+        ));
+    }
+    MenuEntry::Submenu {
+        id: ids::COPY_URL,
+        text: "Copy Base URL".into(),
+        entries,
+    }
 }
 
 /// The icon for a state: its glyph (see [`crate::glyph`]).
@@ -119,14 +162,28 @@ pub fn refresh<R: Runtime>(app: &AppHandle<R>, status: &ServerStatus) -> tauri::
 fn build_menu<R: Runtime>(app: &AppHandle<R>, status: &ServerStatus) -> tauri::Result<Menu<R>> {
     let menu = Menu::new(app)?;
     for entry in menu_entries(status) {
-        match entry {
-            MenuEntry::Item { id, text, enabled } => {
-                menu.append(&MenuItem::with_id(app, id, text, enabled, None::<&str>)?)?
-            }
-            MenuEntry::Separator => menu.append(&PredefinedMenuItem::separator(app)?)?,
-        }
+        menu.append(build_entry(app, entry)?.as_ref())?;
     }
     Ok(menu)
+}
+
+fn build_entry<R: Runtime>(
+    app: &AppHandle<R>,
+    entry: MenuEntry,
+) -> tauri::Result<Box<dyn IsMenuItem<R>>> {
+    Ok(match entry {
+        MenuEntry::Item { id, text, enabled } => {
+            Box::new(MenuItem::with_id(app, id, text, enabled, None::<&str>)?)
+        }
+        MenuEntry::Submenu { id, text, entries } => {
+            let submenu = Submenu::with_id(app, id, text, true)?;
+            for entry in entries {
+                submenu.append(build_entry(app, entry)?.as_ref())?;
+            }
+            Box::new(submenu)
+        }
+        MenuEntry::Separator => Box::new(PredefinedMenuItem::separator(app)?),
+    })
 }
 
 /// What a click on a menu item does. Starting and stopping run in the background; the tray
@@ -146,10 +203,13 @@ pub fn handle_menu_event<R: Runtime>(app: &AppHandle<R>, id: &str) {
                 }
             });
         }
-        ids::COPY_ADDRESS => {
-            if let ServerStatus::Running { address, .. } = state.server.status() {
-                if let Err(e) = state.copy_text(&format!("http://{address}")) {
-                    eprintln!("mlxk-app: cannot copy the address: {e}");
+        ids::COPY_OPENAI_URL | ids::COPY_ANTHROPIC_URL | ids::COPY_OLLAMA_URL => {
+            let ServerStatus::Running { urls, .. } = state.server.status() else {
+                return;
+            };
+            if let Some(chosen) = urls.iter().find(|u| copy_url_id(u.api) == id) {
+                if let Err(e) = state.copy_text(&chosen.url) {
+                    eprintln!("mlxk-app: cannot copy the {} base URL: {e}", chosen.name);
                 }
             }
         }

@@ -124,6 +124,26 @@ export type AppWindow = "library" | "settings" | "push";
 
 export type Capability = "text-generation" | "chat" | "vision" | "audio" | "embeddings";
 
+/**  An API the server speaks, as its clients know it. */
+export type ClientApi = 
+/**  Chat Completions, Responses, Embeddings, Models: clients take the `/v1` prefix. */
+"openai" | 
+/**  Messages: clients append `/v1/messages` to the bare root. */
+"anthropic" | 
+/**  `/api/chat`, `/api/tags`…: clients append them to the bare root. */
+"ollama";
+
+/**  The base URL for the clients of one API. */
+export type ClientUrl = {
+	api: ClientApi,
+	/**  "OpenAI", "Anthropic", "Ollama". */
+	name: string,
+	/**  What to paste, e.g. `http://127.0.0.1:8000/v1`. */
+	url: string,
+	/**  Who takes it, e.g. "Claude Code, Anthropic SDKs". */
+	used_by: string,
+};
+
 export type CommandError = {
 	/**  `model_not_found`, `keyring_unavailable`, `unauthorized`… as in `mlxk --json`. */
 	kind: string,
@@ -373,7 +393,16 @@ export type ServerStatus = { state: "stopped" } | { state: "starting"; address: 
 /**  `host:port` actually bound. */
 address: string; 
 /**  Listening on something other than loopback: other machines can connect. */
-exposed: boolean } | { state: "error"; message: string };
+exposed: boolean; 
+/**  What to paste into clients, one per API. */
+urls: ClientUrl[]; 
+/**
+ *  Listening on every interface: the URLs name loopback, and other devices put this
+ *  machine's network address in its place.
+ */
+every_interface: boolean; 
+/**  Clients must send the server's API key (never the key itself). */
+key_required: boolean } | { state: "error"; message: string };
 
 /**  Sent to every window whenever the server's state changes. */
 export type ServerStatusChanged = ServerStatus;

@@ -366,11 +366,21 @@ fn the_server_starts_and_stops_from_commands_and_settings_apply_on_restart() {
     let _fx = fixture_env();
     let (app, _) = mock_app();
     assert_eq!(server_status(app.state()), ServerStatus::Stopped);
-    let ServerStatus::Running { address, exposed } = block_on(server_start(app.state())).unwrap()
+    let ServerStatus::Running {
+        address,
+        exposed,
+        urls,
+        key_required,
+        ..
+    } = block_on(server_start(app.state())).unwrap()
     else {
         panic!("not running: {:?}", server_status(app.state()));
     };
-    assert!(!exposed);
+    assert!(!exposed && !key_required);
+    // The base URLs for clients name the port actually bound (the settings say 0).
+    let urls: Vec<&str> = urls.iter().map(|u| u.url.as_str()).collect();
+    let root = format!("http://{address}");
+    assert_eq!(urls, [format!("{root}/v1"), root.clone(), root.clone()]);
     assert!(std::net::TcpStream::connect(&address).is_ok());
     assert!(!get_settings(app.state()).restart_needed);
 
@@ -467,10 +477,16 @@ fn restart_applies_saved_settings_and_the_chat_gets_the_running_servers_key() {
     ))
     .unwrap();
     assert_eq!(chat_api_key(app.state()), None, "no server, no key");
+    let started = block_on(server_start(app.state())).unwrap();
     assert!(matches!(
-        block_on(server_start(app.state())).unwrap(),
-        ServerStatus::Running { .. }
+        started,
+        ServerStatus::Running {
+            key_required: true,
+            ..
+        }
     ));
+    // The windows are told that clients need the key, never the key itself.
+    assert!(!serde_json::to_string(&started).unwrap().contains(key));
     assert_eq!(chat_api_key(app.state()).as_deref(), Some(key));
 
     let changed = ServerSettings {

@@ -7,14 +7,27 @@ use mlxk_app::state::AppState;
 use mlxk_app::tray::{handle_menu_event, ids, menu_entries, MenuEntry};
 use tauri::Manager;
 
+/// Every item's id and text, submenus' items included.
 fn item_texts(status: &ServerStatus) -> Vec<(String, String)> {
-    menu_entries(status)
-        .into_iter()
-        .filter_map(|e| match e {
-            MenuEntry::Item { id, text, .. } => Some((id.to_string(), text)),
-            MenuEntry::Separator => None,
-        })
-        .collect()
+    fn walk(entries: Vec<MenuEntry>, out: &mut Vec<(String, String)>) {
+        for entry in entries {
+            match entry {
+                MenuEntry::Item { id, text, .. } => out.push((id.to_string(), text)),
+                MenuEntry::Submenu { id, text, entries } => {
+                    out.push((id.to_string(), text));
+                    walk(entries, out);
+                }
+                MenuEntry::Separator => {}
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(menu_entries(status), &mut out);
+    out
+}
+
+fn running(address: &str, key_required: bool) -> ServerStatus {
+    ServerStatus::running(address.parse().unwrap(), key_required)
 }
 
 fn text_of(status: &ServerStatus, id: &str) -> Option<String> {
@@ -32,7 +45,7 @@ fn the_menu_follows_the_server_state() {
         "Start Server"
     );
     assert_eq!(text_of(&stopped, ids::STATUS).unwrap(), "Server stopped");
-    assert!(text_of(&stopped, ids::COPY_ADDRESS).is_none());
+    assert!(text_of(&stopped, ids::COPY_URL).is_none());
     for id in [
         ids::OPEN_LIBRARY,
         ids::PUSH_FOLDER,
@@ -42,26 +55,50 @@ fn the_menu_follows_the_server_state() {
         assert!(text_of(&stopped, id).is_some(), "{id}");
     }
 
-    let running = ServerStatus::Running {
-        address: "127.0.0.1:8000".into(),
-        exposed: false,
-    };
+    let local = running("127.0.0.1:8000", false);
+    assert_eq!(text_of(&local, ids::TOGGLE_SERVER).unwrap(), "Stop Server");
+    // Right under the status line (the E2E clicks Stop Server on the third line).
+    let ids_in_order: Vec<String> = item_texts(&local).into_iter().map(|(id, _)| id).collect();
     assert_eq!(
-        text_of(&running, ids::TOGGLE_SERVER).unwrap(),
-        "Stop Server"
+        ids_in_order[..6],
+        [
+            ids::STATUS,
+            ids::COPY_URL,
+            ids::COPY_OPENAI_URL,
+            ids::COPY_ANTHROPIC_URL,
+            ids::COPY_OLLAMA_URL,
+            ids::TOGGLE_SERVER
+        ]
     );
-    assert!(text_of(&running, ids::COPY_ADDRESS)
-        .unwrap()
-        .contains("http://127.0.0.1:8000"));
-    assert!(text_of(&running, ids::EXPOSED_WARNING).is_none());
+    assert_eq!(text_of(&local, ids::COPY_URL).unwrap(), "Copy Base URL");
+    assert_eq!(
+        text_of(&local, ids::COPY_OPENAI_URL).unwrap(),
+        "OpenAI: http://127.0.0.1:8000/v1"
+    );
+    assert_eq!(
+        text_of(&local, ids::COPY_ANTHROPIC_URL).unwrap(),
+        "Anthropic: http://127.0.0.1:8000"
+    );
+    assert_eq!(
+        text_of(&local, ids::COPY_OLLAMA_URL).unwrap(),
+        "Ollama: http://127.0.0.1:8000"
+    );
+    assert!(text_of(&local, ids::EXPOSED_WARNING).is_none());
+    assert!(text_of(&local, ids::KEY_REQUIRED).is_none());
 
-    let exposed = ServerStatus::Running {
-        address: "0.0.0.0:8000".into(),
-        exposed: true,
-    };
+    let exposed = running("0.0.0.0:8000", true);
     assert!(text_of(&exposed, ids::EXPOSED_WARNING)
         .unwrap()
         .contains("other machines"));
+    assert_eq!(
+        text_of(&exposed, ids::COPY_OPENAI_URL).unwrap(),
+        "OpenAI: http://127.0.0.1:8000/v1",
+        "every interface is reached through loopback here"
+    );
+    assert_eq!(
+        text_of(&exposed, ids::KEY_REQUIRED).unwrap(),
+        "Clients must send the server's API key"
+    );
 
     let error = ServerStatus::Error {
         message: "cannot listen on 127.0.0.1:8000: address in use".into(),
@@ -96,7 +133,7 @@ fn menu_items_open_windows() {
 }
 
 #[test]
-fn toggle_starts_and_stops_the_server_and_the_address_is_copied() {
+fn toggle_starts_and_stops_the_server_and_each_base_url_is_copied() {
     let _fx = fixture_env();
     let (app, copied) = mock_app();
     let status = || app.state::<AppState>().server.status();
@@ -112,10 +149,26 @@ fn toggle_starts_and_stops_the_server_and_the_address_is_copied() {
     };
     assert!(std::net::TcpStream::connect(&address).is_ok());
 
-    handle_menu_event(app.handle(), ids::COPY_ADDRESS);
-    assert_eq!(*copied.lock().unwrap(), [format!("http://{address}")]);
+    for id in [
+        ids::COPY_OPENAI_URL,
+        ids::COPY_ANTHROPIC_URL,
+        ids::COPY_OLLAMA_URL,
+    ] {
+        handle_menu_event(app.handle(), id);
+    }
+    assert_eq!(
+        *copied.lock().unwrap(),
+        [
+            format!("http://{address}/v1"),
+            format!("http://{address}"),
+            format!("http://{address}"),
+        ]
+    );
 
     handle_menu_event(app.handle(), ids::TOGGLE_SERVER);
     assert!(wait_until(|| status() == ServerStatus::Stopped));
     assert!(std::net::TcpStream::connect(&address).is_err());
+    // Stopped: the items are gone, a stale click copies nothing.
+    handle_menu_event(app.handle(), ids::COPY_OPENAI_URL);
+    assert_eq!(copied.lock().unwrap().len(), 3);
 }
