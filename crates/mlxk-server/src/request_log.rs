@@ -1,15 +1,17 @@
 //! One log line per request: method, path, model, status, prompt / cached / generated tokens,
 //! time to first token and duration. Never a prompt, an answer or a key. A streamed answer is
-//! logged when its stream ends, when its tokens are known.
+//! logged when its stream ends, when its tokens are known. The same moments feed the
+//! [`Metrics`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 
+use crate::metrics::{self, Metrics};
 use crate::service::{Event, Usage};
 
 /// What is known of one request so far; handlers add to it, the middleware or the end of a
@@ -17,6 +19,9 @@ use crate::service::{Event, Usage};
 pub struct RequestLog {
     method: String,
     path: String,
+    /// The API the path belongs to, as the metrics label it.
+    api: &'static str,
+    metrics: Arc<Metrics>,
     started: Instant,
     seen: Mutex<Seen>,
     /// The answer streams: the line waits for the stream's end.
@@ -29,13 +34,16 @@ struct Seen {
     model: Option<String>,
     usage: Option<Usage>,
     first_token: Option<Duration>,
+    last_text: Option<Instant>,
 }
 
 impl RequestLog {
-    fn new(method: &str, path: &str) -> Self {
+    fn new(method: &str, path: &str, metrics: Arc<Metrics>) -> Self {
         RequestLog {
             method: method.to_string(),
             path: path.to_string(),
+            api: metrics::api_of(path),
+            metrics,
             started: Instant::now(),
             seen: Mutex::default(),
             deferred: AtomicBool::new(false),
@@ -54,12 +62,21 @@ impl RequestLog {
         self.seen().model = Some(shown);
     }
 
-    /// Notes what a generation's event tells: its first text, its token counts.
+    /// Notes what a generation's event tells: its first text and the gaps between its texts,
+    /// its token counts.
     pub fn saw(&self, event: &Event) {
         let mut seen = self.seen();
         match event {
-            Event::Text(_) if seen.first_token.is_none() => {
-                seen.first_token = Some(self.started.elapsed());
+            Event::Text(_) => {
+                let now = Instant::now();
+                match seen.last_text.replace(now) {
+                    Some(last) => self.metrics.token_gap(self.api, now - last),
+                    None => {
+                        let first = now - self.started;
+                        seen.first_token = Some(first);
+                        self.metrics.first_token(self.api, first);
+                    }
+                }
             }
             Event::Done { usage, .. } => seen.usage = Some(*usage),
             _ => {}
@@ -87,6 +104,7 @@ impl RequestLog {
         let seen = self.seen();
         let duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
         let ttft_ms = seen.first_token.map(|d| (d.as_secs_f64() * 1000.0).round());
+        self.metrics.answered(self.api, status, seen.usage);
         let usage = seen.usage.unwrap_or_default();
         // Liveness probes every few seconds would drown the rest.
         if self.path == "/health" {
@@ -140,13 +158,19 @@ impl Drop for StreamEnd {
 }
 
 /// The outermost layer: every request gets a [`RequestLog`] and, unless its answer streams, its
-/// line as the response leaves.
-pub async fn log_requests(mut request: Request, next: Next) -> Response {
+/// line as the response leaves. The server's [`Metrics`] go along for `/metrics` to read.
+pub async fn log_requests(
+    State(metrics): State<Arc<Metrics>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let log = Arc::new(RequestLog::new(
         request.method().as_str(),
         request.uri().path(),
+        Arc::clone(&metrics),
     ));
     request.extensions_mut().insert(Arc::clone(&log));
+    request.extensions_mut().insert(metrics);
     let response = next.run(request).await;
     if !log.deferred.load(Ordering::SeqCst) {
         log.write(response.status().as_u16());

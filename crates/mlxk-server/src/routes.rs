@@ -16,7 +16,7 @@ use crate::anthropic;
 use crate::config::ServerConfig;
 use crate::error::ApiError;
 use crate::guard::{self, RequestGuard};
-use crate::metrics;
+use crate::metrics::{self, Metrics};
 use crate::ollama;
 use crate::openai;
 use crate::request_log;
@@ -76,7 +76,13 @@ pub fn router(state: Shared) -> Router {
         ));
     Router::new()
         .route("/health", get(health))
-        .route("/metrics", get(metrics::metrics))
+        .route(
+            "/metrics",
+            get(metrics::metrics).route_layer(middleware::from_fn_with_state(
+                Arc::clone(&state),
+                require_key,
+            )),
+        )
         .nest("/v1", v1)
         .nest("/api", ollama)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
@@ -84,8 +90,11 @@ pub fn router(state: Shared) -> Router {
         .layer(RequestBodyTimeoutLayer::new(state.config.read_timeout))
         .layer(middleware::from_fn_with_state(guard, guard::guard))
         .layer(cors)
-        // Outermost: refusals by the layers above are logged too.
-        .layer(middleware::from_fn(request_log::log_requests))
+        // Outermost: refusals by the layers above are logged and counted too.
+        .layer(middleware::from_fn_with_state(
+            Arc::new(Metrics::new()),
+            request_log::log_requests,
+        ))
         .with_state(state)
 }
 
