@@ -3,7 +3,7 @@
 // tokens per second. It talks to /v1/chat/completions like any client would: the server must
 // be running (it offers to start it).
 import { commands, events, type ModelSummary, type ServerStatus } from "./bindings";
-import { clientUrls, h, messageOf, say, unwrap } from "./common";
+import { h, messageOf, say, unwrap } from "./common";
 
 type Message = { role: "system" | "user" | "assistant"; content: string };
 
@@ -106,7 +106,7 @@ export function chatPane(models: () => ModelSummary[]): { element: HTMLElement; 
     if (!text || running) return;
     if (server.state !== "running") return showServer(server);
     if (!model.value) return say(message, "Choose a model that can chat.", true);
-    const base = clientUrls(server.address).find((u) => u.api === "openai")!.url;
+    const base = server.urls.find((u) => u.api === "openai")!.url;
     // This answer belongs to this conversation, even if "New chat" starts another meanwhile.
     const conversation = history;
     conversation.push({ role: "user", content: text });

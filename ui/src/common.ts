@@ -1,6 +1,6 @@
 // Small helpers shared by the windows: building elements, formatting, and the server line.
 import "./style.css";
-import { commands, events, type AppWindow, type CommandError, type FileState, type ProblemCode, type ServerStatus, type Severity, type TransferView } from "./bindings";
+import { commands, events, type AppWindow, type ClientApi, type CommandError, type FileState, type ProblemCode, type ServerStatus, type Severity, type TransferView } from "./bindings";
 
 /** Creates an element with attributes and children (strings become text, never HTML). */
 export function h<K extends keyof HTMLElementTagNameMap>(
@@ -153,54 +153,70 @@ export function describeStatus(status: ServerStatus): string {
   }
 }
 
-/** The APIs the server speaks and where a client finds each. Only OpenAI's today; an
- * Anthropic or Ollama API is one more line here when the server has it. */
-const CLIENT_APIS = [{ api: "openai", name: "OpenAI", path: "/v1" }] as const;
-export type ClientUrl = { api: (typeof CLIENT_APIS)[number]["api"]; name: string; url: string };
+/** A part of a window that follows the server's state (see `serverLine`). */
+export type ServerView = { element: HTMLElement; show: (status: ServerStatus) => void };
 
-/** The base URLs to give clients of a server bound to `address` (`host:port`). A server on
- * every interface (0.0.0.0, ::) is reached on this machine through loopback. */
-export function clientUrls(address: string): ClientUrl[] {
-  const split = address.lastIndexOf(":");
-  let host = address.slice(0, split);
-  const port = address.slice(split + 1);
-  if (host === "0.0.0.0") host = "127.0.0.1";
-  if (host === "[::]") host = "[::1]";
-  return CLIENT_APIS.map(({ api, name, path }) => ({ api, name, url: `http://${host}:${port}${path}` }));
+/** Puts `url` on the clipboard (the app's clipboard plugin); the button says how it went. */
+function copyButton(api: ClientApi, name: string, url: string): HTMLButtonElement {
+  const copy = h("button", { type: "button", class: "copy-url", "data-api": api, title: `Copy the ${name} base URL` }, "Copy");
+  copy.addEventListener("click", async () => {
+    const result = await commands.copyText(url);
+    copy.textContent = result.status === "ok" ? "Copied" : "Copy failed";
+    if (result.status === "error") copy.title = result.error.message;
+    setTimeout(() => (copy.textContent = "Copy"), 1500);
+  });
+  return copy;
 }
 
-/** The client URLs with a Copy button each (shown while the server runs). */
-function clientUrlLine(): { element: HTMLElement; show: (status: ServerStatus) => void } {
-  const element = h("div", { id: "client-urls", class: "client-urls", hidden: true });
+/** The base URLs to paste into clients, each with Copy, while the server runs: one line in
+ * the Library; in Settings a row per API with who uses it. Both say when clients need the API
+ * key (never the key). The URLs come made by the app from the address the server bound
+ * (src-tauri/src/client_urls.rs): nothing is derived here. */
+export function clientUrlList(detailed: boolean): ServerView {
+  const element = h("div", { id: "client-urls", class: detailed ? "client-urls detailed" : "client-urls", hidden: !detailed });
   const show = (status: ServerStatus) => {
-    element.hidden = status.state !== "running";
-    if (status.state !== "running") return element.replaceChildren();
-    element.replaceChildren(h("span", { class: "muted" }, "Base URL for clients:"), ...clientUrls(status.address).map(({ api, name, url }) => {
-      const copy = h("button", { type: "button", class: "copy-url", "data-api": api, title: `Copy the ${name} base URL` }, "Copy");
-      copy.addEventListener("click", async () => {
-        const result = await commands.copyText(url);
-        copy.textContent = result.status === "ok" ? "Copied" : "Copy failed";
-        if (result.status === "error") copy.title = result.error.message;
-        setTimeout(() => (copy.textContent = "Copy"), 1500);
-      });
-      return h("span", { class: "client-url", "data-api": api }, `${name} `, h("code", {}, url), " ", copy);
-    }));
+    if (status.state !== "running") {
+      element.hidden = !detailed;
+      return element.replaceChildren(...present(detailed
+        ? h("p", { class: "muted" }, "While the server runs, the base URLs for OpenAI, Anthropic and Ollama clients are here to copy.")
+        : null));
+    }
+    element.hidden = false;
+    const rows = status.urls.map(({ api, name, url, used_by }) => detailed
+      ? h("div", { class: "client-url", "data-api": api },
+          h("strong", {}, name),
+          h("span", {}, h("code", {}, url), h("span", { class: "used-by muted" }, used_by)),
+          copyButton(api, name, url))
+      : h("span", { class: "client-url", "data-api": api }, `${name} `, h("code", {}, url), " ", copyButton(api, name, url)));
+    const keyNote = status.key_required
+      ? h("span", { id: "client-key-note", class: "note" }, detailed
+          ? "Clients must send the server's API key (Server API key, below)."
+          : "Clients need the server's API key.")
+      : null;
+    const networkNote = detailed && status.every_interface
+      ? h("span", { id: "client-network-note", class: "note muted" }, "These work on this Mac. Other devices use this Mac's network address (e.g. 192.168.1.20) with the same port.")
+      : null;
+    element.replaceChildren(...present(
+      detailed ? h("h3", {}, "Base URLs for clients") : h("span", { class: "muted" }, "Base URLs for clients:"),
+      ...rows,
+      keyNote,
+      networkNote,
+    ));
   };
   return { element, show };
 }
 
-/** A status line with a Start/Stop button that follows the server's state; with `urls`, the
- * base URLs for clients below it. */
-export function serverLine(options: { urls?: boolean } = {}): HTMLElement {
+/** A status line with a Start/Stop button that follows the server's state, as do `followers`
+ * (placed elsewhere in the window, e.g. the base URLs for clients). */
+export function serverLine(...followers: ServerView[]): HTMLElement {
   const text = h("span", { id: "server-status", "data-state": "stopped" });
   const warning = h("span", { id: "server-exposed", class: "warning", hidden: true },
     "⚠ reachable from other machines");
   const button = h("button", { id: "server-toggle", type: "button" });
-  const urls = options.urls ? clientUrlLine() : null;
   let current: ServerStatus = { state: "stopped" };
   const show = (status: ServerStatus) => {
     current = status;
-    urls?.show(status);
+    for (const follower of followers) follower.show(status);
     text.textContent = describeStatus(status);
     text.dataset.state = status.state;
     warning.hidden = !(status.state === "running" && status.exposed);
@@ -219,8 +235,7 @@ export function serverLine(options: { urls?: boolean } = {}): HTMLElement {
   });
   void commands.serverStatus().then(show);
   void events.serverStatusChanged.listen((event) => show(event.payload));
-  const line = h("div", { class: "server-line" }, text, warning, button);
-  return urls ? h("div", {}, line, urls.element) : line;
+  return h("div", { class: "server-line" }, text, warning, button);
 }
 
 /** Where a pulled file is, for the progress list; the switch covers every state the core has. */

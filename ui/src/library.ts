@@ -6,7 +6,7 @@
 import { getCurrentWindow } from "@tauri-apps/api/window";
 import { commands, events, type ContentState, type DeletePlanView, type ModelDetails, type ModelSource, type ModelSummary, type ResidentModel, type TransferView } from "./bindings";
 import { chatPane } from "./chat";
-import { formatBytes, formatExact, formatRelative, h, messageOf, openWindow, present, problemAdvice, renderTransfer, say, serverLine, timeAgo, unhandled, unwrap } from "./common";
+import { clientUrlList, formatBytes, formatExact, formatRelative, h, messageOf, openWindow, present, problemAdvice, renderTransfer, say, serverLine, timeAgo, unhandled, unwrap } from "./common";
 
 const search = h("input", { id: "search", type: "search", placeholder: "Search models…", autofocus: true });
 const total = h("span", { id: "total-size", class: "muted" });
@@ -426,6 +426,7 @@ document.addEventListener("keydown", (event) => {
   }
 });
 
+const clientUrls = clientUrlList(false);
 const app = document.querySelector<HTMLElement>("#app")!;
 app.classList.add("fill");
 app.append(
@@ -437,7 +438,8 @@ app.append(
     toolbarButton("open-push", "Push a Folder…", () => openWindow("push")),
     toolbarButton("open-settings", "Settings…", () => openWindow("settings")),
   ),
-  serverLine({ urls: true }),
+  serverLine(clientUrls),
+  clientUrls.element,
   h("div", { class: "row" }, pullName, pullButton),
   transfers,
   total,

@@ -1,9 +1,10 @@
-// Settings: who may reach the server (only this Mac, or other devices with an API key), how
+// Settings: the base URLs to paste into clients (OpenAI, Anthropic, Ollama) with Copy while the
+// server runs; who may reach the server (only this Mac, or other devices with an API key), how
 // long a model stays loaded, and under Advanced its address, port and CORS origins, which apply
 // on the next start (Restart Server when they differ from the running server's); the server's
 // API key and the Hugging Face token (OS keyring, shown masked); launch at login.
 import { commands, events, type SecretName, type SecretStatus, type SettingsView, type TokenSource } from "./bindings";
-import { describeStatus, h, messageOf, say, serverLine, unhandled, unwrap } from "./common";
+import { clientUrlList, describeStatus, h, messageOf, say, serverLine, unhandled, unwrap } from "./common";
 
 const banner = h("div", { id: "exposed-banner", class: "banner danger", hidden: true });
 
@@ -71,7 +72,7 @@ const ONLY_THIS_MAC = "127.0.0.1";
 const MY_NETWORK = "0.0.0.0";
 const LOOPBACK = new Set(["127.0.0.1", "localhost", "::1"]);
 
-function serverSection(): HTMLElement {
+function serverSection(clientUrls: HTMLElement): HTMLElement {
   const local = h("input", { id: "reach-local", type: "radio", name: "reach", value: "local" });
   const network = h("input", { id: "reach-network", type: "radio", name: "reach", value: "network" });
   const host = h("input", { id: "server-host", type: "text" });
@@ -151,6 +152,7 @@ function serverSection(): HTMLElement {
   );
   return h("section", {},
     h("h2", {}, "Server"),
+    clientUrls,
     h("p", { class: "muted" }, "Who can use your models through the server:"),
     h("label", { class: "choice" }, local, h("span", {}, "Only this Mac")),
     h("label", { class: "choice" }, network, h("span", {}, "Other devices on my network (needs an API key)")),
@@ -181,15 +183,16 @@ function appSection(): HTMLElement {
     result);
 }
 
+const clientUrls = clientUrlList(true);
 const app = document.querySelector<HTMLElement>("#app")!;
 app.classList.add("fill");
 app.append(
   h("header", {}, h("h1", {}, "Settings")),
   // Above the scrolling part: the warning stays in view and never covers a field.
   banner,
-  serverLine({ urls: true }),
+  serverLine(clientUrls),
   h("div", { id: "settings-body", class: "scroll" },
-    serverSection(),
+    serverSection(clientUrls.element),
     secretSection("server_api_key", "Server API key", "a key clients must send", false),
     secretSection("hub_token", "Hugging Face token", "hf_…", true),
     appSection(),

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
 import { after, before, describe, test } from "node:test";
-import { launch, openPage, serveDist, snap, until } from "./harness.mjs";
+import { launch, openPage, running, serveDist, snap, until } from "./harness.mjs";
 
 let browser;
 let pages;
@@ -88,7 +88,7 @@ async function startHeldAnswer(t) {
   const fake = await fakeServer({ hold: true });
   t.after(() => fake.close());
   const ui = await openChat(t, {
-    server_status: () => ({ state: "running", address: fake.address, exposed: false }),
+    server_status: () => running(fake.address),
     chat_api_key: () => null,
   });
   const { page } = ui;
@@ -103,7 +103,7 @@ describe("chat", () => {
     const fake = await fakeServer();
     t.after(() => fake.close());
     const ui = await openChat(t, {
-      server_status: () => ({ state: "running", address: fake.address, exposed: false }),
+      server_status: () => running(fake.address),
       chat_api_key: () => "sk-test-key",
     });
     const { page } = ui;
@@ -174,7 +174,7 @@ describe("chat", () => {
     t.after(() => fake.close());
     const ui = await openChat(t, {
       server_status: () => ({ state: "stopped" }),
-      server_start: () => ({ state: "running", address: fake.address, exposed: false }),
+      server_start: () => running(fake.address),
       chat_api_key: () => null,
     });
     const { page } = ui;

@@ -115,6 +115,19 @@ function installMockInternals(label) {
   window.__TAURI_EVENT_PLUGIN_INTERNALS__ = { unregisterListener: () => {} };
 }
 
+/** A running server's status as the app sends it. `root` stands for what the app makes of the
+ * bound address (src-tauri/src/client_urls.rs, tested there): given, never derived here. */
+export function running(address, { root = `http://${address}`, exposed = false, everyInterface = false, keyRequired = false } = {}) {
+  return {
+    state: "running", address, exposed, every_interface: everyInterface, key_required: keyRequired,
+    urls: [
+      { api: "openai", name: "OpenAI", url: `${root}/v1`, used_by: "OpenAI SDKs, Codex (Responses API)" },
+      { api: "anthropic", name: "Anthropic", url: root, used_by: "Claude Code, Anthropic SDKs" },
+      { api: "ollama", name: "Ollama", url: root, used_by: "Ollama clients, Open WebUI, VS Code" },
+    ],
+  };
+}
+
 /** Handlers every page needs unless a test replaces them. */
 export const defaultHandlers = () => ({
   server_status: () => ({ state: "stopped" }),

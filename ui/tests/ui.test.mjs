@@ -3,7 +3,7 @@
 // tested end to end by scripts/e2e.sh; these tests cover the UI's own behaviour quickly.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { fail, launch, openPage, serveDist, snap, until } from "./harness.mjs";
+import { fail, launch, openPage, running, serveDist, snap, until } from "./harness.mjs";
 
 let browser;
 let server;
@@ -381,9 +381,9 @@ describe("library", () => {
   test("the server line follows server_status and server-status-changed", async (t) => {
     const ui = await open(t, "library", {
       list_models: () => library(),
-      server_status: () => ({ state: "running", address: "0.0.0.0:8000", exposed: true }),
+      server_status: () => running("0.0.0.0:8000", { exposed: true, everyInterface: true, root: "http://127.0.0.1:8000" }),
       server_stop: () => ({ state: "stopped" }),
-      server_start: () => ({ state: "running", address: "127.0.0.1:8000", exposed: false }),
+      server_start: () => running("127.0.0.1:8000"),
     });
     const { page } = ui;
     await textWhen(page, "#server-status", "Server running on http://0.0.0.0:8000");
@@ -394,7 +394,7 @@ describe("library", () => {
 
     // Pushed by the app when the state changes.
     await ui.listening("server-status-changed");
-    await ui.emit("server-status-changed", { state: "running", address: "127.0.0.1:8000", exposed: false });
+    await ui.emit("server-status-changed", running("127.0.0.1:8000"));
     await textWhen(page, "#server-status", "Server running on http://127.0.0.1:8000");
     assert.equal(await page.isVisible("#server-exposed"), false);
     await ui.emit("server-status-changed", { state: "error", message: "port 8000 is in use" });
@@ -417,12 +417,12 @@ describe("library", () => {
 
 const LOOPBACK = new Set(["127.0.0.1", "localhost", "::1"]);
 /** A settings backend: stores what save_settings gets and derives `exposed` from the host. */
-function settingsBackend({ running = null } = {}) {
+function settingsBackend({ startedWith = null } = {}) {
   let server = { host: "127.0.0.1", port: 8000, keep_alive_secs: 300, cors_origins: [], insecure_no_auth: false };
   const view = () => ({
     server,
     exposed: !LOOPBACK.has(server.host),
-    restart_needed: running !== null && JSON.stringify(running) !== JSON.stringify(server),
+    restart_needed: startedWith !== null && JSON.stringify(startedWith) !== JSON.stringify(server),
   });
   return {
     get_settings: () => view(),
@@ -644,11 +644,11 @@ describe("settings", () => {
 
   test("a restart-needed note when the running server has other settings", async (t) => {
     // The server runs with the saved settings: no note until they change.
-    const running = { host: "127.0.0.1", port: 8000, keep_alive_secs: 300, cors_origins: [], insecure_no_auth: false };
+    const startedWith = { host: "127.0.0.1", port: 8000, keep_alive_secs: 300, cors_origins: [], insecure_no_auth: false };
     const ui = await open(t, "settings", {
-      ...settingsBackend({ running }),
+      ...settingsBackend({ startedWith }),
       ...secrets(),
-      server_status: () => ({ state: "running", address: "127.0.0.1:8000", exposed: false }),
+      server_status: () => running("127.0.0.1:8000"),
     });
     const { page } = ui;
     await until("the settings", async () => (await page.inputValue("#server-port")) === "8000");
@@ -869,7 +869,7 @@ describe("library, the first hour", () => {
     const ui = await open(t, "library", {
       list_models: () => library(),
       model_details: ({ name }) => details(name),
-      server_status: () => ({ state: "running", address: "127.0.0.1:8000", exposed: false }),
+      server_status: () => running("127.0.0.1:8000"),
     });
     const { page } = ui;
     await page.click('#model-rows tr[data-model="acme/broken-model"]');
@@ -895,22 +895,93 @@ describe("library, the first hour", () => {
     noPageErrors(ui);
   });
 
-  test("while the server runs, its OpenAI base URL is shown with Copy", async (t) => {
+  test("while the server runs, the Library shows the three base URLs on one line, each with Copy", async (t) => {
     const ui = await open(t, "library", {
       list_models: () => library(),
-      server_status: () => ({ state: "running", address: "0.0.0.0:8123", exposed: true }),
+      server_status: () => running("0.0.0.0:8123", { exposed: true, everyInterface: true, root: "http://127.0.0.1:8123" }),
       copy_text: () => null,
     });
     const { page } = ui;
     await textWhen(page, "#client-urls", "http://127.0.0.1:8123/v1");
-    assert.deepEqual(await texts(page, "#client-urls .client-url code"), ["http://127.0.0.1:8123/v1"], "OpenAI only, until the server speaks more APIs");
-    await page.click('#client-urls .copy-url[data-api="openai"]');
+    assert.deepEqual(await texts(page, "#client-urls .client-url code"), ["http://127.0.0.1:8123/v1", "http://127.0.0.1:8123", "http://127.0.0.1:8123"]);
+    assert.deepEqual(await page.locator("#client-urls .client-url").evaluateAll((rows) => rows.map((r) => r.dataset.api)), ["openai", "anthropic", "ollama"]);
+    assert.equal(await page.locator("#client-key-note").count(), 0, "no key, no note");
+    await page.click('#client-urls .copy-url[data-api="anthropic"]');
     await until("copy_text", () => ui.callsOf("copy_text").length === 1);
-    assert.deepEqual(ui.callsOf("copy_text"), [{ text: "http://127.0.0.1:8123/v1" }]);
-    await textWhen(page, '#client-urls .copy-url[data-api="openai"]', "Copied");
+    assert.deepEqual(ui.callsOf("copy_text"), [{ text: "http://127.0.0.1:8123" }]);
+    await textWhen(page, '#client-urls .copy-url[data-api="anthropic"]', "Copied");
+    await page.click('#client-urls .copy-url[data-api="openai"]');
+    await until("the second copy", () => ui.callsOf("copy_text").length === 2);
+    assert.deepEqual(ui.callsOf("copy_text")[1], { text: "http://127.0.0.1:8123/v1" });
     await ui.listening("server-status-changed");
+    await ui.emit("server-status-changed", running("127.0.0.1:8000", { keyRequired: true }));
+    await textWhen(page, "#client-key-note", "Clients need the server's API key.");
     await ui.emit("server-status-changed", { state: "stopped" });
     await page.locator("#client-urls").waitFor({ state: "hidden" });
+    noPageErrors(ui);
+  });
+
+  test("a copy the clipboard refuses says so on its button", async (t) => {
+    const ui = await open(t, "library", {
+      list_models: () => library(),
+      server_status: () => running("127.0.0.1:8000"),
+      copy_text: () => fail("clipboard_unavailable", "cannot copy: no display"),
+    });
+    const { page } = ui;
+    await page.click('#client-urls .copy-url[data-api="ollama"]');
+    await textWhen(page, '#client-urls .copy-url[data-api="ollama"]', "Copy failed");
+    assert.equal(await page.getAttribute('#client-urls .copy-url[data-api="ollama"]', "title"), "cannot copy: no display");
+    noPageErrors(ui);
+  });
+});
+
+describe("settings, the base URLs for clients", () => {
+  test("while the server runs: a row per API with who uses it and Copy; the key is required but never shown", async (t) => {
+    const key = "sk-never-shown-0123456789";
+    const ui = await open(t, "settings", {
+      ...settingsBackend(),
+      ...secrets(),
+      server_status: () => running("0.0.0.0:8000", { exposed: true, everyInterface: true, keyRequired: true, root: "http://127.0.0.1:8000" }),
+      chat_api_key: () => key,
+      copy_text: () => null,
+    });
+    const { page } = ui;
+    await textWhen(page, "#client-urls", "Base URLs for clients");
+    // In the Server section, first.
+    assert.equal(await page.evaluate(() => document.querySelector("#client-urls").closest("section").querySelector("h2").textContent), "Server");
+    const rows = await page.locator("#client-urls .client-url").evaluateAll((rows) => rows.map((r) => ({
+      api: r.dataset.api,
+      name: r.querySelector("strong").textContent,
+      url: r.querySelector("code").textContent,
+      usedBy: r.querySelector(".used-by").textContent,
+    })));
+    assert.deepEqual(rows, [
+      { api: "openai", name: "OpenAI", url: "http://127.0.0.1:8000/v1", usedBy: "OpenAI SDKs, Codex (Responses API)" },
+      { api: "anthropic", name: "Anthropic", url: "http://127.0.0.1:8000", usedBy: "Claude Code, Anthropic SDKs" },
+      { api: "ollama", name: "Ollama", url: "http://127.0.0.1:8000", usedBy: "Ollama clients, Open WebUI, VS Code" },
+    ]);
+    await textWhen(page, "#client-key-note", "Clients must send the server's API key");
+    await textWhen(page, "#client-network-note", "Other devices use this Mac's network address");
+    assert.doesNotMatch(await page.evaluate(() => document.body.innerText), new RegExp(key.slice(3)), "the key itself is never shown");
+    await snap(page, "settings-client-urls");
+    for (const [api, url] of [["ollama", "http://127.0.0.1:8000"], ["openai", "http://127.0.0.1:8000/v1"]]) {
+      await page.click(`#client-urls .copy-url[data-api="${api}"]`);
+      await textWhen(page, `#client-urls .copy-url[data-api="${api}"]`, "Copied");
+      assert.deepEqual(ui.callsOf("copy_text").at(-1), { text: url });
+    }
+    assert.equal(ui.callsOf("copy_text").length, 2);
+    noPageErrors(ui);
+  });
+
+  test("stopped: no URLs, a line saying where they appear; they come with the server", async (t) => {
+    const ui = await open(t, "settings", { ...settingsBackend(), ...secrets(), server_start: () => running("127.0.0.1:8000") });
+    const { page } = ui;
+    await textWhen(page, "#client-urls", "While the server runs, the base URLs");
+    assert.equal(await page.locator("#client-urls .client-url").count(), 0);
+    await page.click("#server-toggle");
+    await textWhen(page, "#client-urls", "http://127.0.0.1:8000/v1");
+    assert.equal(await page.locator("#client-urls .copy-url").count(), 3);
+    assert.equal(await page.locator("#client-key-note, #client-network-note").count(), 0, "local, no key: no notes");
     noPageErrors(ui);
   });
 });
@@ -980,10 +1051,10 @@ describe("settings, the first hour", () => {
     const ui = await open(t, "settings", {
       ...secrets(),
       get_settings: () => ({ server, exposed: false, restart_needed: restartNeeded }),
-      server_status: () => ({ state: "running", address: "127.0.0.1:8000", exposed: false }),
+      server_status: () => running("127.0.0.1:8000"),
       server_restart: () => {
         restartNeeded = false;
-        return { state: "running", address: "127.0.0.1:9000", exposed: false };
+        return running("127.0.0.1:9000");
       },
     });
     const { page } = ui;
@@ -994,7 +1065,7 @@ describe("settings, the first hour", () => {
     await textWhen(page, "#server-result", "The server runs with the saved settings.");
     assert.equal(ui.callsOf("server_restart").length, 1);
     await page.locator("#server-restart").waitFor({ state: "hidden" });
-    await ui.emit("server-status-changed", { state: "running", address: "127.0.0.1:9000", exposed: false });
+    await ui.emit("server-status-changed", running("127.0.0.1:9000"));
     await textWhen(page, "#client-urls", "http://127.0.0.1:9000/v1");
     noPageErrors(ui);
   });
