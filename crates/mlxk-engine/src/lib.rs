@@ -54,5 +54,5 @@ pub use models::{load, plan, LanguageModel, LoadedModel, Positions};
 pub use runtime::{Blas, DeviceKind, RuntimeInfo};
 pub use sampler::{Sampler, SamplingChoice, SamplingParams, DEFAULT_TEMPERATURE, DEFAULT_TOP_P};
 pub use text::{Reasoning, TextEvent, TextStream};
-pub use text_model::{AnswerOptions, Prompt, TextModel};
+pub use text_model::{prompt_tokens, AnswerOptions, Prompt, TextModel};
 pub use tokenizer::{ChatMessage, Tokenizer};

@@ -205,6 +205,34 @@ impl GenerationService {
         }
     }
 
+    /// How many tokens `prompt` takes with `tools` offered, as the model it names would read it
+    /// (the usage's prompt tokens of the same request). Only the model's tokenizer and chat
+    /// template are read, off the async threads: the worker and the model in memory are not
+    /// involved.
+    pub async fn count_tokens(
+        &self,
+        model: &str,
+        prompt: Prompt,
+        tools: Option<ToolUse>,
+    ) -> Result<(RunnableModel, usize), ServiceError> {
+        let model = self.resolve(model).await?;
+        if model.info.classification.model_type == ModelType::Embedding {
+            return Err(ServiceError::WrongModelKind(format!(
+                "model '{}' is an embedding model: it reads no conversations",
+                model.name
+            )));
+        }
+        let (dir, name) = (model.dir.clone(), model.name.clone());
+        let count = blocking(move || {
+            mlxk_engine::prompt_tokens(&dir, &prompt, tools.as_ref()).map_err(|e| match e {
+                mlxk_engine::EngineError::Template(_) => ServiceError::InvalidPrompt(e.to_string()),
+                other => ServiceError::Internal(format!("reading {name}'s tokenizer: {other}")),
+            })
+        })
+        .await?;
+        Ok((model, count))
+    }
+
     /// The vectors of the request's inputs, in order, from the embedding model it names. The
     /// worker runs them between two tokens of the generations in progress, together with the
     /// other embedding requests that arrived meanwhile.

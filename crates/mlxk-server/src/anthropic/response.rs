@@ -1,0 +1,102 @@
+//! Anthropic's whole `message`, and the pieces a streamed one shares with it: ids, content
+//! blocks, `stop_reason` and `usage`.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use mlxk_engine::FinishReason;
+use serde_json::{json, Value};
+
+use super::request::Shape;
+use crate::answer::{Answer, Call};
+use crate::service::Usage;
+
+/// The signature of a `thinking` block: Anthropic's proves Claude wrote it; a local model's
+/// reasoning has none, and this server reads none back.
+pub const NO_SIGNATURE: &str = "";
+
+pub fn message_id() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("msg_{nanos:x}")
+}
+
+/// A call's id as Anthropic writes them (`toolu_...`); the request side takes the prefix off.
+pub fn tool_use_id(engine_id: &str) -> String {
+    format!(
+        "toolu_{}",
+        engine_id.strip_prefix("call_").unwrap_or(engine_id)
+    )
+}
+
+/// A call's arguments as the `input` object (none: an empty one).
+fn input(call: &Call) -> Value {
+    match serde_json::from_str(&call.arguments) {
+        Ok(object @ Value::Object(_)) => object,
+        _ if call.arguments.trim().is_empty() => json!({}),
+        _ => {
+            // The engine's parsers hand on objects only; a malformed one is a bug to see.
+            tracing::warn!(tool = %call.name, "a tool call's arguments are not a JSON object");
+            json!({})
+        }
+    }
+}
+
+/// Why the answer ended, and the stop sequence it ended on.
+///
+/// The engine says `Stop` both for an end of turn and for a stop string, without which string:
+/// when the request gave stop sequences, a `Stop` is taken for the first of them (one stop
+/// sequence, the usual case, is then named right; an end of turn before it is named a stop
+/// too).
+pub fn stop_reason(
+    finish: FinishReason,
+    ended_for_calls: bool,
+    shape: &Shape,
+) -> (&'static str, Option<String>) {
+    match finish {
+        _ if ended_for_calls => ("tool_use", None),
+        FinishReason::Length => ("max_tokens", None),
+        FinishReason::Stop | FinishReason::Cancelled => match shape.stop_sequences.first() {
+            Some(stop) => ("stop_sequence", Some(stop.clone())),
+            None => ("end_turn", None),
+        },
+    }
+}
+
+/// Token counts; nothing is read from a prompt cache yet (issue 17), so the cache fields are 0.
+pub fn usage(used: Usage) -> Value {
+    json!({
+        "input_tokens": used.prompt_tokens,
+        "output_tokens": used.completion_tokens,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+    })
+}
+
+/// A whole answer as Anthropic's `message`: thinking, text, then the calls.
+pub fn message(answer: &Answer, id: String, model: &str, shape: &Shape) -> Value {
+    let mut content = Vec::new();
+    if shape.show_thinking && !answer.reasoning.is_empty() {
+        content.push(
+            json!({"type": "thinking", "thinking": answer.reasoning, "signature": NO_SIGNATURE}),
+        );
+    }
+    if !answer.content.is_empty() {
+        content.push(json!({"type": "text", "text": answer.content}));
+    }
+    for call in &answer.calls {
+        content.push(json!({"type": "tool_use", "id": tool_use_id(&call.id),
+            "name": call.name, "input": input(call)}));
+    }
+    let (reason, sequence) = stop_reason(answer.finish, answer.ended_for_calls(), shape);
+    json!({
+        "id": id,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": reason,
+        "stop_sequence": sequence,
+        "usage": usage(answer.usage),
+    })
+}
