@@ -13,6 +13,7 @@ use crate::constraint::Constraint;
 use crate::error::{EngineError, Result};
 use crate::kv_cache::KvCache;
 use crate::models::{LanguageModel, Positions};
+use crate::prefix_cache::SharedPrefixCache;
 use crate::sampler::{Sampler, SamplingParams};
 
 /// A token's log-probability and the likeliest alternatives (ids and log-probabilities, most
@@ -43,13 +44,15 @@ pub struct Generation {
     pub tokens: Vec<u32>,
     pub finish_reason: FinishReason,
     pub prompt_tokens: usize,
+    /// Of the prompt tokens, those a prefix cache held (not computed again).
+    pub reused_tokens: usize,
     pub prompt_time: Duration,
     pub decode_time: Duration,
 }
 
 impl Generation {
     pub fn prompt_tokens_per_second(&self) -> f64 {
-        self.prompt_tokens as f64 / self.prompt_time.as_secs_f64().max(1e-9)
+        (self.prompt_tokens - self.reused_tokens) as f64 / self.prompt_time.as_secs_f64().max(1e-9)
     }
 
     pub fn decode_tokens_per_second(&self) -> f64 {
@@ -87,7 +90,11 @@ pub struct Generator {
     tokens: Vec<u32>,
     max_tokens: usize,
     eos_ids: Vec<u32>,
-    prompt_tokens: usize,
+    prompt: Vec<u32>,
+    /// Prompt tokens whose keys and values came from the prefix cache.
+    reused_tokens: usize,
+    /// Where the caches go when the generation ends.
+    prefixes: Option<SharedPrefixCache>,
     started: Instant,
     prompt_time: Option<Duration>,
     finish_reason: Option<FinishReason>,
@@ -130,6 +137,30 @@ impl Generator {
         sampling: &SamplingParams,
         constraint: Option<Constraint>,
     ) -> Result<Self> {
+        let mut generator = Self::prepared(
+            model,
+            prompt,
+            max_tokens,
+            context_length,
+            eos_ids,
+            sampling,
+            constraint,
+        )?;
+        generator.prefill()?;
+        Ok(generator)
+    }
+
+    /// As [`Generator::constrained`], but the prompt is not prefilled yet: a caller may first
+    /// [`Generator::reuse_prefixes`], then [`Generator::prefill`].
+    pub fn prepared(
+        model: Rc<dyn LanguageModel>,
+        prompt: &[u32],
+        max_tokens: usize,
+        context_length: usize,
+        eos_ids: &[u32],
+        sampling: &SamplingParams,
+        constraint: Option<Constraint>,
+    ) -> Result<Self> {
         if prompt.is_empty() {
             return Err(EngineError::Tokenizer("the prompt has no tokens".into()));
         }
@@ -139,9 +170,9 @@ impl Generator {
                 context: context_length,
             });
         }
-        let mut generator = Generator {
-            caches: model.make_caches(),
-            model: Rc::clone(&model),
+        Ok(Generator {
+            caches: Vec::new(),
+            model,
             sampler: Sampler::new(sampling)?,
             history: match sampling.uses_history() {
                 true => Some(token_array(prompt).reshape(&[-1])?),
@@ -154,31 +185,52 @@ impl Generator {
             tokens: Vec::new(),
             max_tokens: max_tokens.min(context_length - prompt.len()),
             eos_ids: eos_ids.to_vec(),
-            prompt_tokens: prompt.len(),
+            prompt: prompt.to_vec(),
+            reused_tokens: 0,
+            prefixes: None,
             started: Instant::now(),
             prompt_time: None,
             finish_reason: None,
             constraint,
             constraint_after: None,
-        };
+        })
+    }
+
+    /// Starts from the longest prefix of the prompt `prefixes` holds, and gives the caches
+    /// back to it when the generation ends (for the next turn of the conversation).
+    pub fn reuse_prefixes(&mut self, prefixes: &SharedPrefixCache) {
+        if let Some((caches, reused)) = prefixes.borrow_mut().lookup(&self.prompt) {
+            self.caches = caches;
+            self.reused_tokens = reused;
+        }
+        self.prefixes = Some(Rc::clone(prefixes));
+    }
+
+    /// Prefills the prompt (what a reused prefix does not hold) and queues the first token.
+    pub fn prefill(&mut self) -> Result<()> {
+        if self.caches.is_empty() {
+            self.caches = self.model.make_caches();
+        }
+        self.started = Instant::now();
+        let prompt = std::mem::take(&mut self.prompt);
         // Prompt chunks fill the cache; the last chunk also yields the first token (its logits
         // for the last position only), which saves a forward pass over mlx-lm's split.
-        let chunks: Vec<&[u32]> = prompt.chunks(PREFILL_STEP).collect();
-        let (last, head) = chunks.split_last().expect("the prompt is not empty");
+        let chunks: Vec<&[u32]> = prompt[self.reused_tokens..].chunks(PREFILL_STEP).collect();
+        let (last, head) = chunks
+            .split_last()
+            .expect("a prompt token is left to prefill");
         for chunk in head {
-            generator.model.forward_positions(
-                &token_array(chunk),
-                &mut generator.caches,
-                Positions::Last,
-            )?;
-            eval(generator.caches.iter().flat_map(KvCache::arrays))?;
+            self.model
+                .forward_positions(&token_array(chunk), &mut self.caches, Positions::Last)?;
+            eval(self.caches.iter().flat_map(KvCache::arrays))?;
         }
-        if generator.max_tokens == 0 {
-            generator.finish_reason = Some(FinishReason::Length);
+        if self.max_tokens == 0 {
+            self.finish_reason = Some(FinishReason::Length);
         } else {
-            generator.current = Some(generator.step(&token_array(last))?);
+            self.current = Some(self.step(&token_array(last))?);
         }
-        Ok(generator)
+        self.prompt = prompt;
+        Ok(())
     }
 
     /// The next token, or `None` once finished (see [`Generator::finish_reason`]). An EOS token
@@ -299,12 +351,32 @@ impl Generator {
         self.drain();
         let prompt_time = self.prompt_time.unwrap_or_else(|| self.started.elapsed());
         let finish_reason = self.finish_reason.unwrap_or(FinishReason::Cancelled);
-        if finish_reason == FinishReason::Cancelled {
+        if let Some(prefixes) = self.prefixes.take() {
+            // The caches hold every token fed to the model: the prompt, then the answer but
+            // (usually) its last token.
+            let held = self
+                .caches
+                .first()
+                .map_or(0, |c| c.offset().max(0) as usize);
+            let fed: Vec<u32> = self
+                .prompt
+                .iter()
+                .chain(&self.tokens)
+                .copied()
+                .take(held)
+                .collect();
+            if fed.len() == held {
+                prefixes
+                    .borrow_mut()
+                    .store(fed, std::mem::take(&mut self.caches));
+            }
+        } else if finish_reason == FinishReason::Cancelled {
             // The caches are dropped with the generator; hand their memory back.
             let _ = mlx_rs::memory::clear_cache();
         }
         Generation {
-            prompt_tokens: self.prompt_tokens,
+            prompt_tokens: self.prompt.len(),
+            reused_tokens: self.reused_tokens,
             decode_time: self.started.elapsed().saturating_sub(prompt_time),
             prompt_time,
             finish_reason,

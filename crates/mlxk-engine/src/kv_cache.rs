@@ -13,8 +13,10 @@ use crate::error::Result;
 
 const STEP: i32 = 256;
 
-/// Keys and values laid out `[batch, kv_heads, positions, head_dim]`.
-#[derive(Default)]
+/// Keys and values laid out `[batch, kv_heads, positions, head_dim]`. A clone shares the
+/// buffers until one of them is written (MLX arrays are values), so a kept cache can seed any
+/// number of later generations.
+#[derive(Default, Clone)]
 pub struct KvCache {
     keys: Option<Array>,
     values: Option<Array>,
@@ -90,6 +92,28 @@ impl KvCache {
         ))
     }
 
+    /// Forgets every position from `positions` on, so that the next update continues from
+    /// there. `false` (and unchanged) when that cannot be exact: a window already dropped
+    /// positions the next query would see.
+    pub fn truncate(&mut self, positions: i32) -> bool {
+        if positions > self.offset || positions < 0 {
+            return false;
+        }
+        let exact = match self.window {
+            Some(w) => self.start == 0 || positions - (w - 1) >= self.start,
+            None => true,
+        };
+        if exact {
+            self.offset = positions;
+        }
+        exact
+    }
+
+    /// The memory its buffers hold.
+    pub fn bytes(&self) -> usize {
+        self.arrays().map(|a| a.nbytes()).sum()
+    }
+
     /// The arrays to evaluate so the cache does not keep a growing lazy graph.
     pub fn arrays(&self) -> impl Iterator<Item = &Array> {
         self.keys.iter().chain(self.values.iter())
@@ -99,6 +123,37 @@ impl KvCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_truncated_cache_continues_from_the_cut() {
+        let entry = |p: i32| Array::from_slice(&[p as f32], &[1, 1, 1, 1]);
+        let mut cache = KvCache::default();
+        for position in 0..10 {
+            cache.update(entry(position), entry(position)).unwrap();
+        }
+        let kept = cache.clone();
+        assert!(cache.truncate(6));
+        let (keys, _) = cache.update(entry(60), entry(60)).unwrap();
+        let keys = keys.reshape(&[-1]).unwrap();
+        assert_eq!(keys.as_slice::<f32>(), [0., 1., 2., 3., 4., 5., 60.]);
+        // The clone kept its own positions.
+        assert_eq!(kept.offset(), 10);
+        assert!(!cache.truncate(8), "past the end");
+
+        let mut windowed = KvCache::with_window(4);
+        for position in 0..600 {
+            windowed.update(entry(position), entry(position)).unwrap();
+        }
+        assert!(windowed.start() > 0);
+        assert!(
+            windowed.truncate(590),
+            "the window still holds what position 590 sees"
+        );
+        assert!(
+            !windowed.truncate(windowed.start()),
+            "dropped positions cannot come back"
+        );
+    }
 
     #[test]
     fn a_windowed_cache_stays_bounded_and_keeps_the_recent_positions() {

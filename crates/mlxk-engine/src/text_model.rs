@@ -14,6 +14,7 @@ use crate::error::{EngineError, Result};
 use crate::generate::Generator;
 use crate::load_plan::{LoadPlan, LoadPolicy};
 use crate::models::{self, LanguageModel};
+use crate::prefix_cache::{PrefixCache, PrefixStats, SharedPrefixCache};
 use crate::sampler::SamplingChoice;
 use crate::text::{THINK_END, THINK_START};
 use crate::tokenizer::{ChatMessage, Tokenizer};
@@ -88,6 +89,8 @@ pub struct TextModel {
     vocab_size: usize,
     /// Made on the first constrained request (the token trie takes a moment to build).
     constraints: OnceCell<ConstraintFactory>,
+    /// Keys and values of earlier prompts, when kept ([`TextModel::keep_prefixes`]).
+    prefixes: Option<SharedPrefixCache>,
 }
 
 impl TextModel {
@@ -119,7 +122,19 @@ impl TextModel {
             tool_format_unknown,
             vocab_size,
             constraints: OnceCell::new(),
+            prefixes: None,
         })
+    }
+
+    /// Keeps the keys and values of its prompts and answers, up to `bytes`, for later prompts
+    /// that start the same way (0 keeps none).
+    pub fn keep_prefixes(&mut self, bytes: usize) {
+        self.prefixes = (bytes > 0).then(|| PrefixCache::shared(bytes));
+    }
+
+    /// What the prefix cache did so far (`None`: none is kept).
+    pub fn prefix_stats(&self) -> Option<PrefixStats> {
+        self.prefixes.as_ref().map(|p| p.borrow().stats())
     }
 
     /// What builds this model's grammar constraints.
@@ -175,7 +190,7 @@ impl TextModel {
             Some(c) if text.trim_end().ends_with(THINK_START) => (None, Some(c)),
             c => (c, None),
         };
-        let mut generator = Generator::constrained(
+        let mut generator = Generator::prepared(
             Rc::clone(&self.model),
             &ids,
             options.max_tokens,
@@ -184,6 +199,10 @@ impl TextModel {
             &options.sampling.or(self.sampling_defaults).resolve(),
             now,
         )?;
+        if let Some(prefixes) = &self.prefixes {
+            generator.reuse_prefixes(prefixes);
+        }
+        generator.prefill()?;
         if let Some(constraint) = after_reasoning {
             generator.hold_after(constraint, self.tokenizer.encode_plain(THINK_END)?);
         }

@@ -11,6 +11,7 @@ mod mlx_smoke;
 mod parity_demo;
 mod parity_real;
 mod parity_tiny;
+mod prefix_cache;
 mod reference;
 
 /// MLX is not thread-safe: every test that touches it holds this.

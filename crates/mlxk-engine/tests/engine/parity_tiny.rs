@@ -114,7 +114,7 @@ fn check_sampled(
 }
 
 /// The tiny models and mlx-lm's answers, made once for every test of this binary.
-fn cases() -> &'static [(String, PathBuf)] {
+pub(super) fn cases() -> &'static [(String, PathBuf)] {
     static CASES: OnceLock<Vec<(String, PathBuf)>> = OnceLock::new();
     CASES.get_or_init(|| {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("parity_tiny");

@@ -1,0 +1,185 @@
+//! Keys and values of earlier prompts, reused by later ones that start the same way: a chat or
+//! agent client resends the whole conversation every turn, and without this each turn
+//! prefills all of it again.
+//!
+//! Entries are token sequences with the caches that computed them, looked up by the longest
+//! common prefix and evicted least recently used under a byte budget. Reuse is exact: the
+//! positions kept are those the same tokens produced, and a cache that cannot be cut exactly
+//! (a sliding window that dropped what the next token sees) is not reused.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use crate::kv_cache::KvCache;
+
+/// What the cache did, for logs and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PrefixStats {
+    /// Prompts that started from kept caches.
+    pub hits: u64,
+    /// Prompts that found nothing to reuse.
+    pub misses: u64,
+    /// Prompt tokens not computed again.
+    pub reused_tokens: u64,
+    /// Memory the kept caches hold now.
+    pub bytes: usize,
+}
+
+struct Entry {
+    tokens: Vec<u32>,
+    caches: Vec<KvCache>,
+    bytes: usize,
+    last_used: u64,
+}
+
+/// Shared by a model's generations on one thread: a generation takes from it when it starts
+/// and gives its caches back when it ends.
+pub type SharedPrefixCache = Rc<RefCell<PrefixCache>>;
+
+pub struct PrefixCache {
+    entries: Vec<Entry>,
+    capacity: usize,
+    clock: u64,
+    stats: PrefixStats,
+}
+
+/// A reuse shorter than this saves less than the lookup and the copy cost.
+const MIN_REUSE: usize = 16;
+
+impl PrefixCache {
+    /// A cache holding at most `capacity` bytes of keys and values.
+    pub fn new(capacity: usize) -> Self {
+        PrefixCache {
+            entries: Vec::new(),
+            capacity,
+            clock: 0,
+            stats: PrefixStats::default(),
+        }
+    }
+
+    pub fn shared(capacity: usize) -> SharedPrefixCache {
+        Rc::new(RefCell::new(PrefixCache::new(capacity)))
+    }
+
+    pub fn stats(&self) -> PrefixStats {
+        self.stats
+    }
+
+    /// Caches holding the longest kept prefix of `prompt`, cut to it, and its length. Never the
+    /// whole prompt: its last token is computed again, for the logits of the first new token.
+    pub fn lookup(&mut self, prompt: &[u32]) -> Option<(Vec<KvCache>, usize)> {
+        let limit = prompt.len().saturating_sub(1);
+        let mut candidates: Vec<(usize, usize)> = self
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (common_prefix(&e.tokens, prompt).min(limit), i))
+            .filter(|(n, _)| *n >= MIN_REUSE)
+            .collect();
+        candidates.sort_by_key(|&(length, _)| std::cmp::Reverse(length));
+        for (length, index) in candidates {
+            let mut caches = self.entries[index].caches.clone();
+            if caches.iter_mut().all(|c| c.truncate(length as i32)) {
+                self.clock += 1;
+                self.entries[index].last_used = self.clock;
+                self.stats.hits += 1;
+                self.stats.reused_tokens += length as u64;
+                return Some((caches, length));
+            }
+        }
+        self.stats.misses += 1;
+        None
+    }
+
+    /// Keeps `caches`, which hold the keys and values of `tokens`. An entry this one extends
+    /// (the same conversation, a turn later) is replaced; the least recently used go until the
+    /// budget holds.
+    pub fn store(&mut self, tokens: Vec<u32>, caches: Vec<KvCache>) {
+        let bytes: usize = caches.iter().map(KvCache::bytes).sum();
+        if tokens.len() < MIN_REUSE || bytes > self.capacity {
+            return;
+        }
+        self.entries
+            .retain(|e| !(e.tokens.len() <= tokens.len() && tokens.starts_with(&e.tokens)));
+        self.clock += 1;
+        self.entries.push(Entry {
+            tokens,
+            caches,
+            bytes,
+            last_used: self.clock,
+        });
+        while self.entries.iter().map(|e| e.bytes).sum::<usize>() > self.capacity {
+            let oldest = (0..self.entries.len())
+                .min_by_key(|&i| self.entries[i].last_used)
+                .expect("over budget means not empty");
+            self.entries.remove(oldest);
+        }
+        self.stats.bytes = self.entries.iter().map(|e| e.bytes).sum();
+    }
+}
+
+fn common_prefix(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+#[cfg(test)]
+mod tests {
+    use mlx_rs::Array;
+
+    use super::*;
+
+    /// One layer's cache holding `n` positions, each holding its own position as its value.
+    fn caches(n: i32) -> Vec<KvCache> {
+        let mut cache = KvCache::default();
+        for p in 0..n {
+            let entry = Array::from_slice(&[p as f32], &[1, 1, 1, 1]);
+            cache.update(entry.clone(), entry).unwrap();
+        }
+        vec![cache]
+    }
+
+    #[test]
+    fn the_longest_prefix_is_reused_and_never_the_whole_prompt() {
+        let mut cache = PrefixCache::new(1 << 30);
+        let first: Vec<u32> = (0..40).collect();
+        cache.store(first.clone(), caches(40));
+        let mut longer = first.clone();
+        longer.extend([100, 101]);
+        let (reused, n) = cache.lookup(&longer).unwrap();
+        assert_eq!((n, reused[0].offset()), (40, 40));
+        // The same prompt again: all but its last token.
+        let (_, n) = cache.lookup(&first).unwrap();
+        assert_eq!(n, 39);
+        // A prompt that parts early: too little to reuse.
+        let other: Vec<u32> = (0..10).chain(500..540).collect();
+        assert!(cache.lookup(&other).is_none());
+        assert_eq!(
+            (
+                cache.stats().hits,
+                cache.stats().misses,
+                cache.stats().reused_tokens
+            ),
+            (2, 1, 79)
+        );
+    }
+
+    #[test]
+    fn a_longer_turn_replaces_its_conversation_and_the_budget_evicts_the_oldest() {
+        let one = caches(20);
+        let bytes: usize = one.iter().map(KvCache::bytes).sum();
+        let mut cache = PrefixCache::new(2 * bytes);
+        cache.store((0..20).collect(), one);
+        cache.store((0..20).collect(), caches(20));
+        assert_eq!(
+            cache.entries.len(),
+            1,
+            "the same tokens again replace the entry"
+        );
+        cache.store((1000..1020).collect(), caches(20));
+        let _ = cache.lookup(&(0..30).collect::<Vec<u32>>());
+        cache.store((2000..2020).collect(), caches(20));
+        let kept: Vec<u32> = cache.entries.iter().map(|e| e.tokens[0]).collect();
+        assert_eq!(kept, [0, 2000], "the least recently used went");
+        assert_eq!(cache.stats().bytes, 2 * bytes);
+    }
+}
