@@ -1,6 +1,6 @@
 // Small helpers shared by the windows: building elements, formatting, and the server line.
 import "./style.css";
-import { commands, events, type AppWindow, type ClientApi, type CommandError, type FileState, type ProblemCode, type ServerStatus, type Severity, type TransferView } from "./bindings";
+import { commands, events, type AppWindow, type ClientUrl, type CommandError, type FileState, type ProblemCode, type ServerStatus, type Severity, type TransferView } from "./bindings";
 
 /** Creates an element with attributes and children (strings become text, never HTML). */
 export function h<K extends keyof HTMLElementTagNameMap>(
@@ -156,9 +156,10 @@ export function describeStatus(status: ServerStatus): string {
 /** A part of a window that follows the server's state (see `serverLine`). */
 export type ServerView = { element: HTMLElement; show: (status: ServerStatus) => void };
 
-/** Puts `url` on the clipboard (the app's clipboard plugin); the button says how it went. */
-function copyButton(api: ClientApi, name: string, url: string): HTMLButtonElement {
-  const copy = h("button", { type: "button", class: "copy-url", "data-api": api, title: `Copy the ${name} base URL` }, "Copy");
+/** Puts `url` on the clipboard (the app's clipboard plugin); the button says how it went.
+ * `apis` names the APIs it serves, space-separated (`data-api`). */
+function copyButton(apis: string, names: string, url: string): HTMLButtonElement {
+  const copy = h("button", { type: "button", class: "copy-url", "data-api": apis, title: `Copy the ${names} base URL` }, "Copy");
   copy.addEventListener("click", async () => {
     const result = await commands.copyText(url);
     copy.textContent = result.status === "ok" ? "Copied" : "Copy failed";
@@ -166,6 +167,27 @@ function copyButton(api: ClientApi, name: string, url: string): HTMLButtonElemen
     setTimeout(() => (copy.textContent = "Copy"), 1500);
   });
   return copy;
+}
+
+/** Settings' row for one API: its name, the URL over who uses it, Copy. */
+function detailedRow({ api, name, url, used_by }: ClientUrl): HTMLElement {
+  return h("div", { class: "client-url", "data-api": api },
+    h("strong", {}, name),
+    h("span", {}, h("code", {}, url), h("span", { class: "used-by muted" }, used_by)),
+    copyButton(api, name, url));
+}
+
+/** The Library's one line: an entry per distinct URL, so that the APIs sharing the bare root
+ * (Anthropic's, Ollama's) share one entry and the line stays one line. */
+function compactEntries(urls: ClientUrl[]): HTMLElement[] {
+  const byUrl = new Map<string, ClientUrl[]>();
+  for (const u of urls) byUrl.set(u.url, [...(byUrl.get(u.url) ?? []), u]);
+  return [...byUrl].map(([url, same]) => {
+    const apis = same.map((u) => u.api).join(" ");
+    const names = same.map((u) => u.name).join(", ");
+    return h("span", { class: "client-url", "data-api": apis, title: same.map((u) => `${u.name}: ${u.used_by}`).join("\n") },
+      `${names} `, h("code", {}, url), " ", copyButton(apis, names, url));
+  });
 }
 
 /** The base URLs to paste into clients, each with Copy, while the server runs: one line in
@@ -182,12 +204,6 @@ export function clientUrlList(detailed: boolean): ServerView {
         : null));
     }
     element.hidden = false;
-    const rows = status.urls.map(({ api, name, url, used_by }) => detailed
-      ? h("div", { class: "client-url", "data-api": api },
-          h("strong", {}, name),
-          h("span", {}, h("code", {}, url), h("span", { class: "used-by muted" }, used_by)),
-          copyButton(api, name, url))
-      : h("span", { class: "client-url", "data-api": api }, `${name} `, h("code", {}, url), " ", copyButton(api, name, url)));
     const keyNote = status.key_required
       ? h("span", { id: "client-key-note", class: "note" }, detailed
           ? "Clients must send the server's API key (Server API key, below)."
@@ -198,7 +214,7 @@ export function clientUrlList(detailed: boolean): ServerView {
       : null;
     element.replaceChildren(...present(
       detailed ? h("h3", {}, "Base URLs for clients") : h("span", { class: "muted" }, "Base URLs for clients:"),
-      ...rows,
+      ...(detailed ? status.urls.map(detailedRow) : compactEntries(status.urls)),
       keyNote,
       networkNote,
     ));

@@ -895,21 +895,26 @@ describe("library, the first hour", () => {
     noPageErrors(ui);
   });
 
-  test("while the server runs, the Library shows the three base URLs on one line, each with Copy", async (t) => {
+  test("while the server runs, the Library shows the base URLs on one line, one Copy per distinct URL", async (t) => {
     const ui = await open(t, "library", {
       list_models: () => library(),
       server_status: () => running("0.0.0.0:8123", { exposed: true, everyInterface: true, root: "http://127.0.0.1:8123" }),
       copy_text: () => null,
     });
     const { page } = ui;
+    await page.setViewportSize({ width: 1100, height: 700 }); // the Library window's size
     await textWhen(page, "#client-urls", "http://127.0.0.1:8123/v1");
-    assert.deepEqual(await texts(page, "#client-urls .client-url code"), ["http://127.0.0.1:8123/v1", "http://127.0.0.1:8123", "http://127.0.0.1:8123"]);
-    assert.deepEqual(await page.locator("#client-urls .client-url").evaluateAll((rows) => rows.map((r) => r.dataset.api)), ["openai", "anthropic", "ollama"]);
+    // Anthropic's and Ollama's clients take the same bare root: one entry for both.
+    assert.deepEqual(await texts(page, "#client-urls .client-url"), ["OpenAI http://127.0.0.1:8123/v1 Copy", "Anthropic, Ollama http://127.0.0.1:8123 Copy"]);
+    assert.deepEqual(await page.locator("#client-urls .client-url").evaluateAll((rows) => rows.map((r) => r.dataset.api)), ["openai", "anthropic ollama"]);
+    assert.match(await page.getAttribute('#client-urls .client-url[data-api~="ollama"]', "title"), /Claude Code[\s\S]*Open WebUI/, "who uses it, on hover");
+    const tops = await page.locator("#client-urls .client-url").evaluateAll((rows) => rows.map((r) => Math.round(r.getBoundingClientRect().top)));
+    assert.equal(new Set(tops).size, 1, `one line in the window's width: ${tops}`);
     assert.equal(await page.locator("#client-key-note").count(), 0, "no key, no note");
-    await page.click('#client-urls .copy-url[data-api="anthropic"]');
+    await page.click('#client-urls .copy-url[data-api~="ollama"]');
     await until("copy_text", () => ui.callsOf("copy_text").length === 1);
     assert.deepEqual(ui.callsOf("copy_text"), [{ text: "http://127.0.0.1:8123" }]);
-    await textWhen(page, '#client-urls .copy-url[data-api="anthropic"]', "Copied");
+    await textWhen(page, '#client-urls .copy-url[data-api~="ollama"]', "Copied");
     await page.click('#client-urls .copy-url[data-api="openai"]');
     await until("the second copy", () => ui.callsOf("copy_text").length === 2);
     assert.deepEqual(ui.callsOf("copy_text")[1], { text: "http://127.0.0.1:8123/v1" });
@@ -928,9 +933,9 @@ describe("library, the first hour", () => {
       copy_text: () => fail("clipboard_unavailable", "cannot copy: no display"),
     });
     const { page } = ui;
-    await page.click('#client-urls .copy-url[data-api="ollama"]');
-    await textWhen(page, '#client-urls .copy-url[data-api="ollama"]', "Copy failed");
-    assert.equal(await page.getAttribute('#client-urls .copy-url[data-api="ollama"]', "title"), "cannot copy: no display");
+    await page.click('#client-urls .copy-url[data-api~="ollama"]');
+    await textWhen(page, '#client-urls .copy-url[data-api~="ollama"]', "Copy failed");
+    assert.equal(await page.getAttribute('#client-urls .copy-url[data-api~="ollama"]', "title"), "cannot copy: no display");
     noPageErrors(ui);
   });
 });
