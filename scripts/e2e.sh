@@ -3,12 +3,14 @@
 # tray host), driven through WebDriver (tauri-driver + WebKitWebDriver), inside a private
 # D-Bus session with an unlocked gnome-keyring (scripts/with-keyring.sh), with a fixture cache
 # as HF_HOME plus the demo model (scripts/setup.sh converts it) for the chat against the real
-# engine; then a second, short run of the app under a dark GTK theme. Screenshots go to
-# $CARGO_TARGET_DIR/e2e-screenshots (or target/...).
+# engine; then a second, short run of the app under a dark GTK theme. The Copy buttons and the
+# tray's Copy Base URL items are checked on the real X clipboard, read with xclip. Screenshots
+# go to $CARGO_TARGET_DIR/e2e-screenshots (or target/...).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 
+command -v xclip >/dev/null || { echo "xclip is missing (apt-get install xclip): the test reads the clipboard with it"; exit 1; }
 if [[ "${MLXK_IN_KEYRING_SESSION:-}" != 1 ]]; then
   command -v tauri-driver >/dev/null || cargo install tauri-driver --version '^2' --locked
   # The whole workspace, as setup.sh builds it (the same features, so nothing is rebuilt twice).

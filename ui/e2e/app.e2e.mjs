@@ -32,12 +32,18 @@ const session = (await wd("POST", "/session", {
 const s = (path) => `/session/${session}${path}`;
 const find = async (css) => (await wd("POST", s("/element"), { using: "css selector", value: css }))[ELEMENT];
 const findAll = async (css) => (await wd("POST", s("/elements"), { using: "css selector", value: css })).map((e) => e[ELEMENT]);
-const click = async (css) => wd("POST", s(`/element/${await find(css)}/click`), {});
+/** WebKitWebDriver does not scroll an element inside a scrolling pane into view by itself. By
+ * selector, so that a click finds its element right before clicking (the Library re-renders
+ * its rows every few seconds: a found row can go stale). */
+const inView = (css) => wd("POST", s("/execute/sync"), { script: "document.querySelector(arguments[0])?.scrollIntoView({ block: 'nearest' })", args: [css] });
+const click = async (css) => {
+  await inView(css);
+  await wd("POST", s(`/element/${await find(css)}/click`), {});
+};
 const text = async (css) => wd("GET", s(`/element/${await find(css)}/text`));
 const type = async (css, value) => {
+  await inView(css);
   const id = await find(css);
-  // WebKitWebDriver does not scroll a field inside a scrolling pane into view by itself.
-  await wd("POST", s("/execute/sync"), { script: "arguments[0].scrollIntoView({ block: 'nearest' })", args: [{ [ELEMENT]: id }] });
   await wd("POST", s(`/element/${id}/clear`), {});
   await wd("POST", s(`/element/${id}/value`), { text: value });
 };
@@ -98,6 +104,26 @@ function trayGlyph(saveAs) {
   return ink.size / ((x1 - x0 + 1) * (y1 - y0 + 1)) > 0.6 ? "disc" : "struck";
 }
 const state = () => script('return document.querySelector("#server-status").dataset.state');
+/** The X clipboard as any other program reads it (xclip), not as the app remembers it. */
+const clipboard = () => execFileSync("xclip", ["-o", "-selection", "clipboard"], { timeout: 5000 }).toString();
+/** Puts `text` on the X clipboard (xclip stays in the background serving it until another
+ * program takes it: no output pipes for it to hold open). */
+const setClipboard = (text) => execFileSync("xclip", ["-i", "-selection", "clipboard"], { input: text, stdio: ["pipe", "ignore", "ignore"], timeout: 5000 });
+/** The open tray menu's "Copy Base URL ▸" (its second line) chooses the submenu's `nth` item
+ * (1 OpenAI, 2 Anthropic, 3 Ollama) by keyboard, wherever GTK places the submenu. */
+async function trayCopy(nth) {
+  execFileSync("xdotool", ["mousemove", "1267", "14", "click", "1"]);
+  await new Promise((r) => setTimeout(r, 800));
+  execFileSync("xdotool", ["mousemove", "1042", "68"]);
+  await new Promise((r) => setTimeout(r, 600));
+  execFileSync("xdotool", ["key", "Right", ...Array(nth - 1).fill("Down")]);
+  await new Promise((r) => setTimeout(r, 300));
+  if (nth === 3) {
+    execFileSync("import", ["-silent", "-window", "root", join(shots, "tray-copy-submenu.png")]);
+    console.log(`screenshot: ${join(shots, "tray-copy-submenu.png")}`);
+  }
+  execFileSync("xdotool", ["key", "Return"]);
+}
 const demo = process.env.DEMO_MODEL;
 const demoRow = `tr[data-model="${demo}"]`;
 
@@ -191,6 +217,12 @@ async function mainPass() {
   if (models.object !== "list") throw new Error(`/v1/models answered ${JSON.stringify(models)}`);
   await screenshot("library-server-running");
   trayGlyph("tray-running");
+  step("the tray's Copy Base URL ▸ puts the OpenAI and the Ollama base URL on the X clipboard");
+  setClipboard("nothing copied yet");
+  await trayCopy(1);
+  await until("the OpenAI URL on the clipboard", async () => clipboard() === `${base}/v1`, 5000);
+  await trayCopy(3);
+  await until("the Ollama URL on the clipboard", async () => clipboard() === base, 5000);
   // The tray's menu as the desktop shows it (a click on the icon in trayer's strip).
   execFileSync("xdotool", ["mousemove", "1267", "14", "click", "1"]);
   await new Promise((r) => setTimeout(r, 800));
@@ -246,6 +278,34 @@ async function mainPass() {
   if (token !== process.env.HUB_TOKEN) throw new Error("e2e.sh and this test disagree on the token");
   await click("#token-test");
   await until("whoami through the keyring's token", async () => (await text("#token-result")).includes("Logged in as e2e-user"));
+
+  step("Settings shows the three base URLs while the server runs; each Copy puts its URL on the X clipboard");
+  await until("no URLs while stopped", async () => (await findAll("#client-urls .client-url")).length === 0);
+  await click("#server-toggle");
+  await until("running", async () => (await state()) === "running", 30000);
+  const root = `http://127.0.0.1:${process.env.SERVER_PORT}`;
+  const shown = await until("the base URLs", async () => {
+    const rows = await script(`return [...document.querySelectorAll("#client-urls .client-url")]
+      .map((r) => [r.dataset.api, r.querySelector("code").textContent, r.querySelector(".used-by").textContent])`);
+    return rows.length === 3 ? rows : null;
+  });
+  const expectedUrls = [["openai", `${root}/v1`], ["anthropic", root], ["ollama", root]];
+  if (JSON.stringify(shown.map(([api, url]) => [api, url])) !== JSON.stringify(expectedUrls)) throw new Error(`Settings shows ${JSON.stringify(shown)}`);
+  if (!shown[1][2].includes("Claude Code")) throw new Error(`the Anthropic row says it is for "${shown[1][2]}"`);
+  if ((await findAll("#client-key-note")).length) throw new Error("a key note without an API key");
+  // Each URL answers as its clients will ask it.
+  if ((await (await fetch(`${root}/v1/models`)).json()).object !== "list") throw new Error("the OpenAI base URL does not answer /models");
+  if (!Array.isArray((await (await fetch(`${root}/api/tags`)).json()).models)) throw new Error("the Ollama base URL does not answer /api/tags");
+  await screenshot("settings-client-urls");
+  for (const [api, url] of expectedUrls) {
+    setClipboard("nothing copied yet");
+    await click(`#client-urls .copy-url[data-api="${api}"]`);
+    await until(`"Copied" on the ${api} button`, async () => (await text(`#client-urls .copy-url[data-api="${api}"]`)) === "Copied", 3000);
+    const held = clipboard();
+    if (held !== url) throw new Error(`after Copy of ${api} the clipboard holds "${held}", not "${url}"`);
+  }
+  await click("#server-toggle");
+  await until("stopped", async () => (await state()) === "stopped", 30000);
 
   step("Launch at login writes an XDG autostart entry for this app, and removes it");
   // auto-launch writes to ~/.config/autostart (HOME is a throwaway folder here: with-keyring.sh).
