@@ -534,3 +534,30 @@ async fn an_unknown_model_is_a_404() {
     assert_eq!(status, 404);
     assert_eq!(server.stop().await, Stopped::Cleanly);
 }
+
+#[tokio::test]
+async fn a_client_that_leaves_a_stream_cancels_its_generation() {
+    let server = Server::start().await;
+    let mut body = request(json!(format!("SLOW {}", "w ".repeat(200))));
+    body["stream"] = json!(true);
+    let response = server
+        .client
+        .post(server.url(PATH))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let mut stream = response.bytes_stream();
+    stream.next().await.unwrap().unwrap();
+    drop(stream);
+    let mut ended = Vec::new();
+    for _ in 0..100 {
+        ended = server.record.lock().unwrap().ended.clone();
+        if !ended.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(ended, vec![FinishReason::Cancelled]);
+    assert_eq!(server.stop().await, Stopped::Cleanly);
+}
