@@ -43,6 +43,14 @@ pub struct PrefixCache {
     stats: PrefixStats,
 }
 
+/// The default budget: an eighth of physical memory, at most 4 GiB (the caches of a few long
+/// conversations of a small model, or one of a large model).
+pub fn default_capacity() -> u64 {
+    let mut system = sysinfo::System::new();
+    system.refresh_memory();
+    (system.total_memory() / 8).min(4 << 30)
+}
+
 /// A reuse shorter than this saves less than the lookup and the copy cost.
 const MIN_REUSE: usize = 16;
 

@@ -72,15 +72,18 @@ pub type BackendFactory = Box<dyn FnOnce() -> Box<dyn Backend> + Send>;
 /// The real backend: MLX models from the cache.
 pub struct MlxBackend {
     policy: LoadPolicy,
+    /// The prefix cache budget of each text model loaded.
+    prompt_cache_bytes: u64,
     usage: UsageLog,
     loaded: Option<TextModel>,
     embedder: Option<EmbeddingModel>,
 }
 
 impl MlxBackend {
-    pub fn new(policy: LoadPolicy, cache: &HubCache) -> Self {
+    pub fn new(policy: LoadPolicy, cache: &HubCache, prompt_cache_bytes: u64) -> Self {
         MlxBackend {
             policy,
+            prompt_cache_bytes,
             usage: UsageLog::for_cache(cache),
             loaded: None,
             embedder: None,
@@ -110,7 +113,8 @@ impl Backend for MlxBackend {
     fn load(&mut self, model: &RunnableModel) -> Result<u64, ServiceError> {
         self.unload();
         self.check_memory(model)?;
-        let loaded = TextModel::load(&model.dir, &self.policy).map_err(load_error(model))?;
+        let mut loaded = TextModel::load(&model.dir, &self.policy).map_err(load_error(model))?;
+        loaded.keep_prefixes(self.prompt_cache_bytes as usize);
         tracing::info!(model = %model.name, layout = ?loaded.plan.layout, "model loaded");
         if loaded.tool_format_unknown {
             tracing::warn!(
@@ -224,6 +228,7 @@ impl Generation for MlxGeneration {
         let generation = self.0.into_generation();
         let usage = Usage {
             prompt_tokens: generation.prompt_tokens,
+            cached_tokens: generation.reused_tokens,
             completion_tokens: generation.tokens.len(),
         };
         (generation.finish_reason, usage)

@@ -38,6 +38,8 @@ pub struct ServerConfig {
     /// How long a stop waits for the inference worker (a model's chat template or a computation
     /// can be stuck); past it the server stops without the worker.
     pub shutdown_timeout: Duration,
+    /// Bytes of keys and values kept for prompts that start as earlier ones did (0: none).
+    pub prompt_cache_bytes: u64,
 }
 
 impl Default for ServerConfig {
@@ -58,6 +60,7 @@ impl Default for ServerConfig {
             max_tokens: 2048,
             load_policy: LoadPolicy::default(),
             shutdown_timeout: Duration::from_secs(10),
+            prompt_cache_bytes: mlxk_engine::prefix_cache::default_capacity(),
             cache: None,
         }
     }

@@ -123,8 +123,10 @@ pub enum Stopped {
 /// Binds and starts serving models from the cache on the MLX engine.
 pub async fn start(config: ServerConfig) -> Result<ServerHandle, StartError> {
     let (policy, cache) = (config.load_policy, cache_of(&config));
-    let backend: BackendFactory =
-        Box::new(move || -> Box<dyn Backend> { Box::new(MlxBackend::new(policy, &cache)) });
+    let prompt_cache = config.prompt_cache_bytes;
+    let backend: BackendFactory = Box::new(move || -> Box<dyn Backend> {
+        Box::new(MlxBackend::new(policy, &cache, prompt_cache))
+    });
     start_with_backend(config, backend).await
 }
 

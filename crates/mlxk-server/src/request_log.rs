@@ -87,6 +87,7 @@ impl RequestLog {
     pub fn read_tokens(&self, prompt_tokens: usize) {
         self.seen().usage = Some(Usage {
             prompt_tokens,
+            cached_tokens: 0,
             completion_tokens: 0,
         });
     }
@@ -118,8 +119,7 @@ impl RequestLog {
                 model = %model,
                 status,
                 prompt_tokens = usage.prompt_tokens,
-                // No prefix cache yet: every prompt token is computed.
-                cached_tokens = 0,
+                cached_tokens = usage.cached_tokens,
                 generated_tokens = usage.completion_tokens,
                 ttft_ms,
                 duration_ms = duration_ms.round(),

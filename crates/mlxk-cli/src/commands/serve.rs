@@ -43,6 +43,11 @@ pub struct ServeArgs {
     /// The most new tokens a request may ask for.
     #[arg(long, default_value_t = 2048)]
     pub max_tokens: usize,
+    /// Memory kept for the keys and values of earlier prompts, reused by prompts that start the
+    /// same way (a conversation's next turn): e.g. `2GiB`, `512MB`; 0 turns it off. Default: an
+    /// eighth of the memory, at most 4 GiB.
+    #[arg(long, value_name = "SIZE", value_parser = mlxk_engine::load_plan::parse_budget)]
+    pub prompt_cache_size: Option<u64>,
     /// Largest request body accepted, in bytes.
     #[arg(long, default_value_t = 4 * 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -116,6 +121,9 @@ pub fn run(args: &ServeArgs, _output: &Output) -> Result<Outcome, CliError> {
         max_active: args.max_active.max(1),
         load_policy: args.weights.policy()?,
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
+        prompt_cache_bytes: args
+            .prompt_cache_size
+            .unwrap_or_else(mlxk_engine::prefix_cache::default_capacity),
         cache: None,
     };
     config

@@ -63,13 +63,15 @@ pub fn stop_reason(
     }
 }
 
-/// Token counts; nothing is read from a prompt cache yet (issue 17), so the cache fields are 0.
+/// Token counts as Anthropic splits them: `input_tokens` are those computed, the prompt tokens
+/// the prefix cache held are `cache_read_input_tokens` (nothing is written on request, so no
+/// cache creation is counted).
 pub fn usage(used: Usage) -> Value {
     json!({
-        "input_tokens": used.prompt_tokens,
+        "input_tokens": used.prompt_tokens - used.cached_tokens,
         "output_tokens": used.completion_tokens,
         "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": 0,
+        "cache_read_input_tokens": used.cached_tokens,
     })
 }
 

@@ -84,9 +84,11 @@ fn logprobs_json(endpoint: Endpoint, tokens: &[TokenLogprob], offset: usize) -> 
 fn usage(used: Usage) -> Value {
     let Usage {
         prompt_tokens,
+        cached_tokens,
         completion_tokens,
     } = used;
-    json!({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens})
+    json!({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": cached_tokens}})
 }
 
 pub async fn collect_response(

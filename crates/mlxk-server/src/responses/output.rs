@@ -177,16 +177,17 @@ fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// OpenAI's usage; nothing is cached until a prefix cache exists, and reasoning tokens are
-/// not counted apart from the rest of the output (0).
+/// OpenAI's usage, with the prompt tokens the prefix cache held; reasoning tokens are not
+/// counted apart from the rest of the output (0).
 fn usage_json(usage: Usage) -> Value {
     let Usage {
         prompt_tokens,
+        cached_tokens,
         completion_tokens,
     } = usage;
     json!({
         "input_tokens": prompt_tokens,
-        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        "input_tokens_details": {"cached_tokens": cached_tokens, "cache_write_tokens": 0},
         "output_tokens": completion_tokens,
         "output_tokens_details": {"reasoning_tokens": 0},
         "total_tokens": prompt_tokens + completion_tokens,

@@ -279,6 +279,7 @@ impl Generation for FakeGeneration {
         self.record.lock().unwrap().ended.push(reason);
         let usage = Usage {
             prompt_tokens: self.prompt_tokens,
+            cached_tokens: 0,
             completion_tokens: self.produced,
         };
         (reason, usage)
