@@ -877,7 +877,7 @@ fn the_chat_on_a_terminal_takes_commands_and_keeps_a_history() {
     let cache = cache_with_demo_model();
     let mut child = on_terminal(
         &cache,
-        &format!("run {DEMO} --temperature 0 --max-tokens 12"),
+        &format!("run {DEMO} --temperature 0 --max-tokens 12 --verbose"),
     )
     .spawn()
     .expect("util-linux script runs");
@@ -903,6 +903,7 @@ fn the_chat_on_a_terminal_takes_commands_and_keeps_a_history() {
         "/help",
         "/system Answer in one sentence.",
         "What is the capital of France?",
+        "And of Italy?",
         "/clear",
         "/nope",
         "/bye",
@@ -929,6 +930,14 @@ fn the_chat_on_a_terminal_takes_commands_and_keeps_a_history() {
     ] {
         assert!(screen.contains(shown), "{shown}: {screen}");
     }
+    // The second question's turn starts from the first one's keys and values.
+    let cached: Vec<usize> = screen
+        .split(" cached)")
+        .filter_map(|before| before.rsplit('(').next()?.trim().parse().ok())
+        .collect();
+    assert_eq!(cached.len(), 2, "a stats line per answer: {screen}");
+    assert_eq!(cached[0], 0, "{screen}");
+    assert!(cached[1] > 20, "the first turn is reused: {screen}");
     let history = cache
         .home
         .parent()

@@ -99,6 +99,8 @@ enum Engine {
 pub struct Stats {
     pub finish_reason: FinishReason,
     pub prompt_tokens: usize,
+    /// Of the prompt tokens, those kept from the turn before (not computed again).
+    pub cached_tokens: usize,
     pub generated_tokens: usize,
     /// Until the first token.
     pub prompt_time: Duration,
@@ -107,7 +109,7 @@ pub struct Stats {
 
 impl Stats {
     fn prompt_tokens_per_second(&self) -> f64 {
-        self.prompt_tokens as f64 / self.prompt_time.as_secs_f64().max(1e-9)
+        (self.prompt_tokens - self.cached_tokens) as f64 / self.prompt_time.as_secs_f64().max(1e-9)
     }
 
     /// The first token comes with the prompt: the rest over the decode time, as mlx-lm counts.
@@ -121,6 +123,7 @@ impl From<mlxk_engine::Generation> for Stats {
         Stats {
             finish_reason: generation.finish_reason,
             prompt_tokens: generation.prompt_tokens,
+            cached_tokens: generation.reused_tokens,
             generated_tokens: generation.tokens.len(),
             prompt_time: generation.prompt_time,
             decode_time: generation.decode_time,
@@ -200,7 +203,10 @@ fn load(name: &str, policy: &LoadPolicy, output: &Output) -> Result<Loaded, CliE
     };
     let model = TextModel::load(&runnable.dir, policy);
     spinner.finish_and_clear();
-    let model = model.map_err(|e| CliError::new("execution_error", e.to_string()))?;
+    let mut model = model.map_err(|e| CliError::new("execution_error", e.to_string()))?;
+    // An interactive chat's next turn starts with the last one: its keys and values are kept
+    // instead of prefilling the whole history again.
+    model.keep_prefixes(mlxk_engine::prefix_cache::default_capacity() as usize);
     // For the app's "last used"; a read-only cache must not stop a run.
     let _ = UsageLog::for_cache(library.cache()).record(&runnable.name);
     Ok(Loaded {
@@ -389,8 +395,9 @@ fn report(stats: &Stats, engine: &Engine) {
         Engine::Server(server) => format!("served by {}", server.url),
     };
     eprintln!(
-        "[prompt: {} tokens, {:.1} tok/s, first token after {:.2} s | decode: {} tokens, {:.1} tok/s | {whose}]",
+        "[prompt: {} tokens ({} cached), {:.1} tok/s, first token after {:.2} s | decode: {} tokens, {:.1} tok/s | {whose}]",
         stats.prompt_tokens,
+        stats.cached_tokens,
         stats.prompt_tokens_per_second(),
         stats.prompt_time.as_secs_f64(),
         stats.generated_tokens,
@@ -441,6 +448,7 @@ fn one_shot(
         "finish_reason": stats.finish_reason,
         "tokens_generated": stats.generated_tokens,
         "prompt_tokens": stats.prompt_tokens,
+        "cached_tokens": stats.cached_tokens,
         "generation_time_s": (stats.prompt_time + stats.decode_time).as_secs_f64(),
         "stats": {
             "prompt_tokens_per_second": stats.prompt_tokens_per_second(),

@@ -41,6 +41,7 @@ pub fn answer(
             stats: Stats {
                 finish_reason: FinishReason::Cancelled,
                 prompt_tokens: 0,
+                cached_tokens: 0,
                 generated_tokens: 0,
                 prompt_time: Duration::ZERO,
                 decode_time: Duration::ZERO,
@@ -99,6 +100,9 @@ impl RemoteAnswer {
         }
         if let Some(usage) = event.get("usage").filter(|u| u.is_object()) {
             self.stats.prompt_tokens = usage["prompt_tokens"].as_u64().unwrap_or(0) as usize;
+            self.stats.cached_tokens = usage["prompt_tokens_details"]["cached_tokens"]
+                .as_u64()
+                .unwrap_or(0) as usize;
             self.stats.generated_tokens = usage["completion_tokens"].as_u64().unwrap_or(0) as usize;
         }
         let Some(choice) = event["choices"].get(0) else {
