@@ -1,8 +1,22 @@
-//! The first of Ollama's routes, in Ollama's shapes: `GET /api/version`, `GET /api/ps` (the
-//! models in memory), `POST /api/generate` without a prompt, which loads a model or, with
-//! `keep_alive: 0`, unloads it (what `ollama stop` and `mlxk stop` send), and embeddings
-//! (`POST /api/embed`, and the older `POST /api/embeddings`). Generating through
-//! `/api/generate` and `/api/chat` is not here yet: such a request is a clear 501.
+//! Ollama's API, a translator over the same generation service as every other route:
+//! `GET /api/version`, `GET /api/tags` and `POST /api/show` (the models, in `models`),
+//! `GET /api/ps` (the models in memory), `POST /api/chat` and `POST /api/generate` (parsed in
+//! `request`, with `options` mapped in `options`, answered in `reply`: NDJSON unless
+//! `stream: false`), and embeddings (`POST /api/embed`, and the older `POST /api/embeddings`).
+//!
+//! A chat without messages or a generate without a prompt loads the model, or with
+//! `keep_alive: 0` unloads it (what `ollama stop` and `mlxk stop` send). `keep_alive` on a
+//! request sets how long its model stays once idle (see `keep_alive`); a request without one
+//! leaves the model the server's keep-alive, as Ollama gives it its default. Model names are
+//! taken as Ollama's clients write them: `name:latest` is `name`, `name:tag` is `name@tag` (a
+//! branch, tag or commit of the model), and the names `/api/tags` lists resolve as they are.
+//! Errors are `{"error": "…"}`; an unknown model is a 404, and this server cannot pull one.
+
+mod keep_alive;
+mod models;
+mod options;
+mod reply;
+mod request;
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -17,11 +31,17 @@ use serde_json::{json, Value};
 
 use mlxk_engine::{EmbeddingInput, InputKind};
 
+pub use models::{show, tags};
+
 use crate::error::{without_directories, ApiError};
 use crate::extract::ApiJson;
 use crate::request_log::RequestLog;
 use crate::routes::Shared;
-use crate::service::EmbeddingRequest;
+use crate::service::{EmbeddingRequest, ServiceError};
+use crate::worker::KeepAlive;
+use keep_alive::KeepAliveField;
+use reply::{Reply, Shape};
+use request::{OllamaRequest, Turn};
 
 /// An error as Ollama answers one: `{"error": "…"}` with the status.
 #[derive(Debug)]
@@ -39,9 +59,17 @@ impl From<ApiError> for OllamaError {
     }
 }
 
-impl From<crate::service::ServiceError> for OllamaError {
-    fn from(error: crate::service::ServiceError) -> Self {
-        ApiError::from(error).into()
+impl From<ServiceError> for OllamaError {
+    fn from(error: ServiceError) -> Self {
+        let not_found = matches!(error, ServiceError::ModelNotFound(_));
+        let mut error = OllamaError::from(ApiError::from(error));
+        if not_found {
+            // Ollama's clients offer to pull a model on a 404: say why that cannot work here.
+            error.message.push_str(
+                "; this server serves the models in its cache and cannot pull (run mlxk pull on its machine)",
+            );
+        }
+        error
     }
 }
 
@@ -67,6 +95,18 @@ impl<T: serde::de::DeserializeOwned> FromRequest<Shared> for OllamaJson<T> {
     async fn from_request(request: Request, state: &Shared) -> Result<Self, OllamaError> {
         let ApiJson(value) = ApiJson::<T>::from_request(request, state).await?;
         Ok(OllamaJson(value))
+    }
+}
+
+/// A model name as Ollama's clients write it, in this server's terms: `name:latest` is
+/// `name`, `name:tag` is `name@tag` (a branch, tag or commit of the model's repository).
+fn our_name(name: &str) -> String {
+    match name.rsplit_once(':') {
+        Some((base, "latest")) if !base.is_empty() => base.to_string(),
+        Some((base, tag)) if !base.is_empty() && !tag.is_empty() && !tag.contains('/') => {
+            format!("{base}@{tag}")
+        }
+        _ => name.to_string(),
     }
 }
 
@@ -99,68 +139,105 @@ pub async fn ps(State(state): State<Shared>) -> Json<Value> {
     Json(json!({"models": models}))
 }
 
-#[derive(Debug, Deserialize)]
-pub struct GenerateRequest {
-    model: String,
-    #[serde(default)]
-    prompt: Option<String>,
-    #[serde(default)]
-    keep_alive: Option<KeepAlive>,
-}
-
-/// Ollama's `keep_alive`: seconds as a number, or a duration such as `"0"`, `"0s"`, `"5m"`.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum KeepAlive {
-    Seconds(f64),
-    Text(String),
-}
-
-impl KeepAlive {
-    fn is_zero(&self) -> bool {
-        match self {
-            KeepAlive::Seconds(s) => *s == 0.0,
-            KeepAlive::Text(t) => {
-                let digits = t.trim().trim_end_matches(|c: char| c.is_ascii_alphabetic());
-                digits.parse::<f64>().is_ok_and(|n| n == 0.0)
-            }
-        }
+/// `POST /api/chat`: a chat turn; without messages, a load (or with `keep_alive: 0`, an
+/// unload).
+pub async fn chat(
+    State(state): State<Shared>,
+    Extension(log): Extension<Arc<RequestLog>>,
+    OllamaJson(request): OllamaJson<OllamaRequest>,
+) -> Result<Response, OllamaError> {
+    let started = Instant::now();
+    log.model(&request.model);
+    if request.messages.is_empty() {
+        return load_or_unload(&state, &request.model, request.keep_alive, Shape::Chat).await;
     }
+    let shown = request.model.clone();
+    let turn = request.into_chat_turn(state.config.max_tokens)?;
+    answer(state, log, turn, shown, Shape::Chat, started).await
 }
 
-/// `{"model"}` loads, `{"model", "keep_alive": 0}` unloads; a prompt asks for generation,
-/// which this server offers on `/v1/chat/completions` and `/v1/completions` for now.
+/// `POST /api/generate`: an answer to a prompt; without one, a load (or with
+/// `keep_alive: 0`, an unload).
 pub async fn generate(
     State(state): State<Shared>,
     Extension(log): Extension<Arc<RequestLog>>,
-    OllamaJson(request): OllamaJson<GenerateRequest>,
+    OllamaJson(request): OllamaJson<OllamaRequest>,
 ) -> Result<Response, OllamaError> {
+    let started = Instant::now();
     log.model(&request.model);
-    if request.prompt.as_deref().is_some_and(|p| !p.is_empty()) {
-        return Err(OllamaError {
-            status: StatusCode::NOT_IMPLEMENTED,
-            // No leading slashes: client messages lose anything that looks like a path.
-            message: "generating through Ollama's api/generate is not implemented yet: use the OpenAI-compatible endpoints on this port (v1/chat/completions, v1/completions)".into(),
-        });
+    if request.prompt.as_deref().is_none_or(str::is_empty) {
+        return load_or_unload(&state, &request.model, request.keep_alive, Shape::Generate).await;
     }
+    let shown = request.model.clone();
+    let turn = request.into_generate_turn(state.config.max_tokens)?;
+    answer(state, log, turn, shown, Shape::Generate, started).await
+}
+
+/// Queues the turn and answers it, streamed or whole, under the name the client gave.
+async fn answer(
+    state: Shared,
+    log: Arc<RequestLog>,
+    turn: Turn,
+    shown: String,
+    shape: Shape,
+    started: Instant,
+) -> Result<Response, OllamaError> {
+    let (model, events) = state.service.generate(turn.generation).await?;
+    log.model(&model.name);
+    // Every Ollama request sets its model's keep-alive, as in Ollama.
+    state
+        .service
+        .worker()
+        .keep_alive(&model.name, turn.keep_alive)
+        .await?;
+    let reply = Reply::new(
+        shape,
+        shown,
+        model.name,
+        turn.think,
+        Arc::clone(&state),
+        started,
+    );
+    if turn.stream {
+        reply.stream(events, log.defer()).await
+    } else {
+        Ok(Json(reply.whole(events, &log).await?).into_response())
+    }
+}
+
+/// A request's `keep_alive`; absent, the server's, as Ollama gives a model its default.
+fn keep_alive(field: Option<&KeepAliveField>) -> Result<KeepAlive, OllamaError> {
+    Ok(field
+        .map(KeepAliveField::parse)
+        .transpose()?
+        .unwrap_or(KeepAlive::Server))
+}
+
+/// A load (the model stays as `keep_alive` says), or with `keep_alive: 0` an unload.
+async fn load_or_unload(
+    state: &Shared,
+    name: &str,
+    keep_alive_field: Option<KeepAliveField>,
+    shape: Shape,
+) -> Result<Response, OllamaError> {
+    let keep = keep_alive(keep_alive_field.as_ref())?;
     let worker = state.service.worker();
-    if request.keep_alive.as_ref().is_some_and(KeepAlive::is_zero) {
+    if keep == KeepAlive::For(std::time::Duration::ZERO) {
         // The model in memory by the name given, even if its files are gone from the cache
         // since: letting go of memory never needs the disk.
-        let name = match worker
-            .loaded_models()
-            .into_iter()
-            .find(|n| *n == request.model)
-        {
+        let ours = our_name(name);
+        let loaded = worker.loaded_models().into_iter().find(|n| *n == ours);
+        let model = match loaded {
             Some(resident) => resident,
-            None => state.service.resolve(&request.model).await?.name,
+            None => state.service.resolve(&ours).await?.name,
         };
-        let unloaded = worker.unload(&name).await?;
-        return Ok(done(&name, "unload", Some(unloaded.label())));
+        let unloaded = worker.unload(&model).await?;
+        return Ok(done(name, shape, "unload", Some(unloaded.label())));
     }
-    let model = state.service.resolve(&request.model).await?;
+    let model = state.service.resolve(&our_name(name)).await?;
     worker.load(model.clone()).await?;
-    Ok(done(&model.name, "load", None))
+    worker.keep_alive(&model.name, keep).await?;
+    Ok(done(name, shape, "load", None))
 }
 
 #[derive(Debug, Deserialize)]
@@ -174,6 +251,8 @@ enum EmbedInput {
 pub struct EmbedRequest {
     model: String,
     input: EmbedInput,
+    #[serde(default)]
+    keep_alive: Option<KeepAliveField>,
     /// Cut inputs longer than the model reads (Ollama's default); `false` makes them an error.
     #[serde(default)]
     truncate: Option<bool>,
@@ -189,6 +268,7 @@ pub async fn embed(
 ) -> Result<Response, OllamaError> {
     log.model(&request.model);
     let started = Instant::now();
+    let keep = keep_alive(request.keep_alive.as_ref())?;
     let inputs = match request.input {
         EmbedInput::One(text) => vec![EmbeddingInput::Text(text)],
         EmbedInput::Many(texts) => texts.into_iter().map(EmbeddingInput::Text).collect(),
@@ -196,7 +276,7 @@ pub async fn embed(
     let (model, vectors) = state
         .service
         .embed(EmbeddingRequest {
-            model: request.model,
+            model: our_name(&request.model),
             inputs,
             kind: InputKind::Document,
             dimensions: request.dimensions,
@@ -204,6 +284,7 @@ pub async fn embed(
         })
         .await?;
     log.model(&model.name);
+    state.service.worker().keep_alive(&model.name, keep).await?;
     let tokens: usize = vectors.iter().map(|v| v.tokens).sum();
     log.read_tokens(tokens);
     let embeddings: Vec<&[f32]> = vectors.iter().map(|v| v.vector.as_slice()).collect();
@@ -221,6 +302,8 @@ pub async fn embed(
 pub struct LegacyEmbeddingRequest {
     model: String,
     prompt: String,
+    #[serde(default)]
+    keep_alive: Option<KeepAliveField>,
 }
 
 /// `POST /api/embeddings` (Ollama's older endpoint): `{"model", "prompt"}` to `{"embedding"}`.
@@ -230,10 +313,11 @@ pub async fn embeddings(
     OllamaJson(request): OllamaJson<LegacyEmbeddingRequest>,
 ) -> Result<Response, OllamaError> {
     log.model(&request.model);
+    let keep = keep_alive(request.keep_alive.as_ref())?;
     let (model, vectors) = state
         .service
         .embed(EmbeddingRequest {
-            model: request.model,
+            model: our_name(&request.model),
             inputs: vec![EmbeddingInput::Text(request.prompt)],
             kind: InputKind::Document,
             dimensions: None,
@@ -241,21 +325,25 @@ pub async fn embeddings(
         })
         .await?;
     log.model(&model.name);
+    state.service.worker().keep_alive(&model.name, keep).await?;
     log.read_tokens(vectors.iter().map(|v| v.tokens).sum());
     let embedding = vectors.into_iter().next().map(|v| v.vector);
     Ok(Json(json!({ "embedding": embedding.unwrap_or_default() })).into_response())
 }
 
-/// Ollama's answer to an empty generate; `unloaded` (ours) says whether the model went now,
+/// Ollama's answer to a load or an unload; `unloaded` (ours) says whether the model went now,
 /// goes when its answers end, or was not loaded.
-fn done(model: &str, reason: &str, unloaded: Option<&str>) -> Response {
+fn done(model: &str, shape: Shape, reason: &str, unloaded: Option<&str>) -> Response {
     let mut body = json!({
         "model": model,
         "created_at": rfc3339(SystemTime::now()),
-        "response": "",
         "done": true,
         "done_reason": reason,
     });
+    match shape {
+        Shape::Chat => body["message"] = json!({"role": "assistant", "content": ""}),
+        Shape::Generate => body["response"] = json!(""),
+    }
     if let Some(unloaded) = unloaded {
         body["unloaded"] = json!(unloaded);
     }
@@ -264,31 +352,4 @@ fn done(model: &str, reason: &str, unloaded: Option<&str>) -> Response {
 
 fn rfc3339(time: SystemTime) -> String {
     DateTime::<Utc>::from(time).to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-/// `GET /api/tags`: the models on disk, as Ollama lists them.
-pub async fn tags() -> Response {
-    OllamaError {
-        status: StatusCode::NOT_IMPLEMENTED,
-        message: "api/tags is not implemented yet".into(),
-    }
-    .into_response()
-}
-
-/// `POST /api/show`: one model's details and capabilities.
-pub async fn show() -> Response {
-    OllamaError {
-        status: StatusCode::NOT_IMPLEMENTED,
-        message: "api/show is not implemented yet".into(),
-    }
-    .into_response()
-}
-
-/// `POST /api/chat`: a chat turn, NDJSON when streamed.
-pub async fn chat() -> Response {
-    OllamaError {
-        status: StatusCode::NOT_IMPLEMENTED,
-        message: "api/chat is not implemented yet".into(),
-    }
-    .into_response()
 }
