@@ -370,8 +370,11 @@ def test_one_log_line_per_request_never_its_content(server):
     done = [line for line in ours if f"model={NAME}" in line and "status=200" in line]
     assert len(done) == 2, ours
     for line in done:
-        for field in ("method=POST", "prompt_tokens=", "cached_tokens=0", "generated_tokens=5", "ttft_ms=", "duration_ms="):
+        for field in ("method=POST", "prompt_tokens=", "cached_tokens=", "generated_tokens=5", "ttft_ms=", "duration_ms="):
             assert field in line, line
+    # The same question again: all of its prompt but the last token came from the prefix cache.
+    counts = dict(field.split("=", 1) for field in done[1].split() if field.startswith(("prompt_tokens=", "cached_tokens=")))
+    assert int(counts["cached_tokens"]) == int(counts["prompt_tokens"]) - 1, done[1]
     assert any("model=nobody/none" in line and "status=404" in line for line in ours), ours
     log = server.stderr()
     assert marker not in log, "a prompt reached the log"
