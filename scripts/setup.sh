@@ -11,13 +11,14 @@ log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*" >&2; }
 # libclang-dev: bindgen (crates/mlx-sys); hyperfine: benchmarks; gnome-keyring, dbus and
 # libsecret-tools: a private Secret Service for the keyring tests (scripts/with-keyring.sh).
 # The menu-bar app (src-tauri, Tauri 2 on WebKitGTK): the -dev libraries below and nodejs/npm to
-# build its UI; xvfb, xauth, webkit2gtk-driver, trayer and imagemagick run it headless in tests.
+# build its UI; xvfb, xauth, webkit2gtk-driver, trayer and imagemagick run it headless in tests,
+# xclip reads the clipboard its Copy buttons fill.
 # chromium: the UI tests with Tauri's IPC mocked (scripts/ui-test.sh, playwright-core).
 APT_PACKAGES=(build-essential pkg-config python3-venv libclang-dev hyperfine libopenblas0-openmp
   gnome-keyring dbus libsecret-tools
   libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev libsoup-3.0-dev
   libjavascriptcoregtk-4.1-dev libssl-dev file nodejs
-  xvfb xauth webkit2gtk-driver imagemagick xdotool x11-utils keyutils trayer
+  xvfb xauth webkit2gtk-driver imagemagick xdotool x11-utils keyutils trayer xclip
   chromium)
 if command -v apt-get >/dev/null 2>&1; then
   missing=()
