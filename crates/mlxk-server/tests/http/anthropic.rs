@@ -559,3 +559,31 @@ async fn count_tokens_counts_the_rendered_prompt_without_loading_the_model() {
     assert!(server.record.lock().unwrap().loads.is_empty());
     assert_eq!(server.stop().await, Stopped::Cleanly);
 }
+
+#[tokio::test]
+async fn a_client_that_leaves_a_stream_cancels_its_generation() {
+    let server = Server::start().await;
+    let mut body = message(&format!("SLOW {}", "w ".repeat(200)));
+    body["max_tokens"] = json!(1000);
+    body["stream"] = json!(true);
+    let response = server
+        .client
+        .post(server.url("/v1/messages"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let mut stream = response.bytes_stream();
+    stream.next().await.unwrap().unwrap();
+    drop(stream);
+    let mut ended = Vec::new();
+    for _ in 0..100 {
+        ended = server.record.lock().unwrap().ended.clone();
+        if !ended.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(ended, vec![FinishReason::Cancelled]);
+    assert_eq!(server.stop().await, Stopped::Cleanly);
+}
