@@ -402,7 +402,7 @@ fn chat_messages(
             )),
             other => {
                 return Err(bad(format!(
-                    "{place}.role: '{other}' is not one of user, assistant"
+                    "{place}.role: '{other}' is not one of user, assistant, system"
                 )))
             }
         }
