@@ -116,7 +116,8 @@ pub fn tool_choice(use_: &ToolUse, field: &'static str) -> Result<(), ApiError> 
 }
 
 /// The grammars this request will run under can be built: a response format, and the
-/// parameters of every tool whose call is forced or strict.
+/// parameters of every tool whose call is forced or strict; and only one of the two holds (the
+/// engine cannot enforce both at once).
 pub fn enforceable(
     tools: Option<&ToolUse>,
     tools_field: &'static str,
@@ -133,6 +134,12 @@ pub fn enforceable(
         return Ok(());
     };
     let forced = matches!(tools.choice, ToolChoice::Required | ToolChoice::Named(_));
+    if grammar.is_some() && (forced || tools.tools.iter().any(|t| t.strict)) {
+        return Err(ApiError::bad_request(format!(
+            "{grammar_field} cannot be enforced together with a required tool call or strict tools"
+        ))
+        .with_param(grammar_field));
+    }
     for (i, tool) in tools
         .tools
         .iter()

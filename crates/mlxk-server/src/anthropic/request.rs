@@ -192,11 +192,6 @@ impl MessagesRequest {
             grammar.as_ref(),
             "output_config.format",
         )?;
-        if grammar.is_some() && tools.as_ref().is_some_and(forces_a_grammar) {
-            return Err(bad(
-                "output_config.format cannot be enforced together with a required tool call (tool_choice any or tool) or strict tools",
-            ));
-        }
         let generation = GenerationRequest {
             model: self.model,
             prompt,
@@ -349,15 +344,6 @@ impl MessagesRequest {
         };
         checks::tool_choice(&tool_use, "tool_choice")?;
         Ok(Some(tool_use).filter(|t| !t.tools.is_empty()))
-    }
-}
-
-/// Whether the tools put the answer under a grammar of their own (a forced call, strict tools).
-fn forces_a_grammar(tools: &ToolUse) -> bool {
-    match tools.choice {
-        ToolChoice::None => false,
-        ToolChoice::Required | ToolChoice::Named(_) => true,
-        ToolChoice::Auto => tools.tools.iter().any(|t| t.strict),
     }
 }
 

@@ -868,3 +868,22 @@ async fn logprobs_asked_wrongly_are_400s_naming_the_field() {
     }
     assert_eq!(server.stop().await, Stopped::Cleanly);
 }
+
+#[tokio::test]
+async fn a_response_format_with_a_forced_call_is_a_400_before_any_work() {
+    let server = Server::start().await;
+    let mut request = chat("hello");
+    request["tools"] = json!([{"type": "function", "function": {"name": "get_weather",
+        "parameters": {"type": "object", "properties": {}}}}]);
+    request["tool_choice"] = json!("required");
+    request["response_format"] = json!({"type": "json_object"});
+    request["stream"] = json!(true);
+    let (status, body) = server.post("/v1/chat/completions", request).await;
+    assert_eq!(
+        (status, body["error"]["param"].as_str()),
+        (400, Some("response_format")),
+        "{body}"
+    );
+    assert!(server.record.lock().unwrap().loads.is_empty());
+    assert_eq!(server.stop().await, Stopped::Cleanly);
+}
