@@ -232,12 +232,12 @@ async fn load_or_unload(
             None => state.service.resolve(&ours).await?.name,
         };
         let unloaded = worker.unload(&model).await?;
-        return Ok(done(name, shape, "unload", Some(unloaded.label())));
+        return Ok(done(&model, shape, "unload", Some(unloaded.label())));
     }
     let model = state.service.resolve(&our_name(name)).await?;
     worker.load(model.clone()).await?;
     worker.keep_alive(&model.name, keep).await?;
-    Ok(done(name, shape, "load", None))
+    Ok(done(&model.name, shape, "load", None))
 }
 
 #[derive(Debug, Deserialize)]
@@ -331,8 +331,9 @@ pub async fn embeddings(
     Ok(Json(json!({ "embedding": embedding.unwrap_or_default() })).into_response())
 }
 
-/// Ollama's answer to a load or an unload; `unloaded` (ours) says whether the model went now,
-/// goes when its answers end, or was not loaded.
+/// Ollama's answer to a load or an unload, naming the model as it is held (`mlxk stop` shows
+/// which one went); `unloaded` (ours) says whether it went now, goes when its answers end, or
+/// was not loaded.
 fn done(model: &str, shape: Shape, reason: &str, unloaded: Option<&str>) -> Response {
     let mut body = json!({
         "model": model,

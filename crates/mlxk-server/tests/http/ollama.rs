@@ -526,7 +526,12 @@ async fn names_resolve_as_ollamas_clients_write_them_and_are_answered_as_given()
         )
         .await;
     assert_eq!(status, 200);
-    assert_eq!(server.unload(&name).await["unloaded"], "now");
+    // An unload names the model as it was held.
+    let unloaded = server.unload(&name).await;
+    assert_eq!(
+        (&unloaded["model"], &unloaded["unloaded"]),
+        (&json!(MODEL), &json!("now"))
+    );
     assert_eq!(server.stop().await, Stopped::Cleanly);
 }
 
