@@ -109,6 +109,11 @@ impl TextGeneration {
         self.generator.finish_reason()
     }
 
+    /// The stop string the answer ended at, if it ended at one (not at the end of its turn).
+    pub fn matched_stop(&self) -> Option<&str> {
+        self.text.matched_stop()
+    }
+
     /// Reports each token's log-probability with `top` alternatives from the next token on.
     pub fn report_logprobs(&mut self, top: usize) {
         self.generator.report_logprobs(top);

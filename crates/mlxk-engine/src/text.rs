@@ -42,7 +42,8 @@ pub struct TextStream {
     split_reasoning: bool,
     in_reasoning: bool,
     pending: String,
-    stopped: bool,
+    /// The stop string the text ended at, once one has been seen.
+    matched: Option<String>,
 }
 
 impl TextStream {
@@ -52,18 +53,24 @@ impl TextStream {
             split_reasoning: reasoning != Reasoning::InContent,
             in_reasoning: reasoning == Reasoning::SplitOpenedByPrompt,
             pending: String::new(),
-            stopped: false,
+            matched: None,
         }
     }
 
     /// Whether a stop string has been seen: generation should end.
     pub fn stopped(&self) -> bool {
-        self.stopped
+        self.matched.is_some()
+    }
+
+    /// The stop string the text ended at (the first in the text; of two starting at the same
+    /// place, the one listed first).
+    pub fn matched_stop(&self) -> Option<&str> {
+        self.matched.as_deref()
     }
 
     pub fn push(&mut self, text: &str) -> Vec<TextEvent> {
         let mut events = Vec::new();
-        if self.stopped {
+        if self.stopped() {
             return events;
         }
         self.pending.push_str(text);
@@ -89,21 +96,21 @@ impl TextStream {
             let stop = self
                 .stops
                 .iter()
-                .filter_map(|s| self.pending.find(s.as_str()))
-                .min();
+                .filter_map(|s| self.pending.find(s.as_str()).map(|at| (at, s)))
+                .min_by_key(|(at, _)| *at);
             let think = if self.split_reasoning {
                 self.pending.find(THINK_START)
             } else {
                 None
             };
             match (stop, think) {
-                (Some(at), t) if t.is_none_or(|t| at <= t) => {
+                (Some((at, matched)), t) if t.is_none_or(|t| at <= t) => {
                     emit(
                         &mut events,
                         TextEvent::Content(self.pending[..at].to_string()),
                     );
+                    self.matched = Some(matched.clone());
                     self.pending.clear();
-                    self.stopped = true;
                     return events;
                 }
                 (_, Some(at)) => {
@@ -134,7 +141,7 @@ impl TextStream {
     /// What was held back, once generation has ended without completing a stop string.
     pub fn finish(&mut self) -> Vec<TextEvent> {
         let mut events = Vec::new();
-        if !self.stopped {
+        if !self.stopped() {
             let rest = std::mem::take(&mut self.pending);
             emit(
                 &mut events,
@@ -198,6 +205,27 @@ mod tests {
         let (content, _) = run(&mut stream, &["Hello", " there\n", "Us", "er:", " more"]);
         assert_eq!(content, "Hello there");
         assert!(stream.stopped());
+    }
+
+    #[test]
+    fn the_stop_string_the_text_ended_at_is_known() {
+        let stops = vec!["END".to_string(), "\n\n".to_string(), "D".to_string()];
+        let mut stream = TextStream::new(stops.clone(), Reasoning::InContent);
+        let (content, _) = run(&mut stream, &["one\n", "\ntwo END"]);
+        assert_eq!(
+            (content.as_str(), stream.matched_stop()),
+            ("one", Some("\n\n"))
+        );
+        let mut stream = TextStream::new(stops, Reasoning::InContent);
+        run(&mut stream, &["an ", "END"]);
+        assert_eq!(
+            stream.matched_stop(),
+            Some("END"),
+            "the earliest in the text"
+        );
+        let mut stream = TextStream::new(vec!["X".into()], Reasoning::InContent);
+        run(&mut stream, &["no stop"]);
+        assert_eq!(stream.matched_stop(), None);
     }
 
     #[test]
