@@ -44,6 +44,14 @@ impl KeepAliveField {
     }
 }
 
+/// A request's `keep_alive`; absent, the server's, as Ollama gives a model its default.
+pub fn requested(field: Option<&KeepAliveField>) -> Result<KeepAlive, ApiError> {
+    Ok(field
+        .map(KeepAliveField::parse)
+        .transpose()?
+        .unwrap_or(KeepAlive::Server))
+}
+
 /// A Go duration (`time.ParseDuration`: an optional sign, then numbers each with a unit of
 /// `ns`, `us`, `µs`, `ms`, `s`, `m` or `h`), in seconds; a bare number is seconds too.
 fn go_duration_seconds(text: &str) -> Option<f64> {

@@ -205,14 +205,6 @@ async fn answer(
     }
 }
 
-/// A request's `keep_alive`; absent, the server's, as Ollama gives a model its default.
-fn keep_alive(field: Option<&KeepAliveField>) -> Result<KeepAlive, OllamaError> {
-    Ok(field
-        .map(KeepAliveField::parse)
-        .transpose()?
-        .unwrap_or(KeepAlive::Server))
-}
-
 /// A load (the model stays as `keep_alive` says), or with `keep_alive: 0` an unload.
 async fn load_or_unload(
     state: &Shared,
@@ -220,7 +212,7 @@ async fn load_or_unload(
     keep_alive_field: Option<KeepAliveField>,
     shape: Shape,
 ) -> Result<Response, OllamaError> {
-    let keep = keep_alive(keep_alive_field.as_ref())?;
+    let keep = keep_alive::requested(keep_alive_field.as_ref())?;
     let worker = state.service.worker();
     if keep == KeepAlive::For(std::time::Duration::ZERO) {
         // The model in memory by the name given, even if its files are gone from the cache
@@ -268,7 +260,7 @@ pub async fn embed(
 ) -> Result<Response, OllamaError> {
     log.model(&request.model);
     let started = Instant::now();
-    let keep = keep_alive(request.keep_alive.as_ref())?;
+    let keep = keep_alive::requested(request.keep_alive.as_ref())?;
     let inputs = match request.input {
         EmbedInput::One(text) => vec![EmbeddingInput::Text(text)],
         EmbedInput::Many(texts) => texts.into_iter().map(EmbeddingInput::Text).collect(),
@@ -313,7 +305,7 @@ pub async fn embeddings(
     OllamaJson(request): OllamaJson<LegacyEmbeddingRequest>,
 ) -> Result<Response, OllamaError> {
     log.model(&request.model);
-    let keep = keep_alive(request.keep_alive.as_ref())?;
+    let keep = keep_alive::requested(request.keep_alive.as_ref())?;
     let (model, vectors) = state
         .service
         .embed(EmbeddingRequest {

@@ -15,7 +15,7 @@ use mlxk_engine::{ChatMessage, Prompt};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::keep_alive::KeepAliveField;
+use super::keep_alive::{self, KeepAliveField};
 use super::options::{self, Options};
 use super::our_name;
 use crate::checks;
@@ -177,12 +177,7 @@ impl OllamaRequest {
             },
             stream: self.stream.unwrap_or(true),
             think: options::think(self.think.as_ref())?,
-            keep_alive: self
-                .keep_alive
-                .as_ref()
-                .map(KeepAliveField::parse)
-                .transpose()?
-                .unwrap_or(KeepAlive::Server),
+            keep_alive: keep_alive::requested(self.keep_alive.as_ref())?,
         })
     }
 
