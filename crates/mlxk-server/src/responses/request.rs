@@ -60,11 +60,13 @@ pub struct ResponsesRequest {
 }
 
 /// Parameters of OpenAI's that change nothing here: `store` (nothing is kept either way; a
-/// response says `store: false`), billing and caching hints, identifiers for abuse detection,
-/// a limit on built-in tool calls (none run here), and stream obfuscation (padding against
-/// network side channels; a local stream goes unpadded).
+/// response says `store: false`), billing and caching hints, identifiers for abuse detection
+/// and the client's own bookkeeping (Codex sends `client_metadata` with every turn), a limit on
+/// built-in tool calls (none run here), and stream obfuscation (padding against network side
+/// channels; a local stream goes unpadded).
 const WITHOUT_EFFECT: &[&str] = &[
     "store",
+    "client_metadata",
     "service_tier",
     "safety_identifier",
     "prompt_cache_key",
