@@ -22,6 +22,8 @@ pub struct Answer {
     pub reasoning: String,
     pub calls: Vec<Call>,
     pub finish: FinishReason,
+    /// The request's stop string the answer ended at, if it ended at one.
+    pub stop_sequence: Option<String>,
     pub usage: Usage,
     /// Each token's log-probabilities, when the request asked for them.
     pub logprobs: Vec<TokenLogprob>,
@@ -82,12 +84,14 @@ pub async fn collect(
             Event::Done {
                 finish_reason,
                 usage,
+                stop_sequence,
             } => {
                 return Ok(Answer {
                     content,
                     reasoning,
                     calls: calls.0,
                     finish: finish_reason,
+                    stop_sequence,
                     usage,
                     logprobs,
                 })

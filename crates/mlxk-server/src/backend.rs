@@ -59,6 +59,10 @@ pub trait Generation {
     fn finish_reason(&self) -> Option<FinishReason>;
     /// How it ended (never finished counts as cancelled) and the tokens it used.
     fn end(self: Box<Self>) -> (FinishReason, Usage);
+    /// The stop string the answer ended at, if it ended at one (not at the end of its turn).
+    fn matched_stop(&self) -> Option<String> {
+        None
+    }
     /// The log-probabilities of the tokens chosen since the last call, when they were asked
     /// for.
     fn take_logprobs(&mut self) -> Result<Vec<TokenLogprob>, ServiceError> {
@@ -216,6 +220,10 @@ impl Generation for MlxGeneration {
 
     fn finish_reason(&self) -> Option<FinishReason> {
         self.0.finish_reason()
+    }
+
+    fn matched_stop(&self) -> Option<String> {
+        self.0.matched_stop().map(str::to_string)
     }
 
     fn take_logprobs(&mut self) -> Result<Vec<TokenLogprob>, ServiceError> {

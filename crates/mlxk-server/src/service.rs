@@ -71,6 +71,8 @@ pub enum Event {
     Done {
         finish_reason: FinishReason,
         usage: Usage,
+        /// The request's stop string the answer ended at, if it ended at one.
+        stop_sequence: Option<String>,
     },
     Failed(ServiceError),
 }

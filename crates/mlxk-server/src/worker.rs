@@ -763,11 +763,13 @@ impl WorkerLoop {
         for index in finished.into_iter().rev() {
             let session = self.active.remove(index);
             let ended = session.generation.finish_reason().is_some();
+            let stop_sequence = session.generation.matched_stop();
             let (finish_reason, usage) = session.generation.end();
             if ended {
                 let _ = session.events.send(Event::Done {
                     finish_reason,
                     usage,
+                    stop_sequence,
                 });
             }
         }
@@ -787,6 +789,7 @@ impl WorkerLoop {
             let _ = session.events.send(Event::Done {
                 finish_reason: FinishReason::Stop,
                 usage,
+                stop_sequence: None,
             });
         }
         let mut queued = Vec::new();

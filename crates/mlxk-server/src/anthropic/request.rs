@@ -147,8 +147,6 @@ pub struct Shape {
     /// The reasoning as `thinking` blocks; off with `thinking: {"type": "disabled"}` or
     /// `display: "omitted"` (a reasoning model still thinks: its tokens still count).
     pub show_thinking: bool,
-    /// The request's stop sequences, to name the one the answer ended on.
-    pub stop_sequences: Vec<String>,
 }
 
 fn bad(message: impl Into<String>) -> ApiError {
@@ -197,15 +195,12 @@ impl MessagesRequest {
             prompt,
             sampling,
             max_tokens,
-            stops: stops.clone(),
+            stops,
             tools,
             grammar,
             logprobs: None,
         };
-        let shape = Shape {
-            show_thinking,
-            stop_sequences: stops,
-        };
+        let shape = Shape { show_thinking };
         Ok((generation, shape))
     }
 

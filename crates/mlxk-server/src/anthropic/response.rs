@@ -42,24 +42,17 @@ fn input(call: &Call) -> Value {
     }
 }
 
-/// Why the answer ended, and the stop sequence it ended on.
-///
-/// The engine says `Stop` both for an end of turn and for a stop string, without which string:
-/// when the request gave stop sequences, a `Stop` is taken for the first of them (one stop
-/// sequence, the usual case, is then named right; an end of turn before it is named a stop
-/// too).
+/// Why the answer ended, and the stop sequence it ended at (as the engine matched it).
 pub fn stop_reason(
     finish: FinishReason,
     ended_for_calls: bool,
-    shape: &Shape,
+    matched_stop: Option<String>,
 ) -> (&'static str, Option<String>) {
-    match finish {
+    match (finish, matched_stop) {
         _ if ended_for_calls => ("tool_use", None),
-        FinishReason::Length => ("max_tokens", None),
-        FinishReason::Stop | FinishReason::Cancelled => match shape.stop_sequences.first() {
-            Some(stop) => ("stop_sequence", Some(stop.clone())),
-            None => ("end_turn", None),
-        },
+        (FinishReason::Length, _) => ("max_tokens", None),
+        (_, Some(stop)) => ("stop_sequence", Some(stop)),
+        (FinishReason::Stop | FinishReason::Cancelled, None) => ("end_turn", None),
     }
 }
 
@@ -90,7 +83,11 @@ pub fn message(answer: &Answer, id: String, model: &str, shape: &Shape) -> Value
         content.push(json!({"type": "tool_use", "id": tool_use_id(&call.id),
             "name": call.name, "input": input(call)}));
     }
-    let (reason, sequence) = stop_reason(answer.finish, answer.ended_for_calls(), shape);
+    let (reason, sequence) = stop_reason(
+        answer.finish,
+        answer.ended_for_calls(),
+        answer.stop_sequence.clone(),
+    );
     json!({
         "id": id,
         "type": "message",

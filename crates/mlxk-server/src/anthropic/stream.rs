@@ -118,11 +118,11 @@ impl Blocks {
         out
     }
 
-    fn done(&mut self, finish: FinishReason, used: Usage) -> Vec<Out> {
+    fn done(&mut self, finish: FinishReason, used: Usage, matched: Option<String>) -> Vec<Out> {
         let mut out = Vec::new();
         self.stop(&mut out);
         let ended_for_calls = !self.calls.is_empty() && finish != FinishReason::Length;
-        let (reason, sequence) = stop_reason(finish, ended_for_calls, &self.shape);
+        let (reason, sequence) = stop_reason(finish, ended_for_calls, matched);
         out.push((
             "message_delta",
             json!({"type": "message_delta",
@@ -177,8 +177,10 @@ impl Streaming {
                 Event::Done {
                     finish_reason,
                     usage,
+                    stop_sequence,
                 } => {
-                    self.ready.extend(self.blocks.done(finish_reason, usage));
+                    self.ready
+                        .extend(self.blocks.done(finish_reason, usage, stop_sequence));
                     self.ended = true;
                 }
                 Event::Failed(error) => {

@@ -124,6 +124,7 @@ impl Reply {
             Event::Done {
                 finish_reason,
                 usage,
+                ..
             } => {
                 self.finished_calls(usize::MAX, &mut pieces);
                 pieces.push(Piece::Done(finish_reason, usage));

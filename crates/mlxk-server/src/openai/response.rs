@@ -199,7 +199,7 @@ pub fn stream_response(
                 };
                 out.push(with_logprobs(choice, &piece));
             }
-            Event::Done { finish_reason, usage: used } => {
+            Event::Done { finish_reason, usage: used, .. } => {
                 let finish = reason(finish_reason, made_calls);
                 out.push(with_logprobs(match endpoint {
                     Endpoint::Chat => json!({"index": 0, "delta": {}, "finish_reason": finish}),

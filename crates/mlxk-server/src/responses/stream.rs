@@ -68,6 +68,7 @@ impl Output {
             Event::Done {
                 finish_reason,
                 usage,
+                ..
             } => {
                 let status = final_status(finish_reason);
                 let mut out = if self.items.is_empty() {

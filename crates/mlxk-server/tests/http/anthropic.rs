@@ -128,6 +128,21 @@ async fn stop_reasons_say_max_tokens_stop_sequence_and_tool_use() {
         delta["delta"],
         json!({"stop_reason": "stop_sequence", "stop_sequence": " three"})
     );
+    // The one the text ended at, not the first listed; none when the turn simply ended.
+    let mut request = message("one two three four five");
+    request["stop_sequences"] = json!(["seven", " fo"]);
+    let (_, body) = server.post("/v1/messages", request).await;
+    assert_eq!(
+        (&body["stop_reason"], &body["stop_sequence"]),
+        (&json!("stop_sequence"), &json!(" fo"))
+    );
+    let mut request = message("one two");
+    request["stop_sequences"] = json!(["seven"]);
+    let (_, body) = server.post("/v1/messages", request).await;
+    assert_eq!(
+        (&body["stop_reason"], &body["stop_sequence"]),
+        (&json!("end_turn"), &json!(null))
+    );
 
     let mut request = message("let me look CALL");
     request["tools"] = weather_tools();

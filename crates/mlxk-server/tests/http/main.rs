@@ -274,6 +274,10 @@ impl Generation for FakeGeneration {
         self.finish
     }
 
+    fn matched_stop(&self) -> Option<String> {
+        self.text.matched_stop().map(str::to_string)
+    }
+
     fn end(self: Box<Self>) -> (FinishReason, Usage) {
         let reason = self.finish.unwrap_or(FinishReason::Cancelled);
         self.record.lock().unwrap().ended.push(reason);
