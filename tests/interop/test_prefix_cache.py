@@ -6,6 +6,7 @@ Exactness against cold runs, sliding windows included, is tested on tiny models 
 tests (crates/mlxk-engine/tests/engine/prefix_cache.rs)."""
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import QWEN
 
@@ -20,7 +21,14 @@ def chat(model_server, messages):
     return answer.choices[0].message.content, answer.usage
 
 
+def prefix_metrics(model_server) -> dict:
+    text = httpx.get(model_server.base + "/metrics", timeout=30).text
+    return {sample.name: sample.value for family in text_string_to_metric_families(text)
+            for sample in family.samples if sample.name.startswith("mlxk_prefix_cache")}
+
+
 def test_the_next_turn_reuses_the_last_and_reports_it(model_server):
+    before = prefix_metrics(model_server)
     text, first = chat(model_server, FIRST)
     second_turn = FIRST + [{"role": "assistant", "content": text},
                            {"role": "user", "content": "And the nails?"}]
@@ -43,3 +51,11 @@ def test_the_next_turn_reuses_the_last_and_reports_it(model_server):
     usage = response.json()["usage"]
     assert usage["cache_read_input_tokens"] > 0
     assert usage["input_tokens"] + usage["cache_read_input_tokens"] == second.prompt_tokens
+
+    # The metrics count the hits (three at least: the second turn, its repeat, Anthropic's)
+    # and the reused tokens, and the bytes held.
+    after = prefix_metrics(model_server)
+    assert after["mlxk_prefix_cache_hits_total"] - before["mlxk_prefix_cache_hits_total"] >= 3
+    reused = after["mlxk_prefix_cache_reused_tokens_total"] - before["mlxk_prefix_cache_reused_tokens_total"]
+    assert reused >= cached + third.prompt_tokens_details.cached_tokens + usage["cache_read_input_tokens"]
+    assert after["mlxk_prefix_cache_bytes"] > 0

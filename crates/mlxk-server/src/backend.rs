@@ -6,7 +6,7 @@ use mlxk_core::usage::UsageLog;
 use mlxk_core::{HubCache, RunnableModel};
 use mlxk_engine::{
     AnswerOptions, Embedded, EmbeddingInput, EmbeddingModel, EngineError, FinishReason, InputKind,
-    LoadPolicy, Prompt, TextEvent, TextGeneration, TextModel, TokenLogprob,
+    LoadPolicy, PrefixStats, Prompt, TextEvent, TextGeneration, TextModel, TokenLogprob,
 };
 
 use crate::service::{ServiceError, Usage};
@@ -37,6 +37,11 @@ pub trait Backend {
     }
     /// Frees the embedding model held, if any.
     fn unload_embedder(&mut self) {}
+    /// What the text model's prefix cache did since it was loaded (`None`: no model, or no
+    /// cache).
+    fn prefix_stats(&self) -> Option<PrefixStats> {
+        None
+    }
     /// The vectors of `inputs` from the loaded embedding model, in their order.
     fn embed(
         &mut self,
@@ -138,6 +143,10 @@ impl Backend for MlxBackend {
         if self.loaded.take().is_some() {
             let _ = mlxk_engine::runtime::clear_memory_cache();
         }
+    }
+
+    fn prefix_stats(&self) -> Option<PrefixStats> {
+        self.loaded.as_ref().and_then(TextModel::prefix_stats)
     }
 
     fn start(

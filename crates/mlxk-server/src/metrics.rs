@@ -47,6 +47,10 @@ pub struct Metrics {
     active: Gauge,
     capacity: Gauge,
     model_memory: Family<ModelLabel, Gauge>,
+    prefix_hits: Counter,
+    prefix_misses: Counter,
+    prefix_reused_tokens: Counter,
+    prefix_bytes: Gauge,
     /// One scrape at a time: the gauges read at scrape time are set, then encoded.
     scraping: Mutex<()>,
 }
@@ -104,6 +108,10 @@ impl Metrics {
             active: Gauge::default(),
             capacity: Gauge::default(),
             model_memory: Family::default(),
+            prefix_hits: Counter::default(),
+            prefix_misses: Counter::default(),
+            prefix_reused_tokens: Counter::default(),
+            prefix_bytes: Gauge::default(),
             scraping: Mutex::new(()),
         };
         metrics.described()
@@ -155,6 +163,27 @@ impl Metrics {
             "Models in memory and what they hold",
             Unit::Bytes,
             self.model_memory.clone(),
+        );
+        registry.register(
+            "prefix_cache_hits",
+            "Prompts that started from kept keys and values",
+            self.prefix_hits.clone(),
+        );
+        registry.register(
+            "prefix_cache_misses",
+            "Prompts that found nothing to reuse",
+            self.prefix_misses.clone(),
+        );
+        registry.register(
+            "prefix_cache_reused_tokens",
+            "Prompt tokens not computed again",
+            self.prefix_reused_tokens.clone(),
+        );
+        registry.register_with_unit(
+            "prefix_cache",
+            "Keys and values the prefix cache holds now",
+            Unit::Bytes,
+            self.prefix_bytes.clone(),
         );
         self
     }
@@ -211,6 +240,17 @@ impl Metrics {
             let bytes = i64::try_from(resident.memory_bytes).unwrap_or(i64::MAX);
             self.model_memory.get_or_create(&model).set(bytes);
         }
+        // The worker's totals; a counter only grows, by what it has not counted yet.
+        let prefix = worker.prefix_cache();
+        for (counter, total) in [
+            (&self.prefix_hits, prefix.hits),
+            (&self.prefix_misses, prefix.misses),
+            (&self.prefix_reused_tokens, prefix.reused_tokens),
+        ] {
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
+        self.prefix_bytes
+            .set(i64::try_from(prefix.bytes).unwrap_or(i64::MAX));
         let mut text = String::new();
         prometheus_text::encode(&mut text, &self.registry)?;
         Ok(text)

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use mlxk_core::classify::ModelType;
 use mlxk_core::RunnableModel;
-use mlxk_engine::{AnswerOptions, Embedded, EmbeddingInput, FinishReason, InputKind, Prompt};
+use mlxk_engine::{
+    AnswerOptions, Embedded, EmbeddingInput, FinishReason, InputKind, PrefixStats, Prompt,
+};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::oneshot;
 
@@ -127,6 +129,34 @@ impl Shown {
     }
 }
 
+/// The prefix caches' counters over the server's life: each model's cache counts from zero
+/// when the model loads, so they are summed per model.
+#[derive(Debug, Default)]
+struct PrefixCounters {
+    totals: PrefixStats,
+    last: Option<(String, PrefixStats)>,
+}
+
+impl PrefixCounters {
+    fn note(&mut self, model: &str, now: Option<PrefixStats>) {
+        let Some(now) = now else {
+            // Unloaded: the cache is gone; a model loaded again counts from zero.
+            self.totals.bytes = 0;
+            self.last = None;
+            return;
+        };
+        let before = match &self.last {
+            Some((name, stats)) if name == model => *stats,
+            _ => PrefixStats::default(),
+        };
+        self.totals.hits += now.hits - before.hits;
+        self.totals.misses += now.misses - before.misses;
+        self.totals.reused_tokens += now.reused_tokens - before.reused_tokens;
+        self.totals.bytes = now.bytes;
+        self.last = Some((model.to_string(), now));
+    }
+}
+
 /// How many requests wait and run: bounds admission, and `/health` shows it.
 #[derive(Debug, Default)]
 pub struct QueueState {
@@ -154,6 +184,7 @@ pub struct Worker {
     jobs: SyncSender<Message>,
     queue: Arc<QueueState>,
     resident: Arc<Mutex<Shown>>,
+    prefix: Arc<Mutex<PrefixCounters>>,
     thread: Mutex<WorkerThread>,
     shutdown_timeout: Duration,
 }
@@ -185,6 +216,8 @@ impl Worker {
         let worker_queue = Arc::clone(&queue);
         let resident = Arc::new(Mutex::new(Shown::default()));
         let shown = Arc::clone(&resident);
+        let prefix = Arc::new(Mutex::new(PrefixCounters::default()));
+        let worker_prefix = Arc::clone(&prefix);
         let (keep_alive, max_active) = (config.keep_alive, config.max_active.max(1));
         // MLX state never leaves this thread: it is created here.
         let thread = std::thread::Builder::new()
@@ -204,6 +237,7 @@ impl Worker {
                     loaded: None,
                     embedder: None,
                     embed_jobs: Vec::new(),
+                    prefix: worker_prefix,
                     active: Vec::new(),
                     waiting: VecDeque::new(),
                 }
@@ -214,6 +248,7 @@ impl Worker {
             jobs,
             queue,
             resident,
+            prefix,
             thread: Mutex::new(WorkerThread::Running(thread)),
             shutdown_timeout: config.shutdown_timeout,
         }
@@ -257,6 +292,11 @@ impl Worker {
     }
 
     /// The models in memory: the text model first, then the embedding model.
+    /// The prefix caches' hits, misses and reused tokens so far, and the bytes they hold now.
+    pub fn prefix_cache(&self) -> PrefixStats {
+        self.prefix.lock().map(|p| p.totals).unwrap_or_default()
+    }
+
     pub fn residents(&self) -> Vec<Resident> {
         self.resident.lock().map(|g| g.all()).unwrap_or_default()
     }
@@ -398,6 +438,8 @@ struct WorkerLoop {
     embedder: Option<String>,
     /// Embedding requests read since the last step: they run before the next one.
     embed_jobs: Vec<EmbedJob>,
+    /// The prefix caches' counters, for the metrics.
+    prefix: Arc<Mutex<PrefixCounters>>,
     active: Vec<Session>,
     waiting: VecDeque<Box<Job>>,
 }
@@ -536,10 +578,22 @@ impl WorkerLoop {
 
     fn start(&mut self, job: &Job) -> Result<Session, ServiceError> {
         self.hold(&job.model)?;
+        let generation = self.backend.start(&job.prompt, &job.options)?;
+        self.note_prefix_cache();
         Ok(Session {
-            generation: self.backend.start(&job.prompt, &job.options)?,
+            generation,
             events: job.events.clone(),
         })
+    }
+
+    /// Reads the prefix cache's counters after it was used (a prompt looked up, an answer
+    /// kept).
+    fn note_prefix_cache(&mut self) {
+        let model = self.loaded.clone().unwrap_or_default();
+        let stats = self.backend.prefix_stats();
+        if let Ok(mut counters) = self.prefix.lock() {
+            counters.note(&model, stats);
+        }
     }
 
     /// Makes `model` the one in memory (a no-op when it already is).
@@ -734,6 +788,7 @@ impl WorkerLoop {
             tracing::info!(model = %name, "model unloaded");
         }
         self.shown.lock().expect("not poisoned").text = None;
+        self.note_prefix_cache();
     }
 
     /// One token for every active generation.
@@ -772,6 +827,7 @@ impl WorkerLoop {
                     stop_sequence,
                 });
             }
+            self.note_prefix_cache();
         }
     }
 
@@ -851,4 +907,41 @@ fn engine_panic(model: &str, panic: &Box<dyn std::any::Any + Send>) -> ServiceEr
     );
     tracing::error!(error = %message, "request failed");
     ServiceError::Internal(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(hits: u64, misses: u64, reused_tokens: u64, bytes: usize) -> Option<PrefixStats> {
+        Some(PrefixStats {
+            hits,
+            misses,
+            reused_tokens,
+            bytes,
+        })
+    }
+
+    #[test]
+    fn prefix_counters_add_up_over_the_models_loaded_in_turn() {
+        let mut counters = PrefixCounters::default();
+        counters.note("a", stats(1, 2, 30, 100));
+        counters.note("a", stats(2, 2, 50, 120));
+        // Another model counts from zero; its numbers add to the totals.
+        counters.note("b", stats(1, 0, 10, 40));
+        assert_eq!(counters.totals, stats(3, 2, 60, 40).unwrap());
+        counters.note("", None);
+        assert_eq!(
+            counters.totals,
+            stats(3, 2, 60, 0).unwrap(),
+            "unloaded: nothing held"
+        );
+        // The first model again, loaded anew: from zero again.
+        counters.note("a", stats(1, 1, 5, 10));
+        assert_eq!(counters.totals, stats(4, 3, 65, 10).unwrap());
+        // And once more after an unload, with counts below the last ones.
+        counters.note("", None);
+        counters.note("a", stats(0, 1, 0, 0));
+        assert_eq!(counters.totals, stats(4, 4, 65, 0).unwrap());
+    }
 }
