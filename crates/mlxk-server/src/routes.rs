@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, OriginalUri, Request, State};
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -119,7 +119,19 @@ async fn require_key(State(state): State<Shared>, request: Request, next: Next) 
             .and_then(|v| v.strip_prefix("Bearer "));
         let api_key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
         if bearer != Some(key) && api_key != Some(key) {
-            return ApiError::unauthorized().into_response();
+            // In the shape of the API asked, so that its clients read it as what it is.
+            let path = request
+                .extensions()
+                .get::<OriginalUri>()
+                .map_or_else(|| request.uri().path(), |uri| uri.path());
+            let refusal = ApiError::unauthorized();
+            return if path.starts_with("/v1/messages") {
+                anthropic::AnthropicError::from(refusal).into_response()
+            } else if path.starts_with("/api/") {
+                ollama::OllamaError::from(refusal).into_response()
+            } else {
+                refusal.into_response()
+            };
         }
     }
     next.run(request).await

@@ -530,8 +530,16 @@ async fn the_key_is_taken_from_x_api_key() {
         }
         request.send()
     };
-    assert_eq!(send(None).await.unwrap().status(), 401);
-    assert_eq!(send(Some("sk-wrong")).await.unwrap().status(), 401);
+    for key in [None, Some("sk-wrong")] {
+        let refused = send(key).await.unwrap();
+        assert_eq!(refused.status(), 401);
+        // In Anthropic's shape, as its clients read it.
+        let body: Value = refused.json().await.unwrap();
+        assert_eq!(
+            (&body["type"], &body["error"]["type"]),
+            (&json!("error"), &json!("authentication_error"))
+        );
+    }
     let response = send(Some("sk-local")).await.unwrap();
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();

@@ -321,8 +321,10 @@ async fn a_key_is_required_when_configured() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    // Ollama's routes are behind the same key.
-    assert_eq!(server.get("/api/ps").await.0, 401);
+    // Ollama's routes are behind the same key, refused in Ollama's shape.
+    let (status, body) = server.get("/api/ps").await;
+    assert_eq!(status, 401);
+    assert!(body["error"].as_str().is_some(), "{body}");
     // Liveness needs no key.
     assert_eq!(server.get("/health").await.0, 200);
     assert_eq!(server.stop().await, Stopped::Cleanly);
