@@ -116,27 +116,6 @@ impl Generator {
         eos_ids: &[u32],
         sampling: &SamplingParams,
     ) -> Result<Self> {
-        Self::constrained(
-            model,
-            prompt,
-            max_tokens,
-            context_length,
-            eos_ids,
-            sampling,
-            None,
-        )
-    }
-
-    /// As [`Generator::new`], with the output held to `constraint`'s grammar.
-    pub fn constrained(
-        model: Rc<dyn LanguageModel>,
-        prompt: &[u32],
-        max_tokens: usize,
-        context_length: usize,
-        eos_ids: &[u32],
-        sampling: &SamplingParams,
-        constraint: Option<Constraint>,
-    ) -> Result<Self> {
         let mut generator = Self::prepared(
             model,
             prompt,
@@ -144,14 +123,14 @@ impl Generator {
             context_length,
             eos_ids,
             sampling,
-            constraint,
+            None,
         )?;
         generator.prefill()?;
         Ok(generator)
     }
 
-    /// As [`Generator::constrained`], but the prompt is not prefilled yet: a caller may first
-    /// [`Generator::reuse_prefixes`], then [`Generator::prefill`].
+    /// A generation held to `constraint`'s grammar (if any), not prefilled yet: a caller may
+    /// first [`Generator::reuse_prefixes`], then must [`Generator::prefill`].
     pub fn prepared(
         model: Rc<dyn LanguageModel>,
         prompt: &[u32],

@@ -31,6 +31,15 @@ pub fn in_range(
     }
 }
 
+/// The sampling fields' names in OpenAI's, Anthropic's and the Responses API's requests.
+pub const SAMPLING_FIELDS: [&str; 5] = [
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "repetition_penalty",
+];
+
 /// Sampling values a client chose, with the names its protocol gives them (temperature, top_p,
 /// top_k, min_p, repetition penalty in that order).
 pub fn sampling(choice: &SamplingChoice, names: [&'static str; 5]) -> Result<(), ApiError> {

@@ -59,7 +59,7 @@ fn a_grammar_holds_the_answer_and_can_wait_for_a_reasoning_block_to_end() {
     .unwrap();
     let first = free.tokens[0];
 
-    let mut held = Generator::constrained(
+    let mut held = Generator::prepared(
         Rc::clone(&model),
         &prompt,
         64,
@@ -69,14 +69,13 @@ fn a_grammar_holds_the_answer_and_can_wait_for_a_reasoning_block_to_end() {
         Some(factory.start(&Grammar::JsonSchema(schema.clone())).unwrap()),
     )
     .unwrap();
+    held.prefill().unwrap();
     let tokens = run(&mut held);
     let text = tokenizer.decode(&tokens).unwrap();
     let answer: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
     assert!(answer["words"].is_string(), "{answer}");
 
-    let mut after =
-        Generator::constrained(model, &prompt, 64, 2048, tokenizer.eos_ids(), &greedy, None)
-            .unwrap();
+    let mut after = Generator::new(model, &prompt, 64, 2048, tokenizer.eos_ids(), &greedy).unwrap();
     after.hold_after(
         factory.start(&Grammar::JsonSchema(schema)).unwrap(),
         vec![first],

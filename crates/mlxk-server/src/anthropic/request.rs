@@ -168,16 +168,7 @@ impl MessagesRequest {
             top_k: self.top_k.map(|k| k as usize),
             ..SamplingChoice::default()
         };
-        checks::sampling(
-            &sampling,
-            [
-                "temperature",
-                "top_p",
-                "top_k",
-                "min_p",
-                "repetition_penalty",
-            ],
-        )?;
+        checks::sampling(&sampling, checks::SAMPLING_FIELDS)?;
         let stops = self.stop_sequences.clone().unwrap_or_default();
         checks::stops("stop_sequences", &stops)?;
         let show_thinking = self.show_thinking()?;

@@ -202,16 +202,7 @@ pub enum Endpoint {
 /// Every sampling field within the range it has meaning in, checked before any work; the
 /// error names the field.
 fn validate(request: &CompletionRequest) -> Result<(), ApiError> {
-    checks::sampling(
-        &request.sampling(),
-        [
-            "temperature",
-            "top_p",
-            "top_k",
-            "min_p",
-            "repetition_penalty",
-        ],
-    )?;
+    checks::sampling(&request.sampling(), checks::SAMPLING_FIELDS)?;
     checks::in_range("frequency_penalty", request.frequency_penalty, -2.0, 2.0)?;
     checks::in_range("presence_penalty", request.presence_penalty, -2.0, 2.0)?;
     for (field, value) in [

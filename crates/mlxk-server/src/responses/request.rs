@@ -151,16 +151,7 @@ impl ResponsesRequest {
             top_p: self.top_p,
             ..SamplingChoice::default()
         };
-        checks::sampling(
-            &sampling,
-            [
-                "temperature",
-                "top_p",
-                "top_k",
-                "min_p",
-                "repetition_penalty",
-            ],
-        )?;
+        checks::sampling(&sampling, checks::SAMPLING_FIELDS)?;
         if self.max_output_tokens == Some(0) {
             return Err(bad(
                 "max_output_tokens",
