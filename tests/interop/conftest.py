@@ -57,6 +57,25 @@ TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
 # has none (the generic format).
 QWEN = "mlxk-test/Qwen2.5-Coder-0.5B-Instruct-Q4_K_M-mlx"
 SMOL = "mlxk-demo/SmolLM2-135M-Instruct-Q4_1-mlx"
+# The tool the API tests offer, in chat completions' shape (the others are made from it), and
+# the question that calls for it.
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Get the current weather in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "city": {"type": "string", "description": "The city, e.g. Paris", "maxLength": 40},
+                "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+            },
+            "required": ["city"],
+        },
+    },
+}
+ASK = [{"role": "user", "content": "What is the weather like in Paris today?"}]
+
 MODEL_SOURCES = {
     QWEN: TARGET / "test-models-hf-home" / "hub" / "models--mlxk-test--Qwen2.5-Coder-0.5B-Instruct-Q4_K_M-mlx",
     SMOL: TARGET / "demo-hf-home" / "hub" / "models--mlxk-demo--SmolLM2-135M-Instruct-Q4_1-mlx",

@@ -11,25 +11,9 @@ import jsonschema
 import ollama
 import pytest
 
-from conftest import QWEN, SMOL
+from conftest import ASK, QWEN, SMOL, WEATHER
 
 GREEDY = {"temperature": 0, "num_predict": 24}
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Get the current weather in a city",
-        "parameters": {
-            "type": "object",
-            "properties": {
-                "city": {"type": "string", "description": "The city, e.g. Paris", "maxLength": 40},
-                "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
-            },
-            "required": ["city"],
-        },
-    },
-}
-ASK = [{"role": "user", "content": "What is the weather like in Paris today?"}]
 
 
 @pytest.fixture

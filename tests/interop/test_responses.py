@@ -13,22 +13,11 @@ import openai
 import pydantic
 import pytest
 
-from conftest import QWEN
+import conftest
+from conftest import ASK, QWEN
 
-WEATHER = {
-    "type": "function",
-    "name": "get_weather",
-    "description": "Get the current weather in a city",
-    "parameters": {
-        "type": "object",
-        "properties": {
-            "city": {"type": "string", "description": "The city, e.g. Paris", "maxLength": 40},
-            "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
-        },
-        "required": ["city"],
-    },
-}
-ASK = [{"role": "user", "content": "What is the weather like in Paris today?"}]
+# The Responses API's flat function tool.
+WEATHER = {"type": "function", **conftest.WEATHER["function"]}
 SHORT = "What is the capital of France? Answer with one word."
 
 
