@@ -10,7 +10,7 @@
 //! fill-in-the-middle, the model's own template only, no token context, no vision yet).
 
 use mlxk_engine::logprobs::MAX_TOP_LOGPROBS;
-use mlxk_engine::tool_use::{Tool, ToolChoice, ToolUse};
+use mlxk_engine::tool_use::{ToolChoice, ToolUse};
 use mlxk_engine::{ChatMessage, Prompt};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -20,6 +20,7 @@ use super::options::{self, Options};
 use super::our_name;
 use crate::checks;
 use crate::error::ApiError;
+use crate::openai::{function_tools, ToolParam};
 use crate::service::GenerationRequest;
 use crate::worker::KeepAlive;
 
@@ -98,28 +99,6 @@ struct CalledFunction {
     /// An object (Ollama's shape); JSON object text is taken as well.
     #[serde(default)]
     arguments: Option<Value>,
-}
-
-/// A tool offered: `{"type": "function", "function": {"name", "description", "parameters"}}`.
-#[derive(Debug, Deserialize)]
-struct ToolParam {
-    #[serde(rename = "type", default = "function_type")]
-    kind: String,
-    #[serde(default)]
-    function: Option<FunctionParam>,
-}
-
-#[derive(Debug, Deserialize)]
-struct FunctionParam {
-    name: String,
-    #[serde(default)]
-    description: Option<String>,
-    #[serde(default)]
-    parameters: Option<Value>,
-}
-
-fn function_type() -> String {
-    "function".into()
 }
 
 /// One answer as a chat or generate request asks for it.
@@ -242,37 +221,8 @@ fn tool_use(params: Option<&[ToolParam]>) -> Result<Option<ToolUse>, ApiError> {
     let Some(params) = params.filter(|p| !p.is_empty()) else {
         return Ok(None);
     };
-    let bad = |message: String| Err(ApiError::bad_request(message).with_param("tools"));
-    let mut tools = Vec::with_capacity(params.len());
-    for (i, param) in params.iter().enumerate() {
-        if param.kind != "function" {
-            return bad(format!(
-                "tools[{i}].type is '{}': only 'function' tools exist",
-                param.kind
-            ));
-        }
-        let Some(function) = &param.function else {
-            return bad(format!("tools[{i}].function is missing"));
-        };
-        let parameters = match &function.parameters {
-            None => json!({"type": "object", "properties": {}}),
-            Some(schema @ Value::Object(_)) => schema.clone(),
-            Some(_) => {
-                return bad(format!(
-                    "tools[{i}].function.parameters must be a JSON Schema object"
-                ))
-            }
-        };
-        tools.push(Tool {
-            name: function.name.clone(),
-            description: function.description.clone(),
-            parameters,
-            strict: false,
-        });
-    }
-    checks::tools(&tools, "tools", |i| format!("tools[{i}].function"))?;
     Ok(Some(ToolUse {
-        tools,
+        tools: function_tools(params)?,
         choice: ToolChoice::Auto,
         parallel: true,
     }))

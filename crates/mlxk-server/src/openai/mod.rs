@@ -17,6 +17,7 @@ use mlxk_engine::LoadPolicy;
 use serde_json::{json, Value};
 
 pub use embeddings::embeddings;
+pub(crate) use request::{function_tools, ToolParam};
 pub use request::{CompletionRequest, Endpoint};
 
 use crate::error::ApiError;

@@ -66,10 +66,11 @@ fn function_type() -> String {
     "function".into()
 }
 
-/// A tool offered (`tools`): only functions exist.
+/// A tool offered (`tools`): only functions exist. Ollama's requests offer them in this shape
+/// too (where `type` may be left out).
 #[derive(Debug, Deserialize)]
-struct ToolParam {
-    #[serde(rename = "type")]
+pub(crate) struct ToolParam {
+    #[serde(rename = "type", default = "function_type")]
     kind: String,
     #[serde(default)]
     function: Option<FunctionParam>,
@@ -356,38 +357,7 @@ fn tool_use(request: &CompletionRequest) -> Result<Option<ToolUse>, ApiError> {
         }
         return Ok(None);
     };
-    let mut tools = Vec::with_capacity(params.len());
-    for (i, param) in params.iter().enumerate() {
-        if param.kind != "function" {
-            return bad(
-                "tools",
-                format!(
-                    "tools[{i}].type is '{}': only 'function' tools exist",
-                    param.kind
-                ),
-            );
-        }
-        let Some(function) = &param.function else {
-            return bad("tools", format!("tools[{i}].function is missing"));
-        };
-        let parameters = match &function.parameters {
-            None => serde_json::json!({"type": "object", "properties": {}}),
-            Some(schema @ Value::Object(_)) => schema.clone(),
-            Some(_) => {
-                return bad(
-                    "tools",
-                    format!("tools[{i}].function.parameters must be a JSON Schema object"),
-                )
-            }
-        };
-        tools.push(Tool {
-            name: function.name.clone(),
-            description: function.description.clone(),
-            parameters,
-            strict: function.strict.unwrap_or(false),
-        });
-    }
-    checks::tools(&tools, "tools", |i| format!("tools[{i}].function"))?;
+    let tools = function_tools(params)?;
     let choice = match &request.tool_choice {
         None => ToolChoice::Auto,
         Some(ToolChoiceParam::Mode(mode)) => match mode.as_str() {
@@ -459,6 +429,40 @@ fn logprobs(request: &CompletionRequest, endpoint: Endpoint) -> Result<Option<us
             }
         }
     }
+}
+
+/// The functions of `tools`, checked (each failure a 400 naming `tools`).
+pub(crate) fn function_tools(params: &[ToolParam]) -> Result<Vec<Tool>, ApiError> {
+    let bad = |message: String| Err(ApiError::bad_request(message).with_param("tools"));
+    let mut tools = Vec::with_capacity(params.len());
+    for (i, param) in params.iter().enumerate() {
+        if param.kind != "function" {
+            return bad(format!(
+                "tools[{i}].type is '{}': only 'function' tools exist",
+                param.kind
+            ));
+        }
+        let Some(function) = &param.function else {
+            return bad(format!("tools[{i}].function is missing"));
+        };
+        let parameters = match &function.parameters {
+            None => serde_json::json!({"type": "object", "properties": {}}),
+            Some(schema @ Value::Object(_)) => schema.clone(),
+            Some(_) => {
+                return bad(format!(
+                    "tools[{i}].function.parameters must be a JSON Schema object"
+                ))
+            }
+        };
+        tools.push(Tool {
+            name: function.name.clone(),
+            description: function.description.clone(),
+            parameters,
+            strict: function.strict.unwrap_or(false),
+        });
+    }
+    checks::tools(&tools, "tools", |i| format!("tools[{i}].function"))?;
+    Ok(tools)
 }
 
 /// `response_format` as a grammar; `text` (or none) is free text.
