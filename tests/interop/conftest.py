@@ -96,7 +96,9 @@ def model_server(tmp_path_factory):
         target = home / "hub" / source.name
         if subprocess.run(["cp", "-al", str(source), str(target)], capture_output=True).returncode != 0:
             shutil.copytree(source, target, symlinks=True)
-    server = Server(FixtureCache(home), "--keep-alive", "0")
+    # The tests ask for 192 tokens at most; an agent client asks for none: the cap
+    # keeps a wandering answer short.
+    server = Server(FixtureCache(home), "--keep-alive", "0", "--max-tokens", "192")
     server.cache = FixtureCache(home)
     yield server
     assert server.stop() == 0, server.stderr()

@@ -38,7 +38,7 @@ def test_a_response_has_text_and_usage(client):
     usage = response.usage
     assert usage.input_tokens > 10 and 0 < usage.output_tokens <= 16
     assert usage.total_tokens == usage.input_tokens + usage.output_tokens
-    assert usage.input_tokens_details.cached_tokens == 0
+    assert 0 <= usage.input_tokens_details.cached_tokens < usage.input_tokens
 
 
 def test_a_stream_gives_the_greedy_text_and_ends_with_the_whole_response(client):

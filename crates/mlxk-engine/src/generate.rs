@@ -388,12 +388,16 @@ impl Generator {
         let logprobs = self.sampler.logprobs(&row, self.history.as_ref())?;
         let token = self.sampler.draw(&logprobs)?;
         async_eval([&token])?;
-        self.current_logprobs = Some(logprobs);
+        // Kept only when asked for: a vocabulary-wide array per step otherwise held for nothing.
+        if self.top_logprobs.is_some() {
+            self.current_logprobs = Some(logprobs);
+        }
         Ok(token)
     }
 
-    /// Keeps the log-probability of each token from now on, with the `top` likeliest
-    /// alternatives at its place (read with [`Generator::take_logprobs`]).
+    /// Keeps the log-probability of each token, with the `top` likeliest alternatives at its
+    /// place (read with [`Generator::take_logprobs`]); before [`Generator::prefill`] to cover
+    /// the first token.
     pub fn report_logprobs(&mut self, top: usize) {
         self.top_logprobs = Some(top);
     }
@@ -422,6 +426,9 @@ impl Generator {
                 .copied()
                 .zip(values.as_type::<f32>()?.as_slice::<f32>().iter().copied())
                 .collect();
+            // A grammar's mask leaves tokens at minus infinity: not alternatives (and JSON has
+            // no number for them).
+            pairs.retain(|(_, logprob)| logprob.is_finite());
             pairs.sort_by(|a, b| b.1.total_cmp(&a.1));
             pairs
         } else {

@@ -202,12 +202,12 @@ impl TextModel {
         if let Some(prefixes) = &self.prefixes {
             generator.reuse_prefixes(prefixes);
         }
+        if let Some(top) = options.logprobs {
+            generator.report_logprobs(top);
+        }
         generator.prefill()?;
         if let Some(constraint) = after_reasoning {
             generator.hold_after(constraint, self.tokenizer.encode_plain(THINK_END)?);
-        }
-        if let Some(top) = options.logprobs {
-            generator.report_logprobs(top);
         }
         let generation = TextGeneration::new(
             generator,

@@ -1,8 +1,10 @@
 //! A whole answer, put together from a generation's events: what every protocol's
 //! non-streaming response is made from (each shapes it its own way).
 
+use std::time::Duration;
+
 use mlxk_engine::{FinishReason, TextEvent, TokenLogprob};
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 use crate::request_log::RequestLog;
 use crate::service::{Event, ServiceError, Usage};
@@ -57,6 +59,39 @@ impl Calls {
             call.arguments.push_str(fragment);
         }
     }
+}
+
+/// How long a stream waits for its generation's first event before it answers 200: a failure
+/// known at the start (a prompt longer than the context, a template that refuses it, a model
+/// that fails to load meanwhile) is then a status in the API's error shape, not an error event
+/// in a stream that began as a success. Longer work (loading, a long prefill) is not waited for:
+/// the stream starts, and keeps the connection alive as its API does.
+pub const OPENING_WAIT: Duration = Duration::from_millis(1500);
+
+/// A generation's events for a stream, once its start did not fail within [`OPENING_WAIT`];
+/// a failure first is returned as the error.
+pub async fn opening(
+    mut receiver: UnboundedReceiver<Event>,
+) -> Result<UnboundedReceiver<Event>, ServiceError> {
+    let first = match tokio::time::timeout(OPENING_WAIT, receiver.recv()).await {
+        // Still loading or prefilling: stream now.
+        Err(_) => return Ok(receiver),
+        Ok(None) => return Err(ServiceError::ShuttingDown),
+        Ok(Some(Event::Failed(error))) => return Err(error),
+        Ok(Some(event)) => event,
+    };
+    // The event read goes first, then the rest as they come; a client that leaves drops the
+    // relay, and with it the generation's receiver (which cancels it).
+    let (relay, relayed) = unbounded_channel();
+    let _ = relay.send(first);
+    tokio::spawn(async move {
+        while let Some(event) = receiver.recv().await {
+            if relay.send(event).is_err() {
+                break;
+            }
+        }
+    });
+    Ok(relayed)
 }
 
 /// Reads the events to the end; the first failure is the answer's.

@@ -7,7 +7,8 @@
 //! capacity) and the models in memory with their bytes. A client names any model it likes, so
 //! no per-request metric carries a model name (its series would grow without bound); only the
 //! loaded models do, a path outside the cache shown by its last component. Never a prompt, an
-//! answer or a key. Cached prompt tokens are missing: there is no prefix cache yet (issue 17).
+//! answer or a key. The prefix cache's hits, misses, reused tokens and bytes are read at scrape
+//! time too.
 //!
 //! When an API key is configured, `/metrics` needs it like `/v1` and `/api` (Prometheus sends
 //! it with `authorization: {credentials: KEY}` in its scrape config): model names and usage are

@@ -291,12 +291,12 @@ impl Worker {
         self.residents().into_iter().map(|r| r.name).collect()
     }
 
-    /// The models in memory: the text model first, then the embedding model.
     /// The prefix caches' hits, misses and reused tokens so far, and the bytes they hold now.
     pub fn prefix_cache(&self) -> PrefixStats {
         self.prefix.lock().map(|p| p.totals).unwrap_or_default()
     }
 
+    /// The models in memory: the text model first, then the embedding model.
     pub fn residents(&self) -> Vec<Resident> {
         self.resident.lock().map(|g| g.all()).unwrap_or_default()
     }

@@ -111,6 +111,7 @@ pub async fn messages(
     log.model(&model.name);
     let id = response::message_id();
     if streamed {
+        let events = answer::opening(events).await?;
         let end = log.defer();
         return Ok(stream::stream(events, id, model.name, shape, end).into_response());
     }

@@ -48,10 +48,11 @@ pub fn stop_reason(
     ended_for_calls: bool,
     matched_stop: Option<String>,
 ) -> (&'static str, Option<String>) {
+    // A stop string matched by the last token allowed still cut the text there: it wins.
     match (finish, matched_stop) {
         _ if ended_for_calls => ("tool_use", None),
-        (FinishReason::Length, _) => ("max_tokens", None),
         (_, Some(stop)) => ("stop_sequence", Some(stop)),
+        (FinishReason::Length, None) => ("max_tokens", None),
         (FinishReason::Stop | FinishReason::Cancelled, None) => ("end_turn", None),
     }
 }
@@ -61,7 +62,7 @@ pub fn stop_reason(
 /// cache creation is counted).
 pub fn usage(used: Usage) -> Value {
     json!({
-        "input_tokens": used.prompt_tokens - used.cached_tokens,
+        "input_tokens": used.prompt_tokens.saturating_sub(used.cached_tokens),
         "output_tokens": used.completion_tokens,
         "cache_creation_input_tokens": 0,
         "cache_read_input_tokens": used.cached_tokens,

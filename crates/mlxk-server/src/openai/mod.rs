@@ -124,6 +124,7 @@ async fn complete(
     log.model(&model.name);
     let id = response::response_id(endpoint);
     if delivery.stream {
+        let events = crate::answer::opening(events).await?;
         let end = log.defer();
         let stream = response::stream_response(
             events,

@@ -9,8 +9,8 @@
 //! reasons as its chat template makes it, and its reasoning comes back as a `reasoning` item
 //! with the text in `content` (`reasoning_text`) and no summary. Reasoning items given back in
 //! `input` are dropped from the prompt, so `include: ["reasoning.encrypted_content"]` asks for
-//! nothing missing; any other inclusion is refused. `usage` counts no cached tokens (no prefix
-//! cache yet) and no reasoning tokens apart from the rest of the output.
+//! nothing missing; any other inclusion is refused. `usage` counts the prompt tokens the prefix
+//! cache held, and no reasoning tokens apart from the rest of the output.
 
 mod output;
 mod request;
@@ -41,6 +41,7 @@ pub async fn responses(
     log.model(&model.name);
     let head = Head::new(model.name, parsed.settings);
     if parsed.stream {
+        let events = answer::opening(events).await?;
         Ok(stream::stream_response(events, head, log.defer()).into_response())
     } else {
         let answer = answer::collect(events, &log).await?;

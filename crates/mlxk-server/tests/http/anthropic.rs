@@ -336,12 +336,19 @@ async fn a_tool_call_streams_as_a_tool_use_block_after_the_text() {
 #[tokio::test]
 async fn an_engine_failure_mid_stream_is_an_error_event() {
     let server = Server::start().await;
-    let streamed = events(&server, message("FAIL now")).await;
-    assert_eq!(sequence(&streamed), ["message_start", "ping", "error"]);
+    let streamed = events(&server, message("one two BREAK")).await;
+    let names = sequence(&streamed);
+    assert_eq!(names[..3], ["message_start", "ping", "start \"text\""]);
+    assert_eq!(names.last().map(String::as_str), Some("error"), "{names:?}");
     assert_eq!(
-        streamed[2].1,
+        streamed.last().unwrap().1,
         json!({"type": "error", "error": {"type": "api_error", "message": "the fake engine failed"}})
     );
+    // A failure at the very start is a status, in Anthropic's shape.
+    let mut failing = message("FAIL now");
+    failing["stream"] = json!(true);
+    let (status, body) = server.post("/v1/messages", failing).await;
+    assert_eq!((status, &body["error"]["type"]), (500, &json!("api_error")));
     assert_eq!(server.stop().await, Stopped::Cleanly);
 }
 

@@ -50,7 +50,7 @@ struct Record {
 
 /// The stand-in engine: answers with the words of the prompt's last message, one per token.
 /// Words in the prompt steer it: `SLOW` (50 ms per token), `FAIL` (an engine error at the
-/// first token), `PANIC` (a panic at the first token), `BADTEMPLATE` (the chat template
+/// first token), `BREAK` (an engine error after two words), `PANIC` (a panic at the first token), `BADTEMPLATE` (the chat template
 /// refuses the prompt), `CALL` (with tools offered: after the words, a call of the first tool
 /// with `{"city": "Paris"}`, its arguments in two pieces). `<think>…</think>` in the words is
 /// reasoning. As an embedder it takes 100 ms per batch, and an input with `BADTOKEN`
@@ -140,6 +140,7 @@ impl Backend for FakeBackend {
             .filter(|_| text.contains("CALL"))
             .map(|tool| tool.name.clone());
         Ok(Box::new(FakeGeneration {
+            breaks: text.contains("BREAK"),
             logprobs: options.logprobs,
             said: Vec::new(),
             call,
@@ -159,6 +160,8 @@ impl Backend for FakeBackend {
 }
 
 struct FakeGeneration {
+    /// Fails once two words are out.
+    breaks: bool,
     /// Alternatives per token, when log-probabilities are asked for.
     logprobs: Option<usize>,
     /// The pieces said since log-probabilities were last taken.
@@ -184,7 +187,7 @@ impl Generation for FakeGeneration {
         if self.panic {
             panic!("the fake engine met a hostile tensor");
         }
-        if self.fail {
+        if self.fail || (self.breaks && self.produced >= 2) {
             return Err(ServiceError::Internal("the fake engine failed".into()));
         }
         if self.finish.is_some() {

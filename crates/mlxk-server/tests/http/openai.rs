@@ -288,8 +288,11 @@ async fn an_engine_failure_or_panic_fails_its_request_only() {
         assert_eq!(status, 500, "{prompt}: {body}");
         assert_eq!(body["error"]["type"], "server_error");
     }
-    // In a stream the failure is an error object, and the stream ends.
+    // A stream failing at its start is a status; once it has begun, an error object ends it.
     let mut request = chat("FAIL streaming");
+    request["stream"] = json!(true);
+    assert_eq!(server.post("/v1/chat/completions", request).await.0, 500);
+    let mut request = chat("one two BREAK");
     request["stream"] = json!(true);
     let lines = server.stream("/v1/chat/completions", request).await;
     let last: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
@@ -887,5 +890,39 @@ async fn a_response_format_with_a_forced_call_is_a_400_before_any_work() {
         "{body}"
     );
     assert!(server.record.lock().unwrap().loads.is_empty());
+    assert_eq!(server.stop().await, Stopped::Cleanly);
+}
+
+#[tokio::test]
+async fn a_stream_that_fails_at_its_start_is_a_status_in_every_api() {
+    let server = Server::start().await;
+    let (_, model) = server.get(&format!("/v1/models/{MODEL}")).await;
+    let long = "w ".repeat(model["context_length"].as_u64().unwrap() as usize);
+    let requests = [
+        (
+            "/v1/chat/completions",
+            json!({"model": MODEL, "stream": true, "messages": [{"role": "user", "content": long}]}),
+        ),
+        (
+            "/v1/messages",
+            json!({"model": MODEL, "stream": true, "max_tokens": 8,
+                "messages": [{"role": "user", "content": long}]}),
+        ),
+        (
+            "/v1/responses",
+            json!({"model": MODEL, "stream": true, "input": long}),
+        ),
+    ];
+    for (path, body) in requests {
+        let (status, body) = server.post(path, body).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("context"), "{path}: {body}");
+    }
+    // A start that is still working past the wait streams as before.
+    let mut slow = chat("SLOW one two");
+    slow["stream"] = json!(true);
+    let lines = server.stream("/v1/chat/completions", slow).await;
+    assert_eq!(lines.last().map(String::as_str), Some("[DONE]"));
     assert_eq!(server.stop().await, Stopped::Cleanly);
 }

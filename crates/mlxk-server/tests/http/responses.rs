@@ -370,16 +370,14 @@ async fn an_engine_failure_fails_the_response_or_its_stream() {
     let (status, response) = server.post(PATH, body.clone()).await;
     assert_eq!(status, 500, "{response}");
     assert_eq!(response["error"]["type"], "server_error");
-    let events = events(&server, body).await;
-    assert_eq!(
-        kinds(&events),
-        [
-            "response.created",
-            "response.in_progress",
-            "response.failed"
-        ]
-    );
-    let failed = &events[2]["response"];
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    assert_eq!(server.post(PATH, streamed).await.0, 500, "a failed start");
+    let events = events(&server, request(json!("one two BREAK"))).await;
+    let kinds = kinds(&events);
+    assert_eq!(kinds[..2], ["response.created", "response.in_progress"]);
+    assert_eq!(kinds.last(), Some(&"response.failed"), "{kinds:?}");
+    let failed = &events.last().unwrap()["response"];
     assert_eq!(failed["status"], "failed");
     assert_eq!(failed["error"]["code"], "server_error");
     assert!(failed["error"]["message"]
