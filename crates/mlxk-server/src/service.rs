@@ -17,7 +17,7 @@ use mlxk_engine::{
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use tokio::sync::oneshot;
 
-use crate::worker::{EmbedJob, Job, Worker};
+use crate::worker::{EmbedJob, Job, KeepAlive, Worker};
 
 /// One generation, as every protocol asks for it.
 #[derive(Debug, Clone)]
@@ -37,6 +37,9 @@ pub struct GenerationRequest {
     /// Each token's log-probability and this many alternatives (`Some(0)`: none), reported as
     /// [`Event::Logprobs`].
     pub logprobs: Option<usize>,
+    /// How long the model stays once idle after this request (the server's unless an API
+    /// says otherwise).
+    pub keep_alive: KeepAlive,
 }
 
 /// Vectors for texts, as every protocol asks for them.
@@ -49,6 +52,8 @@ pub struct EmbeddingRequest {
     pub dimensions: Option<usize>,
     /// Cut inputs longer than the model reads (else such an input is an error).
     pub truncate: bool,
+    /// How long the model stays once idle after this request.
+    pub keep_alive: KeepAlive,
 }
 
 /// Tokens a generation read and wrote.
@@ -199,6 +204,7 @@ impl GenerationService {
             },
             model: model.clone(),
             prompt: request.prompt,
+            keep_alive: request.keep_alive,
             events,
         })?;
         match tokio::time::timeout(self.queue_timeout, receiver.recv()).await {
@@ -261,6 +267,7 @@ impl GenerationService {
         let (reply, answer) = oneshot::channel();
         self.worker.submit_embedding(EmbedJob {
             model: model.clone(),
+            keep_alive: request.keep_alive,
             inputs: request.inputs,
             kind: request.kind,
             reply,

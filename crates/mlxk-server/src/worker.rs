@@ -28,12 +28,17 @@ pub struct Job {
     pub model: RunnableModel,
     pub prompt: Prompt,
     pub options: AnswerOptions,
+    /// How long the model stays once idle, from this request on (Ollama's `keep_alive`; the
+    /// server's for the other APIs, which also undoes an earlier request's).
+    pub keep_alive: KeepAlive,
     pub events: UnboundedSender<Event>,
 }
 
 /// One embedding request, resolved to a runnable embedding model.
 pub struct EmbedJob {
     pub model: RunnableModel,
+    /// As [`Job::keep_alive`], for the embedding model.
+    pub keep_alive: KeepAlive,
     pub inputs: Vec<EmbeddingInput>,
     pub kind: InputKind,
     pub reply: oneshot::Sender<Result<Vec<Embedded>, ServiceError>>,
@@ -578,6 +583,7 @@ impl WorkerLoop {
 
     fn start(&mut self, job: &Job) -> Result<Session, ServiceError> {
         self.hold(&job.model)?;
+        self.text_keep = job.keep_alive;
         let generation = self.backend.start(&job.prompt, &job.options)?;
         self.note_prefix_cache();
         Ok(Session {
@@ -691,6 +697,9 @@ impl WorkerLoop {
         let kind = jobs[0].kind;
         match catch_unwind(AssertUnwindSafe(|| {
             self.hold_embedder(model)?;
+            if let Some(last) = jobs.last() {
+                self.embedder_keep = last.keep_alive;
+            }
             self.backend.embed(&inputs, kind)
         })) {
             Ok(result) => result,

@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use crate::checks;
 use crate::error::ApiError;
 use crate::service::GenerationRequest;
+use crate::worker::KeepAlive;
 
 /// Text, or a list of content blocks.
 #[derive(Debug, Deserialize)]
@@ -190,6 +191,7 @@ impl MessagesRequest {
             tools,
             grammar,
             logprobs: None,
+            keep_alive: KeepAlive::Server,
         };
         let shape = Shape { show_thinking };
         Ok((generation, shape))

@@ -184,12 +184,6 @@ async fn answer(
 ) -> Result<Response, OllamaError> {
     let (model, events) = state.service.generate(turn.generation).await?;
     log.model(&model.name);
-    // Every Ollama request sets its model's keep-alive, as in Ollama.
-    state
-        .service
-        .worker()
-        .keep_alive(&model.name, turn.keep_alive)
-        .await?;
     let reply = Reply::new(
         shape,
         shown,
@@ -273,10 +267,10 @@ pub async fn embed(
             kind: InputKind::Document,
             dimensions: request.dimensions,
             truncate: request.truncate.unwrap_or(true),
+            keep_alive: keep,
         })
         .await?;
     log.model(&model.name);
-    state.service.worker().keep_alive(&model.name, keep).await?;
     let tokens: usize = vectors.iter().map(|v| v.tokens).sum();
     log.read_tokens(tokens);
     let embeddings: Vec<&[f32]> = vectors.iter().map(|v| v.vector.as_slice()).collect();
@@ -314,10 +308,10 @@ pub async fn embeddings(
             kind: InputKind::Document,
             dimensions: None,
             truncate: true,
+            keep_alive: keep,
         })
         .await?;
     log.model(&model.name);
-    state.service.worker().keep_alive(&model.name, keep).await?;
     log.read_tokens(vectors.iter().map(|v| v.tokens).sum());
     let embedding = vectors.into_iter().next().map(|v| v.vector);
     Ok(Json(json!({ "embedding": embedding.unwrap_or_default() })).into_response())

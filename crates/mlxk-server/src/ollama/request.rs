@@ -22,7 +22,6 @@ use crate::checks;
 use crate::error::ApiError;
 use crate::openai::{function_tools, ToolParam};
 use crate::service::GenerationRequest;
-use crate::worker::KeepAlive;
 
 /// The body of `/api/chat` and of `/api/generate`: what both read, and what each reads
 /// alone (a field of the other is ignored, as Ollama ignores fields it does not know). One
@@ -108,8 +107,6 @@ pub struct Turn {
     pub stream: bool,
     /// The model's reasoning goes into the reply (`thinking`).
     pub think: bool,
-    /// How long the model stays once the answer ends.
-    pub keep_alive: KeepAlive,
 }
 
 impl OllamaRequest {
@@ -153,10 +150,10 @@ impl OllamaRequest {
                 tools,
                 grammar,
                 logprobs,
+                keep_alive: keep_alive::requested(self.keep_alive.as_ref())?,
             },
             stream: self.stream.unwrap_or(true),
             think: options::think(self.think.as_ref())?,
-            keep_alive: keep_alive::requested(self.keep_alive.as_ref())?,
         })
     }
 
@@ -302,6 +299,7 @@ fn history(messages: &[Message]) -> Result<Vec<ChatMessage>, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::worker::KeepAlive;
 
     fn turn(body: Value) -> Result<Turn, ApiError> {
         serde_json::from_value::<OllamaRequest>(body)
@@ -329,7 +327,7 @@ mod tests {
         ]}))
         .unwrap();
         assert_eq!(turn.generation.model, "m");
-        assert!(turn.stream && turn.think && turn.keep_alive == KeepAlive::Server);
+        assert!(turn.stream && turn.think && turn.generation.keep_alive == KeepAlive::Server);
         let history = messages(&turn);
         let calls = history[1].tool_calls.as_ref().unwrap();
         assert_eq!(calls[0]["id"], "call_1_0");

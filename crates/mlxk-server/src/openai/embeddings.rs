@@ -18,6 +18,7 @@ use crate::extract::ApiJson;
 use crate::request_log::RequestLog;
 use crate::routes::Shared;
 use crate::service::EmbeddingRequest;
+use crate::worker::KeepAlive;
 
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
@@ -75,6 +76,7 @@ impl EmbeddingsBody {
         };
         (
             EmbeddingRequest {
+                keep_alive: KeepAlive::Server,
                 model: self.model,
                 inputs,
                 kind,

@@ -16,6 +16,7 @@ use serde_json::Value;
 use crate::checks;
 use crate::error::ApiError;
 use crate::service::GenerationRequest;
+use crate::worker::KeepAlive;
 
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
@@ -342,6 +343,7 @@ fn prepare(
         tools,
         grammar,
         logprobs,
+        keep_alive: KeepAlive::Server,
     };
     Ok((generation, delivery))
 }

@@ -14,6 +14,7 @@ use serde_json::{json, Map, Value};
 use crate::checks;
 use crate::error::ApiError;
 use crate::service::GenerationRequest;
+use crate::worker::KeepAlive;
 
 #[derive(Debug, Deserialize)]
 pub struct ResponsesRequest {
@@ -211,6 +212,7 @@ impl ResponsesRequest {
             tools,
             grammar,
             logprobs: None,
+            keep_alive: KeepAlive::Server,
         };
         Ok(Parsed {
             generation,

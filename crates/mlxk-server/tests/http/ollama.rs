@@ -349,6 +349,15 @@ async fn keep_alive_sets_how_long_the_model_stays() {
     request["keep_alive"] = json!(-1);
     assert_eq!(server.post("/api/chat", request.clone()).await.0, 200);
     wait_for_expiry(&server, None).await;
+    // A request through another API gives the model the server's keep-alive again.
+    let (status, _) = server
+        .post(
+            "/v1/chat/completions",
+            json!({"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    wait_for_expiry(&server, Some(300)).await;
     // A request without keep_alive gives the model the server's (5 minutes), as in Ollama.
     request.as_object_mut().unwrap().remove("keep_alive");
     assert_eq!(server.post("/api/chat", request.clone()).await.0, 200);
