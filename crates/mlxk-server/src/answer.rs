@@ -1,7 +1,8 @@
 //! A whole answer, put together from a generation's events: what every protocol's
 //! non-streaming response is made from (each shapes it its own way).
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mlxk_engine::{FinishReason, TextEvent, TokenLogprob};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
@@ -59,6 +60,17 @@ impl Calls {
             call.arguments.push_str(fragment);
         }
     }
+}
+
+/// An id with an API's prefix for its kind (`chatcmpl-`, `msg_`, `resp_`...), unique in this
+/// process: the time, and a counter for ids made in the same instant.
+pub fn new_id(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed) & 0xffff;
+    format!("{prefix}{nanos:x}{count:04x}")
 }
 
 /// How long a stream waits for its generation's first event before it answers 200: a failure

@@ -109,7 +109,7 @@ pub async fn messages(
     let (generation, shape) = request.into_generation(state.config.max_tokens)?;
     let (model, events) = state.service.generate(generation).await?;
     log.model(&model.name);
-    let id = response::message_id();
+    let id = answer::new_id("msg_");
     if streamed {
         let events = answer::opening(events).await?;
         let end = log.defer();

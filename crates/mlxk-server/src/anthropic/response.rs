@@ -1,8 +1,6 @@
 //! Anthropic's whole `message`, and the pieces a streamed one shares with it: ids, content
 //! blocks, `stop_reason` and `usage`.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use mlxk_engine::FinishReason;
 use serde_json::{json, Value};
 
@@ -13,13 +11,6 @@ use crate::service::Usage;
 /// The signature of a `thinking` block: Anthropic's proves Claude wrote it; a local model's
 /// reasoning has none, and this server reads none back.
 pub const NO_SIGNATURE: &str = "";
-
-pub fn message_id() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("msg_{nanos:x}")
-}
 
 /// A call's id as Anthropic writes them (`toolu_...`); the request side takes the prefix off.
 pub fn tool_use_id(engine_id: &str) -> String {

@@ -17,15 +17,10 @@ use crate::request_log::{RequestLog, StreamEnd};
 use crate::service::{Event, Usage};
 
 pub fn response_id(endpoint: Endpoint) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let prefix = if endpoint == Endpoint::Chat {
-        "chatcmpl"
-    } else {
-        "cmpl"
-    };
-    format!("{prefix}-{nanos:x}")
+    answer::new_id(match endpoint {
+        Endpoint::Chat => "chatcmpl-",
+        Endpoint::Completion => "cmpl-",
+    })
 }
 
 fn now() -> u64 {

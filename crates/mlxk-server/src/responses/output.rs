@@ -1,26 +1,14 @@
 //! The response object and its output items, shared by whole answers and streams: a whole
 //! answer's items are those its stream would have closed, in the same shapes.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
 use super::request::Settings;
-use crate::answer::{Answer, Call};
+use crate::answer::{new_id, Answer, Call};
 use crate::error::ApiError;
 use crate::service::Usage;
-
-/// An id with OpenAI's prefix for its kind (`resp`, `msg`, `rs`, `fc`), unique in this
-/// process: the time, and a counter for ids made in the same instant.
-pub fn new_id(prefix: &str) -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let count = COUNTER.fetch_add(1, Ordering::Relaxed) & 0xffff;
-    format!("{prefix}_{nanos:x}{count:04x}")
-}
 
 /// One output item, as its text grows.
 #[derive(Debug, Clone)]
@@ -33,21 +21,21 @@ pub enum Item {
 impl Item {
     pub fn reasoning(text: &str) -> Item {
         Item::Reasoning {
-            id: new_id("rs"),
+            id: new_id("rs_"),
             text: text.to_string(),
         }
     }
 
     pub fn message(text: &str) -> Item {
         Item::Message {
-            id: new_id("msg"),
+            id: new_id("msg_"),
             text: text.to_string(),
         }
     }
 
     pub fn call(call: Call) -> Item {
         Item::Call {
-            id: new_id("fc"),
+            id: new_id("fc_"),
             call,
         }
     }
@@ -129,7 +117,7 @@ impl Head {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         Head {
-            id: new_id("resp"),
+            id: new_id("resp_"),
             created_at,
             model,
             settings,
