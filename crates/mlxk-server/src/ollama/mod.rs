@@ -193,7 +193,7 @@ async fn answer(
         started,
     );
     if turn.stream {
-        reply.stream(events, log.defer()).await
+        reply.stream(events, log).await
     } else {
         Ok(Json(reply.whole(events, &log).await?).into_response())
     }

@@ -6,6 +6,7 @@
 //! failure after the first line is an `{"error"}` line, as Ollama sends one.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::body::Body;
@@ -21,7 +22,7 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use super::{rfc3339, OllamaError};
 use crate::answer::{Call, Calls};
 use crate::error::without_directories;
-use crate::request_log::{RequestLog, StreamEnd};
+use crate::request_log::RequestLog;
 use crate::routes::Shared;
 use crate::service::{Event, ServiceError, Usage};
 
@@ -298,15 +299,16 @@ impl Reply {
 
     /// The answer as NDJSON lines. The first event is awaited before the response starts, so
     /// that a model that fails to load, or a prompt it refuses, is an error status rather than
-    /// a stream that breaks.
+    /// a stream that breaks (and is logged as that status: the stream's own log line waits
+    /// until it has begun).
     pub async fn stream(
         mut self,
         mut events: UnboundedReceiver<Event>,
-        end: StreamEnd,
+        log: Arc<RequestLog>,
     ) -> Result<Response, OllamaError> {
         let first = loop {
             let event = events.recv().await.ok_or(ServiceError::ShuttingDown)?;
-            end.log().saw(&event);
+            log.saw(&event);
             match event {
                 Event::Failed(error) => return Err(error.into()),
                 // Log-probabilities come before their text: the text settles it.
@@ -317,6 +319,7 @@ impl Reply {
             }
         };
         let opening = self.lines(first);
+        let end = log.defer();
         let rest = UnboundedReceiverStream::new(events).flat_map(move |event| {
             // Owned by the stream: the request's line is written when the stream is dropped.
             end.log().saw(&event);

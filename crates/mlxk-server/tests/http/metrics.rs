@@ -249,3 +249,36 @@ async fn with_an_api_key_the_metrics_need_it_and_refusals_are_counted() {
     assert!(!scrape.text.contains("sk-local"));
     assert_eq!(server.stop().await, Stopped::Cleanly);
 }
+
+#[tokio::test]
+async fn a_stream_refused_at_its_start_is_counted_with_its_status() {
+    let server = Server::start().await;
+    let refused = [
+        (
+            "/api/chat",
+            json!({"model": MODEL, "messages": [{"role": "user", "content": "BADTEMPLATE"}]}),
+            "ollama_chat",
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"model": MODEL, "stream": true,
+                "messages": [{"role": "user", "content": "BADTEMPLATE"}]}),
+            "openai_chat",
+        ),
+    ];
+    for (path, body, api) in refused {
+        assert_eq!(server.post(path, body).await.0, 400, "{path}");
+        let scrape = server
+            .scrape_when(|s| {
+                s.value("mlxk_requests_total", &[("api", api), ("status", "400")])
+                    .is_some()
+            })
+            .await;
+        assert_eq!(
+            scrape.value("mlxk_requests_total", &[("api", api), ("status", "200")]),
+            None,
+            "{api}: a refusal counted as a success"
+        );
+    }
+    assert_eq!(server.stop().await, Stopped::Cleanly);
+}
