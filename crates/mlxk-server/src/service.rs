@@ -15,7 +15,7 @@ use mlxk_engine::{
     TextEvent, TokenLogprob,
 };
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Semaphore};
 
 use crate::worker::{EmbedJob, Job, KeepAlive, Worker};
 
@@ -122,7 +122,12 @@ pub struct GenerationService {
     library: Library,
     worker: Worker,
     queue_timeout: Duration,
+    /// Token counts read a tokenizer from disk outside the queue: a few at a time.
+    counting: Semaphore,
 }
+
+/// Token counts computed at once, at most; more wait their turn.
+const COUNTS_AT_ONCE: usize = 2;
 
 impl GenerationService {
     pub fn new(library: Library, worker: Worker, queue_timeout: Duration) -> Self {
@@ -130,6 +135,7 @@ impl GenerationService {
             library,
             worker,
             queue_timeout,
+            counting: Semaphore::new(COUNTS_AT_ONCE),
         }
     }
 
@@ -233,6 +239,11 @@ impl GenerationService {
             )));
         }
         let (dir, name) = (model.dir.clone(), model.name.clone());
+        let _turn = self
+            .counting
+            .acquire()
+            .await
+            .map_err(|_| ServiceError::ShuttingDown)?;
         let count = blocking(move || {
             mlxk_engine::prompt_tokens(&dir, &prompt, tools.as_ref()).map_err(|e| match e {
                 mlxk_engine::EngineError::Template(_) => ServiceError::InvalidPrompt(e.to_string()),
