@@ -6,6 +6,7 @@
 use std::collections::HashSet;
 
 use mlxk_engine::constraint::Grammar;
+use mlxk_engine::logprobs::MAX_TOP_LOGPROBS;
 use mlxk_engine::tool_use::{Tool, ToolChoice, ToolUse};
 use mlxk_engine::SamplingChoice;
 
@@ -55,6 +56,34 @@ pub fn sampling(choice: &SamplingChoice, names: [&'static str; 5]) -> Result<(),
         .with_param(top_k));
     }
     Ok(())
+}
+
+/// The repetition penalty a request asks for: mlx-lm's multiplicative one, else OpenAI's
+/// additive frequency or presence penalty `p` (positive) as `1 + p`, which has no exact
+/// counterpart.
+pub fn repetition_penalty(
+    multiplicative: Option<f32>,
+    frequency: Option<f32>,
+    presence: Option<f32>,
+) -> Option<f32> {
+    let additive = |p: Option<f32>| p.filter(|p| *p > 0.0).map(|p| 1.0 + p);
+    multiplicative
+        .or(additive(frequency))
+        .or(additive(presence))
+}
+
+/// How many alternatives per token to report (`Some(0)`: the chosen token's log-probability
+/// alone; `None`: none asked): `logprobs: true` with `top_logprobs` (0 to 20).
+pub fn logprobs(wanted: bool, top: Option<u32>) -> Result<Option<usize>, ApiError> {
+    let bad = |message: String| Err(ApiError::bad_request(message).with_param("top_logprobs"));
+    match (wanted, top) {
+        (_, Some(n)) if n as usize > MAX_TOP_LOGPROBS => bad(format!(
+            "'top_logprobs' must be between 0 and {MAX_TOP_LOGPROBS}"
+        )),
+        (false, Some(n)) if n > 0 => bad("'top_logprobs' needs 'logprobs': true".into()),
+        (true, top) => Ok(Some(top.unwrap_or(0) as usize)),
+        (false, _) => Ok(None),
+    }
 }
 
 /// Up to [`MAX_STOPS`] non-empty stop strings.

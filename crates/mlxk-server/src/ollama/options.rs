@@ -84,10 +84,11 @@ impl Options {
         }
         let top_k = integer("options.top_k", self.top_k)?;
         let seed = integer("options.seed", self.seed)?;
-        let penalty = self
-            .repeat_penalty
-            .or(self.frequency_penalty.filter(|p| *p > 0.0).map(|p| 1.0 + p))
-            .or(self.presence_penalty.filter(|p| *p > 0.0).map(|p| 1.0 + p));
+        let penalty = checks::repetition_penalty(
+            self.repeat_penalty,
+            self.frequency_penalty,
+            self.presence_penalty,
+        );
         let choice = SamplingChoice {
             temperature: self.temperature,
             top_p: self.top_p,

@@ -9,7 +9,6 @@
 //! template, or `raw` as it is; `suffix`, `template`, `context` and `images` are refused (no
 //! fill-in-the-middle, the model's own template only, no token context, no vision yet).
 
-use mlxk_engine::logprobs::MAX_TOP_LOGPROBS;
 use mlxk_engine::tool_use::{ToolChoice, ToolUse};
 use mlxk_engine::{ChatMessage, Prompt};
 use serde::Deserialize;
@@ -112,22 +111,7 @@ pub struct Turn {
 impl OllamaRequest {
     /// The turn, once the prompt is made; `limit` is the server's cap on new tokens.
     fn turn(&self, prompt: Prompt, tools: Option<ToolUse>, limit: usize) -> Result<Turn, ApiError> {
-        let logprobs = match (self.logprobs == Some(true), self.top_logprobs) {
-            (_, Some(n)) if n as usize > MAX_TOP_LOGPROBS => {
-                return Err(ApiError::bad_request(format!(
-                    "'top_logprobs' must be between 0 and {MAX_TOP_LOGPROBS}"
-                ))
-                .with_param("top_logprobs"))
-            }
-            (false, Some(n)) if n > 0 => {
-                return Err(
-                    ApiError::bad_request("'top_logprobs' needs 'logprobs': true")
-                        .with_param("top_logprobs"),
-                )
-            }
-            (true, top) => Some(top.unwrap_or(0) as usize),
-            (false, _) => None,
-        };
+        let logprobs = checks::logprobs(self.logprobs == Some(true), self.top_logprobs)?;
         let sampling = self
             .options
             .as_ref()

@@ -7,7 +7,6 @@
 use std::collections::HashSet;
 
 use mlxk_engine::constraint::Grammar;
-use mlxk_engine::logprobs::MAX_TOP_LOGPROBS;
 use mlxk_engine::tool_use::{Tool, ToolChoice, ToolUse};
 use mlxk_engine::{ChatMessage, Prompt, SamplingChoice};
 use serde::Deserialize;
@@ -239,10 +238,11 @@ impl CompletionRequest {
     /// penalties have no exact mlx-lm counterpart; either maps onto the multiplicative
     /// repetition penalty (1 + penalty), as documented.
     fn sampling(&self) -> SamplingChoice {
-        let penalty = self
-            .repetition_penalty
-            .or(self.frequency_penalty.filter(|p| *p > 0.0).map(|p| 1.0 + p))
-            .or(self.presence_penalty.filter(|p| *p > 0.0).map(|p| 1.0 + p));
+        let penalty = checks::repetition_penalty(
+            self.repetition_penalty,
+            self.frequency_penalty,
+            self.presence_penalty,
+        );
         SamplingChoice {
             temperature: self.temperature,
             top_p: self.top_p,
@@ -406,14 +406,7 @@ fn logprobs(request: &CompletionRequest, endpoint: Endpoint) -> Result<Option<us
                 Some(Value::Bool(true)) => true,
                 Some(_) => return bad("logprobs", "'logprobs' is true or false"),
             };
-            match (wanted, request.top_logprobs) {
-                (_, Some(n)) if n as usize > MAX_TOP_LOGPROBS => {
-                    bad("top_logprobs", "'top_logprobs' must be between 0 and 20")
-                }
-                (false, Some(_)) => bad("top_logprobs", "'top_logprobs' needs 'logprobs': true"),
-                (true, top) => Ok(Some(top.unwrap_or(0) as usize)),
-                (false, None) => Ok(None),
-            }
+            checks::logprobs(wanted, request.top_logprobs)
         }
         Endpoint::Completion => {
             if request.top_logprobs.is_some() {
