@@ -28,7 +28,7 @@ if [[ "$(uname -s)" == Linux ]]; then
   "$ROOT/scripts/bundle-deb.sh"
 fi
 echo "== pytest (interop with huggingface_hub, the SDKs, the reference implementations)"
-MLXK_BIN_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/debug" "$ROOT/.venv/bin/python" -m pytest tests/interop -q
+MLXK_BIN_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/debug" "$ROOT/.venv/bin/python" -m pytest tests/interop -q --durations=12
 # Last: its instrumented build is a second copy of the dependencies on disk.
 echo "== fuzzing (every target in fuzz/, 30 s each; the seed corpus replayed first)"
 "$ROOT/scripts/fuzz.sh" 30
