@@ -110,7 +110,8 @@ pub struct Stats {
 impl Stats {
     fn prompt_tokens_per_second(&self) -> f64 {
         // Another server's usage may say anything.
-        self.prompt_tokens.saturating_sub(self.cached_tokens) as f64 / self.prompt_time.as_secs_f64().max(1e-9)
+        self.prompt_tokens.saturating_sub(self.cached_tokens) as f64
+            / self.prompt_time.as_secs_f64().max(1e-9)
     }
 
     /// The first token comes with the prompt: the rest over the decode time, as mlx-lm counts.
