@@ -699,6 +699,12 @@ impl WorkerLoop {
             self.hold_embedder(model)?;
             if let Some(last) = jobs.last() {
                 self.embedder_keep = last.keep_alive;
+                // Shown now: the replies can reach their clients before the worker is idle
+                // again, which is when expiries are otherwise shown.
+                let at = expiry_at(self.hold_time(self.embedder_keep));
+                if let Some(resident) = &mut self.shown.lock().expect("not poisoned").embedder {
+                    resident.expires_at = at;
+                }
             }
             self.backend.embed(&inputs, kind)
         })) {
@@ -776,16 +782,12 @@ impl WorkerLoop {
 
     /// What `/api/ps` shows: when each model goes if no request comes (none while it works).
     fn show_expiry(&self, left: Expiry) {
-        let at = |left: Option<Duration>| {
-            left.filter(|left| *left < FOREVER)
-                .and_then(|left| SystemTime::now().checked_add(left))
-        };
         let mut shown = self.shown.lock().expect("not poisoned");
         if let Some(resident) = &mut shown.text {
-            resident.expires_at = at(left.text);
+            resident.expires_at = expiry_at(left.text);
         }
         if let Some(resident) = &mut shown.embedder {
-            resident.expires_at = at(left.embedder);
+            resident.expires_at = expiry_at(left.embedder);
         }
     }
 
@@ -902,6 +904,12 @@ impl Session {
         }
         Ok(true)
     }
+}
+
+/// When a model held for `left` more goes; `None` for ever.
+fn expiry_at(left: Option<Duration>) -> Option<SystemTime> {
+    left.filter(|left| *left < FOREVER)
+        .and_then(|left| SystemTime::now().checked_add(left))
 }
 
 /// A panic in the engine, as the failure of the one request that met it.
