@@ -603,17 +603,7 @@ async fn a_client_that_leaves_a_stream_cancels_its_generation() {
         .send()
         .await
         .unwrap();
-    let mut stream = response.bytes_stream();
-    stream.next().await.unwrap().unwrap();
-    drop(stream);
-    let mut ended = Vec::new();
-    for _ in 0..100 {
-        ended = server.record.lock().unwrap().ended.clone();
-        if !ended.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let ended = server.leave(response).await;
     assert_eq!(ended, vec![FinishReason::Cancelled]);
     assert_eq!(server.stop().await, Stopped::Cleanly);
 }

@@ -464,6 +464,22 @@ impl Server {
         (status, answer)
     }
 
+    /// Reads the first piece of a streamed answer and goes away; returns how the generations
+    /// ended, once one has (up to 5 s).
+    async fn leave(&self, response: reqwest::Response) -> Vec<FinishReason> {
+        let mut body = response.bytes_stream();
+        body.next().await.unwrap().unwrap();
+        drop(body);
+        for _ in 0..100 {
+            let ended = self.record.lock().unwrap().ended.clone();
+            if !ended.is_empty() {
+                return ended;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Vec::new()
+    }
+
     async fn stop(mut self) -> Stopped {
         self.handle.take().unwrap().stop().await
     }

@@ -451,17 +451,7 @@ async fn a_client_that_goes_away_cancels_its_generation() {
     let response = server
         .open_stream(&format!("SLOW {}", "w ".repeat(200)))
         .await;
-    let mut body = response.bytes_stream();
-    body.next().await.unwrap().unwrap();
-    drop(body);
-    let mut ended = Vec::new();
-    for _ in 0..100 {
-        ended = server.record.lock().unwrap().ended.clone();
-        if !ended.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let ended = server.leave(response).await;
     assert_eq!(ended, vec![FinishReason::Cancelled]);
     assert_eq!(server.stop().await, Stopped::Cleanly);
 }
