@@ -27,6 +27,10 @@ pub enum EngineError {
     /// A grammar that cannot be enforced, or a token it refuses.
     #[error("grammar: {0}")]
     Grammar(String),
+    /// Speech-to-text options or input a model cannot honour (an unknown language,
+    /// translation on an English-only model).
+    #[error("{0}")]
+    Speech(String),
     #[error("MLX: {0}")]
     Mlx(String),
 }

@@ -39,6 +39,7 @@ pub mod models;
 pub mod prefix_cache;
 pub mod runtime;
 pub mod sampler;
+pub mod speech;
 pub mod text;
 mod text_model;
 pub mod tokenizer;
@@ -55,6 +56,10 @@ pub use models::{load, plan, LanguageModel, LoadedModel, Positions};
 pub use prefix_cache::{PrefixCache, PrefixStats, SharedPrefixCache};
 pub use runtime::{Blas, DeviceKind, RuntimeInfo};
 pub use sampler::{Sampler, SamplingChoice, SamplingParams, DEFAULT_TEMPERATURE, DEFAULT_TOP_P};
+pub use speech::{
+    resolve_language, Segment, SpeechModel, Task, TranscribeOptions, Transcript, Transcription,
+    SAMPLE_RATE,
+};
 pub use text::{Reasoning, TextEvent, TextStream};
 pub use text_model::{prompt_tokens, AnswerOptions, Prompt, TextModel};
 pub use tokenizer::{ChatMessage, Tokenizer};
