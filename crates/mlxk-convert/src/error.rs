@@ -22,6 +22,8 @@ pub enum ConvertError {
     UnsupportedModelType(String),
     #[error("{0}")]
     Options(String),
+    #[error("not a convertible CTranslate2 Whisper model: {0}")]
+    Ct2(String),
     #[error("{} is not a Hugging Face model folder: {why}", path.display())]
     NotAModelFolder { path: PathBuf, why: String },
     #[error("not readable safetensors: {0}")]
@@ -50,6 +52,7 @@ impl ConvertError {
             ConvertError::UnsupportedTensors(_) => "unsupported_tensor_type",
             ConvertError::UnsupportedModelType(_) => "unsupported_architecture",
             ConvertError::Options(_) => "invalid_options",
+            ConvertError::Ct2(_) => "invalid_ct2",
             ConvertError::NotAModelFolder { .. } => "not_a_model_folder",
             ConvertError::Safetensors(_) => "invalid_safetensors",
             ConvertError::UnsupportedDtype { .. } => "unsupported_dtype",

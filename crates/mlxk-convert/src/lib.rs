@@ -12,6 +12,9 @@
 //! `requantize` (those dense K-quant tensors quantized with MLX's own method) and float16
 //! scales (which cannot hold every K-quant scale `d·sc`).
 //!
+//! `convert_ct2` turns a CTranslate2 (faster-whisper) Whisper model into the folder mlx-whisper
+//! loads: renames, row splits and transposes only, the float16 values kept.
+//!
 //! `quantize_folder` and `dequantize_folder` turn a dense Hugging Face safetensors folder into an
 //! MLX-quantized one and back, with the same tensors and `quantization` config as
 //! `mlx_lm.convert`; `repair_index` rebuilds a folder's `model.safetensors.index.json`.
@@ -20,6 +23,7 @@
 //! interrupted conversion never leaves a folder that looks finished.
 
 mod arch;
+mod ct2;
 mod error;
 mod folder;
 pub mod ggml;
@@ -27,6 +31,7 @@ mod gguf;
 mod mlx_lm_quant;
 pub mod quant;
 mod tokenizer;
+mod whisper;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -47,6 +52,7 @@ pub use mlx_lm_quant::{
     DEFAULT_GROUP_SIZE, MLX_GROUP_SIZES,
 };
 use quant::MlxQuantized;
+pub use whisper::{convert_ct2, Ct2Report, MULTILINGUAL_VOCAB};
 
 /// The dtype of quantization scales and biases (and of dense weights) in the output.
 /// float32 holds every GGUF scale exactly (float16 does not hold K-quant scales) and runs far
