@@ -122,7 +122,7 @@ export type Anomaly = {
 
 export type AppWindow = "library" | "settings" | "push";
 
-export type Capability = "text-generation" | "chat" | "vision" | "audio" | "embeddings";
+export type Capability = "text-generation" | "chat" | "vision" | "audio" | "embeddings" | "audio-translate-en";
 
 /**  An API the server speaks, as its clients know it. */
 export type ClientApi = 

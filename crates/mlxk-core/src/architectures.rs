@@ -21,6 +21,10 @@ pub const SUPPORTED_ARCHITECTURES: &[&str] = &[
 /// last hidden states an embedding model such as Qwen3-Embedding pools.
 pub const EMBEDDING_ARCHITECTURES: &[&str] = &["bert", "llama", "mistral", "qwen2", "qwen3"];
 
+/// `model_type` values the engine transcribes speech with (mlx-whisper's layout:
+/// `config.json` with the ten `n_*` dimensions, `weights.safetensors`).
+pub const SPEECH_ARCHITECTURES: &[&str] = &["whisper"];
+
 /// Whether a `config.json` asks for Python code shipped with the model: `model_file`, or
 /// `auto_map` / `trust_remote_code` for an architecture the engine does not implement itself
 /// (for one it does, the model runs natively and the code is ignored). Such code never runs here.
@@ -71,6 +75,19 @@ pub fn runtime_compatibility(
             "the model needs custom Python code (config.json: model_file, auto_map or trust_remote_code), which is never executed"
                 .into(),
         );
+    }
+    if model_type == ModelType::Audio {
+        return match architecture {
+            _ if !has_safetensors => {
+                Err("the weights are not safetensors (pickled weights are never loaded)".into())
+            }
+            Some(arch) if SPEECH_ARCHITECTURES.contains(&arch) => Ok(()),
+            Some(arch) => Err(format!(
+                "speech architecture '{arch}' is not supported by the engine yet ({})",
+                SPEECH_ARCHITECTURES.join(", ")
+            )),
+            None => Err("config.json does not name an architecture (model_type)".into()),
+        };
     }
     if !matches!(model_type, ModelType::Chat | ModelType::Base) {
         return Err(format!(
@@ -157,5 +174,22 @@ mod tests {
             true
         )
         .is_err());
+    }
+
+    #[test]
+    fn whisper_runs_from_mlx_safetensors() {
+        let check = |framework, arch, safetensors| {
+            runtime_compatibility(true, framework, ModelType::Audio, arch, false, safetensors)
+        };
+        assert_eq!(check(Framework::Mlx, Some("whisper"), true), Ok(()));
+        assert!(check(Framework::PyTorch, Some("whisper"), true)
+            .unwrap_err()
+            .contains("MLX is required"));
+        assert!(check(Framework::Mlx, Some("whisper"), false)
+            .unwrap_err()
+            .contains("pickled"));
+        assert!(check(Framework::Mlx, Some("voxtral"), true)
+            .unwrap_err()
+            .contains("voxtral"));
     }
 }

@@ -65,6 +65,8 @@ pub enum Capability {
     Vision,
     Audio,
     Embeddings,
+    /// Speech in any language to English text (Whisper's translate task; multilingual Whisper).
+    AudioTranslateEn,
 }
 
 impl Capability {
@@ -75,6 +77,7 @@ impl Capability {
             Capability::Vision => "vision",
             Capability::Audio => "audio",
             Capability::Embeddings => "embeddings",
+            Capability::AudioTranslateEn => "audio-translate-en",
         }
     }
 }
@@ -119,6 +122,8 @@ const VISION_TYPES: &[&str] = &[
 ];
 const ENCODER_EMBEDDING_TYPES: &[&str] = &["bert", "xlm-roberta", "modernbert", "nomic_bert"];
 const AUDIO_TYPE_MARKERS: &[&str] = &["whisper", "vibevoice", "voxtral"];
+/// English-only Whisper vocabularies have 51864 entries; multilingual ones 51865 or more.
+const WHISPER_MULTILINGUAL_VOCAB: u64 = 51865;
 const CONTEXT_KEYS: &[&str] = &[
     "max_position_embeddings",
     "n_positions",
@@ -189,6 +194,9 @@ pub fn classify(
 
     let capabilities = match model_type {
         ModelType::Embedding => vec![Capability::Embeddings],
+        ModelType::Audio if translates_to_english(&lower_name, &arch, config) => {
+            vec![Capability::Audio, Capability::AudioTranslateEn]
+        }
         ModelType::Audio => vec![Capability::Audio],
         _ => {
             let mut caps = vec![Capability::TextGeneration];
@@ -212,6 +220,24 @@ pub fn classify(
         architecture,
         context_length: config.and_then(context_length),
         quantization: config.and_then(quantization),
+    }
+}
+
+/// Whisper's translate task, as mlx-knife 2.0.8 decides it: a multilingual Whisper (its
+/// vocabulary has the language tokens, 51865 entries or more; without `n_vocab`, a name
+/// not ending in `.en`), and not a turbo one (its small decoder cannot translate reliably).
+fn translates_to_english(lower_name: &str, arch: &str, config: Option<&Value>) -> bool {
+    if arch != "whisper" || lower_name.contains("turbo") {
+        return false;
+    }
+    match config
+        .and_then(|c| c.get("n_vocab"))
+        .and_then(Value::as_u64)
+    {
+        Some(n_vocab) => n_vocab >= WHISPER_MULTILINGUAL_VOCAB,
+        None => !lower_name
+            .split(['/', '-', '_'])
+            .any(|part| part.ends_with(".en")),
     }
 }
 
@@ -362,10 +388,41 @@ mod tests {
         let vision = classify_config("mlx-community/x", json!({"model_type": "qwen2_vl"}));
         assert_eq!(vision.model_type, ModelType::Vision);
         assert!(vision.capabilities.contains(&Capability::Vision));
-        let audio = classify_config("mlx-community/w", json!({"model_type": "whisper"}));
+        let audio = classify_config(
+            "mlx-community/whisper-tiny.en",
+            json!({"model_type": "whisper"}),
+        );
         assert_eq!(
             (audio.model_type, audio.capabilities),
             (ModelType::Audio, vec![Capability::Audio])
+        );
+        let multilingual = classify_config(
+            "mlxk-test/whisper-base-mlx",
+            json!({"model_type": "whisper", "n_vocab": 51865}),
+        );
+        assert_eq!(
+            multilingual.capabilities,
+            [Capability::Audio, Capability::AudioTranslateEn]
+        );
+        let english = classify_config(
+            "mlxk-test/whisper-tiny.en-mlx",
+            json!({"model_type": "whisper", "n_vocab": 51864}),
+        );
+        assert_eq!(english.capabilities, [Capability::Audio]);
+        let by_name = |name| classify_config(name, json!({"model_type": "whisper"})).capabilities;
+        assert_eq!(
+            by_name("mlx-community/whisper-small.en-mlx"),
+            [Capability::Audio]
+        );
+        assert_eq!(
+            by_name("mlx-community/whisper-large-v3-turbo"),
+            [Capability::Audio]
+        );
+        assert_eq!(by_name("mlx-community/whisper-small-mlx").len(), 2);
+        assert_eq!(Capability::AudioTranslateEn.label(), "audio-translate-en");
+        assert_eq!(
+            serde_json::to_value(Capability::AudioTranslateEn).unwrap(),
+            "audio-translate-en"
         );
         let embed = classify_config("mlx-community/e", json!({"model_type": "bert"}));
         assert_eq!(embed.model_type, ModelType::Embedding);
