@@ -15,7 +15,7 @@ use symphonia::core::meta::MetadataOptions;
 use symphonia::core::packet::Packet;
 use symphonia::core::units::Duration;
 
-use crate::{opus, resample, Audio, AudioError, Limits, SourceInfo};
+use crate::{resample, Audio, AudioError, Limits, SourceInfo};
 
 /// Source rates outside this range are refused: no real recording uses them, and a hostile
 /// header's rate would size the resampler's FFT.
@@ -81,29 +81,28 @@ fn decode_source(
     if let Some(frames) = track.num_frames {
         check_length(frames as f64 / f64::from(rate), limits)?;
     }
+    if params.codec == CODEC_ID_OPUS {
+        return Err(AudioError::UnsupportedCodec(
+            "Opus (no Opus decoder is built in; convert the file, e.g. to FLAC)".into(),
+        )
+        .into());
+    }
     let stream = Stream {
         format: format.as_mut(),
         track: &track,
         rate,
         limits,
     };
-    let (codec, channels, samples, samples_rate) = if params.codec == CODEC_ID_OPUS {
-        let decoded = opus::decode(stream, &params)?;
-        (
-            "opus",
-            decoded.channels,
-            decoded.samples,
-            crate::WHISPER_RATE,
-        )
-    } else {
-        let decoded = decode_packets(stream, &params)?;
-        (decoded.codec, decoded.channels, decoded.samples, rate)
-    };
+    let Decoded {
+        codec,
+        channels,
+        samples,
+    } = decode_packets(stream, &params)?;
     if samples.is_empty() {
         return Err(AudioError::Empty.into());
     }
-    let seconds = samples.len() as f64 / f64::from(samples_rate);
-    let samples = resample::mono_to_whisper_rate(samples, samples_rate)?;
+    let seconds = samples.len() as f64 / f64::from(rate);
+    let samples = resample::mono_to_whisper_rate(samples, rate)?;
     let source = SourceInfo {
         container,
         codec,
@@ -115,18 +114,17 @@ fn decode_source(
 }
 
 /// The demuxer positioned on the chosen track, and what every codec path needs to know of it.
-pub(crate) struct Stream<'a> {
+struct Stream<'a> {
     format: &'a mut dyn FormatReader,
     track: &'a Track,
-    /// The track's sample rate (the one its timestamps and trims count in).
-    pub rate: u32,
-    pub limits: &'a Limits,
+    rate: u32,
+    limits: &'a Limits,
 }
 
 impl Stream<'_> {
     /// The next packet of the chosen track; `None` at the end. A file cut short ends the stream
     /// (what was read is kept, as players do); an error before any audio is `Corrupt`.
-    pub fn next_packet(&mut self) -> Result<Option<Packet>, Failure> {
+    fn next_packet(&mut self) -> Result<Option<Packet>, Failure> {
         loop {
             match self.format.next_packet() {
                 Ok(Some(packet)) if packet.track_id == self.track.id => return Ok(Some(packet)),
@@ -141,27 +139,27 @@ impl Stream<'_> {
         }
     }
 
-    /// A trim of the packet (timebase units) in frames at `rate`.
-    pub fn trim_frames(&self, trim: Duration, rate: u32) -> usize {
+    /// A packet's trim (in timebase units) in frames.
+    fn trim_frames(&self, trim: Duration) -> usize {
         let (numer, denom) = match self.track.time_base {
             Some(base) => (u128::from(base.numer.get()), u128::from(base.denom.get())),
             None => (1, u128::from(self.rate)),
         };
-        let frames = u128::from(trim.get()) * numer * u128::from(rate) / denom;
+        let frames = u128::from(trim.get()) * numer * u128::from(self.rate) / denom;
         usize::try_from(frames).unwrap_or(usize::MAX)
     }
 
-    /// Fails once `frames` at `rate` is more than the limit allows.
-    pub fn check_frames(&self, frames: usize, rate: u32) -> Result<(), AudioError> {
-        check_length(frames as f64 / f64::from(rate), self.limits)
+    /// Fails once `frames` is more than the limit allows.
+    fn check_frames(&self, frames: usize) -> Result<(), AudioError> {
+        check_length(frames as f64 / f64::from(self.rate), self.limits)
     }
 }
 
 /// Mono samples at the source rate, and what they were.
-pub(crate) struct Decoded {
-    pub codec: &'static str,
-    pub channels: usize,
-    pub samples: Vec<f32>,
+struct Decoded {
+    codec: &'static str,
+    channels: usize,
+    samples: Vec<f32>,
 }
 
 fn decode_packets(mut stream: Stream, params: &AudioCodecParameters) -> Result<Decoded, Failure> {
@@ -203,15 +201,10 @@ fn decode_packets(mut stream: Stream, params: &AudioCodecParameters) -> Result<D
         channels = count;
         buffer.copy_to_vec_interleaved(&mut interleaved);
         let frames = interleaved.len() / count;
-        let start = stream
-            .trim_frames(packet.trim_start, stream.rate)
-            .min(frames);
-        let end = frames
-            - stream
-                .trim_frames(packet.trim_end, stream.rate)
-                .min(frames - start);
+        let start = stream.trim_frames(packet.trim_start).min(frames);
+        let end = frames - stream.trim_frames(packet.trim_end).min(frames - start);
         resample::push_mean(&mut mono, &interleaved[start * count..end * count], count);
-        stream.check_frames(mono.len(), stream.rate)?;
+        stream.check_frames(mono.len())?;
     }
     if mono.is_empty() {
         if let Some(message) = first_error {
