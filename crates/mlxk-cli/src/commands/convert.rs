@@ -3,8 +3,9 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 use mlxk_convert::{
-    convert_gguf, dequantize_folder, quantize_folder, repair_index, ConvertError, ConvertOptions,
-    FolderReport, Progress, RepairReport, ScaleDtype, DEFAULT_GROUP_SIZE,
+    convert_ct2, convert_gguf, dequantize_folder, quantize_folder, repair_index, ConvertError,
+    ConvertOptions, Ct2Report, FolderReport, Progress, RepairReport, ScaleDtype,
+    DEFAULT_GROUP_SIZE,
 };
 use mlxk_core::health::{self, CheckDepth};
 use mlxk_core::install::install_folder;
@@ -18,13 +19,17 @@ use crate::output::{CliError, Outcome, Output};
 #[derive(Debug, Args)]
 pub struct ConvertArgs {
     /// SRC TARGET: a Hugging Face model folder (safetensors) and the folder to write (new or
-    /// empty); with --from-gguf only TARGET; with --into-cache no TARGET.
+    /// empty); with --from-gguf or --from-ct2 only TARGET; with --into-cache no TARGET.
     #[arg(value_names = ["SRC", "TARGET"], num_args = 0..=2)]
     pub paths: Vec<PathBuf>,
     /// A GGUF file to convert (llama, qwen2, gemma3; F32/F16/BF16, Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 and
     /// Q2_K-Q6_K tensors), or the first part of a split one (NAME-00001-of-0000N.gguf).
     #[arg(long = "from-gguf", value_name = "FILE", conflicts_with_all = ["quantize", "dequantize", "repair_index"])]
     pub from_gguf: Option<PathBuf>,
+    /// A CTranslate2 (faster-whisper) Whisper model folder to convert to MLX Whisper: model.bin,
+    /// config.json and tokenizer.json (float16/float32 weights; exact).
+    #[arg(long = "from-ct2", value_name = "DIR", conflicts_with_all = ["from_gguf", "quantize", "dequantize", "repair_index"])]
+    pub from_ct2: Option<PathBuf>,
     /// Quantize the dense safetensors model SRC with BITS bits (2, 3, 4, 5, 6, 8) as
     /// `mlx_lm.convert -q --q-bits BITS` does.
     #[arg(long, value_name = "BITS", conflicts_with_all = ["dequantize", "repair_index"])]
@@ -54,6 +59,7 @@ pub struct ConvertArgs {
 /// What one `convert` invocation asks for.
 enum Job<'a> {
     Gguf(&'a Path),
+    Ct2(&'a Path),
     Quantize(&'a Path, u32, usize),
     Dequantize(&'a Path),
     RepairIndex(&'a Path),
@@ -66,6 +72,10 @@ impl ConvertArgs {
         let (job, rest) =
             match (&self.from_gguf, self.paths.split_first()) {
                 (Some(gguf), _) => (Job::Gguf(gguf), self.paths.as_slice()),
+                (None, _) if self.from_ct2.is_some() => (
+                    Job::Ct2(self.from_ct2.as_deref().expect("checked")),
+                    self.paths.as_slice(),
+                ),
                 (None, Some((source, rest))) => {
                     let job = if let Some(bits) = self.quantize {
                         Job::Quantize(source, bits, self.group_size.unwrap_or(DEFAULT_GROUP_SIZE))
@@ -83,7 +93,7 @@ impl ConvertArgs {
                 }
                 (None, None) => return Err(CliError::usage(
                     "nothing to convert: give SRC TARGET with --quantize BITS, --dequantize or \
-                     --repair-index, or --from-gguf FILE TARGET",
+                     --repair-index, or --from-gguf FILE TARGET, or --from-ct2 DIR TARGET",
                 )),
             };
         if self.group_size.is_some() && self.quantize.is_none() {
@@ -132,6 +142,7 @@ pub fn run(args: &ConvertArgs, output: &Output) -> Result<Outcome, CliError> {
     };
     let converted = match job {
         Job::Gguf(file) => from_gguf(file, &folder, args, progress),
+        Job::Ct2(dir) => convert_ct2(dir, &folder, progress).map(ct2_result),
         Job::Quantize(source, bits, group_size) => {
             quantize_folder(source, &folder, bits, group_size, progress).map(folder_result)
         }
@@ -270,6 +281,38 @@ fn from_gguf(
             .bits
             .map(|bits| json!({"bits": bits, "group_size": report.group_size})),
     })
+}
+
+fn ct2_result(report: Ct2Report) -> Converted {
+    let data = json!({
+        "source": report.source,
+        "mode": "convert",
+        "source_format": "ctranslate2",
+        "architecture": report.architecture,
+        "dims": report.config,
+        "multilingual": report.multilingual,
+        "tensors": report.tensors,
+        "dtype": report.dtype,
+        "exact": report.exact,
+    });
+    let summary = format!(
+        "Whisper, {}, {} tensors, {}, {} MB, exact",
+        if report.multilingual {
+            "multilingual"
+        } else {
+            "English-only"
+        },
+        report.tensors,
+        report.dtype,
+        report.bytes_written / 1_000_000
+    );
+    Converted {
+        data,
+        summary,
+        source_name: file_name(&report.source),
+        mode: "ct2",
+        quantization: None,
+    }
 }
 
 fn folder_result(report: FolderReport) -> Converted {
