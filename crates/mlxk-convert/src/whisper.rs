@@ -93,6 +93,13 @@ pub fn convert_ct2(
     if fs::read_dir(target).is_ok_and(|mut entries| entries.next().is_some()) {
         return Err(ConvertError::TargetNotEmpty(target.to_path_buf()));
     }
+    if !source_dir.is_dir() {
+        return Err(ConvertError::Ct2(format!(
+            "{} is not a folder (give the folder holding model.bin, config.json and \
+             tokenizer.json)",
+            source_dir.display()
+        )));
+    }
     let model_bin = companion(source_dir, "model.bin")?;
     let ct2_config = read_json(&companion(source_dir, "config.json")?)?;
     let tokenizer = companion(source_dir, "tokenizer.json")?;
@@ -1178,6 +1185,8 @@ mod tests {
         fs::write(src.path().join("model.bin"), &good).unwrap();
         let e = convert_ct2(src.path(), &out.path().join("m"), |_| {}).unwrap_err();
         assert!(e.to_string().contains("no tokenizer.json"), "{e}");
+        let e = convert_ct2(&src.path().join("model.bin"), &out.path().join("m"), |_| {});
+        assert!(e.unwrap_err().to_string().contains("is not a folder"));
         // A vocabulary of the wrong size; alignment heads outside the decoder.
         let src = source(&good);
         fs::write(src.path().join("vocabulary.txt"), "a\nb\n").unwrap();
