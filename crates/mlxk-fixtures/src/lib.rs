@@ -256,7 +256,45 @@ pub fn healthy_model_files(
     ]
 }
 
-fn single(repo_id: &str, files: Vec<(String, Content)>) -> ModelSpec {
+/// The files of a small Whisper model as `mlxk convert --from-ct2` writes them (mlx-whisper's
+/// layout): the ten dimensions in `config.json`, `weights.safetensors`, `tokenizer.json`, and a
+/// README whose front matter makes it MLX. A multilingual model has 51865 tokens (it can
+/// translate), an English-only one (`.en`) 51864. The weights are placeholders: the HTTP tests
+/// run it on a stand-in engine.
+pub fn whisper_model_files(multilingual: bool) -> Vec<(String, Content)> {
+    let config = json!({
+        "n_mels": 80,
+        "n_audio_ctx": 1500,
+        "n_audio_state": 64,
+        "n_audio_head": 2,
+        "n_audio_layer": 1,
+        "n_vocab": if multilingual { 51865 } else { 51864 },
+        "n_text_ctx": 448,
+        "n_text_state": 64,
+        "n_text_head": 2,
+        "n_text_layer": 1,
+        "model_type": "whisper",
+    });
+    let readme = "---\nlibrary_name: mlx\npipeline_tag: automatic-speech-recognition\nlicense: mit\ntags:\n- mlx\n- whisper\n---\n# A fixture Whisper model\n";
+    vec![
+        ("config.json".into(), Content::Bytes(json_bytes(&config))),
+        (
+            "weights.safetensors".into(),
+            Content::Bytes(safetensors_file(&[
+                ("encoder.ln_post.weight", vec![64]),
+                ("decoder.token_embedding.weight", vec![16, 64]),
+            ])),
+        ),
+        ("tokenizer.json".into(), Content::Bytes(tokenizer_json())),
+        (
+            "README.md".into(),
+            Content::Bytes(readme.as_bytes().to_vec()),
+        ),
+    ]
+}
+
+/// A model of one snapshot, `main` pointing at it, at the fixed time.
+pub fn single(repo_id: &str, files: Vec<(String, Content)>) -> ModelSpec {
     let commit = commit_id(repo_id);
     ModelSpec {
         repo_id: repo_id.to_string(),

@@ -6,7 +6,8 @@ use mlxk_core::usage::UsageLog;
 use mlxk_core::{HubCache, RunnableModel};
 use mlxk_engine::{
     AnswerOptions, Embedded, EmbeddingInput, EmbeddingModel, EngineError, FinishReason, InputKind,
-    LoadPolicy, PrefixStats, Prompt, TextEvent, TextGeneration, TextModel, TokenLogprob,
+    LoadPolicy, PrefixStats, Prompt, SpeechModel, TextEvent, TextGeneration, TextModel,
+    TokenLogprob, TranscribeOptions, Transcript, Transcription,
 };
 
 use crate::service::{ServiceError, Usage};
@@ -52,6 +53,36 @@ pub trait Backend {
             "no embedding model is loaded".into(),
         ))
     }
+
+    /// Loads the speech-to-text model `model`, held beside the text and embedding models
+    /// (replacing another speech model); returns the memory it now holds, in bytes.
+    fn load_transcriber(&mut self, model: &RunnableModel) -> Result<u64, ServiceError> {
+        Err(ServiceError::ModelUnusable(format!(
+            "{}: this server transcribes no audio",
+            model.name
+        )))
+    }
+    /// Frees the speech-to-text model held, if any.
+    fn unload_transcriber(&mut self) {}
+    /// Starts transcribing 16 kHz mono `samples` on the loaded speech-to-text model (its
+    /// spectrogram, the language); the worker then steps it a window at a time.
+    fn start_transcription(
+        &mut self,
+        _samples: Vec<f32>,
+        _options: TranscribeOptions,
+    ) -> Result<Box<dyn TranscriptionRun>, ServiceError> {
+        Err(ServiceError::Internal(
+            "no speech-to-text model is loaded".into(),
+        ))
+    }
+}
+
+/// One running transcription.
+pub trait TranscriptionRun {
+    /// Decodes the next 30-second window; `Ok(true)` once the audio is done.
+    fn step(&mut self) -> Result<bool, ServiceError>;
+    /// The whole transcript (what was decoded, if it ended early).
+    fn finish(self: Box<Self>) -> Transcript;
 }
 
 /// One running generation.
@@ -86,6 +117,7 @@ pub struct MlxBackend {
     usage: UsageLog,
     loaded: Option<TextModel>,
     embedder: Option<EmbeddingModel>,
+    transcriber: Option<SpeechModel>,
 }
 
 impl MlxBackend {
@@ -96,6 +128,7 @@ impl MlxBackend {
             usage: UsageLog::for_cache(cache),
             loaded: None,
             embedder: None,
+            transcriber: None,
         }
     }
 
@@ -202,6 +235,62 @@ impl Backend for MlxBackend {
             EngineError::Tokenizer(_) => ServiceError::InvalidPrompt(e.to_string()),
             other => ServiceError::Internal(other.to_string()),
         })
+    }
+
+    fn load_transcriber(&mut self, model: &RunnableModel) -> Result<u64, ServiceError> {
+        self.unload_transcriber();
+        self.check_memory(model)?;
+        let loaded = SpeechModel::load(&model.dir, &self.policy).map_err(load_error(model))?;
+        tracing::info!(model = %model.name, multilingual = loaded.is_multilingual(), "speech-to-text model loaded");
+        if let Err(e) = self.usage.record(&model.name) {
+            tracing::warn!(model = %model.name, error = %e, "cannot record when the model was used");
+        }
+        let memory_bytes = loaded.plan.memory_bytes;
+        self.transcriber = Some(loaded);
+        Ok(memory_bytes)
+    }
+
+    fn unload_transcriber(&mut self) {
+        if self.transcriber.take().is_some() {
+            let _ = mlxk_engine::runtime::clear_memory_cache();
+        }
+    }
+
+    fn start_transcription(
+        &mut self,
+        samples: Vec<f32>,
+        options: TranscribeOptions,
+    ) -> Result<Box<dyn TranscriptionRun>, ServiceError> {
+        let model = self
+            .transcriber
+            .as_ref()
+            .ok_or_else(|| ServiceError::Internal("no speech-to-text model is loaded".into()))?;
+        model.check(&options).map_err(speech_error)?;
+        let run = model.start(samples, options).map_err(speech_error)?;
+        Ok(Box::new(MlxTranscription(run)))
+    }
+}
+
+/// Options the model cannot honour are the request's fault; the rest is the engine's.
+fn speech_error(e: EngineError) -> ServiceError {
+    match e {
+        EngineError::Speech(_) => ServiceError::InvalidPrompt(e.to_string()),
+        other => ServiceError::Internal(other.to_string()),
+    }
+}
+
+struct MlxTranscription(Transcription);
+
+impl TranscriptionRun for MlxTranscription {
+    fn step(&mut self) -> Result<bool, ServiceError> {
+        if !self.0.is_done() {
+            self.0.step().map_err(speech_error)?;
+        }
+        Ok(self.0.is_done())
+    }
+
+    fn finish(self: Box<Self>) -> Transcript {
+        self.0.finish()
     }
 }
 

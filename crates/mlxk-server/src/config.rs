@@ -4,6 +4,10 @@ use std::time::Duration;
 use mlxk_core::HubCache;
 use mlxk_engine::LoadPolicy;
 
+/// Bytes an audio upload's body may hold beyond the file: `model`, `prompt` and the other
+/// fields, and the multipart boundaries.
+const AUDIO_FORM_ROOM: usize = 1024 * 1024;
+
 /// How the server runs. `Default` is what `mlxk serve` uses without flags.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -19,6 +23,11 @@ pub struct ServerConfig {
     /// Host names the server answers to besides IP addresses and `localhost` (DNS rebinding).
     pub allowed_hosts: Vec<String>,
     pub max_body_bytes: usize,
+    /// The largest audio file `/v1/audio/transcriptions|translations` take (OpenAI's limit is
+    /// 25 MB); their multipart bodies may be this much larger than `max_body_bytes`.
+    pub max_audio_bytes: usize,
+    /// The longest audio, in seconds, those routes transcribe.
+    pub max_audio_seconds: f64,
     /// Open connections served at once (a few more slots stay reserved for `/health`).
     pub max_connections: usize,
     /// How long a client may take to send a request's headers, and then its body.
@@ -52,6 +61,8 @@ impl Default for ServerConfig {
             cors_origins: Vec::new(),
             allowed_hosts: Vec::new(),
             max_body_bytes: 4 * 1024 * 1024,
+            max_audio_bytes: 25 * 1024 * 1024,
+            max_audio_seconds: 3600.0,
             max_connections: 512,
             read_timeout: Duration::from_secs(30),
             queue_capacity: 32,
@@ -76,6 +87,20 @@ impl ServerConfig {
     /// otherwise let anyone in who sends an empty bearer token.
     pub fn required_key(&self) -> Option<&str> {
         self.api_key.as_deref().filter(|key| !key.trim().is_empty())
+    }
+
+    /// The body limit of the audio routes: the file plus room for the other form fields and
+    /// the multipart framing.
+    pub fn max_audio_body_bytes(&self) -> usize {
+        self.max_audio_bytes.saturating_add(AUDIO_FORM_ROOM)
+    }
+
+    /// The limits an uploaded audio file is decoded within.
+    pub fn audio_limits(&self) -> mlxk_audio::Limits {
+        mlxk_audio::Limits {
+            max_bytes: self.max_audio_bytes as u64,
+            max_seconds: self.max_audio_seconds,
+        }
     }
 
     /// Refuses to serve other machines without an API key unless the person explicitly

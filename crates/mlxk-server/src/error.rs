@@ -75,6 +75,16 @@ impl ApiError {
         )
     }
 
+    /// The audio routes take OpenAI's multipart upload only.
+    pub fn unsupported_media_type_for_audio() -> Self {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "invalid_request_error",
+            Some("unsupported_media_type"),
+            "send the audio as 'multipart/form-data' with a 'file' field, as OpenAI's clients do",
+        )
+    }
+
     fn model_not_found(message: impl Into<String>) -> Self {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -190,6 +200,13 @@ impl From<ServiceError> for ApiError {
             ServiceError::Busy => ApiError::unavailable("server_busy", message),
             ServiceError::QueueTimeout(_) => ApiError::unavailable("queue_timeout", message),
             ServiceError::ShuttingDown => ApiError::unavailable("shutting_down", message),
+            ServiceError::TooLarge(_) => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                Some("request_too_large"),
+                message,
+            )
+            .with_param("file"),
             ServiceError::Internal(_) => ApiError::internal(message),
         }
     }

@@ -5,6 +5,15 @@
 //! still sends its domain: DNS rebinding), a request that changes state must carry JSON (a
 //! "simple" cross-site POST can only send form or text bodies), and an `Origin` a browser puts
 //! on such a request must be one the CORS settings allow.
+//!
+//! The audio uploads are the one exception to "JSON only": OpenAI's
+//! `/v1/audio/transcriptions` and `/translations` take `multipart/form-data`, which an HTML
+//! form on any site can send without a CORS preflight. What keeps such a page out there is the
+//! `Origin` check alone: browsers send `Origin` with every POST (the Fetch standard, for all
+//! methods but GET and HEAD, forms included), so a cross-site form post is refused before it is
+//! read. A client that is not a browser sends no `Origin`, and was never the threat. These
+//! routes change no state either (a transcript is the only outcome, and a cross-site page could
+//! not read it), so the worst a page of an allowed origin can do is what it can do with JSON.
 
 use std::sync::Arc;
 
@@ -24,6 +33,15 @@ pub struct RequestGuard {
     allowed_origins: Vec<String>,
     /// A body announced larger than this is refused before it is read.
     max_body_bytes: usize,
+    /// The same, on the audio upload routes.
+    max_audio_body_bytes: usize,
+}
+
+/// The routes that take `multipart/form-data` (OpenAI's audio uploads) and a larger body.
+pub const AUDIO_UPLOADS: [&str; 2] = ["/v1/audio/transcriptions", "/v1/audio/translations"];
+
+fn is_audio_upload(path: &str) -> bool {
+    AUDIO_UPLOADS.contains(&path)
 }
 
 impl RequestGuard {
@@ -31,6 +49,7 @@ impl RequestGuard {
         allowed_hosts: &[String],
         allowed_origins: &[String],
         max_body_bytes: usize,
+        max_audio_body_bytes: usize,
     ) -> Self {
         RequestGuard {
             allowed_hosts: allowed_hosts
@@ -42,6 +61,7 @@ impl RequestGuard {
                 .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
                 .collect(),
             max_body_bytes,
+            max_audio_body_bytes,
         }
     }
 
@@ -63,7 +83,8 @@ impl RequestGuard {
         is_loopback_origin(&origin) || self.allowed_origins.contains(&origin)
     }
 
-    fn check(&self, method: &Method, headers: &HeaderMap) -> Result<(), ApiError> {
+    fn check(&self, method: &Method, path: &str, headers: &HeaderMap) -> Result<(), ApiError> {
+        let audio = is_audio_upload(path);
         if let Some(host) = headers.get(header::HOST) {
             let host = host.to_str().unwrap_or("");
             if !self.host_allowed(host) {
@@ -80,8 +101,13 @@ impl RequestGuard {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
-        if announced.is_some_and(|n| n > self.max_body_bytes as u64) {
-            return Err(ApiError::too_large(self.max_body_bytes));
+        let limit = if audio {
+            self.max_audio_body_bytes
+        } else {
+            self.max_body_bytes
+        };
+        if announced.is_some_and(|n| n > limit as u64) {
+            return Err(ApiError::too_large(limit));
         }
         if method != Method::POST {
             return Ok(());
@@ -98,7 +124,11 @@ impl RequestGuard {
                 ));
             }
         }
-        if !is_json(headers.get(header::CONTENT_TYPE)) {
+        let content_type = headers.get(header::CONTENT_TYPE);
+        if audio && !is_multipart(content_type) {
+            return Err(ApiError::unsupported_media_type_for_audio());
+        }
+        if !audio && !is_json(content_type) {
             return Err(ApiError::unsupported_media_type());
         }
         Ok(())
@@ -111,7 +141,7 @@ pub async fn guard(
     request: Request,
     next: Next,
 ) -> Response {
-    match guard.check(request.method(), request.headers()) {
+    match guard.check(request.method(), request.uri().path(), request.headers()) {
         Ok(()) => next.run(request).await,
         Err(refused) => refused.into_response(),
     }
@@ -124,10 +154,19 @@ fn shown(value: &str) -> String {
 
 /// `application/json`, with or without parameters (`; charset=utf-8`).
 fn is_json(content_type: Option<&HeaderValue>) -> bool {
+    media_type_is(content_type, "application/json")
+}
+
+/// `multipart/form-data; boundary=…`.
+fn is_multipart(content_type: Option<&HeaderValue>) -> bool {
+    media_type_is(content_type, "multipart/form-data")
+}
+
+fn media_type_is(content_type: Option<&HeaderValue>, wanted: &str) -> bool {
     content_type
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case(wanted))
 }
 
 /// `name:port` → `name`, `[::1]:port` → `[::1]`; a bare IPv6 address is kept whole.
@@ -158,7 +197,7 @@ mod tests {
 
     #[test]
     fn hosts_are_addresses_localhost_or_configured_names() {
-        let guard = RequestGuard::new(&["My-Mac.local".into()], &[], 1024);
+        let guard = RequestGuard::new(&["My-Mac.local".into()], &[], 1024, 4096);
         for host in [
             "127.0.0.1:8000",
             "localhost:8000",
@@ -183,7 +222,7 @@ mod tests {
 
     #[test]
     fn origins_are_loopback_pages_or_configured_ones() {
-        let guard = RequestGuard::new(&[], &["https://chat.example/".into()], 1024);
+        let guard = RequestGuard::new(&[], &["https://chat.example/".into()], 1024, 4096);
         assert!(guard.origin_allowed("http://localhost:3000"));
         assert!(guard.origin_allowed("http://127.0.0.1"));
         assert!(guard.origin_allowed("http://[::1]:5173"));
@@ -195,7 +234,7 @@ mod tests {
     }
 
     #[test]
-    fn only_json_bodies_change_state() {
+    fn only_json_bodies_change_state_but_audio_uploads_may_be_forms() {
         let json = |v: &str| is_json(Some(&HeaderValue::from_str(v).unwrap()));
         assert!(json("application/json"));
         assert!(json("Application/JSON; charset=utf-8"));
@@ -203,5 +242,53 @@ mod tests {
         assert!(!json("application/x-www-form-urlencoded"));
         assert!(!json("multipart/form-data; boundary=x"));
         assert!(!is_json(None));
+
+        let guard = RequestGuard::new(&[], &[], 1024, 4096);
+        let headers = |pairs: &[(header::HeaderName, &str)]| {
+            let mut map = HeaderMap::new();
+            for (name, value) in pairs {
+                map.insert(name.clone(), HeaderValue::from_str(value).unwrap());
+            }
+            map
+        };
+        let form = headers(&[(header::CONTENT_TYPE, "multipart/form-data; boundary=x")]);
+        let status = |path: &str, headers: &HeaderMap| {
+            guard
+                .check(&Method::POST, path, headers)
+                .err()
+                .map(|e| e.status.as_u16())
+        };
+        assert_eq!(status("/v1/audio/transcriptions", &form), None);
+        assert_eq!(status("/v1/audio/translations", &form), None);
+        // Forms stay refused everywhere else, and other media types on the audio routes.
+        assert_eq!(status("/v1/chat/completions", &form), Some(415));
+        assert_eq!(status("/v1/audio/transcriptions/x", &form), Some(415));
+        let text = headers(&[(header::CONTENT_TYPE, "text/plain")]);
+        assert_eq!(status("/v1/audio/transcriptions", &text), Some(415));
+        // A cross-site page's form post is refused by its Origin.
+        let cross_site = headers(&[
+            (header::CONTENT_TYPE, "multipart/form-data; boundary=x"),
+            (header::ORIGIN, "https://evil.example"),
+        ]);
+        assert_eq!(status("/v1/audio/transcriptions", &cross_site), Some(403));
+        let local_page = headers(&[
+            (header::CONTENT_TYPE, "multipart/form-data; boundary=x"),
+            (header::ORIGIN, "http://localhost:3000"),
+        ]);
+        assert_eq!(status("/v1/audio/transcriptions", &local_page), None);
+        // Each route's own body limit.
+        let sized = |n: usize| {
+            headers(&[
+                (header::CONTENT_TYPE, "multipart/form-data; boundary=x"),
+                (header::CONTENT_LENGTH, &n.to_string()),
+            ])
+        };
+        assert_eq!(status("/v1/audio/transcriptions", &sized(4096)), None);
+        assert_eq!(status("/v1/audio/transcriptions", &sized(4097)), Some(413));
+        let json_sized = headers(&[
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CONTENT_LENGTH, "2048"),
+        ]);
+        assert_eq!(status("/v1/chat/completions", &json_sized), Some(413));
     }
 }

@@ -152,6 +152,7 @@ pub async fn start_with_backend(
         Library::new(cache_of(&config)).with_workspace_home(mlxk_core::workspace::workspace_home()),
         Worker::spawn(&config, backend),
         config.queue_timeout,
+        config.audio_limits(),
     );
     let state: Shared = Arc::new(AppState { service, config });
     raise_open_file_limit();

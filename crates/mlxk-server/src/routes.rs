@@ -35,6 +35,7 @@ pub fn router(state: Shared) -> Router {
         &state.config.allowed_hosts,
         &state.config.cors_origins,
         state.config.max_body_bytes,
+        state.config.max_audio_body_bytes(),
     ));
     let cors_guard = Arc::clone(&guard);
     let cors = CorsLayer::new()
@@ -48,12 +49,22 @@ pub fn router(state: Shared) -> Router {
             header::HeaderName::from_static("x-api-key"),
             header::HeaderName::from_static("anthropic-version"),
         ]);
+    let audio_limit = DefaultBodyLimit::max(state.config.max_audio_body_bytes());
     let v1 = Router::new()
         .route("/models", get(openai::list_models))
         .route("/models/{*id}", get(openai::get_model))
         .route("/chat/completions", post(openai::chat_completions))
         .route("/completions", post(openai::completions))
         .route("/embeddings", post(openai::embeddings))
+        // Uploads: multipart bodies with their own, larger limit (the guard lets them through).
+        .route(
+            "/audio/transcriptions",
+            post(openai::transcriptions).layer(audio_limit),
+        )
+        .route(
+            "/audio/translations",
+            post(openai::translations).layer(audio_limit),
+        )
         .route("/responses", post(responses::responses))
         .route("/messages", post(anthropic::messages))
         .route("/messages/count_tokens", post(anthropic::count_tokens))

@@ -5,19 +5,19 @@
 
 use std::time::Duration;
 
-use mlxk_core::classify::ModelType;
+use mlxk_core::classify::{Capability, ModelType};
 use mlxk_core::{CoreError, Library, ModelInfo, RunnableModel};
 use mlxk_engine::constraint::Grammar;
 use mlxk_engine::embedding::shortened;
 use mlxk_engine::tool_use::ToolUse;
 use mlxk_engine::{
-    AnswerOptions, Embedded, EmbeddingInput, FinishReason, InputKind, Prompt, SamplingChoice,
-    TextEvent, TokenLogprob,
+    AnswerOptions, Embedded, EmbeddingInput, FinishReason, InputKind, Prompt, SamplingChoice, Task,
+    TextEvent, TokenLogprob, TranscribeOptions, Transcript,
 };
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use tokio::sync::{oneshot, Semaphore};
 
-use crate::worker::{EmbedJob, Job, KeepAlive, Worker};
+use crate::worker::{EmbedJob, Job, KeepAlive, TranscribeJob, Worker};
 
 /// One generation, as every protocol asks for it.
 #[derive(Debug, Clone)]
@@ -52,6 +52,19 @@ pub struct EmbeddingRequest {
     pub dimensions: Option<usize>,
     /// Cut inputs longer than the model reads (else such an input is an error).
     pub truncate: bool,
+    /// How long the model stays once idle after this request.
+    pub keep_alive: KeepAlive,
+}
+
+/// Audio to text, as every protocol asks for it.
+#[derive(Debug, Clone)]
+pub struct TranscriptionRequest {
+    pub model: String,
+    /// The file's bytes, as uploaded (any format `mlxk_audio` reads).
+    pub audio: Vec<u8>,
+    /// The file's name or type as the client gave it: a hint for the decoder.
+    pub file_name: Option<String>,
+    pub options: TranscribeOptions,
     /// How long the model stays once idle after this request.
     pub keep_alive: KeepAlive,
 }
@@ -112,6 +125,9 @@ pub enum ServiceError {
     QueueTimeout(Duration),
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// An upload over the server's limit (413).
+    #[error("{0}")]
+    TooLarge(String),
     /// A fault of the engine or the machine, not of the request.
     #[error("{0}")]
     Internal(String),
@@ -124,18 +140,30 @@ pub struct GenerationService {
     queue_timeout: Duration,
     /// Token counts read a tokenizer from disk outside the queue: a few at a time.
     counting: Semaphore,
+    /// Audio decodes outside the queue too, a few at a time.
+    decoding: Semaphore,
+    audio_limits: mlxk_audio::Limits,
 }
 
 /// Token counts computed at once, at most; more wait their turn.
 const COUNTS_AT_ONCE: usize = 2;
+/// Audio files decoded at once, at most.
+const DECODES_AT_ONCE: usize = 2;
 
 impl GenerationService {
-    pub fn new(library: Library, worker: Worker, queue_timeout: Duration) -> Self {
+    pub fn new(
+        library: Library,
+        worker: Worker,
+        queue_timeout: Duration,
+        audio_limits: mlxk_audio::Limits,
+    ) -> Self {
         GenerationService {
             library,
             worker,
             queue_timeout,
             counting: Semaphore::new(COUNTS_AT_ONCE),
+            decoding: Semaphore::new(DECODES_AT_ONCE),
+            audio_limits,
         }
     }
 
@@ -190,11 +218,15 @@ impl GenerationService {
         request: GenerationRequest,
     ) -> Result<(RunnableModel, UnboundedReceiver<Event>), ServiceError> {
         let model = self.resolve(&request.model).await?;
-        if model.info.classification.model_type == ModelType::Embedding {
-            return Err(ServiceError::WrongModelKind(format!(
-                "model '{}' is an embedding model: it makes vectors (v1/embeddings), not text",
-                model.name
-            )));
+        match model.info.classification.model_type {
+            ModelType::Embedding => {
+                return Err(ServiceError::WrongModelKind(format!(
+                    "model '{}' is an embedding model: it makes vectors (v1/embeddings), not text",
+                    model.name
+                )))
+            }
+            ModelType::Audio => return Err(needs_audio(&model)),
+            _ => {}
         }
         let (events, mut receiver) = unbounded_channel();
         self.worker.submit(Job {
@@ -232,11 +264,15 @@ impl GenerationService {
         tools: Option<ToolUse>,
     ) -> Result<(RunnableModel, usize), ServiceError> {
         let model = self.resolve(model).await?;
-        if model.info.classification.model_type == ModelType::Embedding {
-            return Err(ServiceError::WrongModelKind(format!(
-                "model '{}' is an embedding model: it reads no conversations",
-                model.name
-            )));
+        match model.info.classification.model_type {
+            ModelType::Embedding => {
+                return Err(ServiceError::WrongModelKind(format!(
+                    "model '{}' is an embedding model: it reads no conversations",
+                    model.name
+                )))
+            }
+            ModelType::Audio => return Err(needs_audio(&model)),
+            _ => {}
         }
         let (dir, name) = (model.dir.clone(), model.name.clone());
         let _turn = self
@@ -312,6 +348,85 @@ impl GenerationService {
             }
         }
         Ok((model, vectors))
+    }
+}
+
+impl GenerationService {
+    /// The transcript of the request's audio. Everything a request can get wrong is refused
+    /// before it queues: the model's kind, a translation asked of an English-only model, a file
+    /// that does not decode or is too large or too long (decoded here, off the async threads).
+    /// The worker then runs it one 30-second window at a time between the tokens of the
+    /// generations in progress.
+    pub async fn transcribe(
+        &self,
+        request: TranscriptionRequest,
+    ) -> Result<(RunnableModel, Transcript), ServiceError> {
+        let model = self.resolve(&request.model).await?;
+        check_speech_model(&model, &request.options)?;
+        let audio = {
+            let _turn = self
+                .decoding
+                .acquire()
+                .await
+                .map_err(|_| ServiceError::ShuttingDown)?;
+            let limits = self.audio_limits;
+            let (bytes, hint) = (request.audio, request.file_name);
+            blocking(move || {
+                mlxk_audio::decode_bytes(bytes, hint.as_deref(), &limits).map_err(audio_error)
+            })
+            .await?
+        };
+        let (reply, answer) = oneshot::channel();
+        self.worker.submit_transcription(TranscribeJob {
+            model: model.clone(),
+            samples: audio.samples,
+            options: request.options,
+            keep_alive: request.keep_alive,
+            reply,
+        })?;
+        let transcript = answer.await.map_err(|_| ServiceError::ShuttingDown)??;
+        Ok((model, transcript))
+    }
+}
+
+/// A speech-to-text model that can do what `options` ask.
+fn check_speech_model(
+    model: &RunnableModel,
+    options: &TranscribeOptions,
+) -> Result<(), ServiceError> {
+    let classification = &model.info.classification;
+    if classification.model_type != ModelType::Audio {
+        return Err(ServiceError::WrongModelKind(format!(
+            "model '{}' is a {} model, not a speech-to-text model (Whisper): audio needs one such as whisper-tiny.en",
+            model.name,
+            classification.model_type.label()
+        )));
+    }
+    let translates = classification
+        .capabilities
+        .contains(&Capability::AudioTranslateEn);
+    if options.task == Task::Translate && !translates {
+        return Err(ServiceError::WrongModelKind(format!(
+            "model '{}' is English-only: it transcribes but cannot translate (a multilingual Whisper model can)",
+            model.name
+        )));
+    }
+    Ok(())
+}
+
+/// Text asked of a speech-to-text model.
+fn needs_audio(model: &RunnableModel) -> ServiceError {
+    ServiceError::WrongModelKind(format!(
+        "model '{}' is a speech-to-text model: send audio (v1/audio/transcriptions, or an input_audio part in v1/chat/completions)",
+        model.name
+    ))
+}
+
+/// A file that cannot be transcribed: too large is a 413, the rest are the request's `file`.
+fn audio_error(error: mlxk_audio::AudioError) -> ServiceError {
+    match error {
+        mlxk_audio::AudioError::TooLarge { .. } => ServiceError::TooLarge(error.to_string()),
+        other => ServiceError::InvalidInput("file", other.to_string()),
     }
 }
 

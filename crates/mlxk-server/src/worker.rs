@@ -1,7 +1,10 @@
 //! The inference worker: one thread owns MLX, the loaded model and every active generation, and
 //! steps the generations round-robin, one token each, so none waits for another to finish.
 //! An embedding model is held beside the text model: the embedding requests that arrived run
-//! together, in one batch per model, between two tokens of the generations.
+//! together, in one batch per model, between two tokens of the generations. A speech-to-text
+//! model is held beside them too: each loop turn decodes one 30-second window of one active
+//! transcription (in turn), between two tokens of the generations, so streams keep flowing
+//! while a long recording is transcribed.
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -15,11 +18,12 @@ use mlxk_core::classify::ModelType;
 use mlxk_core::RunnableModel;
 use mlxk_engine::{
     AnswerOptions, Embedded, EmbeddingInput, FinishReason, InputKind, PrefixStats, Prompt,
+    TranscribeOptions, Transcript,
 };
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::oneshot;
 
-use crate::backend::{Backend, BackendFactory, Generation};
+use crate::backend::{Backend, BackendFactory, Generation, TranscriptionRun};
 use crate::config::ServerConfig;
 use crate::service::{Event, ServiceError};
 
@@ -44,9 +48,21 @@ pub struct EmbedJob {
     pub reply: oneshot::Sender<Result<Vec<Embedded>, ServiceError>>,
 }
 
+/// One transcription, resolved to a runnable speech-to-text model, its audio decoded.
+pub struct TranscribeJob {
+    pub model: RunnableModel,
+    /// 16 kHz mono.
+    pub samples: Vec<f32>,
+    pub options: TranscribeOptions,
+    /// As [`Job::keep_alive`], for the speech-to-text model.
+    pub keep_alive: KeepAlive,
+    pub reply: oneshot::Sender<Result<Transcript, ServiceError>>,
+}
+
 enum Message {
     Job(Box<Job>),
     Embed(Box<EmbedJob>),
+    Transcribe(Box<TranscribeJob>),
     /// Load a model before any request asks for it (`serve --model`, Ollama's empty generate).
     Load {
         model: Box<RunnableModel>,
@@ -121,16 +137,23 @@ pub struct Resident {
     pub expires_at: Option<SystemTime>,
 }
 
-/// The models in memory: the text model the generations use, and an embedding model.
+/// The models in memory: the text model the generations use, an embedding model and a
+/// speech-to-text model.
 #[derive(Debug, Default)]
 struct Shown {
     text: Option<Resident>,
     embedder: Option<Resident>,
+    transcriber: Option<Resident>,
 }
 
 impl Shown {
     fn all(&self) -> Vec<Resident> {
-        self.text.iter().chain(&self.embedder).cloned().collect()
+        self.text
+            .iter()
+            .chain(&self.embedder)
+            .chain(&self.transcriber)
+            .cloned()
+            .collect()
     }
 }
 
@@ -236,12 +259,17 @@ impl Worker {
                     keep_alive,
                     text_keep: KeepAlive::Server,
                     embedder_keep: KeepAlive::Server,
+                    transcriber_keep: KeepAlive::Server,
                     idle_since: Instant::now(),
                     max_active,
                     backend: backend(),
                     loaded: None,
                     embedder: None,
                     embed_jobs: Vec::new(),
+                    transcriber: None,
+                    transcribe_waiting: VecDeque::new(),
+                    transcriptions: Vec::new(),
+                    next_transcription: 0,
                     prefix: worker_prefix,
                     active: Vec::new(),
                     waiting: VecDeque::new(),
@@ -268,6 +296,11 @@ impl Worker {
     /// Queues an embedding request, within the same bound as generations.
     pub fn submit_embedding(&self, job: EmbedJob) -> Result<(), ServiceError> {
         self.enqueue(Message::Embed(Box::new(job)))
+    }
+
+    /// Queues a transcription, within the same bound as generations.
+    pub fn submit_transcription(&self, job: TranscribeJob) -> Result<(), ServiceError> {
+        self.enqueue(Message::Transcribe(Box::new(job)))
     }
 
     fn enqueue(&self, message: Message) -> Result<(), ServiceError> {
@@ -301,7 +334,8 @@ impl Worker {
         self.prefix.lock().map(|p| p.totals).unwrap_or_default()
     }
 
-    /// The models in memory: the text model first, then the embedding model.
+    /// The models in memory: the text model first, then the embedding model, then the
+    /// speech-to-text model.
     pub fn residents(&self) -> Vec<Resident> {
         self.resident.lock().map(|g| g.all()).unwrap_or_default()
     }
@@ -414,11 +448,19 @@ impl Drop for Worker {
 struct Expiry {
     text: Option<Duration>,
     embedder: Option<Duration>,
+    transcriber: Option<Duration>,
 }
 
 struct Session {
     generation: Box<dyn Generation>,
     events: UnboundedSender<Event>,
+}
+
+/// A transcription under way, and where its transcript goes.
+struct Transcribing {
+    run: Box<dyn TranscriptionRun>,
+    model: String,
+    reply: oneshot::Sender<Result<Transcript, ServiceError>>,
 }
 
 struct WorkerLoop {
@@ -430,9 +472,10 @@ struct WorkerLoop {
     unload_when_idle: bool,
     /// The server's keep-alive; zero keeps models for ever.
     keep_alive: Duration,
-    /// How long the text model and the embedding model stay once idle.
+    /// How long the text, embedding and speech-to-text models stay once idle.
     text_keep: KeepAlive,
     embedder_keep: KeepAlive,
+    transcriber_keep: KeepAlive,
     /// Since the last work (a job, an embedding, a load).
     idle_since: Instant,
     max_active: usize,
@@ -443,6 +486,14 @@ struct WorkerLoop {
     embedder: Option<String>,
     /// Embedding requests read since the last step: they run before the next one.
     embed_jobs: Vec<EmbedJob>,
+    /// The name of the speech-to-text model the backend holds.
+    transcriber: Option<String>,
+    /// Transcriptions waiting for a place (or for their model).
+    transcribe_waiting: VecDeque<TranscribeJob>,
+    /// Transcriptions under way: one of them decodes a window per loop turn, in turn.
+    transcriptions: Vec<Transcribing>,
+    /// The transcription whose turn is next.
+    next_transcription: usize,
     /// The prefix caches' counters, for the metrics.
     prefix: Arc<Mutex<PrefixCounters>>,
     active: Vec<Session>,
@@ -457,7 +508,7 @@ impl WorkerLoop {
                     self.unload();
                 }
                 let left = self.let_expired_go();
-                let wait = [left.text, left.embedder]
+                let wait = [left.text, left.embedder, left.transcriber]
                     .into_iter()
                     .flatten()
                     .min()
@@ -485,6 +536,10 @@ impl WorkerLoop {
                         used = true;
                         self.embed_jobs.push(*job);
                     }
+                    Message::Transcribe(job) => {
+                        used = true;
+                        self.transcribe_waiting.push_back(*job);
+                    }
                     Message::Load { model, done } => {
                         self.queue.control.fetch_sub(1, Ordering::SeqCst);
                         used = true;
@@ -494,6 +549,10 @@ impl WorkerLoop {
                         self.queue.control.fetch_sub(1, Ordering::SeqCst);
                         let outcome = if self.embedder.as_ref() == Some(&model) {
                             self.unload_embedder();
+                            Unloaded::Now
+                        } else if self.transcriber.as_ref() == Some(&model) {
+                            // Transcriptions under way hold the model until they end.
+                            self.unload_transcriber();
                             Unloaded::Now
                         } else if self.loaded.as_ref() != Some(&model) {
                             Unloaded::NotLoaded
@@ -514,6 +573,9 @@ impl WorkerLoop {
                         } else if self.embedder.as_ref() == Some(&model) {
                             self.embedder_keep = keep;
                             true
+                        } else if self.transcriber.as_ref() == Some(&model) {
+                            self.transcriber_keep = keep;
+                            true
                         } else {
                             false
                         };
@@ -531,12 +593,17 @@ impl WorkerLoop {
             }
             self.run_embeddings();
             self.admit();
-            if !self.active.is_empty() {
+            self.admit_transcriptions();
+            let busy = !self.active.is_empty() || !self.transcriptions.is_empty();
+            if busy {
                 self.show_expiry(Expiry::default());
             }
-            let busy = !self.active.is_empty();
             self.step_all();
-            self.queue.active.store(self.active.len(), Ordering::SeqCst);
+            self.step_transcription();
+            self.queue.active.store(
+                self.active.len() + self.transcriptions.len(),
+                Ordering::SeqCst,
+            );
             if used || busy {
                 self.idle_since = Instant::now();
             }
@@ -716,9 +783,131 @@ impl WorkerLoop {
         }
     }
 
+    /// Makes `model` the speech-to-text model in memory (a no-op when it already is).
+    fn hold_transcriber(&mut self, model: &RunnableModel) -> Result<(), ServiceError> {
+        if self.transcriber.as_ref() == Some(&model.name) {
+            return Ok(());
+        }
+        self.unload_transcriber();
+        let memory_bytes = self.backend.load_transcriber(model)?;
+        self.shown.lock().expect("not poisoned").transcriber = Some(Resident {
+            name: model.name.clone(),
+            memory_bytes,
+            loaded_at: SystemTime::now(),
+            expires_at: None,
+        });
+        self.transcriber = Some(model.name.clone());
+        Ok(())
+    }
+
+    fn unload_transcriber(&mut self) {
+        self.transcriber_keep = KeepAlive::Server;
+        if let Some(name) = self.transcriber.take() {
+            self.backend.unload_transcriber();
+            tracing::info!(model = %name, "speech-to-text model unloaded");
+        }
+        self.shown.lock().expect("not poisoned").transcriber = None;
+    }
+
+    /// Starts waiting transcriptions while there is room; one for another speech model waits
+    /// until those of the loaded one end.
+    fn admit_transcriptions(&mut self) {
+        while self.transcriptions.len() < self.max_active {
+            let Some(job) = self.transcribe_waiting.front() else {
+                break;
+            };
+            let switching = self
+                .transcriber
+                .as_ref()
+                .is_some_and(|t| *t != job.model.name);
+            if switching && !self.transcriptions.is_empty() {
+                break;
+            }
+            let job = self.transcribe_waiting.pop_front().expect("front exists");
+            self.queue.waiting.fetch_sub(1, Ordering::SeqCst);
+            if job.reply.is_closed() {
+                continue; // the client gave up waiting
+            }
+            let TranscribeJob {
+                model,
+                samples,
+                options,
+                keep_alive,
+                reply,
+            } = job;
+            let started = catch_unwind(AssertUnwindSafe(|| {
+                self.hold_transcriber(&model)?;
+                self.transcriber_keep = keep_alive;
+                self.backend.start_transcription(samples, options)
+            }));
+            match started {
+                Ok(Ok(run)) => self.transcriptions.push(Transcribing {
+                    run,
+                    model: model.name,
+                    reply,
+                }),
+                Ok(Err(error)) => {
+                    let _ = reply.send(Err(error));
+                }
+                Err(panic) => {
+                    let _ = reply.send(Err(engine_panic(&model.name, &panic)));
+                    self.unload_transcriber();
+                }
+            }
+        }
+    }
+
+    /// Decodes one window of the transcription whose turn it is; a finished one gets its
+    /// transcript, one whose client left is dropped.
+    fn step_transcription(&mut self) {
+        self.transcriptions.retain(|t| !t.reply.is_closed());
+        if self.transcriptions.is_empty() {
+            return;
+        }
+        let index = self.next_transcription % self.transcriptions.len();
+        let stepped = catch_unwind(AssertUnwindSafe(|| self.transcriptions[index].run.step()));
+        if matches!(stepped, Ok(Ok(false))) {
+            self.next_transcription = index + 1;
+            return;
+        }
+        // Over: the next one in turn slides into its place.
+        self.next_transcription = index;
+        let over = self.transcriptions.remove(index);
+        let result = match stepped {
+            Ok(Ok(_)) => Ok(over.run.finish()),
+            Ok(Err(error)) => Err(error),
+            Err(panic) => {
+                self.unload_transcriber();
+                Err(engine_panic(&over.model, &panic))
+            }
+        };
+        if result.is_ok() && self.transcriptions.is_empty() && self.active.is_empty() {
+            // Shown now: the reply can reach its client before the worker is idle again,
+            // which is when expiries are otherwise shown.
+            let at = expiry_at(self.hold_time(self.transcriber_keep));
+            if let Some(resident) = &mut self.shown.lock().expect("not poisoned").transcriber {
+                resident.expires_at = at;
+            }
+        }
+        let _ = over.reply.send(result);
+    }
+
     /// A load asked for ahead of requests: refused while another model generates (one model in
     /// memory at a time), and a panic in the engine fails the load only.
     fn preload(&mut self, model: &RunnableModel) -> Result<(), ServiceError> {
+        if model.info.classification.model_type == ModelType::Audio {
+            let switching = self.transcriber.as_ref().is_some_and(|t| *t != model.name);
+            if switching && !self.transcriptions.is_empty() {
+                return Err(ServiceError::Busy);
+            }
+            return match catch_unwind(AssertUnwindSafe(|| self.hold_transcriber(model))) {
+                Ok(result) => result,
+                Err(panic) => {
+                    self.unload_transcriber();
+                    Err(engine_panic(&model.name, &panic))
+                }
+            };
+        }
         if model.info.classification.model_type == ModelType::Embedding {
             return match catch_unwind(AssertUnwindSafe(|| self.hold_embedder(model))) {
                 Ok(result) => result,
@@ -742,7 +931,10 @@ impl WorkerLoop {
     }
 
     fn idle(&self) -> bool {
-        self.active.is_empty() && self.waiting.is_empty()
+        self.active.is_empty()
+            && self.waiting.is_empty()
+            && self.transcriptions.is_empty()
+            && self.transcribe_waiting.is_empty()
     }
 
     /// How long `keep` holds a model once idle; `None` for ever.
@@ -766,15 +958,20 @@ impl WorkerLoop {
         };
         let text = left(self.loaded.is_some(), self.text_keep);
         let embedder = left(self.embedder.is_some(), self.embedder_keep);
+        let transcriber = left(self.transcriber.is_some(), self.transcriber_keep);
         if text.is_some_and(|left| left.is_zero()) {
             self.unload();
         }
         if embedder.is_some_and(|left| left.is_zero()) {
             self.unload_embedder();
         }
+        if transcriber.is_some_and(|left| left.is_zero()) {
+            self.unload_transcriber();
+        }
         let left = Expiry {
             text: text.filter(|left| !left.is_zero()),
             embedder: embedder.filter(|left| !left.is_zero()),
+            transcriber: transcriber.filter(|left| !left.is_zero()),
         };
         self.show_expiry(left);
         left
@@ -788,6 +985,9 @@ impl WorkerLoop {
         }
         if let Some(resident) = &mut shown.embedder {
             resident.expires_at = expiry_at(left.embedder);
+        }
+        if let Some(resident) = &mut shown.transcriber {
+            resident.expires_at = expiry_at(left.transcriber);
         }
     }
 
@@ -859,12 +1059,17 @@ impl WorkerLoop {
                 stop_sequence: None,
             });
         }
+        for transcribing in self.transcriptions.drain(..) {
+            let _ = transcribing.reply.send(Err(ServiceError::ShuttingDown));
+        }
         let mut queued = Vec::new();
         let mut embeddings = std::mem::take(&mut self.embed_jobs);
+        let mut transcriptions: Vec<TranscribeJob> = self.transcribe_waiting.drain(..).collect();
         for message in self.receiver.try_iter() {
             match message {
                 Message::Job(job) => queued.push(job),
                 Message::Embed(job) => embeddings.push(*job),
+                Message::Transcribe(job) => transcriptions.push(*job),
                 Message::Load { .. }
                 | Message::Unload { .. }
                 | Message::KeepAlive { .. }
@@ -879,9 +1084,14 @@ impl WorkerLoop {
             self.queue.waiting.fetch_sub(1, Ordering::SeqCst);
             let _ = job.reply.send(Err(ServiceError::ShuttingDown));
         }
+        for job in transcriptions {
+            self.queue.waiting.fetch_sub(1, Ordering::SeqCst);
+            let _ = job.reply.send(Err(ServiceError::ShuttingDown));
+        }
         self.queue.active.store(0, Ordering::SeqCst);
         self.unload();
         self.unload_embedder();
+        self.unload_transcriber();
     }
 }
 

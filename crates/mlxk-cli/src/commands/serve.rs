@@ -125,6 +125,8 @@ pub fn run(args: &ServeArgs, _output: &Output) -> Result<Outcome, CliError> {
             .prompt_cache_size
             .unwrap_or_else(mlxk_engine::prefix_cache::default_capacity),
         cache: None,
+        // The audio uploads' limits (25 MiB, an hour): the server's defaults.
+        ..ServerConfig::default()
     };
     config
         .check_exposure(args.insecure_no_auth)

@@ -37,6 +37,7 @@ pub async fn tags(State(state): State<Shared>) -> Result<Json<Value>, OllamaErro
                     "size": model.size_bytes,
                     "digest": model.commit.clone().unwrap_or_default(),
                     "details": details(model, parameter_count(model)),
+                    "capabilities": model.path.as_deref().map(|dir| capabilities(model, dir)),
                 })
             })
             .collect::<Vec<_>>()
@@ -70,16 +71,7 @@ pub async fn show(
         let info = &model.info;
         let parameters = parameter_count(info);
         let defaults = defaults(&SamplingChoice::from_generation_config(&model.dir));
-        let mut capabilities = Vec::new();
-        if info.classification.model_type == ModelType::Embedding {
-            capabilities.push("embedding");
-        } else {
-            // Every text model takes tools: through its template's own format, or the generic one.
-            capabilities.extend(["completion", "tools"]);
-            if reasons(&model.dir) {
-                capabilities.push("thinking");
-            }
-        }
+        let capabilities = capabilities(info, &model.dir);
         let arch = info
             .classification
             .architecture
@@ -131,6 +123,28 @@ pub async fn show(
     .await
     .map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(Json(shown))
+}
+
+/// What a model does, in Ollama's words; a speech-to-text model's are ours (`audio`, and
+/// `audio-translate-en` for a multilingual Whisper), as Ollama has none for it.
+fn capabilities(model: &ModelInfo, dir: &std::path::Path) -> Vec<&'static str> {
+    match model.classification.model_type {
+        ModelType::Embedding => vec!["embedding"],
+        ModelType::Audio => model
+            .classification
+            .capabilities
+            .iter()
+            .map(|c| c.label())
+            .collect(),
+        _ => {
+            // Every text model takes tools: through its template's own format, or the generic one.
+            let mut capabilities = vec!["completion", "tools"];
+            if reasons(dir) {
+                capabilities.push("thinking");
+            }
+            capabilities
+        }
+    }
 }
 
 /// Ollama's `details`; what is not known is left empty.

@@ -2,6 +2,7 @@
 //! `/v1/embeddings`. Handlers parse and shape; the generation service resolves, queues and
 //! generates.
 
+mod audio;
 mod embeddings;
 mod request;
 mod response;
@@ -16,14 +17,18 @@ use mlxk_core::ModelInfo;
 use mlxk_engine::LoadPolicy;
 use serde_json::{json, Value};
 
+pub use audio::{transcriptions, translations};
 pub use embeddings::embeddings;
 pub(crate) use request::{function_tools, ToolParam};
-pub use request::{CompletionRequest, Endpoint};
+pub use request::{ChatAudio, CompletionRequest, Endpoint};
 
 use crate::error::ApiError;
 use crate::extract::{parse_json, ApiJson};
 use crate::request_log::RequestLog;
 use crate::routes::Shared;
+use crate::service::{Event, TranscriptionRequest};
+use crate::worker::KeepAlive;
+use mlxk_engine::{FinishReason, TextEvent};
 
 fn model_object(model: &ModelInfo, loaded: &[String], policy: &LoadPolicy) -> Value {
     let c = &model.classification;
@@ -48,9 +53,11 @@ fn model_object(model: &ModelInfo, loaded: &[String], policy: &LoadPolicy) -> Va
             model.name.split_once('/').map_or("local", |(org, _)| org),
         ),
     };
-    // How tools reach it: its template's own format, or the generic one (`native: false`).
+    // How tools reach it: its template's own format, or the generic one (`native: false`);
+    // embedding and speech-to-text models take none.
     let tools = match (c.model_type, &model.path) {
-        (mlxk_core::classify::ModelType::Embedding, _) | (_, None) => Value::Null,
+        (mlxk_core::classify::ModelType::Embedding | mlxk_core::classify::ModelType::Audio, _)
+        | (_, None) => Value::Null,
         (_, Some(dir)) => json!(mlxk_engine::tool_use::ToolSupport::of_folder(dir)),
     };
     json!({
@@ -117,6 +124,9 @@ async fn complete(
     request: CompletionRequest,
     endpoint: Endpoint,
 ) -> Result<Response, ApiError> {
+    if endpoint == Endpoint::Chat && request.has_audio() {
+        return transcribe_chat(state, log, request.into_audio()?).await;
+    }
     let (generation, delivery) = request.into_generation(endpoint, state.config.max_tokens)?;
     log.model(&generation.model);
     let logprobs = generation.logprobs.is_some();
@@ -139,6 +149,63 @@ async fn complete(
     } else {
         let body =
             response::collect_response(events, endpoint, id, model.name, logprobs, &log).await?;
+        Ok(Json(body).into_response())
+    }
+}
+
+/// A chat request with audio for a speech-to-text model: the transcript is the assistant's
+/// answer, finished with `stop`; streamed, it is one content chunk, then the end. Its events
+/// are those a generation sends, so the answer is shaped by the same code.
+async fn transcribe_chat(
+    state: Shared,
+    log: Arc<RequestLog>,
+    audio: ChatAudio,
+) -> Result<Response, ApiError> {
+    log.model(&audio.model);
+    let delivery = audio.delivery;
+    let (model, transcript) = state
+        .service
+        .transcribe(TranscriptionRequest {
+            model: audio.model,
+            audio: audio.audio,
+            file_name: audio.format,
+            options: audio.options,
+            keep_alive: KeepAlive::Server,
+        })
+        .await?;
+    log.model(&model.name);
+    let (sender, events) = tokio::sync::mpsc::unbounded_channel();
+    // The tokens the decoder wrote (timestamps included); the audio is no prompt of tokens.
+    let usage = crate::service::Usage {
+        completion_tokens: transcript.segments.iter().map(|s| s.tokens.len()).sum(),
+        ..Default::default()
+    };
+    for event in [
+        Event::Text(TextEvent::Content(transcript.text.trim().to_string())),
+        Event::Done {
+            finish_reason: FinishReason::Stop,
+            usage,
+            stop_sequence: None,
+        },
+    ] {
+        let _ = sender.send(event);
+    }
+    let id = response::response_id(Endpoint::Chat);
+    if delivery.stream {
+        let end = log.defer();
+        let stream = response::stream_response(
+            events,
+            Endpoint::Chat,
+            id,
+            model.name,
+            delivery.include_usage,
+            false,
+            end,
+        );
+        Ok(stream.into_response())
+    } else {
+        let body =
+            response::collect_response(events, Endpoint::Chat, id, model.name, false, &log).await?;
         Ok(Json(body).into_response())
     }
 }

@@ -30,6 +30,28 @@ struct ContentPart {
     kind: String,
     #[serde(default)]
     text: Option<String>,
+    #[serde(default)]
+    input_audio: Option<InputAudio>,
+}
+
+/// `{"type": "input_audio", "input_audio": {"data": base64, "format": "wav" | "mp3" | ...}}`.
+#[derive(Debug, Deserialize)]
+struct InputAudio {
+    data: String,
+    #[serde(default)]
+    format: Option<String>,
+}
+
+/// The audio of a chat request for a speech-to-text model, and the request's transcription
+/// options: its answer is the transcript.
+#[derive(Debug)]
+pub struct ChatAudio {
+    pub model: String,
+    pub audio: Vec<u8>,
+    /// The part's `format` ("wav", "mp3", ...): a hint for the decoder.
+    pub format: Option<String>,
+    pub options: mlxk_engine::TranscribeOptions,
+    pub delivery: Delivery,
 }
 
 #[derive(Debug, Deserialize)]
@@ -233,6 +255,117 @@ pub struct Delivery {
 }
 
 impl CompletionRequest {
+    /// Whether a message holds an `input_audio` part: then the request is a transcription.
+    pub fn has_audio(&self) -> bool {
+        self.messages.iter().flatten().any(|m| {
+            matches!(&m.content, Some(Content::Parts(parts)) if parts.iter().any(|p| p.kind == "input_audio"))
+        })
+    }
+
+    /// A chat request with audio, for a speech-to-text model: the last user message's audio
+    /// is transcribed, its text parts are the prompt Whisper is conditioned on (spelling,
+    /// names). Whisper reads one recording and no conversation: the earlier messages are not
+    /// read. What a transcription cannot honour (tools, a response format, log-probabilities,
+    /// stops, n > 1) is refused, each a 400 naming its field.
+    pub fn into_audio(self) -> Result<ChatAudio, ApiError> {
+        validate(&self)?;
+        let refuse = |field: &'static str, what: &str| {
+            Err(ApiError::bad_request(format!(
+                "{what} cannot be used with input_audio: a speech-to-text model writes the transcript only"
+            ))
+            .with_param(field))
+        };
+        if self.n.unwrap_or(1) != 1 {
+            return refuse("n", "n > 1");
+        }
+        if self.tools.is_some() || self.tool_choice.is_some() {
+            return refuse("tools", "'tools'");
+        }
+        if self
+            .response_format
+            .as_ref()
+            .is_some_and(|f| f.kind != "text")
+        {
+            return refuse("response_format", "a 'response_format' other than text");
+        }
+        if matches!(self.logprobs, Some(Value::Bool(true))) || self.top_logprobs.is_some() {
+            return refuse("logprobs", "'logprobs'");
+        }
+        if self.stop.is_some() {
+            return refuse("stop", "'stop'");
+        }
+        if self.temperature.is_some_and(|t| t > 1.0) {
+            return Err(ApiError::bad_request(
+                "'temperature' is above 1: a speech-to-text model samples at 0 to 1",
+            )
+            .with_param("temperature"));
+        }
+        let messages = self.messages.unwrap_or_default();
+        let last_user = messages.iter().rposition(|m| m.role == "user");
+        let Some(Content::Parts(parts)) = last_user.and_then(|i| messages[i].content.as_ref())
+        else {
+            return Err(ApiError::bad_request(
+                "the last user message holds no input_audio part: it is the audio transcribed",
+            )
+            .with_param("messages"));
+        };
+        let mut audio = None;
+        let mut prompt = String::new();
+        for part in parts {
+            match (part.kind.as_str(), &part.input_audio) {
+                ("text", _) => prompt.push_str(part.text.as_deref().unwrap_or("")),
+                ("input_audio", Some(input)) if audio.is_none() => audio = Some(input),
+                ("input_audio", Some(_)) => {
+                    return Err(ApiError::bad_request(
+                        "a message may hold one input_audio part: send one recording per request",
+                    )
+                    .with_param("messages"))
+                }
+                ("input_audio", None) => {
+                    return Err(ApiError::bad_request(
+                        "an input_audio part needs 'input_audio': {\"data\": base64, \"format\": \"wav\"}",
+                    )
+                    .with_param("messages"))
+                }
+                (other, _) => {
+                    return Err(ApiError::bad_request(format!(
+                        "content parts of type '{other}' are not supported"
+                    ))
+                    .with_param("messages"))
+                }
+            }
+        }
+        let Some(input) = audio else {
+            return Err(ApiError::bad_request(
+                "the last user message holds no input_audio part: it is the audio transcribed",
+            )
+            .with_param("messages"));
+        };
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(input.data.trim())
+            .map_err(|e| {
+                ApiError::bad_request(format!("input_audio.data is not base64: {e}"))
+                    .with_param("messages")
+            })?;
+        let options = super::audio::speech_options(
+            mlxk_engine::Task::Transcribe,
+            None,
+            Some(prompt).filter(|p| !p.trim().is_empty()),
+            self.temperature,
+        )?;
+        Ok(ChatAudio {
+            model: self.model,
+            audio: bytes,
+            format: input.format.clone(),
+            options,
+            delivery: Delivery {
+                stream: self.stream,
+                include_usage: self.stream_options.is_some_and(|o| o.include_usage),
+            },
+        })
+    }
+
     /// What the client chose; what it left out comes from the model's
     /// generation_config.json, then the defaults `mlxk run` shares. OpenAI's additive
     /// penalties have no exact mlx-lm counterpart; either maps onto the multiplicative
@@ -542,6 +675,12 @@ fn chat_message(message: &Message) -> Result<ChatMessage, ApiError> {
         None => String::new(),
         Some(Content::Text(text)) => text.clone(),
         Some(Content::Parts(parts)) => {
+            if parts.iter().any(|p| p.kind == "input_audio") {
+                return Err(ApiError::bad_request(
+                    "an input_audio part needs a speech-to-text model (Whisper): this request's model reads text only",
+                )
+                .with_param("messages"));
+            }
             if let Some(part) = parts.iter().find(|p| p.kind != "text") {
                 return Err(ApiError::bad_request(format!(
                     "content parts of type '{}' are not supported",

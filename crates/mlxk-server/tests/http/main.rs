@@ -5,6 +5,7 @@
 //! module per API holds its tests.
 
 mod anthropic;
+mod audio;
 mod metrics;
 mod ollama;
 mod openai;
@@ -78,6 +79,19 @@ impl Backend for FakeBackend {
     fn load_embedder(&mut self, model: &RunnableModel) -> Result<u64, ServiceError> {
         self.record.lock().unwrap().loads.push(model.name.clone());
         Ok(90_000_000)
+    }
+
+    fn load_transcriber(&mut self, model: &RunnableModel) -> Result<u64, ServiceError> {
+        self.record.lock().unwrap().loads.push(model.name.clone());
+        Ok(150_000_000)
+    }
+
+    fn start_transcription(
+        &mut self,
+        samples: Vec<f32>,
+        options: mlxk_engine::TranscribeOptions,
+    ) -> Result<Box<dyn mlxk_server::backend::TranscriptionRun>, ServiceError> {
+        Ok(audio::stand_in(samples, options))
     }
 
     fn embed(
