@@ -122,7 +122,9 @@ export type Anomaly = {
 
 export type AppWindow = "library" | "settings" | "push";
 
-export type Capability = "text-generation" | "chat" | "vision" | "audio" | "embeddings" | "audio-translate-en";
+export type Capability = "text-generation" | "chat" | "vision" | "audio" | "embeddings" | 
+/**  Speech in any language to English text (Whisper's translate task; multilingual Whisper). */
+"audio-translate-en";
 
 /**  An API the server speaks, as its clients know it. */
 export type ClientApi = 
