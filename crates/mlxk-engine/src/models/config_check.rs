@@ -21,6 +21,23 @@ const SIZES: &[(&str, u64)] = &[
     ("max_position_embeddings", 1 << 26),
     ("sliding_window", 1 << 26),
     ("sliding_window_pattern", 1 << 12),
+    // Whisper (mlx-whisper's ModelDimensions); large-v3 has 128 mels, 1280 wide, 32 layers.
+    ("n_mels", 512),
+    ("n_audio_ctx", 1 << 16),
+    ("n_audio_state", 1 << 14),
+    ("n_audio_head", 1 << 10),
+    ("n_audio_layer", 1 << 10),
+    ("n_vocab", 1 << 23),
+    ("n_text_ctx", 1 << 16),
+    ("n_text_state", 1 << 14),
+    ("n_text_head", 1 << 10),
+    ("n_text_layer", 1 << 10),
+];
+
+/// Whisper's (state, heads) pairs: the heads split the state evenly.
+const STATE_HEADS: &[(&str, &str)] = &[
+    ("n_audio_state", "n_audio_head"),
+    ("n_text_state", "n_text_head"),
 ];
 
 /// Small positive floats (a zero or negative epsilon makes every norm divide by zero).
@@ -98,6 +115,16 @@ pub fn check(config: &Value) -> Result<()> {
     }
     if let Some(scaling) = config.get("rope_scaling").filter(|v| !v.is_null()) {
         check_rope_scaling(scaling)?;
+    }
+    for (state_field, heads_field) in STATE_HEADS {
+        if let (Some(state), Some(heads)) = (size(state_field), size(heads_field)) {
+            if state % heads != 0 {
+                return Err(bad(
+                    heads_field,
+                    format!("{heads} does not divide {state_field} ({state})"),
+                ));
+            }
+        }
     }
     if let Some(heads) = size("num_attention_heads") {
         if let Some(kv_heads) = size("num_key_value_heads") {
@@ -186,6 +213,8 @@ mod tests {
             ("rms_norm_eps", json!(0.0), "not a positive number"),
             ("rope_theta", json!(-1.0), "not a positive number"),
             ("num_key_value_heads", json!(3), "does not divide"),
+            ("n_mels", json!(100_000), "outside 1..="),
+            ("n_text_layer", json!(0), "outside 1..="),
             (
                 "num_attention_heads",
                 json!(6),

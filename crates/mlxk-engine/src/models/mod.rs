@@ -10,6 +10,7 @@ mod phi3;
 mod qwen2;
 mod qwen3;
 mod rope;
+pub(crate) mod whisper;
 
 use std::fs;
 use std::path::Path;
@@ -122,9 +123,14 @@ pub fn build_without_weights(config: &Value) -> Result<()> {
         "gemma3_text" => gemma3::prepare(config).map(drop),
         "qwen3" => qwen3::prepare(config).map(drop),
         "bert" => bert::prepare(config).map(drop),
+        "whisper" => whisper::prepare(config).map(drop),
         other => Err(EngineError::UnsupportedArchitecture(other.to_string())),
     }
 }
+
+/// Why a Whisper folder is not a language model.
+pub(crate) const WHISPER_IS_SPEECH: &str =
+    "whisper (a speech-to-text model: use SpeechModel / mlxk run MODEL --audio FILE)";
 
 /// Loads the model in `dir` (an MLX model folder: `config.json` plus safetensors) as `policy`
 /// plans it.
@@ -139,6 +145,11 @@ pub fn load(dir: &Path, policy: &LoadPolicy) -> Result<LoadedModel> {
         "gemma2" => Rc::new(gemma2::load(&config, &mut weights)?),
         "gemma3_text" => Rc::new(gemma3::load(&config, &mut weights)?),
         "qwen3" => Rc::new(qwen3::load(&config, &mut weights)?),
+        "whisper" => {
+            return Err(EngineError::UnsupportedArchitecture(
+                WHISPER_IS_SPEECH.into(),
+            ))
+        }
         other => return Err(EngineError::UnsupportedArchitecture(other.to_string())),
     };
     weights.finish()?;

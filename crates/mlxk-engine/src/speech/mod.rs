@@ -6,12 +6,32 @@
 //! language; [`Transcription::step`] then decodes one 30-second window at a time (with Whisper's
 //! temperature fallback), so a server can interleave windows with other work.
 
-use std::path::Path;
+mod decoding;
+mod languages;
+pub mod mel;
+mod tokens;
+mod transcribe;
 
+use std::path::Path;
+use std::rc::Rc;
+
+use mlx_rs::ops::indexing::IndexOp;
+use mlx_rs::ops::softmax_axis;
+use mlx_rs::Array;
 use serde::Serialize;
 
+use crate::checkpoint::Weights;
 use crate::error::{EngineError, Result};
-use crate::load_plan::{LoadPlan, LoadPolicy};
+use crate::load_plan::{LoadPlan, LoadPolicy, WeightFacts};
+use crate::models::{self, whisper};
+
+use decoding::LogitMasks;
+use mel::{LogMel, N_FRAMES};
+use tokens::WhisperTokenizer;
+
+pub use languages::{language_name, resolve_language, LANGUAGES};
+pub use tokens::SpecialTokens;
+pub use transcribe::Transcription;
 
 /// Whisper reads 16 kHz mono samples.
 pub const SAMPLE_RATE: u32 = 16_000;
@@ -127,31 +147,153 @@ pub struct Transcript {
     pub segments: Vec<Segment>,
 }
 
+/// What a model and a transcription share.
+pub(crate) struct Inner {
+    pub whisper: whisper::Whisper,
+    pub tokenizer: WhisperTokenizer,
+    pub masks: LogitMasks,
+}
+
+impl Inner {
+    /// Every decoder layer's cross-attention keys and values for one mel window, evaluated (so
+    /// the encoder's graph is freed and every decode of the window reuses them).
+    fn encode(&self, window: &Array) -> Result<Vec<whisper::CrossKv>> {
+        let features = self.whisper.encoder.forward(window)?;
+        let cross = self.whisper.decoder.cross_keys_values(&features)?;
+        mlx_rs::transforms::eval(cross.iter().flat_map(|(k, v)| [k, v]))?;
+        Ok(cross)
+    }
+
+    /// Language probabilities for the window whose keys and values are `cross`, in token
+    /// order (mlx-whisper's `detect_language`: the logits after `<|startoftranscript|>`,
+    /// restricted to the language tokens).
+    fn language_probs(&self, cross: &[whisper::CrossKv]) -> Result<Vec<(&'static str, f32)>> {
+        let sot = Array::from_slice(&[self.tokenizer.special.sot as i32], &[1, 1]);
+        let mut cache = vec![None; self.whisper.decoder.num_layers()];
+        let logits = self.whisper.decoder.forward(&sot, cross, &mut cache)?;
+        let logits = logits.index((.., 0, ..));
+        let languages: Vec<(u32, &'static str)> = self.tokenizer.language_tokens().collect();
+        let n_vocab = self.whisper.dims.n_vocab as usize;
+        let mut mask = vec![f32::NEG_INFINITY; n_vocab];
+        for (token, _) in &languages {
+            mask[*token as usize] = 0.0;
+        }
+        let masked = logits.add(Array::from_slice(&mask, &[1, n_vocab as i32]))?;
+        let probs = softmax_axis(&masked, -1, None)?;
+        probs.eval()?;
+        let probs = probs.as_slice::<f32>();
+        Ok(languages
+            .into_iter()
+            .map(|(token, code)| (code, probs[token as usize]))
+            .collect())
+    }
+}
+
 /// A loaded Whisper model and its tokenizer.
 pub struct SpeechModel {
+    inner: Rc<Inner>,
     pub plan: LoadPlan,
 }
 
-fn not_yet() -> EngineError {
-    EngineError::Speech("speech-to-text is not implemented yet".into())
-}
+/// Speech-to-text architectures [`SpeechModel`] loads.
+pub const SPEECH_ARCHITECTURES: &[&str] = &["whisper"];
 
 impl SpeechModel {
     /// Loads the Whisper model in `dir` (an mlx-whisper folder: config.json with the Whisper
-    /// dimensions, weights.safetensors, tokenizer.json).
-    pub fn load(_dir: &Path, _policy: &LoadPolicy) -> Result<Self> {
-        Err(not_yet())
+    /// dimensions, weights.safetensors, tokenizer.json) as `policy` plans it.
+    pub fn load(dir: &Path, policy: &LoadPolicy) -> Result<Self> {
+        let config = models::read_config(dir)?;
+        let architecture = models::model_type(&config);
+        if !SPEECH_ARCHITECTURES.contains(&architecture) {
+            return Err(EngineError::UnsupportedArchitecture(format!(
+                "{architecture} (as a speech-to-text model: whisper)"
+            )));
+        }
+        let plan = policy.plan(&WeightFacts::read(dir, &config)?);
+        let mut weights = Weights::load(dir, &config, &plan)?;
+        let whisper = whisper::load(&config, &mut weights)?;
+        weights.finish()?;
+        let tokenizer = WhisperTokenizer::load(dir, whisper.dims.n_vocab)?;
+        let masks = LogitMasks::new(&tokenizer, whisper.dims.n_vocab as usize)?;
+        Ok(SpeechModel {
+            inner: Rc::new(Inner {
+                whisper,
+                tokenizer,
+                masks,
+            }),
+            plan,
+        })
     }
 
     /// Multilingual models detect the language and can translate; `.en` models cannot.
     pub fn is_multilingual(&self) -> bool {
-        false
+        self.inner.tokenizer.is_multilingual()
+    }
+
+    /// The model's special token ids.
+    pub fn special_tokens(&self) -> &SpecialTokens {
+        &self.inner.tokenizer.special
+    }
+
+    /// The tokens never sampled (symbols of non-speech annotations, non-text special tokens).
+    pub fn suppressed_tokens(&self) -> Result<Vec<u32>> {
+        self.inner.tokenizer.suppress_tokens()
     }
 
     /// Refuses options this model cannot honour (an unknown language, translation on an
-    /// English-only model), so a server can answer before queueing.
-    pub fn check(&self, _options: &TranscribeOptions) -> Result<()> {
-        Err(not_yet())
+    /// English-only model, no temperature), so a server can answer before queueing.
+    pub fn check(&self, options: &TranscribeOptions) -> Result<()> {
+        self.language_of(options).map(drop)
+    }
+
+    /// The language code the options ask for (`None`: detect it), after checking them.
+    fn language_of(&self, options: &TranscribeOptions) -> Result<Option<&'static str>> {
+        let bad = |why: String| Err(EngineError::Speech(why));
+        if options.temperatures.is_empty() {
+            return bad("at least one temperature is needed".into());
+        }
+        if let Some(t) = options
+            .temperatures
+            .iter()
+            .find(|t| !t.is_finite() || **t < 0.0)
+        {
+            return bad(format!("temperature {t} is not a number of 0 or more"));
+        }
+        let thresholds = [
+            options.compression_ratio_threshold,
+            options.logprob_threshold,
+            options.no_speech_threshold,
+        ];
+        if thresholds.iter().flatten().any(|t| !t.is_finite()) {
+            return bad("thresholds must be finite numbers".into());
+        }
+        let multilingual = self.is_multilingual();
+        if options.task == Task::Translate && !multilingual {
+            return bad(
+                "this model is English-only (a Whisper .en model): it transcribes English \
+                 but cannot translate"
+                    .into(),
+            );
+        }
+        let Some(asked) = options.language.as_deref() else {
+            return Ok(if multilingual { None } else { Some("en") });
+        };
+        let Some(code) = resolve_language(asked) else {
+            return bad(format!(
+                "language '{asked}' is not one Whisper knows (give a code such as 'de' or a \
+                 name such as 'German')"
+            ));
+        };
+        if !multilingual && code != "en" {
+            return bad(format!(
+                "this model is English-only (a Whisper .en model): it cannot transcribe \
+                 '{code}'"
+            ));
+        }
+        if self.inner.tokenizer.language_token(code).is_none() {
+            return bad(format!("this model does not know the language '{code}'"));
+        }
+        Ok(Some(code))
     }
 
     /// Transcribes 16 kHz mono samples whole.
@@ -165,56 +307,64 @@ impl SpeechModel {
 
     /// Prepares a transcription (the log-mel spectrogram, the language); windows are then
     /// decoded by [`Transcription::step`].
-    pub fn start(&self, _samples: Vec<f32>, _options: TranscribeOptions) -> Result<Transcription> {
-        Err(not_yet())
+    pub fn start(&self, samples: Vec<f32>, options: TranscribeOptions) -> Result<Transcription> {
+        let language = self.language_of(&options)?;
+        let inner = &self.inner;
+        let mel = LogMel::compute(&samples, inner.whisper.dims.n_mels as usize)?;
+        let duration = samples.len() as f64 / SAMPLE_RATE as f64;
+        drop(samples);
+        let (language, first_window) = match language {
+            Some(code) => (code, None),
+            None => {
+                // As mlx-whisper: once, on the first 30 s of the padded spectrogram. When the
+                // audio fills that window, it is the first window decoded too.
+                let cross = inner.encode(&mel.window(0, N_FRAMES))?;
+                let code = most_likely(&inner.language_probs(&cross)?);
+                let reuse = mel.content_frames >= N_FRAMES;
+                (code, reuse.then_some(cross))
+            }
+        };
+        Transcription::new(
+            Rc::clone(inner),
+            mel,
+            options,
+            language,
+            duration,
+            first_window,
+        )
     }
 
-    /// The language of the first 30 seconds: codes with their probabilities, most likely first.
-    pub fn detect_language(&self, _samples: &[f32]) -> Result<Vec<(String, f32)>> {
-        Err(not_yet())
+    /// The language of the first 30 seconds: codes with their probabilities, most likely first
+    /// (English alone for English-only models).
+    pub fn detect_language(&self, samples: &[f32]) -> Result<Vec<(String, f32)>> {
+        if !self.is_multilingual() {
+            return Ok(vec![("en".to_string(), 1.0)]);
+        }
+        let inner = &self.inner;
+        let mel = LogMel::compute(samples, inner.whisper.dims.n_mels as usize)?;
+        let cross = inner.encode(&mel.window(0, N_FRAMES))?;
+        let mut probs: Vec<(String, f32)> = inner
+            .language_probs(&cross)?
+            .into_iter()
+            .map(|(code, p)| (code.to_string(), p))
+            .collect();
+        probs.sort_by(|a, b| b.1.total_cmp(&a.1));
+        Ok(probs)
     }
 
     /// Tokens of `text` (without special tokens).
-    pub fn count_tokens(&self, _text: &str) -> usize {
-        0
+    pub fn count_tokens(&self, text: &str) -> usize {
+        self.inner.tokenizer.encode(text).map_or(0, |t| t.len())
     }
 }
 
-/// A transcription under way.
-pub struct Transcription {
-    duration: f64,
-}
-
-impl Transcription {
-    /// Decodes the next 30-second window (trying higher temperatures while its result looks
-    /// wrong) and returns the segments it finished.
-    pub fn step(&mut self) -> Result<Vec<Segment>> {
-        Err(not_yet())
-    }
-
-    pub fn is_done(&self) -> bool {
-        true
-    }
-
-    /// Seconds of audio done, and in all.
-    pub fn progress(&self) -> (f64, f64) {
-        (self.duration, self.duration)
-    }
-
-    pub fn finish(self) -> Transcript {
-        Transcript {
-            text: String::new(),
-            language: "en".into(),
-            task: Task::Transcribe,
-            duration: self.duration,
-            segments: Vec::new(),
+/// The first most likely language (Python's `max(probs, key=probs.get)`).
+fn most_likely(probs: &[(&'static str, f32)]) -> &'static str {
+    let mut best = probs[0];
+    for &candidate in &probs[1..] {
+        if candidate.1 > best.1 {
+            best = candidate;
         }
     }
-}
-
-/// The language code for a code or English name ("de", "German", "castilian"), if Whisper
-/// knows the language.
-pub fn resolve_language(name_or_code: &str) -> Option<&'static str> {
-    let _ = name_or_code;
-    None
+    best.0
 }

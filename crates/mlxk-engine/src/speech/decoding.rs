@@ -1,0 +1,221 @@
+//! Decoding one 30-second window, as mlx-whisper's `DecodingTask` with one sequence: the
+//! prompt (previous text) and start tokens, then greedy or sampled tokens under Whisper's logit
+//! filters until the end of text, with the statistics the temperature fallback reads.
+
+use std::io::Write;
+
+use flate2::write::ZlibEncoder;
+use flate2::Compression;
+use mlx_rs::ops::indexing::{argmax_axis, IndexOp};
+use mlx_rs::ops::{select, softmax_axis};
+use mlx_rs::random::{categorical, RandomState};
+use mlx_rs::transforms::eval;
+use mlx_rs::Array;
+
+use crate::error::Result;
+use crate::models::whisper::{CrossKv, SelfKv, Whisper};
+
+use super::tokens::WhisperTokenizer;
+
+/// The first timestamp may be at most 1 s into the window (`max_initial_timestamp`), in
+/// 0.02 s steps.
+const MAX_INITIAL_TIMESTAMP_INDEX: u32 = 50;
+
+/// What decoding a window gave.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct DecodeResult {
+    /// Sampled tokens up to (not including) the end of text, timestamps included.
+    pub tokens: Vec<u32>,
+    pub text: String,
+    pub avg_logprob: f64,
+    pub no_speech_prob: f64,
+    pub temperature: f32,
+    pub compression_ratio: f64,
+}
+
+/// The additive masks of Whisper's logit filters, built once per model (`[1, n_vocab]`, 0 or
+/// -inf).
+pub(crate) struct LogitMasks {
+    /// SuppressTokens: non-speech symbols and non-text special tokens, on every step.
+    suppress: Array,
+    /// SuppressBlank: a blank or the end of text as the first token.
+    blank: Array,
+    /// The timestamp rules' own masks: `<|notimestamps|>` always, plus...
+    /// ... nothing more (text or a timestamp may follow),
+    any: Array,
+    /// ... after two timestamps (or one at the start): text must follow,
+    text_next: Array,
+    /// ... after text and one timestamp: a timestamp (the pair's end) or the end of text,
+    timestamp_next: Array,
+    /// ... at the first step: a timestamp of at most 1 s.
+    initial: Array,
+    /// `true` at the text tokens (below `<|0.00|>`).
+    is_text: Array,
+    timestamp_begin: i32,
+}
+
+impl LogitMasks {
+    pub fn new(tokenizer: &WhisperTokenizer, n_vocab: usize) -> Result<Self> {
+        let s = &tokenizer.special;
+        let ts = s.timestamp_begin as usize;
+        let mask = |blocked: &dyn Fn(usize) -> bool| {
+            let values: Vec<f32> = (0..n_vocab)
+                .map(|i| if blocked(i) { f32::NEG_INFINITY } else { 0.0 })
+                .collect();
+            Array::from_slice(&values, &[1, n_vocab as i32])
+        };
+        let suppress = tokenizer.suppress_tokens()?;
+        let blank = tokenizer.suppress_blank()?;
+        let no_ts = s.no_timestamps as usize;
+        let eot = s.eot as usize;
+        let last_allowed = ts + MAX_INITIAL_TIMESTAMP_INDEX as usize;
+        let is_text: Vec<bool> = (0..n_vocab).map(|i| i < ts).collect();
+        Ok(LogitMasks {
+            suppress: mask(&|i| suppress.binary_search(&(i as u32)).is_ok()),
+            blank: mask(&|i| blank.contains(&(i as u32))),
+            any: mask(&|i| i == no_ts),
+            text_next: mask(&|i| i == no_ts || i >= ts),
+            timestamp_next: mask(&|i| i == no_ts || i < eot),
+            initial: mask(&|i| i == no_ts || i < ts || i > last_allowed),
+            is_text: Array::from_slice(&is_text, &[1, n_vocab as i32]),
+            timestamp_begin: ts as i32,
+        })
+    }
+
+    /// The timestamp rules' mask for the tokens sampled so far (`seq`), as mlx-whisper 0.4.3
+    /// applies them. Its rule that timestamps must not decrease compares positions in `seq`
+    /// with token ids (so masks an empty range): it is left out here, to give the same tokens.
+    fn timestamp_mask(&self, seq: &[u32]) -> &Array {
+        let ts = self.timestamp_begin as u32;
+        if seq.is_empty() {
+            return &self.initial;
+        }
+        let last_was_timestamp = seq[seq.len() - 1] >= ts;
+        let penultimate_was_timestamp = seq.len() < 2 || seq[seq.len() - 2] >= ts;
+        match (last_was_timestamp, penultimate_was_timestamp) {
+            (true, true) => &self.text_next,
+            (true, false) => &self.timestamp_next,
+            _ => &self.any,
+        }
+    }
+
+    /// The logits every filter has passed: SuppressBlank (first step), SuppressTokens, then
+    /// the timestamp rules, which also forbid text when the timestamps together are likelier
+    /// than any single text token.
+    fn apply(&self, logits: &Array, seq: &[u32]) -> Result<Array> {
+        let mut logits = logits.clone();
+        if seq.is_empty() {
+            logits = logits.add(&self.blank)?;
+        }
+        let logits = logits.add(&self.suppress)?;
+        let logprobs = logits.subtract(logits.logsumexp_axis(-1, true)?)?;
+        let ts = self.timestamp_begin;
+        let timestamp_logprob = logprobs.index((.., ts..)).logsumexp_axis(-1, true)?;
+        let max_text_logprob = logprobs.index((.., ..ts)).max_axis(-1, true)?;
+        let timestamps_win = timestamp_logprob.gt(&max_text_logprob)?;
+        let masked = logits.add(self.timestamp_mask(seq))?;
+        Ok(select(
+            &timestamps_win.logical_and(&self.is_text)?,
+            Array::from_f32(f32::NEG_INFINITY),
+            &masked,
+        )?)
+    }
+}
+
+/// The model, tokenizer and masks one window is decoded with.
+pub(crate) struct WindowDecoder<'a> {
+    pub model: &'a Whisper,
+    pub tokenizer: &'a WhisperTokenizer,
+    pub masks: &'a LogitMasks,
+}
+
+impl WindowDecoder<'_> {
+    /// Decodes the window whose cross-attention keys and values are `cross`, after `prompt`
+    /// (earlier text, may be empty) and `sot_sequence`, at `temperature` (0: greedy; above:
+    /// drawn with `random`).
+    pub fn decode(
+        &self,
+        cross: &[CrossKv],
+        prompt: &[u32],
+        sot_sequence: &[u32],
+        temperature: f32,
+        random: &mut RandomState,
+    ) -> Result<DecodeResult> {
+        let dims = &self.model.dims;
+        let n_ctx = dims.n_text_ctx as usize;
+        let sample_len = n_ctx / 2;
+        let s = &self.tokenizer.special;
+        let mut tokens = Vec::new();
+        if !prompt.is_empty() {
+            tokens.push(s.sot_prev);
+            tokens.extend_from_slice(&prompt[prompt.len().saturating_sub(n_ctx / 2 - 1)..]);
+        }
+        let sot_index = tokens.len();
+        tokens.extend_from_slice(sot_sequence);
+        let sample_begin = tokens.len();
+
+        let mut cache: Vec<SelfKv> = vec![None; self.model.decoder.num_layers()];
+        let mut sum_logprob = 0f32;
+        let mut no_speech_prob = f32::NAN;
+        let temperature_scalar = Array::from_f32(temperature);
+        loop {
+            let first = tokens.len() == sample_begin;
+            let input: Vec<i32> = if first {
+                tokens.iter().map(|&t| t as i32).collect()
+            } else {
+                vec![tokens[tokens.len() - 1] as i32]
+            };
+            let input = Array::from_slice(&input, &[1, input.len() as i32]);
+            let logits = self.model.decoder.forward(&input, cross, &mut cache)?;
+            let length = logits.shape()[1];
+            let last = logits.index((.., length - 1, ..));
+            let filtered = self.masks.apply(&last, &tokens[sample_begin..])?;
+            let next = if temperature == 0.0 {
+                argmax_axis(&filtered, -1, None)?
+            } else {
+                let key = random.next_key()?;
+                categorical(filtered.divide(&temperature_scalar)?, -1, None, &key)?
+            };
+            let logprobs = filtered.subtract(filtered.logsumexp_axis(-1, true)?)?;
+            let chosen = logprobs.take_along_axis(&next.reshape(&[1, 1])?, -1)?;
+            if first {
+                let at_sot = logits.index((.., sot_index as i32, ..));
+                let no_speech = softmax_axis(&at_sot, -1, None)?.index((.., s.no_speech as i32));
+                eval([&next, &chosen, &no_speech])?;
+                no_speech_prob = no_speech.as_slice::<f32>()[0];
+            } else {
+                eval([&next, &chosen])?;
+            }
+            let token = next.as_slice::<u32>()[0];
+            sum_logprob += chosen.as_slice::<f32>()[0];
+            tokens.push(token);
+            let sampled = tokens.len() - sample_begin;
+            if token == s.eot || sampled >= sample_len || tokens.len() > n_ctx {
+                break;
+            }
+        }
+        let mut sampled = tokens.split_off(sample_begin);
+        if let Some(end) = sampled.iter().position(|&t| t == s.eot) {
+            sampled.truncate(end);
+        }
+        let text = self.tokenizer.decode(&sampled)?.trim().to_string();
+        Ok(DecodeResult {
+            avg_logprob: sum_logprob as f64 / (sampled.len() + 1) as f64,
+            no_speech_prob: no_speech_prob as f64,
+            temperature,
+            compression_ratio: compression_ratio(&text),
+            tokens: sampled,
+            text,
+        })
+    }
+}
+
+/// How much better than 1 the text compresses with zlib (Whisper's test for repetition).
+pub(crate) fn compression_ratio(text: &str) -> f64 {
+    let bytes = text.as_bytes();
+    let mut encoder = ZlibEncoder::new(Vec::new(), Compression::default());
+    // Writing to a Vec cannot fail.
+    let _ = encoder.write_all(bytes);
+    let compressed = encoder.finish().map(|c| c.len()).unwrap_or(1).max(1);
+    bytes.len() as f64 / compressed as f64
+}
