@@ -1420,3 +1420,127 @@ fn embed_refuses_what_it_cannot_embed_before_loading_anything() {
         run.stderr
     );
 }
+
+/// A file of the repository (fixtures, the models setup unpacked).
+fn repo_file(relative: &str) -> std::path::PathBuf {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(relative);
+    assert!(
+        path.exists(),
+        "{} is missing: run ./scripts/setup.sh",
+        path.display()
+    );
+    path
+}
+
+#[test]
+fn run_audio_is_refused_where_it_cannot_work() {
+    let cache = cache_with_demo_model();
+    let clip = repo_file("tests/fixtures/audio/hello.wav");
+    let clip = clip.to_str().unwrap();
+    let text_model = cache.run(&["run", DEMO, "--audio", clip, "--json"]);
+    assert_eq!(text_model.code, 1, "{}", text_model.stderr);
+    let error = &text_model.json()["error"];
+    assert_eq!(error["type"], "not_a_speech_model");
+    assert!(
+        error["message"].as_str().unwrap().contains("chat model"),
+        "{error}"
+    );
+    // Flags that only mean something for audio, or nothing for it, are said, not ignored.
+    let no_audio = cache.run(&["run", DEMO, "hi", "--language", "de"]);
+    assert_eq!(no_audio.code, 2, "{}", no_audio.stderr);
+    assert!(no_audio.stderr.contains("--audio"), "{}", no_audio.stderr);
+    let with_system = cache.run(&["run", DEMO, "--audio", clip, "--system", "be brief"]);
+    assert_eq!(with_system.code, 2, "{}", with_system.stderr);
+    assert!(
+        with_system.stderr.contains("cannot be used with"),
+        "{}",
+        with_system.stderr
+    );
+}
+
+#[test]
+fn run_transcribes_audio_with_a_converted_whisper_model() {
+    let cache = TestCache::standard();
+    let source = repo_file(".cache/whisper/tiny.en");
+    let name = "mlxk-test/whisper-tiny.en-mlx";
+    let converted = cache.run(&[
+        "convert",
+        "--from-ct2",
+        source.to_str().unwrap(),
+        "--into-cache",
+        name,
+    ]);
+    assert_eq!(converted.code, 0, "{}", converted.stderr);
+    let clip = repo_file("tests/fixtures/audio/hello.flac");
+    let clip = clip.to_str().unwrap();
+
+    let run = cache.run(&["run", "whisper-tiny.en", "--audio", clip, "--json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let envelope = run.json();
+    assert_schema_valid(&envelope);
+    let data = &envelope["data"];
+    let text = data["text"].as_str().unwrap().to_lowercase();
+    assert!(text.contains("hello") && text.contains("test"), "{data}");
+    assert_eq!(data["response"], data["text"]);
+    assert_eq!(data["language"], "en");
+    assert_eq!(data["task"], "transcribe");
+    assert_eq!(data["audio_source"]["codec"], "flac");
+    let segments = data["segments"].as_array().unwrap();
+    assert!(!segments.is_empty(), "{data}");
+    let end = segments.last().unwrap()["end"].as_f64().unwrap();
+    let duration = data["duration_s"].as_f64().unwrap();
+    assert!(end > 0.5 && end <= duration + 0.01, "{data}");
+
+    // Plain text to stdout; with --timestamps, one timed line per segment.
+    let plain = cache.run(&["run", "whisper-tiny.en", "--audio", clip]);
+    assert_eq!(plain.code, 0, "{}", plain.stderr);
+    assert_eq!(plain.stdout.trim(), data["text"].as_str().unwrap().trim());
+    let timed = cache.run(&["run", "whisper-tiny.en", "--audio", clip, "--timestamps"]);
+    let first = timed.stdout.lines().next().unwrap_or_default().to_string();
+    assert!(
+        first.starts_with("[00:00.000 --> 00:0") && first.to_lowercase().contains("hello"),
+        "{}",
+        timed.stdout
+    );
+
+    // What a Whisper .en model cannot do is said before any work.
+    let translate = cache.run(&[
+        "run",
+        "whisper-tiny.en",
+        "--audio",
+        clip,
+        "--translate",
+        "--json",
+    ]);
+    assert_eq!(translate.code, 2, "{}", translate.stderr);
+    assert!(
+        translate.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("English-only"),
+        "{}",
+        translate.stdout
+    );
+    let no_audio = cache.run(&["run", "whisper-tiny.en", "hi", "--json"]);
+    assert_eq!(no_audio.json()["error"]["type"], "not_a_text_model");
+    let unknown = cache.run(&[
+        "run",
+        "whisper-tiny.en",
+        "--audio",
+        clip,
+        "--language",
+        "xx",
+    ]);
+    assert_eq!(unknown.code, 2, "{}", unknown.stderr);
+    let garbage = cache.run(&[
+        "run",
+        "whisper-tiny.en",
+        "--audio",
+        repo_file("Cargo.toml").to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(garbage.code, 1);
+    assert_eq!(garbage.json()["error"]["type"], "unsupported_format");
+}

@@ -12,6 +12,7 @@ pub mod pull;
 pub mod push;
 pub mod rm;
 pub mod run;
+mod run_audio;
 mod run_remote;
 pub mod serve;
 pub mod show;

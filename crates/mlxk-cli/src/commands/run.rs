@@ -77,6 +77,23 @@ pub struct RunArgs {
     /// else http://127.0.0.1:8000), `--server=URL` for another.
     #[arg(long, value_name = "URL", num_args = 0..=1, require_equals = true, default_missing_value = "")]
     pub server: Option<String>,
+    /// Transcribe this audio file with a speech-to-text (Whisper) model instead of chatting; the
+    /// prompt, if any, is context for the first 30 seconds (names, spelling).
+    #[arg(long, value_name = "FILE", conflicts_with_all = [
+        "system", "top_p", "top_k", "min_p", "repetition_penalty", "stops", "json_schema",
+        "json_object", "no_chat_template", "hide_reasoning", "server",
+    ])]
+    pub audio: Option<std::path::PathBuf>,
+    /// The spoken language (code or English name, e.g. de or german) [default: detected, or
+    /// English for English-only models].
+    #[arg(long, requires = "audio")]
+    pub language: Option<String>,
+    /// Translate the speech into English (multilingual Whisper models).
+    #[arg(long, requires = "audio")]
+    pub translate: bool,
+    /// Print each segment on its own line with its start and end time.
+    #[arg(long, requires = "audio")]
+    pub timestamps: bool,
     #[command(flatten)]
     pub weights: WeightArgs,
 }
@@ -134,6 +151,9 @@ impl From<mlxk_engine::Generation> for Stats {
 }
 
 pub fn run(args: &RunArgs, output: &Output) -> Result<Outcome, CliError> {
+    if let Some(audio) = &args.audio {
+        return super::run_audio::run(args, audio, output);
+    }
     // A schema file that cannot be read is said before the model loads.
     structured_output(args)?;
     let started = Instant::now();
@@ -151,7 +171,18 @@ pub fn run(args: &RunArgs, output: &Output) -> Result<Outcome, CliError> {
             RuntimeInfo::detect().blas.name,
         );
     }
-    let prompt = match args.prompt.as_slice() {
+    match prompt(args)? {
+        Some(prompt) => one_shot(args, output, &loaded, &prompt),
+        None if output.json => Err(CliError::usage(
+            "--json needs a prompt (an interactive chat has no single result)",
+        )),
+        None => chat(args, &loaded).map(|()| Outcome::new(json!(null), String::new())),
+    }
+}
+
+/// The prompt words joined, or stdin for `-`; `None` without any.
+pub(super) fn prompt(args: &RunArgs) -> Result<Option<String>, CliError> {
+    Ok(match args.prompt.as_slice() {
         [] => None,
         [dash] if dash == "-" => {
             let mut text = String::new();
@@ -161,30 +192,12 @@ pub fn run(args: &RunArgs, output: &Output) -> Result<Outcome, CliError> {
             Some(text.trim_end().to_string())
         }
         words => Some(words.join(" ")),
-    };
-    match prompt {
-        Some(prompt) => one_shot(args, output, &loaded, &prompt),
-        None if output.json => Err(CliError::usage(
-            "--json needs a prompt (an interactive chat has no single result)",
-        )),
-        None => chat(args, &loaded).map(|()| Outcome::new(json!(null), String::new())),
-    }
+    })
 }
 
 fn load(name: &str, policy: &LoadPolicy, output: &Output) -> Result<Loaded, CliError> {
     let library = Library::from_env();
-    let runnable = match library.find_runnable(name) {
-        Err(mlxk_core::CoreError::ModelNotFound(_)) if offer_pull(name, output)? => {
-            Library::from_env().find_runnable(name)?
-        }
-        // Not here at all: the exact command that would fetch it.
-        Err(e @ mlxk_core::CoreError::ModelNotFound(_)) => {
-            let mut error = CliError::from(e);
-            error.hint = Some(format!("not in the cache; fetch it with: mlxk pull {name}"));
-            return Err(error);
-        }
-        other => other?,
-    };
+    let runnable = find(&library, name, output)?;
     if runnable.info.classification.model_type == mlxk_core::classify::ModelType::Embedding {
         return Err(CliError::new(
             "not_a_text_model",
@@ -194,15 +207,16 @@ fn load(name: &str, policy: &LoadPolicy, output: &Output) -> Result<Loaded, CliE
             ),
         ));
     }
-    // Loading takes seconds: say so on a terminal rather than sit silent.
-    let spinner = if !output.json && io::stderr().is_terminal() {
-        let spinner = ProgressBar::new_spinner();
-        spinner.set_message(format!("Loading {}…", runnable.name));
-        spinner.enable_steady_tick(std::time::Duration::from_millis(100));
-        spinner
-    } else {
-        ProgressBar::hidden()
-    };
+    if runnable.info.classification.model_type == mlxk_core::classify::ModelType::Audio {
+        return Err(CliError::new(
+            "not_a_text_model",
+            format!(
+                "{} is a speech-to-text model: give it audio with `mlxk run {} --audio FILE`",
+                runnable.name, runnable.name
+            ),
+        ));
+    }
+    let spinner = loading(&runnable.name, output);
     let model = TextModel::load(&runnable.dir, policy);
     spinner.finish_and_clear();
     let mut model = model.map_err(|e| CliError::new("execution_error", e.to_string()))?;
@@ -218,6 +232,37 @@ fn load(name: &str, policy: &LoadPolicy, output: &Output) -> Result<Loaded, CliE
             context_length: runnable.context_length,
         },
     })
+}
+
+/// The runnable model `name` names; on a terminal, one not in the cache is offered for download.
+pub(super) fn find(
+    library: &Library,
+    name: &str,
+    output: &Output,
+) -> Result<mlxk_core::RunnableModel, CliError> {
+    match library.find_runnable(name) {
+        Err(mlxk_core::CoreError::ModelNotFound(_)) if offer_pull(name, output)? => {
+            Ok(Library::from_env().find_runnable(name)?)
+        }
+        // Not here at all: the exact command that would fetch it.
+        Err(e @ mlxk_core::CoreError::ModelNotFound(_)) => {
+            let mut error = CliError::from(e);
+            error.hint = Some(format!("not in the cache; fetch it with: mlxk pull {name}"));
+            Err(error)
+        }
+        other => Ok(other?),
+    }
+}
+
+/// Loading takes seconds: said on a terminal rather than sitting silent.
+pub(super) fn loading(name: &str, output: &Output) -> ProgressBar {
+    if output.json || !io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let spinner = ProgressBar::new_spinner();
+    spinner.set_message(format!("Loading {name}…"));
+    spinner.enable_steady_tick(std::time::Duration::from_millis(100));
+    spinner
 }
 
 /// Answers will come from the server `url` names ("" for the running one); it resolves the
