@@ -14,13 +14,13 @@ use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use mlxk_engine::{Task, TranscribeOptions, Transcript};
+use mlxk_engine::{FinishReason, Task, TranscribeOptions, Transcript};
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
 use crate::request_log::RequestLog;
 use crate::routes::Shared;
-use crate::service::TranscriptionRequest;
+use crate::service::{Event, TranscriptionRequest, Usage};
 use crate::worker::KeepAlive;
 
 pub async fn transcriptions(
@@ -55,7 +55,20 @@ async fn transcribe(
     log.model(&request.model);
     let (model, transcript) = state.service.transcribe(request).await?;
     log.model(&model.name);
+    log.saw(&Event::Done {
+        finish_reason: FinishReason::Stop,
+        usage: transcript_usage(&transcript),
+        stop_sequence: None,
+    });
     Ok(respond(&transcript, format))
+}
+
+/// The tokens the decoder wrote (timestamps included); the audio is no prompt of tokens.
+pub(crate) fn transcript_usage(transcript: &Transcript) -> Usage {
+    Usage {
+        completion_tokens: transcript.segments.iter().map(|s| s.tokens.len()).sum(),
+        ..Usage::default()
+    }
 }
 
 /// How the transcript is answered (`response_format`).
@@ -280,7 +293,8 @@ fn verbose(transcript: &Transcript) -> Value {
         .collect();
     json!({
         "task": transcript.task.label(),
-        "language": language_name(&transcript.language),
+        "language": mlxk_engine::speech::language_name(&transcript.language)
+            .unwrap_or(&transcript.language),
         "duration": transcript.duration,
         "text": transcript.text.trim(),
         "segments": segments,
@@ -291,12 +305,6 @@ fn verbose(transcript: &Transcript) -> Value {
 /// An f32 as the decimal it was written as (0.4, not 0.4000000059604645 as a widened f64).
 fn decimal(x: f32) -> f64 {
     x.to_string().parse().unwrap_or(f64::from(x))
-}
-
-/// A language code's English name in lowercase ("en" → "english").
-fn language_name(code: &str) -> String {
-    // TODO(B's languages table): the name, once the engine exports it.
-    code.to_string()
 }
 
 /// SubRip: numbered cues, hours always, a comma before the milliseconds.

@@ -175,11 +175,7 @@ async fn transcribe_chat(
         .await?;
     log.model(&model.name);
     let (sender, events) = tokio::sync::mpsc::unbounded_channel();
-    // The tokens the decoder wrote (timestamps included); the audio is no prompt of tokens.
-    let usage = crate::service::Usage {
-        completion_tokens: transcript.segments.iter().map(|s| s.tokens.len()).sum(),
-        ..Default::default()
-    };
+    let usage = audio::transcript_usage(&transcript);
     for event in [
         Event::Text(TextEvent::Content(transcript.text.trim().to_string())),
         Event::Done {

@@ -89,7 +89,10 @@ impl TranscriptionRun for StandInTranscription {
     fn finish(self: Box<Self>) -> Transcript {
         Transcript {
             text: self.segments.iter().map(|s| s.text.as_str()).collect(),
-            language: self.options.language.clone().unwrap_or_else(|| "en".into()),
+            language: (self.options.language.as_deref())
+                .and_then(mlxk_engine::resolve_language)
+                .unwrap_or("en")
+                .into(),
             task: self.options.task,
             duration: self.samples as f64 / RATE as f64,
             segments: self.segments,
@@ -227,8 +230,7 @@ async fn every_response_format_as_openai_writes_it() {
     assert_eq!(
         (
             &body["task"],
-            // The language's English name: asserted once the engine's language table is in.
-            &json!("english"),
+            &body["language"],
             &body["duration"],
             &body["text"]
         ),
@@ -297,8 +299,12 @@ async fn translation_needs_a_multilingual_model_and_the_prompt_reaches_the_engin
     .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
-        (&body["task"], &body["text"]),
-        (&json!("translate"), &json!("Translated 0."))
+        (&body["task"], &body["language"], &body["text"]),
+        (
+            &json!("translate"),
+            &json!("german"),
+            &json!("Translated 0.")
+        )
     );
     let (status, body) = upload_json(
         &server,
