@@ -3,7 +3,7 @@
 // tokens per second. It talks to /v1/chat/completions like any client would: the server must
 // be running (it offers to start it).
 import { commands, events, type ModelSummary, type ServerStatus } from "./bindings";
-import { h, messageOf, say, unwrap } from "./common";
+import { canChat, h, messageOf, say, unwrap } from "./common";
 
 type Message = { role: "system" | "user" | "assistant"; content: string };
 
@@ -85,8 +85,7 @@ export function chatPane(models: () => ModelSummary[]): { element: HTMLElement; 
   void events.serverStatusChanged.listen((event) => showServer(event.payload));
 
   const refreshModels = () => {
-    // Embedding models run too, but make vectors, not answers.
-    const runnable = models().filter((m) => m.healthy && m.runnable && m.model_type !== "embedding");
+    const runnable = models().filter(canChat);
     const current = wanted ?? model.value;
     model.replaceChildren(...runnable.map((m) => h("option", { value: m.name, selected: m.name === current }, m.display_name)));
     if (runnable.length === 0) model.append(h("option", { value: "" }, "No model here can chat"));

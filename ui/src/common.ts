@@ -1,6 +1,6 @@
 // Small helpers shared by the windows: building elements, formatting, and the server line.
 import "./style.css";
-import { commands, events, type AppWindow, type ClientUrl, type CommandError, type FileState, type ProblemCode, type ServerStatus, type Severity, type TransferView } from "./bindings";
+import { commands, events, type AppWindow, type ClientUrl, type CommandError, type FileState, type ModelType, type ProblemCode, type ServerStatus, type Severity, type TransferView } from "./bindings";
 
 /** Creates an element with attributes and children (strings become text, never HTML). */
 export function h<K extends keyof HTMLElementTagNameMap>(
@@ -22,6 +22,11 @@ export function h<K extends keyof HTMLElementTagNameMap>(
 /** The present ones of `items` (for `replaceChildren`, which takes no null). */
 export function present(...items: (Node | string | null | undefined)[]): (Node | string)[] {
   return items.filter((i): i is Node | string => i !== null && i !== undefined);
+}
+
+/** Chat and base models answer text; embedding models make vectors and speech models read audio. */
+export function canChat(m: { healthy: boolean; runnable: boolean; model_type: ModelType }): boolean {
+  return m.healthy && m.runnable && (m.model_type === "chat" || m.model_type === "base");
 }
 
 export function formatBytes(bytes: number): string {

@@ -6,7 +6,7 @@
 import { getCurrentWindow } from "@tauri-apps/api/window";
 import { commands, events, type ContentState, type DeletePlanView, type ModelDetails, type ModelSource, type ModelSummary, type ResidentModel, type TransferView } from "./bindings";
 import { chatPane } from "./chat";
-import { clientUrlList, formatBytes, formatExact, formatRelative, h, messageOf, openWindow, present, problemAdvice, renderTransfer, say, serverLine, timeAgo, unhandled, unwrap } from "./common";
+import { canChat, clientUrlList, formatBytes, formatExact, formatRelative, h, messageOf, openWindow, present, problemAdvice, renderTransfer, say, serverLine, timeAgo, unhandled, unwrap } from "./common";
 
 const search = h("input", { id: "search", type: "search", placeholder: "Search models…", autofocus: true });
 const total = h("span", { id: "total-size", class: "muted" });
@@ -200,8 +200,7 @@ function renderDetails(d: ModelDetails): void {
   const s = d.summary;
   const recheck = h("button", { id: "recheck", type: "button" }, "Re-check health (deep)");
   const remove = h("button", { id: "delete", type: "button", class: "danger", title: "Delete (Delete or ⌫)" }, "Delete…");
-  const canChat = s.healthy && s.runnable && s.model_type !== "embedding";
-  const tryIt = canChat ? h("button", { id: "try-chat", type: "button" }, "Chat…") : null;
+  const tryIt = canChat(s) ? h("button", { id: "try-chat", type: "button" }, "Chat…") : null;
   tryIt?.addEventListener("click", () => {
     chat.choose(s.name);
     showTab("chat");

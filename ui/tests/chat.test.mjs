@@ -73,7 +73,9 @@ const MODEL = {
 const BROKEN = { ...MODEL, name: "acme/broken", display_name: "acme/broken", healthy: false, runnable: false };
 // Runnable, but it makes vectors: never offered for a chat.
 const EMBEDDER = { ...MODEL, name: "acme/all-MiniLM-L6-v2", display_name: "acme/all-MiniLM-L6-v2", model_type: "embedding" };
-const library = () => ({ cache_root: "/hub", workspace_home: null, models: [MODEL, BROKEN, EMBEDDER], total_bytes: 1 });
+// Runnable, but it reads audio: never offered for a chat either.
+const WHISPER = { ...MODEL, name: "mlxk-test/whisper-tiny.en-mlx", display_name: "mlxk-test/whisper-tiny.en-mlx", model_type: "audio" };
+const library = () => ({ cache_root: "/hub", workspace_home: null, models: [MODEL, BROKEN, EMBEDDER, WHISPER], total_bytes: 1 });
 
 async function openChat(t, handlers) {
   const ui = await openPage(browser, pages.url, "library", { list_models: () => library(), ...handlers });
@@ -194,10 +196,10 @@ describe("chat", () => {
   test("Chat… in the details pane opens the pane on that model", async (t) => {
     const other = { ...MODEL, name: "mlx-community/Qwen3-4B-4bit", display_name: "mlx-community/Qwen3-4B-4bit" };
     const ui = await openPage(browser, pages.url, "library", {
-      list_models: () => ({ ...library(), models: [MODEL, other, BROKEN, EMBEDDER] }),
+      list_models: () => ({ ...library(), models: [MODEL, other, BROKEN, EMBEDDER, WHISPER] }),
       model_details: ({ name }) => ({
-        summary: [other, EMBEDDER].find((m) => m.name === name) ?? MODEL, refs: [], snapshots: [], path: "/x", architecture: null,
-        context_length: null, capabilities: [], problems: [], files: [], config_json: null,
+        summary: [other, EMBEDDER, WHISPER].find((m) => m.name === name) ?? MODEL, refs: [], snapshots: [], path: "/x", architecture: null,
+        context_length: null, capabilities: name === WHISPER.name ? ["audio"] : [], problems: [], files: [], config_json: null,
       }),
     });
     t.after(() => ui.close());
@@ -205,6 +207,9 @@ describe("chat", () => {
     await page.click(`#model-rows tr[data-model="${EMBEDDER.name}"]`);
     await until("the embedder's details", async () => (await page.textContent("#details")).includes("embedding"));
     assert.equal(await page.locator("#try-chat").count(), 0, "no chat with an embedding model");
+    await page.click(`#model-rows tr[data-model="${WHISPER.name}"]`);
+    await until("the speech model's details", async () => (await page.textContent("#details")).includes("Capabilitiesaudio"));
+    assert.equal(await page.locator("#try-chat").count(), 0, "no chat with a speech-to-text model");
     await page.click(`#model-rows tr[data-model="${other.name}"]`);
     await page.click("#try-chat");
     assert.equal(await page.isVisible("#chat"), true);
