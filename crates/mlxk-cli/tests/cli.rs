@@ -1481,8 +1481,9 @@ fn run_transcribes_audio_with_a_converted_whisper_model() {
     let envelope = run.json();
     assert_schema_valid(&envelope);
     let data = &envelope["data"];
+    // "Hello, this is a short test." in espeak-ng's voice, which tiny.en half mishears.
     let text = data["text"].as_str().unwrap().to_lowercase();
-    assert!(text.contains("hello") && text.contains("test"), "{data}");
+    assert!(text.contains("short test"), "{data}");
     assert_eq!(data["response"], data["text"]);
     assert_eq!(data["language"], "en");
     assert_eq!(data["task"], "transcribe");
@@ -1500,7 +1501,7 @@ fn run_transcribes_audio_with_a_converted_whisper_model() {
     let timed = cache.run(&["run", "whisper-tiny.en", "--audio", clip, "--timestamps"]);
     let first = timed.stdout.lines().next().unwrap_or_default().to_string();
     assert!(
-        first.starts_with("[00:00.000 --> 00:0") && first.to_lowercase().contains("hello"),
+        first.starts_with("[00:00.000 --> 00:0") && first.ends_with("short test."),
         "{}",
         timed.stdout
     );

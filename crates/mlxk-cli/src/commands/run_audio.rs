@@ -133,10 +133,9 @@ pub fn run(args: &RunArgs, path: &Path, output: &Output) -> Result<Outcome, CliE
     } else {
         transcript.text.clone()
     };
-    let data = json!({
+    let mut data = json!({
         "model": runnable.name,
         "audio": path.display().to_string(),
-        "prompt": initial_prompt,
         // Every `run` record has the answer as `response`; for speech it is the transcript.
         "response": transcript.text,
         "text": transcript.text,
@@ -152,6 +151,9 @@ pub fn run(args: &RunArgs, path: &Path, output: &Output) -> Result<Outcome, CliE
             "peak_memory_bytes": mlxk_engine::runtime::peak_memory_bytes(),
         },
     });
+    if let Some(prompt) = initial_prompt {
+        data["prompt"] = prompt.into();
+    }
     Ok(Outcome::new(data, shown))
 }
 
