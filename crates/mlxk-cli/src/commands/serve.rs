@@ -51,6 +51,12 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes.
     #[arg(long, default_value_t = 4 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Largest audio file a transcription accepts (/v1/audio/*), in bytes: OpenAI's own limit.
+    #[arg(long, default_value_t = 25 * 1024 * 1024)]
+    pub max_audio_bytes: usize,
+    /// Longest audio a transcription accepts, in seconds.
+    #[arg(long, default_value_t = 3600.0)]
+    pub max_audio_seconds: f64,
     /// Open connections served at once (a few more slots stay reserved for /health).
     #[arg(long, default_value_t = 512)]
     pub max_connections: usize,
@@ -84,6 +90,12 @@ pub fn run(args: &ServeArgs, _output: &Output) -> Result<Outcome, CliError> {
     if args.store_api_key || args.forget_api_key {
         return manage_stored_key(args.store_api_key);
     }
+    if !(args.max_audio_seconds.is_finite() && args.max_audio_seconds > 0.0) {
+        return Err(CliError::usage(format!(
+            "--max-audio-seconds {}: give a number of seconds above 0",
+            args.max_audio_seconds
+        )));
+    }
     // An empty MLXK_API_KEY is no key (the keyring's is used, else none).
     let given = args.api_key.as_deref().filter(|key| !key.trim().is_empty());
     let (api_key, key_source) = match given {
@@ -114,6 +126,8 @@ pub fn run(args: &ServeArgs, _output: &Output) -> Result<Outcome, CliError> {
         allowed_hosts: args.allowed_hosts.clone(),
         max_tokens: args.max_tokens,
         max_body_bytes: args.max_body_bytes,
+        max_audio_bytes: args.max_audio_bytes,
+        max_audio_seconds: args.max_audio_seconds,
         max_connections: args.max_connections,
         read_timeout: Duration::from_secs(args.read_timeout.max(1)),
         queue_capacity: args.queue_capacity.max(1),
@@ -125,8 +139,6 @@ pub fn run(args: &ServeArgs, _output: &Output) -> Result<Outcome, CliError> {
             .prompt_cache_size
             .unwrap_or_else(mlxk_engine::prefix_cache::default_capacity),
         cache: None,
-        // The audio uploads' limits (25 MiB, an hour): the server's defaults.
-        ..ServerConfig::default()
     };
     config
         .check_exposure(args.insecure_no_auth)
