@@ -4,7 +4,11 @@
 //! place, so a decoding step does not copy the whole cache. A cache for a sliding-window layer
 //! (`with_window`) drops positions that no query can see any more, so its memory stays bounded
 //! (mlx-lm's `RotatingKVCache` does the same with a ring buffer).
+//!
+//! The cache also decides what attention may see ([`KvCache::update_and_attend`]): which keys
+//! and which mask, so that a model's attention does not repeat the window logic.
 
+use mlx_rs::fast::ScaledDotProductAttentionMask;
 use mlx_rs::ops::concatenate;
 use mlx_rs::ops::indexing::{Ellipsis, IndexOp, TryIndexMutOp};
 use mlx_rs::Array;
@@ -12,6 +16,75 @@ use mlx_rs::Array;
 use crate::error::Result;
 
 const STEP: i32 = 256;
+
+/// The RoPE offsets of the next tokens: the positions each sequence has seen.
+pub enum RowOffsets {
+    /// One sequence (`fast::rope` with a scalar offset).
+    One(i32),
+    /// One int32 offset per row, `[rows]` (`fast::rope_dynamic`).
+    PerRow(Array),
+}
+
+/// What attention reads once a cache took the new keys and values.
+pub struct Attend {
+    pub keys: Array,
+    pub values: Array,
+    pub mask: AttentionMask,
+}
+
+/// Which of the returned keys each query may see.
+pub enum AttentionMask {
+    /// All of them.
+    None,
+    /// Query `i` of `L` sees the keys up to `T - L + i` (the queries are the last `L` keys).
+    Causal,
+    /// Booleans, `true` where a query may look: `[L, T]`.
+    Array(Array),
+}
+
+impl AttentionMask {
+    /// The mask as `fast::scaled_dot_product_attention` takes it.
+    pub fn sdpa(&self) -> Option<ScaledDotProductAttentionMask<'_>> {
+        match self {
+            AttentionMask::None => None,
+            AttentionMask::Causal => Some(ScaledDotProductAttentionMask::Causal),
+            AttentionMask::Array(mask) => Some(ScaledDotProductAttentionMask::Array(mask)),
+        }
+    }
+
+    /// The mask as booleans for attention written out by hand (Gemma 2), for `queries`
+    /// queries over `keys` keys; `None` when every key is visible.
+    pub fn to_array(&self, queries: i32, keys: i32) -> Result<Option<Array>> {
+        Ok(match self {
+            AttentionMask::None => None,
+            AttentionMask::Causal => {
+                // Built on the device: the same booleans as `causal_mask(queries, keys -
+                // queries, 0, None)`, without a host loop in every layer.
+                let key = Array::arange::<_, i32>(None, keys, None)?.reshape(&[1, keys])?;
+                let query =
+                    Array::arange::<_, i32>(keys - queries, keys, None)?.reshape(&[queries, 1])?;
+                Some(key.le(&query)?)
+            }
+            AttentionMask::Array(mask) => Some(mask.clone()),
+        })
+    }
+}
+
+/// A boolean causal mask for `length` queries at positions `offset..` over the keys stored from
+/// position `key_start` on, limited to the last `window` positions when given.
+pub fn causal_mask(length: i32, offset: i32, key_start: i32, window: Option<i32>) -> Array {
+    let keys = offset + length - key_start;
+    let allowed: Vec<bool> = (0..length)
+        .flat_map(|i| {
+            let q = offset + i;
+            (0..keys).map(move |j| {
+                let k = key_start + j;
+                k <= q && window.is_none_or(|w| k > q - w)
+            })
+        })
+        .collect();
+    Array::from_slice(&allowed, &[length, keys])
+}
 
 /// Keys and values laid out `[batch, kv_heads, positions, head_dim]`. A clone shares the
 /// buffers until one of them is written (MLX arrays are values), so a kept cache can seed any
@@ -90,6 +163,39 @@ impl KvCache {
             k.index((Ellipsis, ..end, ..)),
             v.index((Ellipsis, ..end, ..)),
         ))
+    }
+
+    /// The RoPE offsets of the next tokens. Every layer has the same: take them from the first
+    /// layer's cache before it is written.
+    pub fn row_offsets(&self) -> RowOffsets {
+        RowOffsets::One(self.offset)
+    }
+
+    /// Writes new keys and values `[1, kv_heads, L, head_dim]` and returns what the `L` new
+    /// queries attend to: every stored key under a causal mask, or, for a sliding window, only
+    /// the keys inside it.
+    pub fn update_and_attend(&mut self, keys: Array, values: Array) -> Result<Attend> {
+        let length = keys.shape()[2];
+        let offset = self.offset;
+        let (mut keys, mut values) = self.update(keys, values)?;
+        let (key_start, total) = (self.start, offset + length);
+        let mask = match self.window {
+            Some(window) if length == 1 && total - key_start > window => {
+                // Decoding past the window: only the last `window` positions are attended.
+                let stored = total - key_start;
+                let recent =
+                    Array::from_slice(&(stored - window..stored).collect::<Vec<i32>>(), &[window]);
+                keys = keys.take_axis(&recent, 2)?;
+                values = values.take_axis(&recent, 2)?;
+                AttentionMask::None
+            }
+            Some(window) if length > 1 && (total > window || key_start > 0) => {
+                AttentionMask::Array(causal_mask(length, offset, key_start, Some(window)))
+            }
+            _ if length > 1 => AttentionMask::Causal,
+            _ => AttentionMask::None,
+        };
+        Ok(Attend { keys, values, mask })
     }
 
     /// Forgets every position from `positions` on, so that the next update continues from

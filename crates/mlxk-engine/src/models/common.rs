@@ -1,7 +1,7 @@
 //! Building blocks shared by the decoder architectures: attention with grouped-query heads,
 //! the SwiGLU MLP, and the pre-norm residual block.
 
-use mlx_rs::fast::{self, ScaledDotProductAttentionMask};
+use mlx_rs::fast;
 use mlx_rs::nn::silu;
 use mlx_rs::ops::split_at_indices;
 use mlx_rs::Array;
@@ -135,11 +135,17 @@ impl Attention {
         let q = heads(q, self.heads, q_norm)?;
         let k = heads(k, self.kv_heads, k_norm)?;
         let v = heads(v, self.kv_heads, None)?;
-        let offset = cache.offset();
-        let (q, k) = (rope.apply(&q, offset)?, rope.apply(&k, offset)?);
-        let (k, v) = cache.update(k, v)?;
-        let mask = (length > 1).then_some(ScaledDotProductAttentionMask::Causal);
-        let out = fast::scaled_dot_product_attention(&q, &k, &v, self.scale, mask, None)?;
+        let offsets = cache.row_offsets();
+        let (q, k) = (rope.apply(&q, &offsets)?, rope.apply(&k, &offsets)?);
+        let attend = cache.update_and_attend(k, v)?;
+        let out = fast::scaled_dot_product_attention(
+            &q,
+            &attend.keys,
+            &attend.values,
+            self.scale,
+            attend.mask.sdpa(),
+            None,
+        )?;
         self.o_proj.forward(
             &out.transpose_axes(&[0, 2, 1, 3])?
                 .reshape(&[1, length, -1])?,
@@ -343,22 +349,6 @@ fn gelu_approx(x: &Array) -> Result<Array> {
 /// Gemma's RMSNorm scales by `1 + weight`; the sum is taken once at load.
 pub fn gemma_norm_weight(weight: Array) -> Result<Array> {
     Ok(weight.add(Array::from_f32(1.0))?)
-}
-
-/// A boolean causal mask for `length` queries at positions `offset..` over the keys stored from
-/// position `key_start` on, limited to the last `window` positions when given.
-pub fn causal_mask(length: i32, offset: i32, key_start: i32, window: Option<i32>) -> Array {
-    let keys = offset + length - key_start;
-    let allowed: Vec<bool> = (0..length)
-        .flat_map(|i| {
-            let q = offset + i;
-            (0..keys).map(move |j| {
-                let k = key_start + j;
-                k <= q && window.is_none_or(|w| k > q - w)
-            })
-        })
-        .collect();
-    Array::from_slice(&allowed, &[length, keys])
 }
 
 /// Gemma's block: RMSNorms before and after both the attention and the MLP

@@ -11,7 +11,7 @@ use crate::checkpoint::{Embedding, Linear, Weights};
 use crate::error::{EngineError, Result};
 use crate::kv_cache::KvCache;
 
-use super::common::{causal_mask, gemma_norm_weight, SandwichBlock};
+use super::common::{gemma_norm_weight, SandwichBlock};
 use super::rope::Rope;
 use super::LanguageModel;
 use super::Positions;
@@ -103,13 +103,7 @@ fn soft_cap(x: &Array, cap: f32) -> Result<Array> {
 }
 
 impl Gemma2 {
-    fn attention(
-        &self,
-        block: &Block,
-        x: &Array,
-        mask: Option<&Array>,
-        cache: &mut KvCache,
-    ) -> Result<Array> {
+    fn attention(&self, block: &Block, x: &Array, cache: &mut KvCache) -> Result<Array> {
         let a = &self.args;
         let length = x.shape()[1];
         let (heads, kv_heads, dim) = (a.num_attention_heads, a.num_key_value_heads, a.head_dim);
@@ -124,9 +118,14 @@ impl Gemma2 {
             split(&block.k_proj, kv_heads)?,
             split(&block.v_proj, kv_heads)?,
         );
-        let offset = cache.offset();
-        let (q, k) = (self.rope.apply(&q, offset)?, self.rope.apply(&k, offset)?);
-        let (k, v) = cache.update(k, v)?;
+        let offsets = cache.row_offsets();
+        let (q, k) = (
+            self.rope.apply(&q, &offsets)?,
+            self.rope.apply(&k, &offsets)?,
+        );
+        let attend = cache.update_and_attend(k, v)?;
+        let mask = attend.mask.to_array(length, attend.keys.shape()[2])?;
+        let (k, v) = (attend.keys, attend.values);
         let scale = (1.0 / (a.query_pre_attn_scalar as f64).sqrt()) as f32;
         let repeats = heads / kv_heads;
         let q = q
@@ -134,7 +133,7 @@ impl Gemma2 {
             .reshape(&[1, kv_heads, repeats, length, dim])?;
         let (k, v) = (k.expand_dims(2)?, v.expand_dims(2)?);
         let scores = soft_cap(&q.matmul(k.swap_axes(-1, -2)?)?, a.attn_logit_softcapping)?;
-        let scores = match mask {
+        let scores = match &mask {
             Some(mask) => select(mask, &scores, Array::from_f32(f32::MIN))?,
             None => scores,
         };
@@ -161,12 +160,10 @@ impl LanguageModel for Gemma2 {
             .embed_tokens
             .forward(tokens)?
             .multiply(Array::from_f32(scale))?;
-        let length = tokens.shape()[1];
-        let mask = (length > 1).then(|| causal_mask(length, caches[0].offset(), 0, None));
         for (block, cache) in self.layers.iter().zip(caches.iter_mut()) {
-            h = block.norms.forward(&h, eps, |normed| {
-                self.attention(block, normed, mask.as_ref(), cache)
-            })?;
+            h = block
+                .norms
+                .forward(&h, eps, |normed| self.attention(block, normed, cache))?;
         }
         let h = fast::rms_norm(&positions.select(h)?, Some(&self.norm), eps)?;
         soft_cap(

@@ -3,9 +3,10 @@
 //! RoPE base) on all but every `sliding_window_pattern`-th layer.
 //!
 //! Sliding layers get a windowed cache that drops positions no query can see (bounded memory,
-//! like mlx-lm's rotating cache); the attended positions are the same as mlx-lm's.
+//! like mlx-lm's rotating cache) and picks the keys and mask in the window
+//! (`KvCache::update_and_attend`); the attended positions are the same as mlx-lm's.
 
-use mlx_rs::fast::{self, ScaledDotProductAttentionMask};
+use mlx_rs::fast;
 use mlx_rs::Array;
 use serde::Deserialize;
 use serde_json::Value;
@@ -14,7 +15,7 @@ use crate::checkpoint::{Embedding, Linear, Weights};
 use crate::error::{EngineError, Result};
 use crate::kv_cache::KvCache;
 
-use super::common::{causal_mask, gemma_norm_weight, SandwichBlock};
+use super::common::{gemma_norm_weight, SandwichBlock};
 use super::rope::Rope;
 use super::LanguageModel;
 use super::Positions;
@@ -150,30 +151,18 @@ impl Gemma3 {
         } else {
             &self.global_rope
         };
-        let offset = cache.offset();
-        let (q, k) = (rope.apply(&q, offset)?, rope.apply(&k, offset)?);
-        let (mut k, mut v) = cache.update(k, v)?;
-        let (key_start, total) = (cache.start(), offset + length);
-        let mask_array;
-        let mask = match block.window {
-            Some(window) if length == 1 && total - key_start > window => {
-                // Decoding past the window: only the last `window` positions are attended.
-                let stored = total - key_start;
-                let recent =
-                    Array::from_slice(&(stored - window..stored).collect::<Vec<i32>>(), &[window]);
-                k = k.take_axis(&recent, 2)?;
-                v = v.take_axis(&recent, 2)?;
-                None
-            }
-            Some(window) if length > 1 && (total > window || key_start > 0) => {
-                mask_array = causal_mask(length, offset, key_start, Some(window));
-                Some(ScaledDotProductAttentionMask::Array(&mask_array))
-            }
-            _ if length > 1 => Some(ScaledDotProductAttentionMask::Causal),
-            _ => None,
-        };
+        let offsets = cache.row_offsets();
+        let (q, k) = (rope.apply(&q, &offsets)?, rope.apply(&k, &offsets)?);
+        let attend = cache.update_and_attend(k, v)?;
         let scale = (a.query_pre_attn_scalar as f64).powf(-0.5) as f32;
-        let out = fast::scaled_dot_product_attention(&q, &k, &v, scale, mask, None)?;
+        let out = fast::scaled_dot_product_attention(
+            &q,
+            &attend.keys,
+            &attend.values,
+            scale,
+            attend.mask.sdpa(),
+            None,
+        )?;
         block.o_proj.forward(
             &out.transpose_axes(&[0, 2, 1, 3])?
                 .reshape(&[1, length, -1])?,

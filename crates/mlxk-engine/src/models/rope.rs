@@ -5,6 +5,7 @@ use mlx_rs::Array;
 use serde_json::Value;
 
 use crate::error::{EngineError, Result};
+use crate::kv_cache::RowOffsets;
 
 pub enum Rope {
     /// Plain RoPE, with `scale` < 1 for linear scaling.
@@ -58,19 +59,28 @@ impl Rope {
         }
     }
 
-    pub fn apply(&self, x: &Array, offset: i32) -> Result<Array> {
-        Ok(match self {
+    /// Rotates `x` `[rows, heads, L, head_dim]`, whose first position is at `offsets`.
+    pub fn apply(&self, x: &Array, offsets: &RowOffsets) -> Result<Array> {
+        let (dims, traditional, base, scale, freqs) = match self {
             Rope::Standard {
                 dims,
                 base,
                 scale,
                 traditional,
-            } => fast::rope(x, *dims, *traditional, *base, *scale, offset, None)?,
+            } => (*dims, *traditional, Some(*base), *scale, None),
             Rope::Frequencies {
                 dims,
                 freqs,
                 traditional,
-            } => fast::rope(x, *dims, *traditional, None, 1.0, offset, freqs)?,
+            } => (*dims, *traditional, None, 1.0, Some(freqs)),
+        };
+        Ok(match offsets {
+            RowOffsets::One(offset) => {
+                fast::rope(x, dims, traditional, base, scale, *offset, freqs)?
+            }
+            RowOffsets::PerRow(offsets) => {
+                fast::rope_dynamic(x, dims, traditional, base, scale, offsets, freqs)?
+            }
         })
     }
 }
