@@ -26,9 +26,10 @@ stamp="$OUT/.espeak.stamp"
 want="$(cat "$SENTENCES" "${BASH_SOURCE[0]}" | sha256sum | cut -d' ' -f1) $(espeak-ng --version | head -1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   log "espeak-ng: $(($(wc -l <"$SENTENCES") - 1)) sentences"
-  while IFS=$'\t' read -r id voice text _english; do
+  # speed: words per minute; base detects espeak's German only when it speaks slowly.
+  while IFS=$'\t' read -r id voice speed text _english; do
     [ "$id" = "id" ] && continue
-    espeak-ng -v "$voice" -s 160 -w "$OUT/$id.wav" "$text"
+    espeak-ng -v "$voice" -s "$speed" -w "$OUT/$id.wav" "$text"
     sox "$OUT/$id.wav" -r 16000 -c 1 -b 16 "$OUT/$id-16k.wav"
     printf '%s\n' "$text" >"$OUT/$id.txt"
   done <"$SENTENCES"

@@ -79,6 +79,8 @@ ASK = [{"role": "user", "content": "What is the weather like in Paris today?"}]
 MODEL_SOURCES = {
     QWEN: TARGET / "test-models-hf-home" / "hub" / "models--mlxk-test--Qwen2.5-Coder-0.5B-Instruct-Q4_K_M-mlx",
     SMOL: TARGET / "demo-hf-home" / "hub" / "models--mlxk-demo--SmolLM2-135M-Instruct-Q4_1-mlx",
+    "mlxk-test/whisper-tiny.en-mlx": TARGET / "test-models-hf-home" / "hub" / "models--mlxk-test--whisper-tiny.en-mlx",
+    "mlxk-test/whisper-base-mlx": TARGET / "test-models-hf-home" / "hub" / "models--mlxk-test--whisper-base-mlx",
 }
 
 
