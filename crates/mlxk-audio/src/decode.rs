@@ -123,7 +123,7 @@ struct Stream<'a> {
 
 impl Stream<'_> {
     /// The next packet of the chosen track; `None` at the end. A file cut short ends the stream
-    /// (what was read is kept, as players do); an error before any audio is `Corrupt`.
+    /// (what was read is kept, as players do); a malformed container is `Corrupt`.
     fn next_packet(&mut self) -> Result<Option<Packet>, Failure> {
         loop {
             match self.format.next_packet() {
@@ -179,7 +179,14 @@ fn decode_packets(mut stream: Stream, params: &AudioCodecParameters) -> Result<D
     let mut mono = Vec::new();
     let mut interleaved: Vec<f32> = Vec::new();
     let mut first_error = None;
-    while let Some(packet) = stream.next_packet()? {
+    loop {
+        let packet = match stream.next_packet() {
+            Ok(Some(packet)) => packet,
+            Ok(None) => break,
+            // Damage after some audio ends it, as a cut does; damage before any is `Corrupt`.
+            Err(Failure::Audio(AudioError::Corrupt(_))) if !mono.is_empty() => break,
+            Err(error) => return Err(error),
+        };
         let buffer = match decoder.decode(&packet) {
             Ok(buffer) => buffer,
             // One damaged packet is skipped, as players do; a stream of nothing else is Corrupt.

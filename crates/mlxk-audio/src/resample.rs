@@ -92,6 +92,18 @@ mod tests {
     }
 
     #[test]
+    fn common_rates_give_exactly_the_16khz_length() {
+        for (rate, frames, expected) in [
+            (8_000, 8_000, 16_000),
+            (22_050, 45_544, 33_048),
+            (48_000, 4_801, 1_601),
+        ] {
+            let out = to_whisper_rate(&vec![0.1; frames], 1, rate).unwrap();
+            assert_eq!(out.len(), expected, "{rate} Hz");
+        }
+    }
+
+    #[test]
     fn no_channels_is_an_error_not_a_division_by_zero() {
         assert_eq!(
             to_whisper_rate(&[0.0], 0, 16_000).unwrap_err().kind(),
