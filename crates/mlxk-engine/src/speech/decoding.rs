@@ -82,20 +82,12 @@ impl LogitMasks {
         })
     }
 
-    /// The timestamp rules' mask for the tokens sampled so far (`seq`), as mlx-whisper 0.4.3
-    /// applies them. Its rule that timestamps must not decrease compares positions in `seq`
-    /// with token ids (so masks an empty range): it is left out here, to give the same tokens.
     fn timestamp_mask(&self, seq: &[u32]) -> &Array {
-        let ts = self.timestamp_begin as u32;
-        if seq.is_empty() {
-            return &self.initial;
-        }
-        let last_was_timestamp = seq[seq.len() - 1] >= ts;
-        let penultimate_was_timestamp = seq.len() < 2 || seq[seq.len() - 2] >= ts;
-        match (last_was_timestamp, penultimate_was_timestamp) {
-            (true, true) => &self.text_next,
-            (true, false) => &self.timestamp_next,
-            _ => &self.any,
+        match timestamp_rule(seq, self.timestamp_begin as u32) {
+            TimestampRule::Initial => &self.initial,
+            TimestampRule::TextNext => &self.text_next,
+            TimestampRule::TimestampNext => &self.timestamp_next,
+            TimestampRule::Any => &self.any,
         }
     }
 
@@ -119,6 +111,33 @@ impl LogitMasks {
             Array::from_f32(f32::NEG_INFINITY),
             &masked,
         )?)
+    }
+}
+
+/// What the timestamp rules allow next, besides the probability rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TimestampRule {
+    /// The first token: a timestamp of at most 1 s.
+    Initial,
+    /// After two timestamps (or one at the start): text.
+    TextNext,
+    /// After text and one timestamp: a timestamp (closing the pair) or the end of text.
+    TimestampNext,
+    Any,
+}
+
+/// The rule for the tokens sampled so far (`seq`), as mlx-whisper 0.4.3 applies them. Its
+/// rule that timestamps must not decrease compares positions in `seq` with token ids (so it
+/// masks an empty range): it is left out here, to give the same tokens.
+fn timestamp_rule(seq: &[u32], timestamp_begin: u32) -> TimestampRule {
+    let Some(&last) = seq.last() else {
+        return TimestampRule::Initial;
+    };
+    let penultimate_was_timestamp = seq.len() < 2 || seq[seq.len() - 2] >= timestamp_begin;
+    match (last >= timestamp_begin, penultimate_was_timestamp) {
+        (true, true) => TimestampRule::TextNext,
+        (true, false) => TimestampRule::TimestampNext,
+        _ => TimestampRule::Any,
     }
 }
 
@@ -218,4 +237,33 @@ pub(crate) fn compression_ratio(text: &str) -> f64 {
     let _ = encoder.write_all(bytes);
     let compressed = encoder.finish().map(|c| c.len()).unwrap_or(1).max(1);
     bytes.len() as f64 / compressed as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_come_in_pairs_around_text() {
+        let ts = 50363; // tiny.en's <|0.00|>
+        let (text, t1, t2) = (383, ts + 10, ts + 150);
+        use TimestampRule::*;
+        assert_eq!(timestamp_rule(&[], ts), Initial);
+        // One timestamp at the start counts as a pair: text must follow.
+        assert_eq!(timestamp_rule(&[t1], ts), TextNext);
+        assert_eq!(timestamp_rule(&[t1, text], ts), Any);
+        // Text then a timestamp: the pair's second timestamp (or the end).
+        assert_eq!(timestamp_rule(&[t1, text, t2], ts), TimestampNext);
+        assert_eq!(timestamp_rule(&[t1, text, t2, t2], ts), TextNext);
+        // 0.4.3's quirk: an earlier timestamp after a later one is not masked (no rule
+        // depends on the values of earlier timestamps).
+        assert_eq!(timestamp_rule(&[t2, text, t1], ts), TimestampNext);
+    }
+
+    #[test]
+    fn compression_ratio_grows_with_repetition() {
+        assert!(compression_ratio("The quick brown fox.") < 1.2);
+        assert!(compression_ratio(&"la ".repeat(100)) > 2.4);
+        assert_eq!(compression_ratio(""), 0.0);
+    }
 }

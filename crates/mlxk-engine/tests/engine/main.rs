@@ -11,8 +11,11 @@ mod mlx_smoke;
 mod parity_demo;
 mod parity_real;
 mod parity_tiny;
+mod parity_whisper;
 mod prefix_cache;
 mod reference;
+mod speech_model;
+mod whisper_mel;
 
 /// MLX is not thread-safe: every test that touches it holds this.
 fn mlx() -> MutexGuard<'static, ()> {

@@ -19,7 +19,8 @@ struct Block {
     mlp: Mlp,
 }
 
-/// One layer's cross-attention keys and values, computed once per audio window.
+/// One layer's cross-attention keys and values, computed once per audio window and already
+/// split into heads (keys `[B, H, head_dim, T]` scaled, values `[B, H, T, head_dim]`).
 pub(crate) type CrossKv = (Array, Array);
 
 /// One layer's self-attention keys and values so far, `[B, T, d]` (as mlx-whisper keeps them:
@@ -81,7 +82,10 @@ impl TextDecoder {
     pub fn cross_keys_values(&self, audio: &Array) -> Result<Vec<CrossKv>> {
         self.blocks
             .iter()
-            .map(|b| b.cross_attn.keys_values(audio))
+            .map(|b| {
+                let (k, v) = b.cross_attn.keys_values(audio)?;
+                Ok((b.cross_attn.split_keys(&k)?, b.cross_attn.split_values(&v)?))
+            })
             .collect()
     }
 
@@ -119,7 +123,7 @@ impl TextDecoder {
             x = x.add(block.attn.attend(&h, &k, &v, mask.as_ref())?)?;
             *kv = Some((k, v));
             let h = block.cross_attn_ln.forward(&x)?;
-            x = x.add(block.cross_attn.attend(&h, cross_k, cross_v, None)?)?;
+            x = x.add(block.cross_attn.attend_split(&h, cross_k, cross_v, None)?)?;
             x = block.mlp.residual(&x)?;
         }
         let logits = self.token_embedding.as_linear(&self.ln.forward(&x)?)?;

@@ -167,30 +167,49 @@ impl MultiHeadAttention {
         Ok((linear(&self.key, x)?, linear(&self.value, x)?))
     }
 
+    /// Keys `[B, T, d]` as the attention multiplies them: `[B, H, head_dim, T]`, scaled.
+    pub fn split_keys(&self, k: &Array) -> Result<Array> {
+        let s = k.shape();
+        Ok(k.reshape(&[s[0], s[1], self.heads, -1])?
+            .transpose_axes(&[0, 2, 3, 1])?
+            .multiply(&self.scale)?)
+    }
+
+    /// Values `[B, T, d]` as `[B, H, T, head_dim]`.
+    pub fn split_values(&self, v: &Array) -> Result<Array> {
+        let s = v.shape();
+        Ok(v.reshape(&[s[0], s[1], self.heads, -1])?
+            .transpose_axes(&[0, 2, 1, 3])?)
+    }
+
     /// Queries of `x` `[B, L, d]` against keys and values `[B, T, d]`, with an additive mask.
     pub fn attend(&self, x: &Array, k: &Array, v: &Array, mask: Option<&Array>) -> Result<Array> {
+        self.attend_split(x, &self.split_keys(k)?, &self.split_values(v)?, mask)
+    }
+
+    /// [`MultiHeadAttention::attend`] with keys and values already split (cross-attention
+    /// splits them once per audio window, not once per token).
+    pub fn attend_split(
+        &self,
+        x: &Array,
+        k: &Array,
+        v: &Array,
+        mask: Option<&Array>,
+    ) -> Result<Array> {
         let q = linear(&self.query, x)?;
         let shape = q.shape().to_vec();
         let (batch, length, state) = (shape[0], shape[1], shape[2]);
-        let split = |a: &Array, order: &[i32]| -> Result<Array> {
-            let s = a.shape();
-            Ok(a.reshape(&[s[0], s[1], self.heads, -1])?
-                .transpose_axes(order)?
-                .multiply(&self.scale)?)
-        };
-        let q = split(&q, &[0, 2, 1, 3])?;
-        let k = split(k, &[0, 2, 3, 1])?;
-        let vs = v.shape();
-        let v = v
-            .reshape(&[vs[0], vs[1], self.heads, -1])?
-            .transpose_axes(&[0, 2, 1, 3])?;
-        let mut qk = q.matmul(&k)?;
+        let q = q
+            .reshape(&[batch, length, self.heads, -1])?
+            .transpose_axes(&[0, 2, 1, 3])?
+            .multiply(&self.scale)?;
+        let mut qk = q.matmul(k)?;
         if let Some(mask) = mask {
             qk = qk.add(mask)?;
         }
         let w = softmax_axis(&qk, -1, true)?;
         let out = w
-            .matmul(&v)?
+            .matmul(v)?
             .transpose_axes(&[0, 2, 1, 3])?
             .reshape(&[batch, length, state])?;
         linear(&self.out, &out)
