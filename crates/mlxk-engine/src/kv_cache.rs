@@ -25,6 +25,16 @@ pub enum RowOffsets {
     PerRow(Array),
 }
 
+impl RowOffsets {
+    /// The offsets of a forward pass over `caches` (one per layer, all at the same positions):
+    /// the first layer's, taken before it is written.
+    pub fn of(caches: &[KvCache]) -> RowOffsets {
+        caches
+            .first()
+            .map_or(RowOffsets::One(0), KvCache::row_offsets)
+    }
+}
+
 /// What attention reads once a cache took the new keys and values.
 pub struct Attend {
     pub keys: Array,

@@ -8,7 +8,7 @@ use mlx_rs::Array;
 
 use crate::checkpoint::{Linear, Weights};
 use crate::error::{EngineError, Result};
-use crate::kv_cache::KvCache;
+use crate::kv_cache::{KvCache, RowOffsets};
 
 use super::rope::Rope;
 use super::Positions;
@@ -103,8 +103,15 @@ impl Attention {
         }
     }
 
-    pub fn forward(&self, x: &Array, rope: &Rope, cache: &mut KvCache) -> Result<Array> {
-        let length = x.shape()[1];
+    /// `x` is `[rows, L, hidden]`, each row's first position at its entry of `offsets`.
+    pub fn forward(
+        &self,
+        x: &Array,
+        rope: &Rope,
+        offsets: &RowOffsets,
+        cache: &mut KvCache,
+    ) -> Result<Array> {
+        let (rows, length) = (x.shape()[0], x.shape()[1]);
         let (q, k, v) = match &self.projections {
             QkvProjections::Separate {
                 q_proj,
@@ -122,7 +129,7 @@ impl Attention {
             }
         };
         let heads = |a: Array, heads: i32, norm: Option<&Array>| -> Result<Array> {
-            let mut a = a.reshape(&[1, length, heads, self.head_dim])?;
+            let mut a = a.reshape(&[rows, length, heads, self.head_dim])?;
             if let Some(weight) = norm {
                 a = fast::rms_norm(&a, Some(weight), self.norm_eps)?;
             }
@@ -135,8 +142,7 @@ impl Attention {
         let q = heads(q, self.heads, q_norm)?;
         let k = heads(k, self.kv_heads, k_norm)?;
         let v = heads(v, self.kv_heads, None)?;
-        let offsets = cache.row_offsets();
-        let (q, k) = (rope.apply(&q, &offsets)?, rope.apply(&k, &offsets)?);
+        let (q, k) = (rope.apply(&q, offsets)?, rope.apply(&k, offsets)?);
         let attend = cache.update_and_attend(k, v)?;
         let out = fast::scaled_dot_product_attention(
             &q,
@@ -148,7 +154,7 @@ impl Attention {
         )?;
         self.o_proj.forward(
             &out.transpose_axes(&[0, 2, 1, 3])?
-                .reshape(&[1, length, -1])?,
+                .reshape(&[rows, length, -1])?,
         )
     }
 }
@@ -220,9 +226,16 @@ impl PreNormBlock {
         }
     }
 
-    pub fn forward(&self, h: &Array, eps: f32, rope: &Rope, cache: &mut KvCache) -> Result<Array> {
+    pub fn forward(
+        &self,
+        h: &Array,
+        eps: f32,
+        rope: &Rope,
+        offsets: &RowOffsets,
+        cache: &mut KvCache,
+    ) -> Result<Array> {
         let normed = fast::rms_norm(h, Some(&self.input_layernorm), eps)?;
-        let h = h.add(self.attention.forward(&normed, rope, cache)?)?;
+        let h = h.add(self.attention.forward(&normed, rope, offsets, cache)?)?;
         let normed = fast::rms_norm(&h, Some(&self.post_attention_layernorm), eps)?;
         Ok(h.add(self.mlp.forward(&normed)?)?)
     }
@@ -280,15 +293,20 @@ impl Decoder {
 }
 
 impl super::LanguageModel for Decoder {
-    fn forward_positions(
+    fn embed(&self, tokens: &Array) -> Result<Array> {
+        self.embed_tokens.forward(tokens)
+    }
+
+    fn forward_embedded(
         &self,
-        tokens: &Array,
+        h: &Array,
         caches: &mut [KvCache],
         positions: Positions,
     ) -> Result<Array> {
-        let mut h = self.embed_tokens.forward(tokens)?;
+        let offsets = RowOffsets::of(caches);
+        let mut h = h.clone();
         for (block, cache) in self.layers.iter().zip(caches.iter_mut()) {
-            h = block.forward(&h, self.eps, &self.rope, cache)?;
+            h = block.forward(&h, self.eps, &self.rope, &offsets, cache)?;
         }
         let h = fast::rms_norm(&positions.select(h)?, Some(&self.norm), self.eps)?;
         match &self.lm_head {
@@ -303,9 +321,10 @@ impl super::LanguageModel for Decoder {
 
     fn hidden_states(&self, tokens: &Array) -> Result<Array> {
         let mut caches = self.make_caches();
+        let offsets = RowOffsets::of(&caches);
         let mut h = self.embed_tokens.forward(tokens)?;
         for (block, cache) in self.layers.iter().zip(caches.iter_mut()) {
-            h = block.forward(&h, self.eps, &self.rope, cache)?;
+            h = block.forward(&h, self.eps, &self.rope, &offsets, cache)?;
         }
         Ok(fast::rms_norm(&h, Some(&self.norm), self.eps)?)
     }

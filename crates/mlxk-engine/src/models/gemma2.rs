@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::checkpoint::{Embedding, Linear, Weights};
 use crate::error::{EngineError, Result};
-use crate::kv_cache::KvCache;
+use crate::kv_cache::{KvCache, RowOffsets};
 
 use super::common::{gemma_norm_weight, SandwichBlock};
 use super::rope::Rope;
@@ -103,14 +103,20 @@ fn soft_cap(x: &Array, cap: f32) -> Result<Array> {
 }
 
 impl Gemma2 {
-    fn attention(&self, block: &Block, x: &Array, cache: &mut KvCache) -> Result<Array> {
+    fn attention(
+        &self,
+        block: &Block,
+        x: &Array,
+        offsets: &RowOffsets,
+        cache: &mut KvCache,
+    ) -> Result<Array> {
         let a = &self.args;
-        let length = x.shape()[1];
+        let (rows, length) = (x.shape()[0], x.shape()[1]);
         let (heads, kv_heads, dim) = (a.num_attention_heads, a.num_key_value_heads, a.head_dim);
         let split = |proj: &Linear, h: i32| -> Result<Array> {
             Ok(proj
                 .forward(x)?
-                .reshape(&[1, length, h, dim])?
+                .reshape(&[rows, length, h, dim])?
                 .transpose_axes(&[0, 2, 1, 3])?)
         };
         let (q, k, v) = (
@@ -118,19 +124,19 @@ impl Gemma2 {
             split(&block.k_proj, kv_heads)?,
             split(&block.v_proj, kv_heads)?,
         );
-        let offsets = cache.row_offsets();
-        let (q, k) = (
-            self.rope.apply(&q, &offsets)?,
-            self.rope.apply(&k, &offsets)?,
-        );
+        let (q, k) = (self.rope.apply(&q, offsets)?, self.rope.apply(&k, offsets)?);
         let attend = cache.update_and_attend(k, v)?;
-        let mask = attend.mask.to_array(length, attend.keys.shape()[2])?;
+        // `[L, T]` or `[rows, 1, L, T]`, against scores `[rows, kv_heads, repeats, L, T]`.
+        let mask = match attend.mask.to_array(length, attend.keys.shape()[2])? {
+            Some(mask) => Some(mask.expand_dims(-3)?),
+            None => None,
+        };
         let (k, v) = (attend.keys, attend.values);
         let scale = (1.0 / (a.query_pre_attn_scalar as f64).sqrt()) as f32;
         let repeats = heads / kv_heads;
         let q = q
             .multiply(Array::from_f32(scale))?
-            .reshape(&[1, kv_heads, repeats, length, dim])?;
+            .reshape(&[rows, kv_heads, repeats, length, dim])?;
         let (k, v) = (k.expand_dims(2)?, v.expand_dims(2)?);
         let scores = soft_cap(&q.matmul(k.swap_axes(-1, -2)?)?, a.attn_logit_softcapping)?;
         let scores = match &mask {
@@ -139,31 +145,34 @@ impl Gemma2 {
         };
         let out = softmax_axis(&scores, -1, true)?
             .matmul(&v)?
-            .reshape(&[1, heads, length, dim])?;
+            .reshape(&[rows, heads, length, dim])?;
         block.o_proj.forward(
             &out.transpose_axes(&[0, 2, 1, 3])?
-                .reshape(&[1, length, -1])?,
+                .reshape(&[rows, length, -1])?,
         )
     }
 }
 
 impl LanguageModel for Gemma2 {
-    fn forward_positions(
+    fn embed(&self, tokens: &Array) -> Result<Array> {
+        self.embed_tokens.forward(tokens)
+    }
+
+    /// Scales the embeddings by `sqrt(hidden_size)` first, given ones too (as mlx-lm).
+    fn forward_embedded(
         &self,
-        tokens: &Array,
+        h: &Array,
         caches: &mut [KvCache],
         positions: Positions,
     ) -> Result<Array> {
         let eps = self.args.rms_norm_eps;
         let scale = (self.args.hidden_size as f64).sqrt() as f32;
-        let mut h = self
-            .embed_tokens
-            .forward(tokens)?
-            .multiply(Array::from_f32(scale))?;
+        let mut h = h.multiply(Array::from_f32(scale))?;
+        let offsets = RowOffsets::of(caches);
         for (block, cache) in self.layers.iter().zip(caches.iter_mut()) {
-            h = block
-                .norms
-                .forward(&h, eps, |normed| self.attention(block, normed, cache))?;
+            h = block.norms.forward(&h, eps, |normed| {
+                self.attention(block, normed, &offsets, cache)
+            })?;
         }
         let h = fast::rms_norm(&positions.select(h)?, Some(&self.norm), eps)?;
         soft_cap(

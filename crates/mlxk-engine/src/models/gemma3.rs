@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::checkpoint::{Embedding, Linear, Weights};
 use crate::error::{EngineError, Result};
-use crate::kv_cache::KvCache;
+use crate::kv_cache::{KvCache, RowOffsets};
 
 use super::common::{gemma_norm_weight, SandwichBlock};
 use super::rope::Rope;
@@ -128,14 +128,20 @@ pub fn load(config: &Value, weights: &mut Weights) -> Result<Gemma3> {
 }
 
 impl Gemma3 {
-    fn attention(&self, block: &Block, x: &Array, cache: &mut KvCache) -> Result<Array> {
+    fn attention(
+        &self,
+        block: &Block,
+        x: &Array,
+        offsets: &RowOffsets,
+        cache: &mut KvCache,
+    ) -> Result<Array> {
         let a = &self.args;
-        let length = x.shape()[1];
+        let (rows, length) = (x.shape()[0], x.shape()[1]);
         let dim = a.head_dim;
         let split = |proj: &Linear, heads: i32, norm: &Array| -> Result<Array> {
             let h = proj
                 .forward(x)?
-                .reshape(&[1, length, heads, dim])?
+                .reshape(&[rows, length, heads, dim])?
                 .transpose_axes(&[0, 2, 1, 3])?;
             Ok(fast::rms_norm(&h, Some(norm), a.rms_norm_eps)?)
         };
@@ -144,15 +150,14 @@ impl Gemma3 {
         let v = block
             .v_proj
             .forward(x)?
-            .reshape(&[1, length, a.num_key_value_heads, dim])?
+            .reshape(&[rows, length, a.num_key_value_heads, dim])?
             .transpose_axes(&[0, 2, 1, 3])?;
         let rope = if block.window.is_some() {
             &self.local_rope
         } else {
             &self.global_rope
         };
-        let offsets = cache.row_offsets();
-        let (q, k) = (rope.apply(&q, &offsets)?, rope.apply(&k, &offsets)?);
+        let (q, k) = (rope.apply(&q, offsets)?, rope.apply(&k, offsets)?);
         let attend = cache.update_and_attend(k, v)?;
         let scale = (a.query_pre_attn_scalar as f64).powf(-0.5) as f32;
         let out = fast::scaled_dot_product_attention(
@@ -165,29 +170,34 @@ impl Gemma3 {
         )?;
         block.o_proj.forward(
             &out.transpose_axes(&[0, 2, 1, 3])?
-                .reshape(&[1, length, -1])?,
+                .reshape(&[rows, length, -1])?,
         )
     }
 }
 
 impl LanguageModel for Gemma3 {
-    fn forward_positions(
+    fn embed(&self, tokens: &Array) -> Result<Array> {
+        self.embed_tokens.forward(tokens)
+    }
+
+    /// Scales the embeddings by `sqrt(hidden_size)` first, given ones too (as mlx-lm's
+    /// `gemma3_text` does with `input_embeddings`).
+    fn forward_embedded(
         &self,
-        tokens: &Array,
+        h: &Array,
         caches: &mut [KvCache],
         positions: Positions,
     ) -> Result<Array> {
         let eps = self.args.rms_norm_eps;
         // mlx-lm rounds the embedding scale to bfloat16 first; so do we.
         let scale = half::bf16::from_f64((self.args.hidden_size as f64).sqrt()).to_f32();
-        let mut h = self
-            .embed_tokens
-            .forward(tokens)?
-            .multiply(Array::from_f32(scale))?;
+        let mut h = h.multiply(Array::from_f32(scale))?;
+        // Absolute positions: the local and the global layers rotate by the same offsets.
+        let offsets = RowOffsets::of(caches);
         for (block, cache) in self.layers.iter().zip(caches.iter_mut()) {
-            h = block
-                .norms
-                .forward(&h, eps, |normed| self.attention(block, normed, cache))?;
+            h = block.norms.forward(&h, eps, |normed| {
+                self.attention(block, normed, &offsets, cache)
+            })?;
         }
         let h = fast::rms_norm(&positions.select(h)?, Some(&self.norm), eps)?;
         match &self.lm_head {

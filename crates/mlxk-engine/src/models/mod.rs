@@ -36,7 +36,8 @@ pub enum Positions {
 }
 
 impl Positions {
-    /// The hidden states `[1, L, D]` to project: all, or the last position `[1, 1, D]`.
+    /// The hidden states `[B, L, D]` to project: all, or the last position `[B, 1, D]` (rows
+    /// are right-aligned, so every row's last position is there).
     pub fn select(self, h: Array) -> Result<Array> {
         match self {
             Positions::All => Ok(h),
@@ -50,11 +51,28 @@ impl Positions {
 
 /// A causal language model: token ids in, next-token logits out.
 pub trait LanguageModel {
-    /// `tokens` is `[1, L]`; returns logits `[1, L, vocab]` (or `[1, 1, vocab]` for
-    /// [`Positions::Last`]), updating the caches.
+    /// `tokens` is `[B, L]`, one row per sequence of the caches (whose rows must be `B`);
+    /// returns logits `[B, L, vocab]` (or `[B, 1, vocab]` for [`Positions::Last`]), updating
+    /// the caches.
     fn forward_positions(
         &self,
         tokens: &Array,
+        caches: &mut [KvCache],
+        positions: Positions,
+    ) -> Result<Array> {
+        self.forward_embedded(&self.embed(tokens)?, caches, positions)
+    }
+
+    /// The input embeddings `[B, L, hidden]` of `tokens` `[B, L]`: the embedding table's rows,
+    /// before any scaling the model applies (where image or audio features can take the place
+    /// of their placeholder tokens).
+    fn embed(&self, tokens: &Array) -> Result<Array>;
+
+    /// [`LanguageModel::forward_positions`] from input embeddings `[B, L, hidden]` (as
+    /// [`LanguageModel::embed`] gives them).
+    fn forward_embedded(
+        &self,
+        embeddings: &Array,
         caches: &mut [KvCache],
         positions: Positions,
     ) -> Result<Array>;

@@ -4,6 +4,7 @@
 
 use std::sync::{Mutex, MutexGuard};
 
+mod batch;
 mod config_without_weights;
 mod constrained;
 mod embedding_tiny;
