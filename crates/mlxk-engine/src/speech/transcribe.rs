@@ -90,7 +90,10 @@ impl Transcription {
 
     /// Seconds of audio done, and in all.
     pub fn progress(&self) -> (f64, f64) {
-        let done = self.seek.min(self.mel.content_frames) * HOP_LENGTH;
+        if self.is_done() {
+            return (self.duration, self.duration);
+        }
+        let done = self.seek * HOP_LENGTH;
         (done as f64 / SAMPLE_RATE as f64, self.duration)
     }
 

@@ -238,3 +238,45 @@ fn whisper_configs_build_without_weights_and_hostile_ones_are_config_errors() {
     let error = build_without_weights(&missing).unwrap_err().to_string();
     assert!(error.contains("n_text_layer"), "{error}");
 }
+
+#[test]
+fn sampling_at_a_temperature_is_repeatable_with_a_seed_and_steps_window_by_window() {
+    let _mlx = super::mlx();
+    let Some((dir, reference)) = super::parity_whisper::reference(TINY_EN, "en-1-16k.wav", &[])
+    else {
+        return;
+    };
+    let samples = reference.floats("samples.f32");
+    let speech = SpeechModel::load(&dir, &LoadPolicy::default()).unwrap();
+    let options = TranscribeOptions {
+        temperatures: vec![0.6],
+        seed: Some(7),
+        initial_prompt: Some("Foxes and dogs.".into()),
+        ..TranscribeOptions::default()
+    };
+    let mut run = speech.start(samples.clone(), options.clone()).unwrap();
+    assert_eq!(run.language(), "en");
+    let total = samples.len() as f64 / 16_000.0;
+    assert_eq!(run.progress(), (0.0, total));
+    let mut segments = Vec::new();
+    while !run.is_done() {
+        segments.extend(run.step().unwrap());
+    }
+    assert_eq!(run.progress(), (total, total));
+    let first = run.finish();
+    assert_eq!(first.segments, segments);
+    assert!(
+        segments.iter().all(|s| s.temperature == 0.6),
+        "{segments:?}"
+    );
+    // The initial prompt conditions the text but is not part of it.
+    assert!(!first.text.contains("Foxes and dogs"), "{:?}", first.text);
+    assert!(
+        first.text.to_lowercase().contains("lazy"),
+        "{:?}",
+        first.text
+    );
+    let again = speech.transcribe(&samples, &options).unwrap();
+    assert_eq!(again, first);
+    eprintln!("sampled at 0.6 (seed 7): {:?}", first.text);
+}
