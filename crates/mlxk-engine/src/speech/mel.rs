@@ -59,7 +59,8 @@ fn linspace(start: f64, stop: f64, n: usize) -> Vec<f64> {
 }
 
 /// librosa's `filters.mel(sr=16000, n_fft=400, n_mels)` (Slaney scale and area norm, what
-/// mlx-whisper ships as `mel_filters.npz`), computed in f64: `[n_mels, 201]` row-major.
+/// mlx-whisper ships as `mel_filters.npz`), computed in f64 as librosa does: `[n_mels, 201]`
+/// row-major.
 pub fn mel_filters(n_mels: usize) -> Vec<f32> {
     let bins = 1 + N_FFT / 2;
     let fft_freqs = linspace(0.0, SAMPLE_RATE as f64 / 2.0, bins);
@@ -78,7 +79,10 @@ pub fn mel_filters(n_mels: usize) -> Vec<f32> {
         for &f in &fft_freqs {
             let lower = -(mel_f[i] - f) / lower_width;
             let upper = (mel_f[i + 2] - f) / upper_width;
-            weights.push((0f64.max(lower.min(upper)) * norm) as f32);
+            // librosa keeps the triangles in float32 before the norm: rounding twice, as
+            // it does, gives its values to the bit.
+            let triangle = 0f64.max(lower.min(upper)) as f32;
+            weights.push((triangle as f64 * norm) as f32);
         }
     }
     weights

@@ -228,3 +228,21 @@ fn base_translates_german_as_mlx_whisper_does() {
         assert_eq!(language, "de");
     }
 }
+
+#[test]
+fn base_ranks_german_first_among_the_languages_of_a_german_clip() {
+    let _mlx = super::mlx();
+    let Some((model_dir, reference)) = reference(BASE, "de-1-16k.wav", &[]) else {
+        return;
+    };
+    let speech = SpeechModel::load(&model_dir, &LoadPolicy::default()).unwrap();
+    let ranked = speech
+        .detect_language(&reference.floats("samples.f32"))
+        .unwrap();
+    assert_eq!(ranked.len(), 99);
+    let total: f32 = ranked.iter().map(|(_, p)| p).sum();
+    assert!((total - 1.0).abs() < 1e-3, "{total}");
+    assert!(ranked.windows(2).all(|w| w[0].1 >= w[1].1));
+    eprintln!("detected: {:?}", &ranked[..3]);
+    assert_eq!(ranked[0].0, "de");
+}
