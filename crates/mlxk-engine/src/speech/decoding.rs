@@ -184,8 +184,16 @@ impl WindowDecoder<'_> {
             } else {
                 vec![tokens[tokens.len() - 1] as i32]
             };
+            // The first step reads the logits after <|startoftranscript|> (no-speech) and
+            // after the last start token (the first sample).
+            let positions = [sot_index as i32, input.len() as i32 - 1];
             let input = Array::from_slice(&input, &[1, input.len() as i32]);
-            let logits = self.model.decoder.forward(&input, cross, &mut cache)?;
+            let logits = self.model.decoder.forward(
+                &input,
+                cross,
+                &mut cache,
+                first.then_some(&positions[..]),
+            )?;
             let length = logits.shape()[1];
             let last = logits.index((.., length - 1, ..));
             let filtered = self.masks.apply(&last, &tokens[sample_begin..])?;
@@ -198,7 +206,7 @@ impl WindowDecoder<'_> {
             let logprobs = filtered.subtract(filtered.logsumexp_axis(-1, true)?)?;
             let chosen = logprobs.take_along_axis(&next.reshape(&[1, 1])?, -1)?;
             if first {
-                let at_sot = logits.index((.., sot_index as i32, ..));
+                let at_sot = logits.index((.., 0, ..));
                 let no_speech = softmax_axis(&at_sot, -1, None)?.index((.., s.no_speech as i32));
                 eval([&next, &chosen, &no_speech])?;
                 no_speech_prob = no_speech.as_slice::<f32>()[0];

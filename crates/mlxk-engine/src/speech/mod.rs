@@ -170,7 +170,10 @@ impl Inner {
     fn language_probs(&self, cross: &[whisper::CrossKv]) -> Result<Vec<(&'static str, f32)>> {
         let sot = Array::from_slice(&[self.tokenizer.special.sot as i32], &[1, 1]);
         let mut cache = vec![None; self.whisper.decoder.num_layers()];
-        let logits = self.whisper.decoder.forward(&sot, cross, &mut cache)?;
+        let logits = self
+            .whisper
+            .decoder
+            .forward(&sot, cross, &mut cache, None)?;
         let logits = logits.index((.., 0, ..));
         let languages: Vec<(u32, &'static str)> = self.tokenizer.language_tokens().collect();
         let n_vocab = self.whisper.dims.n_vocab as usize;

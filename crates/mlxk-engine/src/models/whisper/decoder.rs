@@ -89,12 +89,16 @@ impl TextDecoder {
             .collect()
     }
 
-    /// Logits `[1, L, n_vocab]` (float32) for `tokens` `[1, L]`, after what `cache` holds.
+    /// Logits `[1, P, n_vocab]` (float32) at `positions` of `tokens` `[1, L]` (all L when
+    /// `None`), after what `cache` holds. A prompt's logits are read at two positions only,
+    /// and projecting every position onto the vocabulary is the largest matmul of a window's
+    /// first step.
     pub fn forward(
         &self,
         tokens: &Array,
         cross: &[CrossKv],
         cache: &mut [SelfKv],
+        positions: Option<&[i32]>,
     ) -> Result<Array> {
         let offset = cache[0].as_ref().map_or(0, |(k, _)| k.shape()[1]);
         let length = tokens.shape()[1];
@@ -126,7 +130,12 @@ impl TextDecoder {
             x = x.add(block.cross_attn.attend_split(&h, cross_k, cross_v, None)?)?;
             x = block.mlp.residual(&x)?;
         }
-        let logits = self.token_embedding.as_linear(&self.ln.forward(&x)?)?;
+        let mut x = self.ln.forward(&x)?;
+        if let Some(positions) = positions {
+            let rows = Array::from_slice(positions, &[positions.len() as i32]);
+            x = x.take_axis(&rows, 1)?;
+        }
+        let logits = self.token_embedding.as_linear(&x)?;
         Ok(if logits.dtype() == mlx_rs::Dtype::Float32 {
             logits
         } else {
