@@ -3,6 +3,9 @@
 //! MLX runs on Metal on macOS and on the CPU elsewhere (the official `mlx-cpu` wheel). The
 //! engine loads MLX model folders (one file per architecture under `models/`), tokenizes and
 //! renders chat templates, and runs the token loop. The CLI, the server and the app all call it.
+//! Beside the language models: [`EmbeddingModel`] (text to vectors) and [`SpeechModel`]
+//! (Whisper, speech to text; `models/whisper` is its network, `speech/` the log-mel front end
+//! and mlx-whisper's decoding and seek loop, which its greedy tokens equal).
 //!
 //! # Adding an architecture
 //!
