@@ -100,7 +100,10 @@ impl AudioEncoder {
                 self.n_mels
             )));
         }
-        let x = gelu(self.conv1.forward(mel)?)?;
+        // In the weights' dtype (float16 on a GPU, as mlx-whisper's fp16 decoding), so the
+        // encoder does not run promoted to float32.
+        let mel = as_dtype_of(mel.clone(), &self.conv1.weight)?;
+        let x = gelu(self.conv1.forward(&mel)?)?;
         let x = gelu(self.conv2.forward(&x)?)?;
         let mut x = x.add(&self.positions)?;
         for block in &self.blocks {
