@@ -14,13 +14,14 @@ log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*" >&2; }
 # build its UI; xvfb, xauth, webkit2gtk-driver, trayer and imagemagick run it headless in tests,
 # xclip reads the clipboard its Copy buttons fill.
 # chromium: the UI tests with Tauri's IPC mocked (scripts/ui-test.sh, playwright-core).
-# espeak-ng, sox and opus-tools: the speech clips Whisper is tested on (scripts/speech-clips.sh).
+# espeak-ng and sox: the speech clips Whisper is tested on (scripts/speech-clips.sh).
+# cmake: builds the bundled static libopus (crates/mlxk-audio, Opus decoding).
 APT_PACKAGES=(build-essential pkg-config python3-venv libclang-dev hyperfine libopenblas0-openmp
   gnome-keyring dbus libsecret-tools
   libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev libsoup-3.0-dev
   libjavascriptcoregtk-4.1-dev libssl-dev file nodejs
   xvfb xauth webkit2gtk-driver imagemagick xdotool x11-utils keyutils trayer xclip
-  chromium espeak-ng sox opus-tools)
+  chromium espeak-ng sox cmake)
 if command -v apt-get >/dev/null 2>&1; then
   missing=()
   for p in "${APT_PACKAGES[@]}"; do

@@ -3,9 +3,10 @@
 
 use std::io::ErrorKind;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::LazyLock;
 
-use symphonia::core::codecs::audio::well_known::CODEC_ID_OPUS;
 use symphonia::core::codecs::audio::{AudioCodecParameters, AudioDecoderOptions};
+use symphonia::core::codecs::registry::CodecRegistry;
 use symphonia::core::errors::Error;
 use symphonia::core::formats::probe::Hint;
 use symphonia::core::formats::well_known as formats;
@@ -13,13 +14,22 @@ use symphonia::core::formats::{FormatOptions, FormatReader, Track, TrackType};
 use symphonia::core::io::{MediaSource, MediaSourceStream};
 use symphonia::core::meta::MetadataOptions;
 use symphonia::core::packet::Packet;
-use symphonia::core::units::Duration;
+use symphonia_adapter_libopus::OpusDecoder;
 
 use crate::{resample, Audio, AudioError, Limits, SourceInfo};
 
 /// Source rates outside this range are refused: no real recording uses them, and a hostile
 /// header's rate would size the resampler's FFT.
 const RATES: std::ops::RangeInclusive<u32> = 1_000..=384_000;
+
+/// Symphonia's decoders and libopus: symphonia demuxes Ogg Opus (and Opus in WebM) but has no
+/// Opus decoder of its own.
+static CODECS: LazyLock<CodecRegistry> = LazyLock::new(|| {
+    let mut codecs = CodecRegistry::new();
+    symphonia::default::register_enabled_codecs(&mut codecs);
+    codecs.register_audio_decoder::<OpusDecoder>();
+    codecs
+});
 
 /// A decoding failure; I/O errors are kept apart so a file's error can name its path.
 pub(crate) enum Failure {
@@ -81,12 +91,6 @@ fn decode_source(
     if let Some(frames) = track.num_frames {
         check_length(frames as f64 / f64::from(rate), limits)?;
     }
-    if params.codec == CODEC_ID_OPUS {
-        return Err(AudioError::UnsupportedCodec(
-            "Opus (no Opus decoder is built in; convert the file, e.g. to FLAC)".into(),
-        )
-        .into());
-    }
     let stream = Stream {
         format: format.as_mut(),
         track: &track,
@@ -139,16 +143,6 @@ impl Stream<'_> {
         }
     }
 
-    /// A packet's trim (in timebase units) in frames.
-    fn trim_frames(&self, trim: Duration) -> usize {
-        let (numer, denom) = match self.track.time_base {
-            Some(base) => (u128::from(base.numer.get()), u128::from(base.denom.get())),
-            None => (1, u128::from(self.rate)),
-        };
-        let frames = u128::from(trim.get()) * numer * u128::from(self.rate) / denom;
-        usize::try_from(frames).unwrap_or(usize::MAX)
-    }
-
     /// Fails once `frames` is more than the limit allows.
     fn check_frames(&self, frames: usize) -> Result<(), AudioError> {
         check_length(frames as f64 / f64::from(self.rate), self.limits)
@@ -163,7 +157,7 @@ struct Decoded {
 }
 
 fn decode_packets(mut stream: Stream, params: &AudioCodecParameters) -> Result<Decoded, Failure> {
-    let mut decoder = symphonia::default::get_codecs()
+    let mut decoder = CODECS
         .make_audio_decoder(params, &AudioDecoderOptions::default())
         .map_err(|error| match error {
             Error::Unsupported(_) => {
@@ -206,11 +200,10 @@ fn decode_packets(mut stream: Stream, params: &AudioCodecParameters) -> Result<D
             continue;
         }
         channels = count;
+        // The buffer is already trimmed: symphonia's decoders drop a packet's encoder delay and
+        // padding themselves (gapless, their default), libopus' adapter the pre-skip and padding.
         buffer.copy_to_vec_interleaved(&mut interleaved);
-        let frames = interleaved.len() / count;
-        let start = stream.trim_frames(packet.trim_start).min(frames);
-        let end = frames - stream.trim_frames(packet.trim_end).min(frames - start);
-        resample::push_mean(&mut mono, &interleaved[start * count..end * count], count);
+        resample::push_mean(&mut mono, &interleaved, count);
         stream.check_frames(mono.len())?;
     }
     if mono.is_empty() {

@@ -6,10 +6,10 @@
 //! channel down to mono and resample to [`WHISPER_RATE`]; 16 kHz mono sources pass through
 //! untouched, so a reference implementation fed the same file sees the same samples.
 //!
-//! Decoding is pure Rust (symphonia). Opus is refused with [`AudioError::UnsupportedCodec`]:
-//! symphonia demuxes it but has no decoder, and the pure Rust port we tried (mousiki 0.2.1)
-//! decodes speech audibly wrong and trips its own assertions on valid streams. Hostile bytes give
-//! an [`AudioError`], never a panic.
+//! Decoding is pure Rust (symphonia) except Opus: symphonia demuxes it but has no decoder, and
+//! the pure Rust port we tried (mousiki 0.2.1) decodes speech audibly wrong, so Opus goes to
+//! libopus (C, built from source and linked statically by `symphonia-adapter-libopus`). Hostile
+//! bytes give an [`AudioError`], never a panic.
 
 mod decode;
 mod resample;
@@ -23,7 +23,7 @@ pub const WHISPER_RATE: u32 = 16_000;
 
 /// What the decoders accept, for error messages and help texts.
 pub const SUPPORTED: &str =
-    "WAV, FLAC, MP3, OGG Vorbis, M4A/MP4 (AAC), WebM/MKV (Vorbis, FLAC, AAC)";
+    "WAV, FLAC, MP3, OGG (Vorbis, Opus), M4A/MP4 (AAC), WebM/MKV (Vorbis, Opus, FLAC, AAC)";
 
 /// How much audio one request may bring: the file's size and its playing time.
 #[derive(Debug, Clone, Copy, PartialEq)]
