@@ -114,11 +114,31 @@ pub struct ConvertReport {
     pub assumed: Vec<String>,
 }
 
-struct OutTensor {
-    name: String,
-    dtype: Dtype,
-    shape: Vec<usize>,
-    data: Vec<u8>,
+/// A tensor of the folder being written, in its safetensors form.
+pub(crate) struct OutTensor {
+    pub(crate) name: String,
+    pub(crate) dtype: Dtype,
+    pub(crate) shape: Vec<usize>,
+    pub(crate) data: Vec<u8>,
+}
+
+/// Writes `out` as one safetensors file with MLX's `format` metadata.
+pub(crate) fn write_mlx_weights(path: &Path, out: &[OutTensor]) -> Result<(), ConvertError> {
+    let views: Vec<(String, TensorView)> = out
+        .iter()
+        .map(|t| {
+            let view = TensorView::new(t.dtype, t.shape.clone(), &t.data)
+                .expect("tensor sizes are consistent");
+            (t.name.clone(), view)
+        })
+        .collect();
+    let metadata = Some(
+        [("format".to_string(), "mlx".to_string())]
+            .into_iter()
+            .collect(),
+    );
+    safetensors::serialize_to_file(views, metadata, path)
+        .map_err(|e| ConvertError::io("writing", path, std::io::Error::other(e)))
 }
 
 /// What the tensors came to, for the report and `config.json`.
@@ -387,21 +407,7 @@ fn write_folder(
     progress: &mut impl FnMut(Progress),
 ) -> Result<u64, ConvertError> {
     let weights_path = staging.join("model.safetensors");
-    let views: Vec<(String, TensorView)> = out
-        .iter()
-        .map(|t| {
-            let view = TensorView::new(t.dtype, t.shape.clone(), &t.data)
-                .expect("tensor sizes are consistent");
-            (t.name.clone(), view)
-        })
-        .collect();
-    let metadata = Some(
-        [("format".to_string(), "mlx".to_string())]
-            .into_iter()
-            .collect(),
-    );
-    safetensors::serialize_to_file(views, metadata, &weights_path)
-        .map_err(|e| ConvertError::io("writing", &weights_path, std::io::Error::other(e)))?;
+    write_mlx_weights(&weights_path, out)?;
     write_json(&staging.join("config.json"), config)?;
     progress(Progress::Tokenizer);
     tokenizer.write_tokenizer_json(&staging.join("tokenizer.json"))?;

@@ -11,12 +11,13 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use safetensors::tensor::{Dtype as StDtype, TensorView};
+use safetensors::tensor::Dtype as StDtype;
 use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::ct2::{Ct2File, Dtype, Variable};
 use crate::{move_into_place, staging_dir, ConvertError, Progress};
+use crate::{write_mlx_weights, OutTensor};
 
 /// The only CTranslate2 spec this converts, and the newest revision whose layout it knows.
 const SPEC: &str = "WhisperSpec";
@@ -73,13 +74,6 @@ struct Dims {
     n_text_state: usize,
     n_text_head: usize,
     n_text_layer: usize,
-}
-
-struct OutTensor {
-    name: String,
-    dtype: StDtype,
-    shape: Vec<usize>,
-    data: Vec<u8>,
 }
 
 /// Converts the CTranslate2 Whisper folder `source_dir` (`model.bin`, `config.json`,
@@ -676,21 +670,7 @@ fn write_folder(
     progress: &mut impl FnMut(Progress),
 ) -> Result<u64, ConvertError> {
     let weights_path = staging.join("weights.safetensors");
-    let views: Vec<(String, TensorView)> = out
-        .iter()
-        .map(|t| {
-            let view = TensorView::new(t.dtype, t.shape.clone(), &t.data)
-                .expect("tensor sizes are consistent");
-            (t.name.clone(), view)
-        })
-        .collect();
-    let metadata = Some(
-        [("format".to_string(), "mlx".to_string())]
-            .into_iter()
-            .collect(),
-    );
-    safetensors::serialize_to_file(views, metadata, &weights_path)
-        .map_err(|e| ConvertError::io("writing", &weights_path, std::io::Error::other(e)))?;
+    write_mlx_weights(&weights_path, out)?;
 
     // mlx-whisper passes every key but `model_type` and `quantization` to ModelDimensions, so
     // nothing else may be in it; four spaces as mlx-whisper's own conversions.
