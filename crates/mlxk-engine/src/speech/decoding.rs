@@ -148,88 +148,143 @@ pub(crate) struct WindowDecoder<'a> {
     pub masks: &'a LogitMasks,
 }
 
+/// One window's decoding at one temperature, part way: the tokens so far (prompt, start
+/// tokens, samples), the decoder's self-attention cache and the running statistics, so that
+/// it can be resumed a few tokens at a time by [`WindowDecoder::advance`].
+pub(crate) struct WindowDecode {
+    tokens: Vec<u32>,
+    /// Where `<|startoftranscript|>` is in `tokens` (the no-speech probability is read there).
+    sot_index: usize,
+    /// Where the sampled tokens begin in `tokens`.
+    sample_begin: usize,
+    cache: Vec<SelfKv>,
+    sum_logprob: f32,
+    no_speech_prob: f32,
+    temperature: f32,
+    ended: bool,
+}
+
+impl WindowDecode {
+    /// Tokens sampled so far (the end of text included).
+    pub fn sampled(&self) -> usize {
+        self.tokens.len() - self.sample_begin
+    }
+}
+
 impl WindowDecoder<'_> {
-    /// Decodes the window whose cross-attention keys and values are `cross`, after `prompt`
-    /// (earlier text, may be empty) and `sot_sequence`, at `temperature` (0: greedy; above:
-    /// drawn with `random`).
-    pub fn decode(
-        &self,
-        cross: &[CrossKv],
-        prompt: &[u32],
-        sot_sequence: &[u32],
-        temperature: f32,
-        random: &mut RandomState,
-    ) -> Result<DecodeResult> {
-        let dims = &self.model.dims;
-        let n_ctx = dims.n_text_ctx as usize;
-        let sample_len = n_ctx / 2;
-        let s = &self.tokenizer.special;
+    /// A decoding of a window after `prompt` (earlier text, may be empty) and `sot_sequence`,
+    /// at `temperature` (0: greedy; above: drawn), before its first token.
+    pub fn begin(&self, prompt: &[u32], sot_sequence: &[u32], temperature: f32) -> WindowDecode {
+        let n_ctx = self.model.dims.n_text_ctx as usize;
         let mut tokens = Vec::new();
         if !prompt.is_empty() {
-            tokens.push(s.sot_prev);
+            tokens.push(self.tokenizer.special.sot_prev);
             tokens.extend_from_slice(&prompt[prompt.len().saturating_sub(n_ctx / 2 - 1)..]);
         }
         let sot_index = tokens.len();
         tokens.extend_from_slice(sot_sequence);
-        let sample_begin = tokens.len();
+        WindowDecode {
+            sample_begin: tokens.len(),
+            tokens,
+            sot_index,
+            cache: vec![None; self.model.decoder.num_layers()],
+            sum_logprob: 0.0,
+            no_speech_prob: f32::NAN,
+            temperature,
+            ended: false,
+        }
+    }
 
-        let mut cache: Vec<SelfKv> = vec![None; self.model.decoder.num_layers()];
-        let mut sum_logprob = 0f32;
-        let mut no_speech_prob = f32::NAN;
-        let temperature_scalar = Array::from_f32(temperature);
-        loop {
-            let first = tokens.len() == sample_begin;
-            let input: Vec<i32> = if first {
-                tokens.iter().map(|&t| t as i32).collect()
-            } else {
-                vec![tokens[tokens.len() - 1] as i32]
-            };
-            // The first step reads the logits after <|startoftranscript|> (no-speech) and
-            // after the last start token (the first sample).
-            let positions = [sot_index as i32, input.len() as i32 - 1];
-            let input = Array::from_slice(&input, &[1, input.len() as i32]);
-            let logits = self.model.decoder.forward(
-                &input,
-                cross,
-                &mut cache,
-                first.then_some(&positions[..]),
-            )?;
-            let length = logits.shape()[1];
-            let last = logits.index((.., length - 1, ..));
-            let filtered = self.masks.apply(&last, &tokens[sample_begin..])?;
-            let next = if temperature == 0.0 {
-                argmax_axis(&filtered, -1, None)?
-            } else {
-                let key = random.next_key()?;
-                categorical(filtered.divide(&temperature_scalar)?, -1, None, &key)?
-            };
-            let logprobs = filtered.subtract(filtered.logsumexp_axis(-1, true)?)?;
-            let chosen = logprobs.take_along_axis(&next.reshape(&[1, 1])?, -1)?;
-            if first {
-                let at_sot = logits.index((.., 0, ..));
-                let no_speech = softmax_axis(&at_sot, -1, None)?.index((.., s.no_speech as i32));
-                eval([&next, &chosen, &no_speech])?;
-                no_speech_prob = no_speech.as_slice::<f32>()[0];
-            } else {
-                eval([&next, &chosen])?;
-            }
-            let token = next.as_slice::<u32>()[0];
-            sum_logprob += chosen.as_slice::<f32>()[0];
-            tokens.push(token);
-            let sampled = tokens.len() - sample_begin;
-            if token == s.eot || sampled >= sample_len || tokens.len() > n_ctx {
+    /// Samples up to `max_tokens` more tokens of `decode`'s window (whose cross-attention keys
+    /// and values are `cross`), drawing with `random` above temperature 0. Gives the result
+    /// once the text has ended (the end of text, or half the text context sampled).
+    pub fn advance(
+        &self,
+        decode: &mut WindowDecode,
+        cross: &[CrossKv],
+        max_tokens: usize,
+        random: &mut RandomState,
+    ) -> Result<Option<DecodeResult>> {
+        for _ in 0..max_tokens {
+            if decode.ended {
                 break;
             }
+            self.sample(decode, cross, random)?;
         }
-        let mut sampled = tokens.split_off(sample_begin);
-        if let Some(end) = sampled.iter().position(|&t| t == s.eot) {
+        if decode.ended {
+            self.result(decode).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Samples one token under the logit filters.
+    fn sample(
+        &self,
+        d: &mut WindowDecode,
+        cross: &[CrossKv],
+        random: &mut RandomState,
+    ) -> Result<()> {
+        let n_ctx = self.model.dims.n_text_ctx as usize;
+        let sample_len = n_ctx / 2;
+        let s = &self.tokenizer.special;
+        let first = d.tokens.len() == d.sample_begin;
+        let input: Vec<i32> = if first {
+            d.tokens.iter().map(|&t| t as i32).collect()
+        } else {
+            vec![d.tokens[d.tokens.len() - 1] as i32]
+        };
+        // The first step reads the logits after <|startoftranscript|> (no-speech) and
+        // after the last start token (the first sample).
+        let positions = [d.sot_index as i32, input.len() as i32 - 1];
+        let input = Array::from_slice(&input, &[1, input.len() as i32]);
+        let logits = self.model.decoder.forward(
+            &input,
+            cross,
+            &mut d.cache,
+            first.then_some(&positions[..]),
+        )?;
+        let length = logits.shape()[1];
+        let last = logits.index((.., length - 1, ..));
+        let filtered = self.masks.apply(&last, &d.tokens[d.sample_begin..])?;
+        let next = if d.temperature == 0.0 {
+            argmax_axis(&filtered, -1, None)?
+        } else {
+            let key = random.next_key()?;
+            let temperature = Array::from_f32(d.temperature);
+            categorical(filtered.divide(&temperature)?, -1, None, &key)?
+        };
+        let logprobs = filtered.subtract(filtered.logsumexp_axis(-1, true)?)?;
+        let chosen = logprobs.take_along_axis(&next.reshape(&[1, 1])?, -1)?;
+        if first {
+            let at_sot = logits.index((.., 0, ..));
+            let no_speech = softmax_axis(&at_sot, -1, None)?.index((.., s.no_speech as i32));
+            eval([&next, &chosen, &no_speech])?;
+            d.no_speech_prob = no_speech.as_slice::<f32>()[0];
+        } else {
+            eval([&next, &chosen])?;
+        }
+        let token = next.as_slice::<u32>()[0];
+        d.sum_logprob += chosen.as_slice::<f32>()[0];
+        d.tokens.push(token);
+        d.ended = token == s.eot || d.sampled() >= sample_len || d.tokens.len() > n_ctx;
+        Ok(())
+    }
+
+    /// The sampled text of an ended decoding, with the statistics the fallback reads.
+    fn result(&self, d: &WindowDecode) -> Result<DecodeResult> {
+        let mut sampled = d.tokens[d.sample_begin..].to_vec();
+        if let Some(end) = sampled
+            .iter()
+            .position(|&t| t == self.tokenizer.special.eot)
+        {
             sampled.truncate(end);
         }
         let text = self.tokenizer.decode(&sampled)?.trim().to_string();
         Ok(DecodeResult {
-            avg_logprob: sum_logprob as f64 / (sampled.len() + 1) as f64,
-            no_speech_prob: no_speech_prob as f64,
-            temperature,
+            avg_logprob: d.sum_logprob as f64 / (sampled.len() + 1) as f64,
+            no_speech_prob: d.no_speech_prob as f64,
+            temperature: d.temperature,
             compression_ratio: compression_ratio(&text),
             tokens: sampled,
             text,

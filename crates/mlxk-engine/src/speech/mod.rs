@@ -3,8 +3,9 @@
 //! the same on the same weights.
 //!
 //! [`SpeechModel::start`] computes the log-mel spectrogram of the whole file and detects the
-//! language; [`Transcription::step`] then decodes one 30-second window at a time (with Whisper's
-//! temperature fallback), so a server can interleave windows with other work.
+//! language; [`Transcription::step`] then does a bounded slice of the 30-second windows (an
+//! encoder pass, or a few decoded tokens; Whisper's temperature fallback where a window's text
+//! ends), so a server can interleave a transcription with other work token by token.
 
 mod decoding;
 mod languages;
@@ -31,7 +32,7 @@ use tokens::WhisperTokenizer;
 
 pub use languages::{language_name, resolve_language, LANGUAGES};
 pub use tokens::SpecialTokens;
-pub use transcribe::Transcription;
+pub use transcribe::{Transcription, TOKENS_PER_STEP};
 
 /// Whisper reads 16 kHz mono samples.
 pub const SAMPLE_RATE: u32 = 16_000;

@@ -2,6 +2,10 @@
 //! with the temperature fallback, cut into segments at consecutive timestamps, and the next
 //! window starting where the last complete segment ended. Each window is conditioned on the
 //! text before it (unless a window needed a high temperature).
+//!
+//! The loop is resumable in small steps: one step encodes a window, the next ones each sample
+//! at most [`TOKENS_PER_STEP`] tokens of it; the fallback and the move to the next window
+//! happen at the step where a window's text ends.
 
 use std::rc::Rc;
 
@@ -10,7 +14,7 @@ use mlx_rs::random::RandomState;
 use crate::error::Result;
 use crate::models::whisper::CrossKv;
 
-use super::decoding::{DecodeResult, WindowDecoder};
+use super::decoding::{DecodeResult, WindowDecode, WindowDecoder};
 use super::mel::{LogMel, HOP_LENGTH, N_FRAMES};
 use super::{Inner, Segment, Task, TranscribeOptions, Transcript, SAMPLE_RATE};
 
@@ -21,6 +25,24 @@ const INPUT_STRIDE: usize = 2;
 /// with the `f64` statistics as Python makes them.
 fn decimal(value: f32) -> f64 {
     value.to_string().parse().unwrap_or(value as f64)
+}
+
+/// Tokens one [`Transcription::step`] samples at most. Each costs one decoder pass, about a
+/// chat token's time on the same device, so a chat stream interleaved with a transcription
+/// waits a few of its own tokens per step instead of a whole window (up to 224 tokens, more
+/// with the fallback's retries: 10-20 s in a debug build).
+pub const TOKENS_PER_STEP: usize = 16;
+
+/// Where the window at `seek` is.
+enum WindowState {
+    /// Not encoded yet.
+    Encode,
+    /// Encoded (`cross`), being decoded at the `attempt`-th temperature.
+    Decode {
+        cross: Vec<CrossKv>,
+        attempt: usize,
+        decode: WindowDecode,
+    },
 }
 
 /// A transcription under way.
@@ -40,6 +62,9 @@ pub struct Transcription {
     random: RandomState,
     /// The first window's keys and values, when language detection encoded the same frames.
     first_window: Option<Vec<CrossKv>>,
+    window: WindowState,
+    /// Tokens sampled in all (fallback retries included).
+    tokens_sampled: usize,
 }
 
 impl Transcription {
@@ -76,6 +101,8 @@ impl Transcription {
             segments: Vec::new(),
             random,
             first_window,
+            window: WindowState::Encode,
+            tokens_sampled: 0,
         })
     }
 
@@ -97,50 +124,103 @@ impl Transcription {
         (done as f64 / SAMPLE_RATE as f64, self.duration)
     }
 
-    /// Decodes `cross`'s window at each temperature in turn until a result looks right (not
-    /// repetitive, not unlikely) or is silence.
-    fn decode_with_fallback(&mut self, cross: &[CrossKv]) -> Result<DecodeResult> {
+    /// Tokens sampled so far, fallback retries included (at most [`TOKENS_PER_STEP`] more
+    /// per step).
+    pub fn tokens_sampled(&self) -> usize {
+        self.tokens_sampled
+    }
+
+    fn decoder(&self) -> WindowDecoder<'_> {
+        WindowDecoder {
+            model: &self.inner.whisper,
+            tokenizer: &self.inner.tokenizer,
+            masks: &self.inner.masks,
+        }
+    }
+
+    /// A decoding of the window at `seek` at the `attempt`-th temperature, after the text
+    /// since the last prompt reset.
+    fn begin_decode(&self, attempt: usize) -> WindowDecode {
+        self.decoder().begin(
+            &self.all_tokens[self.prompt_reset_since..],
+            &self.sot_sequence,
+            self.options.temperatures[attempt],
+        )
+    }
+
+    /// Whether a decoded window is kept: it is silence, or it is neither repetitive nor
+    /// unlikely (else the next temperature is tried).
+    fn acceptable(&self, decoded: &DecodeResult) -> bool {
         let o = &self.options;
+        let too_repetitive = o
+            .compression_ratio_threshold
+            .is_some_and(|t| decoded.compression_ratio > decimal(t));
+        let too_unlikely = o
+            .logprob_threshold
+            .is_some_and(|t| decoded.avg_logprob < decimal(t));
+        let silence = o
+            .no_speech_threshold
+            .is_some_and(|t| decoded.no_speech_prob > decimal(t));
+        silence || !(too_repetitive || too_unlikely)
+    }
+
+    /// A bounded slice of the work: encodes the next window, or samples up to
+    /// [`TOKENS_PER_STEP`] of its tokens. Returns the segments finished (none until a window's
+    /// text ends, and none for silence).
+    pub fn step(&mut self) -> Result<Vec<Segment>> {
+        if self.is_done() {
+            return Ok(Vec::new());
+        }
+        let WindowState::Decode {
+            cross,
+            attempt,
+            decode,
+        } = &mut self.window
+        else {
+            let segment_size = N_FRAMES.min(self.mel.content_frames - self.seek);
+            let cross = match self.first_window.take() {
+                Some(cross) if self.seek == 0 && segment_size == N_FRAMES => cross,
+                _ => self
+                    .inner
+                    .encode(&self.mel.window(self.seek, segment_size))?,
+            };
+            self.window = WindowState::Decode {
+                cross,
+                attempt: 0,
+                decode: self.begin_decode(0),
+            };
+            return Ok(Vec::new());
+        };
         let decoder = WindowDecoder {
             model: &self.inner.whisper,
             tokenizer: &self.inner.tokenizer,
             masks: &self.inner.masks,
         };
-        let prompt = &self.all_tokens[self.prompt_reset_since..];
-        let mut result = None;
-        for &temperature in &o.temperatures {
-            let decoded = decoder.decode(
-                cross,
-                prompt,
-                &self.sot_sequence,
-                temperature,
-                &mut self.random,
-            )?;
-            let too_repetitive = o
-                .compression_ratio_threshold
-                .is_some_and(|t| decoded.compression_ratio > decimal(t));
-            let too_unlikely = o
-                .logprob_threshold
-                .is_some_and(|t| decoded.avg_logprob < decimal(t));
-            let silence = o
-                .no_speech_threshold
-                .is_some_and(|t| decoded.no_speech_prob > decimal(t));
-            let done = silence || !(too_repetitive || too_unlikely);
-            result = Some(decoded);
-            if done {
-                break;
+        let before = decode.sampled();
+        let ended = decoder.advance(decode, cross, TOKENS_PER_STEP, &mut self.random)?;
+        self.tokens_sampled += decode.sampled() - before;
+        let Some(result) = ended else {
+            return Ok(Vec::new());
+        };
+        let next = *attempt + 1;
+        if !self.acceptable(&result) && next < self.options.temperatures.len() {
+            let retry = self.begin_decode(next);
+            if let WindowState::Decode {
+                attempt, decode, ..
+            } = &mut self.window
+            {
+                *attempt = next;
+                *decode = retry;
             }
-        }
-        // `check` refuses an empty temperature list.
-        Ok(result.expect("at least one temperature"))
-    }
-
-    /// Decodes the next 30-second window (trying higher temperatures while its result looks
-    /// wrong) and returns the segments it finished (none for silence).
-    pub fn step(&mut self) -> Result<Vec<Segment>> {
-        if self.is_done() {
             return Ok(Vec::new());
         }
+        // The window's keys and values are no longer needed.
+        self.window = WindowState::Encode;
+        self.end_window(result)
+    }
+
+    /// Cuts a window's kept result into segments and moves `seek` past them.
+    fn end_window(&mut self, result: DecodeResult) -> Result<Vec<Segment>> {
         let seek = self.seek;
         let content_frames = self.mel.content_frames;
         let segment_size = N_FRAMES.min(content_frames - seek);
@@ -148,12 +228,6 @@ impl Transcription {
         let time_offset = (seek * HOP_LENGTH) as f64 / rate;
         let segment_duration = (segment_size * HOP_LENGTH) as f64 / rate;
         let time_precision = (INPUT_STRIDE * HOP_LENGTH) as f64 / rate;
-        let cross = match self.first_window.take() {
-            Some(cross) if seek == 0 && segment_size == N_FRAMES => cross,
-            _ => self.inner.encode(&self.mel.window(seek, segment_size))?,
-        };
-        let result = self.decode_with_fallback(&cross)?;
-        drop(cross);
 
         if let Some(threshold) = self.options.no_speech_threshold {
             let likely = self

@@ -5,8 +5,10 @@
 //! Whisper folder to the speech API. Also Whisper configs without weights (the fuzz target).
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use mlxk_engine::models::build_without_weights;
+use mlxk_engine::speech::TOKENS_PER_STEP;
 use mlxk_engine::{EngineError, LoadPolicy, SpeechModel, Task, TranscribeOptions};
 use serde_json::{json, Value};
 
@@ -279,4 +281,61 @@ fn sampling_at_a_temperature_is_repeatable_with_a_seed_and_steps_window_by_windo
     let again = speech.transcribe(&samples, &options).unwrap();
     assert_eq!(again, first);
     eprintln!("sampled at 0.6 (seed 7): {:?}", first.text);
+}
+
+/// A server interleaves `step` with chat tokens: one step encodes a window or samples at most
+/// `TOKENS_PER_STEP` tokens, segments come when a window's text ends, and `progress` moves
+/// only then.
+#[test]
+fn a_step_on_the_sonnet_is_a_bounded_slice_of_a_window() {
+    let _mlx = super::mlx();
+    let Some((dir, reference)) = super::parity_whisper::reference(TINY_EN, "sonnet.wav", &[])
+    else {
+        return;
+    };
+    let samples = reference.floats("samples.f32");
+    let speech = SpeechModel::load(&dir, &LoadPolicy::default()).unwrap();
+    let mut run = speech.start(samples, TranscribeOptions::default()).unwrap();
+    let (mut steps, mut longest) = (0, Duration::ZERO);
+    let mut windows = 0;
+    let mut segments = Vec::new();
+    while !run.is_done() {
+        let (sampled, progress) = (run.tokens_sampled(), run.progress());
+        let began = Instant::now();
+        let finished = run.step().unwrap();
+        longest = longest.max(began.elapsed());
+        steps += 1;
+        let step_tokens = run.tokens_sampled() - sampled;
+        assert!(
+            step_tokens <= TOKENS_PER_STEP,
+            "{step_tokens} tokens in a step"
+        );
+        if run.progress() != progress {
+            windows += 1;
+        } else {
+            assert!(finished.is_empty(), "segments without progress");
+        }
+        segments.extend(finished);
+    }
+    let text_tokens: usize = segments.iter().map(|s| s.tokens.len()).sum();
+    // An encoder step per window, then at least enough token steps for its kept text.
+    assert!(windows >= 2, "{windows} windows");
+    assert!(
+        steps >= windows + text_tokens.div_ceil(TOKENS_PER_STEP),
+        "{steps} steps for {windows} windows and {text_tokens} tokens"
+    );
+    assert!(run.tokens_sampled() >= text_tokens);
+    // The same transcript as a whole run (which loops the same steps).
+    let whole = speech
+        .transcribe(
+            &reference.floats("samples.f32"),
+            &TranscribeOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(run.finish().segments, segments);
+    assert_eq!(whole.segments, segments);
+    eprintln!(
+        "sonnet: {steps} steps over {windows} windows ({} tokens sampled), the longest {longest:?}",
+        text_tokens
+    );
 }
