@@ -114,7 +114,13 @@ def main() -> None:
     parser.add_argument("--mlxk", required=True)
     parser.add_argument("--clip", required=True)
     parser.add_argument("--model", action="append", required=True, help="NAME=SNAPSHOT")
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help=f"mlx-whisper variants to run, comma-separated (default: {','.join(VARIANTS)})")
     args = parser.parse_args()
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = set(variants) - set(VARIANTS)
+    if unknown or not variants:
+        parser.error(f"--variants: choose from {VARIANTS}")
     seconds = len(read_clip(args.clip)) / 16000
     print(f"clip: {args.clip} ({seconds:.2f} s); RTF = wall seconds / {seconds:.2f}")
     env = dict(os.environ)
@@ -132,7 +138,7 @@ def main() -> None:
             for line in run["verbose"]:
                 print(f"    {line}")
         reference_text = None
-        for variant in VARIANTS:
+        for variant in variants:
             result = mlx_whisper_variant(snapshot, args.clip, variant)
             reference_text = reference_text or result["text"]
             rows.append((f"mlx-whisper {variant} (first, with load)", result["first"]))
@@ -150,7 +156,7 @@ def main() -> None:
             for label, wall in rows:
                 print(f"  {label:45s} {wall:7.2f} s  RTF {wall / seconds:.3f}  "
                       f"{wall / best:10.2f}  {wall / engine:9.2f}")
-            print(f"  transcripts: WER of mlxk against mlx-whisper (fp16 default): "
+            print(f"  transcripts: WER of mlxk against mlx-whisper ({variants[0]}): "
                   f"{wer(reference_text, ok[-1]['text']):.3f}")
 
 

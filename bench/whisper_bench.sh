@@ -5,7 +5,8 @@
 # fp16=False and float32 parameters, each first call (with load) and warm call, against mlxk's
 # whole-process wall time; prints the real-time factors and the ratios (bench/whisper_bench.py).
 # MLXK=path/to/mlxk uses that binary instead of building the release one; CLIP=path/to.wav
-# (16 kHz mono 16-bit) another clip; MODELS="tiny.en base" the models.
+# (16 kHz mono 16-bit) another clip; MODELS="tiny.en base" the models; VARIANTS="fp16,fp16=False"
+# a subset of mlx-whisper's variants (each costs two transcriptions).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
@@ -26,4 +27,5 @@ for model in ${MODELS:-tiny.en base}; do
   snapshot="$("$MLXK" show "$name" --json | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["data"]["path"])')"
   models+=(--model "$name=$snapshot")
 done
-"$PY" "$ROOT/bench/whisper_bench.py" --mlxk "$MLXK" --clip "$CLIP" "${models[@]}"
+"$PY" "$ROOT/bench/whisper_bench.py" --mlxk "$MLXK" --clip "$CLIP" "${models[@]}" \
+  ${VARIANTS:+--variants "$VARIANTS"}
