@@ -159,8 +159,12 @@ impl Inner {
     /// Every decoder layer's cross-attention keys and values for one mel window, evaluated (so
     /// the encoder's graph is freed and every decode of the window reuses them).
     fn encode(&self, window: &Array) -> Result<Vec<whisper::CrossKv>> {
-        let features = self.whisper.encoder.forward(window)?;
-        let cross = self.whisper.decoder.cross_keys_values(&features)?;
+        self.cross_keys_values(&self.whisper.encoder.forward(window)?)
+    }
+
+    /// The decoder's cross-attention keys and values of the audio `features`, evaluated.
+    fn cross_keys_values(&self, features: &Array) -> Result<Vec<whisper::CrossKv>> {
+        let cross = self.whisper.decoder.cross_keys_values(features)?;
         mlx_rs::transforms::eval(cross.iter().flat_map(|(k, v)| [k, v]))?;
         Ok(cross)
     }

@@ -3,13 +3,15 @@
 //! window starting where the last complete segment ended. Each window is conditioned on the
 //! text before it (unless a window needed a high temperature).
 //!
-//! The loop is resumable in small steps: one step encodes a window, the next ones each sample
-//! at most [`TOKENS_PER_STEP`] tokens of it; the fallback and the move to the next window
-//! happen at the step where a window's text ends.
+//! The loop is resumable in small steps: a window is encoded a layer per step, then each step
+//! samples at most [`TOKENS_PER_STEP`] tokens of it; the fallback and the move to the next
+//! window happen at the step where a window's text ends.
 
 use std::rc::Rc;
 
 use mlx_rs::random::RandomState;
+use mlx_rs::transforms::eval;
+use mlx_rs::Array;
 
 use crate::error::Result;
 use crate::models::whisper::CrossKv;
@@ -27,16 +29,19 @@ fn decimal(value: f32) -> f64 {
     value.to_string().parse().unwrap_or(value as f64)
 }
 
-/// Tokens one [`Transcription::step`] samples at most. Each costs one decoder pass, about a
-/// chat token's time on the same device, so a chat stream interleaved with a transcription
-/// waits a few of its own tokens per step instead of a whole window (up to 224 tokens, more
-/// with the fallback's retries: 10-20 s in a debug build).
+/// Tokens one [`Transcription::step`] samples at most. Each costs one decoder pass (no more
+/// than a chat token of a small model), so a chat stream interleaved with a transcription
+/// waits about as long as an encoder layer per step (1-2 s for tiny.en in a debug build)
+/// instead of a whole window (up to 224 tokens, more with the fallback's retries: 10-20 s).
 pub const TOKENS_PER_STEP: usize = 16;
 
 /// Where the window at `seek` is.
 enum WindowState {
-    /// Not encoded yet.
-    Encode,
+    /// Not begun.
+    Start,
+    /// Being encoded (an encoder pass of a window takes as long as dozens of tokens):
+    /// `features` have been through the first `layers` blocks.
+    Encode { features: Array, layers: usize },
     /// Encoded (`cross`), being decoded at the `attempt`-th temperature.
     Decode {
         cross: Vec<CrossKv>,
@@ -101,7 +106,7 @@ impl Transcription {
             segments: Vec::new(),
             random,
             first_window,
-            window: WindowState::Encode,
+            window: WindowState::Start,
             tokens_sampled: 0,
         })
     }
@@ -164,58 +169,96 @@ impl Transcription {
         silence || !(too_repetitive || too_unlikely)
     }
 
-    /// A bounded slice of the work: encodes the next window, or samples up to
+    /// A bounded slice of the work: the next encoder layer of a window, or up to
     /// [`TOKENS_PER_STEP`] of its tokens. Returns the segments finished (none until a window's
     /// text ends, and none for silence).
     pub fn step(&mut self) -> Result<Vec<Segment>> {
         if self.is_done() {
             return Ok(Vec::new());
         }
-        let WindowState::Decode {
+        match std::mem::replace(&mut self.window, WindowState::Start) {
+            WindowState::Start => self.window = self.start_window()?,
+            WindowState::Encode { features, layers } => {
+                self.window = self.encode_layer(features, layers)?
+            }
+            WindowState::Decode {
+                cross,
+                attempt,
+                decode,
+            } => return self.decode_tokens(cross, attempt, decode),
+        }
+        Ok(Vec::new())
+    }
+
+    /// The window at `seek` through the encoder's convolutions (or, when language detection
+    /// encoded the same frames, ready to decode).
+    fn start_window(&mut self) -> Result<WindowState> {
+        let segment_size = N_FRAMES.min(self.mel.content_frames - self.seek);
+        if let Some(cross) = self.first_window.take() {
+            if self.seek == 0 && segment_size == N_FRAMES {
+                return Ok(self.decode_state(cross, 0));
+            }
+        }
+        let window = self.mel.window(self.seek, segment_size);
+        let features = self.inner.whisper.encoder.embed(&window)?;
+        eval([&features])?;
+        Ok(WindowState::Encode {
+            features,
+            layers: 0,
+        })
+    }
+
+    /// The encoder's next block over `features`; after the last, the window's keys and values.
+    fn encode_layer(&self, features: Array, layers: usize) -> Result<WindowState> {
+        let encoder = &self.inner.whisper.encoder;
+        let (features, layers) = (encoder.block(layers, &features)?, layers + 1);
+        if layers < encoder.num_layers() {
+            eval([&features])?;
+            return Ok(WindowState::Encode { features, layers });
+        }
+        let cross = self.inner.cross_keys_values(&encoder.finish(&features)?)?;
+        Ok(self.decode_state(cross, 0))
+    }
+
+    /// Decoding the window whose keys and values are `cross` at the `attempt`-th temperature.
+    fn decode_state(&self, cross: Vec<CrossKv>, attempt: usize) -> WindowState {
+        WindowState::Decode {
+            decode: self.begin_decode(attempt),
             cross,
             attempt,
-            decode,
-        } = &mut self.window
-        else {
-            let segment_size = N_FRAMES.min(self.mel.content_frames - self.seek);
-            let cross = match self.first_window.take() {
-                Some(cross) if self.seek == 0 && segment_size == N_FRAMES => cross,
-                _ => self
-                    .inner
-                    .encode(&self.mel.window(self.seek, segment_size))?,
-            };
-            self.window = WindowState::Decode {
-                cross,
-                attempt: 0,
-                decode: self.begin_decode(0),
-            };
-            return Ok(Vec::new());
-        };
+        }
+    }
+
+    /// Up to [`TOKENS_PER_STEP`] tokens of the window; where its text ends, the next
+    /// temperature (when the result looks wrong) or its segments.
+    fn decode_tokens(
+        &mut self,
+        cross: Vec<CrossKv>,
+        attempt: usize,
+        mut decode: WindowDecode,
+    ) -> Result<Vec<Segment>> {
         let decoder = WindowDecoder {
             model: &self.inner.whisper,
             tokenizer: &self.inner.tokenizer,
             masks: &self.inner.masks,
         };
         let before = decode.sampled();
-        let ended = decoder.advance(decode, cross, TOKENS_PER_STEP, &mut self.random)?;
+        let ended = decoder.advance(&mut decode, &cross, TOKENS_PER_STEP, &mut self.random)?;
         self.tokens_sampled += decode.sampled() - before;
         let Some(result) = ended else {
+            self.window = WindowState::Decode {
+                cross,
+                attempt,
+                decode,
+            };
             return Ok(Vec::new());
         };
-        let next = *attempt + 1;
+        let next = attempt + 1;
         if !self.acceptable(&result) && next < self.options.temperatures.len() {
-            let retry = self.begin_decode(next);
-            if let WindowState::Decode {
-                attempt, decode, ..
-            } = &mut self.window
-            {
-                *attempt = next;
-                *decode = retry;
-            }
+            self.window = self.decode_state(cross, next);
             return Ok(Vec::new());
         }
-        // The window's keys and values are no longer needed.
-        self.window = WindowState::Encode;
+        // The window is done (its keys and values dropped here); the next one starts.
         self.end_window(result)
     }
 

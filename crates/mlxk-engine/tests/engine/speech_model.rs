@@ -283,9 +283,9 @@ fn sampling_at_a_temperature_is_repeatable_with_a_seed_and_steps_window_by_windo
     eprintln!("sampled at 0.6 (seed 7): {:?}", first.text);
 }
 
-/// A server interleaves `step` with chat tokens: one step encodes a window or samples at most
-/// `TOKENS_PER_STEP` tokens, segments come when a window's text ends, and `progress` moves
-/// only then.
+/// A server interleaves `step` with chat tokens: one step runs an encoder layer of a window or
+/// samples at most `TOKENS_PER_STEP` tokens, segments come when a window's text ends, and
+/// `progress` moves only then.
 #[test]
 fn a_step_on_the_sonnet_is_a_bounded_slice_of_a_window() {
     let _mlx = super::mlx();
@@ -318,7 +318,7 @@ fn a_step_on_the_sonnet_is_a_bounded_slice_of_a_window() {
         segments.extend(finished);
     }
     let text_tokens: usize = segments.iter().map(|s| s.tokens.len()).sum();
-    // An encoder step per window, then at least enough token steps for its kept text.
+    // Encoder steps for each window, then at least enough token steps for its kept text.
     assert!(windows >= 2, "{windows} windows");
     assert!(
         steps >= windows + text_tokens.div_ceil(TOKENS_PER_STEP),

@@ -92,6 +92,20 @@ impl AudioEncoder {
 
     /// A log-mel window `[1, 3000, n_mels]` to the audio features `[1, 1500, d]`.
     pub fn forward(&self, mel: &Array) -> Result<Array> {
+        let mut x = self.embed(mel)?;
+        for layer in 0..self.num_layers() {
+            x = self.block(layer, &x)?;
+        }
+        self.finish(&x)
+    }
+
+    pub fn num_layers(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// The first part of [`AudioEncoder::forward`] (it can be run a part at a time): a
+    /// log-mel window `[1, 3000, n_mels]` through the two convolutions, with positions.
+    pub fn embed(&self, mel: &Array) -> Result<Array> {
         let shape = mel.shape();
         if shape.len() != 3 || shape[1] != super::WINDOW_FRAMES || shape[2] != self.n_mels {
             return Err(EngineError::Speech(format!(
@@ -105,13 +119,20 @@ impl AudioEncoder {
         let mel = as_dtype_of(mel.clone(), &self.conv1.weight)?;
         let x = gelu(self.conv1.forward(&mel)?)?;
         let x = gelu(self.conv2.forward(&x)?)?;
-        let mut x = x.add(&self.positions)?;
-        for block in &self.blocks {
-            let h = block.attn_ln.forward(&x)?;
-            let (k, v) = block.attn.keys_values(&h)?;
-            x = x.add(block.attn.attend(&h, &k, &v, None)?)?;
-            x = block.mlp.residual(&x)?;
-        }
-        self.ln_post.forward(&x)
+        Ok(x.add(&self.positions)?)
+    }
+
+    /// The encoder's block `layer` over `x` `[1, 1500, d]`.
+    pub fn block(&self, layer: usize, x: &Array) -> Result<Array> {
+        let block = &self.blocks[layer];
+        let h = block.attn_ln.forward(x)?;
+        let (k, v) = block.attn.keys_values(&h)?;
+        let x = x.add(block.attn.attend(&h, &k, &v, None)?)?;
+        block.mlp.residual(&x)
+    }
+
+    /// The last part: the audio features after every block.
+    pub fn finish(&self, x: &Array) -> Result<Array> {
+        self.ln_post.forward(x)
     }
 }
