@@ -79,7 +79,8 @@ pub trait Backend {
 
 /// One running transcription.
 pub trait TranscriptionRun {
-    /// Decodes the next 30-second window; `Ok(true)` once the audio is done.
+    /// Does the next slice of work (an encoder layer, or a few tokens of a window); `Ok(true)` once
+    /// the audio is done.
     fn step(&mut self) -> Result<bool, ServiceError>;
     /// The whole transcript (what was decoded, if it ended early).
     fn finish(self: Box<Self>) -> Transcript;

@@ -355,8 +355,8 @@ impl GenerationService {
     /// The transcript of the request's audio. Everything a request can get wrong is refused
     /// before it queues: the model's kind, a translation asked of an English-only model, a file
     /// that does not decode or is too large or too long (decoded here, off the async threads).
-    /// The worker then runs it one 30-second window at a time between the tokens of the
-    /// generations in progress.
+    /// The worker then runs it a slice at a time (an encoder layer, or a few tokens) between the
+    /// tokens of the generations in progress.
     pub async fn transcribe(
         &self,
         request: TranscriptionRequest,

@@ -2,9 +2,9 @@
 //! steps the generations round-robin, one token each, so none waits for another to finish.
 //! An embedding model is held beside the text model: the embedding requests that arrived run
 //! together, in one batch per model, between two tokens of the generations. A speech-to-text
-//! model is held beside them too: each loop turn decodes one 30-second window of one active
-//! transcription (in turn), between two tokens of the generations, so streams keep flowing
-//! while a long recording is transcribed.
+//! model is held beside them too: each loop turn does a bounded slice of one active
+//! transcription (in turn: one encoder layer, or at most 16 tokens of a window), between two
+//! tokens of the generations, so streams keep flowing while a long recording is transcribed.
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -490,7 +490,8 @@ struct WorkerLoop {
     transcriber: Option<String>,
     /// Transcriptions waiting for a place (or for their model).
     transcribe_waiting: VecDeque<TranscribeJob>,
-    /// Transcriptions under way: one of them decodes a window per loop turn, in turn.
+    /// Transcriptions under way: one of them takes a step (a slice of a window) per loop turn, in
+    /// turn.
     transcriptions: Vec<Transcribing>,
     /// The transcription whose turn is next.
     next_transcription: usize,
@@ -857,7 +858,7 @@ impl WorkerLoop {
         }
     }
 
-    /// Decodes one window of the transcription whose turn it is; a finished one gets its
+    /// Takes a step of the transcription whose turn it is; a finished one gets its
     /// transcript, one whose client left is dropped.
     fn step_transcription(&mut self) {
         self.transcriptions.retain(|t| !t.reply.is_closed());
