@@ -21,25 +21,39 @@ use super::reference::{ids, root};
 pub const TINY_EN: (&str, &str) = ("mlxk-test/whisper-tiny.en-mlx", "MLXK_TEST_WHISPER_TINY_EN");
 pub const BASE: (&str, &str) = ("mlxk-test/whisper-base-mlx", "MLXK_TEST_WHISPER_BASE");
 
-/// The folder of a Whisper model in the test cache (or its override), if installed.
-pub fn whisper_model((name, env): (&str, &str)) -> Option<PathBuf> {
+/// What setup installs and these tests need: missing, they fail (CI runs setup first, so a
+/// skip would only hide a broken setup).
+fn missing(what: &str) -> ! {
+    panic!("{what} is not installed: run ./scripts/setup.sh")
+}
+
+/// The folder of a Whisper model in the test cache (or its override).
+pub fn whisper_model((name, env): (&str, &str)) -> PathBuf {
     if let Some(dir) = std::env::var_os(env) {
-        return Some(PathBuf::from(dir));
+        return PathBuf::from(dir);
     }
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or(root().join("target"), PathBuf::from);
     let repo = target
         .join("test-models-hf-home/hub")
         .join(format!("models--{}", name.replace('/', "--")));
-    let commit = std::fs::read_to_string(repo.join("refs/main")).ok()?;
-    Some(repo.join("snapshots").join(commit.trim()))
+    let commit = std::fs::read_to_string(repo.join("refs/main"))
+        .unwrap_or_else(|_| missing(&format!("the model {name} (test cache)")));
+    let dir = repo.join("snapshots").join(commit.trim());
+    if !dir.join("config.json").exists() {
+        missing(&format!("the model {name} (its config.json)"));
+    }
+    dir
 }
 
-/// A clip of scripts/speech-clips.sh (16 kHz mono WAV), if built.
-pub fn clip(name: &str) -> Option<PathBuf> {
+/// A clip of scripts/speech-clips.sh (16 kHz mono WAV).
+pub fn clip(name: &str) -> PathBuf {
     let dir = std::env::var_os("MLXK_TEST_SPEECH_CLIPS")
         .map_or(root().join(".cache/speech"), PathBuf::from);
     let path = dir.join(name);
-    path.exists().then_some(path)
+    if !path.exists() {
+        missing(&format!("the clip {}", path.display()));
+    }
+    path
 }
 
 /// What the reference wrote for one run.
@@ -67,23 +81,10 @@ fn fingerprint(path: &Path, hasher: &mut DefaultHasher) {
 }
 
 /// mlx-whisper's run on `clip` with `model` (kept under target/ by its inputs, so a test
-/// sharing a run does not repeat it); `None`, with the reason printed, when mlx-whisper or
-/// the model or clip is not installed.
-pub fn reference(
-    model: (&str, &str),
-    clip_name: &str,
-    extra: &[&str],
-) -> Option<(PathBuf, Reference)> {
-    let skip = |what: String| {
-        eprintln!("SKIPPED: {what} is not installed (./scripts/setup.sh installs it)");
-        None
-    };
-    let Some(model_dir) = whisper_model(model).filter(|d| d.join("config.json").exists()) else {
-        return skip(format!("the model {}", model.0));
-    };
-    let Some(clip_path) = clip(clip_name) else {
-        return skip(format!("the clip .cache/speech/{clip_name}"));
-    };
+/// sharing a run does not repeat it).
+pub fn reference(model: (&str, &str), clip_name: &str, extra: &[&str]) -> (PathBuf, Reference) {
+    let model_dir = whisper_model(model);
+    let clip_path = clip(clip_name);
     let script = root().join("tests/reference/mlx_whisper_reference.py");
     let mut hasher = DefaultHasher::new();
     for path in [&script, &model_dir.join("weights.safetensors"), &clip_path] {
@@ -104,7 +105,7 @@ pub fn reference(
             .output()
             .expect("the test virtualenv's python runs (./scripts/setup.sh)");
         if output.status.code() == Some(3) {
-            return skip("mlx-whisper (in .venv)".into());
+            missing("mlx-whisper (in .venv)");
         }
         assert!(
             output.status.success(),
@@ -113,18 +114,18 @@ pub fn reference(
         );
     }
     let result = serde_json::from_slice(&std::fs::read(out.join("result.json")).unwrap()).unwrap();
-    Some((model_dir, Reference { dir: out, result }))
+    (model_dir, Reference { dir: out, result })
 }
 
 /// Transcribes the reference's samples and checks everything against it; returns the
 /// language and the number of tokens compared.
-fn check(model: (&str, &str), clip_name: &str, task: Task) -> Option<(String, usize)> {
+fn check(model: (&str, &str), clip_name: &str, task: Task) -> (String, usize) {
     let _mlx = super::mlx();
     let extra: &[&str] = match task {
         Task::Transcribe => &[],
         Task::Translate => &["--task", "translate"],
     };
-    let (model_dir, reference) = reference(model, clip_name, extra)?;
+    let (model_dir, reference) = reference(model, clip_name, extra);
     let samples = reference.floats("samples.f32");
     let speech = SpeechModel::load(&model_dir, &LoadPolicy::default()).unwrap();
     let options = TranscribeOptions {
@@ -197,7 +198,7 @@ fn check(model: (&str, &str), clip_name: &str, task: Task) -> Option<(String, us
         segments.len()
     );
     assert!(tokens > 0, "{label}: no tokens to compare");
-    Some((ours.language, tokens))
+    (ours.language, tokens)
 }
 
 #[test]
@@ -217,24 +218,20 @@ fn base_matches_mlx_whisper_on_an_english_clip() {
 
 #[test]
 fn base_detects_german_and_matches_mlx_whisper() {
-    if let Some((language, _)) = check(BASE, "de-1-16k.wav", Task::Transcribe) {
-        assert_eq!(language, "de");
-    }
+    let (language, _) = check(BASE, "de-1-16k.wav", Task::Transcribe);
+    assert_eq!(language, "de");
 }
 
 #[test]
 fn base_translates_german_as_mlx_whisper_does() {
-    if let Some((language, _)) = check(BASE, "de-1-16k.wav", Task::Translate) {
-        assert_eq!(language, "de");
-    }
+    let (language, _) = check(BASE, "de-1-16k.wav", Task::Translate);
+    assert_eq!(language, "de");
 }
 
 #[test]
 fn base_ranks_german_first_among_the_languages_of_a_german_clip() {
     let _mlx = super::mlx();
-    let Some((model_dir, reference)) = reference(BASE, "de-1-16k.wav", &[]) else {
-        return;
-    };
+    let (model_dir, reference) = reference(BASE, "de-1-16k.wav", &[]);
     let speech = SpeechModel::load(&model_dir, &LoadPolicy::default()).unwrap();
     let ranked = speech
         .detect_language(&reference.floats("samples.f32"))

@@ -15,23 +15,22 @@ use serde_json::{json, Value};
 use super::parity_whisper::{whisper_model, BASE, TINY_EN};
 use super::reference::root;
 
-fn load(model: (&str, &str)) -> Option<SpeechModel> {
-    let Some(dir) = whisper_model(model).filter(|d| d.join("config.json").exists()) else {
-        eprintln!(
-            "SKIPPED: the model {} is not installed (./scripts/setup.sh)",
-            model.0
-        );
-        return None;
-    };
-    Some(SpeechModel::load(&dir, &LoadPolicy::default()).unwrap())
+fn load(model: (&str, &str)) -> SpeechModel {
+    SpeechModel::load(&whisper_model(model), &LoadPolicy::default()).unwrap()
 }
 
 /// The source package's CTranslate2 config.json (setup.sh's `.cache/whisper/NAME`).
-fn ct2_config(name: &str) -> Option<Value> {
+fn ct2_config(name: &str) -> Value {
     let dir = std::env::var_os("MLXK_TEST_CT2_WHISPER")
         .map_or(root().join(".cache/whisper"), PathBuf::from);
-    let text = std::fs::read(dir.join(name).join("config.json")).ok()?;
-    Some(serde_json::from_slice(&text).unwrap())
+    let path = dir.join(name).join("config.json");
+    let text = std::fs::read(&path).unwrap_or_else(|_| {
+        panic!(
+            "{} is not installed: run ./scripts/setup.sh",
+            path.display()
+        )
+    });
+    serde_json::from_slice(&text).unwrap()
 }
 
 fn ids(value: &Value) -> Vec<u32> {
@@ -64,12 +63,7 @@ fn check_special_tokens(speech: &SpeechModel, expected: [u32; 10]) {
 }
 
 fn check_suppression(speech: &SpeechModel, ct2: &str) {
-    let Some(config) = ct2_config(ct2) else {
-        eprintln!(
-            "SKIPPED: .cache/whisper/{ct2}/config.json is not installed (./scripts/setup.sh)"
-        );
-        return;
-    };
+    let config = ct2_config(ct2);
     let ours = speech.suppressed_tokens().unwrap();
     assert_eq!(ours, ids(&config["suppress_ids"]), "{ct2}: suppress_ids");
     let s = speech.special_tokens();
@@ -88,7 +82,7 @@ fn check_suppression(speech: &SpeechModel, ct2: &str) {
 #[test]
 fn tiny_en_tokens_and_suppression_match_whisper() {
     let _mlx = super::mlx();
-    let Some(speech) = load(TINY_EN) else { return };
+    let speech = load(TINY_EN);
     assert!(!speech.is_multilingual());
     check_special_tokens(
         &speech,
@@ -103,7 +97,7 @@ fn tiny_en_tokens_and_suppression_match_whisper() {
 #[test]
 fn base_tokens_and_suppression_match_whisper() {
     let _mlx = super::mlx();
-    let Some(speech) = load(BASE) else { return };
+    let speech = load(BASE);
     assert!(speech.is_multilingual());
     check_special_tokens(
         &speech,
@@ -124,7 +118,7 @@ fn speech_error(speech: &SpeechModel, options: TranscribeOptions) -> String {
 #[test]
 fn options_a_model_cannot_honour_are_refused_before_any_work() {
     let _mlx = super::mlx();
-    let Some(tiny) = load(TINY_EN) else { return };
+    let tiny = load(TINY_EN);
     let translate = TranscribeOptions {
         task: Task::Translate,
         ..TranscribeOptions::default()
@@ -163,7 +157,7 @@ fn options_a_model_cannot_honour_are_refused_before_any_work() {
     assert!(silence.text.trim().is_empty(), "{:?}", silence.text);
     drop(tiny);
 
-    let Some(base) = load(BASE) else { return };
+    let base = load(BASE);
     base.check(&translate).unwrap();
     base.check(&german).unwrap();
     assert!(speech_error(&base, klingon).contains("'klingon'"));
@@ -177,9 +171,7 @@ fn options_a_model_cannot_honour_are_refused_before_any_work() {
 #[test]
 fn a_whisper_folder_is_not_a_language_model() {
     let _mlx = super::mlx();
-    let Some(dir) = whisper_model(TINY_EN).filter(|d| d.join("config.json").exists()) else {
-        return;
-    };
+    let dir = whisper_model(TINY_EN);
     let error = mlxk_engine::load(&dir, &LoadPolicy::default())
         .err()
         .expect("whisper is refused")
@@ -244,10 +236,7 @@ fn whisper_configs_build_without_weights_and_hostile_ones_are_config_errors() {
 #[test]
 fn sampling_at_a_temperature_is_repeatable_with_a_seed_and_steps_window_by_window() {
     let _mlx = super::mlx();
-    let Some((dir, reference)) = super::parity_whisper::reference(TINY_EN, "en-1-16k.wav", &[])
-    else {
-        return;
-    };
+    let (dir, reference) = super::parity_whisper::reference(TINY_EN, "en-1-16k.wav", &[]);
     let samples = reference.floats("samples.f32");
     let speech = SpeechModel::load(&dir, &LoadPolicy::default()).unwrap();
     let options = TranscribeOptions {
@@ -289,10 +278,7 @@ fn sampling_at_a_temperature_is_repeatable_with_a_seed_and_steps_window_by_windo
 #[test]
 fn a_step_on_the_sonnet_is_a_bounded_slice_of_a_window() {
     let _mlx = super::mlx();
-    let Some((dir, reference)) = super::parity_whisper::reference(TINY_EN, "sonnet.wav", &[])
-    else {
-        return;
-    };
+    let (dir, reference) = super::parity_whisper::reference(TINY_EN, "sonnet.wav", &[]);
     let samples = reference.floats("samples.f32");
     let speech = SpeechModel::load(&dir, &LoadPolicy::default()).unwrap();
     let mut run = speech.start(samples, TranscribeOptions::default()).unwrap();

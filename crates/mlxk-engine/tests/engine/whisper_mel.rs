@@ -9,9 +9,7 @@ use super::parity_whisper::{reference, TINY_EN};
 #[test]
 fn filters_and_log_mel_match_mlx_whisper() {
     let _mlx = super::mlx();
-    let Some((_, reference)) = reference(TINY_EN, "sonnet.wav", &[]) else {
-        return;
-    };
+    let (_, reference) = reference(TINY_EN, "sonnet.wav", &[]);
     let n_mels = reference.result["n_mels"].as_u64().unwrap() as usize;
     let theirs = reference.floats("filters.f32");
     let ours = mel_filters(n_mels);
