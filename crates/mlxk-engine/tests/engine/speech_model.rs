@@ -13,7 +13,7 @@ use mlxk_engine::{EngineError, LoadPolicy, SpeechModel, Task, TranscribeOptions}
 use serde_json::{json, Value};
 
 use super::parity_whisper::{whisper_model, BASE, TINY_EN};
-use super::reference::root;
+use super::reference::{ids, root};
 
 fn load(model: (&str, &str)) -> SpeechModel {
     SpeechModel::load(&whisper_model(model), &LoadPolicy::default()).unwrap()
@@ -31,15 +31,6 @@ fn ct2_config(name: &str) -> Value {
         )
     });
     serde_json::from_slice(&text).unwrap()
-}
-
-fn ids(value: &Value) -> Vec<u32> {
-    value
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap() as u32)
-        .collect()
 }
 
 /// eot, sot, first language, translate, transcribe, sot_lm, sot_prev, no_speech,
