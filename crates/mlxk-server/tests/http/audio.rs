@@ -168,13 +168,7 @@ async fn upload(server: &Server, path: &str, form: Form) -> (u16, String, String
         .send()
         .await
         .unwrap();
-    let status = response.status().as_u16();
-    let kind = response
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default();
-    (status, kind, response.text().await.unwrap())
+    status_type_text(response).await
 }
 
 /// Posts a form whose answer is JSON.

@@ -503,6 +503,17 @@ fn chat(content: &str) -> Value {
     json!({"model": MODEL, "messages": [{"role": "user", "content": content}]})
 }
 
+/// A response's status, content type and body text.
+async fn status_type_text(response: reqwest::Response) -> (u16, String, String) {
+    let status = response.status().as_u16();
+    let kind = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (status, kind, response.text().await.unwrap())
+}
+
 fn error_code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("")
 }

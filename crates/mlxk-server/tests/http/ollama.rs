@@ -13,13 +13,7 @@ async fn lines(server: &Server, path: &str, body: Value) -> (u16, String, Vec<Va
         .send()
         .await
         .unwrap();
-    let status = response.status().as_u16();
-    let kind = response
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default();
-    let text = response.text().await.unwrap();
+    let (status, kind, text) = status_type_text(response).await;
     let lines = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
