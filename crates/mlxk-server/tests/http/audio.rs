@@ -717,12 +717,7 @@ async fn the_transcriber_is_held_beside_the_text_model_with_its_own_keep_alive()
     let (status, _) = upload_json(&server, TRANSCRIBE, form(WHISPER_EN, wav(1.0), &[])).await;
     assert_eq!(status, 200);
     let (_, ps) = server.get("/api/ps").await;
-    let names: Vec<&str> = ps["models"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["name"].as_str().unwrap())
-        .collect();
+    let names = resident_names(&ps);
     assert_eq!(names, [MODEL, WHISPER_EN]);
     // Shown with its expiry as soon as its reply is out.
     assert!(ps["models"][1]["expires_at"].is_string(), "{ps}");

@@ -514,6 +514,16 @@ async fn status_type_text(response: reqwest::Response) -> (u16, String, String) 
     (status, kind, response.text().await.unwrap())
 }
 
+/// The names `/api/ps` lists, in its order.
+fn resident_names(ps: &Value) -> Vec<&str> {
+    ps["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect()
+}
+
 fn error_code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("")
 }

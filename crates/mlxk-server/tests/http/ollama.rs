@@ -813,12 +813,7 @@ async fn ollama_embeds_and_lists_both_models_in_memory() {
     let (status, _) = server.post("/v1/chat/completions", chat("hello")).await;
     assert_eq!(status, 200);
     let (_, ps) = server.get("/api/ps").await;
-    let names: Vec<&str> = ps["models"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["name"].as_str().unwrap())
-        .collect();
+    let names = resident_names(&ps);
     assert_eq!(names, [MODEL, EMBEDDER]);
     let (_, models) = server.get("/v1/models").await;
     let loaded: Vec<&str> = models["data"]
