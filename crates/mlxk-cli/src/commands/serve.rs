@@ -44,8 +44,8 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 2048)]
     pub max_tokens: usize,
     /// Memory kept for the keys and values of earlier prompts, reused by prompts that start the
-    /// same way (a conversation's next turn): e.g. `2GiB`, `512MB`; 0 turns it off. Default: an
-    /// eighth of the memory, at most 4 GiB.
+    /// same way (a conversation's next turn): e.g. `2GiB`, `512MB`; 0 turns it off. The text
+    /// models in memory share it in equal parts. Default: an eighth of the memory, at most 4 GiB.
     #[arg(long, value_name = "SIZE", value_parser = mlxk_engine::load_plan::parse_budget)]
     pub prompt_cache_size: Option<u64>,
     /// Models kept in memory at once (text, embedding and speech-to-text models alike); the

@@ -97,6 +97,27 @@ async fn with_one_place_the_model_asked_for_takes_the_place_of_the_idle_one() {
 }
 
 #[tokio::test]
+async fn the_least_recently_used_model_goes_whatever_its_kind() {
+    let server = Server::with(|config| config.max_loaded_models = 2).await;
+    for model in [MODEL, OTHER, MODEL] {
+        let (status, _) = server.post("/v1/chat/completions", ask(model, "hi")).await;
+        assert_eq!(status, 200);
+    }
+    // The embedding model needs a place: the text model used longest ago goes.
+    let (status, body) = server
+        .post(
+            "/v1/embeddings",
+            json!({"model": EMBEDDER, "input": "a text"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(unloads(&server), [OTHER]);
+    assert_eq!(in_memory(&server).await, [MODEL, EMBEDDER]);
+    assert_eq!(loads(&server), [MODEL, OTHER, EMBEDDER]);
+    assert_eq!(server.stop().await, Stopped::Cleanly);
+}
+
+#[tokio::test]
 async fn a_model_without_room_waits_for_the_busy_one_while_its_requests_go_on() {
     // Room for one of the two (700 MB each).
     let server = Server::with(|config| config.models_memory = 1_000_000_000).await;
@@ -146,6 +167,34 @@ async fn keep_alive_zero_lets_that_model_go_alone() {
     wait_for_memory(&server, &[OTHER]).await;
     assert_eq!(unloads(&server), [MODEL, MODEL]);
     assert_eq!(loads(&server), [MODEL, OTHER, MODEL]);
+    assert_eq!(server.stop().await, Stopped::Cleanly);
+}
+
+#[tokio::test]
+async fn each_model_goes_when_its_own_keep_alive_runs_out() {
+    let server = Server::start().await;
+    let (status, _) = server.post("/v1/chat/completions", ask(MODEL, "hi")).await;
+    assert_eq!(status, 200);
+    let (status, body) = server
+        .post(
+            "/api/chat",
+            json!({"model": OTHER, "messages": [{"role": "user", "content": "hi"}],
+                   "stream": false, "keep_alive": "1s"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // Both shown, each with its own expiry: the server's five minutes, and one second.
+    let (_, ps) = server.get("/api/ps").await;
+    let expiry = |i: usize| {
+        let at = ps["models"][i]["expires_at"].as_str().unwrap();
+        chrono::DateTime::parse_from_rfc3339(at).unwrap()
+    };
+    assert!(
+        expiry(0) - expiry(1) > chrono::Duration::seconds(200),
+        "{ps}"
+    );
+    wait_for_memory(&server, &[MODEL]).await;
+    assert_eq!(unloads(&server), [OTHER]);
     assert_eq!(server.stop().await, Stopped::Cleanly);
 }
 
