@@ -10,8 +10,9 @@ use mlx_rs::transforms::eval;
 use mlx_rs::Array;
 use mlxk_engine::generate::RawLogprob;
 use mlxk_engine::{
-    Batch, FinishReason, Generator, LanguageModel, LoadPolicy, Poll, Positions, PrefixCache,
-    SamplingParams, SeqId, Sequence,
+    AnswerOptions, Batch, ChatMessage, FinishReason, Generator, LanguageModel, LoadPolicy, Poll,
+    Positions, PrefixCache, Prompt, SamplingChoice, SamplingParams, SeqId, Sequence, TextEvent,
+    TextGeneration, TextModel,
 };
 use serde_json::Value;
 
@@ -605,4 +606,113 @@ fn a_prefix_hit_joins_a_batch_and_equals_a_cold_run() {
     let stats = prefixes.borrow().stats();
     assert_eq!((stats.hits, stats.misses), (1, 1));
     assert!(stats.bytes > 0);
+}
+
+/// The demo model as `scripts/setup.sh` installed it into the demo cache (as
+/// `constrained.rs` finds it).
+fn demo_model() -> std::path::PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or(
+        super::reference::root().join("target"),
+        std::path::PathBuf::from,
+    );
+    let repo = target.join("demo-hf-home/hub/models--mlxk-demo--SmolLM2-135M-Instruct-Q4_1-mlx");
+    let commit = std::fs::read_to_string(repo.join("refs/main"))
+        .expect("the demo model is installed: run ./scripts/setup.sh");
+    repo.join("snapshots").join(commit.trim())
+}
+
+/// A generation's text (answer and reasoning) until it ends, as `next_events` gives it;
+/// `step` runs before each call.
+#[derive(Default)]
+struct Text {
+    answer: String,
+    reasoning: String,
+    ended: bool,
+}
+
+impl Text {
+    fn take(&mut self, generation: &mut TextGeneration) {
+        match generation.next_events().unwrap() {
+            None => self.ended = true,
+            Some(events) => {
+                for event in events {
+                    match event {
+                        TextEvent::Content(text) => self.answer.push_str(&text),
+                        TextEvent::Reasoning(text) => self.reasoning.push_str(&text),
+                        other => panic!("no tools were offered: {other:?}"),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `TextModel::join`: chat generations joined to the model's batch, stepped by its owner
+/// (`TextModel::step` while `is_busy`), give the text and tokens `TextModel::start` gives each
+/// alone, a stop string ending one of them mid-batch.
+#[test]
+fn joined_text_generations_give_the_text_they_give_alone() {
+    let _mlx = mlx();
+    let model = TextModel::load(&demo_model(), &LoadPolicy::default()).unwrap();
+    let questions = [
+        "Describe a cat in a few words.",
+        "What is two plus two?",
+        "Name three colours of the rainbow, and say which of them you like best and why.",
+    ];
+    let prompt = |q: &str| Prompt::Chat(vec![ChatMessage::new("user", q)]);
+    let options = |stops: Vec<String>| {
+        let greedy = SamplingChoice {
+            temperature: Some(0.0),
+            ..SamplingChoice::default()
+        };
+        AnswerOptions::text(greedy, 20, 2048, stops, false)
+    };
+    let stops = |i: usize| match i {
+        1 => vec![" classic".to_string()],
+        _ => Vec::new(),
+    };
+    let mut alone = Vec::new();
+    for (i, q) in questions.iter().enumerate() {
+        let mut generation = model.start(&prompt(q), &options(stops(i))).unwrap();
+        let mut text = Text::default();
+        while !text.ended {
+            text.take(&mut generation);
+        }
+        alone.push((text, generation.into_generation()));
+    }
+    let mut joined: Vec<TextGeneration> = questions
+        .iter()
+        .enumerate()
+        .map(|(i, q)| model.join(&prompt(q), &options(stops(i))).unwrap())
+        .collect();
+    let mut texts: Vec<Text> = joined.iter().map(|_| Text::default()).collect();
+    assert!(model.is_busy());
+    let mut steps = 0;
+    while texts.iter().any(|t| !t.ended) {
+        if model.is_busy() {
+            model.step().unwrap();
+            steps += 1;
+        }
+        for (generation, text) in joined.iter_mut().zip(&mut texts) {
+            if !text.ended {
+                text.take(generation);
+            }
+        }
+        assert!(steps < 200, "the batch does not end");
+    }
+    for (i, (generation, text)) in joined.into_iter().zip(&texts).enumerate() {
+        let (solo, solo_generation) = &alone[i];
+        assert_eq!(text.answer, solo.answer, "question {i}");
+        assert_eq!(text.reasoning, solo.reasoning, "question {i}");
+        let generation = generation.into_generation();
+        assert_eq!(generation.tokens, solo_generation.tokens, "question {i}");
+        assert_eq!(generation.finish_reason, solo_generation.finish_reason);
+    }
+    assert_eq!(
+        alone[1].1.finish_reason,
+        FinishReason::Stop,
+        "{}",
+        alone[1].0.answer
+    );
+    assert!(!model.is_busy());
 }
