@@ -227,8 +227,9 @@ impl Batch {
                     .collect();
                 let exact =
                     fed.len() == held || kept.iter_mut().all(|c| c.truncate(fed.len() as i32));
-                if exact {
-                    prefixes.borrow_mut().store(fed, kept);
+                // Borrowed already only if a panic unwinds through the prefix cache.
+                if let (true, Ok(mut prefixes)) = (exact, prefixes.try_borrow_mut()) {
+                    prefixes.store(fed, kept);
                 }
             }
             _ if generation.finish_reason == FinishReason::Cancelled => {

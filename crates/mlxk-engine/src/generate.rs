@@ -243,7 +243,8 @@ impl Sequence {
     /// generated.
     pub(crate) fn finish_early(&mut self, reason: FinishReason) {
         let unread = self.out.len();
-        self.tokens.truncate(self.tokens.len() - unread);
+        self.tokens
+            .truncate(self.tokens.len().saturating_sub(unread));
         self.out.clear();
         self.finish(reason);
     }

@@ -665,7 +665,7 @@ fn joined_text_generations_give_the_text_they_give_alone() {
             temperature: Some(0.0),
             ..SamplingChoice::default()
         };
-        AnswerOptions::text(greedy, 20, 2048, stops, false)
+        AnswerOptions::text(greedy, 12, 2048, stops, false)
     };
     let stops = |i: usize| match i {
         1 => vec![" classic".to_string()],
