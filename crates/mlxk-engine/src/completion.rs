@@ -4,6 +4,7 @@
 
 use std::rc::Rc;
 
+use crate::batch::Poll;
 use crate::constraint::bytes_of_token;
 use crate::error::Result;
 use crate::generate::{FinishReason, Generation, Generator};
@@ -56,17 +57,35 @@ impl TextGeneration {
         self
     }
 
-    /// The text of the next token (often none, sometimes several pieces); `None` once the
-    /// generation is over and everything held back has been returned.
+    /// The text of the tokens read since the last call (often none, sometimes several
+    /// pieces); `None` once the generation is over and everything held back has been returned.
+    /// A generation in a batch of its own steps it for its next token; one in a shared batch
+    /// takes what that batch's steps read (`Some(vec![])` while none came).
     pub fn next_events(&mut self) -> Result<Option<Vec<TextEvent>>> {
-        let Some(token) = self.generator.next_token()? else {
-            if self.flushed {
-                return Ok(None);
+        if self.flushed {
+            return Ok(None);
+        }
+        let mut events = Vec::new();
+        let mut read = false;
+        loop {
+            match self.generator.poll()? {
+                Poll::Token(token) => {
+                    read = true;
+                    events.extend(self.token_text(token)?);
+                }
+                Poll::Pending if !read && self.generator.drives() => self.generator.step()?,
+                Poll::Pending => return Ok(Some(self.parse_calls(events, false))),
+                Poll::Done => {
+                    self.flushed = true;
+                    events.extend(self.text.finish());
+                    return Ok(Some(self.parse_calls(events, true)));
+                }
             }
-            self.flushed = true;
-            let events = self.text.finish();
-            return Ok(Some(self.parse_calls(events, true)));
-        };
+        }
+    }
+
+    /// A token's text; a stop string in it ends the generation.
+    fn token_text(&mut self, token: u32) -> Result<Vec<TextEvent>> {
         let mut events = Vec::new();
         if !self.tokenizer.eos_ids().contains(&token) {
             if let Some(piece) = self.decoder.step(&self.tokenizer, token)? {
@@ -76,7 +95,7 @@ impl TextGeneration {
         if self.text.stopped() {
             self.generator.finish(FinishReason::Stop);
         }
-        Ok(Some(self.parse_calls(events, false)))
+        Ok(events)
     }
 
     /// The answer's text through the tool-call parser, when tools are offered.

@@ -29,6 +29,7 @@
 //!    `parity!` list of `tests/engine/parity_tiny.rs`. The test fails until both agree with the
 //!    table, and then until our tokens equal mlx-lm's under every load plan.
 
+pub mod batch;
 mod checkpoint;
 pub mod completion;
 pub mod constraint;
@@ -49,10 +50,11 @@ pub mod tokenizer;
 pub mod tool_calls;
 pub mod tool_use;
 
+pub use batch::{Batch, Poll, PrefillBudget, SeqId, SharedBatch, StepPlan};
 pub use completion::TextGeneration;
 pub use embedding::{Embedded, EmbeddingInput, EmbeddingModel, InputKind, Pooling, PoolingMode};
 pub use error::{EngineError, Result};
-pub use generate::{generate, Control, FinishReason, Generation, Generator};
+pub use generate::{generate, Control, FinishReason, Generation, Generator, Sequence};
 pub use load_plan::{LoadPlan, LoadPolicy, WeightLayout};
 pub use logprobs::{Candidate, TokenLogprob};
 pub use models::{load, plan, LanguageModel, LoadedModel, Positions};

@@ -8,10 +8,11 @@ use std::rc::Rc;
 
 use serde_json::Value;
 
+use crate::batch::{Batch, SharedBatch};
 use crate::completion::TextGeneration;
-use crate::constraint::{ConstraintFactory, Grammar};
+use crate::constraint::{Constraint, ConstraintFactory, Grammar};
 use crate::error::{EngineError, Result};
-use crate::generate::Generator;
+use crate::generate::{Generator, Sequence};
 use crate::load_plan::{LoadPlan, LoadPolicy};
 use crate::models::{self, LanguageModel};
 use crate::prefix_cache::{PrefixCache, PrefixStats, SharedPrefixCache};
@@ -91,6 +92,8 @@ pub struct TextModel {
     constraints: OnceCell<ConstraintFactory>,
     /// Keys and values of earlier prompts, when kept ([`TextModel::keep_prefixes`]).
     prefixes: Option<SharedPrefixCache>,
+    /// The generations [`TextModel::join`] started, decoded together.
+    batch: SharedBatch,
 }
 
 impl TextModel {
@@ -113,6 +116,7 @@ impl TextModel {
                 || tokenizer.hf_tokenizer().get_vocab_size(true),
                 |n| n as usize,
             );
+        let batch = Batch::new(Rc::clone(&loaded.model)).shared();
         Ok(TextModel {
             model: loaded.model,
             tokenizer,
@@ -123,6 +127,7 @@ impl TextModel {
             vocab_size,
             constraints: OnceCell::new(),
             prefixes: None,
+            batch,
         })
     }
 
@@ -170,8 +175,14 @@ impl TextModel {
         }
     }
 
-    /// Prefills the prompt and returns the generation, ready to be stepped token by token.
-    pub fn start(&self, prompt: &Prompt, options: &AnswerOptions) -> Result<TextGeneration> {
+    /// The sequence `prompt` starts: rendered, tokenized, held to its grammar, starting from
+    /// a kept prefix; with its rendered text, and the grammar that holds only once the
+    /// reasoning the prompt opened has ended (if any).
+    fn sequence(
+        &self,
+        prompt: &Prompt,
+        options: &AnswerOptions,
+    ) -> Result<(Sequence, String, Option<Constraint>)> {
         let tools = options.tools.as_ref().filter(|t| t.active());
         let text = prompt_text(
             &self.tokenizer,
@@ -190,8 +201,7 @@ impl TextModel {
             Some(c) if text.trim_end().ends_with(THINK_START) => (None, Some(c)),
             c => (c, None),
         };
-        let mut generator = Generator::prepared(
-            Rc::clone(&self.model),
+        let mut sequence = Sequence::new(
             &ids,
             options.max_tokens,
             options.context_length,
@@ -200,25 +210,64 @@ impl TextModel {
             now,
         )?;
         if let Some(prefixes) = &self.prefixes {
-            generator.reuse_prefixes(prefixes);
+            sequence.reuse_prefixes(prefixes);
         }
         if let Some(top) = options.logprobs {
-            generator.report_logprobs(top);
+            sequence.report_logprobs(top);
         }
+        Ok((sequence, text, after_reasoning))
+    }
+
+    /// Prefills the prompt and returns the generation, ready to be stepped token by token (in
+    /// a batch of its own).
+    pub fn start(&self, prompt: &Prompt, options: &AnswerOptions) -> Result<TextGeneration> {
+        let (sequence, text, after_reasoning) = self.sequence(prompt, options)?;
+        let mut generator = Generator::solo(Rc::clone(&self.model), sequence);
         generator.prefill()?;
         if let Some(constraint) = after_reasoning {
             generator.hold_after(constraint, self.tokenizer.encode_plain(THINK_END)?);
         }
+        Ok(self.text_generation(generator, &text, options))
+    }
+
+    /// Puts the prompt's generation into this model's batch, without computing anything: the
+    /// batch's steps ([`TextModel::step`]) prefill it and decode it with the others.
+    pub fn join(&self, prompt: &Prompt, options: &AnswerOptions) -> Result<TextGeneration> {
+        let (mut sequence, text, after_reasoning) = self.sequence(prompt, options)?;
+        if let Some(constraint) = after_reasoning {
+            sequence.hold_after(constraint, self.tokenizer.encode_plain(THINK_END)?);
+        }
+        let generator = Generator::joining(&self.batch, sequence);
+        Ok(self.text_generation(generator, &text, options))
+    }
+
+    /// One step of the batch the joined generations share: every row gets its next token, and
+    /// a waiting prompt is prefilled a chunk further.
+    pub fn step(&self) -> Result<()> {
+        self.batch.borrow_mut().step()
+    }
+
+    /// Whether a joined generation waits for a step.
+    pub fn is_busy(&self) -> bool {
+        self.batch.borrow().is_busy()
+    }
+
+    fn text_generation(
+        &self,
+        generator: Generator,
+        text: &str,
+        options: &AnswerOptions,
+    ) -> TextGeneration {
         let generation = TextGeneration::new(
             generator,
             Rc::clone(&self.tokenizer),
             options.stops.clone(),
-            &text,
+            text,
         );
-        Ok(match tools {
+        match options.tools.as_ref().filter(|t| t.active()) {
             Some(_) => generation.with_tool_calls(self.tool_format.unwrap_or(ToolFormat::Hermes)),
             None => generation,
-        })
+        }
     }
 }
 

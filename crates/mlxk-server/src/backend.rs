@@ -1,6 +1,7 @@
 //! What the worker runs generations on: the MLX engine, or, in tests, any deterministic
-//! stand-in. A backend lives on the worker thread (MLX state never leaves it), holds at most
-//! one model, and hands out generations the worker steps one token at a time.
+//! stand-in. A backend lives on the worker thread (MLX state never leaves it), holds the
+//! models the worker seats (several, of any kind: the worker decides which stay), and hands
+//! out generations the worker steps one token at a time.
 
 use mlxk_core::usage::UsageLog;
 use mlxk_core::{HubCache, RunnableModel};
@@ -16,36 +17,40 @@ use crate::service::{ServiceError, Usage};
 const MEMORY_MARGIN: f64 = 1.2;
 
 pub trait Backend {
-    /// Loads `model`, replacing the one held (the worker calls it only for another model);
-    /// returns the memory it now holds, in bytes.
+    /// The memory `model` takes once loaded (its load plan's, with a margin for activations and
+    /// the runtime), which the worker counts against the models' budget; `InsufficientMemory`
+    /// when it would not fit even with every model this backend holds let go.
+    fn memory_needed(&self, model: &RunnableModel) -> Result<u64, ServiceError>;
+    /// Loads the text model `model` beside those held (the worker makes room first); returns
+    /// the memory it holds, in bytes.
     fn load(&mut self, model: &RunnableModel) -> Result<u64, ServiceError>;
-    /// Frees the model held, if any.
-    fn unload(&mut self);
-    /// Renders and prefills the prompt on the loaded model.
+    /// Frees the model of that name, whatever its kind (a no-op when none is held).
+    fn unload(&mut self, name: &str);
+    /// Renders and prefills the prompt on the held text model `model`.
     fn start(
         &mut self,
+        model: &str,
         prompt: &Prompt,
         options: &AnswerOptions,
     ) -> Result<Box<dyn Generation>, ServiceError>;
 
-    /// Loads the embedding model `model`, held beside the text model (replacing another
-    /// embedding model); returns the memory it now holds, in bytes.
+    /// Loads the embedding model `model` beside the models held; returns the memory it holds,
+    /// in bytes.
     fn load_embedder(&mut self, model: &RunnableModel) -> Result<u64, ServiceError> {
         Err(ServiceError::ModelUnusable(format!(
             "{}: this server makes no embeddings",
             model.name
         )))
     }
-    /// Frees the embedding model held, if any.
-    fn unload_embedder(&mut self) {}
-    /// What the text model's prefix cache did since it was loaded (`None`: no model, or no
-    /// cache).
+    /// What the text models' prefix caches did over the server's life (the counters of
+    /// models let go included), and the bytes they hold now (`None`: no cache is kept).
     fn prefix_stats(&self) -> Option<PrefixStats> {
         None
     }
-    /// The vectors of `inputs` from the loaded embedding model, in their order.
+    /// The vectors of `inputs` from the held embedding model `model`, in their order.
     fn embed(
         &mut self,
+        _model: &str,
         _inputs: &[EmbeddingInput],
         _kind: InputKind,
     ) -> Result<Vec<Embedded>, ServiceError> {
@@ -54,20 +59,19 @@ pub trait Backend {
         ))
     }
 
-    /// Loads the speech-to-text model `model`, held beside the text and embedding models
-    /// (replacing another speech model); returns the memory it now holds, in bytes.
+    /// Loads the speech-to-text model `model` beside the models held; returns the memory it
+    /// holds, in bytes.
     fn load_transcriber(&mut self, model: &RunnableModel) -> Result<u64, ServiceError> {
         Err(ServiceError::ModelUnusable(format!(
             "{}: this server transcribes no audio",
             model.name
         )))
     }
-    /// Frees the speech-to-text model held, if any.
-    fn unload_transcriber(&mut self) {}
-    /// Starts transcribing 16 kHz mono `samples` on the loaded speech-to-text model (its
+    /// Starts transcribing 16 kHz mono `samples` on the held speech-to-text model `model` (its
     /// spectrogram, the language); the worker then steps it a window at a time.
     fn start_transcription(
         &mut self,
+        _model: &str,
         _samples: Vec<f32>,
         _options: TranscribeOptions,
     ) -> Result<Box<dyn TranscriptionRun>, ServiceError> {
@@ -113,12 +117,24 @@ pub type BackendFactory = Box<dyn FnOnce() -> Box<dyn Backend> + Send>;
 /// The real backend: MLX models from the cache.
 pub struct MlxBackend {
     policy: LoadPolicy,
-    /// The prefix cache budget of each text model loaded.
+    /// The prefix caches' budget, shared by the text models held (see [`MlxBackend::load`]).
     prompt_cache_bytes: u64,
     usage: UsageLog,
-    loaded: Option<TextModel>,
-    embedder: Option<EmbeddingModel>,
-    transcriber: Option<SpeechModel>,
+    texts: Vec<HeldText>,
+    embedders: Vec<(String, EmbeddingModel)>,
+    transcribers: Vec<(String, SpeechModel)>,
+    /// What each model held counts as needing ([`Backend::memory_needed`]).
+    needed: Vec<(String, u64)>,
+    /// The prefix counters of caches since dropped (models let go, caches given a smaller
+    /// share), so that the server's totals only grow.
+    retired: PrefixStats,
+}
+
+/// A text model held, and the part of the prompt-cache budget its prefix cache may hold.
+struct HeldText {
+    name: String,
+    model: TextModel,
+    prompt_cache_share: u64,
 }
 
 impl MlxBackend {
@@ -127,147 +143,205 @@ impl MlxBackend {
             policy,
             prompt_cache_bytes,
             usage: UsageLog::for_cache(cache),
-            loaded: None,
-            embedder: None,
-            transcriber: None,
+            texts: Vec::new(),
+            embedders: Vec::new(),
+            transcribers: Vec::new(),
+            needed: Vec::new(),
+            retired: PrefixStats::default(),
         }
     }
 
-    /// Refuses a model that would not fit in the memory free now.
-    fn check_memory(&self, model: &RunnableModel) -> Result<(), ServiceError> {
-        let plan = mlxk_engine::plan(&model.dir, &self.policy).map_err(load_error(model))?;
-        let mut system = sysinfo::System::new();
-        system.refresh_memory();
-        let needed = (plan.memory_bytes as f64 * MEMORY_MARGIN) as u64;
-        let available = system.available_memory();
-        if available > 0 && needed > available {
-            return Err(ServiceError::InsufficientMemory(format!(
-                "{} needs about {} MB but only {} MB are free",
-                model.name,
-                needed / 1_000_000,
-                available / 1_000_000
-            )));
+    fn text(&self, name: &str) -> Result<&TextModel, ServiceError> {
+        self.texts
+            .iter()
+            .find(|t| t.name == name)
+            .map(|t| &t.model)
+            .ok_or_else(|| ServiceError::Internal(format!("{name} is not loaded")))
+    }
+
+    /// Counts what a prefix cache about to be dropped did.
+    fn retire(&mut self, stats: Option<PrefixStats>) {
+        if let Some(stats) = stats {
+            self.retired.hits += stats.hits;
+            self.retired.misses += stats.misses;
+            self.retired.reused_tokens += stats.reused_tokens;
         }
-        Ok(())
+    }
+
+    /// Notes a model loaded: its memory counted, its use recorded.
+    fn loaded(&mut self, model: &RunnableModel, memory_bytes: u64) {
+        let needed = (memory_bytes as f64 * MEMORY_MARGIN) as u64;
+        self.needed.push((model.name.clone(), needed));
+        if let Err(e) = self.usage.record(&model.name) {
+            tracing::warn!(model = %model.name, error = %e, "cannot record when the model was used");
+        }
     }
 }
 
 impl Backend for MlxBackend {
+    fn memory_needed(&self, model: &RunnableModel) -> Result<u64, ServiceError> {
+        let plan = mlxk_engine::plan(&model.dir, &self.policy).map_err(load_error(model))?;
+        let needed = (plan.memory_bytes as f64 * MEMORY_MARGIN) as u64;
+        let mut system = sysinfo::System::new();
+        system.refresh_memory();
+        // Alone: what is free now plus what the models held (other than this one) would free.
+        let held: u64 = self
+            .needed
+            .iter()
+            .filter(|(name, _)| *name != model.name)
+            .map(|(_, bytes)| bytes)
+            .sum();
+        let available = system.available_memory();
+        if available > 0 && needed > available + held {
+            return Err(ServiceError::InsufficientMemory(format!(
+                "{} needs about {} MB but only {} MB are free",
+                model.name,
+                needed / 1_000_000,
+                (available + held) / 1_000_000
+            )));
+        }
+        Ok(needed)
+    }
+
+    /// Each text model's prefix cache gets an equal share of `--prompt-cache-size`, so that
+    /// together they never hold more: a model joining the others shrinks the shares of those
+    /// held (their caches start anew: a prefix cache cannot shrink in place), and a model let
+    /// go leaves the others' shares as they are. (One cache shared by every model, keyed by
+    /// model, is the later step that lets a lone model use the whole budget again.)
     fn load(&mut self, model: &RunnableModel) -> Result<u64, ServiceError> {
-        self.unload();
-        self.check_memory(model)?;
         let mut loaded = TextModel::load(&model.dir, &self.policy).map_err(load_error(model))?;
-        loaded.keep_prefixes(self.prompt_cache_bytes as usize);
-        tracing::info!(model = %model.name, layout = ?loaded.plan.layout, "model loaded");
+        let share = self.prompt_cache_bytes / (self.texts.len() as u64 + 1);
+        let mut retired = Vec::new();
+        for held in self
+            .texts
+            .iter_mut()
+            .filter(|t| t.prompt_cache_share > share)
+        {
+            retired.push(held.model.prefix_stats());
+            held.model.keep_prefixes(share as usize);
+            held.prompt_cache_share = share;
+        }
+        for stats in retired {
+            self.retire(stats);
+        }
+        loaded.keep_prefixes(share as usize);
+        tracing::info!(model = %model.name, layout = ?loaded.plan.layout, prompt_cache_bytes = share, "model loaded");
         if loaded.tool_format_unknown {
             tracing::warn!(
                 model = %model.name,
                 "the chat template takes tools in a tool-call format this server does not know: tools are offered in the generic format and calls in the model's own markup stay in the content"
             );
         }
-        if let Err(e) = self.usage.record(&model.name) {
-            tracing::warn!(model = %model.name, error = %e, "cannot record when the model was used");
-        }
         let memory_bytes = loaded.plan.memory_bytes;
-        self.loaded = Some(loaded);
+        self.loaded(model, memory_bytes);
+        self.texts.push(HeldText {
+            name: model.name.clone(),
+            model: loaded,
+            prompt_cache_share: share,
+        });
         Ok(memory_bytes)
     }
 
-    fn unload(&mut self) {
-        if self.loaded.take().is_some() {
+    fn unload(&mut self, name: &str) {
+        self.needed.retain(|(held, _)| held != name);
+        let mut freed = false;
+        if let Some(index) = self.texts.iter().position(|t| t.name == name) {
+            let held = self.texts.remove(index);
+            self.retire(held.model.prefix_stats());
+            freed = true;
+        }
+        let before = self.embedders.len() + self.transcribers.len();
+        self.embedders.retain(|(held, _)| held != name);
+        self.transcribers.retain(|(held, _)| held != name);
+        if freed || self.embedders.len() + self.transcribers.len() < before {
             let _ = mlxk_engine::runtime::clear_memory_cache();
         }
     }
 
     fn prefix_stats(&self) -> Option<PrefixStats> {
-        self.loaded.as_ref().and_then(TextModel::prefix_stats)
+        if self.prompt_cache_bytes == 0 {
+            return None;
+        }
+        let mut total = self.retired;
+        total.bytes = 0;
+        for stats in self.texts.iter().filter_map(|t| t.model.prefix_stats()) {
+            total.hits += stats.hits;
+            total.misses += stats.misses;
+            total.reused_tokens += stats.reused_tokens;
+            total.bytes += stats.bytes;
+        }
+        Some(total)
     }
 
     fn start(
         &mut self,
+        model: &str,
         prompt: &Prompt,
         options: &AnswerOptions,
     ) -> Result<Box<dyn Generation>, ServiceError> {
-        let model = self
-            .loaded
-            .as_ref()
-            .ok_or_else(|| ServiceError::Internal("no model is loaded".into()))?;
-        let generation = model.start(prompt, options).map_err(|e| match e {
-            EngineError::ContextLengthExceeded { .. } => {
-                ServiceError::ContextLengthExceeded(e.to_string())
-            }
-            EngineError::Template(_) | EngineError::Grammar(_) => {
-                ServiceError::InvalidPrompt(e.to_string())
-            }
-            other => ServiceError::Internal(other.to_string()),
-        })?;
+        let generation = self
+            .text(model)?
+            .start(prompt, options)
+            .map_err(|e| match e {
+                EngineError::ContextLengthExceeded { .. } => {
+                    ServiceError::ContextLengthExceeded(e.to_string())
+                }
+                EngineError::Template(_) | EngineError::Grammar(_) => {
+                    ServiceError::InvalidPrompt(e.to_string())
+                }
+                other => ServiceError::Internal(other.to_string()),
+            })?;
         Ok(Box::new(MlxGeneration(generation)))
     }
 
     fn load_embedder(&mut self, model: &RunnableModel) -> Result<u64, ServiceError> {
-        self.unload_embedder();
-        self.check_memory(model)?;
         let loaded = EmbeddingModel::load(&model.dir, &self.policy).map_err(load_error(model))?;
         tracing::info!(model = %model.name, dimensions = loaded.dimensions(), "embedding model loaded");
-        if let Err(e) = self.usage.record(&model.name) {
-            tracing::warn!(model = %model.name, error = %e, "cannot record when the model was used");
-        }
         let memory_bytes = loaded.plan.memory_bytes;
-        self.embedder = Some(loaded);
+        self.loaded(model, memory_bytes);
+        self.embedders.push((model.name.clone(), loaded));
         Ok(memory_bytes)
-    }
-
-    fn unload_embedder(&mut self) {
-        if self.embedder.take().is_some() {
-            let _ = mlxk_engine::runtime::clear_memory_cache();
-        }
     }
 
     fn embed(
         &mut self,
+        model: &str,
         inputs: &[EmbeddingInput],
         kind: InputKind,
     ) -> Result<Vec<Embedded>, ServiceError> {
-        let model = self
-            .embedder
-            .as_ref()
-            .ok_or_else(|| ServiceError::Internal("no embedding model is loaded".into()))?;
-        model.embed(inputs, kind).map_err(|e| match e {
+        let (_, embedder) = self
+            .embedders
+            .iter()
+            .find(|(name, _)| name == model)
+            .ok_or_else(|| ServiceError::Internal(format!("{model} is not loaded")))?;
+        embedder.embed(inputs, kind).map_err(|e| match e {
             EngineError::Tokenizer(_) => ServiceError::InvalidPrompt(e.to_string()),
             other => ServiceError::Internal(other.to_string()),
         })
     }
 
     fn load_transcriber(&mut self, model: &RunnableModel) -> Result<u64, ServiceError> {
-        self.unload_transcriber();
-        self.check_memory(model)?;
         let loaded = SpeechModel::load(&model.dir, &self.policy).map_err(load_error(model))?;
         tracing::info!(model = %model.name, multilingual = loaded.is_multilingual(), "speech-to-text model loaded");
-        if let Err(e) = self.usage.record(&model.name) {
-            tracing::warn!(model = %model.name, error = %e, "cannot record when the model was used");
-        }
         let memory_bytes = loaded.plan.memory_bytes;
-        self.transcriber = Some(loaded);
+        self.loaded(model, memory_bytes);
+        self.transcribers.push((model.name.clone(), loaded));
         Ok(memory_bytes)
-    }
-
-    fn unload_transcriber(&mut self) {
-        if self.transcriber.take().is_some() {
-            let _ = mlxk_engine::runtime::clear_memory_cache();
-        }
     }
 
     fn start_transcription(
         &mut self,
+        model: &str,
         samples: Vec<f32>,
         options: TranscribeOptions,
     ) -> Result<Box<dyn TranscriptionRun>, ServiceError> {
-        let model = self
-            .transcriber
-            .as_ref()
-            .ok_or_else(|| ServiceError::Internal("no speech-to-text model is loaded".into()))?;
-        model.check(&options).map_err(speech_error)?;
-        let run = model.start(samples, options).map_err(speech_error)?;
+        let (_, transcriber) = self
+            .transcribers
+            .iter()
+            .find(|(name, _)| name == model)
+            .ok_or_else(|| ServiceError::Internal(format!("{model} is not loaded")))?;
+        transcriber.check(&options).map_err(speech_error)?;
+        let run = transcriber.start(samples, options).map_err(speech_error)?;
         Ok(Box::new(MlxTranscription(run)))
     }
 }

@@ -16,7 +16,7 @@ pub struct ServerConfig {
     pub port: u16,
     /// When set, every `/v1` request needs `Authorization: Bearer <key>`.
     pub api_key: Option<String>,
-    /// Unload the model after this long without requests; zero keeps it loaded.
+    /// Unload a model after this long without requests for it; zero keeps models loaded.
     pub keep_alive: Duration,
     /// Origins allowed by CORS besides loopback ones.
     pub cors_origins: Vec<String>,
@@ -47,8 +47,15 @@ pub struct ServerConfig {
     /// How long a stop waits for the inference worker (a model's chat template or a computation
     /// can be stuck); past it the server stops without the worker.
     pub shutdown_timeout: Duration,
-    /// Bytes of keys and values kept for prompts that start as earlier ones did (0: none).
+    /// Bytes of keys and values kept for prompts that start as earlier ones did (0: none);
+    /// the text models held share it.
     pub prompt_cache_bytes: u64,
+    /// Models held in memory at once, of every kind; the least recently used idle one goes
+    /// when another needs its place.
+    pub max_loaded_models: usize,
+    /// The memory the models held may take together (each counted as its load plan's, with
+    /// the margin for the runtime); a model that needs more than this alone is refused.
+    pub models_memory: u64,
 }
 
 impl Default for ServerConfig {
@@ -72,12 +79,24 @@ impl Default for ServerConfig {
             load_policy: LoadPolicy::default(),
             shutdown_timeout: Duration::from_secs(10),
             prompt_cache_bytes: mlxk_engine::prefix_cache::default_capacity(),
+            max_loaded_models: 3,
+            models_memory: ServerConfig::default_models_memory(
+                mlxk_engine::prefix_cache::default_capacity(),
+            ),
             cache: None,
         }
     }
 }
 
 impl ServerConfig {
+    /// The models' memory budget when none is given: three quarters of the memory, less what
+    /// the prompt cache may hold.
+    pub fn default_models_memory(prompt_cache_bytes: u64) -> u64 {
+        let mut system = sysinfo::System::new();
+        system.refresh_memory();
+        (system.total_memory() / 4 * 3).saturating_sub(prompt_cache_bytes)
+    }
+
     /// Anything but loopback: other machines can reach the models.
     pub fn is_exposed(&self) -> bool {
         !self.host.is_loopback()

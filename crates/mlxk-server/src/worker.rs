@@ -1,10 +1,13 @@
-//! The inference worker: one thread owns MLX, the loaded model and every active generation, and
+//! The inference worker: one thread owns MLX, the models held and every active generation, and
 //! steps the generations round-robin, one token each, so none waits for another to finish.
-//! An embedding model is held beside the text model: the embedding requests that arrived run
-//! together, in one batch per model, between two tokens of the generations. A speech-to-text
-//! model is held beside them too: each loop turn does a bounded slice of one active
-//! transcription (in turn: one encoder layer, or at most 16 tokens of a window), between two
-//! tokens of the generations, so streams keep flowing while a long recording is transcribed.
+//! Several models stay in memory (`--max-loaded-models`, within `--models-memory`): text
+//! models, an embedding model and a speech-to-text model alike; a model that needs a place
+//! lets the least recently used idle ones go, and a request whose model cannot be seated yet
+//! (the models in the way are working) waits while requests for models held go on. Each
+//! model has its own keep-alive. The embedding requests that arrived run together, in one
+//! batch per model, between two tokens of the generations; each loop turn does a bounded slice
+//! of one active transcription (in turn: one encoder layer, or at most 16 tokens of a window),
+//! so streams keep flowing while a long recording is transcribed.
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -115,7 +118,7 @@ pub enum KeepAlive {
     Server,
     /// This long after its last work; zero lets it go as soon as its answers end.
     For(Duration),
-    /// Until it is unloaded or another model takes its place.
+    /// Until it is unloaded or another model needs its place.
     Forever,
 }
 
@@ -135,54 +138,6 @@ pub struct Resident {
     pub loaded_at: SystemTime,
     /// When it is let go if no request comes; `None` while it generates or when kept for ever.
     pub expires_at: Option<SystemTime>,
-}
-
-/// The models in memory: the text model the generations use, an embedding model and a
-/// speech-to-text model.
-#[derive(Debug, Default)]
-struct Shown {
-    text: Option<Resident>,
-    embedder: Option<Resident>,
-    transcriber: Option<Resident>,
-}
-
-impl Shown {
-    fn all(&self) -> Vec<Resident> {
-        self.text
-            .iter()
-            .chain(&self.embedder)
-            .chain(&self.transcriber)
-            .cloned()
-            .collect()
-    }
-}
-
-/// The prefix caches' counters over the server's life: each model's cache counts from zero
-/// when the model loads, so they are summed per model.
-#[derive(Debug, Default)]
-struct PrefixCounters {
-    totals: PrefixStats,
-    last: Option<(String, PrefixStats)>,
-}
-
-impl PrefixCounters {
-    fn note(&mut self, model: &str, now: Option<PrefixStats>) {
-        let Some(now) = now else {
-            // Unloaded: the cache is gone; a model loaded again counts from zero.
-            self.totals.bytes = 0;
-            self.last = None;
-            return;
-        };
-        let before = match &self.last {
-            Some((name, stats)) if name == model => *stats,
-            _ => PrefixStats::default(),
-        };
-        self.totals.hits += now.hits - before.hits;
-        self.totals.misses += now.misses - before.misses;
-        self.totals.reused_tokens += now.reused_tokens - before.reused_tokens;
-        self.totals.bytes = now.bytes;
-        self.last = Some((model.to_string(), now));
-    }
 }
 
 /// How many requests wait and run: bounds admission, and `/health` shows it.
@@ -211,8 +166,8 @@ impl QueueState {
 pub struct Worker {
     jobs: SyncSender<Message>,
     queue: Arc<QueueState>,
-    resident: Arc<Mutex<Shown>>,
-    prefix: Arc<Mutex<PrefixCounters>>,
+    resident: Arc<Mutex<Vec<Resident>>>,
+    prefix: Arc<Mutex<PrefixStats>>,
     thread: Mutex<WorkerThread>,
     shutdown_timeout: Duration,
 }
@@ -242,11 +197,14 @@ impl Worker {
             ..QueueState::default()
         });
         let worker_queue = Arc::clone(&queue);
-        let resident = Arc::new(Mutex::new(Shown::default()));
+        let resident = Arc::new(Mutex::new(Vec::new()));
         let shown = Arc::clone(&resident);
-        let prefix = Arc::new(Mutex::new(PrefixCounters::default()));
+        let prefix = Arc::new(Mutex::new(PrefixStats::default()));
         let worker_prefix = Arc::clone(&prefix);
-        let (keep_alive, max_active) = (config.keep_alive, config.max_active.max(1));
+        let keep_alive = config.keep_alive;
+        let max_active = config.max_active.max(1);
+        let max_loaded = config.max_loaded_models.max(1);
+        let models_memory = config.models_memory;
         // MLX state never leaves this thread: it is created here.
         let thread = std::thread::Builder::new()
             .name("mlxk-inference".into())
@@ -255,18 +213,13 @@ impl Worker {
                     receiver,
                     queue: worker_queue,
                     shown,
-                    unload_when_idle: false,
                     keep_alive,
-                    text_keep: KeepAlive::Server,
-                    embedder_keep: KeepAlive::Server,
-                    transcriber_keep: KeepAlive::Server,
-                    idle_since: Instant::now(),
                     max_active,
+                    max_loaded,
+                    models_memory,
                     backend: backend(),
-                    loaded: None,
-                    embedder: None,
+                    held: Vec::new(),
                     embed_jobs: Vec::new(),
-                    transcriber: None,
                     transcribe_waiting: VecDeque::new(),
                     transcriptions: Vec::new(),
                     next_transcription: 0,
@@ -331,16 +284,17 @@ impl Worker {
 
     /// The prefix caches' hits, misses and reused tokens so far, and the bytes they hold now.
     pub fn prefix_cache(&self) -> PrefixStats {
-        self.prefix.lock().map(|p| p.totals).unwrap_or_default()
+        self.prefix.lock().map(|p| *p).unwrap_or_default()
     }
 
-    /// The models in memory: the text model first, then the embedding model, then the
-    /// speech-to-text model.
+    /// The models in memory: text models first, then the embedding model, then the
+    /// speech-to-text model, each kind in the order they were loaded.
     pub fn residents(&self) -> Vec<Resident> {
-        self.resident.lock().map(|g| g.all()).unwrap_or_default()
+        self.resident.lock().map(|g| g.clone()).unwrap_or_default()
     }
 
-    /// Loads `model` now (replacing an idle one); waits for the worker's answer.
+    /// Loads `model` now (letting idle models go if it needs their place); waits for the
+    /// worker's answer.
     pub async fn load(&self, model: RunnableModel) -> Result<(), ServiceError> {
         let (done, answer) = oneshot::channel();
         self.send(Message::Load {
@@ -443,16 +397,53 @@ impl Drop for Worker {
     }
 }
 
-/// How long each model in memory has left while idle; `None`: not held, or for ever.
-#[derive(Debug, Clone, Copy, Default)]
-struct Expiry {
-    text: Option<Duration>,
-    embedder: Option<Duration>,
-    transcriber: Option<Duration>,
+/// What a model held is for: each kind has its own requests and backend calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    Text,
+    Embedder,
+    Transcriber,
+}
+
+impl Kind {
+    fn of(model: &RunnableModel) -> Kind {
+        match model.info.classification.model_type {
+            ModelType::Audio => Kind::Transcriber,
+            ModelType::Embedding => Kind::Embedder,
+            _ => Kind::Text,
+        }
+    }
+}
+
+/// A model in memory, and what keeps it there.
+struct Held {
+    name: String,
+    kind: Kind,
+    /// How long it stays once idle, as its last request asked.
+    keep: KeepAlive,
+    /// When it last had work (a request, a step of an answer, a load).
+    last_used: Instant,
+    /// What it counts against the models' budget ([`Backend::memory_needed`]).
+    memory: u64,
+    /// What its load plan holds, as `/api/ps` shows it.
+    memory_bytes: u64,
+    loaded_at: SystemTime,
+    /// An unload asked for while it worked: done once it is idle.
+    unload_when_idle: bool,
+}
+
+/// What seating a model takes.
+enum Seat {
+    /// It is held already.
+    Held,
+    /// Loading it, once the idle models named are let go.
+    Load { need: u64, evict: Vec<String> },
 }
 
 struct Session {
     generation: Box<dyn Generation>,
+    /// The text model it runs on.
+    model: String,
     events: UnboundedSender<Event>,
 }
 
@@ -467,28 +458,21 @@ struct WorkerLoop {
     receiver: Receiver<Message>,
     queue: Arc<QueueState>,
     /// What `/api/ps` shows of the models held.
-    shown: Arc<Mutex<Shown>>,
-    /// An unload asked for while the model generated: done once it is idle.
-    unload_when_idle: bool,
+    shown: Arc<Mutex<Vec<Resident>>>,
     /// The server's keep-alive; zero keeps models for ever.
     keep_alive: Duration,
-    /// How long the text, embedding and speech-to-text models stay once idle.
-    text_keep: KeepAlive,
-    embedder_keep: KeepAlive,
-    transcriber_keep: KeepAlive,
-    /// Since the last work (a job, an embedding, a load).
-    idle_since: Instant,
     max_active: usize,
+    /// Models held at once, at most.
+    max_loaded: usize,
+    /// The memory the models held may take together.
+    models_memory: u64,
     backend: Box<dyn Backend>,
-    /// The name of the text model the backend holds.
-    loaded: Option<String>,
-    /// The name of the embedding model the backend holds.
-    embedder: Option<String>,
-    /// Embedding requests read since the last step: they run before the next one.
+    /// The models in memory, in the order they were loaded.
+    held: Vec<Held>,
+    /// Embedding requests read and not yet run: they run before the next step (or wait for
+    /// their model's place).
     embed_jobs: Vec<EmbedJob>,
-    /// The name of the speech-to-text model the backend holds.
-    transcriber: Option<String>,
-    /// Transcriptions waiting for a place (or for their model).
+    /// Transcriptions waiting for a place (or for their model's).
     transcribe_waiting: VecDeque<TranscribeJob>,
     /// Transcriptions under way: one of them takes a step (a slice of a window) per loop turn, in
     /// turn.
@@ -496,7 +480,7 @@ struct WorkerLoop {
     /// The transcription whose turn is next.
     next_transcription: usize,
     /// The prefix caches' counters, for the metrics.
-    prefix: Arc<Mutex<PrefixCounters>>,
+    prefix: Arc<Mutex<PrefixStats>>,
     active: Vec<Session>,
     waiting: VecDeque<Box<Job>>,
 }
@@ -504,17 +488,12 @@ struct WorkerLoop {
 impl WorkerLoop {
     fn run(mut self) {
         loop {
+            let next_expiry = self.let_expired_go();
             let message = if self.idle() {
-                if self.unload_when_idle {
-                    self.unload();
-                }
-                let left = self.let_expired_go();
-                let wait = [left.text, left.embedder, left.transcriber]
-                    .into_iter()
-                    .flatten()
-                    .min()
-                    .unwrap_or(Duration::from_secs(3600));
-                match self.receiver.recv_timeout(wait) {
+                match self
+                    .receiver
+                    .recv_timeout(next_expiry.unwrap_or(Duration::from_secs(3600)))
+                {
                     Ok(message) => Some(message),
                     // The next iteration lets the model that expired go.
                     Err(RecvTimeoutError::Timeout) => continue,
@@ -525,63 +504,31 @@ impl WorkerLoop {
             };
             let mut messages: Vec<Message> = message.into_iter().collect();
             messages.extend(self.receiver.try_iter());
-            // Only work keeps a model: an unload of another one does not renew its keep-alive.
-            let mut used = false;
             for message in messages {
                 match message {
-                    Message::Job(job) => {
-                        used = true;
-                        self.waiting.push_back(job);
-                    }
-                    Message::Embed(job) => {
-                        used = true;
-                        self.embed_jobs.push(*job);
-                    }
-                    Message::Transcribe(job) => {
-                        used = true;
-                        self.transcribe_waiting.push_back(*job);
-                    }
+                    Message::Job(job) => self.waiting.push_back(job),
+                    Message::Embed(job) => self.embed_jobs.push(*job),
+                    Message::Transcribe(job) => self.transcribe_waiting.push_back(*job),
                     Message::Load { model, done } => {
                         self.queue.control.fetch_sub(1, Ordering::SeqCst);
-                        used = true;
                         let _ = done.send(self.preload(&model));
                     }
                     Message::Unload { model, done } => {
                         self.queue.control.fetch_sub(1, Ordering::SeqCst);
-                        let outcome = if self.embedder.as_ref() == Some(&model) {
-                            self.unload_embedder();
-                            Unloaded::Now
-                        } else if self.transcriber.as_ref() == Some(&model) {
-                            // Transcriptions under way hold the model until they end.
-                            self.unload_transcriber();
-                            Unloaded::Now
-                        } else if self.loaded.as_ref() != Some(&model) {
-                            Unloaded::NotLoaded
-                        } else if self.active.is_empty() {
-                            self.unload();
-                            Unloaded::Now
-                        } else {
-                            self.unload_when_idle = true;
-                            Unloaded::WhenIdle
-                        };
-                        let _ = done.send(outcome);
+                        let _ = done.send(self.unload_asked(&model));
                     }
                     Message::KeepAlive { model, keep, done } => {
                         self.queue.control.fetch_sub(1, Ordering::SeqCst);
-                        let held = if self.loaded.as_ref() == Some(&model) {
-                            self.text_keep = keep;
-                            true
-                        } else if self.embedder.as_ref() == Some(&model) {
-                            self.embedder_keep = keep;
-                            true
-                        } else if self.transcriber.as_ref() == Some(&model) {
-                            self.transcriber_keep = keep;
-                            true
-                        } else {
-                            false
+                        let held = match self.held.iter_mut().find(|h| h.name == model) {
+                            Some(held) => {
+                                // The new keep-alive holds from now on (and is shown).
+                                held.keep = keep;
+                                held.last_used = Instant::now();
+                                true
+                            }
+                            None => false,
                         };
-                        // Idle already: the new keep-alive holds from now on (and is shown).
-                        if held && self.idle() {
+                        if held {
                             self.let_expired_go();
                         }
                         let _ = done.send(held);
@@ -595,24 +542,19 @@ impl WorkerLoop {
             self.run_embeddings();
             self.admit();
             self.admit_transcriptions();
-            let busy = !self.active.is_empty() || !self.transcriptions.is_empty();
-            if busy {
-                self.show_expiry(Expiry::default());
-            }
             self.step_all();
             self.step_transcription();
+            self.touch_models_in_use();
             self.queue.active.store(
                 self.active.len() + self.transcriptions.len(),
                 Ordering::SeqCst,
             );
-            if used || busy {
-                self.idle_since = Instant::now();
-            }
         }
     }
 
-    /// Starts waiting jobs while there is room; a job for another model waits until the active
-    /// generations of the loaded one finish (one model in memory at a time).
+    /// Starts waiting jobs, in order, while there is room: a job whose model cannot be seated
+    /// yet (the models in its way are answering) stays in line, and the jobs behind it for
+    /// models held still start.
     fn admit(&mut self) {
         // Requests whose clients gave up (the queue timeout) free their places at once.
         let before = self.waiting.len();
@@ -620,21 +562,30 @@ impl WorkerLoop {
         self.queue
             .waiting
             .fetch_sub(before - self.waiting.len(), Ordering::SeqCst);
-        while self.active.len() < self.max_active {
-            let Some(job) = self.waiting.front() else {
-                break;
+        let mut index = 0;
+        while self.active.len() < self.max_active && index < self.waiting.len() {
+            let seat = match self.placement(&self.waiting[index].model) {
+                Ok(None) => {
+                    index += 1;
+                    continue;
+                }
+                Ok(Some(seat)) => Ok(seat),
+                Err(error) => Err(error),
             };
-            let switching = self.loaded.as_ref().is_some_and(|l| *l != job.model.name);
-            if switching && !self.active.is_empty() {
-                break;
-            }
-            let job = self.waiting.pop_front().expect("front exists");
+            let job = self.waiting.remove(index).expect("index in range");
             self.queue.waiting.fetch_sub(1, Ordering::SeqCst);
+            let seat = match seat {
+                Ok(seat) => seat,
+                Err(error) => {
+                    let _ = job.events.send(Event::Failed(error));
+                    continue;
+                }
+            };
             if job.events.send(Event::Admitted).is_err() {
                 continue; // the client gave up waiting
             }
             // A model file can make the engine panic: that fails this request, never the worker.
-            match catch_unwind(AssertUnwindSafe(|| self.start(&job))) {
+            match catch_unwind(AssertUnwindSafe(|| self.start(&job, seat))) {
                 Ok(Ok(session)) => self.active.push(session),
                 Ok(Err(error)) => {
                     let _ = job.events.send(Event::Failed(error));
@@ -643,84 +594,196 @@ impl WorkerLoop {
                     let _ = job
                         .events
                         .send(Event::Failed(engine_panic(&job.model.name, &panic)));
-                    self.unload();
+                    self.unload(&job.model.name);
                 }
             }
         }
     }
 
-    fn start(&mut self, job: &Job) -> Result<Session, ServiceError> {
-        self.hold(&job.model)?;
-        self.text_keep = job.keep_alive;
-        let generation = self.backend.start(&job.prompt, &job.options)?;
+    fn start(&mut self, job: &Job, seat: Seat) -> Result<Session, ServiceError> {
+        self.seat(&job.model, seat)?;
+        if let Some(held) = self.held.iter_mut().find(|h| h.name == job.model.name) {
+            held.keep = job.keep_alive;
+        }
+        let generation = self
+            .backend
+            .start(&job.model.name, &job.prompt, &job.options)?;
         self.note_prefix_cache();
         Ok(Session {
             generation,
+            model: job.model.name.clone(),
             events: job.events.clone(),
         })
     }
 
-    /// Reads the prefix cache's counters after it was used (a prompt looked up, an answer
-    /// kept).
+    /// Reads the prefix caches' counters after they were used (a prompt looked up, an answer
+    /// kept, a model let go).
     fn note_prefix_cache(&mut self) {
-        let model = self.loaded.clone().unwrap_or_default();
-        let stats = self.backend.prefix_stats();
+        let stats = self.backend.prefix_stats().unwrap_or_default();
         if let Ok(mut counters) = self.prefix.lock() {
-            counters.note(&model, stats);
+            *counters = stats;
         }
     }
 
-    /// Makes `model` the one in memory (a no-op when it already is).
-    fn hold(&mut self, model: &RunnableModel) -> Result<(), ServiceError> {
-        self.unload_when_idle = false;
-        if self.loaded.as_ref() == Some(&model.name) {
-            return Ok(());
+    /// Whether the model of that name has a generation or a transcription under way: such a
+    /// model is never let go to make room.
+    fn in_use(&self, name: &str) -> bool {
+        self.active.iter().any(|s| s.model == name)
+            || self.transcriptions.iter().any(|t| t.model == name)
+    }
+
+    /// In use, or asked for by a request not yet run: its keep-alive does not run down.
+    fn wanted(&self, name: &str) -> bool {
+        self.in_use(name)
+            || self.waiting.iter().any(|j| j.model.name == name)
+            || self.embed_jobs.iter().any(|j| j.model.name == name)
+            || self.transcribe_waiting.iter().any(|j| j.model.name == name)
+    }
+
+    /// What seating `model` takes: `None` while no room can be made (the models in the way
+    /// are in use); refused when it would not fit even alone, in the machine's memory or in
+    /// the models' budget.
+    fn placement(&self, model: &RunnableModel) -> Result<Option<Seat>, ServiceError> {
+        if self.held.iter().any(|h| h.name == model.name) {
+            return Ok(Some(Seat::Held));
         }
-        self.unload();
-        let memory_bytes = self.backend.load(model)?;
-        self.shown.lock().expect("not poisoned").text = Some(Resident {
+        let need = self.backend.memory_needed(model)?;
+        if need > self.models_memory {
+            return Err(ServiceError::InsufficientMemory(format!(
+                "{} needs about {} MB but the models may take {} MB in all (serve --models-memory)",
+                model.name,
+                need / 1_000_000,
+                self.models_memory / 1_000_000
+            )));
+        }
+        Ok(self
+            .room_for(Kind::of(model), need)
+            .map(|evict| Seat::Load { need, evict }))
+    }
+
+    /// The idle models to let go, least recently used first, so that one more model of `kind`
+    /// needing `need` bytes fits in the count and the budget; `None` when the models in the way
+    /// are in use. One embedding and one speech-to-text model at a time: another of the same
+    /// kind takes the place of the one held.
+    fn room_for(&self, kind: Kind, need: u64) -> Option<Vec<String>> {
+        let mut staying: Vec<&Held> = self.held.iter().collect();
+        let mut evict = Vec::new();
+        if kind != Kind::Text {
+            if let Some(same) = staying.iter().position(|h| h.kind == kind) {
+                if self.in_use(&staying[same].name) {
+                    return None;
+                }
+                evict.push(staying.remove(same).name.clone());
+            }
+        }
+        let mut idle: Vec<&Held> = staying
+            .iter()
+            .copied()
+            .filter(|h| !self.in_use(&h.name))
+            .collect();
+        idle.sort_by_key(|h| h.last_used);
+        let mut idle = idle.into_iter();
+        let mut count = staying.len();
+        let mut memory: u64 = staying.iter().map(|h| h.memory).sum();
+        while count >= self.max_loaded || memory.saturating_add(need) > self.models_memory {
+            let oldest = idle.next()?;
+            count -= 1;
+            memory -= oldest.memory;
+            evict.push(oldest.name.clone());
+        }
+        Some(evict)
+    }
+
+    /// Holds `model` as `seat` says: touched when held, else loaded once the idle models in
+    /// its way are let go.
+    fn seat(&mut self, model: &RunnableModel, seat: Seat) -> Result<(), ServiceError> {
+        let (need, evict) = match seat {
+            Seat::Held => {
+                if let Some(held) = self.held.iter_mut().find(|h| h.name == model.name) {
+                    held.unload_when_idle = false;
+                    held.last_used = Instant::now();
+                }
+                return Ok(());
+            }
+            Seat::Load { need, evict } => (need, evict),
+        };
+        for name in evict {
+            tracing::info!(model = %name, "letting an idle model go to make room for {}", model.name);
+            self.unload(&name);
+        }
+        let kind = Kind::of(model);
+        let memory_bytes = match kind {
+            Kind::Text => self.backend.load(model),
+            Kind::Embedder => self.backend.load_embedder(model),
+            Kind::Transcriber => self.backend.load_transcriber(model),
+        }?;
+        self.held.push(Held {
             name: model.name.clone(),
+            kind,
+            keep: KeepAlive::Server,
+            last_used: Instant::now(),
+            memory: need,
             memory_bytes,
             loaded_at: SystemTime::now(),
-            expires_at: None,
+            unload_when_idle: false,
         });
-        self.loaded = Some(model.name.clone());
+        self.show_expiry();
         Ok(())
     }
 
-    /// Makes `model` the embedding model in memory (a no-op when it already is).
-    fn hold_embedder(&mut self, model: &RunnableModel) -> Result<(), ServiceError> {
-        if self.embedder.as_ref() == Some(&model.name) {
-            return Ok(());
+    /// [`WorkerLoop::seat`], where a panic in the engine fails this load only.
+    fn seat_guarded(&mut self, model: &RunnableModel, seat: Seat) -> Result<(), ServiceError> {
+        match catch_unwind(AssertUnwindSafe(|| self.seat(model, seat))) {
+            Ok(result) => result,
+            Err(panic) => {
+                self.unload(&model.name);
+                Err(engine_panic(&model.name, &panic))
+            }
         }
-        self.unload_embedder();
-        let memory_bytes = self.backend.load_embedder(model)?;
-        self.shown.lock().expect("not poisoned").embedder = Some(Resident {
-            name: model.name.clone(),
-            memory_bytes,
-            loaded_at: SystemTime::now(),
-            expires_at: None,
-        });
-        self.embedder = Some(model.name.clone());
-        Ok(())
     }
 
-    fn unload_embedder(&mut self) {
-        self.embedder_keep = KeepAlive::Server;
-        if let Some(name) = self.embedder.take() {
-            self.backend.unload_embedder();
-            tracing::info!(model = %name, "embedding model unloaded");
+    /// Lets go of the model of that name, if held.
+    fn unload(&mut self, name: &str) {
+        let Some(index) = self.held.iter().position(|h| h.name == name) else {
+            return;
+        };
+        let held = self.held.remove(index);
+        self.backend.unload(name);
+        match held.kind {
+            Kind::Text => tracing::info!(model = %name, "model unloaded"),
+            Kind::Embedder => tracing::info!(model = %name, "embedding model unloaded"),
+            Kind::Transcriber => tracing::info!(model = %name, "speech-to-text model unloaded"),
         }
-        self.shown.lock().expect("not poisoned").embedder = None;
+        self.show_expiry();
+        self.note_prefix_cache();
+    }
+
+    /// An unload asked for: now when the model is idle, else once its answers end.
+    /// Transcriptions under way keep what they need of their model, so it goes at once.
+    fn unload_asked(&mut self, name: &str) -> Unloaded {
+        let in_use = self.in_use(name);
+        let Some(held) = self.held.iter_mut().find(|h| h.name == name) else {
+            return Unloaded::NotLoaded;
+        };
+        if in_use && held.kind != Kind::Transcriber {
+            held.unload_when_idle = true;
+            return Unloaded::WhenIdle;
+        }
+        self.unload(name);
+        Unloaded::Now
     }
 
     /// Runs the embedding requests read since the last step: one batch per model and kind
-    /// (queries, documents), so that requests of several clients share forward passes.
+    /// (queries, documents), so that requests of several clients share forward passes. A
+    /// batch whose model cannot be seated yet waits for the next step.
     fn run_embeddings(&mut self) {
         let jobs = std::mem::take(&mut self.embed_jobs);
-        self.queue.waiting.fetch_sub(jobs.len(), Ordering::SeqCst);
         let mut groups: Vec<Vec<EmbedJob>> = Vec::new();
-        for job in jobs.into_iter().filter(|job| !job.reply.is_closed()) {
+        for job in jobs {
+            if job.reply.is_closed() {
+                self.queue.waiting.fetch_sub(1, Ordering::SeqCst);
+                continue;
+            }
             match groups
                 .iter_mut()
                 .find(|group| group[0].model.name == job.model.name && group[0].kind == job.kind)
@@ -730,6 +793,28 @@ impl WorkerLoop {
             }
         }
         for group in groups {
+            let model = group[0].model.clone();
+            let held = match self.placement(&model) {
+                Ok(None) => {
+                    self.embed_jobs.extend(group);
+                    continue;
+                }
+                Ok(Some(seat)) => self.seat_guarded(&model, seat),
+                Err(error) => Err(error),
+            };
+            self.queue.waiting.fetch_sub(group.len(), Ordering::SeqCst);
+            if let Err(error) = held {
+                for job in group {
+                    let _ = job.reply.send(Err(error.clone()));
+                }
+                continue;
+            }
+            if let Some(held) = self.held.iter_mut().find(|h| h.name == model.name) {
+                held.keep = group.last().map_or(held.keep, |job| job.keep_alive);
+                held.last_used = Instant::now();
+            }
+            // Shown now: the replies can reach their clients before the worker is idle again.
+            self.show_expiry();
             match self.embed_together(&group) {
                 Ok(vectors) => {
                     let mut vectors = vectors.into_iter();
@@ -754,105 +839,82 @@ impl WorkerLoop {
         }
     }
 
-    /// The vectors of every input of `jobs` (one model, one kind), in order; a panic in the
-    /// engine fails these requests only.
+    /// The vectors of every input of `jobs` (one model, held, one kind), in order; a panic in
+    /// the engine fails these requests only.
     fn embed_together(&mut self, jobs: &[EmbedJob]) -> Result<Vec<Embedded>, ServiceError> {
-        let model = &jobs[0].model;
+        let model = &jobs[0].model.name;
         let inputs: Vec<EmbeddingInput> = jobs
             .iter()
             .flat_map(|job| job.inputs.iter().cloned())
             .collect();
         let kind = jobs[0].kind;
         match catch_unwind(AssertUnwindSafe(|| {
-            self.hold_embedder(model)?;
-            if let Some(last) = jobs.last() {
-                self.embedder_keep = last.keep_alive;
-                // Shown now: the replies can reach their clients before the worker is idle
-                // again, which is when expiries are otherwise shown.
-                let at = expiry_at(self.hold_time(self.embedder_keep));
-                if let Some(resident) = &mut self.shown.lock().expect("not poisoned").embedder {
-                    resident.expires_at = at;
-                }
-            }
-            self.backend.embed(&inputs, kind)
+            self.backend.embed(model, &inputs, kind)
         })) {
             Ok(result) => result,
             Err(panic) => {
-                self.unload_embedder();
-                Err(engine_panic(&model.name, &panic))
+                self.unload(model);
+                Err(engine_panic(model, &panic))
             }
         }
     }
 
-    /// Makes `model` the speech-to-text model in memory (a no-op when it already is).
-    fn hold_transcriber(&mut self, model: &RunnableModel) -> Result<(), ServiceError> {
-        if self.transcriber.as_ref() == Some(&model.name) {
-            return Ok(());
-        }
-        self.unload_transcriber();
-        let memory_bytes = self.backend.load_transcriber(model)?;
-        self.shown.lock().expect("not poisoned").transcriber = Some(Resident {
-            name: model.name.clone(),
-            memory_bytes,
-            loaded_at: SystemTime::now(),
-            expires_at: None,
-        });
-        self.transcriber = Some(model.name.clone());
-        Ok(())
-    }
-
-    fn unload_transcriber(&mut self) {
-        self.transcriber_keep = KeepAlive::Server;
-        if let Some(name) = self.transcriber.take() {
-            self.backend.unload_transcriber();
-            tracing::info!(model = %name, "speech-to-text model unloaded");
-        }
-        self.shown.lock().expect("not poisoned").transcriber = None;
-    }
-
-    /// Starts waiting transcriptions while there is room; one for another speech model waits
-    /// until those of the loaded one end.
+    /// Starts waiting transcriptions, in order, while there is room; one whose model cannot
+    /// be seated yet (another speech model is transcribing) waits.
     fn admit_transcriptions(&mut self) {
-        while self.transcriptions.len() < self.max_active {
-            let Some(job) = self.transcribe_waiting.front() else {
-                break;
+        let mut index = 0;
+        while self.transcriptions.len() < self.max_active && index < self.transcribe_waiting.len() {
+            if self.transcribe_waiting[index].reply.is_closed() {
+                // The client gave up waiting.
+                self.transcribe_waiting.remove(index);
+                self.queue.waiting.fetch_sub(1, Ordering::SeqCst);
+                continue;
+            }
+            let model = self.transcribe_waiting[index].model.clone();
+            let seat = match self.placement(&model) {
+                Ok(None) => {
+                    index += 1;
+                    continue;
+                }
+                Ok(Some(seat)) => Ok(seat),
+                Err(error) => Err(error),
             };
-            let switching = self
-                .transcriber
-                .as_ref()
-                .is_some_and(|t| *t != job.model.name);
-            if switching && !self.transcriptions.is_empty() {
-                break;
-            }
-            let job = self.transcribe_waiting.pop_front().expect("front exists");
+            let job = self
+                .transcribe_waiting
+                .remove(index)
+                .expect("index in range");
             self.queue.waiting.fetch_sub(1, Ordering::SeqCst);
-            if job.reply.is_closed() {
-                continue; // the client gave up waiting
-            }
             let TranscribeJob {
-                model,
                 samples,
                 options,
                 keep_alive,
                 reply,
+                ..
             } = job;
-            let started = catch_unwind(AssertUnwindSafe(|| {
-                self.hold_transcriber(&model)?;
-                self.transcriber_keep = keep_alive;
-                self.backend.start_transcription(samples, options)
-            }));
+            let started = seat.and_then(|seat| {
+                match catch_unwind(AssertUnwindSafe(|| {
+                    self.seat(&model, seat)?;
+                    if let Some(held) = self.held.iter_mut().find(|h| h.name == model.name) {
+                        held.keep = keep_alive;
+                    }
+                    self.backend
+                        .start_transcription(&model.name, samples, options)
+                })) {
+                    Ok(started) => started,
+                    Err(panic) => {
+                        self.unload(&model.name);
+                        Err(engine_panic(&model.name, &panic))
+                    }
+                }
+            });
             match started {
-                Ok(Ok(run)) => self.transcriptions.push(Transcribing {
+                Ok(run) => self.transcriptions.push(Transcribing {
                     run,
                     model: model.name,
                     reply,
                 }),
-                Ok(Err(error)) => {
+                Err(error) => {
                     let _ = reply.send(Err(error));
-                }
-                Err(panic) => {
-                    let _ = reply.send(Err(engine_panic(&model.name, &panic)));
-                    self.unload_transcriber();
                 }
             }
         }
@@ -878,62 +940,31 @@ impl WorkerLoop {
             Ok(Ok(_)) => Ok(over.run.finish()),
             Ok(Err(error)) => Err(error),
             Err(panic) => {
-                self.unload_transcriber();
+                self.unload(&over.model);
                 Err(engine_panic(&over.model, &panic))
             }
         };
-        if result.is_ok() && self.transcriptions.is_empty() && self.active.is_empty() {
-            // Shown now: the reply can reach its client before the worker is idle again,
-            // which is when expiries are otherwise shown.
-            let at = expiry_at(self.hold_time(self.transcriber_keep));
-            if let Some(resident) = &mut self.shown.lock().expect("not poisoned").transcriber {
-                resident.expires_at = at;
-            }
+        if let Some(held) = self.held.iter_mut().find(|h| h.name == over.model) {
+            held.last_used = Instant::now();
         }
+        // Shown now: the reply can reach its client before the worker is idle again.
+        self.show_expiry();
         let _ = over.reply.send(result);
     }
 
-    /// A load asked for ahead of requests: refused while another model generates (one model in
-    /// memory at a time), and a panic in the engine fails the load only.
+    /// A load asked for ahead of requests: refused (busy) while the models in its way are
+    /// answering, and a panic in the engine fails the load only.
     fn preload(&mut self, model: &RunnableModel) -> Result<(), ServiceError> {
-        if model.info.classification.model_type == ModelType::Audio {
-            let switching = self.transcriber.as_ref().is_some_and(|t| *t != model.name);
-            if switching && !self.transcriptions.is_empty() {
-                return Err(ServiceError::Busy);
-            }
-            return match catch_unwind(AssertUnwindSafe(|| self.hold_transcriber(model))) {
-                Ok(result) => result,
-                Err(panic) => {
-                    self.unload_transcriber();
-                    Err(engine_panic(&model.name, &panic))
-                }
-            };
-        }
-        if model.info.classification.model_type == ModelType::Embedding {
-            return match catch_unwind(AssertUnwindSafe(|| self.hold_embedder(model))) {
-                Ok(result) => result,
-                Err(panic) => {
-                    self.unload_embedder();
-                    Err(engine_panic(&model.name, &panic))
-                }
-            };
-        }
-        let switching = self.loaded.as_ref().is_some_and(|l| *l != model.name);
-        if switching && !self.active.is_empty() {
-            return Err(ServiceError::Busy);
-        }
-        match catch_unwind(AssertUnwindSafe(|| self.hold(model))) {
-            Ok(result) => result,
-            Err(panic) => {
-                self.unload();
-                Err(engine_panic(&model.name, &panic))
-            }
+        match self.placement(model)? {
+            Some(seat) => self.seat_guarded(model, seat),
+            None => Err(ServiceError::Busy),
         }
     }
 
     fn idle(&self) -> bool {
         self.active.is_empty()
             && self.waiting.is_empty()
+            && self.embed_jobs.is_empty()
             && self.transcriptions.is_empty()
             && self.transcribe_waiting.is_empty()
     }
@@ -948,59 +979,65 @@ impl WorkerLoop {
         }
     }
 
-    /// While idle: unloads the models whose keep-alive has run out, shows when the others go,
-    /// and returns how long each has left (`None`: not held, or held for ever).
-    fn let_expired_go(&mut self) -> Expiry {
-        let idle = self.idle_since.elapsed();
-        let left = |held: bool, keep| {
-            self.hold_time(keep)
-                .filter(|_| held)
-                .map(|time| time.saturating_sub(idle))
-        };
-        let text = left(self.loaded.is_some(), self.text_keep);
-        let embedder = left(self.embedder.is_some(), self.embedder_keep);
-        let transcriber = left(self.transcriber.is_some(), self.transcriber_keep);
-        if text.is_some_and(|left| left.is_zero()) {
-            self.unload();
-        }
-        if embedder.is_some_and(|left| left.is_zero()) {
-            self.unload_embedder();
-        }
-        if transcriber.is_some_and(|left| left.is_zero()) {
-            self.unload_transcriber();
-        }
-        let left = Expiry {
-            text: text.filter(|left| !left.is_zero()),
-            embedder: embedder.filter(|left| !left.is_zero()),
-            transcriber: transcriber.filter(|left| !left.is_zero()),
-        };
-        self.show_expiry(left);
-        left
+    /// How long an idle model has left; `None` for ever.
+    fn left(&self, held: &Held) -> Option<Duration> {
+        self.hold_time(held.keep)
+            .map(|time| time.saturating_sub(held.last_used.elapsed()))
     }
 
-    /// What `/api/ps` shows: when each model goes if no request comes (none while it works).
-    fn show_expiry(&self, left: Expiry) {
-        let mut shown = self.shown.lock().expect("not poisoned");
-        if let Some(resident) = &mut shown.text {
-            resident.expires_at = expiry_at(left.text);
+    /// Unloads the idle models whose keep-alive has run out (or whose unload waited for their
+    /// answers to end), shows when the others go, and returns how long until the next one
+    /// goes (`None`: none is due).
+    fn let_expired_go(&mut self) -> Option<Duration> {
+        let mut gone = Vec::new();
+        let mut next: Option<Duration> = None;
+        for held in self.held.iter().filter(|h| !self.wanted(&h.name)) {
+            match self.left(held) {
+                _ if held.unload_when_idle => gone.push(held.name.clone()),
+                Some(left) if left.is_zero() => gone.push(held.name.clone()),
+                Some(left) => next = Some(next.map_or(left, |next| next.min(left))),
+                None => {}
+            }
         }
-        if let Some(resident) = &mut shown.embedder {
-            resident.expires_at = expiry_at(left.embedder);
+        for name in gone {
+            self.unload(&name);
         }
-        if let Some(resident) = &mut shown.transcriber {
-            resident.expires_at = expiry_at(left.transcriber);
-        }
+        self.show_expiry();
+        next
     }
 
-    fn unload(&mut self) {
-        self.unload_when_idle = false;
-        self.text_keep = KeepAlive::Server;
-        if let Some(name) = self.loaded.take() {
-            self.backend.unload();
-            tracing::info!(model = %name, "model unloaded");
+    /// What `/api/ps` shows: the models held (text models first), and when each goes if no
+    /// request comes (none while it works).
+    fn show_expiry(&self) {
+        let mut residents: Vec<(Kind, Resident)> = self
+            .held
+            .iter()
+            .map(|held| {
+                let left = (!self.wanted(&held.name))
+                    .then(|| self.left(held))
+                    .flatten();
+                let resident = Resident {
+                    name: held.name.clone(),
+                    memory_bytes: held.memory_bytes,
+                    loaded_at: held.loaded_at,
+                    expires_at: expiry_at(left),
+                };
+                (held.kind, resident)
+            })
+            .collect();
+        residents.sort_by_key(|(kind, _)| *kind);
+        *self.shown.lock().expect("not poisoned") = residents.into_iter().map(|(_, r)| r).collect();
+    }
+
+    /// The models at work stay: their keep-alive counts from their last work.
+    fn touch_models_in_use(&mut self) {
+        let now = Instant::now();
+        let in_use: Vec<bool> = self.held.iter().map(|h| self.in_use(&h.name)).collect();
+        for (held, in_use) in self.held.iter_mut().zip(in_use) {
+            if in_use {
+                held.last_used = now;
+            }
         }
-        self.shown.lock().expect("not poisoned").text = None;
-        self.note_prefix_cache();
     }
 
     /// One token for every active generation.
@@ -1011,7 +1048,6 @@ impl WorkerLoop {
                 // The client went away: stop at this token.
                 session.generation.finish(FinishReason::Cancelled);
             }
-            let model = self.loaded.as_deref().unwrap_or("");
             match catch_unwind(AssertUnwindSafe(|| session.step())) {
                 Ok(Ok(true)) => {}
                 Ok(Ok(false)) => finished.push(index),
@@ -1022,7 +1058,7 @@ impl WorkerLoop {
                 Err(panic) => {
                     let _ = session
                         .events
-                        .send(Event::Failed(engine_panic(model, &panic)));
+                        .send(Event::Failed(engine_panic(&session.model, &panic)));
                     finished.push(index);
                 }
             }
@@ -1090,9 +1126,10 @@ impl WorkerLoop {
             let _ = job.reply.send(Err(ServiceError::ShuttingDown));
         }
         self.queue.active.store(0, Ordering::SeqCst);
-        self.unload();
-        self.unload_embedder();
-        self.unload_transcriber();
+        let names: Vec<String> = self.held.iter().map(|h| h.name.clone()).collect();
+        for name in names {
+            self.unload(&name);
+        }
     }
 }
 
@@ -1135,41 +1172,4 @@ fn engine_panic(model: &str, panic: &Box<dyn std::any::Any + Send>) -> ServiceEr
     );
     tracing::error!(error = %message, "request failed");
     ServiceError::Internal(message)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn stats(hits: u64, misses: u64, reused_tokens: u64, bytes: usize) -> Option<PrefixStats> {
-        Some(PrefixStats {
-            hits,
-            misses,
-            reused_tokens,
-            bytes,
-        })
-    }
-
-    #[test]
-    fn prefix_counters_add_up_over_the_models_loaded_in_turn() {
-        let mut counters = PrefixCounters::default();
-        counters.note("a", stats(1, 2, 30, 100));
-        counters.note("a", stats(2, 2, 50, 120));
-        // Another model counts from zero; its numbers add to the totals.
-        counters.note("b", stats(1, 0, 10, 40));
-        assert_eq!(counters.totals, stats(3, 2, 60, 40).unwrap());
-        counters.note("", None);
-        assert_eq!(
-            counters.totals,
-            stats(3, 2, 60, 0).unwrap(),
-            "unloaded: nothing held"
-        );
-        // The first model again, loaded anew: from zero again.
-        counters.note("a", stats(1, 1, 5, 10));
-        assert_eq!(counters.totals, stats(4, 3, 65, 10).unwrap());
-        // And once more after an unload, with counts below the last ones.
-        counters.note("", None);
-        counters.note("a", stats(0, 1, 0, 0));
-        assert_eq!(counters.totals, stats(4, 4, 65, 0).unwrap());
-    }
 }

@@ -44,10 +44,19 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 2048)]
     pub max_tokens: usize,
     /// Memory kept for the keys and values of earlier prompts, reused by prompts that start the
-    /// same way (a conversation's next turn): e.g. `2GiB`, `512MB`; 0 turns it off. Default: an
-    /// eighth of the memory, at most 4 GiB.
+    /// same way (a conversation's next turn): e.g. `2GiB`, `512MB`; 0 turns it off. The text
+    /// models in memory share it in equal parts. Default: an eighth of the memory, at most 4 GiB.
     #[arg(long, value_name = "SIZE", value_parser = mlxk_engine::load_plan::parse_budget)]
     pub prompt_cache_size: Option<u64>,
+    /// Models kept in memory at once (text, embedding and speech-to-text models alike); the
+    /// least recently used idle one goes when another needs its place.
+    #[arg(long, default_value_t = 3)]
+    pub max_loaded_models: usize,
+    /// Memory the models kept may take together (each counted as its load plan's, with a
+    /// margin), e.g. `12GiB`; a model needing more than this alone is refused. Default: three
+    /// quarters of the memory, less the prompt cache's size.
+    #[arg(long, value_name = "SIZE", value_parser = mlxk_engine::load_plan::parse_budget)]
+    pub models_memory: Option<u64>,
     /// Largest request body accepted, in bytes.
     #[arg(long, default_value_t = 4 * 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -117,6 +126,9 @@ pub fn run(args: &ServeArgs, _output: &Output) -> Result<Outcome, CliError> {
     } else {
         logs.init();
     }
+    let prompt_cache_bytes = args
+        .prompt_cache_size
+        .unwrap_or_else(mlxk_engine::prefix_cache::default_capacity);
     let config = ServerConfig {
         host: args.host,
         port: args.port,
@@ -135,9 +147,11 @@ pub fn run(args: &ServeArgs, _output: &Output) -> Result<Outcome, CliError> {
         max_active: args.max_active.max(1),
         load_policy: args.weights.policy()?,
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
-        prompt_cache_bytes: args
-            .prompt_cache_size
-            .unwrap_or_else(mlxk_engine::prefix_cache::default_capacity),
+        prompt_cache_bytes,
+        max_loaded_models: args.max_loaded_models.max(1),
+        models_memory: args
+            .models_memory
+            .unwrap_or_else(|| ServerConfig::default_models_memory(prompt_cache_bytes)),
         cache: None,
     };
     config

@@ -1,13 +1,19 @@
 //! Several sequences in one forward pass: prompts of different lengths prefilled alone, their
 //! caches joined as the rows of one batch (left-padded to a common length), then decoded
 //! together. Each row's logits are the ones it gets decoding alone, on every architecture's
-//! tiny model (float32 and 4-bit, as published).
+//! tiny model (float32 and 4-bit, as published). Then the engine's `Batch`: sequences joining
+//! in chunks between decode steps, leaving, finishing, each giving its tokens alone.
 
 use std::rc::Rc;
 
 use mlx_rs::transforms::eval;
 use mlx_rs::Array;
-use mlxk_engine::{LanguageModel, LoadPolicy, Positions};
+use mlxk_engine::generate::RawLogprob;
+use mlxk_engine::{
+    AnswerOptions, Batch, ChatMessage, FinishReason, Generator, LanguageModel, LoadPolicy, Poll,
+    Positions, PrefixCache, Prompt, SamplingChoice, SamplingParams, SeqId, Sequence, TextEvent,
+    TextGeneration, TextModel,
+};
 use serde_json::Value;
 
 use super::mlx;
@@ -137,4 +143,576 @@ fn rows_joined_into_a_batch_decode_as_each_sequence_alone() {
     }
     // Every architecture, in float32 and 4-bit.
     assert_eq!(checked.len(), 16, "{checked:?}");
+}
+
+// ---- The batch of sequences (mlxk_engine::Batch): joining, stepping, leaving. ----
+
+/// Tokens and log-probabilities a sequence gave through the batch's polls.
+#[derive(Default)]
+struct Taken {
+    tokens: Vec<u32>,
+    logprobs: Vec<RawLogprob>,
+}
+
+/// Polls `id` until the batch has to step again; `true` once it is done.
+fn take(batch: &mut Batch, id: SeqId, into: &mut Taken) -> bool {
+    let done = loop {
+        match batch.poll(id).unwrap() {
+            Poll::Token(token) => into.tokens.push(token),
+            Poll::Pending => break false,
+            Poll::Done => break true,
+        }
+    };
+    into.logprobs.extend(batch.take_logprobs(id));
+    done
+}
+
+/// The same generation alone (the facade, a batch of one): tokens and log-probabilities with
+/// two alternatives each.
+fn alone(
+    model: &Rc<dyn LanguageModel>,
+    prompt: &[u32],
+    max_tokens: usize,
+    sampling: &SamplingParams,
+) -> Taken {
+    let mut generator = Generator::prepared(
+        Rc::clone(model),
+        prompt,
+        max_tokens,
+        512,
+        &[],
+        sampling,
+        None,
+    )
+    .unwrap();
+    generator.report_logprobs(2);
+    generator.prefill().unwrap();
+    let mut logprobs = Vec::new();
+    while generator.next_token().unwrap().is_some() {
+        logprobs.extend(generator.take_logprobs());
+    }
+    Taken {
+        tokens: generator.into_generation().tokens,
+        logprobs,
+    }
+}
+
+fn sequence(prompt: &[u32], max_tokens: usize, sampling: &SamplingParams) -> Sequence {
+    let mut sequence = Sequence::new(prompt, max_tokens, 512, &[], sampling, None).unwrap();
+    sequence.report_logprobs(2);
+    sequence
+}
+
+/// A row's tokens and log-probabilities are those of the same sequence alone: tokens exactly
+/// (on a mismatch, the margin between the two likeliest tokens alone says how close it was),
+/// log-probabilities to 1e-4.
+fn assert_same(what: &str, batched: &Taken, solo: &Taken) {
+    if let Some(at) = (0..solo.tokens.len()).find(|&i| batched.tokens.get(i) != solo.tokens.get(i))
+    {
+        let margin = solo.logprobs.get(at).map(|l| {
+            let top = &l.top;
+            top.first().map_or(0.0, |a| a.1) - top.get(1).map_or(0.0, |b| b.1)
+        });
+        panic!(
+            "{what}: tokens part at {at} (alone the top-2 margin there is {margin:?}): {:?} vs alone {:?}",
+            batched.tokens, solo.tokens
+        );
+    }
+    assert_eq!(batched.tokens, solo.tokens, "{what}");
+    assert_eq!(batched.logprobs.len(), solo.logprobs.len(), "{what}");
+    for (i, (b, s)) in batched.logprobs.iter().zip(&solo.logprobs).enumerate() {
+        assert_eq!(b.token, s.token, "{what}: token {i}");
+        assert!(
+            (b.logprob - s.logprob).abs() < 1e-4,
+            "{what}: token {i}: logprob {} vs alone {}",
+            b.logprob,
+            s.logprob
+        );
+        let alternatives = |l: &RawLogprob| l.top.iter().map(|t| t.0).collect::<Vec<_>>();
+        assert_eq!(
+            alternatives(b),
+            alternatives(s),
+            "{what}: token {i}: alternatives"
+        );
+    }
+}
+
+/// Engine test 2: one sequence decodes alone for a few steps, two more join (prefilled in
+/// chunks of 5 between decode steps); each gives the tokens of its sequence alone.
+fn check_batched_equals_alone(name: &str, model: &Rc<dyn LanguageModel>, reference: &Value) {
+    let prompts = prompts(reference);
+    let greedy = SamplingParams::default();
+    let mut batch = Batch::new(Rc::clone(model)).with_prefill_chunk(5);
+    let mut seqs = vec![batch.join(sequence(&prompts[0], 12, &greedy))];
+    let mut taken: Vec<Taken> = (0..prompts.len()).map(|_| Taken::default()).collect();
+    for steps in 1.. {
+        batch.step().unwrap();
+        if steps == 3 {
+            for prompt in &prompts[1..] {
+                seqs.push(batch.join(sequence(prompt, 12, &greedy)));
+            }
+        }
+        let mut done = seqs.len() == prompts.len();
+        for (id, taken) in seqs.iter().zip(&mut taken) {
+            done &= take(&mut batch, *id, taken);
+        }
+        if done {
+            break;
+        }
+        assert!(steps < 100, "{name}: the batch does not end");
+    }
+    assert!(!batch.is_busy());
+    for (r, (id, taken)) in seqs.iter().zip(&taken).enumerate() {
+        let generation = batch.leave(*id);
+        assert_eq!(generation.tokens, taken.tokens, "{name}: row {r}");
+        assert_eq!(generation.finish_reason, FinishReason::Length);
+        let solo = alone(model, &prompts[r], 12, &greedy);
+        assert_same(&format!("{name}: row {r}"), taken, &solo);
+    }
+    assert_eq!(
+        taken[0].tokens,
+        ids(&reference["tokens"]),
+        "{name}: mlx-lm's"
+    );
+}
+
+/// The float32 and 4-bit tiny model of every architecture, as published.
+fn each_case(mut check: impl FnMut(&str, &Rc<dyn LanguageModel>, &Value)) -> usize {
+    let mut checked = 0;
+    for (architecture, dir) in cases() {
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        if !(name == *architecture || name == format!("{architecture}-4bit")) {
+            continue;
+        }
+        let reference: Value =
+            serde_json::from_slice(&std::fs::read(dir.join("reference.json")).unwrap()).unwrap();
+        let model = mlxk_engine::load(dir, &LoadPolicy::as_published())
+            .unwrap()
+            .model;
+        check(&name, &model, &reference);
+        checked += 1;
+    }
+    checked
+}
+
+#[test]
+fn sequences_batched_give_the_tokens_they_give_alone() {
+    let _mlx = mlx();
+    let checked = each_case(check_batched_equals_alone);
+    assert_eq!(checked, 14, "every architecture in float32 and 4-bit");
+}
+
+fn float_model(architecture: &str) -> Rc<dyn LanguageModel> {
+    let (_, dir) = cases()
+        .iter()
+        .find(|(arch, path)| {
+            arch == architecture && path.file_name().unwrap().to_string_lossy() == architecture
+        })
+        .unwrap_or_else(|| panic!("a float tiny {architecture} model"));
+    mlxk_engine::load(dir, &LoadPolicy::as_published())
+        .unwrap()
+        .model
+}
+
+/// A 300-token prompt: past Gemma 3's window of 8 and past a cache's first 256 slots.
+fn long_prompt() -> Vec<u32> {
+    (0..300u32).map(|i| 3 + i * 7 % 90).collect()
+}
+
+/// Engine tests 7 and 3: while a long prompt joins in chunks of 32, the decoding row gets
+/// exactly one token per step; then both decode (past 256 slots, Gemma 3's windows too), and
+/// each equals its sequence alone.
+fn check_step_contract(architecture: &str) {
+    let model = float_model(architecture);
+    let greedy = SamplingParams::default();
+    let short = vec![5, 17, 42, 9, 33];
+    let long = long_prompt();
+    let mut batch = Batch::new(Rc::clone(&model)).with_prefill_chunk(32);
+    let decoding = batch.join(sequence(&short, 24, &greedy));
+    let mut taken = [Taken::default(), Taken::default()];
+    batch.step().unwrap();
+    assert_eq!(batch.rows(), [decoding]);
+    let joiner = batch.join(sequence(&long, 8, &greedy));
+    let (mut progress, mut steps) = (0, 0);
+    while batch.is_joining(joiner) {
+        batch.step().unwrap();
+        steps += 1;
+        take(&mut batch, decoding, &mut taken[0]);
+        assert_eq!(
+            taken[0].tokens.len(),
+            steps,
+            "{architecture}: one token per step"
+        );
+        let now = batch.prefill_progress(joiner).unwrap();
+        assert!(
+            now > progress && now - progress <= 32,
+            "{architecture}: step {steps} prefilled {progress}..{now}"
+        );
+        progress = now;
+    }
+    assert_eq!((progress, steps), (300, 10), "{architecture}");
+    assert_eq!(batch.rows(), [decoding, joiner]);
+    for _ in 0..3 {
+        batch.step().unwrap();
+        assert_eq!(count_into(&mut batch, decoding, &mut taken[0]), 1);
+        assert_eq!(count_into(&mut batch, joiner, &mut taken[1]), 1);
+    }
+    while batch.is_busy() {
+        batch.step().unwrap();
+        take(&mut batch, decoding, &mut taken[0]);
+        take(&mut batch, joiner, &mut taken[1]);
+    }
+    assert_same(
+        &format!("{architecture}: short row"),
+        &taken[0],
+        &alone(&model, &short, 24, &greedy),
+    );
+    assert_same(
+        &format!("{architecture}: long row"),
+        &taken[1],
+        &alone(&model, &long, 8, &greedy),
+    );
+}
+
+fn count_into(batch: &mut Batch, id: SeqId, into: &mut Taken) -> usize {
+    let before = into.tokens.len();
+    take(batch, id, into);
+    into.tokens.len() - before
+}
+
+#[test]
+fn a_long_prompt_joins_in_chunks_while_rows_get_a_token_every_step() {
+    let _mlx = mlx();
+    check_step_contract("llama");
+    check_step_contract("gemma3_text");
+}
+
+/// Engine test 9: a row finished (a stop string) and a row cancelled mid-batch leave at the
+/// next step, the batch's caches shrink, and the row that stays decodes as alone.
+#[test]
+fn rows_finished_or_cancelled_mid_batch_leave_and_the_others_go_on() {
+    let _mlx = mlx();
+    let model = float_model("qwen3");
+    let greedy = SamplingParams::default();
+    let long = long_prompt();
+    let prompts = [
+        vec![5, 17, 42, 9, 33, 2, 8],
+        long[..40].to_vec(),
+        long[..90].to_vec(),
+    ];
+    let mut batch = Batch::new(Rc::clone(&model)).with_prefill_chunk(128);
+    let seqs: Vec<SeqId> = prompts
+        .iter()
+        .map(|p| batch.join(sequence(p, 16, &greedy)))
+        .collect();
+    let mut taken: Vec<Taken> = (0..3).map(|_| Taken::default()).collect();
+    // One prefill per step (the first whole, the others a chunk of 128), then two decode steps.
+    for _ in 0..5 {
+        batch.step().unwrap();
+        for (id, taken) in seqs.iter().zip(&mut taken) {
+            take(&mut batch, *id, taken);
+        }
+    }
+    assert_eq!(batch.rows(), seqs);
+    assert_eq!(
+        taken.iter().map(|t| t.tokens.len()).collect::<Vec<_>>(),
+        [4, 3, 2]
+    );
+    let before = batch.bytes();
+    batch.finish(seqs[1], FinishReason::Stop);
+    batch.finish(seqs[2], FinishReason::Cancelled);
+    assert_eq!(batch.poll(seqs[1]).unwrap(), Poll::Done);
+    batch.step().unwrap();
+    assert_eq!(batch.rows(), [seqs[0]]);
+    assert!(batch.bytes() < before, "{} < {before}", batch.bytes());
+    while !take(&mut batch, seqs[0], &mut taken[0]) {
+        batch.step().unwrap();
+    }
+    assert_same(
+        "the row that stays",
+        &taken[0],
+        &alone(&model, &prompts[0], 16, &greedy),
+    );
+    let stopped = batch.leave(seqs[1]);
+    assert_eq!(
+        (stopped.finish_reason, stopped.tokens.as_slice()),
+        (FinishReason::Stop, &taken[1].tokens[..])
+    );
+    let cancelled = batch.leave(seqs[2]);
+    assert_eq!(cancelled.finish_reason, FinishReason::Cancelled);
+    assert_eq!(cancelled.tokens, taken[2].tokens);
+
+    // A sequence leaving while it joins, and one leaving as a row, without a finish first.
+    let row = batch.join(sequence(&prompts[0], 8, &greedy));
+    batch.step().unwrap();
+    let quitter = batch.join(sequence(&long, 8, &greedy));
+    batch.step().unwrap();
+    assert!(batch.is_joining(quitter));
+    assert_eq!(batch.prefill_progress(quitter), Some(128));
+    assert_eq!(batch.leave(quitter).finish_reason, FinishReason::Cancelled);
+    batch.step().unwrap();
+    assert_eq!(batch.rows(), [row]);
+    let left = batch.leave(row);
+    assert_eq!(left.finish_reason, FinishReason::Cancelled);
+    assert_eq!(left.tokens.len(), 0, "nothing was polled");
+    assert!(batch.rows().is_empty() && !batch.is_busy());
+    assert_eq!(batch.bytes(), 0);
+}
+
+/// The sampling a reference case records.
+fn sampling_of(sampling: &Value) -> SamplingParams {
+    let number = |key: &str| sampling[key].as_f64().unwrap();
+    SamplingParams {
+        temperature: number("temperature") as f32,
+        top_p: number("top_p") as f32,
+        min_p: number("min_p") as f32,
+        top_k: number("top_k") as usize,
+        repetition_penalty: number("repetition_penalty") as f32,
+        repetition_window: 20,
+        seed: Some(number("seed") as u64),
+    }
+}
+
+/// The tokens of `prompt` under `sampling` in a batch: `company[0]` joins first, the sequence
+/// at step `joins_at`, the rest of `company` a step later; prompts are prefilled in chunks of 4
+/// between decode steps.
+fn in_company(
+    model: &Rc<dyn LanguageModel>,
+    prompt: &[u32],
+    sampling: &SamplingParams,
+    company: &[SamplingParams],
+    joins_at: usize,
+) -> Vec<u32> {
+    let mut batch = Batch::new(Rc::clone(model)).with_prefill_chunk(4);
+    let companion = |p: &SamplingParams| sequence(&long_prompt()[..30], 16, p);
+    let mut others = vec![batch.join(companion(&company[0]))];
+    let mut mine = None;
+    let mut taken = Taken::default();
+    for step in 0..200 {
+        if step == joins_at {
+            mine = Some(batch.join(sequence(prompt, 12, sampling)));
+        }
+        if step == joins_at + 1 {
+            others.extend(company[1..].iter().map(|p| batch.join(companion(p))));
+        }
+        batch.step().unwrap();
+        for other in &others {
+            take(&mut batch, *other, &mut Taken::default());
+        }
+        if let Some(id) = mine {
+            if take(&mut batch, id, &mut taken) {
+                return taken.tokens;
+            }
+        }
+    }
+    panic!("the sequence does not end");
+}
+
+/// Engine test 4: a seeded row draws mlx-lm's tokens whatever shares its batch (two other
+/// seeded rows, or a greedy row and another seeded one, joined before and after it).
+#[test]
+fn a_seeded_row_draws_the_same_tokens_whatever_shares_its_batch() {
+    let _mlx = mlx();
+    let seeded = |temperature: f32, seed: u64| SamplingParams {
+        temperature,
+        seed: Some(seed),
+        ..SamplingParams::default()
+    };
+    let company = [
+        SamplingParams {
+            top_k: 5,
+            ..seeded(0.8, 1)
+        },
+        SamplingParams {
+            top_p: 0.9,
+            repetition_penalty: 1.3,
+            ..seeded(1.0, 2)
+        },
+    ];
+    let other_company = [
+        SamplingParams::default(),
+        SamplingParams {
+            min_p: 0.1,
+            ..seeded(0.7, 3)
+        },
+    ];
+    let mut checked = 0;
+    for (_, dir) in cases() {
+        let reference: Value =
+            serde_json::from_slice(&std::fs::read(dir.join("reference.json")).unwrap()).unwrap();
+        let Some(sampling) = reference.get("sampling") else {
+            continue;
+        };
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        let model = mlxk_engine::load(dir, &LoadPolicy::as_published())
+            .unwrap()
+            .model;
+        let prompt = ids(&reference["prompt"]);
+        let sampling = sampling_of(sampling);
+        let expected = ids(&reference["sampled_tokens"]);
+        assert_eq!(
+            in_company(&model, &prompt, &sampling, &company, 1),
+            expected,
+            "{name}: beside two seeded rows"
+        );
+        assert_eq!(
+            in_company(&model, &prompt, &sampling, &other_company, 3),
+            expected,
+            "{name}: beside a greedy and a seeded row, joined later"
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 4, "the seeded-sampling cases");
+}
+
+/// Engine test 6: a second turn that joins a batch while another row decodes starts from the
+/// first turn's kept caches and gives the tokens and log-probabilities (1e-4) of a cold run.
+#[test]
+fn a_prefix_hit_joins_a_batch_and_equals_a_cold_run() {
+    let _mlx = mlx();
+    let model = float_model("llama");
+    let greedy = SamplingParams::default();
+    let prefixes = PrefixCache::shared(1 << 30);
+    let first: Vec<u32> = long_prompt()[..40].to_vec();
+    let mut turn =
+        Generator::prepared(Rc::clone(&model), &first, 8, 512, &[], &greedy, None).unwrap();
+    turn.reuse_prefixes(&prefixes);
+    turn.prefill().unwrap();
+    while turn.next_token().unwrap().is_some() {}
+    let answer = turn.into_generation().tokens;
+    let mut second = first.clone();
+    second.extend(&answer);
+    second.extend([11, 12, 13, 14]);
+
+    let mut batch = Batch::new(Rc::clone(&model)).with_prefill_chunk(16);
+    let companion = batch.join(sequence(&long_prompt()[100..150], 20, &greedy));
+    batch.step().unwrap();
+    batch.step().unwrap();
+    let mut warm = sequence(&second, 12, &greedy);
+    warm.reuse_prefixes(&prefixes);
+    let id = batch.join(warm);
+    let mut taken = Taken::default();
+    while !take(&mut batch, id, &mut taken) {
+        batch.step().unwrap();
+        take(&mut batch, companion, &mut Taken::default());
+    }
+    assert_same(
+        "warm in a batch",
+        &taken,
+        &alone(&model, &second, 12, &greedy),
+    );
+    let generation = batch.leave(id);
+    assert_eq!(generation.reused_tokens, first.len() + answer.len() - 1);
+    let stats = prefixes.borrow().stats();
+    assert_eq!((stats.hits, stats.misses), (1, 1));
+    assert!(stats.bytes > 0);
+}
+
+/// The demo model as `scripts/setup.sh` installed it into the demo cache (as
+/// `constrained.rs` finds it).
+fn demo_model() -> std::path::PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or(
+        super::reference::root().join("target"),
+        std::path::PathBuf::from,
+    );
+    let repo = target.join("demo-hf-home/hub/models--mlxk-demo--SmolLM2-135M-Instruct-Q4_1-mlx");
+    let commit = std::fs::read_to_string(repo.join("refs/main"))
+        .expect("the demo model is installed: run ./scripts/setup.sh");
+    repo.join("snapshots").join(commit.trim())
+}
+
+/// A generation's text (answer and reasoning) until it ends, as `next_events` gives it;
+/// `step` runs before each call.
+#[derive(Default)]
+struct Text {
+    answer: String,
+    reasoning: String,
+    ended: bool,
+}
+
+impl Text {
+    fn take(&mut self, generation: &mut TextGeneration) {
+        match generation.next_events().unwrap() {
+            None => self.ended = true,
+            Some(events) => {
+                for event in events {
+                    match event {
+                        TextEvent::Content(text) => self.answer.push_str(&text),
+                        TextEvent::Reasoning(text) => self.reasoning.push_str(&text),
+                        other => panic!("no tools were offered: {other:?}"),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `TextModel::join`: chat generations joined to the model's batch, stepped by its owner
+/// (`TextModel::step` while `is_busy`), give the text and tokens `TextModel::start` gives each
+/// alone, a stop string ending one of them mid-batch.
+#[test]
+fn joined_text_generations_give_the_text_they_give_alone() {
+    let _mlx = mlx();
+    let model = TextModel::load(&demo_model(), &LoadPolicy::default()).unwrap();
+    let questions = [
+        "Describe a cat in a few words.",
+        "What is two plus two?",
+        "Name three colours of the rainbow, and say which of them you like best and why.",
+    ];
+    let prompt = |q: &str| Prompt::Chat(vec![ChatMessage::new("user", q)]);
+    let options = |stops: Vec<String>| {
+        let greedy = SamplingChoice {
+            temperature: Some(0.0),
+            ..SamplingChoice::default()
+        };
+        AnswerOptions::text(greedy, 12, 2048, stops, false)
+    };
+    let stops = |i: usize| match i {
+        1 => vec![" classic".to_string()],
+        _ => Vec::new(),
+    };
+    let mut alone = Vec::new();
+    for (i, q) in questions.iter().enumerate() {
+        let mut generation = model.start(&prompt(q), &options(stops(i))).unwrap();
+        let mut text = Text::default();
+        while !text.ended {
+            text.take(&mut generation);
+        }
+        alone.push((text, generation.into_generation()));
+    }
+    let mut joined: Vec<TextGeneration> = questions
+        .iter()
+        .enumerate()
+        .map(|(i, q)| model.join(&prompt(q), &options(stops(i))).unwrap())
+        .collect();
+    let mut texts: Vec<Text> = joined.iter().map(|_| Text::default()).collect();
+    assert!(model.is_busy());
+    let mut steps = 0;
+    while texts.iter().any(|t| !t.ended) {
+        if model.is_busy() {
+            model.step().unwrap();
+            steps += 1;
+        }
+        for (generation, text) in joined.iter_mut().zip(&mut texts) {
+            if !text.ended {
+                text.take(generation);
+            }
+        }
+        assert!(steps < 200, "the batch does not end");
+    }
+    for (i, (generation, text)) in joined.into_iter().zip(&texts).enumerate() {
+        let (solo, solo_generation) = &alone[i];
+        assert_eq!(text.answer, solo.answer, "question {i}");
+        assert_eq!(text.reasoning, solo.reasoning, "question {i}");
+        let generation = generation.into_generation();
+        assert_eq!(generation.tokens, solo_generation.tokens, "question {i}");
+        assert_eq!(generation.finish_reason, solo_generation.finish_reason);
+    }
+    assert_eq!(
+        alone[1].1.finish_reason,
+        FinishReason::Stop,
+        "{}",
+        alone[1].0.answer
+    );
+    assert!(!model.is_busy());
 }

@@ -114,8 +114,8 @@ pub async fn version() -> Json<Value> {
     Json(json!({"version": env!("CARGO_PKG_VERSION")}))
 }
 
-/// The models in memory (a text model, an embedding model), as Ollama lists them, with when
-/// they were loaded.
+/// The models in memory (text, embedding and speech-to-text models), as Ollama lists them,
+/// with when each was loaded and when it goes if no request comes.
 pub async fn ps(State(state): State<Shared>) -> Json<Value> {
     let models: Vec<Value> = state
         .service

@@ -9,6 +9,7 @@ mod audio;
 mod metrics;
 mod ollama;
 mod openai;
+mod residency;
 mod responses;
 
 use std::net::{SocketAddr, TcpStream};
@@ -43,6 +44,8 @@ const FAKE_DIMENSIONS: usize = 4;
 #[derive(Default)]
 struct Record {
     loads: Vec<String>,
+    /// The models let go, in order.
+    unloads: Vec<String>,
     /// How each generation ended, in order.
     ended: Vec<FinishReason>,
     /// The number of inputs of each embedding batch, in order.
@@ -61,12 +64,19 @@ struct FakeBackend {
 }
 
 impl Backend for FakeBackend {
-    fn load(&mut self, model: &RunnableModel) -> Result<u64, ServiceError> {
-        self.record.lock().unwrap().loads.push(model.name.clone());
+    /// `FAKE_MODEL_BYTES` for every model; `TOO_BIG` fits in no memory.
+    fn memory_needed(&self, model: &RunnableModel) -> Result<u64, ServiceError> {
         match model.name.as_str() {
             TOO_BIG => Err(ServiceError::InsufficientMemory(format!(
                 "{TOO_BIG} needs about 9000 MB but only 10 MB are free"
             ))),
+            _ => Ok(FAKE_MODEL_BYTES),
+        }
+    }
+
+    fn load(&mut self, model: &RunnableModel) -> Result<u64, ServiceError> {
+        self.record.lock().unwrap().loads.push(model.name.clone());
+        match model.name.as_str() {
             UNUSABLE => Err(ServiceError::ModelUnusable(format!(
                 "{UNUSABLE}: config: 'num_hidden_layers' is 0"
             ))),
@@ -74,7 +84,9 @@ impl Backend for FakeBackend {
         }
     }
 
-    fn unload(&mut self) {}
+    fn unload(&mut self, name: &str) {
+        self.record.lock().unwrap().unloads.push(name.to_string());
+    }
 
     fn load_embedder(&mut self, model: &RunnableModel) -> Result<u64, ServiceError> {
         self.record.lock().unwrap().loads.push(model.name.clone());
@@ -88,6 +100,7 @@ impl Backend for FakeBackend {
 
     fn start_transcription(
         &mut self,
+        _model: &str,
         samples: Vec<f32>,
         options: mlxk_engine::TranscribeOptions,
     ) -> Result<Box<dyn mlxk_server::backend::TranscriptionRun>, ServiceError> {
@@ -96,6 +109,7 @@ impl Backend for FakeBackend {
 
     fn embed(
         &mut self,
+        _model: &str,
         inputs: &[EmbeddingInput],
         _kind: InputKind,
     ) -> Result<Vec<Embedded>, ServiceError> {
@@ -126,6 +140,7 @@ impl Backend for FakeBackend {
 
     fn start(
         &mut self,
+        _model: &str,
         prompt: &Prompt,
         options: &AnswerOptions,
     ) -> Result<Box<dyn Generation>, ServiceError> {

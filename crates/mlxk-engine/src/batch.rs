@@ -1,0 +1,638 @@
+//! Several generations decoded together: one forward pass advances every row, and sequences
+//! join and leave between steps (continuous batching, as mlx-lm's `BatchGenerator`).
+//!
+//! A sequence that joins is prefilled alone, into one-row caches of its own, in chunks sized so
+//! that the rows already decoding keep their pace ([`PrefillBudget`]); its last chunk yields
+//! its first token, and its caches become a row of the batch's (`KvCache::append_row`). Every
+//! row keeps its own sampler, seed, grammar and stop conditions, so a sequence draws the same
+//! tokens whatever else shares its batch.
+//!
+//! After every [`Batch::step`], each row's caches hold all its tokens before the one queued for
+//! it (sampled on the device, not yet read), and that token is in `next`.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::ops::Range;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use mlx_rs::ops::concatenate;
+use mlx_rs::ops::indexing::{argmax_axis, IndexOp};
+use mlx_rs::transforms::{async_eval, eval};
+use mlx_rs::{Array, Dtype};
+
+use crate::error::{EngineError, Result};
+use crate::generate::{token_array, FinishReason, Generation, Prefill, RawLogprob, Sequence};
+use crate::kv_cache::KvCache;
+use crate::models::{LanguageModel, Positions};
+
+/// Prompt tokens processed per forward pass when nothing else is decoding (mlx-lm's default).
+pub const PREFILL_STEP: usize = 2048;
+
+/// A batch shared by the generations in it and the loop that steps it, on one thread.
+pub type SharedBatch = Rc<RefCell<Batch>>;
+
+/// A sequence's place in its batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SeqId(u64);
+
+/// What a sequence has for its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Poll {
+    /// Its next token.
+    Token(u32),
+    /// Nothing yet: the batch has to step.
+    Pending,
+    /// Finished, and every token taken.
+    Done,
+}
+
+/// What one step does, decided before any of it runs (so that a leader can send it to
+/// followers that only run it, for tensor parallelism): the rows that leave before the forward
+/// pass, and the prompt chunks prefilled after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepPlan {
+    pub drop: Vec<SeqId>,
+    pub prefill: Vec<(SeqId, Range<usize>)>,
+}
+
+pub struct Batch {
+    model: Rc<dyn LanguageModel>,
+    /// Per layer, one row per entry of `rows`; empty when there are no rows.
+    caches: Vec<KvCache>,
+    rows: Vec<SeqId>,
+    /// `[rows]` u32: each row's token sampled, not yet read, not yet fed.
+    next: Option<Array>,
+    /// The last tokens of sequences that are not fed again (`max_tokens`), read at the next
+    /// step: `[1]` each.
+    finals: Vec<(SeqId, Array)>,
+    sequences: HashMap<SeqId, Sequence>,
+    /// Sequences waiting for (or in the middle of) their prefill, first come first.
+    joining: VecDeque<SeqId>,
+    budget: PrefillBudget,
+    next_id: u64,
+    /// An error met where it could not be returned (a sequence leaving): the next step's.
+    fault: Option<EngineError>,
+}
+
+impl Batch {
+    pub fn new(model: Rc<dyn LanguageModel>) -> Self {
+        Batch {
+            model,
+            caches: Vec::new(),
+            rows: Vec::new(),
+            next: None,
+            finals: Vec::new(),
+            sequences: HashMap::new(),
+            joining: VecDeque::new(),
+            budget: PrefillBudget::default(),
+            next_id: 0,
+            fault: None,
+        }
+    }
+
+    /// Prefills in chunks of `tokens`, whatever the timing (tests, and replaying a plan).
+    pub fn with_prefill_chunk(mut self, tokens: usize) -> Self {
+        self.budget.fixed = Some(tokens.max(1));
+        self
+    }
+
+    pub fn shared(self) -> SharedBatch {
+        Rc::new(RefCell::new(self))
+    }
+
+    /// Queues `sequence` for its prefill; nothing is computed until the next step.
+    pub fn join(&mut self, mut sequence: Sequence) -> SeqId {
+        let id = SeqId(self.next_id);
+        self.next_id += 1;
+        if sequence.max_tokens == 0 {
+            sequence.finish(FinishReason::Length);
+        } else {
+            self.joining.push_back(id);
+        }
+        self.sequences.insert(id, sequence);
+        id
+    }
+
+    pub(crate) fn sequence_mut(&mut self, id: SeqId) -> Option<&mut Sequence> {
+        self.sequences.get_mut(&id)
+    }
+
+    /// Whether a step has work: a prompt to prefill, a row to decode or a last token to read.
+    pub fn is_busy(&self) -> bool {
+        !self.joining.is_empty()
+            || !self.finals.is_empty()
+            || self
+                .rows
+                .iter()
+                .any(|id| self.sequences.get(id).is_some_and(|s| !s.is_finished()))
+    }
+
+    /// Still waiting for (or in) its prefill.
+    pub fn is_joining(&self, id: SeqId) -> bool {
+        self.joining.contains(&id)
+    }
+
+    /// How many of its prompt tokens have keys and values (reused ones included): less than
+    /// the prompt while it joins. `None` for a sequence not in the batch.
+    pub fn prefill_progress(&self, id: SeqId) -> Option<usize> {
+        let sequence = self.sequences.get(&id)?;
+        Some(match (&sequence.prefill, self.is_joining(id)) {
+            (Some(prefill), true) => prefill.done,
+            (None, true) => sequence.reused_tokens,
+            (_, false) => sequence.prompt.len(),
+        })
+    }
+
+    /// The rows decoding now, in row order.
+    pub fn rows(&self) -> &[SeqId] {
+        &self.rows
+    }
+
+    /// The memory the rows' keys and values hold.
+    pub fn bytes(&self) -> usize {
+        self.caches.iter().map(KvCache::bytes).sum()
+    }
+
+    /// Its next token if one was read (see [`Poll`]); an error of this sequence alone (its
+    /// grammar) once.
+    pub fn poll(&mut self, id: SeqId) -> Result<Poll> {
+        match self.sequences.get_mut(&id) {
+            Some(sequence) => sequence.poll(),
+            None => Ok(Poll::Done),
+        }
+    }
+
+    /// The log-probabilities of the tokens polled since the last call.
+    pub fn take_logprobs(&mut self, id: SeqId) -> Vec<RawLogprob> {
+        self.sequences
+            .get_mut(&id)
+            .map(Sequence::take_logprobs)
+            .unwrap_or_default()
+    }
+
+    pub fn finish_reason(&self, id: SeqId) -> Option<FinishReason> {
+        self.sequences.get(&id).and_then(Sequence::finish_reason)
+    }
+
+    /// Ends a sequence early (a stop string, a cancel): tokens read but not polled are dropped,
+    /// a joiner stops prefilling, and a row leaves at the next step.
+    pub fn finish(&mut self, id: SeqId, reason: FinishReason) {
+        let Some(sequence) = self.sequences.get_mut(&id) else {
+            return;
+        };
+        sequence.finish_early(reason);
+        if let Some(at) = self.joining.iter().position(|&j| j == id) {
+            self.joining.remove(at);
+            // What it prefilled so far can still serve a later prompt.
+            let prefill = sequence.prefill.take();
+            if sequence.prefixes.is_some() {
+                sequence.kept = prefill.map(|p| p.caches);
+            }
+        }
+    }
+
+    /// Takes a sequence out of the batch and sums it up; its caches go to its prefix cache. One
+    /// that was not finished counts as cancelled. Never panics (it runs in `Drop`).
+    pub fn leave(&mut self, id: SeqId) -> Generation {
+        self.finish(id, FinishReason::Cancelled);
+        if self.rows.contains(&id) {
+            if let Err(error) = self.drop_rows(&[id]) {
+                self.fault.get_or_insert(error);
+            }
+        }
+        self.finals.retain(|(f, _)| *f != id);
+        let Some(mut sequence) = self.sequences.remove(&id) else {
+            return Generation {
+                tokens: Vec::new(),
+                finish_reason: FinishReason::Cancelled,
+                prompt_tokens: 0,
+                reused_tokens: 0,
+                prompt_time: Duration::ZERO,
+                decode_time: Duration::ZERO,
+            };
+        };
+        let generation = sequence.summary();
+        match (sequence.prefixes.take(), sequence.kept.take()) {
+            (Some(prefixes), Some(mut kept)) => {
+                // The caches hold every token fed: the prompt, then the answer but (usually) its
+                // last token, or more when the caller dropped tokens already computed.
+                let held = kept.first().map_or(0, |c| c.offset().max(0) as usize);
+                let fed: Vec<u32> = sequence
+                    .prompt
+                    .iter()
+                    .chain(&generation.tokens)
+                    .copied()
+                    .take(held)
+                    .collect();
+                let exact =
+                    fed.len() == held || kept.iter_mut().all(|c| c.truncate(fed.len() as i32));
+                // Borrowed already only if a panic unwinds through the prefix cache.
+                if let (true, Ok(mut prefixes)) = (exact, prefixes.try_borrow_mut()) {
+                    prefixes.store(fed, kept);
+                }
+            }
+            _ if generation.finish_reason == FinishReason::Cancelled => {
+                // Its caches are dropped; hand their memory back.
+                let _ = mlx_rs::memory::clear_cache();
+            }
+            _ => {}
+        }
+        generation
+    }
+
+    /// One step: rows that finished leave, one forward pass decodes every other row (its
+    /// token is read and the next one sampled), then prompt chunks are prefilled within the
+    /// budget.
+    pub fn step(&mut self) -> Result<()> {
+        if let Some(fault) = self.fault.take() {
+            return Err(fault);
+        }
+        let plan = self.plan();
+        self.run(&plan)
+    }
+
+    /// What the next step does: rows finished between steps, or whose queued token is their
+    /// last, leave before the forward pass; the first joiner gets one chunk of the budget while
+    /// rows decode, and its whole prompt when none do (as fast as a generation alone).
+    pub fn plan(&self) -> StepPlan {
+        let drop: Vec<SeqId> = self
+            .rows
+            .iter()
+            .copied()
+            .filter(|id| {
+                self.sequences
+                    .get(id)
+                    .is_none_or(|s| s.is_finished() || s.queued_is_last())
+            })
+            .collect();
+        let decoding = self.rows.len() > drop.len();
+        let mut prefill = Vec::new();
+        let joiner = self
+            .joining
+            .front()
+            .and_then(|id| Some((*id, self.prefill_progress(*id)?)));
+        if let Some((id, done)) = joiner {
+            let total = self.sequences[&id].prompt.len();
+            let chunk = self.budget.chunk(decoding);
+            let end = match decoding {
+                true => (done + chunk).min(total),
+                false => total,
+            };
+            let mut at = done;
+            while at < end {
+                let to = (at + chunk).min(end);
+                prefill.push((id, at..to));
+                at = to;
+            }
+        }
+        StepPlan { drop, prefill }
+    }
+
+    /// Runs a plan (made by [`Batch::plan`], here or on a leader).
+    pub fn run(&mut self, plan: &StepPlan) -> Result<()> {
+        self.drop_rows(&plan.drop)?;
+        let decode = match (&self.next, self.rows.len()) {
+            (Some(next), rows) if rows > 0 => {
+                let started = Instant::now();
+                let input = next.reshape(&[rows as i32, 1])?;
+                let logits =
+                    self.model
+                        .forward_positions(&input, &mut self.caches, Positions::Last)?;
+                async_eval([&logits])?;
+                Some((logits, started))
+            }
+            _ => None,
+        };
+        // The device computes the forward pass while the tokens it takes are read.
+        self.read()?;
+        if let Some((logits, started)) = decode {
+            self.sample_rows(&logits)?;
+            self.budget.decoded(started.elapsed());
+        }
+        for (id, range) in &plan.prefill {
+            self.prefill_chunk(*id, range.clone())?;
+        }
+        Ok(())
+    }
+
+    /// Takes rows out before the forward pass: their caches go to their sequences (for the
+    /// prefix cache), and a token still queued for an unfinished one is its last, read at this
+    /// step.
+    fn drop_rows(&mut self, ids: &[SeqId]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let (leaving, keep): (Vec<usize>, Vec<usize>) =
+            (0..self.rows.len()).partition(|&r| ids.contains(&self.rows[r]));
+        let alone = keep.is_empty() && leaving.len() == 1;
+        for &r in &leaving {
+            let id = self.rows[r];
+            let Some(sequence) = self.sequences.get_mut(&id) else {
+                continue;
+            };
+            if sequence.prefixes.is_some() {
+                sequence.kept = Some(match alone {
+                    // The only row: its caches as they are, no copy.
+                    true => std::mem::take(&mut self.caches),
+                    false => self
+                        .caches
+                        .iter()
+                        .map(|c| c.extract_row(r))
+                        .collect::<Result<_>>()?,
+                });
+            }
+            if !sequence.is_finished() {
+                if let Some(next) = &self.next {
+                    let r = r as i32;
+                    self.finals.push((id, next.index(r..r + 1)));
+                }
+            }
+        }
+        if keep.is_empty() {
+            // Wait for the queued work before its arrays go (see `Drop`).
+            if let Some(next) = self.next.take() {
+                eval([&next])?;
+            }
+            self.caches.clear();
+        } else {
+            for cache in &mut self.caches {
+                cache.filter_rows(&keep)?;
+            }
+            let indices: Vec<i32> = keep.iter().map(|&r| r as i32).collect();
+            let indices = Array::from_slice(&indices, &[indices.len() as i32]);
+            if let Some(next) = self.next.take() {
+                self.next = Some(next.take_axis(&indices, 0)?);
+            }
+        }
+        self.rows = keep.iter().map(|&r| self.rows[r]).collect();
+        Ok(())
+    }
+
+    /// Reads every queued token in one evaluation and gives each to its sequence.
+    fn read(&mut self) -> Result<()> {
+        let finals = std::mem::take(&mut self.finals);
+        let next = self.next.as_ref().filter(|_| !self.rows.is_empty());
+        let pending: Vec<&Array> = next
+            .into_iter()
+            .chain(finals.iter().map(|(_, token)| token))
+            .collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        eval(pending)?;
+        let read: Vec<(SeqId, u32)> = match next {
+            Some(next) => self.rows.iter().copied().zip(host_tokens(next)?).collect(),
+            None => Vec::new(),
+        };
+        let mut last = Vec::with_capacity(finals.len());
+        for (id, token) in &finals {
+            last.push((*id, host_tokens(token)?[0]));
+        }
+        for (id, token) in read.into_iter().chain(last) {
+            if let Some(sequence) = self.sequences.get_mut(&id).filter(|s| !s.is_finished()) {
+                if let Err(error) = sequence.accept(token) {
+                    sequence.fail(error);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Samples every row's next token from the logits `[rows, 1, vocab]`: each on its own row,
+    /// or one argmax for all when every row is plainly greedy.
+    fn sample_rows(&mut self, logits: &Array) -> Result<()> {
+        let rows = self.rows.len() as i32;
+        let vocab = *logits
+            .shape()
+            .last()
+            .expect("logits have a vocabulary axis");
+        let logits = logits.reshape(&[rows, vocab])?;
+        let plain = self.rows.iter().all(|id| {
+            self.sequences
+                .get(id)
+                .is_none_or(|s| s.is_finished() || s.plain_greedy())
+        });
+        let next = if plain {
+            // What a greedy sampler does, for all rows at once.
+            let logprobs = logits.subtract(logits.logsumexp_axis(-1, true)?)?;
+            argmax_axis(&logprobs, -1, None)?
+        } else {
+            let mut picks = Vec::with_capacity(self.rows.len());
+            for (i, id) in self.rows.iter().enumerate() {
+                let row = match rows {
+                    1 => logits.clone(),
+                    _ => logits.index(i as i32..i as i32 + 1),
+                };
+                let pick = match self.sequences.get_mut(id).filter(|s| !s.is_finished()) {
+                    Some(sequence) => match sequence.sample(&row) {
+                        Ok(token) => Some(token),
+                        Err(error) => {
+                            sequence.fail(error);
+                            None
+                        }
+                    },
+                    None => None,
+                };
+                // A finished row's token is never read: any placeholder will do.
+                picks.push(match pick {
+                    Some(token) => as_u32(token.reshape(&[1])?)?,
+                    None => Array::from_slice(&[0u32], &[1]),
+                });
+            }
+            concatenate(&picks, 0)?
+        };
+        async_eval([&next])?;
+        self.next = Some(next);
+        Ok(())
+    }
+
+    /// One chunk of a joiner's prompt into its own caches; the last chunk also samples its first
+    /// token and makes it a row (or, when that token is its last, leaves it to be read).
+    fn prefill_chunk(&mut self, id: SeqId, range: Range<usize>) -> Result<()> {
+        let Some(sequence) = self.sequences.get_mut(&id).filter(|s| !s.is_finished()) else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        if sequence.prefill.is_none() {
+            sequence.prefill = Some(Prefill {
+                caches: self.model.make_caches(),
+                done: sequence.reused_tokens,
+            });
+        }
+        if range.start == sequence.reused_tokens {
+            sequence.started = started;
+        }
+        let prefill = sequence.prefill.as_mut().expect("made above");
+        let logits = self.model.forward_positions(
+            &token_array(&sequence.prompt[range.clone()]),
+            &mut prefill.caches,
+            Positions::Last,
+        )?;
+        prefill.done = range.end;
+        if range.end < sequence.prompt.len() {
+            eval(prefill.caches.iter().flat_map(KvCache::arrays))?;
+            self.budget.prefilled(range.len(), started.elapsed());
+            return Ok(());
+        }
+        // The last chunk yields the first token (its logits for the last position only), which
+        // saves a forward pass over mlx-lm's split.
+        self.joining.retain(|&j| j != id);
+        let vocab = *logits
+            .shape()
+            .last()
+            .expect("logits have a vocabulary axis");
+        let first = match sequence.sample(&logits.reshape(&[1, vocab])?) {
+            Ok(token) => as_u32(token.reshape(&[1])?)?,
+            Err(error) => {
+                sequence.fail(error);
+                return Ok(());
+            }
+        };
+        async_eval([&first])?;
+        let caches = sequence
+            .prefill
+            .take()
+            .map(|p| p.caches)
+            .unwrap_or_default();
+        if sequence.queued_is_last() {
+            if sequence.prefixes.is_some() {
+                sequence.kept = Some(caches);
+            }
+            self.finals.push((id, first));
+            return Ok(());
+        }
+        if self.caches.is_empty() {
+            self.caches = caches;
+        } else {
+            for (layer, own) in self.caches.iter_mut().zip(caches) {
+                layer.append_row(own)?;
+            }
+        }
+        self.next = Some(match self.next.take() {
+            Some(next) => concatenate(&[next, first], 0)?,
+            None => first,
+        });
+        self.rows.push(id);
+        Ok(())
+    }
+}
+
+impl Drop for Batch {
+    /// Waits for the queued tokens. MLX keeps computing queued work on its own thread: left
+    /// running, it can outlive the arrays it uses, and at process exit it crashed inside the
+    /// BLAS while libraries were being unloaded. Never panics.
+    fn drop(&mut self) {
+        let pending: Vec<&Array> = self
+            .next
+            .iter()
+            .chain(self.finals.iter().map(|(_, token)| token))
+            .collect();
+        if !pending.is_empty() {
+            let _ = eval(pending);
+        }
+    }
+}
+
+fn as_u32(tokens: Array) -> Result<Array> {
+    Ok(match tokens.dtype() {
+        Dtype::Uint32 => tokens,
+        _ => tokens.as_type::<u32>()?,
+    })
+}
+
+/// Token ids (already evaluated) back on the host.
+fn host_tokens(tokens: &Array) -> Result<Vec<u32>> {
+    let tokens = as_u32(tokens.clone())?;
+    eval([&tokens])?;
+    Ok(tokens.as_slice::<u32>().to_vec())
+}
+
+/// How much of a waiting prompt one step prefills while rows decode: about as long as a decode
+/// step takes (`PREFILL_SHARE` of it), so that the longest gap between two tokens of a running
+/// stream stays near twice the usual. Learnt from moving averages of the decode step time and
+/// the prefill rate; with no rows decoding, whole prompts go at full speed.
+#[derive(Debug, Clone, Default)]
+pub struct PrefillBudget {
+    /// A chunk size given (tests; a plan replayed), whatever the timing.
+    fixed: Option<usize>,
+    /// Seconds per decode step.
+    step: Option<f64>,
+    /// Prompt tokens per second.
+    rate: Option<f64>,
+}
+
+/// The prefill time of a step, as a fraction of a decode step's.
+const PREFILL_SHARE: f64 = 1.0;
+/// The smallest chunk worth a forward pass.
+const MIN_CHUNK: usize = 32;
+/// The chunk before anything was measured.
+const FIRST_CHUNK: usize = 64;
+/// The weight of a new measurement in the moving averages.
+const ALPHA: f64 = 0.3;
+
+impl PrefillBudget {
+    /// Prompt tokens in the next chunk, `decoding` when rows wait for the step.
+    pub fn chunk(&self, decoding: bool) -> usize {
+        if let Some(fixed) = self.fixed {
+            return fixed;
+        }
+        if !decoding {
+            return PREFILL_STEP;
+        }
+        match (self.step, self.rate) {
+            (Some(step), Some(rate)) => {
+                let tokens = (rate * step * PREFILL_SHARE) as usize;
+                tokens.clamp(MIN_CHUNK, PREFILL_STEP) / 16 * 16
+            }
+            _ => FIRST_CHUNK,
+        }
+    }
+
+    /// A decode step took `elapsed`.
+    pub fn decoded(&mut self, elapsed: Duration) {
+        self.step = Some(average(self.step, elapsed.as_secs_f64()));
+    }
+
+    /// `tokens` prompt tokens were prefilled in `elapsed`.
+    pub fn prefilled(&mut self, tokens: usize, elapsed: Duration) {
+        let rate = tokens as f64 / elapsed.as_secs_f64().max(1e-6);
+        self.rate = Some(average(self.rate, rate));
+    }
+}
+
+fn average(old: Option<f64>, new: f64) -> f64 {
+    old.map_or(new, |old| old + ALPHA * (new - old))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_prefill_chunk_follows_the_decode_step_and_the_prefill_rate() {
+        let mut budget = PrefillBudget::default();
+        assert_eq!(budget.chunk(false), PREFILL_STEP, "nothing decodes: whole");
+        assert_eq!(budget.chunk(true), FIRST_CHUNK, "nothing measured yet");
+        // 30 ms per decode step, 2000 prompt tokens per second: 60 tokens, down to 48.
+        budget.decoded(Duration::from_millis(30));
+        budget.prefilled(200, Duration::from_millis(100));
+        assert_eq!(budget.chunk(true), 48);
+        // The averages move by ALPHA: the step to 30 + 0.3 * (130 - 30) = 60 ms, so 120 tokens
+        // (a multiple of 16 below: 112).
+        budget.decoded(Duration::from_millis(130));
+        assert_eq!(budget.chunk(true), 112);
+        // Bounded on both sides.
+        for _ in 0..8 {
+            budget.prefilled(1, Duration::from_secs(10));
+        }
+        assert_eq!(budget.chunk(true), MIN_CHUNK);
+        budget.prefilled(10_000_000, Duration::from_secs(1));
+        assert_eq!(budget.chunk(true), PREFILL_STEP);
+        let fixed = PrefillBudget {
+            fixed: Some(5),
+            ..budget
+        };
+        assert_eq!((fixed.chunk(true), fixed.chunk(false)), (5, 5));
+    }
+}
