@@ -1,7 +1,8 @@
 //! What the worker runs generations on: the MLX engine, or, in tests, any deterministic
 //! stand-in. A backend lives on the worker thread (MLX state never leaves it), holds the
 //! models the worker seats (several, of any kind: the worker decides which stay), and hands
-//! out generations the worker steps one token at a time.
+//! out generations: each text model decodes its generations together, one batch step at a
+//! time, and the worker reads every generation's new tokens after each step.
 
 use mlxk_core::usage::UsageLog;
 use mlxk_core::{HubCache, RunnableModel};
@@ -26,13 +27,21 @@ pub trait Backend {
     fn load(&mut self, model: &RunnableModel) -> Result<u64, ServiceError>;
     /// Frees the model of that name, whatever its kind (a no-op when none is held).
     fn unload(&mut self, name: &str);
-    /// Renders and prefills the prompt on the held text model `model`.
+    /// Renders the prompt and joins it to the held text model `model`'s batch: its template,
+    /// grammar and length are checked now, its prefill is done by that model's steps.
     fn start(
         &mut self,
         model: &str,
         prompt: &Prompt,
         options: &AnswerOptions,
     ) -> Result<Box<dyn Generation>, ServiceError>;
+    /// One step of `model`'s batch: every generation on it gets its next token, and a prompt
+    /// that joined is prefilled a chunk further. An error leaves the batch in no known state:
+    /// its generations fail and the worker lets the model go. A backend whose generations
+    /// step themselves has nothing to do.
+    fn step(&mut self, _model: &str) -> Result<(), ServiceError> {
+        Ok(())
+    }
 
     /// Loads the embedding model `model` beside the models held; returns the memory it holds,
     /// in bytes.
@@ -281,7 +290,7 @@ impl Backend for MlxBackend {
     ) -> Result<Box<dyn Generation>, ServiceError> {
         let generation = self
             .text(model)?
-            .start(prompt, options)
+            .join(prompt, options)
             .map_err(|e| match e {
                 EngineError::ContextLengthExceeded { .. } => {
                     ServiceError::ContextLengthExceeded(e.to_string())
@@ -292,6 +301,16 @@ impl Backend for MlxBackend {
                 other => ServiceError::Internal(other.to_string()),
             })?;
         Ok(Box::new(MlxGeneration(generation)))
+    }
+
+    fn step(&mut self, model: &str) -> Result<(), ServiceError> {
+        let model = self.text(model)?;
+        if model.is_busy() {
+            model
+                .step()
+                .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        }
+        Ok(())
     }
 
     fn load_embedder(&mut self, model: &RunnableModel) -> Result<u64, ServiceError> {

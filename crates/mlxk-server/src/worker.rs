@@ -1,5 +1,7 @@
-//! The inference worker: one thread owns MLX, the models held and every active generation, and
-//! steps the generations round-robin, one token each, so none waits for another to finish.
+//! The inference worker: one thread owns MLX, the models held and every active generation.
+//! Each loop turn steps every text model with generations once: its generations decode
+//! together in one forward pass, and a prompt that arrived is prefilled a chunk at a time
+//! between those steps, so no stream waits for another to finish or for a long prompt.
 //! Several models stay in memory (`--max-loaded-models`, within `--models-memory`): text
 //! models, an embedding model and a speech-to-text model alike; a model that needs a place
 //! lets the least recently used idle ones go, and a request whose model cannot be seated yet
@@ -1040,14 +1042,40 @@ impl WorkerLoop {
         }
     }
 
-    /// One token for every active generation.
+    /// One step of every text model with generations (each of its generations gets its next
+    /// token in one forward pass, a prompt that joined is prefilled a chunk further), then the
+    /// new text of every generation. A model whose step fails takes its generations with it.
     fn step_all(&mut self) {
-        let mut finished = Vec::new();
-        for (index, session) in self.active.iter_mut().enumerate() {
+        for session in &mut self.active {
             if session.events.is_closed() {
-                // The client went away: stop at this token.
+                // The client went away: its row leaves at this step.
                 session.generation.finish(FinishReason::Cancelled);
             }
+        }
+        let mut models: Vec<String> = Vec::new();
+        for session in &self.active {
+            if !models.contains(&session.model) {
+                models.push(session.model.clone());
+            }
+        }
+        for model in models {
+            let error = match catch_unwind(AssertUnwindSafe(|| self.backend.step(&model))) {
+                Ok(Ok(())) => continue,
+                Ok(Err(error)) => error,
+                Err(panic) => engine_panic(&model, &panic),
+            };
+            tracing::error!(model = %model, error = %error, "a batch step failed; its generations end and the model is let go");
+            let (failed, going_on) = std::mem::take(&mut self.active)
+                .into_iter()
+                .partition(|session| session.model == model);
+            self.active = going_on;
+            for session in failed {
+                let _ = session.events.send(Event::Failed(error.clone()));
+            }
+            self.unload(&model);
+        }
+        let mut finished = Vec::new();
+        for (index, session) in self.active.iter_mut().enumerate() {
             match catch_unwind(AssertUnwindSafe(|| session.step())) {
                 Ok(Ok(true)) => {}
                 Ok(Ok(false)) => finished.push(index),
@@ -1134,7 +1162,7 @@ impl WorkerLoop {
 }
 
 impl Session {
-    /// Advances one token; `Ok(false)` once the generation is over.
+    /// Sends what the generation read since the last call; `Ok(false)` once it is over.
     fn step(&mut self) -> Result<bool, ServiceError> {
         let Some(events) = self.generation.next_events()? else {
             return Ok(false);

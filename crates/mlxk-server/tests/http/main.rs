@@ -57,10 +57,13 @@ struct Record {
 /// first token), `BREAK` (an engine error after two words), `PANIC` (a panic at the first token), `BADTEMPLATE` (the chat template
 /// refuses the prompt), `CALL` (with tools offered: after the words, a call of the first tool
 /// with `{"city": "Paris"}`, its arguments in two pieces). `<think>…</think>` in the words is
-/// reasoning. As an embedder it takes 100 ms per batch, and an input with `BADTOKEN`
-/// fails its batch.
+/// reasoning. `STEPFAIL` and `STEPPANIC` make the next batch step of the model an error or a
+/// panic (every generation on that model meets it). As an embedder it takes 100 ms per batch,
+/// and an input with `BADTOKEN` fails its batch.
 struct FakeBackend {
     record: Arc<Mutex<Record>>,
+    /// The models whose next step fails, and whether it panics.
+    failing_steps: Vec<(String, bool)>,
 }
 
 impl Backend for FakeBackend {
@@ -138,9 +141,19 @@ impl Backend for FakeBackend {
             .collect()
     }
 
+    fn step(&mut self, model: &str) -> Result<(), ServiceError> {
+        let Some(at) = self.failing_steps.iter().position(|(m, _)| m == model) else {
+            return Ok(());
+        };
+        if self.failing_steps.remove(at).1 {
+            panic!("the fake batch met a hostile tensor");
+        }
+        Err(ServiceError::Internal("the fake batch step failed".into()))
+    }
+
     fn start(
         &mut self,
-        _model: &str,
+        model: &str,
         prompt: &Prompt,
         options: &AnswerOptions,
     ) -> Result<Box<dyn Generation>, ServiceError> {
@@ -148,6 +161,11 @@ impl Backend for FakeBackend {
             Prompt::Chat(messages) => messages.last().map(|m| m.content.clone()).unwrap(),
             Prompt::Text(text) => text.clone(),
         };
+        for (word, panics) in [("STEPFAIL", false), ("STEPPANIC", true)] {
+            if text.contains(word) {
+                self.failing_steps.push((model.to_string(), panics));
+            }
+        }
         if text.contains("BADTEMPLATE") {
             return Err(ServiceError::InvalidPrompt(
                 "the chat template failed: roles must alternate".into(),
@@ -368,6 +386,7 @@ impl Server {
             Box::new(move || -> Box<dyn Backend> {
                 Box::new(FakeBackend {
                     record: backend_record,
+                    failing_steps: Vec::new(),
                 })
             }),
         )

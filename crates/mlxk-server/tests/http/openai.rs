@@ -308,6 +308,65 @@ async fn an_engine_failure_or_panic_fails_its_request_only() {
 }
 
 #[tokio::test]
+async fn a_failed_batch_step_ends_the_generations_on_its_model_and_lets_it_go() {
+    let server = Server::start().await;
+    assert_eq!(
+        server.post("/v1/chat/completions", chat("load")).await.0,
+        200
+    );
+    for word in ["STEPFAIL", "STEPPANIC"] {
+        let loads_before = server.record.lock().unwrap().loads.len();
+        // A stream under way on the model, then a request whose step breaks the batch.
+        let mut request = chat("SLOW one two three four five six seven eight nine ten");
+        request["stream"] = json!(true);
+        let stream = {
+            let (client, url) = (server.client.clone(), server.url("/v1/chat/completions"));
+            tokio::spawn(async move {
+                let response = client.post(url).json(&request).send().await.unwrap();
+                response.text().await.unwrap()
+            })
+        };
+        server.wait_for_queue(1, 0).await;
+        let (status, body) = server
+            .post("/v1/chat/completions", chat(&format!("{word} now")))
+            .await;
+        assert_eq!(status, 500, "{word}: {body}");
+        assert_eq!(body["error"]["type"], "server_error");
+        let streamed = stream.await.unwrap();
+        let last = streamed
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .last()
+            .unwrap();
+        let last: Value = serde_json::from_str(last).unwrap();
+        assert!(
+            last["error"]["message"].as_str().is_some(),
+            "{word}: the stream on the same model ends with an error: {streamed}"
+        );
+        assert_eq!(
+            server
+                .record
+                .lock()
+                .unwrap()
+                .unloads
+                .last()
+                .map(String::as_str),
+            Some(MODEL)
+        );
+        // The next request loads the model anew and is answered.
+        let (status, body) = server
+            .post("/v1/chat/completions", chat("still here"))
+            .await;
+        assert_eq!(
+            (status, &body["choices"][0]["message"]["content"]),
+            (200, &json!("still here"))
+        );
+        assert_eq!(server.record.lock().unwrap().loads.len(), loads_before + 1);
+    }
+    assert_eq!(server.stop().await, Stopped::Cleanly);
+}
+
+#[tokio::test]
 async fn a_key_is_required_when_configured() {
     let server = Server::with(|c| c.api_key = Some("sk-local".into())).await;
     let (status, body) = server.post("/v1/chat/completions", chat("x")).await;
