@@ -335,8 +335,9 @@ async fn a_failed_batch_step_ends_the_generations_on_its_model_and_lets_it_go() 
         let streamed = stream.await.unwrap();
         let last = streamed
             .lines()
+            .rev()
             .filter_map(|l| l.strip_prefix("data: "))
-            .last()
+            .next()
             .unwrap();
         let last: Value = serde_json::from_str(last).unwrap();
         assert!(
