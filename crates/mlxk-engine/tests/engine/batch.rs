@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use super::mlx;
 use super::parity_tiny::cases;
-use super::reference::ids;
+use super::reference::{ids, mlx_lm_greedy_many};
 
 /// How far apart a row's logits may be from the same sequence's alone, relative to the largest
 /// logit: the batched matmuls and the longer, padded attention group their sums differently,
@@ -649,7 +649,7 @@ impl Text {
 
 /// `TextModel::join`: chat generations joined to the model's batch, stepped by its owner
 /// (`TextModel::step` while `is_busy`), give the text and tokens `TextModel::start` gives each
-/// alone, a stop string ending one of them mid-batch.
+/// alone, and mlx-lm's for each alone, a stop string ending one of them mid-batch.
 #[test]
 fn joined_text_generations_give_the_text_they_give_alone() {
     let _mlx = mlx();
@@ -700,8 +700,17 @@ fn joined_text_generations_give_the_text_they_give_alone() {
         }
         assert!(steps < 200, "the batch does not end");
     }
+    let mlx_lm = mlx_lm_greedy_many(&demo_model(), &questions, 12);
     for (i, (generation, text)) in joined.into_iter().zip(&texts).enumerate() {
         let (solo, solo_generation) = &alone[i];
+        let theirs = ids(&mlx_lm[i]["tokens"]);
+        // mlx-lm knows no stop strings: the answer a stop string ended is the start of its.
+        assert!(
+            theirs.starts_with(&solo_generation.tokens) && !solo_generation.tokens.is_empty(),
+            "question {i}: ours {:?}, mlx-lm's {theirs:?} ({:?})",
+            solo_generation.tokens,
+            mlx_lm[i]["text"]
+        );
         assert_eq!(text.answer, solo.answer, "question {i}");
         assert_eq!(text.reasoning, solo.reasoning, "question {i}");
         let generation = generation.into_generation();
