@@ -647,43 +647,25 @@ impl Text {
     }
 }
 
-/// `TextModel::join`: chat generations joined to the model's batch, stepped by its owner
-/// (`TextModel::step` while `is_busy`), give the text and tokens `TextModel::start` gives each
-/// alone, and mlx-lm's for each alone, a stop string ending one of them mid-batch.
-#[test]
-fn joined_text_generations_give_the_text_they_give_alone() {
-    let _mlx = mlx();
-    let model = TextModel::load(&demo_model(), &LoadPolicy::default()).unwrap();
-    let questions = [
-        "Describe a cat in a few words.",
-        "What is two plus two?",
-        "Name three colours of the rainbow, and say which of them you like best and why.",
-    ];
-    let prompt = |q: &str| Prompt::Chat(vec![ChatMessage::new("user", q)]);
-    let options = |stops: Vec<String>| {
-        let greedy = SamplingChoice {
-            temperature: Some(0.0),
-            ..SamplingChoice::default()
-        };
-        AnswerOptions::text(greedy, 12, 2048, stops, false)
-    };
-    let stops = |i: usize| match i {
-        1 => vec![" classic".to_string()],
-        _ => Vec::new(),
-    };
+/// Each request answered alone (`TextModel::start`), then all joined to the model's batch and
+/// stepped by its owner (`TextModel::step` while `is_busy`): each joined answer's text, tokens
+/// and finish equal its answer alone. Returns the answers alone.
+fn joined_equal_alone(
+    model: &TextModel,
+    requests: &[(Prompt, AnswerOptions)],
+) -> Vec<(Text, mlxk_engine::Generation)> {
     let mut alone = Vec::new();
-    for (i, q) in questions.iter().enumerate() {
-        let mut generation = model.start(&prompt(q), &options(stops(i))).unwrap();
+    for (prompt, options) in requests {
+        let mut generation = model.start(prompt, options).unwrap();
         let mut text = Text::default();
         while !text.ended {
             text.take(&mut generation);
         }
         alone.push((text, generation.into_generation()));
     }
-    let mut joined: Vec<TextGeneration> = questions
+    let mut joined: Vec<TextGeneration> = requests
         .iter()
-        .enumerate()
-        .map(|(i, q)| model.join(&prompt(q), &options(stops(i))).unwrap())
+        .map(|(prompt, options)| model.join(prompt, options).unwrap())
         .collect();
     let mut texts: Vec<Text> = joined.iter().map(|_| Text::default()).collect();
     assert!(model.is_busy());
@@ -700,22 +682,62 @@ fn joined_text_generations_give_the_text_they_give_alone() {
         }
         assert!(steps < 200, "the batch does not end");
     }
-    let mlx_lm = mlx_lm_greedy_many(&demo_model(), &questions, 12);
     for (i, (generation, text)) in joined.into_iter().zip(&texts).enumerate() {
         let (solo, solo_generation) = &alone[i];
+        assert_eq!(text.answer, solo.answer, "request {i}");
+        assert_eq!(text.reasoning, solo.reasoning, "request {i}");
+        let generation = generation.into_generation();
+        assert_eq!(generation.tokens, solo_generation.tokens, "request {i}");
+        assert_eq!(generation.finish_reason, solo_generation.finish_reason);
+    }
+    assert!(!model.is_busy());
+    alone
+}
+
+fn chat(question: &str) -> Prompt {
+    Prompt::Chat(vec![ChatMessage::new("user", question)])
+}
+
+fn greedy(max_tokens: usize, stops: Vec<String>) -> AnswerOptions {
+    let greedy = SamplingChoice {
+        temperature: Some(0.0),
+        ..SamplingChoice::default()
+    };
+    AnswerOptions::text(greedy, max_tokens, 2048, stops, false)
+}
+
+/// `TextModel::join`: chat generations joined to the model's batch give the text and tokens
+/// `TextModel::start` gives each alone, and mlx-lm's for each alone, a stop string ending one
+/// of them mid-batch.
+#[test]
+fn joined_text_generations_give_the_text_they_give_alone() {
+    let _mlx = mlx();
+    let model = TextModel::load(&demo_model(), &LoadPolicy::default()).unwrap();
+    let questions = [
+        "Describe a cat in a few words.",
+        "What is two plus two?",
+        "Name three colours of the rainbow, and say which of them you like best and why.",
+    ];
+    let stops = |i: usize| match i {
+        1 => vec![" classic".to_string()],
+        _ => Vec::new(),
+    };
+    let requests: Vec<(Prompt, AnswerOptions)> = questions
+        .iter()
+        .enumerate()
+        .map(|(i, q)| (chat(q), greedy(12, stops(i))))
+        .collect();
+    let alone = joined_equal_alone(&model, &requests);
+    let mlx_lm = mlx_lm_greedy_many(&demo_model(), &questions, 12);
+    for (i, (_, solo)) in alone.iter().enumerate() {
         let theirs = ids(&mlx_lm[i]["tokens"]);
         // mlx-lm knows no stop strings: the answer a stop string ended is the start of its.
         assert!(
-            theirs.starts_with(&solo_generation.tokens) && !solo_generation.tokens.is_empty(),
+            theirs.starts_with(&solo.tokens) && !solo.tokens.is_empty(),
             "question {i}: ours {:?}, mlx-lm's {theirs:?} ({:?})",
-            solo_generation.tokens,
+            solo.tokens,
             mlx_lm[i]["text"]
         );
-        assert_eq!(text.answer, solo.answer, "question {i}");
-        assert_eq!(text.reasoning, solo.reasoning, "question {i}");
-        let generation = generation.into_generation();
-        assert_eq!(generation.tokens, solo_generation.tokens, "question {i}");
-        assert_eq!(generation.finish_reason, solo_generation.finish_reason);
     }
     assert_eq!(
         alone[1].1.finish_reason,
@@ -723,5 +745,39 @@ fn joined_text_generations_give_the_text_they_give_alone() {
         "{}",
         alone[1].0.answer
     );
-    assert!(!model.is_busy());
+}
+
+/// A row held to a JSON schema (its grammar masks its logits) beside free rows: each gives the
+/// answer it gives alone, and the constrained one is an object of that schema.
+#[test]
+fn a_grammar_row_beside_free_rows_gives_its_answer_alone() {
+    let _mlx = mlx();
+    let model = TextModel::load(&demo_model(), &LoadPolicy::default()).unwrap();
+    let schema = serde_json::json!({
+        "type": "object",
+        "properties": {"city": {"type": "string", "maxLength": 12}},
+        "required": ["city"],
+        "additionalProperties": false,
+    });
+    let mut constrained = greedy(40, Vec::new());
+    constrained.grammar = Some(mlxk_engine::constraint::Grammar::JsonSchema(schema));
+    let requests = [
+        (
+            chat("Describe a cat in a few words."),
+            greedy(12, Vec::new()),
+        ),
+        (chat("Which city is the capital of France?"), constrained),
+        (chat("What is two plus two?"), greedy(10, Vec::new())),
+    ];
+    let alone = joined_equal_alone(&model, &requests);
+    let (text, generation) = &alone[1];
+    assert_eq!(
+        generation.finish_reason,
+        FinishReason::Stop,
+        "{}",
+        text.answer
+    );
+    let answer: Value = serde_json::from_str(&text.answer).unwrap();
+    assert!(answer["city"].as_str().is_some(), "{answer}");
+    assert_eq!(answer.as_object().unwrap().len(), 1, "{answer}");
 }
