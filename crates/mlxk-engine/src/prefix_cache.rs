@@ -2,15 +2,20 @@
 //! agent client resends the whole conversation every turn, and without this each turn
 //! prefills all of it again.
 //!
-//! Entries are token sequences with the caches that computed them, looked up by the longest
-//! common prefix and evicted least recently used under a byte budget. Reuse is exact: the
+//! Entries are token sequences with the caches that computed them, kept in a radix tree of
+//! their tokens (`radix`) so that a prompt finds the longest kept prefix in one walk, and evicted
+//! least recently used under a byte budget. Reuse is exact: the
 //! positions kept are those the same tokens produced, and a cache that cannot be cut exactly
 //! (a sliding window that dropped what the next token sees) is not reused.
 
+mod radix;
+
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use crate::kv_cache::KvCache;
+use radix::{Id, RadixTree};
 
 /// What the cache did, for logs and metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -37,7 +42,10 @@ struct Entry {
 pub type SharedPrefixCache = Rc<RefCell<PrefixCache>>;
 
 pub struct PrefixCache {
-    entries: Vec<Entry>,
+    entries: HashMap<Id, Entry>,
+    /// The entries' tokens, for the lookups.
+    tree: RadixTree,
+    next_id: Id,
     capacity: usize,
     clock: u64,
     stats: PrefixStats,
@@ -58,7 +66,9 @@ impl PrefixCache {
     /// A cache holding at most `capacity` bytes of keys and values.
     pub fn new(capacity: usize) -> Self {
         PrefixCache {
-            entries: Vec::new(),
+            entries: HashMap::new(),
+            tree: RadixTree::default(),
+            next_id: 0,
             capacity,
             clock: 0,
             stats: PrefixStats::default(),
@@ -77,19 +87,22 @@ impl PrefixCache {
     /// whole prompt: its last token is computed again, for the logits of the first new token.
     pub fn lookup(&mut self, prompt: &[u32]) -> Option<(Vec<KvCache>, usize)> {
         let limit = prompt.len().saturating_sub(1);
-        let mut candidates: Vec<(usize, usize)> = self
-            .entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (common_prefix(&e.tokens, prompt).min(limit), i))
-            .filter(|(n, _)| *n >= MIN_REUSE)
-            .collect();
-        candidates.sort_by_key(|&(length, _)| std::cmp::Reverse(length));
-        for (length, index) in candidates {
-            let mut caches = self.entries[index].caches.clone();
+        // Longest first; an entry whose caches cannot be cut there (a window that dropped what
+        // the prompt needs) gives way to a shorter one.
+        let candidates = self.tree.by_shared_prefix(prompt);
+        for (shared, id) in candidates {
+            let length = shared.min(limit);
+            if length < MIN_REUSE {
+                break;
+            }
+            let entry = self
+                .entries
+                .get_mut(&id)
+                .expect("the tree holds kept entries");
+            let mut caches = entry.caches.clone();
             if caches.iter_mut().all(|c| c.truncate(length as i32)) {
                 self.clock += 1;
-                self.entries[index].last_used = self.clock;
+                entry.last_used = self.clock;
                 self.stats.hits += 1;
                 self.stats.reused_tokens += length as u64;
                 return Some((caches, length));
@@ -107,27 +120,36 @@ impl PrefixCache {
         if tokens.len() < MIN_REUSE || bytes > self.capacity {
             return;
         }
-        self.entries
-            .retain(|e| !(e.tokens.len() <= tokens.len() && tokens.starts_with(&e.tokens)));
+        for extended in self.tree.prefixes_of(&tokens) {
+            self.forget(extended);
+        }
         self.clock += 1;
-        self.entries.push(Entry {
+        self.next_id += 1;
+        self.tree.insert(&tokens, self.next_id);
+        let entry = Entry {
             tokens,
             caches,
             bytes,
             last_used: self.clock,
-        });
-        while self.entries.iter().map(|e| e.bytes).sum::<usize>() > self.capacity {
-            let oldest = (0..self.entries.len())
-                .min_by_key(|&i| self.entries[i].last_used)
-                .expect("over budget means not empty");
-            self.entries.remove(oldest);
+        };
+        self.entries.insert(self.next_id, entry);
+        while self.entries.values().map(|e| e.bytes).sum::<usize>() > self.capacity {
+            let oldest = *self
+                .entries
+                .iter()
+                .min_by_key(|(_, e)| e.last_used)
+                .expect("over budget means not empty")
+                .0;
+            self.forget(oldest);
         }
-        self.stats.bytes = self.entries.iter().map(|e| e.bytes).sum();
+        self.stats.bytes = self.entries.values().map(|e| e.bytes).sum();
     }
-}
 
-fn common_prefix(a: &[u32], b: &[u32]) -> usize {
-    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+    fn forget(&mut self, id: Id) {
+        if let Some(entry) = self.entries.remove(&id) {
+            self.tree.remove(&entry.tokens);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -186,7 +208,8 @@ mod tests {
         cache.store((1000..1020).collect(), caches(20));
         let _ = cache.lookup(&(0..30).collect::<Vec<u32>>());
         cache.store((2000..2020).collect(), caches(20));
-        let kept: Vec<u32> = cache.entries.iter().map(|e| e.tokens[0]).collect();
+        let mut kept: Vec<u32> = cache.entries.values().map(|e| e.tokens[0]).collect();
+        kept.sort();
         assert_eq!(kept, [0, 2000], "the least recently used went");
         assert_eq!(cache.stats().bytes, 2 * bytes);
     }
