@@ -36,7 +36,7 @@ pub struct ServerConfig {
     pub queue_capacity: usize,
     /// How long a request may wait in the queue before it gets a 503 (with Retry-After).
     pub queue_timeout: Duration,
-    /// Generations stepped together, token by token.
+    /// Generations decoded together (per model, in one batch), at most.
     pub max_active: usize,
     /// The most new tokens a request may ask for (and the default).
     pub max_tokens: usize,

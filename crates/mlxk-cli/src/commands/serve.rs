@@ -78,7 +78,7 @@ pub struct ServeArgs {
     /// Seconds a request may wait in the queue before it gets 503 with Retry-After.
     #[arg(long, default_value_t = 30)]
     pub queue_timeout: u64,
-    /// Generations that run at once, token by token.
+    /// Generations that run at once (a model decodes its generations together, one batch).
     #[arg(long, default_value_t = 8)]
     pub max_active: usize,
     /// Seconds a stop (Ctrl-C, SIGTERM) waits for running generations and the inference worker;
