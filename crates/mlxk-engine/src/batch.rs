@@ -266,7 +266,14 @@ impl Batch {
                     .is_none_or(|s| s.is_finished() || s.queued_is_last())
             })
             .collect();
-        let decoding = self.rows.len() > drop.len();
+        // A row leaving at its last token counts: that token is read at this step, and a whole
+        // prompt's prefill would hold it back.
+        let last_tokens = drop.iter().any(|id| {
+            self.sequences
+                .get(id)
+                .is_some_and(|s| !s.is_finished() && s.queued_is_last())
+        });
+        let decoding = self.rows.len() > drop.len() || last_tokens || !self.finals.is_empty();
         let mut prefill = Vec::new();
         let joiner = self
             .joining
@@ -291,27 +298,34 @@ impl Batch {
 
     /// Runs a plan (made by [`Batch::plan`], here or on a leader).
     pub fn run(&mut self, plan: &StepPlan) -> Result<()> {
+        let started = Instant::now();
         self.drop_rows(&plan.drop)?;
         let decode = match (&self.next, self.rows.len()) {
             (Some(next), rows) if rows > 0 => {
-                let started = Instant::now();
                 let input = next.reshape(&[rows as i32, 1])?;
                 let logits =
                     self.model
                         .forward_positions(&input, &mut self.caches, Positions::Last)?;
                 async_eval([&logits])?;
-                Some((logits, started))
+                Some(logits)
             }
             _ => None,
         };
         // The device computes the forward pass while the tokens it takes are read.
         self.read()?;
-        if let Some((logits, started)) = decode {
+        let decoded = decode.is_some();
+        if let Some(logits) = decode {
             self.sample_rows(&logits)?;
-            self.budget.decoded(started.elapsed());
         }
+        let mut prefilled = 0;
         for (id, range) in &plan.prefill {
             self.prefill_chunk(*id, range.clone())?;
+            prefilled += range.len();
+        }
+        if decoded {
+            // The whole step: with the pipelining, a decode-only step's time is that of the
+            // previous forward pass, and a chunk's evaluation waits for this one's too.
+            self.budget.stepped(started.elapsed(), prefilled);
         }
         Ok(())
     }
@@ -453,7 +467,6 @@ impl Batch {
         let Some(sequence) = self.sequences.get_mut(&id).filter(|s| !s.is_finished()) else {
             return Ok(());
         };
-        let started = Instant::now();
         if sequence.prefill.is_none() {
             sequence.prefill = Some(Prefill {
                 caches: self.model.make_caches(),
@@ -461,7 +474,7 @@ impl Batch {
             });
         }
         if range.start == sequence.reused_tokens {
-            sequence.started = started;
+            sequence.started = Instant::now();
         }
         let prefill = sequence.prefill.as_mut().expect("made above");
         let logits = self.model.forward_positions(
@@ -472,7 +485,6 @@ impl Batch {
         prefill.done = range.end;
         if range.end < sequence.prompt.len() {
             eval(prefill.caches.iter().flat_map(KvCache::arrays))?;
-            self.budget.prefilled(range.len(), started.elapsed());
             return Ok(());
         }
         // The last chunk yields the first token (its logits for the last position only), which
@@ -548,26 +560,29 @@ fn host_tokens(tokens: &Array) -> Result<Vec<u32>> {
     Ok(tokens.as_slice::<u32>().to_vec())
 }
 
-/// How much of a waiting prompt one step prefills while rows decode: about as long as a decode
-/// step takes (`PREFILL_SHARE` of it), so that the longest gap between two tokens of a running
-/// stream stays near twice the usual. Learnt from moving averages of the decode step time and
-/// the prefill rate; with no rows decoding, whole prompts go at full speed.
+/// How much of a waiting prompt one step prefills while rows decode: a step with a chunk
+/// should take about `1 + PREFILL_SHARE` times a step without, so that the longest gap between
+/// two tokens of a running stream stays near twice the usual. Learnt from the steps themselves
+/// (moving averages of a decode-only step's time and of the time a prompt token adds to a step),
+/// so it follows the device, the model, the number of rows and how far the prompt has got (its
+/// later tokens attend to more). With no rows decoding, whole prompts go at full speed.
 #[derive(Debug, Clone, Default)]
 pub struct PrefillBudget {
     /// A chunk size given (tests; a plan replayed), whatever the timing.
     fixed: Option<usize>,
-    /// Seconds per decode step.
-    step: Option<f64>,
-    /// Prompt tokens per second.
-    rate: Option<f64>,
+    /// Seconds per decode-only step.
+    decode: Option<f64>,
+    /// Seconds a prompt token adds to a step.
+    per_token: Option<f64>,
 }
 
-/// The prefill time of a step, as a fraction of a decode step's.
+/// The time a chunk adds to a step, as a fraction of a decode-only step's.
 const PREFILL_SHARE: f64 = 1.0;
-/// The smallest chunk worth a forward pass.
-const MIN_CHUNK: usize = 32;
+/// The smallest chunk: a forward pass reads every weight whatever its length, so a chunk of
+/// fewer tokens would take longer in all for little gain in the gap.
+const MIN_CHUNK: usize = 4;
 /// The chunk before anything was measured.
-const FIRST_CHUNK: usize = 64;
+const FIRST_CHUNK: usize = 16;
 /// The weight of a new measurement in the moving averages.
 const ALPHA: f64 = 0.3;
 
@@ -580,24 +595,25 @@ impl PrefillBudget {
         if !decoding {
             return PREFILL_STEP;
         }
-        match (self.step, self.rate) {
-            (Some(step), Some(rate)) => {
-                let tokens = (rate * step * PREFILL_SHARE) as usize;
-                tokens.clamp(MIN_CHUNK, PREFILL_STEP) / 16 * 16
+        match (self.decode, self.per_token) {
+            (Some(decode), Some(per_token)) => {
+                let tokens = (decode * PREFILL_SHARE / per_token.max(1e-9)) as usize;
+                tokens.clamp(MIN_CHUNK, PREFILL_STEP)
             }
             _ => FIRST_CHUNK,
         }
     }
 
-    /// A decode step took `elapsed`.
-    pub fn decoded(&mut self, elapsed: Duration) {
-        self.step = Some(average(self.step, elapsed.as_secs_f64()));
-    }
-
-    /// `tokens` prompt tokens were prefilled in `elapsed`.
-    pub fn prefilled(&mut self, tokens: usize, elapsed: Duration) {
-        let rate = tokens as f64 / elapsed.as_secs_f64().max(1e-6);
-        self.rate = Some(average(self.rate, rate));
+    /// A step that decoded rows took `elapsed`, prefilling `prefilled` prompt tokens besides.
+    pub fn stepped(&mut self, elapsed: Duration, prefilled: usize) {
+        let elapsed = elapsed.as_secs_f64();
+        if prefilled == 0 {
+            self.decode = Some(average(self.decode, elapsed));
+        } else if let Some(decode) = self.decode {
+            // What the chunk added (never less than a tenth of a decode step: timing noise).
+            let added = (elapsed - decode).max(decode / 10.0);
+            self.per_token = Some(average(self.per_token, added / prefilled as f64));
+        }
     }
 }
 
@@ -614,20 +630,26 @@ mod tests {
         let mut budget = PrefillBudget::default();
         assert_eq!(budget.chunk(false), PREFILL_STEP, "nothing decodes: whole");
         assert_eq!(budget.chunk(true), FIRST_CHUNK, "nothing measured yet");
-        // 30 ms per decode step, 2000 prompt tokens per second: 60 tokens, down to 48.
-        budget.decoded(Duration::from_millis(30));
-        budget.prefilled(200, Duration::from_millis(100));
-        assert_eq!(budget.chunk(true), 48);
-        // The averages move by ALPHA: the step to 30 + 0.3 * (130 - 30) = 60 ms, so 120 tokens
-        // (a multiple of 16 below: 112).
-        budget.decoded(Duration::from_millis(130));
-        assert_eq!(budget.chunk(true), 112);
+        // A chunk before any decode-only step teaches nothing.
+        budget.stepped(Duration::from_millis(500), 16);
+        assert_eq!(budget.chunk(true), FIRST_CHUNK);
+        // 60 ms per decode-only step; a step with 16 tokens took 300 ms: 15 ms per token, so
+        // 60 ms buy 4 tokens.
+        budget.stepped(Duration::from_millis(60), 0);
+        budget.stepped(Duration::from_millis(300), 16);
+        assert_eq!(budget.chunk(true), 4);
+        // Cheaper tokens (2.5 ms each): the average moves by ALPHA, to 11.25 ms, so 5 tokens.
+        budget.stepped(Duration::from_millis(100), 16);
+        assert_eq!(budget.chunk(true), 5);
         // Bounded on both sides.
         for _ in 0..8 {
-            budget.prefilled(1, Duration::from_secs(10));
+            budget.stepped(Duration::from_secs(10), 1);
         }
         assert_eq!(budget.chunk(true), MIN_CHUNK);
-        budget.prefilled(10_000_000, Duration::from_secs(1));
+        for _ in 0..40 {
+            budget.stepped(Duration::from_millis(60), 0);
+            budget.stepped(Duration::from_millis(61), 1_000_000);
+        }
         assert_eq!(budget.chunk(true), PREFILL_STEP);
         let fixed = PrefillBudget {
             fixed: Some(5),

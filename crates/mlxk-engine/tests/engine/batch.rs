@@ -387,6 +387,38 @@ fn a_long_prompt_joins_in_chunks_while_rows_get_a_token_every_step() {
     check_step_contract("gemma3_text");
 }
 
+/// A row whose queued token is its last leaves at the next step, which reads that token: the
+/// step prefills only a chunk of a waiting prompt (a whole prompt would hold the token back
+/// until it is in), and the step after, with nothing decoding, the rest at once.
+#[test]
+fn a_rows_last_token_is_not_held_back_by_a_whole_prefill() {
+    let _mlx = mlx();
+    let model = float_model("llama");
+    let greedy = SamplingParams::default();
+    let mut batch = Batch::new(Rc::clone(&model)).with_prefill_chunk(32);
+    let ending = batch.join(sequence(&[5, 17, 42, 9, 33], 2, &greedy));
+    let mut taken = Taken::default();
+    // Its prefill queues its first token; the next step reads it and queues the second.
+    batch.step().unwrap();
+    batch.step().unwrap();
+    assert_eq!(count_into(&mut batch, ending, &mut taken), 1);
+    let joiner = batch.join(sequence(&long_prompt(), 4, &greedy));
+    // The row's second token is its last: it leaves, and its token is read at this step.
+    let plan = batch.plan();
+    assert_eq!(plan.drop, [ending]);
+    assert_eq!(plan.prefill, [(joiner, 0..32)]);
+    batch.step().unwrap();
+    assert_eq!(count_into(&mut batch, ending, &mut taken), 1);
+    assert_eq!(batch.poll(ending).unwrap(), Poll::Done);
+    let plan = batch.plan();
+    assert_eq!(plan.prefill.first(), Some(&(joiner, 32..64)));
+    assert_eq!(
+        plan.prefill.last().map(|(_, r)| r.end),
+        Some(300),
+        "the rest at once"
+    );
+}
+
 /// Engine test 9: a row finished (a stop string) and a row cancelled mid-batch leave at the
 /// next step, the batch's caches shrink, and the row that stays decodes as alone.
 #[test]
