@@ -17,7 +17,7 @@ use mlxk_engine::{
 use serde_json::Value;
 
 use super::mlx;
-use super::parity_tiny::cases;
+use super::parity_tiny::{cases, sampling_of};
 use super::reference::{ids, mlx_lm_greedy_many};
 
 /// How far apart a row's logits may be from the same sequence's alone, relative to the largest
@@ -126,11 +126,30 @@ fn check_case(name: &str, model: &Rc<dyn LanguageModel>, prompts: &[Vec<u32>]) {
 #[test]
 fn rows_joined_into_a_batch_decode_as_each_sequence_alone() {
     let _mlx = mlx();
+    let checked = each_model(
+        |architecture, name| {
+            float_or_4bit(architecture, name) || name.starts_with("llama-rope-llama3")
+        },
+        |name, model, reference| check_case(name, model, &prompts(reference)),
+    );
+    // Every architecture, in float32 and 4-bit.
+    assert_eq!(checked.len(), 16, "{checked:?}");
+}
+
+fn float_or_4bit(architecture: &str, name: &str) -> bool {
+    name == architecture || name == format!("{architecture}-4bit")
+}
+
+/// The tiny models `keep` accepts (by architecture and folder name), each loaded as published
+/// and checked with its reference; their names.
+fn each_model(
+    keep: impl Fn(&str, &str) -> bool,
+    mut check: impl FnMut(&str, &Rc<dyn LanguageModel>, &Value),
+) -> Vec<String> {
     let mut checked = Vec::new();
     for (architecture, dir) in cases() {
         let name = dir.file_name().unwrap().to_string_lossy().to_string();
-        let float_or_4bit = name == *architecture || name == format!("{architecture}-4bit");
-        if !(float_or_4bit || name.starts_with("llama-rope-llama3")) {
+        if !keep(architecture, &name) {
             continue;
         }
         let reference: Value =
@@ -138,11 +157,10 @@ fn rows_joined_into_a_batch_decode_as_each_sequence_alone() {
         let model = mlxk_engine::load(dir, &LoadPolicy::as_published())
             .unwrap()
             .model;
-        check_case(&name, &model, &prompts(&reference));
+        check(&name, &model, &reference);
         checked.push(name);
     }
-    // Every architecture, in float32 and 4-bit.
-    assert_eq!(checked.len(), 16, "{checked:?}");
+    checked
 }
 
 // ---- The batch of sequences (mlxk_engine::Batch): joining, stepping, leaving. ----
@@ -277,22 +295,8 @@ fn check_batched_equals_alone(name: &str, model: &Rc<dyn LanguageModel>, referen
 }
 
 /// The float32 and 4-bit tiny model of every architecture, as published.
-fn each_case(mut check: impl FnMut(&str, &Rc<dyn LanguageModel>, &Value)) -> usize {
-    let mut checked = 0;
-    for (architecture, dir) in cases() {
-        let name = dir.file_name().unwrap().to_string_lossy().to_string();
-        if !(name == *architecture || name == format!("{architecture}-4bit")) {
-            continue;
-        }
-        let reference: Value =
-            serde_json::from_slice(&std::fs::read(dir.join("reference.json")).unwrap()).unwrap();
-        let model = mlxk_engine::load(dir, &LoadPolicy::as_published())
-            .unwrap()
-            .model;
-        check(&name, &model, &reference);
-        checked += 1;
-    }
-    checked
+fn each_case(check: impl FnMut(&str, &Rc<dyn LanguageModel>, &Value)) -> usize {
+    each_model(float_or_4bit, check).len()
 }
 
 #[test]
@@ -489,20 +493,6 @@ fn rows_finished_or_cancelled_mid_batch_leave_and_the_others_go_on() {
     assert_eq!(left.tokens.len(), 0, "nothing was polled");
     assert!(batch.rows().is_empty() && !batch.is_busy());
     assert_eq!(batch.bytes(), 0);
-}
-
-/// The sampling a reference case records.
-fn sampling_of(sampling: &Value) -> SamplingParams {
-    let number = |key: &str| sampling[key].as_f64().unwrap();
-    SamplingParams {
-        temperature: number("temperature") as f32,
-        top_p: number("top_p") as f32,
-        min_p: number("min_p") as f32,
-        top_k: number("top_k") as usize,
-        repetition_penalty: number("repetition_penalty") as f32,
-        repetition_window: 20,
-        seed: Some(number("seed") as u64),
-    }
 }
 
 /// The tokens of `prompt` under `sampling` in a batch: `company[0]` joins first, the sequence

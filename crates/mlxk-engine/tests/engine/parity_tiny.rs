@@ -95,16 +95,7 @@ fn check_sampled(
     sampling: &Value,
     reference: &Value,
 ) {
-    let number = |key: &str| sampling[key].as_f64().unwrap();
-    let params = SamplingParams {
-        temperature: number("temperature") as f32,
-        top_p: number("top_p") as f32,
-        min_p: number("min_p") as f32,
-        top_k: number("top_k") as usize,
-        repetition_penalty: number("repetition_penalty") as f32,
-        repetition_window: 20,
-        seed: Some(number("seed") as u64),
-    };
+    let params = sampling_of(sampling);
     let sampled = generate(model, prompt, 12, 512, &[], &params, |_| Control::Continue).unwrap();
     assert_eq!(
         sampled.tokens,
@@ -114,6 +105,20 @@ fn check_sampled(
 }
 
 /// The tiny models and mlx-lm's answers, made once for every test of this binary.
+/// The sampling a reference case records.
+pub(super) fn sampling_of(sampling: &Value) -> SamplingParams {
+    let number = |key: &str| sampling[key].as_f64().unwrap();
+    SamplingParams {
+        temperature: number("temperature") as f32,
+        top_p: number("top_p") as f32,
+        min_p: number("min_p") as f32,
+        top_k: number("top_k") as usize,
+        repetition_penalty: number("repetition_penalty") as f32,
+        repetition_window: 20,
+        seed: Some(number("seed") as u64),
+    }
+}
+
 pub(super) fn cases() -> &'static [(String, PathBuf)] {
     static CASES: OnceLock<Vec<(String, PathBuf)>> = OnceLock::new();
     CASES.get_or_init(|| {

@@ -528,6 +528,15 @@ impl Server {
         Vec::new()
     }
 
+    /// A chat request is answered (after a failure: the server goes on).
+    async fn answers_still(&self) {
+        let (status, body) = self.post("/v1/chat/completions", chat("still here")).await;
+        assert_eq!(
+            (status, &body["choices"][0]["message"]["content"]),
+            (200, &json!("still here"))
+        );
+    }
+
     async fn stop(mut self) -> Stopped {
         self.handle.take().unwrap().stop().await
     }
@@ -535,6 +544,17 @@ impl Server {
 
 fn chat(content: &str) -> Value {
     json!({"model": MODEL, "messages": [{"role": "user", "content": content}]})
+}
+
+/// The ids `/v1/models` marks loaded.
+fn loaded_ids(models: &Value) -> Vec<&str> {
+    models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["loaded"] == true)
+        .map(|m| m["id"].as_str().unwrap())
+        .collect()
 }
 
 /// A response's status, content type and body text.

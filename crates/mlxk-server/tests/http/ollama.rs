@@ -816,13 +816,7 @@ async fn ollama_embeds_and_lists_both_models_in_memory() {
     let names = resident_names(&ps);
     assert_eq!(names, [MODEL, EMBEDDER]);
     let (_, models) = server.get("/v1/models").await;
-    let loaded: Vec<&str> = models["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| m["loaded"] == true)
-        .map(|m| m["id"].as_str().unwrap())
-        .collect();
+    let loaded = loaded_ids(&models);
     assert_eq!(loaded.len(), 2, "{loaded:?}");
     let embedder = models["data"]
         .as_array()

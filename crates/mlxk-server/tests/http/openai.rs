@@ -297,13 +297,7 @@ async fn an_engine_failure_or_panic_fails_its_request_only() {
     let lines = server.stream("/v1/chat/completions", request).await;
     let last: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
     assert_eq!(last["error"]["message"], "the fake engine failed");
-    let (status, body) = server
-        .post("/v1/chat/completions", chat("still here"))
-        .await;
-    assert_eq!(
-        (status, &body["choices"][0]["message"]["content"]),
-        (200, &json!("still here"))
-    );
+    server.answers_still().await;
     assert_eq!(server.stop().await, Stopped::Cleanly);
 }
 
@@ -355,13 +349,7 @@ async fn a_failed_batch_step_ends_the_generations_on_its_model_and_lets_it_go() 
             Some(MODEL)
         );
         // The next request loads the model anew and is answered.
-        let (status, body) = server
-            .post("/v1/chat/completions", chat("still here"))
-            .await;
-        assert_eq!(
-            (status, &body["choices"][0]["message"]["content"]),
-            (200, &json!("still here"))
-        );
+        server.answers_still().await;
         assert_eq!(server.record.lock().unwrap().loads.len(), loads_before + 1);
     }
     assert_eq!(server.stop().await, Stopped::Cleanly);

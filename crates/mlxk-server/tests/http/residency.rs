@@ -62,13 +62,7 @@ async fn two_models_alternate_without_reloading_and_both_are_shown_loaded() {
     assert!(unloads(&server).is_empty());
     assert_eq!(in_memory(&server).await, [MODEL, OTHER]);
     let (_, models) = server.get("/v1/models").await;
-    let loaded: Vec<&str> = models["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| m["loaded"] == true)
-        .map(|m| m["id"].as_str().unwrap())
-        .collect();
+    let loaded = loaded_ids(&models);
     assert_eq!(loaded.len(), 2, "{models}");
     assert!(
         loaded.contains(&MODEL) && loaded.contains(&OTHER),
