@@ -562,7 +562,9 @@ fn host_tokens(tokens: &Array) -> Result<Vec<u32>> {
 
 /// How much of a waiting prompt one step prefills while rows decode: a step with a chunk
 /// should take about `1 + PREFILL_SHARE` times a step without, so that the longest gap between
-/// two tokens of a running stream stays near twice the usual. Learnt from the steps themselves
+/// two tokens of a running stream stays near twice the usual (about three times on a CPU, where
+/// a chunk's forward pass reads every weight again whatever its length, so even the smallest
+/// chunk adds about a decode step). Learnt from the steps themselves
 /// (moving averages of a decode-only step's time and of the time a prompt token adds to a step),
 /// so it follows the device, the model, the number of rows and how far the prompt has got (its
 /// later tokens attend to more). With no rows decoding, whole prompts go at full speed.
