@@ -282,7 +282,10 @@ impl Batch {
         if let Some((id, done)) = joiner {
             let total = self.sequences[&id].prompt.len();
             let chunk = self.budget.chunk(decoding);
-            let end = match decoding {
+            // Only a prompt not begun: the tail of a long one still goes by chunks.
+            let short =
+                self.sequences[&id].prefill.is_none() && self.budget.goes_whole(total - done);
+            let end = match decoding && !short {
                 true => (done + chunk).min(total),
                 false => total,
             };
@@ -583,6 +586,8 @@ const PREFILL_SHARE: f64 = 1.0;
 /// The smallest chunk: a forward pass reads every weight whatever its length, so a chunk of
 /// fewer tokens would take longer in all for little gain in the gap.
 const MIN_CHUNK: usize = 4;
+/// A prompt this short is prefilled whole ([`PrefillBudget::goes_whole`]).
+const SHORT_PROMPT: usize = 64;
 /// The chunk before anything was measured.
 const FIRST_CHUNK: usize = 16;
 /// The weight of a new measurement in the moving averages.
@@ -604,6 +609,14 @@ impl PrefillBudget {
             }
             _ => FIRST_CHUNK,
         }
+    }
+
+    /// Whether a prompt with `remaining` tokens to prefill goes in one forward pass even while
+    /// rows decode: a short one (a chat's opening question) costs about one chunk's step, and
+    /// cutting it up would only add forward passes, each reading every weight, while clients
+    /// that arrived together wait their turn for a first token.
+    pub fn goes_whole(&self, remaining: usize) -> bool {
+        self.fixed.is_none() && remaining <= SHORT_PROMPT
     }
 
     /// A step that decoded rows took `elapsed`, prefilling `prefilled` prompt tokens besides.
@@ -653,10 +666,15 @@ mod tests {
             budget.stepped(Duration::from_millis(61), 1_000_000);
         }
         assert_eq!(budget.chunk(true), PREFILL_STEP);
+        assert!(budget.goes_whole(SHORT_PROMPT) && !budget.goes_whole(SHORT_PROMPT + 1));
         let fixed = PrefillBudget {
             fixed: Some(5),
             ..budget
         };
+        assert!(
+            !fixed.goes_whole(1),
+            "a given chunk size holds for every prompt"
+        );
         assert_eq!((fixed.chunk(true), fixed.chunk(false)), (5, 5));
     }
 }
