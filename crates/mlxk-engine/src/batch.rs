@@ -295,6 +295,22 @@ impl Batch {
                 prefill.push((id, at..to));
                 at = to;
             }
+            if decoding && short {
+                // Short prompts that arrived together all go in this step, so that none waits
+                // for the others' first tokens one step at a time.
+                for &next in self.joining.iter().skip(1) {
+                    let (Some(sequence), Some(done)) =
+                        (self.sequences.get(&next), self.prefill_progress(next))
+                    else {
+                        continue;
+                    };
+                    let total = sequence.prompt.len();
+                    if sequence.prefill.is_some() || !self.budget.goes_whole(total - done) {
+                        break;
+                    }
+                    prefill.push((next, done..total));
+                }
+            }
         }
         StepPlan { drop, prefill }
     }
