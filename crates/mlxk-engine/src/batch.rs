@@ -254,7 +254,8 @@ impl Batch {
 
     /// What the next step does: rows finished between steps, or whose queued token is their
     /// last, leave before the forward pass; the first joiner gets one chunk of the budget while
-    /// rows decode, and its whole prompt when none do (as fast as a generation alone).
+    /// rows decode, and its whole prompt when none do (as fast as a generation alone); short
+    /// prompts not begun go whole, each in one forward pass, the ones in line behind too.
     pub fn plan(&self) -> StepPlan {
         let drop: Vec<SeqId> = self
             .rows
@@ -285,9 +286,11 @@ impl Batch {
             // Only a prompt not begun: the tail of a long one still goes by chunks.
             let short =
                 self.sequences[&id].prefill.is_none() && self.budget.goes_whole(total - done);
-            let end = match decoding && !short {
-                true => (done + chunk).min(total),
-                false => total,
+            let (end, chunk) = match (decoding, short) {
+                (true, false) => ((done + chunk).min(total), chunk),
+                // A short prompt in one forward pass.
+                (true, true) => (total, total),
+                (false, _) => (total, chunk),
             };
             let mut at = done;
             while at < end {
