@@ -1,11 +1,12 @@
 //! Several generations decoded together: one forward pass advances every row, and sequences
 //! join and leave between steps (continuous batching, as mlx-lm's `BatchGenerator`).
 //!
-//! A sequence that joins is prefilled alone, into one-row caches of its own, in chunks sized so
-//! that the rows already decoding keep their pace ([`PrefillBudget`]); its last chunk yields
-//! its first token, and its caches become a row of the batch's (`KvCache::append_row`). Every
-//! row keeps its own sampler, seed, grammar and stop conditions, so a sequence draws the same
-//! tokens whatever else shares its batch.
+//! A sequence that joins is prefilled into one-row caches of its own, in chunks sized so that
+//! the rows already decoding keep their pace ([`PrefillBudget`]). Sequences waiting together
+//! move on together: one forward pass takes a chunk of each (their caches stacked as rows for
+//! it, then split again). A prompt's last chunk yields its first token, and its caches become a
+//! row of the batch's (`KvCache::append_row`). Every row keeps its own sampler, seed, grammar
+//! and stop conditions, so a sequence draws the same tokens whatever else shares its batch.
 //!
 //! After every [`Batch::step`], each row's caches hold all its tokens before the one queued for
 //! it (sampled on the device, not yet read), and that token is in `next`.
@@ -53,8 +54,12 @@ pub enum Poll {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepPlan {
     pub drop: Vec<SeqId>,
-    pub prefill: Vec<(SeqId, Range<usize>)>,
+    /// One forward pass each, in order: a chunk of each of its sequences' prompts.
+    pub prefill: Vec<Vec<(SeqId, Range<usize>)>>,
 }
+
+/// The token in the padding after a shorter prompt's chunk (no query of the prompt sees it).
+const PAD_TOKEN: i32 = 0;
 
 pub struct Batch {
     model: Rc<dyn LanguageModel>,
@@ -253,9 +258,10 @@ impl Batch {
     }
 
     /// What the next step does: rows finished between steps, or whose queued token is their
-    /// last, leave before the forward pass; the first joiner gets one chunk of the budget while
-    /// rows decode, and its whole prompt when none do (as fast as a generation alone); short
-    /// prompts not begun go whole, each in one forward pass, the ones in line behind too.
+    /// last, leave before the forward pass. While rows decode, one more forward pass takes a
+    /// chunk of every waiting prompt, so that clients that arrived together get their first
+    /// tokens together; with none decoding, the first prompt goes whole (as fast as a
+    /// generation alone), beside the short ones waiting with it.
     pub fn plan(&self) -> StepPlan {
         let drop: Vec<SeqId> = self
             .rows
@@ -275,46 +281,49 @@ impl Batch {
                 .is_some_and(|s| !s.is_finished() && s.queued_is_last())
         });
         let decoding = self.rows.len() > drop.len() || last_tokens || !self.finals.is_empty();
-        let mut prefill = Vec::new();
-        let joiner = self
+        // (sequence, prompt tokens done, prompt tokens), first come first.
+        let waiting: Vec<(SeqId, usize, usize)> = self
             .joining
-            .front()
-            .and_then(|id| Some((*id, self.prefill_progress(*id)?)));
-        if let Some((id, done)) = joiner {
-            let total = self.sequences[&id].prompt.len();
-            let chunk = self.budget.chunk(decoding);
-            // Only a prompt not begun: the tail of a long one still goes by chunks.
-            let short =
-                self.sequences[&id].prefill.is_none() && self.budget.goes_whole(total - done);
-            let (end, chunk) = match (decoding, short) {
-                (true, false) => ((done + chunk).min(total), chunk),
-                // A short prompt in one forward pass.
-                (true, true) => (total, total),
-                (false, _) => (total, chunk),
-            };
-            let mut at = done;
-            while at < end {
-                let to = (at + chunk).min(end);
-                prefill.push((id, at..to));
-                at = to;
+            .iter()
+            .filter_map(|&id| {
+                let total = self.sequences.get(&id)?.prompt.len();
+                Some((id, self.prefill_progress(id)?, total))
+            })
+            .collect();
+        let prefill = match waiting.first() {
+            None => Vec::new(),
+            Some(_) if decoding => {
+                let chunk = self.budget.row_chunk(waiting.len());
+                let wave = waiting
+                    .iter()
+                    .take((PREFILL_STEP / chunk).max(1))
+                    .map(|&(id, done, total)| (id, done..(done + chunk).min(total)))
+                    .collect();
+                vec![wave]
             }
-            if decoding && short {
-                // Short prompts that arrived together all go in this step, so that none waits
-                // for the others' first tokens one step at a time.
-                for &next in self.joining.iter().skip(1) {
-                    let (Some(sequence), Some(done)) =
-                        (self.sequences.get(&next), self.prefill_progress(next))
-                    else {
-                        continue;
-                    };
-                    let total = sequence.prompt.len();
-                    if sequence.prefill.is_some() || !self.budget.goes_whole(total - done) {
-                        break;
+            Some(&(first, done, total)) => {
+                let chunk = self.budget.chunk(false);
+                if total - done > chunk {
+                    (done..total)
+                        .step_by(chunk)
+                        .map(|at| vec![(first, at..(at + chunk).min(total))])
+                        .collect()
+                } else {
+                    // Whole prompts that fit one pass of `PREFILL_STEP` tokens, padding included.
+                    let mut wave = vec![(first, done..total)];
+                    let mut width = total - done;
+                    for &(id, done, total) in &waiting[1..] {
+                        let wider = width.max(total - done);
+                        if total - done > chunk || (wave.len() + 1) * wider > PREFILL_STEP {
+                            break;
+                        }
+                        width = wider;
+                        wave.push((id, done..total));
                     }
-                    prefill.push((next, done..total));
+                    vec![wave]
                 }
             }
-        }
+        };
         StepPlan { drop, prefill }
     }
 
@@ -340,9 +349,9 @@ impl Batch {
             self.sample_rows(&logits)?;
         }
         let mut prefilled = 0;
-        for (id, range) in &plan.prefill {
-            self.prefill_chunk(*id, range.clone())?;
-            prefilled += range.len();
+        for wave in &plan.prefill {
+            self.prefill_wave(wave)?;
+            prefilled += wave.iter().map(|(_, range)| range.len()).sum::<usize>();
         }
         if decoded {
             // The whole step: with the pipelining, a decode-only step's time is that of the
@@ -483,34 +492,63 @@ impl Batch {
         Ok(())
     }
 
-    /// One chunk of a joiner's prompt into its own caches; the last chunk also samples its first
-    /// token and makes it a row (or, when that token is its last, leaves it to be read).
-    fn prefill_chunk(&mut self, id: SeqId, range: Range<usize>) -> Result<()> {
-        let Some(sequence) = self.sequences.get_mut(&id).filter(|s| !s.is_finished()) else {
+    /// One forward pass over a chunk of each joiner's prompt, into its own caches; a prompt's
+    /// last chunk also samples its first token and makes it a row (or, when that token is its
+    /// last, leaves it to be read).
+    fn prefill_wave(&mut self, wave: &[(SeqId, Range<usize>)]) -> Result<()> {
+        // A joiner that finished since the plan was made is left out.
+        let wave: Vec<(SeqId, Range<usize>)> = wave
+            .iter()
+            .filter(|(id, _)| self.sequences.get(id).is_some_and(|s| !s.is_finished()))
+            .cloned()
+            .collect();
+        if wave.is_empty() {
             return Ok(());
-        };
-        if sequence.prefill.is_none() {
-            sequence.prefill = Some(Prefill {
+        }
+        let mut caches = Vec::with_capacity(wave.len());
+        let mut chunks = Vec::with_capacity(wave.len());
+        for (id, range) in &wave {
+            let sequence = self.sequences.get_mut(id).expect("in the wave");
+            if range.start == sequence.reused_tokens {
+                sequence.started = Instant::now();
+            }
+            let prefill = sequence.prefill.get_or_insert_with(|| Prefill {
                 caches: self.model.make_caches(),
                 done: sequence.reused_tokens,
             });
+            caches.push(std::mem::take(&mut prefill.caches));
+            prefill.done = range.end;
+            chunks.push(sequence.prompt[range.clone()].to_vec());
         }
-        if range.start == sequence.reused_tokens {
-            sequence.started = Instant::now();
+        let (logits, caches) = forward_chunks(self.model.as_ref(), &chunks, caches)?;
+        let mut evaluate = Vec::new();
+        let mut complete = Vec::new();
+        for (r, ((id, _), caches)) in wave.iter().zip(caches).enumerate() {
+            let sequence = self.sequences.get_mut(id).expect("in the wave");
+            let prefill = sequence.prefill.as_mut().expect("made above");
+            prefill.caches = caches;
+            if prefill.done < sequence.prompt.len() {
+                evaluate.extend(prefill.caches.iter().flat_map(KvCache::arrays).cloned());
+            } else {
+                let r = r as i32;
+                complete.push((*id, logits.index(r..r + 1)));
+            }
         }
-        let prefill = sequence.prefill.as_mut().expect("made above");
-        let logits = self.model.forward_positions(
-            &token_array(&sequence.prompt[range.clone()]),
-            &mut prefill.caches,
-            Positions::Last,
-        )?;
-        prefill.done = range.end;
-        if range.end < sequence.prompt.len() {
-            eval(prefill.caches.iter().flat_map(KvCache::arrays))?;
+        if !evaluate.is_empty() {
+            eval(&evaluate)?;
+        }
+        for (id, logits) in complete {
+            self.become_row(id, &logits)?;
+        }
+        Ok(())
+    }
+
+    /// A joiner whose prompt is in: its first token is sampled from `logits` (its last
+    /// position's, which saves a forward pass over mlx-lm's split) and it becomes a row.
+    fn become_row(&mut self, id: SeqId, logits: &Array) -> Result<()> {
+        let Some(sequence) = self.sequences.get_mut(&id) else {
             return Ok(());
-        }
-        // The last chunk yields the first token (its logits for the last position only), which
-        // saves a forward pass over mlx-lm's split.
+        };
         self.joining.retain(|&j| j != id);
         let vocab = *logits
             .shape()
@@ -552,6 +590,45 @@ impl Batch {
     }
 }
 
+/// One forward pass over prompt chunks, each into its own caches: logits `[chunks, 1, vocab]`
+/// at each chunk's last token, and the caches back. Several chunks go as the rows of one
+/// cache, each padded on the right to the longest: a row's padding comes after its tokens, so
+/// none of them attends to it, and its keys are cut off again.
+fn forward_chunks(
+    model: &dyn LanguageModel,
+    chunks: &[Vec<u32>],
+    mut caches: Vec<Vec<KvCache>>,
+) -> Result<(Array, Vec<Vec<KvCache>>)> {
+    if let ([chunk], [own]) = (chunks, caches.as_mut_slice()) {
+        let logits = model.forward_positions(&token_array(chunk), own, Positions::Last)?;
+        return Ok((logits, caches));
+    }
+    let width = chunks.iter().map(|c| c.len()).max().unwrap_or(0);
+    let mut tokens = Vec::with_capacity(chunks.len() * width);
+    for chunk in chunks {
+        tokens.extend(chunk.iter().map(|&t| t as i32));
+        tokens.extend(std::iter::repeat_n(PAD_TOKEN, width - chunk.len()));
+    }
+    let tokens = Array::from_slice(&tokens, &[chunks.len() as i32, width as i32]);
+    let mut rows = caches.into_iter();
+    let mut joint = rows.next().unwrap_or_default();
+    for own in rows {
+        for (layer, row) in joint.iter_mut().zip(own) {
+            layer.append_row(row)?;
+        }
+    }
+    let lasts = chunks.iter().map(|c| c.len() as i32 - 1).collect();
+    let logits = model.forward_positions(&tokens, &mut joint, Positions::LastOf(lasts))?;
+    let padding: Vec<i32> = chunks.iter().map(|c| (width - c.len()) as i32).collect();
+    let mut split: Vec<Vec<KvCache>> = chunks.iter().map(|_| Vec::new()).collect();
+    for layer in &joint {
+        for (own, row) in split.iter_mut().zip(layer.split_rows(&padding)?) {
+            own.push(row);
+        }
+    }
+    Ok((logits, split))
+}
+
 impl Drop for Batch {
     /// Waits for the queued tokens. MLX keeps computing queued work on its own thread: left
     /// running, it can outlive the arrays it uses, and at process exit it crashed inside the
@@ -582,7 +659,7 @@ fn host_tokens(tokens: &Array) -> Result<Vec<u32>> {
     Ok(tokens.as_slice::<u32>().to_vec())
 }
 
-/// How much of a waiting prompt one step prefills while rows decode: a step with a chunk
+/// How much of the waiting prompts one step prefills while rows decode: a step with chunks
 /// should take about `1 + PREFILL_SHARE` times a step without, so that the longest gap between
 /// two tokens of a running stream stays near twice the usual (about three times on a CPU, where
 /// a chunk's forward pass reads every weight again whatever its length, so even the smallest
@@ -605,8 +682,6 @@ const PREFILL_SHARE: f64 = 1.0;
 /// The smallest chunk: a forward pass reads every weight whatever its length, so a chunk of
 /// fewer tokens would take longer in all for little gain in the gap.
 const MIN_CHUNK: usize = 4;
-/// A prompt this short is prefilled whole ([`PrefillBudget::goes_whole`]).
-const SHORT_PROMPT: usize = 64;
 /// The chunk before anything was measured.
 const FIRST_CHUNK: usize = 16;
 /// The weight of a new measurement in the moving averages.
@@ -630,12 +705,14 @@ impl PrefillBudget {
         }
     }
 
-    /// Whether a prompt with `remaining` tokens to prefill goes in one forward pass even while
-    /// rows decode: a short one (a chat's opening question) costs about one chunk's step, and
-    /// cutting it up would only add forward passes, each reading every weight, while clients
-    /// that arrived together wait their turn for a first token.
-    pub fn goes_whole(&self, remaining: usize) -> bool {
-        self.fixed.is_none() && remaining <= SHORT_PROMPT
+    /// Tokens of each of `prompts` waiting prompts in the next step's chunks while rows decode:
+    /// they share the step's budget, but each moves on by at least `MIN_CHUNK`, so that every
+    /// client that arrived gets its first token soon, not one after another.
+    pub fn row_chunk(&self, prompts: usize) -> usize {
+        match self.fixed {
+            Some(fixed) => fixed,
+            None => (self.chunk(true) / prompts.max(1)).max(MIN_CHUNK),
+        }
     }
 
     /// A step that decoded rows took `elapsed`, prefilling `prefilled` prompt tokens besides.
@@ -685,15 +762,21 @@ mod tests {
             budget.stepped(Duration::from_millis(61), 1_000_000);
         }
         assert_eq!(budget.chunk(true), PREFILL_STEP);
-        assert!(budget.goes_whole(SHORT_PROMPT) && !budget.goes_whole(SHORT_PROMPT + 1));
+        assert_eq!(budget.row_chunk(1), PREFILL_STEP);
+        assert_eq!(
+            budget.row_chunk(8),
+            PREFILL_STEP / 8,
+            "shared by the waiting prompts"
+        );
+        assert_eq!(budget.row_chunk(4096), MIN_CHUNK, "but each moves on");
         let fixed = PrefillBudget {
             fixed: Some(5),
             ..budget
         };
-        assert!(
-            !fixed.goes_whole(1),
+        assert_eq!(
+            (fixed.chunk(true), fixed.chunk(false), fixed.row_chunk(8)),
+            (5, 5, 5),
             "a given chunk size holds for every prompt"
         );
-        assert_eq!((fixed.chunk(true), fixed.chunk(false)), (5, 5));
     }
 }

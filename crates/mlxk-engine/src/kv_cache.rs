@@ -378,20 +378,39 @@ impl KvCache {
     /// Row `r` as a one-row cache, in a fresh buffer (a view would keep the whole batch's
     /// buffer alive): what the prefix cache keeps of a sequence that leaves the batch.
     pub fn extract_row(&self, r: usize) -> Result<KvCache> {
-        let (from, len) = (self.first[r], self.len);
-        let capacity = room_for(len - from);
+        self.row_without_last(r, 0)
+    }
+
+    /// Every row as a one-row cache of its own, in fresh buffers, leaving out the last
+    /// `padding[r]` slots of row `r`: the keys of the padding after a shorter prompt in a pass
+    /// that prefilled several (its tokens never attend to them).
+    pub fn split_rows(&self, padding: &[i32]) -> Result<Vec<KvCache>> {
+        assert_eq!(
+            padding.len(),
+            self.rows(),
+            "split_rows takes a padding per row"
+        );
+        (0..self.rows())
+            .map(|r| self.row_without_last(r, padding[r]))
+            .collect()
+    }
+
+    /// Row `r` but its last `padding` slots, in a fresh buffer.
+    fn row_without_last(&self, r: usize, padding: i32) -> Result<KvCache> {
+        let (from, to) = (self.first[r], self.len - padding);
+        let capacity = room_for(to - from);
         let row = r as i32;
         let copy = |buffer: &Option<Array>| -> Result<Option<Array>> {
             buffer
                 .as_ref()
-                .map(|b| placed(&b.index((row..row + 1, Ellipsis)), from, len, 0, capacity))
+                .map(|b| placed(&b.index((row..row + 1, Ellipsis)), from, to, 0, capacity))
                 .transpose()
         };
         Ok(KvCache {
             keys: copy(&self.keys)?,
             values: copy(&self.values)?,
-            len: len - from,
-            offsets: vec![self.offsets[r]],
+            len: to - from,
+            offsets: vec![self.offsets[r] - padding],
             first: vec![0],
             window: self.window,
         })
@@ -583,6 +602,34 @@ mod tests {
 
     fn positions(range: std::ops::RangeInclusive<i32>) -> Vec<f32> {
         range.map(|p| p as f32).collect()
+    }
+
+    /// Three prompts prefilled in one pass, each chunk padded on the right to the longest
+    /// (`-1` here): no real query sees a padding key, and split apart each row holds exactly
+    /// its positions and goes on as a cache of its own.
+    #[test]
+    fn chunks_padded_on_the_right_are_cut_off_when_the_rows_split() {
+        let rows = vec![fed(0..3, None), fed(0..6, None), KvCache::default()];
+        let mut batch = batch_of(rows);
+        let chunks = [[3., 4., -1.], [6., 7., 8.], [0., -1., -1.]];
+        let flat: Vec<f32> = chunks.concat();
+        let new = Array::from_slice(&flat, &[3, 1, 3, 1]);
+        let attend = batch.update_and_attend(new.clone(), new).unwrap();
+        assert_eq!(visible(&attend, 0, 1), positions(0..=4));
+        assert_eq!(visible(&attend, 1, 2), positions(0..=8));
+        assert_eq!(visible(&attend, 2, 0), positions(0..=0));
+        let split = batch.split_rows(&[1, 0, 2]).unwrap();
+        let expected = [0..=4, 0..=8, 0..=0];
+        for (mut row, expected) in split.into_iter().zip(expected) {
+            let end = *expected.end();
+            assert_eq!(
+                stored(&row),
+                (positions(expected.clone()), positions(expected))
+            );
+            assert_eq!(row.offset(), end + 1);
+            row.update(entry(&[end + 1]), entry(&[end + 1])).unwrap();
+            assert_eq!(stored(&row).0, positions(0..=end + 1));
+        }
     }
 
     #[test]

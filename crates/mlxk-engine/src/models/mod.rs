@@ -27,23 +27,30 @@ use crate::load_plan::{LoadPlan, LoadPolicy, WeightFacts};
 pub use config_check::check as check_config;
 
 /// Which positions a forward pass computes logits for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Positions {
     All,
     /// Only the last: what generation needs, and the output projection of a long prompt
     /// is by far its largest matmul.
     Last,
+    /// One per row, at the given index: each row's last token when rows of different lengths
+    /// are padded on the right (several prompts prefilled in one pass).
+    LastOf(Vec<i32>),
 }
 
 impl Positions {
-    /// The hidden states `[B, L, D]` to project: all, or the last position `[B, 1, D]` (rows
-    /// are right-aligned, so every row's last position is there).
+    /// The hidden states `[B, L, D]` to project: all, or one position per row `[B, 1, D]`.
     pub fn select(self, h: Array) -> Result<Array> {
         match self {
             Positions::All => Ok(h),
             Positions::Last => {
                 let last = h.shape()[1] - 1;
                 Ok(h.take_axis(Array::from_slice(&[last], &[1]), 1)?)
+            }
+            Positions::LastOf(indices) => {
+                let rows = indices.len() as i32;
+                let at = Array::from_slice(&indices, &[rows, 1, 1]);
+                Ok(h.take_along_axis(&at, 1)?)
             }
         }
     }

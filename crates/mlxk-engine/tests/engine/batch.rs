@@ -255,12 +255,13 @@ fn assert_same(what: &str, batched: &Taken, solo: &Taken) {
     }
 }
 
-/// Engine test 2: one sequence decodes alone for a few steps, two more join (prefilled in
-/// chunks of 5 between decode steps); each gives the tokens of its sequence alone.
+/// Engine test 2: one sequence decodes alone for a few steps, two more join (prefilled together
+/// in chunks of 4 between decode steps, the shorter one's last chunk padded); each gives the
+/// tokens of its sequence alone.
 fn check_batched_equals_alone(name: &str, model: &Rc<dyn LanguageModel>, reference: &Value) {
     let prompts = prompts(reference);
     let greedy = SamplingParams::default();
-    let mut batch = Batch::new(Rc::clone(model)).with_prefill_chunk(5);
+    let mut batch = Batch::new(Rc::clone(model)).with_prefill_chunk(4);
     let mut seqs = vec![batch.join(sequence(&prompts[0], 12, &greedy))];
     let mut taken: Vec<Taken> = (0..prompts.len()).map(|_| Taken::default()).collect();
     for steps in 1.. {
@@ -410,14 +411,15 @@ fn a_rows_last_token_is_not_held_back_by_a_whole_prefill() {
     // The row's second token is its last: it leaves, and its token is read at this step.
     let plan = batch.plan();
     assert_eq!(plan.drop, [ending]);
-    assert_eq!(plan.prefill, [(joiner, 0..32)]);
+    assert_eq!(plan.prefill, [vec![(joiner, 0..32)]]);
     batch.step().unwrap();
     assert_eq!(count_into(&mut batch, ending, &mut taken), 1);
     assert_eq!(batch.poll(ending).unwrap(), Poll::Done);
     let plan = batch.plan();
-    assert_eq!(plan.prefill.first(), Some(&(joiner, 32..64)));
+    let chunks: Vec<_> = plan.prefill.concat();
+    assert_eq!(chunks.first(), Some(&(joiner, 32..64)));
     assert_eq!(
-        plan.prefill.last().map(|(_, r)| r.end),
+        chunks.last().map(|(_, r)| r.end),
         Some(300),
         "the rest at once"
     );
@@ -442,7 +444,8 @@ fn rows_finished_or_cancelled_mid_batch_leave_and_the_others_go_on() {
         .map(|p| batch.join(sequence(p, 16, &greedy)))
         .collect();
     let mut taken: Vec<Taken> = (0..3).map(|_| Taken::default()).collect();
-    // One prefill per step (the first whole, the others a chunk of 128), then two decode steps.
+    // Nothing decodes yet: the three prompts go whole, in one forward pass, then four decode
+    // steps.
     for _ in 0..5 {
         batch.step().unwrap();
         for (id, taken) in seqs.iter().zip(&mut taken) {
@@ -452,7 +455,7 @@ fn rows_finished_or_cancelled_mid_batch_leave_and_the_others_go_on() {
     assert_eq!(batch.rows(), seqs);
     assert_eq!(
         taken.iter().map(|t| t.tokens.len()).collect::<Vec<_>>(),
-        [4, 3, 2]
+        [4, 4, 4]
     );
     let before = batch.bytes();
     batch.finish(seqs[1], FinishReason::Stop);
@@ -588,7 +591,9 @@ fn a_seeded_row_draws_the_same_tokens_whatever_shares_its_batch() {
 }
 
 /// Engine test 6: a second turn that joins a batch while another row decodes starts from the
-/// first turn's kept caches and gives the tokens and log-probabilities (1e-4) of a cold run.
+/// first turn's kept caches and gives the tokens and log-probabilities (1e-4) of a cold run;
+/// so does another second turn of a different length, and a new prompt, joining with it (the
+/// three prefilled together, each from its own caches).
 #[test]
 fn a_prefix_hit_joins_a_batch_and_equals_a_cold_run() {
     let _mlx = mlx();
@@ -610,23 +615,49 @@ fn a_prefix_hit_joins_a_batch_and_equals_a_cold_run() {
     let companion = batch.join(sequence(&long_prompt()[100..150], 20, &greedy));
     batch.step().unwrap();
     batch.step().unwrap();
-    let mut warm = sequence(&second, 12, &greedy);
-    warm.reuse_prefixes(&prefixes);
-    let id = batch.join(warm);
-    let mut taken = Taken::default();
-    while !take(&mut batch, id, &mut taken) {
+    let mut other_second = first.clone();
+    other_second.extend(&answer);
+    other_second.extend((20..57).collect::<Vec<u32>>());
+    let cold = long_prompt()[200..223].to_vec();
+    let prompts = [second, other_second, cold];
+    let ids: Vec<SeqId> = prompts
+        .iter()
+        .enumerate()
+        .map(|(i, prompt)| {
+            let mut joiner = sequence(prompt, 12, &greedy);
+            if i < 2 {
+                joiner.reuse_prefixes(&prefixes);
+            }
+            batch.join(joiner)
+        })
+        .collect();
+    let plan = batch.plan();
+    assert_eq!(plan.prefill.len(), 1, "one forward pass");
+    assert_eq!(plan.prefill[0].len(), 3, "a chunk of each prompt");
+    let mut taken: Vec<Taken> = (0..3).map(|_| Taken::default()).collect();
+    for steps in 0.. {
+        assert!(steps < 200, "the batch does not end");
         batch.step().unwrap();
         take(&mut batch, companion, &mut Taken::default());
+        let mut done = true;
+        for (id, taken) in ids.iter().zip(&mut taken) {
+            done &= take(&mut batch, *id, taken);
+        }
+        if done {
+            break;
+        }
     }
-    assert_same(
-        "warm in a batch",
-        &taken,
-        &alone(&model, &second, 12, &greedy),
-    );
-    let generation = batch.leave(id);
+    for (i, prompt) in prompts.iter().enumerate() {
+        assert_same(
+            &format!("joiner {i} in a batch"),
+            &taken[i],
+            &alone(&model, prompt, 12, &greedy),
+        );
+    }
+    let generation = batch.leave(ids[0]);
     assert_eq!(generation.reused_tokens, first.len() + answer.len() - 1);
     let stats = prefixes.borrow().stats();
-    assert_eq!((stats.hits, stats.misses), (1, 1));
+    assert_eq!((stats.hits, stats.misses), (2, 1));
     assert!(stats.bytes > 0);
 }
 
