@@ -504,44 +504,21 @@ impl WorkerLoop {
             } else {
                 self.receiver.try_recv().ok()
             };
-            let mut messages: Vec<Message> = message.into_iter().collect();
-            messages.extend(self.receiver.try_iter());
-            for message in messages {
-                match message {
-                    Message::Job(job) => self.waiting.push_back(job),
-                    Message::Embed(job) => self.embed_jobs.push(*job),
-                    Message::Transcribe(job) => self.transcribe_waiting.push_back(*job),
-                    Message::Load { model, done } => {
-                        self.queue.control.fetch_sub(1, Ordering::SeqCst);
-                        let _ = done.send(self.preload(&model));
-                    }
-                    Message::Unload { model, done } => {
-                        self.queue.control.fetch_sub(1, Ordering::SeqCst);
-                        let _ = done.send(self.unload_asked(&model));
-                    }
-                    Message::KeepAlive { model, keep, done } => {
-                        self.queue.control.fetch_sub(1, Ordering::SeqCst);
-                        let held = match self.held.iter_mut().find(|h| h.name == model) {
-                            Some(held) => {
-                                // The new keep-alive holds from now on (and is shown).
-                                held.keep = keep;
-                                held.last_used = Instant::now();
-                                true
-                            }
-                            None => false,
-                        };
-                        if held {
-                            self.let_expired_go();
-                        }
-                        let _ = done.send(held);
-                    }
-                    Message::Shutdown => return self.shut_down(),
-                }
-            }
-            if self.queue.stopping.load(Ordering::SeqCst) {
+            if !self.take(
+                message
+                    .into_iter()
+                    .chain(self.receiver.try_iter())
+                    .collect(),
+            ) {
                 return self.shut_down();
             }
             self.run_embeddings();
+            self.admit();
+            // Seating a model takes seconds: requests that came meanwhile start in this step
+            // too, so that clients that arrived together are prefilled together.
+            if !self.take(self.receiver.try_iter().collect()) {
+                return self.shut_down();
+            }
             self.admit();
             self.admit_transcriptions();
             self.step_all();
@@ -552,6 +529,44 @@ impl WorkerLoop {
                 Ordering::SeqCst,
             );
         }
+    }
+
+    /// Takes the messages read: jobs wait for their place, control messages are answered.
+    /// `false` when the server is to stop.
+    fn take(&mut self, messages: Vec<Message>) -> bool {
+        for message in messages {
+            match message {
+                Message::Job(job) => self.waiting.push_back(job),
+                Message::Embed(job) => self.embed_jobs.push(*job),
+                Message::Transcribe(job) => self.transcribe_waiting.push_back(*job),
+                Message::Load { model, done } => {
+                    self.queue.control.fetch_sub(1, Ordering::SeqCst);
+                    let _ = done.send(self.preload(&model));
+                }
+                Message::Unload { model, done } => {
+                    self.queue.control.fetch_sub(1, Ordering::SeqCst);
+                    let _ = done.send(self.unload_asked(&model));
+                }
+                Message::KeepAlive { model, keep, done } => {
+                    self.queue.control.fetch_sub(1, Ordering::SeqCst);
+                    let held = match self.held.iter_mut().find(|h| h.name == model) {
+                        Some(held) => {
+                            // The new keep-alive holds from now on (and is shown).
+                            held.keep = keep;
+                            held.last_used = Instant::now();
+                            true
+                        }
+                        None => false,
+                    };
+                    if held {
+                        self.let_expired_go();
+                    }
+                    let _ = done.send(held);
+                }
+                Message::Shutdown => return false,
+            }
+        }
+        !self.queue.stopping.load(Ordering::SeqCst)
     }
 
     /// Starts waiting jobs, in order, while there is room: a job whose model cannot be seated
