@@ -4,9 +4,11 @@
 //! A sequence that joins is prefilled into one-row caches of its own, in chunks sized so that
 //! the rows already decoding keep their pace ([`PrefillBudget`]). Sequences waiting together
 //! move on together: one forward pass takes a chunk of each (their caches stacked as rows for
-//! it, then split again). A prompt's last chunk yields its first token, and its caches become a
-//! row of the batch's (`KvCache::append_row`). Every row keeps its own sampler, seed, grammar
-//! and stop conditions, so a sequence draws the same tokens whatever else shares its batch.
+//! it, then split again), and that pass is the rows' own decode pass
+//! ([`LanguageModel::forward_groups`]: the projections read each weight once for both). A
+//! prompt's last chunk yields its first token, and its caches become a row of the batch's
+//! (`KvCache::append_row`). Every row keeps its own sampler, seed, grammar and stop
+//! conditions, so a sequence draws the same tokens whatever else shares its batch.
 //!
 //! After every [`Batch::step`], each row's caches hold all its tokens before the one queued for
 //! it (sampled on the device, not yet read), and that token is in `next`.
@@ -25,7 +27,7 @@ use mlx_rs::{Array, Dtype};
 use crate::error::{EngineError, Result};
 use crate::generate::{token_array, FinishReason, Generation, Prefill, RawLogprob, Sequence};
 use crate::kv_cache::KvCache;
-use crate::models::{LanguageModel, Positions};
+use crate::models::{Group, LanguageModel, Positions};
 
 /// Prompt tokens processed per forward pass when nothing else is decoding (mlx-lm's default).
 pub const PREFILL_STEP: usize = 2048;
@@ -60,6 +62,17 @@ pub struct StepPlan {
 
 /// The token in the padding after a shorter prompt's chunk (no query of the prompt sees it).
 const PAD_TOKEN: i32 = 0;
+
+/// Prompt chunks ready for one forward pass: their tokens over their caches (one sequence's
+/// own, or several stacked as rows, each chunk padded on the right to the longest).
+struct Wave {
+    chunks: Vec<(SeqId, Range<usize>)>,
+    tokens: Array,
+    caches: Vec<KvCache>,
+    positions: Positions,
+    /// Per row, the padding after its chunk, when there are several.
+    padding: Option<Vec<i32>>,
+}
 
 pub struct Batch {
     model: Rc<dyn LanguageModel>,
@@ -331,16 +344,38 @@ impl Batch {
     pub fn run(&mut self, plan: &StepPlan) -> Result<()> {
         let started = Instant::now();
         self.drop_rows(&plan.drop)?;
-        let decode = match (&self.next, self.rows.len()) {
-            (Some(next), rows) if rows > 0 => {
-                let input = next.reshape(&[rows as i32, 1])?;
-                let logits =
-                    self.model
-                        .forward_positions(&input, &mut self.caches, Positions::Last)?;
-                async_eval([&logits])?;
-                Some(logits)
-            }
+        let mut waves = plan.prefill.iter();
+        let input = match (&self.next, self.rows.len()) {
+            (Some(next), rows) if rows > 0 => Some(next.reshape(&[rows as i32, 1])?),
             _ => None,
+        };
+        // The rows' pass carries the first prompt chunks too: each weight is read once for both.
+        let mut fused = None;
+        let decode = match input {
+            Some(input) => {
+                let mut wave = match waves.next() {
+                    Some(wave) => self.prepare_wave(wave)?,
+                    None => None,
+                };
+                let mut groups = vec![Group {
+                    tokens: &input,
+                    caches: &mut self.caches,
+                    positions: Positions::Last,
+                }];
+                if let Some(wave) = wave.as_mut() {
+                    groups.push(Group {
+                        tokens: &wave.tokens,
+                        caches: &mut wave.caches,
+                        positions: wave.positions.clone(),
+                    });
+                }
+                let mut logits = self.model.forward_groups(&mut groups)?.into_iter();
+                let decoded = logits.next().expect("the rows' logits");
+                async_eval([&decoded])?;
+                fused = wave.map(|wave| (wave, logits.next().expect("the chunks' logits")));
+                Some(decoded)
+            }
+            None => None,
         };
         // The device computes the forward pass while the tokens it takes are read.
         self.read()?;
@@ -348,14 +383,23 @@ impl Batch {
         if let Some(logits) = decode {
             self.sample_rows(&logits)?;
         }
-        let mut prefilled = 0;
-        for wave in &plan.prefill {
-            self.prefill_wave(wave)?;
-            prefilled += wave.iter().map(|(_, range)| range.len()).sum::<usize>();
+        if let Some((wave, logits)) = fused {
+            self.finish_wave(wave, &logits)?;
+        }
+        for wave in waves {
+            if let Some(mut wave) = self.prepare_wave(wave)? {
+                let logits = self.model.forward_positions(
+                    &wave.tokens,
+                    &mut wave.caches,
+                    wave.positions.clone(),
+                )?;
+                self.finish_wave(wave, &logits)?;
+            }
         }
         if decoded {
             // The whole step: with the pipelining, a decode-only step's time is that of the
             // previous forward pass, and a chunk's evaluation waits for this one's too.
+            let prefilled = plan.prefill.iter().flatten().map(|(_, r)| r.len()).sum();
             self.budget.stepped(started.elapsed(), prefilled);
         }
         Ok(())
@@ -492,23 +536,18 @@ impl Batch {
         Ok(())
     }
 
-    /// One forward pass over a chunk of each joiner's prompt, into its own caches; a prompt's
-    /// last chunk also samples its first token and makes it a row (or, when that token is its
-    /// last, leaves it to be read).
-    fn prefill_wave(&mut self, wave: &[(SeqId, Range<usize>)]) -> Result<()> {
-        // A joiner that finished since the plan was made is left out.
-        let wave: Vec<(SeqId, Range<usize>)> = wave
+    /// A wave's chunks ready for their forward pass, each sequence's caches taken out of it
+    /// (`None` when every sequence in it finished since the plan was made).
+    fn prepare_wave(&mut self, wave: &[(SeqId, Range<usize>)]) -> Result<Option<Wave>> {
+        let chunks: Vec<(SeqId, Range<usize>)> = wave
             .iter()
             .filter(|(id, _)| self.sequences.get(id).is_some_and(|s| !s.is_finished()))
             .cloned()
             .collect();
-        if wave.is_empty() {
-            return Ok(());
-        }
-        let mut caches = Vec::with_capacity(wave.len());
-        let mut chunks = Vec::with_capacity(wave.len());
-        for (id, range) in &wave {
-            let sequence = self.sequences.get_mut(id).expect("in the wave");
+        let mut caches = Vec::with_capacity(chunks.len());
+        let mut tokens = Vec::with_capacity(chunks.len());
+        for (id, range) in &chunks {
+            let sequence = self.sequences.get_mut(id).expect("not finished");
             if range.start == sequence.reused_tokens {
                 sequence.started = Instant::now();
             }
@@ -518,14 +557,70 @@ impl Batch {
             });
             caches.push(std::mem::take(&mut prefill.caches));
             prefill.done = range.end;
-            chunks.push(sequence.prompt[range.clone()].to_vec());
         }
-        let (logits, caches) = forward_chunks(self.model.as_ref(), &chunks, caches)?;
+        for (id, range) in &chunks {
+            tokens.push(&self.sequences[id].prompt[range.clone()]);
+        }
+        Ok(match (tokens.as_slice(), caches.len()) {
+            (_, 0) => None,
+            ([tokens], 1) => Some(Wave {
+                tokens: token_array(tokens),
+                caches: caches.pop().expect("one"),
+                positions: Positions::Last,
+                padding: None,
+                chunks,
+            }),
+            _ => {
+                // Several prompts as the rows of one cache, each chunk padded on the right to
+                // the longest: a row's padding comes after its tokens, so none of them attends
+                // to it, and its keys are cut off again after the pass.
+                let width = tokens.iter().map(|t| t.len()).max().unwrap_or(0);
+                let mut padded = Vec::with_capacity(tokens.len() * width);
+                for chunk in &tokens {
+                    padded.extend(chunk.iter().map(|&t| t as i32));
+                    padded.extend(std::iter::repeat_n(PAD_TOKEN, width - chunk.len()));
+                }
+                let rows = tokens.len() as i32;
+                let lasts = tokens.iter().map(|t| t.len() as i32 - 1).collect();
+                let padding = tokens.iter().map(|t| (width - t.len()) as i32).collect();
+                let mut each = caches.into_iter();
+                let mut stacked = each.next().unwrap_or_default();
+                for own in each {
+                    for (layer, row) in stacked.iter_mut().zip(own) {
+                        layer.append_row(row)?;
+                    }
+                }
+                Some(Wave {
+                    tokens: Array::from_slice(&padded, &[rows, width as i32]),
+                    caches: stacked,
+                    positions: Positions::LastOf(lasts),
+                    padding: Some(padding),
+                    chunks,
+                })
+            }
+        })
+    }
+
+    /// After a wave's pass (`logits` `[rows, 1, vocab]`, one row per chunk): each sequence's
+    /// caches go back to it; a prompt that is in samples its first token and becomes a row.
+    fn finish_wave(&mut self, wave: Wave, logits: &Array) -> Result<()> {
+        let caches: Vec<Vec<KvCache>> = match &wave.padding {
+            None => vec![wave.caches],
+            Some(padding) => {
+                let mut split: Vec<Vec<KvCache>> = padding.iter().map(|_| Vec::new()).collect();
+                for layer in &wave.caches {
+                    for (own, row) in split.iter_mut().zip(layer.split_rows(padding)?) {
+                        own.push(row);
+                    }
+                }
+                split
+            }
+        };
         let mut evaluate = Vec::new();
         let mut complete = Vec::new();
-        for (r, ((id, _), caches)) in wave.iter().zip(caches).enumerate() {
+        for (r, ((id, _), caches)) in wave.chunks.iter().zip(caches).enumerate() {
             let sequence = self.sequences.get_mut(id).expect("in the wave");
-            let prefill = sequence.prefill.as_mut().expect("made above");
+            let prefill = sequence.prefill.as_mut().expect("made for the wave");
             prefill.caches = caches;
             if prefill.done < sequence.prompt.len() {
                 evaluate.extend(prefill.caches.iter().flat_map(KvCache::arrays).cloned());
@@ -590,45 +685,6 @@ impl Batch {
     }
 }
 
-/// One forward pass over prompt chunks, each into its own caches: logits `[chunks, 1, vocab]`
-/// at each chunk's last token, and the caches back. Several chunks go as the rows of one
-/// cache, each padded on the right to the longest: a row's padding comes after its tokens, so
-/// none of them attends to it, and its keys are cut off again.
-fn forward_chunks(
-    model: &dyn LanguageModel,
-    chunks: &[Vec<u32>],
-    mut caches: Vec<Vec<KvCache>>,
-) -> Result<(Array, Vec<Vec<KvCache>>)> {
-    if let ([chunk], [own]) = (chunks, caches.as_mut_slice()) {
-        let logits = model.forward_positions(&token_array(chunk), own, Positions::Last)?;
-        return Ok((logits, caches));
-    }
-    let width = chunks.iter().map(|c| c.len()).max().unwrap_or(0);
-    let mut tokens = Vec::with_capacity(chunks.len() * width);
-    for chunk in chunks {
-        tokens.extend(chunk.iter().map(|&t| t as i32));
-        tokens.extend(std::iter::repeat_n(PAD_TOKEN, width - chunk.len()));
-    }
-    let tokens = Array::from_slice(&tokens, &[chunks.len() as i32, width as i32]);
-    let mut rows = caches.into_iter();
-    let mut joint = rows.next().unwrap_or_default();
-    for own in rows {
-        for (layer, row) in joint.iter_mut().zip(own) {
-            layer.append_row(row)?;
-        }
-    }
-    let lasts = chunks.iter().map(|c| c.len() as i32 - 1).collect();
-    let logits = model.forward_positions(&tokens, &mut joint, Positions::LastOf(lasts))?;
-    let padding: Vec<i32> = chunks.iter().map(|c| (width - c.len()) as i32).collect();
-    let mut split: Vec<Vec<KvCache>> = chunks.iter().map(|_| Vec::new()).collect();
-    for layer in &joint {
-        for (own, row) in split.iter_mut().zip(layer.split_rows(&padding)?) {
-            own.push(row);
-        }
-    }
-    Ok((logits, split))
-}
-
 impl Drop for Batch {
     /// Waits for the queued tokens. MLX keeps computing queued work on its own thread: left
     /// running, it can outlive the arrays it uses, and at process exit it crashed inside the
@@ -661,9 +717,9 @@ fn host_tokens(tokens: &Array) -> Result<Vec<u32>> {
 
 /// How much of the waiting prompts one step prefills while rows decode: a step with chunks
 /// should take about `1 + PREFILL_SHARE` times a step without, so that the longest gap between
-/// two tokens of a running stream stays near twice the usual (about three times on a CPU, where
-/// a chunk's forward pass reads every weight again whatever its length, so even the smallest
-/// chunk adds about a decode step). Learnt from the steps themselves
+/// two tokens of a running stream stays near twice the usual. (The chunks ride in the rows'
+/// pass where the model allows it; a pass of their own reads every weight again, which on a
+/// CPU costs about a decode step whatever its length.) Learnt from the steps themselves
 /// (moving averages of a decode-only step's time and of the time a prompt token adds to a step),
 /// so it follows the device, the model, the number of rows and how far the prompt has got (its
 /// later tokens attend to more). With no rows decoding, whole prompts go at full speed.
@@ -679,8 +735,8 @@ pub struct PrefillBudget {
 
 /// The time a chunk adds to a step, as a fraction of a decode-only step's.
 const PREFILL_SHARE: f64 = 1.0;
-/// The smallest chunk: a forward pass reads every weight whatever its length, so a chunk of
-/// fewer tokens would take longer in all for little gain in the gap.
+/// The smallest chunk: fewer tokens would make a long prompt wait far longer for little gain in
+/// the gap.
 const MIN_CHUNK: usize = 4;
 /// The chunk before anything was measured.
 const FIRST_CHUNK: usize = 16;

@@ -57,7 +57,7 @@ pub use error::{EngineError, Result};
 pub use generate::{generate, Control, FinishReason, Generation, Generator, Sequence};
 pub use load_plan::{LoadPlan, LoadPolicy, WeightLayout};
 pub use logprobs::{Candidate, TokenLogprob};
-pub use models::{load, plan, LanguageModel, LoadedModel, Positions};
+pub use models::{load, plan, Group, LanguageModel, LoadedModel, Positions};
 pub use prefix_cache::{PrefixCache, PrefixStats, SharedPrefixCache};
 pub use runtime::{Blas, DeviceKind, RuntimeInfo};
 pub use sampler::{Sampler, SamplingChoice, SamplingParams, DEFAULT_TEMPERATURE, DEFAULT_TOP_P};

@@ -3,7 +3,8 @@
 
 use mlx_rs::fast;
 use mlx_rs::nn::silu;
-use mlx_rs::ops::split_at_indices;
+use mlx_rs::ops::indexing::IndexOp;
+use mlx_rs::ops::{concatenate, split_at_indices};
 use mlx_rs::Array;
 
 use crate::checkpoint::{Linear, Weights};
@@ -11,7 +12,7 @@ use crate::error::{EngineError, Result};
 use crate::kv_cache::{KvCache, RowOffsets};
 
 use super::rope::Rope;
-use super::Positions;
+use super::{Group, Positions};
 
 /// The head size of an architecture that has none of its own: `hidden_size` split evenly
 /// among the heads. The config check divides them only when no `head_dim` is given, and these
@@ -112,7 +113,30 @@ impl Attention {
         cache: &mut KvCache,
     ) -> Result<Array> {
         let (rows, length) = (x.shape()[0], x.shape()[1]);
-        let (q, k, v) = match &self.projections {
+        let (q, k, v) = self.project(x)?;
+        let out = self.attend(q, k, v, (rows, length), rope, offsets, cache)?;
+        self.o_proj.forward(&out)
+    }
+
+    /// Several groups' tokens, flattened to `x` `[tokens, hidden]` ([`Groups`]), projected
+    /// together; each group attends over its own cache, at its own offsets.
+    pub fn forward_groups(
+        &self,
+        x: &Array,
+        rope: &Rope,
+        groups: &Groups,
+        caches: &mut [&mut KvCache],
+    ) -> Result<Array> {
+        let (q, k, v) = self.project(x)?;
+        let out = groups.attend_each(q, k, v, caches, |q, k, v, shape, offsets, cache| {
+            self.attend(q, k, v, shape, rope, offsets, cache)
+        })?;
+        self.o_proj.forward(&out)
+    }
+
+    /// Queries, keys and values of `x` (any leading shape).
+    fn project(&self, x: &Array) -> Result<(Array, Array, Array)> {
+        Ok(match &self.projections {
             QkvProjections::Separate {
                 q_proj,
                 k_proj,
@@ -127,7 +151,22 @@ impl Attention {
                 let mut next = || parts.next().expect("three sections");
                 (next(), next(), next())
             }
-        };
+        })
+    }
+
+    /// Attention of one group's `rows` x `L` queries over its cache: `[rows, L, heads * dim]`,
+    /// before the output projection.
+    #[allow(clippy::too_many_arguments)]
+    fn attend(
+        &self,
+        q: Array,
+        k: Array,
+        v: Array,
+        (rows, length): (i32, i32),
+        rope: &Rope,
+        offsets: &RowOffsets,
+        cache: &mut KvCache,
+    ) -> Result<Array> {
         let heads = |a: Array, heads: i32, norm: Option<&Array>| -> Result<Array> {
             let mut a = a.reshape(&[rows, length, heads, self.head_dim])?;
             if let Some(weight) = norm {
@@ -152,10 +191,9 @@ impl Attention {
             attend.mask.sdpa(),
             None,
         )?;
-        self.o_proj.forward(
-            &out.transpose_axes(&[0, 2, 1, 3])?
-                .reshape(&[rows, length, -1])?,
-        )
+        Ok(out
+            .transpose_axes(&[0, 2, 1, 3])?
+            .reshape(&[rows, length, -1])?)
     }
 }
 
@@ -236,6 +274,27 @@ impl PreNormBlock {
     ) -> Result<Array> {
         let normed = fast::rms_norm(h, Some(&self.input_layernorm), eps)?;
         let h = h.add(self.attention.forward(&normed, rope, offsets, cache)?)?;
+        self.feed_forward(h, eps)
+    }
+
+    /// [`PreNormBlock::forward`] over several groups' tokens, flattened to `h` `[tokens,
+    /// hidden]` ([`Groups`]).
+    pub fn forward_groups(
+        &self,
+        h: &Array,
+        eps: f32,
+        rope: &Rope,
+        groups: &Groups,
+        caches: &mut [&mut KvCache],
+    ) -> Result<Array> {
+        let normed = fast::rms_norm(h, Some(&self.input_layernorm), eps)?;
+        let attended = self
+            .attention
+            .forward_groups(&normed, rope, groups, caches)?;
+        self.feed_forward(h.add(attended)?, eps)
+    }
+
+    fn feed_forward(&self, h: Array, eps: f32) -> Result<Array> {
         let normed = fast::rms_norm(&h, Some(&self.post_attention_layernorm), eps)?;
         Ok(h.add(self.mlp.forward(&normed)?)?)
     }
@@ -315,6 +374,25 @@ impl super::LanguageModel for Decoder {
         }
     }
 
+    /// Every group's tokens through each projection together, attention per group.
+    fn forward_groups(&self, groups: &mut [Group<'_>]) -> Result<Vec<Array>> {
+        forward_flat(
+            self,
+            groups,
+            |tokens| self.embed_tokens.forward(tokens),
+            |layer, h, shapes, caches| {
+                self.layers[layer].forward_groups(h, self.eps, &self.rope, shapes, caches)
+            },
+            |h| {
+                let h = fast::rms_norm(h, Some(&self.norm), self.eps)?;
+                match &self.lm_head {
+                    Some(head) => head.forward(&h),
+                    None => self.embed_tokens.as_linear(&h),
+                }
+            },
+        )
+    }
+
     fn num_layers(&self) -> usize {
         self.layers.len()
     }
@@ -328,6 +406,110 @@ impl super::LanguageModel for Decoder {
         }
         Ok(fast::rms_norm(&h, Some(&self.norm), self.eps)?)
     }
+}
+
+/// The groups of a fused pass, their tokens flattened to `[tokens, hidden]` in order: each
+/// group's `(rows, L)` and RoPE offsets.
+pub struct Groups {
+    shapes: Vec<(i32, i32)>,
+    offsets: Vec<RowOffsets>,
+}
+
+impl Groups {
+    /// Slices `q`, `k` and `v` `[tokens, _]` by group, runs `attend` on each (its queries, keys
+    /// and values, `(rows, L)`, offsets and cache; returning `[rows, L, _]`) and joins the
+    /// outputs back to `[tokens, _]`.
+    pub fn attend_each(
+        &self,
+        q: Array,
+        k: Array,
+        v: Array,
+        caches: &mut [&mut KvCache],
+        mut attend: impl FnMut(
+            Array,
+            Array,
+            Array,
+            (i32, i32),
+            &RowOffsets,
+            &mut KvCache,
+        ) -> Result<Array>,
+    ) -> Result<Array> {
+        let mut outs = Vec::with_capacity(self.shapes.len());
+        let mut start = 0;
+        for ((&(rows, length), offsets), cache) in self.shapes.iter().zip(&self.offsets).zip(caches)
+        {
+            let end = start + rows * length;
+            let out = attend(
+                q.index(start..end),
+                k.index(start..end),
+                v.index(start..end),
+                (rows, length),
+                offsets,
+                cache,
+            )?;
+            outs.push(out.reshape(&[rows * length, -1])?);
+            start = end;
+        }
+        Ok(concatenate(&outs, 0)?)
+    }
+}
+
+/// [`super::LanguageModel::forward_groups`] for a stack of layers: one group is an ordinary
+/// pass; several have their embedded tokens (`embed`) flattened together through every
+/// `layer` (its index, the hidden states, the groups, and that layer's cache of each group),
+/// then the positions each group asks for go through `head` (final norm and output
+/// projection) together.
+pub fn forward_flat(
+    model: &dyn super::LanguageModel,
+    groups: &mut [Group<'_>],
+    embed: impl Fn(&Array) -> Result<Array>,
+    mut layer: impl FnMut(usize, &Array, &Groups, &mut [&mut KvCache]) -> Result<Array>,
+    head: impl Fn(&Array) -> Result<Array>,
+) -> Result<Vec<Array>> {
+    if let [group] = groups {
+        let logits =
+            model.forward_positions(group.tokens, group.caches, group.positions.clone())?;
+        return Ok(vec![logits]);
+    }
+    let shape = Groups {
+        shapes: groups
+            .iter()
+            .map(|g| (g.tokens.shape()[0], g.tokens.shape()[1]))
+            .collect(),
+        offsets: groups.iter().map(|g| RowOffsets::of(g.caches)).collect(),
+    };
+    let mut embedded = Vec::with_capacity(groups.len());
+    for group in groups.iter() {
+        let h = embed(group.tokens)?;
+        let hidden = *h.shape().last().expect("a hidden axis");
+        embedded.push(h.reshape(&[-1, hidden])?);
+    }
+    let mut h = concatenate(&embedded, 0)?;
+    for index in 0..model.num_layers() {
+        let mut caches: Vec<&mut KvCache> =
+            groups.iter_mut().map(|g| &mut g.caches[index]).collect();
+        h = layer(index, &h, &shape, &mut caches)?;
+    }
+    let hidden = *h.shape().last().expect("a hidden axis");
+    let (mut selected, mut kept) = (Vec::new(), Vec::new());
+    let mut start = 0;
+    for (group, &(rows, length)) in groups.iter().zip(&shape.shapes) {
+        let end = start + rows * length;
+        let part = h.index(start..end).reshape(&[rows, length, hidden])?;
+        let part = group.positions.clone().select(part)?;
+        kept.push((rows, part.shape()[1]));
+        selected.push(part.reshape(&[-1, hidden])?);
+        start = end;
+    }
+    let logits = head(&concatenate(&selected, 0)?)?;
+    let mut start = 0;
+    kept.into_iter()
+        .map(|(rows, length)| {
+            let range = start..start + rows * length;
+            start = range.end;
+            Ok(logits.index(range).reshape(&[rows, length, -1])?)
+        })
+        .collect()
 }
 
 /// `down(gelu_approx(gate(x)) * up(x))` (Gemma), with mlx's tanh approximation of GELU.

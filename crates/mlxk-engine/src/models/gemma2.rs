@@ -11,10 +11,9 @@ use crate::checkpoint::{Embedding, Linear, Weights};
 use crate::error::{EngineError, Result};
 use crate::kv_cache::{KvCache, RowOffsets};
 
-use super::common::{gemma_norm_weight, SandwichBlock};
+use super::common::{forward_flat, gemma_norm_weight, SandwichBlock};
 use super::rope::Rope;
-use super::LanguageModel;
-use super::Positions;
+use super::{Group, LanguageModel, Positions};
 
 #[derive(Debug, Clone, Deserialize)]
 pub(super) struct Args {
@@ -110,20 +109,30 @@ impl Gemma2 {
         offsets: &RowOffsets,
         cache: &mut KvCache,
     ) -> Result<Array> {
-        let a = &self.args;
         let (rows, length) = (x.shape()[0], x.shape()[1]);
+        let (q, k, v) = project(block, x)?;
+        let out = self.attend(q, k, v, (rows, length), offsets, cache)?;
+        block.o_proj.forward(&out)
+    }
+
+    /// Attention of one group's `rows` x `L` queries over its cache, written out for the
+    /// soft-capped scores: `[rows, L, heads * dim]`, before the output projection.
+    fn attend(
+        &self,
+        q: Array,
+        k: Array,
+        v: Array,
+        (rows, length): (i32, i32),
+        offsets: &RowOffsets,
+        cache: &mut KvCache,
+    ) -> Result<Array> {
+        let a = &self.args;
         let (heads, kv_heads, dim) = (a.num_attention_heads, a.num_key_value_heads, a.head_dim);
-        let split = |proj: &Linear, h: i32| -> Result<Array> {
-            Ok(proj
-                .forward(x)?
-                .reshape(&[rows, length, h, dim])?
+        let split = |x: Array, h: i32| -> Result<Array> {
+            Ok(x.reshape(&[rows, length, h, dim])?
                 .transpose_axes(&[0, 2, 1, 3])?)
         };
-        let (q, k, v) = (
-            split(&block.q_proj, heads)?,
-            split(&block.k_proj, kv_heads)?,
-            split(&block.v_proj, kv_heads)?,
-        );
+        let (q, k, v) = (split(q, heads)?, split(k, kv_heads)?, split(v, kv_heads)?);
         let (q, k) = (self.rope.apply(&q, offsets)?, self.rope.apply(&k, offsets)?);
         let attend = cache.update_and_attend(k, v)?;
         // `[L, T]` or `[rows, 1, L, T]`, against scores `[rows, kv_heads, repeats, L, T]`.
@@ -146,11 +155,32 @@ impl Gemma2 {
         let out = softmax_axis(&scores, -1, true)?
             .matmul(&v)?
             .reshape(&[rows, heads, length, dim])?;
-        block.o_proj.forward(
-            &out.transpose_axes(&[0, 2, 1, 3])?
-                .reshape(&[rows, length, -1])?,
+        Ok(out
+            .transpose_axes(&[0, 2, 1, 3])?
+            .reshape(&[rows, length, -1])?)
+    }
+
+    /// `sqrt(hidden_size)`, as mlx-lm scales the embeddings.
+    fn embedding_scale(&self) -> Array {
+        Array::from_f32((self.args.hidden_size as f64).sqrt() as f32)
+    }
+
+    fn head(&self, h: &Array) -> Result<Array> {
+        let h = fast::rms_norm(h, Some(&self.norm), self.args.rms_norm_eps)?;
+        soft_cap(
+            &self.embed_tokens.as_linear(&h)?,
+            self.args.final_logit_softcapping,
         )
     }
+}
+
+/// Queries, keys and values of `x` (any leading shape).
+fn project(block: &Block, x: &Array) -> Result<(Array, Array, Array)> {
+    Ok((
+        block.q_proj.forward(x)?,
+        block.k_proj.forward(x)?,
+        block.v_proj.forward(x)?,
+    ))
 }
 
 impl LanguageModel for Gemma2 {
@@ -166,18 +196,40 @@ impl LanguageModel for Gemma2 {
         positions: Positions,
     ) -> Result<Array> {
         let eps = self.args.rms_norm_eps;
-        let scale = (self.args.hidden_size as f64).sqrt() as f32;
-        let mut h = h.multiply(Array::from_f32(scale))?;
+        let mut h = h.multiply(self.embedding_scale())?;
         let offsets = RowOffsets::of(caches);
         for (block, cache) in self.layers.iter().zip(caches.iter_mut()) {
             h = block.norms.forward(&h, eps, |normed| {
                 self.attention(block, normed, &offsets, cache)
             })?;
         }
-        let h = fast::rms_norm(&positions.select(h)?, Some(&self.norm), eps)?;
-        soft_cap(
-            &self.embed_tokens.as_linear(&h)?,
-            self.args.final_logit_softcapping,
+        self.head(&positions.select(h)?)
+    }
+
+    /// Every group's tokens through each projection together, attention per group.
+    fn forward_groups(&self, groups: &mut [Group<'_>]) -> Result<Vec<Array>> {
+        let eps = self.args.rms_norm_eps;
+        forward_flat(
+            self,
+            groups,
+            |tokens| {
+                Ok(self
+                    .embed_tokens
+                    .forward(tokens)?
+                    .multiply(self.embedding_scale())?)
+            },
+            |layer, h, groups, caches| {
+                let block = &self.layers[layer];
+                block.norms.forward(h, eps, |normed| {
+                    let (q, k, v) = project(block, normed)?;
+                    let out =
+                        groups.attend_each(q, k, v, caches, |q, k, v, shape, offsets, cache| {
+                            self.attend(q, k, v, shape, offsets, cache)
+                        })?;
+                    block.o_proj.forward(&out)
+                })
+            },
+            |h| self.head(h),
         )
     }
 

@@ -15,10 +15,9 @@ use crate::checkpoint::{Embedding, Linear, Weights};
 use crate::error::{EngineError, Result};
 use crate::kv_cache::{KvCache, RowOffsets};
 
-use super::common::{gemma_norm_weight, SandwichBlock};
+use super::common::{forward_flat, gemma_norm_weight, SandwichBlock};
 use super::rope::Rope;
-use super::LanguageModel;
-use super::Positions;
+use super::{Group, LanguageModel, Positions};
 
 #[derive(Debug, Clone, Deserialize)]
 pub(super) struct Args {
@@ -135,23 +134,42 @@ impl Gemma3 {
         offsets: &RowOffsets,
         cache: &mut KvCache,
     ) -> Result<Array> {
-        let a = &self.args;
         let (rows, length) = (x.shape()[0], x.shape()[1]);
+        let (q, k, v) = project(block, x)?;
+        let out = self.attend(block, q, k, v, (rows, length), offsets, cache)?;
+        block.o_proj.forward(&out)
+    }
+
+    /// Attention of one group's `rows` x `L` queries over its cache: `[rows, L, heads * dim]`,
+    /// before the output projection.
+    #[allow(clippy::too_many_arguments)]
+    fn attend(
+        &self,
+        block: &Block,
+        q: Array,
+        k: Array,
+        v: Array,
+        (rows, length): (i32, i32),
+        offsets: &RowOffsets,
+        cache: &mut KvCache,
+    ) -> Result<Array> {
+        let a = &self.args;
         let dim = a.head_dim;
-        let split = |proj: &Linear, heads: i32, norm: &Array| -> Result<Array> {
-            let h = proj
-                .forward(x)?
-                .reshape(&[rows, length, heads, dim])?
-                .transpose_axes(&[0, 2, 1, 3])?;
-            Ok(fast::rms_norm(&h, Some(norm), a.rms_norm_eps)?)
+        let heads = |x: Array, heads: i32| -> Result<Array> {
+            Ok(x.reshape(&[rows, length, heads, dim])?
+                .transpose_axes(&[0, 2, 1, 3])?)
         };
-        let q = split(&block.q_proj, a.num_attention_heads, &block.q_norm)?;
-        let k = split(&block.k_proj, a.num_key_value_heads, &block.k_norm)?;
-        let v = block
-            .v_proj
-            .forward(x)?
-            .reshape(&[rows, length, a.num_key_value_heads, dim])?
-            .transpose_axes(&[0, 2, 1, 3])?;
+        let q = fast::rms_norm(
+            &heads(q, a.num_attention_heads)?,
+            Some(&block.q_norm),
+            a.rms_norm_eps,
+        )?;
+        let k = fast::rms_norm(
+            &heads(k, a.num_key_value_heads)?,
+            Some(&block.k_norm),
+            a.rms_norm_eps,
+        )?;
+        let v = heads(v, a.num_key_value_heads)?;
         let rope = if block.window.is_some() {
             &self.local_rope
         } else {
@@ -168,11 +186,32 @@ impl Gemma3 {
             attend.mask.sdpa(),
             None,
         )?;
-        block.o_proj.forward(
-            &out.transpose_axes(&[0, 2, 1, 3])?
-                .reshape(&[rows, length, -1])?,
-        )
+        Ok(out
+            .transpose_axes(&[0, 2, 1, 3])?
+            .reshape(&[rows, length, -1])?)
     }
+
+    /// mlx-lm rounds the embedding scale, `sqrt(hidden_size)`, to bfloat16 first; so do we.
+    fn embedding_scale(&self) -> Array {
+        Array::from_f32(half::bf16::from_f64((self.args.hidden_size as f64).sqrt()).to_f32())
+    }
+
+    fn head(&self, h: &Array) -> Result<Array> {
+        let h = fast::rms_norm(h, Some(&self.norm), self.args.rms_norm_eps)?;
+        match &self.lm_head {
+            Some(head) => head.forward(&h),
+            None => self.embed_tokens.as_linear(&h),
+        }
+    }
+}
+
+/// Queries, keys and values of `x` (any leading shape).
+fn project(block: &Block, x: &Array) -> Result<(Array, Array, Array)> {
+    Ok((
+        block.q_proj.forward(x)?,
+        block.k_proj.forward(x)?,
+        block.v_proj.forward(x)?,
+    ))
 }
 
 impl LanguageModel for Gemma3 {
@@ -189,9 +228,7 @@ impl LanguageModel for Gemma3 {
         positions: Positions,
     ) -> Result<Array> {
         let eps = self.args.rms_norm_eps;
-        // mlx-lm rounds the embedding scale to bfloat16 first; so do we.
-        let scale = half::bf16::from_f64((self.args.hidden_size as f64).sqrt()).to_f32();
-        let mut h = h.multiply(Array::from_f32(scale))?;
+        let mut h = h.multiply(self.embedding_scale())?;
         // Absolute positions: the local and the global layers rotate by the same offsets.
         let offsets = RowOffsets::of(caches);
         for (block, cache) in self.layers.iter().zip(caches.iter_mut()) {
@@ -199,11 +236,34 @@ impl LanguageModel for Gemma3 {
                 self.attention(block, normed, &offsets, cache)
             })?;
         }
-        let h = fast::rms_norm(&positions.select(h)?, Some(&self.norm), eps)?;
-        match &self.lm_head {
-            Some(head) => head.forward(&h),
-            None => self.embed_tokens.as_linear(&h),
-        }
+        self.head(&positions.select(h)?)
+    }
+
+    /// Every group's tokens through each projection together, attention per group.
+    fn forward_groups(&self, groups: &mut [Group<'_>]) -> Result<Vec<Array>> {
+        let eps = self.args.rms_norm_eps;
+        forward_flat(
+            self,
+            groups,
+            |tokens| {
+                Ok(self
+                    .embed_tokens
+                    .forward(tokens)?
+                    .multiply(self.embedding_scale())?)
+            },
+            |layer, h, groups, caches| {
+                let block = &self.layers[layer];
+                block.norms.forward(h, eps, |normed| {
+                    let (q, k, v) = project(block, normed)?;
+                    let out =
+                        groups.attend_each(q, k, v, caches, |q, k, v, shape, offsets, cache| {
+                            self.attend(block, q, k, v, shape, offsets, cache)
+                        })?;
+                    block.o_proj.forward(&out)
+                })
+            },
+            |h| self.head(h),
+        )
     }
 
     fn num_layers(&self) -> usize {

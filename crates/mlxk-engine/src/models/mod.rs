@@ -56,6 +56,14 @@ impl Positions {
     }
 }
 
+/// One part of a fused forward pass ([`LanguageModel::forward_groups`]): tokens `[B, L]` over
+/// their own caches, with the positions to compute logits for.
+pub struct Group<'a> {
+    pub tokens: &'a Array,
+    pub caches: &'a mut [KvCache],
+    pub positions: Positions,
+}
+
 /// A causal language model: token ids in, next-token logits out.
 pub trait LanguageModel {
     /// `tokens` is `[B, L]`, one row per sequence of the caches (whose rows must be `B`);
@@ -83,6 +91,18 @@ pub trait LanguageModel {
         caches: &mut [KvCache],
         positions: Positions,
     ) -> Result<Array>;
+
+    /// Several forward passes in one, each group over its own caches (the rows decoding and
+    /// the prompts being prefilled beside them): each group's logits, as
+    /// [`LanguageModel::forward_positions`] gives them. A model may project every group's
+    /// tokens together, reading each weight once (on a CPU, what a pass costs whatever its
+    /// length); by default each group is a pass of its own.
+    fn forward_groups(&self, groups: &mut [Group<'_>]) -> Result<Vec<Array>> {
+        groups
+            .iter_mut()
+            .map(|g| self.forward_positions(g.tokens, g.caches, g.positions.clone()))
+            .collect()
+    }
 
     /// Logits for every position.
     fn forward(&self, tokens: &Array, caches: &mut [KvCache]) -> Result<Array> {
