@@ -53,5 +53,5 @@ ARGS=(--ours "$MLXK" --before "${BEFORE:-none}" --python "$PY" --model "$MODEL" 
 "$MLXK" --version
 "$PY" "$ROOT/bench/batch_bench.py" "${ARGS[@]}" & BENCH=$!
 # The script stops the servers it started when it ends, also on a SIGTERM from here.
-trap 'kill $BENCH 2>/dev/null; wait 2>/dev/null' EXIT
+trap 'kill $BENCH 2>/dev/null || true; wait 2>/dev/null' EXIT
 wait $BENCH

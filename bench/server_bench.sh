@@ -19,7 +19,7 @@ free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)
 OURS_PORT=$(free_port); THEIRS_PORT=$(free_port)
 "$MLXK" serve --port "$OURS_PORT" --keep-alive 0 2>/dev/null & OURS=$!
 "$PY" -m mlx_lm server --model "$SNAPSHOT" --port "$THEIRS_PORT" 2>/dev/null & THEIRS=$!
-trap 'kill $OURS $THEIRS 2>/dev/null; wait 2>/dev/null' EXIT
+trap 'kill $OURS $THEIRS 2>/dev/null || true; wait 2>/dev/null' EXIT
 
 "$PY" - "$MLXK" "$MODEL" "$SNAPSHOT" "$OURS_PORT" "$THEIRS_PORT" <<'PY'
 import json, statistics, subprocess, sys, threading, time
