@@ -52,7 +52,7 @@ pub enum Poll {
 
 /// What one step does, decided before any of it runs (so that a leader can send it to
 /// followers that only run it, for tensor parallelism): the rows that leave before the forward
-/// pass, and the prompt chunks prefilled after it.
+/// pass, and the prompt chunks prefilled (the first wave in the rows' pass when rows decode).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepPlan {
     pub drop: Vec<SeqId>,
@@ -271,10 +271,10 @@ impl Batch {
     }
 
     /// What the next step does: rows finished between steps, or whose queued token is their
-    /// last, leave before the forward pass. While rows decode, one more forward pass takes a
-    /// chunk of every waiting prompt, so that clients that arrived together get their first
-    /// tokens together; with none decoding, the first prompt goes whole (as fast as a
-    /// generation alone), beside the short ones waiting with it.
+    /// last, leave before the forward pass. While rows decode, a chunk of every waiting prompt
+    /// rides in their pass, so that clients that arrived together get their first tokens
+    /// together; with none decoding, the first prompt goes whole (as fast as a generation
+    /// alone), beside the short ones waiting with it.
     pub fn plan(&self) -> StepPlan {
         let drop: Vec<SeqId> = self
             .rows
