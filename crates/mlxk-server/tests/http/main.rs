@@ -50,6 +50,10 @@ struct Record {
     ended: Vec<FinishReason>,
     /// The number of inputs of each embedding batch, in order.
     embed_batches: Vec<usize>,
+    /// Generations started and batch steps taken, in order (`start`, `step`).
+    timeline: Vec<&'static str>,
+    /// How long loading a text model takes (none unless a test sets it).
+    load_time: Duration,
 }
 
 /// The stand-in engine: answers with the words of the prompt's last message, one per token.
@@ -78,7 +82,12 @@ impl Backend for FakeBackend {
     }
 
     fn load(&mut self, model: &RunnableModel) -> Result<u64, ServiceError> {
-        self.record.lock().unwrap().loads.push(model.name.clone());
+        let load_time = {
+            let mut record = self.record.lock().unwrap();
+            record.loads.push(model.name.clone());
+            record.load_time
+        };
+        std::thread::sleep(load_time);
         match model.name.as_str() {
             UNUSABLE => Err(ServiceError::ModelUnusable(format!(
                 "{UNUSABLE}: config: 'num_hidden_layers' is 0"
@@ -142,6 +151,7 @@ impl Backend for FakeBackend {
     }
 
     fn step(&mut self, model: &str) -> Result<(), ServiceError> {
+        self.record.lock().unwrap().timeline.push("step");
         let Some(at) = self.failing_steps.iter().position(|(m, _)| m == model) else {
             return Ok(());
         };
@@ -161,6 +171,7 @@ impl Backend for FakeBackend {
             Prompt::Chat(messages) => messages.last().map(|m| m.content.clone()).unwrap(),
             Prompt::Text(text) => text.clone(),
         };
+        self.record.lock().unwrap().timeline.push("start");
         for (word, panics) in [("STEPFAIL", false), ("STEPPANIC", true)] {
             if text.contains(word) {
                 self.failing_steps.push((model.to_string(), panics));

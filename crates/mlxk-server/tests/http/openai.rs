@@ -301,6 +301,36 @@ async fn an_engine_failure_or_panic_fails_its_request_only() {
     assert_eq!(server.stop().await, Stopped::Cleanly);
 }
 
+/// Requests that arrive while their model loads start before its batch's first step, with
+/// the request that asked for the model: clients that arrive together are prefilled together.
+#[tokio::test]
+async fn requests_that_arrive_during_a_load_start_before_the_first_step() {
+    let server = Server::start().await;
+    server.record.lock().unwrap().load_time = Duration::from_millis(800);
+    let send = |text: String| {
+        let (client, url) = (server.client.clone(), server.url("/v1/chat/completions"));
+        let request = chat(&text);
+        tokio::spawn(async move {
+            let response = client.post(url).json(&request).send().await.unwrap();
+            response.status().as_u16()
+        })
+    };
+    let mut requests = vec![send("one two".into())];
+    while server.record.lock().unwrap().loads.is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The model is loading: three more come.
+    requests.extend((0..3).map(|i| send(format!("word{i} and more"))));
+    for request in requests {
+        assert_eq!(request.await.unwrap(), 200);
+    }
+    let timeline = server.record.lock().unwrap().timeline.clone();
+    let first_step = timeline.iter().position(|e| *e == "step").unwrap();
+    assert_eq!(timeline[..first_step], ["start"; 4], "{timeline:?}");
+    assert_eq!(server.record.lock().unwrap().loads, [MODEL], "one load");
+    assert_eq!(server.stop().await, Stopped::Cleanly);
+}
+
 #[tokio::test]
 async fn a_failed_batch_step_ends_the_generations_on_its_model_and_lets_it_go() {
     let server = Server::start().await;
