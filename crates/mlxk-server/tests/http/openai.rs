@@ -343,14 +343,27 @@ async fn a_failed_batch_step_ends_the_generations_on_its_model_and_lets_it_go() 
         // A stream under way on the model, then a request whose step breaks the batch.
         let mut request = chat("SLOW one two three four five six seven eight nine ten");
         request["stream"] = json!(true);
+        // Under way means it streamed something already: a request that broke the batch before
+        // its first token would end it with a plain error, not an error event.
+        let (begun, under_way) = tokio::sync::oneshot::channel();
         let stream = {
             let (client, url) = (server.client.clone(), server.url("/v1/chat/completions"));
             tokio::spawn(async move {
-                let response = client.post(url).json(&request).send().await.unwrap();
-                response.text().await.unwrap()
+                let mut response = client.post(url).json(&request).send().await.unwrap();
+                let mut text = String::new();
+                let mut begun = Some(begun);
+                while let Some(chunk) = response.chunk().await.unwrap() {
+                    text.push_str(&String::from_utf8_lossy(&chunk));
+                    if text.contains("data: ") {
+                        if let Some(begun) = begun.take() {
+                            let _ = begun.send(());
+                        }
+                    }
+                }
+                text
             })
         };
-        server.wait_for_queue(1, 0).await;
+        under_way.await.unwrap();
         let (status, body) = server
             .post("/v1/chat/completions", chat(&format!("{word} now")))
             .await;
